@@ -1,0 +1,50 @@
+//! `prdiff`: the operator CLI. Each subcommand lives in its own module; this file wires them.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod config;
+mod plan;
+
+/// Data diffs for dbt pull requests.
+#[derive(Parser)]
+#[command(name = "prdiff", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Plan which models a manifest pair would diff, and why.
+    Plan(plan::PlanArgs),
+    /// Manage CI configurations and data sources.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+}
+
+/// Exit codes shared by every subcommand.
+pub mod exit {
+    /// The command did its job (a diff that found differences is still success).
+    pub const OK: u8 = 0;
+    /// Warehouse, network or internal failure.
+    pub const FAILURE: u8 = 1;
+    /// Usage or input error: bad URL, unknown relation, unreadable file, invalid config.
+    pub const USAGE: u8 = 2;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let code = runtime.block_on(async move {
+        match cli.command {
+            Command::Plan(args) => plan::run(args).await,
+            Command::Config(cmd) => config::run(cmd).await,
+        }
+    });
+    ExitCode::from(code)
+}

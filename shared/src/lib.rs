@@ -1,0 +1,29 @@
+//! prdiff's common crate: everything the four Lambda functions and the `prdiff` CLI share.
+//!
+//! # Layout
+//!
+//! Modules follow the data path of a pull request, from the webhook to the comment:
+//!
+//! ```text
+//! webhook → intake → queue → poll (dbt Cloud) → manifest → plan → diff → report
+//! ```
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`sql`] | relations, the SQL dialect trait and one file per warehouse dialect |
+//! | [`warehouse`] | the warehouse port (run SQL, read rows as text) and its drivers |
+//! | [`diff`] | the in-warehouse model diff: schema, counts, per-column changes, sampling |
+//! | [`manifest`] | reading dbt `manifest.json` / `run_results.json` (v7–v12 / v4–v6) |
+//! | [`plan`] | which models a PR changes, their relations, keys and per-model options |
+//! | [`report`] | rendering diffs as text, markdown (the PR comment) and JSON |
+//!
+//! Ports (small traits) sit in a module root; adapters are sibling files. Every port has an
+//! in-process adapter so the whole path runs in one process (`prdiff serve`, tests).
+#![doc(html_no_source)]
+
+pub mod diff;
+pub mod manifest;
+pub mod plan;
+pub mod report;
+pub mod sql;
+pub mod warehouse;

@@ -1,0 +1,3 @@
+//! SQL generation: relations, the dialect trait, one file per warehouse.
+mod relation;
+pub use relation::{Relation, RelationError};

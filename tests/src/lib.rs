@@ -1,0 +1,56 @@
+//! Test harness: reaches the services `scripts/test.sh` starts.
+//!
+//! Tests fail (they do not skip) when a service is missing: run them through
+//! `scripts/test.sh`, which starts a temporary PostgreSQL cluster and moto.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The URL of the temporary PostgreSQL cluster (`PRDIFF_TEST_PG_URL`).
+pub fn pg_url() -> String {
+    std::env::var("PRDIFF_TEST_PG_URL")
+        .expect("PRDIFF_TEST_PG_URL is not set: run the tests through scripts/test.sh")
+}
+
+/// The endpoint of moto's server (`PRDIFF_TEST_AWS_ENDPOINT`).
+pub fn aws_endpoint() -> String {
+    std::env::var("PRDIFF_TEST_AWS_ENDPOINT")
+        .expect("PRDIFF_TEST_AWS_ENDPOINT is not set: run the tests through scripts/test.sh")
+}
+
+/// A name no other test in this run uses: `prefix_<pid>_<n>`.
+pub fn unique_name(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A plain tokio-postgres client on the test cluster, for setting up data.
+pub async fn pg_client() -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test PostgreSQL cluster");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// A fresh schema on the test cluster; returns its name.
+pub async fn pg_schema(prefix: &str) -> String {
+    let name = unique_name(prefix);
+    pg_client()
+        .await
+        .batch_execute(&format!("CREATE SCHEMA \"{name}\""))
+        .await
+        .expect("create test schema");
+    name
+}
+
+/// The repository root (for fixtures and example projects).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// `../shared/fixtures` beside the repository (read-only, handed to the project).
+pub fn shared_fixtures() -> std::path::PathBuf {
+    repo_root().parent().unwrap().join("shared").join("fixtures")
+}

@@ -1,0 +1,2 @@
+//! prdiff's integration tests: one binary, one module per area. The harness
+//! (`prdiff_tests`) reaches the services `scripts/test.sh` started.
