@@ -1,0 +1,3 @@
+select payment_method, count(*) as payments, sum(amount) as amount, max(paid_at) as paid_at
+from {{ ref('stg_payments') }}
+group by payment_method

@@ -1,0 +1,1 @@
+select distinct order_date as date_day from {{ ref('stg_orders') }}

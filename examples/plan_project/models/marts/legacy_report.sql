@@ -1,0 +1,1 @@
+select status, count(*) as orders from {{ ref('orders') }} group by status
