@@ -1,1 +1,691 @@
-//! (in progress)
+//! The model diff (SPEC 5.3): production relation vs PR relation, inside the warehouse.
+//!
+//! # How a diff runs
+//!
+//! 1. **Catalog.** Both relations' columns and declared types; unknown relations and
+//!    missing key columns are input errors. Schema changes (added, removed, type changed)
+//!    fall out of the two lists. Columns present on both sides are compared, after the
+//!    dialect's normalisation when their types differ (see [`crate::sql::Dialect`]).
+//! 2. **Counts and the join, together.** A cheap scan per side counts rows and NULL keys
+//!    while one pass over `prod FULL OUTER JOIN pr ON key` counts everything else: rows
+//!    only in prod, only in the PR, matched, changed, per-column changes and a few example
+//!    keys ([`query::ComparePlan::join_query`]).
+//! 3. **Duplicates first.** The join's counts are trusted only if every row appears in it
+//!    exactly once (join rows per side equal the side's row count) and exclusive keys are
+//!    distinct. Otherwise the pass is redone *windowed*: keys duplicated on a side are left
+//!    out of matching and reported, so duplicates never inflate a count. Every row is then
+//!    accounted for once: `rows = null keys + duplicated-key rows + only here + matched`.
+//! 4. **Samples.** The example keys' rows are read from both sides (values of masked
+//!    columns are replaced before they leave this module).
+//! 5. **Sampling** (tables over the threshold): see [`sampling`]. Both sides keep the rows
+//!    whose key hash falls in the same bucket range, so the same keys are compared.
+//!
+//! Nothing but aggregates and a bounded number of sample rows ever leaves the warehouse.
+
+pub mod query;
+pub mod sampling;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::sql::{ColumnType, Dialect, Relation, TypeFamily};
+use crate::warehouse::{Row, Warehouse, WarehouseError};
+use query::{CompareColumn, ComparePlan, KeyColumn, SampleBucket, Side};
+pub use sampling::SamplingSettings;
+
+/// What to diff and how.
+#[derive(Debug, Clone)]
+pub struct DiffRequest {
+    pub prod: Relation,
+    pub pr: Relation,
+    /// Key columns; empty = no row matching (schema, row counts and NULL profile only).
+    pub primary_key: Vec<String>,
+    /// A SQL boolean expression applied to both sides.
+    pub filter: Option<String>,
+    /// Compare only these columns (keys are always kept); empty = all.
+    pub include_columns: Vec<String>,
+    /// Never compare these columns (keys are never excluded).
+    pub exclude_columns: Vec<String>,
+    /// Values of these columns are masked in sample rows.
+    pub masked_columns: Vec<String>,
+    /// `None`: always exact.
+    pub sampling: Option<SamplingSettings>,
+    /// Sample rows per kind (only in prod, only in PR, changed) in the result.
+    pub sample_rows: usize,
+    /// Seed of the key hash used for sampling.
+    pub seed: u64,
+}
+
+impl DiffRequest {
+    pub fn new(prod: Relation, pr: Relation, primary_key: Vec<String>) -> Self {
+        DiffRequest {
+            prod,
+            pr,
+            primary_key,
+            filter: None,
+            include_columns: Vec::new(),
+            exclude_columns: Vec::new(),
+            masked_columns: Vec::new(),
+            sampling: None,
+            sample_rows: 5,
+            seed: 0,
+        }
+    }
+}
+
+/// Why a diff could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    #[error("relation {relation} ({side}) does not exist or has no columns visible to this user")]
+    UnknownRelation { side: &'static str, relation: String },
+    #[error("key column `{column}` is not in {side} relation {relation} (its columns: {available})")]
+    MissingKeyColumn { side: &'static str, relation: String, column: String, available: String },
+    #[error("column `{column}` named in include_columns is in neither relation")]
+    UnknownIncludedColumn { column: String },
+    #[error("the key is empty after resolving column names")]
+    EmptyKey,
+    #[error("the warehouse rejected the filter or a generated query: {source}")]
+    Rejected {
+        #[source]
+        source: WarehouseError,
+    },
+    #[error(transparent)]
+    Warehouse(WarehouseError),
+    #[error("unexpected result from the warehouse: {0}")]
+    Protocol(String),
+}
+
+impl DiffError {
+    /// Input problems (exit code 2 in the CLI, a "fix your config" row in reports).
+    pub fn is_input_error(&self) -> bool {
+        matches!(
+            self,
+            DiffError::UnknownRelation { .. }
+                | DiffError::MissingKeyColumn { .. }
+                | DiffError::UnknownIncludedColumn { .. }
+                | DiffError::EmptyKey
+                | DiffError::Rejected { .. }
+        )
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, DiffError::Warehouse(e) if e.is_retryable())
+    }
+}
+
+impl From<WarehouseError> for DiffError {
+    fn from(e: WarehouseError) -> Self {
+        match e {
+            WarehouseError::Rejected { .. } => DiffError::Rejected { source: e },
+            other => DiffError::Warehouse(other),
+        }
+    }
+}
+
+/// Row counts per side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PerSide {
+    pub prod: u64,
+    pub pr: u64,
+}
+
+/// Key problems on one side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct KeyIssues {
+    /// Rows with a NULL in any key column: they cannot be matched.
+    pub nulls: u64,
+    /// Rows whose key value occurs more than once on this side (every copy counts).
+    pub duplicates: u64,
+    /// Distinct key values that occur more than once.
+    pub duplicate_keys: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct KeyIssuesPerSide {
+    pub prod: KeyIssues,
+    pub pr: KeyIssues,
+}
+
+/// A compared column.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ColumnDiff {
+    pub name: String,
+    pub prod_type: String,
+    pub pr_type: String,
+    /// Matched rows whose value differs (an estimate when sampled).
+    pub changed: Option<u64>,
+    /// `changed` as a percentage of matched rows.
+    pub changed_pct: Option<f64>,
+    /// The interval of `changed_pct` when sampled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changed_pct_interval: Option<(f64, f64)>,
+    /// Rows where the value is NULL, per side (only for models without a key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nulls: Option<PerSide>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SchemaDiff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub type_changed: Vec<String>,
+}
+
+/// One differing row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SampleRow {
+    /// `changed`, `only_prod` or `only_pr`.
+    pub kind: &'static str,
+    /// Key column → value.
+    pub key: BTreeMap<String, Option<String>>,
+    /// Column → `[prod, pr]` values (for `changed`: only the columns that differ).
+    pub values: BTreeMap<String, [Option<String>; 2]>,
+}
+
+/// How a sampled diff was sampled, and the intervals of its estimates.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SampledInfo {
+    pub tolerance: f64,
+    pub confidence: f64,
+    pub threshold: u64,
+    pub seed: u64,
+    /// Share of keys sampled.
+    pub rate: f64,
+    pub rows_sampled: PerSide,
+    /// Interval per estimated figure: `exclusive.prod`, `exclusive.pr`, `matched`,
+    /// `changed`, `changed_pct`.
+    pub intervals: BTreeMap<String, (f64, f64)>,
+}
+
+/// The result of a model diff; `--format json` prints it (schema `version: 1`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiffResult {
+    pub version: u32,
+    pub prod: String,
+    pub pr: String,
+    pub rows: PerSide,
+    pub primary_key: Vec<String>,
+    pub primary_key_issues: KeyIssuesPerSide,
+    /// Rows only in prod / only in the PR (rows with NULL or duplicated keys excluded).
+    pub exclusive: Option<PerSide>,
+    pub matched: Option<u64>,
+    pub changed: Option<u64>,
+    pub unchanged: Option<u64>,
+    pub columns: Vec<ColumnDiff>,
+    pub schema: SchemaDiff,
+    /// `false`, or how the figures were sampled.
+    #[serde(serialize_with = "serialize_sampled")]
+    pub sampled: Option<SampledInfo>,
+    pub samples: Vec<SampleRow>,
+    /// Things a reader should know (duplicates left out, columns not found, no key).
+    pub notes: Vec<String>,
+}
+
+fn serialize_sampled<S: serde::Serializer>(v: &Option<SampledInfo>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        None => s.serialize_bool(false),
+        Some(info) => info.serialize(s),
+    }
+}
+
+impl DiffResult {
+    /// Whether anything differs at all.
+    pub fn has_differences(&self) -> bool {
+        let s = &self.schema;
+        !(s.added.is_empty() && s.removed.is_empty() && s.type_changed.is_empty())
+            || self.rows.prod != self.rows.pr
+            || self.exclusive.is_some_and(|e| e.prod > 0 || e.pr > 0)
+            || self.changed.is_some_and(|c| c > 0)
+    }
+}
+
+/// Looks `name` up in `cols`: exact match first, then a unique case-insensitive match
+/// (warehouses that upper-case unquoted names).
+fn resolve<'a>(cols: &'a [(String, ColumnType)], name: &str) -> Option<&'a (String, ColumnType)> {
+    cols.iter().find(|(n, _)| n == name).or_else(|| {
+        let mut it = cols.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name));
+        match (it.next(), it.next()) {
+            (Some(c), None) => Some(c),
+            _ => None,
+        }
+    })
+}
+
+async fn columns(wh: &dyn Warehouse, rel: &Relation, side: &'static str) -> Result<Vec<(String, ColumnType)>, DiffError> {
+    let d = wh.dialect();
+    let rows = wh.query(&d.columns_query(rel)).await?;
+    if rows.is_empty() {
+        return Err(DiffError::UnknownRelation { side, relation: rel.to_string() });
+    }
+    rows.into_iter()
+        .map(|r| match (r.first().cloned().flatten(), r.get(1).cloned().flatten()) {
+            (Some(name), ty) => Ok((name, d.parse_type(ty.as_deref().unwrap_or("")))),
+            _ => Err(DiffError::Protocol("catalog row without a column name".into())),
+        })
+        .collect()
+}
+
+/// Named integer (or text) results of one aggregate row.
+struct Aggregates {
+    values: HashMap<String, Option<String>>,
+}
+
+impl Aggregates {
+    fn new(names: &[String], row: Option<Row>) -> Result<Self, DiffError> {
+        let row = row.ok_or_else(|| DiffError::Protocol("an aggregate query returned no row".into()))?;
+        if row.len() != names.len() {
+            return Err(DiffError::Protocol(format!("expected {} aggregates, got {}", names.len(), row.len())));
+        }
+        Ok(Aggregates { values: names.iter().cloned().zip(row).collect() })
+    }
+
+    fn int(&self, name: &str) -> Result<u64, DiffError> {
+        let v = self.values.get(name).cloned().flatten().unwrap_or_else(|| "0".into());
+        // SQLite may return a REAL for SUM; integers only ever come back whole.
+        v.parse::<u64>()
+            .or_else(|_| v.parse::<f64>().map(|f| f as u64))
+            .map_err(|_| DiffError::Protocol(format!("aggregate {name} is not a count: {v}")))
+    }
+
+    fn text(&self, name: &str) -> Option<String> {
+        self.values.get(name).cloned().flatten()
+    }
+}
+
+fn join_names(n_columns: usize) -> Vec<String> {
+    let mut names: Vec<String> = query::JOIN_AGGREGATES.iter().chain(query::JOIN_EXAMPLES).map(|s| s.to_string()).collect();
+    names.extend((0..n_columns).map(|i| format!("changed_{i}")));
+    names.extend((0..n_columns).map(|i| format!("ex_changed_{i}")));
+    names
+}
+
+async fn run_join(wh: &dyn Warehouse, plan: &ComparePlan, windowed: bool, bucket: Option<SampleBucket>) -> Result<Aggregates, DiffError> {
+    let sql = plan.join_query(wh.dialect(), windowed, bucket);
+    let mut rows = wh.query(&sql).await?;
+    Aggregates::new(&join_names(plan.columns.len()), rows.pop())
+}
+
+async fn run_counts(wh: &dyn Warehouse, plan: &ComparePlan, side: Side) -> Result<(u64, u64), DiffError> {
+    let mut rows = wh.query(&plan.count_query(wh.dialect(), side)).await?;
+    let names = if plan.key.is_empty() { vec!["row_count".to_owned()] } else { vec!["row_count".to_owned(), "null_keys".to_owned()] };
+    let a = Aggregates::new(&names, rows.pop())?;
+    Ok((a.int("row_count")?, if plan.key.is_empty() { 0 } else { a.int("null_keys")? }))
+}
+
+/// Resolves the request against both catalogs.
+struct Resolved {
+    plan: ComparePlan,
+    key_names: Vec<String>,
+    columns: Vec<ColumnDiff>,
+    schema: SchemaDiff,
+    notes: Vec<String>,
+}
+
+fn resolve_request(
+    d: &dyn Dialect,
+    req: &DiffRequest,
+    prod_cols: &[(String, ColumnType)],
+    pr_cols: &[(String, ColumnType)],
+) -> Result<Resolved, DiffError> {
+    let mut notes = Vec::new();
+    let mut schema = SchemaDiff::default();
+    for (n, _) in prod_cols {
+        if !pr_cols.iter().any(|(m, _)| m == n) {
+            schema.removed.push(n.clone());
+        }
+    }
+    for (n, _) in pr_cols {
+        if !prod_cols.iter().any(|(m, _)| m == n) {
+            schema.added.push(n.clone());
+        }
+    }
+    let mut key = Vec::new();
+    let mut key_names = Vec::new();
+    let mut key_types = Vec::new();
+    for k in &req.primary_key {
+        let avail = |cols: &[(String, ColumnType)]| cols.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ");
+        let p = resolve(prod_cols, k).ok_or_else(|| DiffError::MissingKeyColumn {
+            side: "prod",
+            relation: req.prod.to_string(),
+            column: k.clone(),
+            available: avail(prod_cols),
+        })?;
+        let q = resolve(pr_cols, k).ok_or_else(|| DiffError::MissingKeyColumn {
+            side: "PR",
+            relation: req.pr.to_string(),
+            column: k.clone(),
+            available: avail(pr_cols),
+        })?;
+        let pe = d.normalise(&d.quote_identifier(&p.0), &p.1, &q.1);
+        let qe = d.normalise(&d.quote_identifier(&q.0), &q.1, &p.1);
+        key.push(KeyColumn { name: p.0.clone(), prod_expr: pe, pr_expr: qe });
+        key_names.push(p.0.clone());
+        key_types.push((p.1.family, q.1.family));
+    }
+    let integer_key = key.len() == 1 && key_types[0] == (TypeFamily::Integer, TypeFamily::Integer);
+
+    let mut included: Option<Vec<String>> = None;
+    if !req.include_columns.is_empty() {
+        let mut v = Vec::new();
+        for c in &req.include_columns {
+            match resolve(prod_cols, c).or_else(|| resolve(pr_cols, c)) {
+                Some((n, _)) => v.push(n.clone()),
+                None => return Err(DiffError::UnknownIncludedColumn { column: c.clone() }),
+            }
+        }
+        included = Some(v);
+    }
+    let mut excluded = Vec::new();
+    for c in &req.exclude_columns {
+        match resolve(prod_cols, c).or_else(|| resolve(pr_cols, c)) {
+            Some((n, _)) if key_names.contains(n) => notes.push(format!("`{n}` is a key column and is always compared (exclude_columns ignored for it)")),
+            Some((n, _)) => excluded.push(n.clone()),
+            None => notes.push(format!("exclude_columns names `{c}`, which is in neither relation")),
+        }
+    }
+
+    let mut columns = Vec::new();
+    let mut compare = Vec::new();
+    for (name, pt) in prod_cols {
+        let Some((_, qt)) = pr_cols.iter().find(|(n, _)| n == name) else { continue };
+        if !pt.same_as(qt) {
+            schema.type_changed.push(name.clone());
+        }
+        if key_names.contains(name) || excluded.contains(name) {
+            continue;
+        }
+        if let Some(inc) = &included {
+            if !inc.contains(name) {
+                continue;
+            }
+        }
+        let q = d.quote_identifier(name);
+        compare.push(CompareColumn { name: name.clone(), prod_expr: d.normalise(&q, pt, qt), pr_expr: d.normalise(&q, qt, pt) });
+        columns.push(ColumnDiff {
+            name: name.clone(),
+            prod_type: pt.raw.clone(),
+            pr_type: qt.raw.clone(),
+            changed: None,
+            changed_pct: None,
+            changed_pct_interval: None,
+            nulls: None,
+        });
+    }
+    Ok(Resolved {
+        plan: ComparePlan { prod: req.prod.clone(), pr: req.pr.clone(), key, columns: compare, filter: req.filter.clone(), integer_key },
+        key_names,
+        columns,
+        schema,
+        notes,
+    })
+}
+
+/// Runs the diff described by `req` on `wh`.
+pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, DiffError> {
+    let d = wh.dialect();
+    let (prod_cols, pr_cols) = futures::try_join!(columns(wh, &req.prod, "prod"), columns(wh, &req.pr, "PR"))?;
+    let Resolved { plan, key_names, mut columns, schema, mut notes } = resolve_request(d, req, &prod_cols, &pr_cols)?;
+    let mut result = DiffResult {
+        version: 1,
+        prod: req.prod.to_string(),
+        pr: req.pr.to_string(),
+        rows: PerSide::default(),
+        primary_key: key_names,
+        primary_key_issues: KeyIssuesPerSide::default(),
+        exclusive: None,
+        matched: None,
+        changed: None,
+        unchanged: None,
+        columns: Vec::new(),
+        schema,
+        sampled: None,
+        samples: Vec::new(),
+        notes: Vec::new(),
+    };
+
+    if plan.key.is_empty() {
+        profile(wh, &plan, &mut result, &mut columns).await?;
+        result.columns = columns;
+        notes.push("no primary key: rows were not matched. Declare one in the model's meta (datafold: {datadiff: {primary_key: …}}), tag a column with the primary key tag, or add a unique test.".to_owned());
+        result.notes = notes;
+        return Ok(result);
+    }
+
+    // Exact counts per side (cheap scans), beside the join when the warehouse can run
+    // statements side by side. Sampling needs the counts first: they decide whether to sample.
+    let counts = async { futures::try_join!(run_counts(wh, &plan, Side::Prod), run_counts(wh, &plan, Side::Pr)) };
+    let (((prod_rows, prod_nulls), (pr_rows, pr_nulls)), early_join) = if req.sampling.is_none() && wh.parallelism() >= 3 {
+        let (c, j) = futures::try_join!(counts, run_join(wh, &plan, false, None))?;
+        (c, Some(j))
+    } else {
+        (counts.await?, None)
+    };
+    result.rows = PerSide { prod: prod_rows, pr: pr_rows };
+
+    let sampling = req.sampling.filter(|s| prod_rows.max(pr_rows) >= s.threshold);
+    let done = match sampling {
+        Some(s) => sampled(wh, &plan, req, s, (prod_rows - prod_nulls, pr_rows - pr_nulls), &mut result, &mut columns).await?,
+        None => false,
+    };
+    if !done {
+        let agg = match early_join {
+            Some(j) => j,
+            None => run_join(wh, &plan, false, None).await?,
+        };
+        let clean = agg.int("p_in")? == prod_rows
+            && agg.int("q_in")? == pr_rows
+            && agg.int("only_prod")? == agg.int("only_prod_keys")?
+            && agg.int("only_pr")? == agg.int("only_pr_keys")?;
+        let agg = if clean {
+            agg
+        } else {
+            tracing::info!(prod = %req.prod, "duplicate keys found: redoing the join without them");
+            run_join(wh, &plan, true, None).await?
+        };
+        fill_exact(&agg, &mut result, &mut columns)?;
+        if !clean {
+            let i = result.primary_key_issues;
+            notes.push(format!(
+                "duplicate keys: {} prod rows ({} keys) and {} PR rows ({} keys) share a key with another row and were left out of row matching",
+                i.prod.duplicates, i.prod.duplicate_keys, i.pr.duplicates, i.pr.duplicate_keys
+            ));
+        }
+        result.samples = samples(wh, &plan, req, &agg).await?;
+    }
+    let i = result.primary_key_issues;
+    if i.prod.nulls + i.pr.nulls > 0 {
+        notes.push(format!("NULL keys: {} prod rows and {} PR rows have a NULL key and cannot be matched", i.prod.nulls, i.pr.nulls));
+    }
+    result.columns = columns;
+    result.notes = notes;
+    Ok(result)
+}
+
+fn pct(x: u64, n: u64) -> Option<f64> {
+    if n == 0 { None } else { Some(100.0 * x as f64 / n as f64) }
+}
+
+fn fill_exact(agg: &Aggregates, r: &mut DiffResult, columns: &mut [ColumnDiff]) -> Result<(), DiffError> {
+    r.primary_key_issues = KeyIssuesPerSide {
+        prod: KeyIssues { nulls: agg.int("p_null_keys")?, duplicates: agg.int("p_dup_rows")?, duplicate_keys: agg.int("p_dup_keys")? },
+        pr: KeyIssues { nulls: agg.int("q_null_keys")?, duplicates: agg.int("q_dup_rows")?, duplicate_keys: agg.int("q_dup_keys")? },
+    };
+    let matched = agg.int("matched")?;
+    let changed = agg.int("changed")?;
+    r.exclusive = Some(PerSide { prod: agg.int("only_prod")?, pr: agg.int("only_pr")? });
+    r.matched = Some(matched);
+    r.changed = Some(changed);
+    r.unchanged = Some(matched - changed);
+    for (i, c) in columns.iter_mut().enumerate() {
+        let n = agg.int(&format!("changed_{i}"))?;
+        c.changed = Some(n);
+        c.changed_pct = Some(pct(n, matched).unwrap_or(0.0));
+    }
+    Ok(())
+}
+
+async fn profile(wh: &dyn Warehouse, plan: &ComparePlan, r: &mut DiffResult, columns: &mut [ColumnDiff]) -> Result<(), DiffError> {
+    let d = wh.dialect();
+    let mut names = vec!["row_count".to_owned()];
+    names.extend((0..plan.columns.len()).map(|i| format!("nulls_{i}")));
+    let (ps, qs) = (plan.profile_query(d, Side::Prod), plan.profile_query(d, Side::Pr));
+    let (mut p, mut q) = futures::try_join!(wh.query(&ps), wh.query(&qs))?;
+    let p = Aggregates::new(&names, p.pop())?;
+    let q = Aggregates::new(&names, q.pop())?;
+    r.rows = PerSide { prod: p.int("row_count")?, pr: q.int("row_count")? };
+    for (i, c) in columns.iter_mut().enumerate() {
+        c.nulls = Some(PerSide { prod: p.int(&format!("nulls_{i}"))?, pr: q.int(&format!("nulls_{i}"))? });
+    }
+    Ok(())
+}
+
+/// Runs the sampled diff; returns `false` when sampling would not save work (the caller
+/// then diffs exactly).
+async fn sampled(
+    wh: &dyn Warehouse,
+    plan: &ComparePlan,
+    req: &DiffRequest,
+    s: SamplingSettings,
+    nonnull: (u64, u64),
+    r: &mut DiffResult,
+    columns: &mut [ColumnDiff],
+) -> Result<bool, DiffError> {
+    let biggest = nonnull.0.max(nonnull.1).max(1) as f64;
+    let z = s.z();
+    const FULL: f64 = 4_294_967_296.0;
+    let pilot_rate = (sampling::PILOT_ROWS / biggest).min(1.0);
+    if pilot_rate >= 0.5 {
+        return Ok(false);
+    }
+    let bucket = |rate: f64| SampleBucket { seed: req.seed, threshold: (rate * FULL).ceil() as u64 };
+    let pilot = run_join(wh, plan, true, Some(bucket(pilot_rate))).await?;
+    let (matched, changed) = (pilot.int("matched")?, pilot.int("changed")?);
+    // The share that decides the sample size: the largest of all shares, at its upper bound.
+    let mut worst = wilson_hi(changed, matched, z);
+    for i in 0..plan.columns.len() {
+        worst = worst.max(wilson_hi(pilot.int(&format!("changed_{i}"))?, matched, z));
+    }
+    let p_in = pilot.int("p_in")?.max(1) as f64;
+    let matched_share = matched as f64 / p_in;
+    let matched_est = (matched_share * nonnull.0 as f64).max(1.0);
+    let needed = s.rows_needed(worst);
+    let rate = (needed / matched_est).max(pilot_rate);
+    if rate >= 0.5 {
+        return Ok(false);
+    }
+    let agg = if rate <= pilot_rate { pilot } else { run_join(wh, plan, true, Some(bucket(rate))).await? };
+    let rate = if rate <= pilot_rate { pilot_rate } else { rate };
+
+    let sp = agg.int("p_in")?;
+    let sq = agg.int("q_in")?;
+    let mut intervals = BTreeMap::new();
+    let scale = |x: u64, n: u64, total: u64, name: &str, intervals: &mut BTreeMap<String, (f64, f64)>| -> u64 {
+        let (lo, hi) = sampling::wilson(x, n, z);
+        intervals.insert(name.to_owned(), ((lo * total as f64).floor(), (hi * total as f64).ceil()));
+        if n == 0 { 0 } else { (x as f64 / n as f64 * total as f64).round() as u64 }
+    };
+    let only_prod = scale(agg.int("only_prod")?, sp, nonnull.0, "exclusive.prod", &mut intervals);
+    let only_pr = scale(agg.int("only_pr")?, sq, nonnull.1, "exclusive.pr", &mut intervals);
+    let matched_n = agg.int("matched")?;
+    let matched = scale(matched_n, sp, nonnull.0, "matched", &mut intervals);
+    let dup_p = scale(agg.int("p_dup_rows")?, sp, nonnull.0, "duplicates.prod", &mut intervals);
+    let dup_q = scale(agg.int("q_dup_rows")?, sq, nonnull.1, "duplicates.pr", &mut intervals);
+    let changed_n = agg.int("changed")?;
+    let changed = scale(changed_n, matched_n, matched, "changed", &mut intervals);
+    let (lo, hi) = sampling::wilson(changed_n, matched_n, z);
+    intervals.insert("changed_pct".to_owned(), (100.0 * lo, 100.0 * hi));
+
+    r.primary_key_issues.prod = KeyIssues { nulls: r.rows.prod - nonnull.0, duplicates: dup_p, duplicate_keys: 0 };
+    r.primary_key_issues.pr = KeyIssues { nulls: r.rows.pr - nonnull.1, duplicates: dup_q, duplicate_keys: 0 };
+    r.exclusive = Some(PerSide { prod: only_prod, pr: only_pr });
+    r.matched = Some(matched);
+    r.changed = Some(changed.min(matched));
+    r.unchanged = Some(matched - changed.min(matched));
+    for (i, c) in columns.iter_mut().enumerate() {
+        let x = agg.int(&format!("changed_{i}"))?;
+        let (lo, hi) = sampling::wilson(x, matched_n, z);
+        c.changed_pct = Some(pct(x, matched_n).unwrap_or(0.0));
+        c.changed = Some(if matched_n == 0 { 0 } else { (x as f64 / matched_n as f64 * matched as f64).round() as u64 });
+        c.changed_pct_interval = Some((100.0 * lo, 100.0 * hi));
+    }
+    r.sampled = Some(SampledInfo {
+        tolerance: s.tolerance,
+        confidence: s.confidence,
+        threshold: s.threshold,
+        seed: req.seed,
+        rate,
+        rows_sampled: PerSide { prod: sp, pr: sq },
+        intervals,
+    });
+    r.samples = samples(wh, plan, req, &agg).await?;
+    Ok(true)
+}
+
+fn wilson_hi(x: u64, n: u64, z: f64) -> f64 {
+    sampling::wilson(x, n, z).1
+}
+
+/// Reads the rows of the example keys the join found, from both sides.
+async fn samples(wh: &dyn Warehouse, plan: &ComparePlan, req: &DiffRequest, agg: &Aggregates) -> Result<Vec<SampleRow>, DiffError> {
+    if req.sample_rows == 0 {
+        return Ok(Vec::new());
+    }
+    let mut wanted: Vec<(&'static str, String)> = Vec::new();
+    let mut push = |kind: &'static str, k: Option<String>| {
+        if let Some(k) = k {
+            if !wanted.iter().any(|(_, w)| *w == k) {
+                wanted.push((kind, k));
+            }
+        }
+    };
+    push("only_prod", agg.text("ex_only_prod_min"));
+    push("only_prod", agg.text("ex_only_prod_max"));
+    push("only_pr", agg.text("ex_only_pr_min"));
+    push("only_pr", agg.text("ex_only_pr_max"));
+    push("changed", agg.text("ex_changed_min"));
+    for i in 0..plan.columns.len() {
+        push("changed", agg.text(&format!("ex_changed_{i}")));
+    }
+    push("changed", agg.text("ex_changed_max"));
+    // At most `sample_rows` per kind.
+    let mut per_kind: HashMap<&str, usize> = HashMap::new();
+    wanted.retain(|(kind, _)| {
+        let n = per_kind.entry(kind).or_default();
+        *n += 1;
+        *n <= req.sample_rows
+    });
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<String> = wanted.iter().map(|(_, k)| k.clone()).collect();
+    let d = wh.dialect();
+    let limit = keys.len() * 2;
+    let (ps, qs) = (plan.rows_by_key_query(d, Side::Prod, &keys, limit), plan.rows_by_key_query(d, Side::Pr, &keys, limit));
+    let (prod_rows, pr_rows) = futures::try_join!(wh.query(&ps), wh.query(&qs))?;
+    let index = |rows: Vec<Row>| -> HashMap<String, Row> {
+        rows.into_iter().filter_map(|r| r.first().cloned().flatten().map(|k| (k, r))).collect()
+    };
+    let (prod, pr) = (index(prod_rows), index(pr_rows));
+    let nk = plan.key.len();
+    let masked = |name: &str| req.masked_columns.iter().any(|m| m.eq_ignore_ascii_case(name));
+    let mask = |name: &str, v: Option<String>| if masked(name) { v.map(|_| "••••".to_owned()) } else { v };
+    let mut out = Vec::new();
+    for (kind, k) in wanted {
+        let (p, q) = (prod.get(&k), pr.get(&k));
+        let any = p.or(q);
+        let Some(any) = any else { continue };
+        let key = plan.key.iter().enumerate().map(|(i, kc)| (kc.name.clone(), mask(&kc.name, any[1 + i].clone()))).collect();
+        let mut values = BTreeMap::new();
+        for (i, c) in plan.columns.iter().enumerate() {
+            let pv = p.and_then(|r| r[1 + nk + i].clone());
+            let qv = q.and_then(|r| r[1 + nk + i].clone());
+            if kind == "changed" && pv == qv {
+                continue;
+            }
+            values.insert(c.name.clone(), [mask(&c.name, pv), mask(&c.name, qv)]);
+        }
+        out.push(SampleRow { kind, key, values });
+    }
+    Ok(out)
+}

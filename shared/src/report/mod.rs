@@ -1,1 +1,298 @@
-//! (in progress)
+//! Rendering diffs for people: plain text for terminals, markdown for PR comments.
+//!
+//! Values that come from data (sample rows, column names) go through [`escape_cell`]
+//! before they reach markdown, so they cannot break a table, inject HTML or mention users.
+
+use std::fmt::Write as _;
+
+use crate::diff::{DiffResult, SampleRow};
+
+/// One model's entry in a report.
+#[derive(Debug, Clone)]
+pub struct ModelEntry {
+    /// The model's name (or the relation when diffing by hand).
+    pub name: String,
+    pub outcome: Result<DiffResult, String>,
+}
+
+/// Longest value shown in a sample cell.
+const MAX_CELL: usize = 60;
+
+/// Makes `s` safe inside a markdown table cell: no pipes, no HTML, no @-mentions, no
+/// line breaks, no markdown emphasis, bounded length.
+pub fn escape_cell(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, c) in s.chars().enumerate() {
+        if i >= MAX_CELL {
+            out.push('…');
+            break;
+        }
+        match c {
+            '|' => out.push_str("\\|"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            // An entity for @ keeps GitHub and GitLab from turning it into a mention.
+            '@' => out.push_str("&#64;"),
+            '`' => out.push_str("&#96;"),
+            '\\' | '*' | '_' | '~' | '[' | ']' | '#' | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn value(v: &Option<String>) -> String {
+    match v {
+        None => "NULL".to_owned(),
+        Some(s) => format!("`{}`", escape_cell(s).replace('`', "")),
+    }
+}
+
+fn fmt_n(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn approx(r: &DiffResult) -> &'static str {
+    if r.sampled.is_some() { "≈" } else { "" }
+}
+
+fn opt(n: Option<u64>, pre: &str) -> String {
+    n.map(|n| format!("{pre}{}", fmt_n(n))).unwrap_or_else(|| "—".to_owned())
+}
+
+fn key_issue_text(r: &DiffResult) -> String {
+    let i = r.primary_key_issues;
+    let mut parts = Vec::new();
+    for (side, k) in [("prod", i.prod), ("PR", i.pr)] {
+        if k.nulls > 0 {
+            parts.push(format!("{} NULL keys in {side}", fmt_n(k.nulls)));
+        }
+        if k.duplicates > 0 {
+            parts.push(format!("{} duplicate-key rows in {side}", fmt_n(k.duplicates)));
+        }
+    }
+    if r.primary_key.is_empty() {
+        parts.push("no key".to_owned());
+    }
+    if parts.is_empty() { "—".to_owned() } else { parts.join(", ") }
+}
+
+fn schema_text(r: &DiffResult) -> String {
+    let s = &r.schema;
+    let mut parts = Vec::new();
+    if !s.added.is_empty() {
+        parts.push(format!("+{}", s.added.len()));
+    }
+    if !s.removed.is_empty() {
+        parts.push(format!("−{}", s.removed.len()));
+    }
+    if !s.type_changed.is_empty() {
+        parts.push(format!("{} type", s.type_changed.len()));
+    }
+    if parts.is_empty() { "—".to_owned() } else { parts.join(", ") }
+}
+
+/// The markdown report for a set of model diffs.
+pub fn markdown(title: &str, entries: &[ModelEntry]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "## {}\n", escape_cell(title));
+    let _ = writeln!(out, "| model | rows prod → PR | added | removed | changed | columns changed | schema | key issues |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    for e in entries {
+        match &e.outcome {
+            Ok(r) => {
+                let a = approx(r);
+                let cols = r.columns.iter().filter(|c| c.changed.unwrap_or(0) > 0).count();
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {} → {} | {} | {} | {} | {} | {} | {} |",
+                    escape_cell(&e.name),
+                    fmt_n(r.rows.prod),
+                    fmt_n(r.rows.pr),
+                    opt(r.exclusive.map(|x| x.pr), a),
+                    opt(r.exclusive.map(|x| x.prod), a),
+                    opt(r.changed, a),
+                    if r.changed.is_some() { cols.to_string() } else { "—".to_owned() },
+                    schema_text(r),
+                    key_issue_text(r)
+                );
+            }
+            Err(msg) => {
+                let _ = writeln!(out, "| `{}` | ⚠️ failed: {} | | | | | | |", escape_cell(&e.name), escape_cell(msg));
+            }
+        }
+    }
+    for e in entries {
+        if let Ok(r) = &e.outcome {
+            out.push('\n');
+            model_details(&mut out, &e.name, r);
+        }
+    }
+    out
+}
+
+fn model_details(out: &mut String, name: &str, r: &DiffResult) {
+    let _ = writeln!(out, "<details><summary><code>{}</code></summary>\n", escape_cell(name));
+    let _ = writeln!(out, "prod `{}` → PR `{}`", escape_cell(&r.prod), escape_cell(&r.pr));
+    if !r.primary_key.is_empty() {
+        let keys: Vec<String> = r.primary_key.iter().map(|k| format!("`{}`", escape_cell(k))).collect();
+        let _ = writeln!(out, "; key {}", keys.join(", "));
+    }
+    out.push('\n');
+    if let Some(s) = &r.sampled {
+        let _ = writeln!(
+            out,
+            "Sampled: {:.2}% of keys (±{} at {}% confidence); figures marked ≈ are estimates.\n",
+            s.rate * 100.0,
+            s.tolerance,
+            s.confidence * 100.0
+        );
+    }
+    let s = &r.schema;
+    for (label, cols) in [("Columns added", &s.added), ("Columns removed", &s.removed), ("Type changed", &s.type_changed)] {
+        if !cols.is_empty() {
+            let c: Vec<String> = cols.iter().map(|c| format!("`{}`", escape_cell(c))).collect();
+            let _ = writeln!(out, "- {label}: {}", c.join(", "));
+        }
+    }
+    if !r.columns.is_empty() {
+        let _ = writeln!(out, "\n| column | prod type | PR type | changed | % of matched |");
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for c in &r.columns {
+            let pct = match (c.changed_pct, c.changed_pct_interval) {
+                (Some(p), Some((lo, hi))) => format!("{p:.2}% ({lo:.2}–{hi:.2}%)"),
+                (Some(p), None) => format!("{p:.2}%"),
+                _ => "—".to_owned(),
+            };
+            let changed = match (c.changed, c.nulls) {
+                (Some(n), _) => format!("{}{}", approx(r), fmt_n(n)),
+                (None, Some(n)) => format!("NULLs {} → {}", fmt_n(n.prod), fmt_n(n.pr)),
+                _ => "—".to_owned(),
+            };
+            let _ = writeln!(out, "| `{}` | {} | {} | {} | {} |", escape_cell(&c.name), escape_cell(&c.prod_type), escape_cell(&c.pr_type), changed, pct);
+        }
+    }
+    if !r.samples.is_empty() {
+        let _ = writeln!(out, "\nSample rows:\n");
+        let _ = writeln!(out, "| kind | key | column | prod | PR |");
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for s in &r.samples {
+            sample_rows(out, s);
+        }
+    }
+    for n in &r.notes {
+        let _ = writeln!(out, "\n> {}", escape_cell_long(n));
+    }
+    let _ = writeln!(out, "\n</details>");
+}
+
+/// Escaping for prdiff's own sentences (longer than a cell).
+fn escape_cell_long(s: &str) -> String {
+    s.split_inclusive(' ').map(escape_cell).collect()
+}
+
+fn sample_rows(out: &mut String, s: &SampleRow) {
+    let key: Vec<String> = s.key.iter().map(|(k, v)| format!("{}={}", escape_cell(k), value(v))).collect();
+    let kind = match s.kind {
+        "only_prod" => "only in prod",
+        "only_pr" => "only in PR",
+        _ => "changed",
+    };
+    if s.values.is_empty() {
+        let _ = writeln!(out, "| {kind} | {} | | | |", key.join(", "));
+    }
+    for (i, (col, [p, q])) in s.values.iter().enumerate() {
+        let (k, kd) = if i == 0 { (key.join(", "), kind) } else { (String::new(), "") };
+        let _ = writeln!(out, "| {kd} | {k} | `{}` | {} | {} |", escape_cell(col), value(p), value(q));
+    }
+}
+
+/// A plain-text summary of one diff, for terminals.
+pub fn text(r: &DiffResult) -> String {
+    let mut out = String::new();
+    let a = approx(r);
+    let _ = writeln!(out, "prod {}  →  PR {}", r.prod, r.pr);
+    let _ = writeln!(out, "rows: {} → {}", fmt_n(r.rows.prod), fmt_n(r.rows.pr));
+    if !r.primary_key.is_empty() {
+        let _ = writeln!(out, "key: {}", r.primary_key.join(", "));
+    }
+    if let (Some(e), Some(m), Some(c)) = (r.exclusive, r.matched, r.changed) {
+        let _ = writeln!(out, "only in prod: {a}{}   only in PR: {a}{}   matched: {a}{}   changed: {a}{}", fmt_n(e.prod), fmt_n(e.pr), fmt_n(m), fmt_n(c));
+    }
+    let issues = key_issue_text(r);
+    if issues != "—" {
+        let _ = writeln!(out, "key issues: {issues}");
+    }
+    let s = &r.schema;
+    if !s.added.is_empty() {
+        let _ = writeln!(out, "columns added: {}", s.added.join(", "));
+    }
+    if !s.removed.is_empty() {
+        let _ = writeln!(out, "columns removed: {}", s.removed.join(", "));
+    }
+    if !s.type_changed.is_empty() {
+        let _ = writeln!(out, "type changed: {}", s.type_changed.join(", "));
+    }
+    for c in &r.columns {
+        match (c.changed, c.changed_pct, c.nulls) {
+            (Some(n), Some(p), _) => {
+                let _ = writeln!(out, "  {:<30} {a}{:>12}  {:>7.3}%", c.name, fmt_n(n), p);
+            }
+            (_, _, Some(n)) => {
+                let _ = writeln!(out, "  {:<30} NULLs {} → {}", c.name, fmt_n(n.prod), fmt_n(n.pr));
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = &r.sampled {
+        let _ = writeln!(out, "sampled {:.3}% of keys (tolerance {}, confidence {})", s.rate * 100.0, s.tolerance, s.confidence);
+    }
+    for n in &r.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_cannot_break_tables_inject_html_or_mention() {
+        let e = escape_cell("a|b <script>@team\nx `y` **z**");
+        assert!(!e.contains('|') || e.contains("\\|"));
+        assert!(!e.contains("<script>"));
+        assert!(!e.contains("@team"));
+        assert!(!e.contains('\n'));
+        assert!(!e.contains('`'));
+        assert!(e.contains("\\*\\*z\\*\\*"));
+    }
+
+    #[test]
+    fn long_values_are_cut_with_an_ellipsis() {
+        let e = escape_cell(&"x".repeat(500));
+        assert!(e.chars().count() <= MAX_CELL + 1);
+        assert!(e.ends_with('…'));
+    }
+
+    #[test]
+    fn numbers_get_thousands_separators() {
+        assert_eq!(fmt_n(0), "0");
+        assert_eq!(fmt_n(1234567), "1,234,567");
+        assert_eq!(fmt_n(999), "999");
+    }
+}

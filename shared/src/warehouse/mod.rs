@@ -1,1 +1,97 @@
-//! (in progress)
+//! The warehouse port: run one SQL statement, read its rows as text.
+//!
+//! Every query the diff engine sends returns only integers and text (it casts everything
+//! else in SQL), so drivers stay small: a row is a list of optional strings. Drivers run
+//! exactly one statement per call (prepared statements), so a filter taken from a PR's yaml
+//! cannot smuggle in a second statement; PostgreSQL sessions are also read-only.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::sql::Dialect;
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+mod secret;
+mod url;
+
+pub use secret::Password;
+
+pub use url::{WarehouseUrl, WarehouseUrlError};
+
+/// One result row: each column's value as text, `None` for NULL.
+pub type Row = Vec<Option<String>>;
+
+/// Why a warehouse call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error("cannot connect to the warehouse at {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The warehouse refused the SQL as written (syntax, unknown column in a filter, no
+    /// permission): an input problem, not worth retrying.
+    #[error("the warehouse rejected the query: {message}")]
+    Rejected { message: String },
+    #[error("the query ran longer than the statement timeout ({0:?}) and was cancelled")]
+    Timeout(Duration),
+    #[error("warehouse error: {message}")]
+    Other { message: String },
+    #[error("this build of prdiff has no driver for {0} (enable the cargo feature)")]
+    NoDriver(&'static str),
+}
+
+impl WarehouseError {
+    /// Whether trying the same call again could succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, WarehouseError::Connect { .. } | WarehouseError::Other { .. })
+    }
+}
+
+/// A connection (or small pool) to one warehouse.
+#[async_trait]
+pub trait Warehouse: Send + Sync {
+    /// The SQL dialect this warehouse speaks.
+    fn dialect(&self) -> &'static dyn Dialect;
+
+    /// Runs one statement and returns all its rows. Callers only send queries whose result
+    /// is small (aggregates, catalog rows, a bounded number of sample rows).
+    async fn query(&self, sql: &str) -> Result<Vec<Row>, WarehouseError>;
+
+    /// How many statements this warehouse can usefully run at once for one diff.
+    fn parallelism(&self) -> usize {
+        1
+    }
+}
+
+/// Options every driver honours.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub statement_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions { statement_timeout: Duration::from_secs(600) }
+    }
+}
+
+/// Opens a warehouse from a URL (`postgres://…`, `sqlite:PATH`).
+pub async fn connect(
+    url: &WarehouseUrl,
+    options: &ConnectOptions,
+) -> Result<Box<dyn Warehouse>, WarehouseError> {
+    match url {
+        #[cfg(feature = "postgres")]
+        WarehouseUrl::Postgres { .. } => Ok(Box::new(postgres::PostgresWarehouse::connect(url, options).await?)),
+        #[cfg(feature = "sqlite")]
+        WarehouseUrl::Sqlite { .. } => Ok(Box::new(sqlite::SqliteWarehouse::open(url, options)?)),
+        #[allow(unreachable_patterns)]
+        _ => Err(WarehouseError::NoDriver(url.kind())),
+    }
+}

@@ -1,0 +1,99 @@
+//! PostgreSQL. <https://www.postgresql.org/docs/current/sql-syntax-lexical.html>
+
+use super::{ColumnType, Dialect, Relation, string_literal};
+
+/// PostgreSQL 12+.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Postgres;
+
+/// Seeds are passed to PostgreSQL's `bigint` hash functions: keep them non-negative.
+pub(crate) fn seed_i63(seed: u64) -> u64 {
+    seed & (i64::MAX as u64)
+}
+
+/// The catalog query PostgreSQL and Redshift share: `format_type` gives the declared type
+/// with its modifiers (`numeric(12,4)`, `timestamp(3) without time zone`), which
+/// `information_schema` spreads over several columns.
+pub(crate) fn pg_columns_query(r: &Relation) -> String {
+    let mut conds = vec![
+        format!("c.relname = {}", string_literal(&r.name)),
+        "a.attnum > 0".to_owned(),
+        "NOT a.attisdropped".to_owned(),
+    ];
+    match &r.schema {
+        Some(s) => conds.push(format!("n.nspname = {}", string_literal(s))),
+        None => conds.push("pg_catalog.pg_table_is_visible(c.oid)".to_owned()),
+    }
+    if let Some(d) = &r.database {
+        // A PostgreSQL session sees one database: any other name is an unknown relation.
+        conds.push(format!("pg_catalog.current_database() = {}", string_literal(d)));
+    }
+    format!(
+        "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) \
+         FROM pg_catalog.pg_attribute a \
+         JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE {} ORDER BY a.attnum",
+        conds.join(" AND ")
+    )
+}
+
+impl Dialect for Postgres {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    /// <https://www.postgresql.org/docs/current/functions-comparison.html>
+    fn null_safe_ne(&self, a: &str, b: &str) -> String {
+        format!("{a} IS DISTINCT FROM {b}")
+    }
+
+    /// <https://www.postgresql.org/docs/current/sql-expressions.html#SYNTAX-AGGREGATES>:
+    /// `FILTER` skips rows before they reach the aggregate, which matters for `DISTINCT`
+    /// (only the filtered rows are sorted).
+    fn count_where(&self, cond: &str) -> String {
+        format!("COUNT(*) FILTER (WHERE {cond})")
+    }
+
+    fn count_distinct_where(&self, expr: &str, cond: &str) -> String {
+        format!("COUNT(DISTINCT {expr}) FILTER (WHERE {cond})")
+    }
+
+    fn text_type(&self) -> &'static str {
+        "TEXT"
+    }
+
+    /// `round(double precision, int)` does not exist: round as `numeric`, which rounds
+    /// half away from zero exactly like storing into `numeric(p, s)` does.
+    fn round(&self, expr: &str, scale: u32) -> String {
+        format!("ROUND(CAST({expr} AS NUMERIC), {scale})")
+    }
+
+    fn timestamp_to_precision(&self, expr: &str, precision: u32, tz: bool) -> String {
+        let zone = if tz { " WITH TIME ZONE" } else { "" };
+        format!("CAST({expr} AS TIMESTAMP({precision}){zone})")
+    }
+
+    /// `hashtextextended` is PostgreSQL's own 64-bit text hash (11+), much cheaper than
+    /// `md5`. <https://www.postgresql.org/docs/current/functions-info.html>
+    fn hash_bucket(&self, key_text: &str, seed: u64) -> String {
+        format!("(hashtextextended({key_text}, {}) & 4294967295)", seed_i63(seed))
+    }
+
+    fn hash_bucket_int(&self, key: &str, seed: u64) -> String {
+        format!("(hashint8extended(CAST({key} AS BIGINT), {}) & 4294967295)", seed_i63(seed))
+    }
+
+    fn columns_query(&self, r: &Relation) -> String {
+        pg_columns_query(r)
+    }
+
+    fn parse_type(&self, raw: &str) -> ColumnType {
+        ColumnType::parse_generic(raw)
+    }
+
+    /// <https://www.postgresql.org/docs/current/runtime-config-client.html#GUC-STATEMENT-TIMEOUT>
+    fn session_setup(&self, statement_timeout_ms: u64) -> Vec<String> {
+        vec![format!("SET statement_timeout = {statement_timeout_ms}")]
+    }
+}

@@ -1,0 +1,38 @@
+//! Amazon Redshift: PostgreSQL 8 heritage without `FILTER`, `IS DISTINCT FROM` or row
+//! values. <https://docs.aws.amazon.com/redshift/latest/dg/c_SQL_reference.html>
+
+use super::postgres::{pg_columns_query, seed_i63};
+use super::{Dialect, Relation};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Redshift;
+
+impl Dialect for Redshift {
+    fn name(&self) -> &'static str {
+        "redshift"
+    }
+
+    /// No row values in Redshift: the composite key's text (columns joined by U+001F)
+    /// stands for it. Keys whose text contains U+001F could collide; dbt keys do not.
+    fn key_identity(&self, cols: &[String]) -> String {
+        self.key_text(cols)
+    }
+
+    fn text_type(&self) -> &'static str {
+        "VARCHAR(65535)"
+    }
+
+    /// <https://docs.aws.amazon.com/redshift/latest/dg/r_FNV_HASH.html>
+    fn hash_bucket(&self, key_text: &str, seed: u64) -> String {
+        format!("(FNV_HASH({key_text}, {}) & 4294967295)", seed_i63(seed))
+    }
+
+    fn columns_query(&self, r: &Relation) -> String {
+        pg_columns_query(r)
+    }
+
+    /// <https://docs.aws.amazon.com/redshift/latest/dg/r_statement_timeout.html>
+    fn session_setup(&self, statement_timeout_ms: u64) -> Vec<String> {
+        vec![format!("SET statement_timeout TO {statement_timeout_ms}")]
+    }
+}

@@ -1,0 +1,79 @@
+//! Snowflake (through its SQL API). <https://docs.snowflake.com/en/sql-reference>
+//!
+//! Snowflake upper-cases unquoted identifiers; prdiff always quotes, so relation and
+//! column names must be given as stored (dbt's `relation_name` already is).
+
+use super::{Dialect, Relation, string_literal};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Snowflake;
+
+impl Dialect for Snowflake {
+    fn name(&self) -> &'static str {
+        "snowflake"
+    }
+
+    fn null_safe_ne(&self, a: &str, b: &str) -> String {
+        format!("{a} IS DISTINCT FROM {b}")
+    }
+
+    /// <https://docs.snowflake.com/en/sql-reference/functions/count_if>
+    fn count_where(&self, cond: &str) -> String {
+        format!("COUNT_IF({cond})")
+    }
+
+    fn key_identity(&self, cols: &[String]) -> String {
+        format!("TO_JSON(ARRAY_CONSTRUCT({}))", cols.join(", "))
+    }
+
+    fn double_type(&self) -> &'static str {
+        "DOUBLE"
+    }
+
+    /// Every Snowflake float is double precision.
+    fn real_type(&self) -> &'static str {
+        "DOUBLE"
+    }
+
+    fn timestamp_to_precision(&self, expr: &str, precision: u32, tz: bool) -> String {
+        let ty = if tz { "TIMESTAMP_TZ" } else { "TIMESTAMP_NTZ" };
+        format!("CAST({expr} AS {ty}({precision}))")
+    }
+
+    /// <https://docs.snowflake.com/en/sql-reference/functions/convert_timezone>
+    fn timestamp_tz_to_utc(&self, expr: &str) -> String {
+        format!("CAST(CONVERT_TIMEZONE('UTC', {expr}) AS TIMESTAMP_NTZ)")
+    }
+
+    /// <https://docs.snowflake.com/en/sql-reference/functions/hash>: signed 64-bit.
+    fn hash_bucket(&self, key_text: &str, seed: u64) -> String {
+        format!("BITAND(HASH({key_text}, {seed}), 4294967295)")
+    }
+
+    /// `data_type` alone says `NUMBER` and `TIMESTAMP_NTZ`: add scale and precision.
+    fn columns_query(&self, r: &Relation) -> String {
+        let mut conds = vec![format!("table_name = {}", string_literal(&r.name))];
+        if let Some(s) = &r.schema {
+            conds.push(format!("table_schema = {}", string_literal(s)));
+        }
+        let catalog = match &r.database {
+            Some(d) => format!("{}.information_schema.columns", self.quote_identifier(d)),
+            None => "information_schema.columns".to_owned(),
+        };
+        format!(
+            "SELECT column_name, data_type || CASE \
+             WHEN data_type = 'NUMBER' THEN '(' || numeric_precision || ',' || numeric_scale || ')' \
+             WHEN data_type LIKE 'TIMESTAMP%' THEN '(' || datetime_precision || ')' \
+             ELSE '' END FROM {catalog} WHERE {} ORDER BY ordinal_position",
+            conds.join(" AND ")
+        )
+    }
+
+    /// <https://docs.snowflake.com/en/sql-reference/parameters#statement-timeout-in-seconds>
+    fn session_setup(&self, statement_timeout_ms: u64) -> Vec<String> {
+        vec![format!(
+            "ALTER SESSION SET STATEMENT_TIMEOUT_IN_SECONDS = {}",
+            statement_timeout_ms.div_ceil(1000)
+        )]
+    }
+}

@@ -1,0 +1,89 @@
+//! SQLite, the embedded default. <https://www.sqlite.org/lang.html>
+//!
+//! SQLite has no schemas of its own: a relation's schema is an attached database
+//! (`ATTACH 'prod.db' AS prod`), and a database part, if given, is ignored. It has no
+//! hash function either: the prdiff SQLite driver registers `prdiff_hash32(text, seed)`.
+
+use super::{Dialect, Relation, string_literal};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sqlite;
+
+/// The scalar function the SQLite driver registers for sampling.
+pub const HASH_FUNCTION: &str = "prdiff_hash32";
+
+impl Dialect for Sqlite {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn relation(&self, r: &Relation) -> String {
+        match &r.schema {
+            Some(s) => format!("{}.{}", self.quote_identifier(s), self.quote_identifier(&r.name)),
+            None => self.quote_identifier(&r.name),
+        }
+    }
+
+    /// <https://www.sqlite.org/lang_expr.html#isisnot>
+    fn null_safe_ne(&self, a: &str, b: &str) -> String {
+        format!("{a} IS NOT {b}")
+    }
+
+    /// <https://www.sqlite.org/lang_aggfunc.html#aggfilter> (3.30+)
+    fn count_where(&self, cond: &str) -> String {
+        format!("COUNT(*) FILTER (WHERE {cond})")
+    }
+
+    fn count_distinct_where(&self, expr: &str, cond: &str) -> String {
+        format!("COUNT(DISTINCT {expr}) FILTER (WHERE {cond})")
+    }
+
+    /// `quote()` renders each value as an SQL literal, so the joined text is unambiguous.
+    fn key_identity(&self, cols: &[String]) -> String {
+        cols.iter().map(|c| format!("quote({c})")).collect::<Vec<_>>().join(" || ',' || ")
+    }
+
+    fn bigint_type(&self) -> &'static str {
+        "INTEGER"
+    }
+
+    fn text_type(&self) -> &'static str {
+        "TEXT"
+    }
+
+    fn double_type(&self) -> &'static str {
+        "REAL"
+    }
+
+    /// SQLite stores timestamps as ISO-8601 text: precision is cut, not rounded.
+    fn timestamp_to_precision(&self, expr: &str, precision: u32, _tz: bool) -> String {
+        let len = if precision == 0 { 19 } else { 20 + precision };
+        format!("substr({expr}, 1, {len})")
+    }
+
+    fn timestamp_tz_to_utc(&self, expr: &str) -> String {
+        format!("datetime({expr})")
+    }
+
+    fn timestamp_to_date(&self, expr: &str) -> String {
+        format!("date({expr})")
+    }
+
+    fn unit_separator(&self) -> String {
+        "char(31)".to_owned()
+    }
+
+    fn hash_bucket(&self, key_text: &str, seed: u64) -> String {
+        format!("{HASH_FUNCTION}({key_text}, {})", seed & (i64::MAX as u64))
+    }
+
+    /// <https://www.sqlite.org/pragma.html#pragfunc>
+    fn columns_query(&self, r: &Relation) -> String {
+        let schema = r.schema.as_deref().unwrap_or("main");
+        format!(
+            "SELECT name, type FROM pragma_table_info({}, {}) ORDER BY cid",
+            string_literal(&r.name),
+            string_literal(schema)
+        )
+    }
+}

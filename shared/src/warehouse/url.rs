@@ -1,0 +1,194 @@
+//! Warehouse URLs as operators write them.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::secret::Password;
+
+/// A parsed warehouse URL. `Display` never shows the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WarehouseUrl {
+    /// `postgres://user[:password]@host[:port]/db[?options=…]`
+    Postgres {
+        user: String,
+        password: Option<Password>,
+        host: String,
+        port: u16,
+        database: String,
+        /// Server options (`-c work_mem=256MB`), from the `options` query parameter.
+        options: Option<String>,
+    },
+    /// `sqlite:PATH[?attach=NAME=PATH&…]`: each attached database is a schema.
+    Sqlite { path: PathBuf, attach: Vec<(String, PathBuf)> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WarehouseUrlError {
+    #[error("warehouse URL `{0}` has an unsupported scheme (expected postgres://… or sqlite:PATH)")]
+    Scheme(String),
+    #[error("warehouse URL `{url}` is malformed: {reason}")]
+    Malformed { url: String, reason: String },
+}
+
+impl WarehouseUrl {
+    /// Parses a URL. For PostgreSQL without a password in the URL, `pg_password` (the
+    /// caller passes `PGPASSWORD`) is used.
+    pub fn parse(input: &str, pg_password: Option<String>) -> Result<Self, WarehouseUrlError> {
+        let input = input.trim();
+        if let Some(rest) = input.strip_prefix("sqlite:") {
+            let rest = rest.strip_prefix("//").unwrap_or(rest);
+            let (path, query) = match rest.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (rest, None),
+            };
+            if path.is_empty() {
+                return Err(malformed(input, "the SQLite path is empty"));
+            }
+            let mut attach = Vec::new();
+            for pair in query.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
+                let (k, v) = pair.split_once('=').ok_or_else(|| malformed(input, "query parameters are KEY=VALUE"))?;
+                if k != "attach" {
+                    return Err(malformed(input, &format!("unknown parameter `{k}` (only `attach=NAME=PATH`)")));
+                }
+                let v = decode(v);
+                let (name, p) = v
+                    .split_once('=')
+                    .or_else(|| v.split_once(':'))
+                    .ok_or_else(|| malformed(input, "attach takes NAME=PATH"))?;
+                if name.is_empty() || p.is_empty() {
+                    return Err(malformed(input, "attach takes NAME=PATH"));
+                }
+                attach.push((name.to_owned(), PathBuf::from(p)));
+            }
+            return Ok(WarehouseUrl::Sqlite { path: PathBuf::from(decode(path)), attach });
+        }
+        let parsed = ::url::Url::parse(input).map_err(|e| {
+            if input.contains("://") {
+                malformed(&redact(input), &e.to_string())
+            } else {
+                WarehouseUrlError::Scheme(redact(input))
+            }
+        })?;
+        match parsed.scheme() {
+            "postgres" | "postgresql" => {
+                let shown = redact(input);
+                let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or_else(|| malformed(&shown, "no host"))?;
+                let user = decode(parsed.username());
+                if user.is_empty() {
+                    return Err(malformed(&shown, "no user (postgres://USER@host/db)"));
+                }
+                let database = decode(parsed.path().trim_start_matches('/'));
+                if database.is_empty() {
+                    return Err(malformed(&shown, "no database name (postgres://user@host/DB)"));
+                }
+                let password = parsed.password().map(|p| Password::new(decode(p))).or(pg_password.map(Password::new));
+                let mut options = None;
+                for (k, v) in parsed.query_pairs() {
+                    match &*k {
+                        "options" => options = Some(v.into_owned()),
+                        "sslmode" if v == "disable" || v == "prefer" => {}
+                        other => return Err(malformed(&shown, &format!("unsupported parameter `{other}`"))),
+                    }
+                }
+                Ok(WarehouseUrl::Postgres {
+                    user,
+                    password,
+                    host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+                    port: parsed.port().unwrap_or(5432),
+                    database,
+                    options,
+                })
+            }
+            _ => Err(WarehouseUrlError::Scheme(redact(input))),
+        }
+    }
+
+    /// `postgres` or `sqlite`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WarehouseUrl::Postgres { .. } => "postgres",
+            WarehouseUrl::Sqlite { .. } => "sqlite",
+        }
+    }
+}
+
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+fn malformed(url: &str, reason: &str) -> WarehouseUrlError {
+    WarehouseUrlError::Malformed { url: url.to_owned(), reason: reason.to_owned() }
+}
+
+/// The URL with any password replaced, for messages.
+pub fn redact(input: &str) -> String {
+    if let Some((scheme, rest)) = input.split_once("://") {
+        if let Some((userinfo, host)) = rest.split_once('@') {
+            if let Some((user, _)) = userinfo.split_once(':') {
+                return format!("{scheme}://{user}:[redacted]@{host}");
+            }
+        }
+    }
+    input.to_owned()
+}
+
+impl fmt::Display for WarehouseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WarehouseUrl::Postgres { user, host, port, database, .. } => {
+                write!(f, "postgres://{user}@{host}:{port}/{database}")
+            }
+            WarehouseUrl::Sqlite { path, .. } => write!(f, "sqlite:{}", path.display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_urls_parse_and_never_show_the_password() {
+        let u = WarehouseUrl::parse("postgres://me:s3cr%40t@db.example:6543/analytics", None).unwrap();
+        match &u {
+            WarehouseUrl::Postgres { user, password, host, port, database, .. } => {
+                assert_eq!(user, "me");
+                assert_eq!(password.as_ref().unwrap().expose(), "s3cr@t");
+                assert_eq!((host.as_str(), *port, database.as_str()), ("db.example", 6543, "analytics"));
+            }
+            _ => panic!("not postgres"),
+        }
+        assert!(!u.to_string().contains("s3cr"));
+        assert!(!format!("{u:?}").contains("s3cr"));
+    }
+
+    #[test]
+    fn pgpassword_fills_a_missing_password() {
+        let u = WarehouseUrl::parse("postgresql://me@localhost/db", Some("pw".into())).unwrap();
+        assert!(matches!(u, WarehouseUrl::Postgres { password: Some(p), port: 5432, .. } if p.expose() == "pw"));
+    }
+
+    #[test]
+    fn sqlite_urls_take_a_path_and_attached_schemas() {
+        let u = WarehouseUrl::parse("sqlite:/tmp/w.db?attach=prod=/tmp/p.db&attach=pr=/tmp/q.db", None).unwrap();
+        assert_eq!(
+            u,
+            WarehouseUrl::Sqlite {
+                path: "/tmp/w.db".into(),
+                attach: vec![("prod".into(), "/tmp/p.db".into()), ("pr".into(), "/tmp/q.db".into())]
+            }
+        );
+    }
+
+    #[test]
+    fn bad_urls_name_the_problem_without_the_password() {
+        let e = WarehouseUrl::parse("mysql://u:topsecret@h/db", None).unwrap_err();
+        assert!(matches!(e, WarehouseUrlError::Scheme(_)));
+        assert!(!e.to_string().contains("topsecret"));
+        let e = WarehouseUrl::parse("postgres://u:topsecret@h/", None).unwrap_err();
+        assert!(e.to_string().contains("no database"), "{e}");
+        assert!(!e.to_string().contains("topsecret"));
+        assert!(WarehouseUrl::parse("sqlite:", None).is_err());
+        assert!(WarehouseUrl::parse("not a url", None).is_err());
+    }
+}
