@@ -1,1 +1,472 @@
-//! (in progress)
+//! Which models a pull request changes, and how to diff each one.
+//!
+//! [`plan`] compares the PR run's manifest (and run_results) with production's and
+//! returns one [`PlannedModel`] per model considered: whether it is diffed or skipped
+//! and why, both relations, the primary key and the rule that found it, and the
+//! Datafold-compatible per-model options. It does no I/O: the caller loads the artifacts
+//! with [`crate::manifest`] (from disk, dbt Cloud or S3) and renders the result.
+//!
+//! Modified means what dbt-core 1.11's `state:modified` means (see [`Reason`]);
+//! downstream is the closure over the PR manifest's `child_map`.
+
+mod keys;
+mod modified;
+mod options;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use serde::Serialize;
+
+use crate::manifest::{Manifest, Node, RunResults};
+use crate::sql::Relation;
+
+pub use keys::{KeySource, NO_KEY_HINT};
+pub use options::{
+    IgnoreColumns, IgnorePatternError, KNOWN_KEYS, ModelOptions, SlimDiff, column_is_compared,
+};
+
+/// The JSON format version of [`Plan`]; bumped on incompatible changes.
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+/// The CI configuration settings that shape a plan.
+#[derive(Debug, Clone)]
+pub struct PlanSettings {
+    /// On: diff modified models (plus downstream ones when `downstream` is on).
+    /// Off: diff every model the PR run built.
+    pub slim_ci: bool,
+    /// "Diff downstream": with Slim CI, also diff models downstream of modified ones.
+    pub downstream: bool,
+    /// The tag (column meta key or column tag) that marks primary key columns.
+    pub primary_key_tag: String,
+    /// Columns to ignore in every model.
+    pub ignore_columns: IgnoreColumns,
+}
+
+impl Default for PlanSettings {
+    fn default() -> Self {
+        PlanSettings {
+            slim_ci: false,
+            downstream: false,
+            primary_key_tag: "primary-key".to_owned(),
+            ignore_columns: IgnoreColumns::default(),
+        }
+    }
+}
+
+/// What [`plan`] reads.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInputs<'a> {
+    pub prod: &'a Manifest,
+    pub pr: &'a Manifest,
+    /// The PR run's results; without them every planned model is assumed built.
+    pub pr_run_results: Option<&'a RunResults>,
+    pub settings: &'a PlanSettings,
+}
+
+/// The plan for one pull request.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    /// [`PLAN_FORMAT_VERSION`].
+    pub version: u32,
+    pub slim_ci: bool,
+    pub downstream: bool,
+    /// Models in topological order, then by name.
+    pub models: Vec<PlannedModel>,
+    /// Problems that did not stop planning (unknown option keys, missing run_results, …).
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    pub fn to_diff(&self) -> impl Iterator<Item = &PlannedModel> {
+        self.models.iter().filter(|m| m.action == Action::Diff)
+    }
+}
+
+/// One model considered for the diff.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedModel {
+    pub unique_id: String,
+    pub name: String,
+    /// `model`, `seed` or `snapshot`.
+    pub resource_type: String,
+    pub action: Action,
+    /// Why the model was selected; empty only for removed models.
+    pub reasons: Vec<Reason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_reason: Option<SkipReason>,
+    pub prod_relation: Option<Relation>,
+    pub pr_relation: Option<Relation>,
+    pub primary_key: Vec<String>,
+    pub primary_key_source: Option<KeySource>,
+    /// How to declare a key, when none was found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_key_hint: Option<&'static str>,
+    pub options: ModelOptions,
+    /// Selected only because it is downstream of a modified model.
+    pub downstream: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Diff,
+    Skip,
+}
+
+/// Why a model was selected. All but `downstream` and `built` are parts of dbt's
+/// `state:modified` decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Not in the production manifest.
+    New,
+    /// Raw code changed (seeds: file checksum).
+    Body,
+    /// Unrendered config changed; model-level `meta` counts, tags do not.
+    Config,
+    /// Descriptions changed on a model that persists docs to the warehouse.
+    PersistedDescriptions,
+    /// The node moved (its fully qualified name changed).
+    Fqn,
+    /// Unrendered database, schema or alias changed.
+    Relation,
+    /// The enforced contract changed, or was turned on or off.
+    Contract,
+    /// `latest_version`, `access` or `deprecation_date` changed.
+    Ref,
+    /// A macro the node calls changed, directly or through other macros.
+    Macros,
+    /// Downstream of a modified node.
+    Downstream,
+    /// Slim CI off: the PR run built it.
+    Built,
+}
+
+/// Why a considered model is not diffed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// New in the PR: there is nothing in production to compare with.
+    NewModel,
+    /// In production, deleted or renamed in the PR.
+    Removed,
+    /// In production, disabled in the PR.
+    Disabled,
+    /// Ephemeral models have no relation.
+    Ephemeral,
+    /// Ephemeral in production: there is no production relation.
+    EphemeralInProd,
+    /// The PR run did not build it.
+    NotBuilt,
+    /// The PR run failed to build it.
+    Error,
+    /// The PR run skipped it (an upstream failure).
+    Skipped,
+    /// `never_diff: true` in its options.
+    NeverDiff,
+}
+
+/// Plans the diff of a pull request. Pure: reads the manifests, returns the plan.
+pub fn plan(inputs: &PlanInputs<'_>) -> Plan {
+    let PlanInputs {
+        prod,
+        pr,
+        pr_run_results,
+        settings,
+    } = *inputs;
+    let mut warnings = Vec::new();
+    if pr_run_results.is_none() {
+        warnings.push(
+            "no PR run_results: every planned model is assumed to have been built by the PR run"
+                .to_owned(),
+        );
+    }
+
+    // 1. What dbt's state:modified selects, with reasons.
+    let mut macros = modified::MacroReach::new(prod, pr);
+    let mut modified: HashMap<&str, Vec<Reason>> = HashMap::new();
+    for (id, node) in &pr.nodes {
+        if !node.is_diffable_kind() {
+            continue;
+        }
+        let macro_changed = macros.node_uses_modified_macro(node);
+        let reasons = modified::reasons(prod.nodes.get(id), node, macro_changed);
+        if !reasons.is_empty() {
+            modified.insert(id.as_str(), reasons);
+        }
+    }
+
+    // 2. Downstream closure over child_map (through any node kind, as dbt's `+` does).
+    let downstream = downstream_closure(pr, modified.keys().copied());
+
+    // 3. Options for every candidate (warnings once per model).
+    let mut candidates: Vec<(&str, Vec<Reason>, bool)> = Vec::new();
+    if settings.slim_ci {
+        for (id, reasons) in &modified {
+            candidates.push((id, reasons.clone(), false));
+        }
+        for id in &downstream {
+            let Some(node) = pr.nodes.get(*id) else {
+                continue;
+            };
+            if !node.is_diffable_kind() {
+                continue;
+            }
+            let wanted = settings.downstream
+                || options::read(node, &mut Vec::new()).slim_diff
+                    == Some(SlimDiff::DiffWhenDownstream);
+            if wanted {
+                candidates.push((id, vec![Reason::Downstream], true));
+            }
+        }
+    } else {
+        let built: Vec<&str> = match pr_run_results {
+            Some(rr) => rr.results.keys().map(String::as_str).collect(),
+            None => pr.nodes.keys().map(String::as_str).collect(),
+        };
+        let mut seen: HashSet<&str> = HashSet::new();
+        for id in built.into_iter().chain(modified.keys().copied()) {
+            let Some(node) = pr.nodes.get(id) else {
+                continue;
+            };
+            if !node.is_diffable_kind() || !node.config.enabled || !seen.insert(id) {
+                continue;
+            }
+            let mut reasons = modified.get(id).cloned().unwrap_or_default();
+            let is_downstream = reasons.is_empty() && downstream.contains(id);
+            if reasons.is_empty() {
+                reasons.push(if is_downstream {
+                    Reason::Downstream
+                } else {
+                    Reason::Built
+                });
+            }
+            candidates.push((id, reasons, is_downstream));
+        }
+    }
+
+    let tests = keys::TestIndex::new(pr);
+    let mut models: Vec<PlannedModel> = candidates
+        .into_iter()
+        .filter_map(|(id, reasons, is_downstream)| {
+            let node = pr.nodes.get(id)?;
+            Some(plan_model(
+                node,
+                prod.nodes.get(id),
+                reasons,
+                is_downstream,
+                pr_run_results,
+                &tests,
+                settings,
+                &mut warnings,
+            ))
+        })
+        .collect();
+
+    // 4. Removed and disabled models are always listed, never diffed.
+    for (id, old) in &prod.nodes {
+        if !old.is_diffable_kind() || pr.nodes.contains_key(id) {
+            continue;
+        }
+        let skip = if pr.disabled.contains_key(id) {
+            SkipReason::Disabled
+        } else {
+            SkipReason::Removed
+        };
+        models.push(PlannedModel {
+            unique_id: id.clone(),
+            name: old.name.clone(),
+            resource_type: old.resource_type.clone(),
+            action: Action::Skip,
+            reasons: Vec::new(),
+            skip_reason: Some(skip),
+            prod_relation: old.relation(),
+            pr_relation: None,
+            primary_key: Vec::new(),
+            primary_key_source: None,
+            primary_key_hint: None,
+            options: ModelOptions::default(),
+            downstream: false,
+        });
+    }
+
+    // 5. Stable order: topological (depth in the DAG), then name, then unique id.
+    let depth_pr = depths(pr);
+    let depth_prod = depths(prod);
+    models.sort_by(|a, b| {
+        let d = |m: &PlannedModel| {
+            depth_pr
+                .get(m.unique_id.as_str())
+                .or(depth_prod.get(m.unique_id.as_str()))
+                .copied()
+                .unwrap_or(0)
+        };
+        (d(a), &a.name, &a.unique_id).cmp(&(d(b), &b.name, &b.unique_id))
+    });
+    warnings.sort();
+    warnings.dedup();
+
+    Plan {
+        version: PLAN_FORMAT_VERSION,
+        slim_ci: settings.slim_ci,
+        downstream: settings.downstream,
+        models,
+        warnings,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_model(
+    node: &Node,
+    old: Option<&Node>,
+    reasons: Vec<Reason>,
+    is_downstream: bool,
+    run_results: Option<&RunResults>,
+    tests: &keys::TestIndex<'_>,
+    settings: &PlanSettings,
+    warnings: &mut Vec<String>,
+) -> PlannedModel {
+    let mut options = options::read(node, warnings);
+    let (primary_key, primary_key_source) =
+        match keys::discover(node, tests, &settings.primary_key_tag) {
+            Some((k, s)) => (k, Some(s)),
+            None => (Vec::new(), None),
+        };
+    options.ignored_columns = node
+        .columns
+        .iter()
+        .map(|(k, c)| {
+            if c.name.is_empty() {
+                k.as_str()
+            } else {
+                c.name.as_str()
+            }
+        })
+        .filter(|c| {
+            settings.ignore_columns.is_ignored(c)
+                && !primary_key.iter().any(|k| k.eq_ignore_ascii_case(c))
+        })
+        .map(str::to_owned)
+        .collect();
+
+    let result = run_results.and_then(|rr| rr.get(&node.unique_id));
+    let pr_relation = result
+        .and_then(|r| r.relation_name.as_deref())
+        .and_then(|r| Relation::parse(r).ok())
+        .or_else(|| node.relation());
+    let pr_relation = if node.is_ephemeral() {
+        None
+    } else {
+        pr_relation
+    };
+    let prod_relation = old.filter(|o| !o.is_ephemeral()).and_then(Node::relation);
+
+    let skip_reason = if old.is_none() {
+        Some(SkipReason::NewModel)
+    } else if node.is_ephemeral() {
+        Some(SkipReason::Ephemeral)
+    } else if old.is_some_and(Node::is_ephemeral) {
+        Some(SkipReason::EphemeralInProd)
+    } else if options.never_diff {
+        Some(SkipReason::NeverDiff)
+    } else {
+        match (run_results, result) {
+            (None, _) => None,
+            (Some(_), None) => Some(SkipReason::NotBuilt),
+            (Some(_), Some(r)) => match r.status.as_str() {
+                "success" | "pass" | "warn" | "fail" => None,
+                "skipped" => Some(SkipReason::Skipped),
+                _ => Some(SkipReason::Error),
+            },
+        }
+    };
+
+    PlannedModel {
+        unique_id: node.unique_id.clone(),
+        name: node.name.clone(),
+        resource_type: node.resource_type.clone(),
+        action: if skip_reason.is_some() {
+            Action::Skip
+        } else {
+            Action::Diff
+        },
+        reasons,
+        skip_reason,
+        prod_relation,
+        pr_relation,
+        primary_key_hint: primary_key_source.is_none().then_some(NO_KEY_HINT),
+        primary_key,
+        primary_key_source,
+        options,
+        downstream: is_downstream,
+    }
+}
+
+/// Every node reachable from `roots` through `child_map`, without the roots themselves.
+fn downstream_closure<'a>(
+    pr: &'a Manifest,
+    roots: impl Iterator<Item = &'a str>,
+) -> HashSet<&'a str> {
+    let roots: HashSet<&str> = roots.collect();
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut queue: VecDeque<&str> = roots.iter().copied().collect();
+    while let Some(id) = queue.pop_front() {
+        for child in pr.child_map.get(id).into_iter().flatten() {
+            if seen.insert(child.as_str()) {
+                queue.push_back(child.as_str());
+            }
+        }
+    }
+    seen.retain(|id| !roots.contains(id));
+    seen
+}
+
+/// Longest path from a root to each node over `depends_on.nodes` (sources and other
+/// nodes outside `nodes` count as depth 0).
+fn depths(m: &Manifest) -> HashMap<&str, u32> {
+    let mut depth: HashMap<&str, u32> = HashMap::with_capacity(m.nodes.len());
+    for start in m.nodes.keys() {
+        if depth.contains_key(start.as_str()) {
+            continue;
+        }
+        // Iterative post-order DFS; `on_path` guards against (invalid) cycles.
+        let mut stack: Vec<(&str, bool)> = vec![(start.as_str(), false)];
+        let mut on_path: HashSet<&str> = HashSet::new();
+        while let Some((id, expanded)) = stack.pop() {
+            let Some(node) = m.nodes.get(id) else {
+                depth.insert(id, 0);
+                continue;
+            };
+            if expanded {
+                on_path.remove(id);
+                let d = node
+                    .depends_on_nodes
+                    .iter()
+                    .map(|p| {
+                        if m.nodes.contains_key(p) {
+                            depth.get(p.as_str()).map_or(0, |d| d + 1)
+                        } else {
+                            0
+                        }
+                    })
+                    .max()
+                    .unwrap_or(0);
+                depth.insert(id, d);
+                continue;
+            }
+            if depth.contains_key(id) || !on_path.insert(id) {
+                continue;
+            }
+            stack.push((id, true));
+            for p in &node.depends_on_nodes {
+                if !depth.contains_key(p.as_str()) && !on_path.contains(p.as_str()) {
+                    stack.push((p.as_str(), false));
+                }
+            }
+        }
+    }
+    depth
+}
+
+#[cfg(test)]
+mod tests;
