@@ -164,14 +164,12 @@ impl Node {
     /// The relation dbt built this node into: `relation_name` when dbt recorded one,
     /// else `database.schema.alias` (falling back to the name), as dbt renders it.
     pub fn relation(&self) -> Option<Relation> {
-        if let Some(rel) = self
+        if let Some(parsed) = self
             .relation_name
             .as_deref()
-            .filter(|r| !r.trim().is_empty())
+            .and_then(|r| Relation::parse(r).ok())
         {
-            if let Ok(parsed) = Relation::parse(rel) {
-                return Some(parsed);
-            }
+            return Some(parsed);
         }
         if self.config.materialized.as_deref() == Some("ephemeral") {
             return None;
