@@ -16,6 +16,14 @@
 //! | [`manifest`] | reading dbt `manifest.json` / `run_results.json` (v7–v12 / v4–v6) |
 //! | [`plan`] | which models a PR changes, their relations, keys and per-model options |
 //! | [`report`] | rendering diffs as text, markdown (the PR comment) and JSON |
+//! | [`config`] | CI configurations and data sources (SPEC §3): validated newtypes, the TOML file |
+//! | [`intake`] | webhook deliveries: signature checks, GitHub/GitLab event parsing, the gates |
+//! | [`store`] | configuration store and run store ports (run state machine, delivery dedupe) |
+//! | [`secrets`] | the secret store port: Secrets Manager with a TTL cache, env/file/in-process |
+//! | [`queue`] | the queue port: SQS with per-message delay, an in-process delay queue |
+//! | [`messages`] | versioned JSON of every queue message (poll, diff, sync) |
+//! | [`githost`] | GitHub and GitLab REST clients behind one trait (files, merge base, status, comment) |
+//! | [`dbtcloud`] | dbt Cloud Administrative API v2 client (accounts, jobs) |
 //!
 //! Ports (small traits) sit in a module root; adapters are sibling files. Every port has an
 //! in-process adapter so the whole path runs in one process (`prdiff serve`, tests).
@@ -27,3 +35,11 @@ pub mod plan;
 pub mod report;
 pub mod sql;
 pub mod warehouse;
+pub mod config;
+pub mod dbtcloud;
+pub mod githost;
+pub mod intake;
+pub mod messages;
+pub mod queue;
+pub mod secrets;
+pub mod store;

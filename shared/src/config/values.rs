@@ -1,0 +1,413 @@
+//! The value newtypes of a configuration. Each is built by `parse`/`new`, and serde goes
+//! through the same constructor, so a value read back from a store is checked again.
+
+use std::fmt;
+
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use serde::{Deserialize, Serialize};
+
+/// Declares a string newtype whose only constructor is `parse` with the given check.
+macro_rules! string_newtype {
+    ($(#[$doc:meta])* $name:ident, $what:literal, |$s:ident| $check:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Checks and wraps the value.
+            pub fn parse(value: impl Into<String>) -> Result<Self, String> {
+                let $s: String = value.into();
+                let problem: Option<String> = $check;
+                match problem {
+                    None => Ok(Self($s)),
+                    Some(p) => Err(format!("{} {:?}: {}", $what, $s, p)),
+                }
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                Self::parse(s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+fn identifier_problem(s: &str) -> Option<String> {
+    let ok_chars = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if s.is_empty() || s.len() > 64 {
+        Some("must be 1 to 64 characters".into())
+    } else if !ok_chars || !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        Some("use letters, digits, '-', '_' and '.', starting with a letter or digit".into())
+    } else {
+        None
+    }
+}
+
+string_newtype!(
+    /// The operator's identifier of a CI configuration (`analytics-main`).
+    ConfigId, "configuration name", |s| identifier_problem(&s)
+);
+
+string_newtype!(
+    /// The identifier of a registered data source.
+    DataSourceId, "data source id", |s| identifier_problem(&s)
+);
+
+string_newtype!(
+    /// A repository's full name: `owner/name` (GitHub) or `group/sub/project` (GitLab).
+    RepoName, "repository name", |s| {
+        let parts: Vec<&str> = s.split('/').collect();
+        if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) {
+            Some("must look like owner/name".into())
+        } else if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            Some("must not contain whitespace".into())
+        } else {
+            None
+        }
+    }
+);
+
+string_newtype!(
+    /// The name (or ARN) of a secret in the secret store. Never the value.
+    SecretName, "secret name", |s| {
+        if s.is_empty() || s.len() > 2048 {
+            Some("must be 1 to 2048 characters".into())
+        } else if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            Some("must not contain whitespace".into())
+        } else {
+            None
+        }
+    }
+);
+
+string_newtype!(
+    /// A PR label. GitHub allows up to 50 characters; GitLab more, so only emptiness is refused.
+    Label, "label", |s| {
+        if s.trim().is_empty() { Some("must not be empty".into()) } else { None }
+    }
+);
+
+string_newtype!(
+    /// A full 40-hex (SHA-1) or 64-hex (SHA-256) commit id, lower-cased.
+    CommitSha, "commit sha", |s| {
+        let hex = s.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+        if (s.len() == 40 || s.len() == 64) && hex { None } else { Some("must be 40 or 64 lower-case hex digits".into()) }
+    }
+);
+
+/// The dbt tag (or column `meta` key) that marks primary-key columns (SPEC §5.2).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PrimaryKeyTag(String);
+
+impl PrimaryKeyTag {
+    pub fn parse(s: impl Into<String>) -> Result<Self, String> {
+        let s = s.into();
+        if s.trim().is_empty() {
+            Err("primary key tag must not be empty".into())
+        } else {
+            Ok(Self(s))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for PrimaryKeyTag {
+    fn default() -> Self {
+        Self("primary-key".into())
+    }
+}
+
+impl TryFrom<String> for PrimaryKeyTag {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(s)
+    }
+}
+
+impl From<PrimaryKeyTag> for String {
+    fn from(v: PrimaryKeyTag) -> String {
+        v.0
+    }
+}
+
+/// The git host a repository lives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Github,
+    Gitlab,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Github => "github",
+            Provider::Gitlab => "gitlab",
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which base commit a PR is compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BaseCommitSelection {
+    /// The commit the PR branched from: only the PR's own changes show.
+    #[default]
+    MergeBase,
+    /// The latest commit of the base branch: also shows what landed since branching.
+    Latest,
+}
+
+/// The warehouse behind a data source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataSourceKind {
+    Postgres,
+    Redshift,
+    Sqlite,
+    Duckdb,
+    Snowflake,
+    Bigquery,
+    Databricks,
+}
+
+impl DataSourceKind {
+    /// Rows below which a table is diffed exactly. Local and self-hosted engines scan a
+    /// million rows in seconds; cloud warehouses bill per scan, so they sample earlier
+    /// relative to their speed only past five million rows.
+    pub fn default_sampling_threshold(self) -> u64 {
+        match self {
+            Self::Postgres | Self::Redshift | Self::Sqlite | Self::Duckdb => 1_000_000,
+            Self::Snowflake | Self::Bigquery | Self::Databricks => 5_000_000,
+        }
+    }
+}
+
+/// A dbt Cloud account id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct DbtAccountId(u64);
+
+/// A dbt Cloud job id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct DbtJobId(u64);
+
+macro_rules! id_newtype {
+    ($name:ident, $what:literal) => {
+        impl $name {
+            /// Ids are positive; 0 is what an unset field turns into.
+            pub fn new(id: u64) -> Result<Self, String> {
+                if id == 0 {
+                    Err(concat!($what, " must be a positive integer").into())
+                } else {
+                    Ok(Self(id))
+                }
+            }
+            pub fn get(self) -> u64 {
+                self.0
+            }
+        }
+        impl TryFrom<u64> for $name {
+            type Error = String;
+            fn try_from(v: u64) -> Result<Self, String> {
+                Self::new(v)
+            }
+        }
+        impl From<$name> for u64 {
+            fn from(v: $name) -> u64 {
+                v.0
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+    };
+}
+id_newtype!(DbtAccountId, "dbt Cloud account id");
+id_newtype!(DbtJobId, "dbt Cloud job id");
+
+/// A number strictly between 0 and 1 (sampling tolerance and confidence).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Probability(f64);
+
+impl Probability {
+    pub fn new(v: f64) -> Result<Self, String> {
+        if v > 0.0 && v < 1.0 {
+            Ok(Self(v))
+        } else {
+            Err(format!("must be strictly between 0 and 1, got {v}"))
+        }
+    }
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl TryFrom<f64> for Probability {
+    type Error = String;
+    fn try_from(v: f64) -> Result<Self, String> {
+        Self::new(v)
+    }
+}
+
+impl From<Probability> for f64 {
+    fn from(v: Probability) -> f64 {
+        v.0
+    }
+}
+
+/// A cron expression (5 fields, or 6 with seconds), checked by parsing it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CronSchedule(String);
+
+impl CronSchedule {
+    pub fn parse(s: impl Into<String>) -> Result<Self, String> {
+        let s = s.into();
+        croner::Cron::new(&s)
+            .with_seconds_optional()
+            .parse()
+            .map_err(|e| format!("cron expression {s:?} does not parse: {e}"))?;
+        Ok(Self(s))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for CronSchedule {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(s)
+    }
+}
+
+impl From<CronSchedule> for String {
+    fn from(v: CronSchedule) -> String {
+        v.0
+    }
+}
+
+/// Files to ignore, in .gitignore syntax: one pattern per line, `#` comments, `!` negates,
+/// later lines override earlier ones. Matching uses the `ignore` crate's gitignore matcher
+/// (globset underneath), so the semantics are git's.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IgnorePatterns {
+    text: String,
+    matcher: Gitignore,
+}
+
+impl IgnorePatterns {
+    pub fn parse(text: impl Into<String>) -> Result<Self, String> {
+        let text = text.into();
+        // Root "" makes the matcher take repository-relative paths as they are.
+        let mut builder = GitignoreBuilder::new("");
+        for (n, line) in text.lines().enumerate() {
+            builder
+                .add_line(None, line)
+                .map_err(|e| format!("files_to_ignore line {}: {e}", n + 1))?;
+        }
+        let matcher = builder
+            .build()
+            .map_err(|e| format!("files_to_ignore: {e}"))?;
+        Ok(Self { text, matcher })
+    }
+
+    /// True when no pattern is set (the gate is off).
+    pub fn is_empty(&self) -> bool {
+        self.matcher.is_empty()
+    }
+
+    /// Whether `path` (repository-relative, `/`-separated) is ignored, directly or through
+    /// one of its parent directories.
+    pub fn is_ignored(&self, path: &str) -> bool {
+        let path = path.trim_start_matches('/');
+        !self.is_empty()
+            && self
+                .matcher
+                .matched_path_or_any_parents(path, false)
+                .is_ignore()
+    }
+
+    /// Whether every one of `paths` is ignored (false for an empty list: a PR that changes
+    /// nothing is not "all ignored").
+    pub fn all_ignored<'a>(&self, paths: impl IntoIterator<Item = &'a str>) -> bool {
+        let mut any = false;
+        for p in paths {
+            any = true;
+            if !self.is_ignored(p) {
+                return false;
+            }
+        }
+        any
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl Default for IgnorePatterns {
+    fn default() -> Self {
+        Self::parse("").expect("empty pattern list")
+    }
+}
+
+impl fmt::Debug for IgnorePatterns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("IgnorePatterns").field(&self.text).finish()
+    }
+}
+
+impl PartialEq for IgnorePatterns {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl TryFrom<String> for IgnorePatterns {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(s)
+    }
+}
+
+impl From<IgnorePatterns> for String {
+    fn from(v: IgnorePatterns) -> String {
+        v.text
+    }
+}

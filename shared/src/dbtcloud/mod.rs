@@ -1,0 +1,1 @@
+//! dbt Cloud (in progress)

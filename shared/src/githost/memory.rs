@@ -1,0 +1,183 @@
+//! An in-process git host: answers from what a test (or `prdiff serve --offline`) put in
+//! it, and records every status and comment so they can be asserted on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use super::{CommentRef, CommitStatus, GitHost, GitHostError, GitHosts};
+use crate::config::{CiConfig, CommitSha, RepoName};
+
+#[derive(Default)]
+struct State {
+    files: HashMap<(String, u64), Vec<String>>,
+    labels: HashMap<(String, u64), Vec<String>>,
+    branch_heads: HashMap<(String, String), CommitSha>,
+    merge_bases: HashMap<(String, String), CommitSha>,
+    statuses: Vec<(RepoName, CommitSha, CommitStatus)>,
+    comments: HashMap<(String, u64), Vec<(u64, String)>>,
+    next_comment: u64,
+}
+
+/// A git host held in memory. Cheap to clone (shared state).
+#[derive(Clone, Default)]
+pub struct MemoryGitHost {
+    state: Arc<Mutex<State>>,
+}
+
+fn key(repo: &RepoName) -> String {
+    repo.as_str().to_ascii_lowercase()
+}
+
+impl MemoryGitHost {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_files(&self, repo: &RepoName, number: u64, files: &[&str]) {
+        self.lock().files.insert(
+            (key(repo), number),
+            files.iter().map(|s| s.to_string()).collect(),
+        );
+    }
+
+    pub fn set_labels(&self, repo: &RepoName, number: u64, labels: &[&str]) {
+        self.lock().labels.insert(
+            (key(repo), number),
+            labels.iter().map(|s| s.to_string()).collect(),
+        );
+    }
+
+    pub fn set_branch_head(&self, repo: &RepoName, branch: &str, sha: CommitSha) {
+        self.lock()
+            .branch_heads
+            .insert((key(repo), branch.to_owned()), sha);
+    }
+
+    /// The merge base answered for `head` (whatever the base).
+    pub fn set_merge_base(&self, repo: &RepoName, head: &CommitSha, base: CommitSha) {
+        self.lock()
+            .merge_bases
+            .insert((key(repo), head.to_string()), base);
+    }
+
+    /// Every status set so far, oldest first.
+    pub fn statuses(&self) -> Vec<(RepoName, CommitSha, CommitStatus)> {
+        self.lock().statuses.clone()
+    }
+
+    /// The comments on a PR (id, body).
+    pub fn comments(&self, repo: &RepoName, number: u64) -> Vec<(u64, String)> {
+        self.lock()
+            .comments
+            .get(&(key(repo), number))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+fn not_found(what: String) -> GitHostError {
+    GitHostError::Http {
+        status: 404,
+        what,
+        message: "Not Found".into(),
+    }
+}
+
+#[async_trait]
+impl GitHost for MemoryGitHost {
+    async fn changed_files(
+        &self,
+        repo: &RepoName,
+        number: u64,
+    ) -> Result<Vec<String>, GitHostError> {
+        Ok(self
+            .lock()
+            .files
+            .get(&(key(repo), number))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn merge_base(
+        &self,
+        repo: &RepoName,
+        base: &str,
+        head: &CommitSha,
+    ) -> Result<CommitSha, GitHostError> {
+        let state = self.lock();
+        state
+            .merge_bases
+            .get(&(key(repo), head.to_string()))
+            .or_else(|| state.branch_heads.get(&(key(repo), base.to_owned())))
+            .cloned()
+            .ok_or_else(|| not_found(format!("merge base of {base} and {head}")))
+    }
+
+    async fn branch_head(&self, repo: &RepoName, branch: &str) -> Result<CommitSha, GitHostError> {
+        self.lock()
+            .branch_heads
+            .get(&(key(repo), branch.to_owned()))
+            .cloned()
+            .ok_or_else(|| not_found(format!("branch {branch}")))
+    }
+
+    async fn set_status(
+        &self,
+        repo: &RepoName,
+        sha: &CommitSha,
+        status: &CommitStatus,
+    ) -> Result<(), GitHostError> {
+        self.lock()
+            .statuses
+            .push((repo.clone(), sha.clone(), status.clone()));
+        Ok(())
+    }
+
+    async fn upsert_comment(
+        &self,
+        repo: &RepoName,
+        number: u64,
+        marker: &str,
+        body: &str,
+    ) -> Result<CommentRef, GitHostError> {
+        let mut state = self.lock();
+        state.next_comment += 1;
+        let next = state.next_comment;
+        let list = state.comments.entry((key(repo), number)).or_default();
+        if let Some(c) = list.iter_mut().find(|(_, b)| b.contains(marker)) {
+            c.1 = body.to_owned();
+            return Ok(CommentRef {
+                id: c.0,
+                created: false,
+            });
+        }
+        list.push((next, body.to_owned()));
+        Ok(CommentRef {
+            id: next,
+            created: true,
+        })
+    }
+
+    async fn labels(&self, repo: &RepoName, number: u64) -> Result<Vec<String>, GitHostError> {
+        Ok(self
+            .lock()
+            .labels
+            .get(&(key(repo), number))
+            .cloned()
+            .unwrap_or_default())
+    }
+}
+
+/// Every configuration gets the same in-memory host.
+#[async_trait]
+impl GitHosts for MemoryGitHost {
+    async fn for_config(&self, _config: &CiConfig) -> Result<Arc<dyn GitHost>, GitHostError> {
+        Ok(Arc::new(self.clone()))
+    }
+}

@@ -1,0 +1,128 @@
+//! GitLab webhook payloads (`X-Gitlab-Event`): `Merge Request Hook`, `Push Hook`.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::{
+    HostEvent, IntakeError, PrAction, PrEvent, PushEvent, field, parse_json, repo_field, sha_field,
+    str_field, u64_field,
+};
+use crate::config::{CommitSha, Provider};
+
+/// Reads a delivery given its `X-Gitlab-Event` header and raw body.
+pub fn parse(event: &str, body: &[u8]) -> Result<HostEvent, IntakeError> {
+    let v = parse_json(body)?;
+    match event {
+        "Merge Request Hook" => merge_request(&v),
+        "Push Hook" => push(&v),
+        other => Ok(HostEvent::NotHandled(format!(
+            "event `{other}` is not handled"
+        ))),
+    }
+}
+
+fn titles(labels: Option<&Value>) -> Vec<String> {
+    labels
+        .and_then(Value::as_array)
+        .map(|ls| {
+            ls.iter()
+                .filter_map(|l| l.get("title").and_then(Value::as_str).map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn merge_request(v: &Value) -> Result<HostEvent, IntakeError> {
+    let repository = repo_field(v, "project.path_with_namespace")?;
+    let number = u64_field(v, "object_attributes.iid")?;
+    let action = str_field(v, "object_attributes.action")?;
+    let oa = field(v, "object_attributes")?;
+    let changes = v.get("changes");
+    let action = match action {
+        "open" => PrAction::Opened,
+        "reopen" => PrAction::Reopened,
+        "update" => {
+            let has = |k: &str| changes.and_then(|c| c.get(k)).is_some();
+            let added: Vec<String> = changes
+                .and_then(|c| c.get("labels"))
+                .map(|l| {
+                    let before: BTreeSet<String> = titles(l.get("previous")).into_iter().collect();
+                    titles(l.get("current"))
+                        .into_iter()
+                        .filter(|t| !before.contains(t))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let undrafted = changes.and_then(|c| c.get("draft")).is_some_and(|d| {
+                d.get("previous") == Some(&Value::Bool(true))
+                    && d.get("current") == Some(&Value::Bool(false))
+            });
+            if oa.get("oldrev").is_some_and(|r| !r.is_null()) {
+                PrAction::NewCommits
+            } else if has("target_branch") {
+                PrAction::BaseChanged
+            } else if !added.is_empty() {
+                PrAction::Labeled(added)
+            } else if undrafted {
+                PrAction::ReadyForReview
+            } else {
+                return Ok(HostEvent::NotHandled(
+                    "merge request update without new commits, added labels, target branch or draft change"
+                        .into(),
+                ));
+            }
+        }
+        "close" | "merge" => {
+            return Ok(HostEvent::PrClosed {
+                provider: Provider::Gitlab,
+                repository,
+                number,
+            });
+        }
+        other => {
+            return Ok(HostEvent::NotHandled(format!(
+                "merge request action `{other}` is not handled"
+            )));
+        }
+    };
+    let draft = ["draft", "work_in_progress"]
+        .iter()
+        .any(|k| oa.get(*k).and_then(Value::as_bool).unwrap_or(false));
+    Ok(HostEvent::PullRequest(PrEvent {
+        provider: Provider::Gitlab,
+        repository,
+        number,
+        action,
+        head_sha: sha_field(v, "object_attributes.last_commit.id")?,
+        head_branch: str_field(v, "object_attributes.source_branch")?.to_owned(),
+        base_branch: str_field(v, "object_attributes.target_branch")?.to_owned(),
+        base_sha: None,
+        draft,
+        labels: titles(v.get("labels").or_else(|| oa.get("labels"))),
+    }))
+}
+
+fn push(v: &Value) -> Result<HostEvent, IntakeError> {
+    let git_ref = str_field(v, "ref")?;
+    let after = str_field(v, "after")?;
+    Ok(HostEvent::Push(PushEvent {
+        provider: Provider::Gitlab,
+        repository: repo_field(v, "project.path_with_namespace")?,
+        branch: git_ref.strip_prefix("refs/heads/").map(str::to_owned),
+        default_branch: v
+            .pointer("/project/default_branch")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        after: if after.bytes().all(|b| b == b'0') {
+            None
+        } else {
+            Some(
+                CommitSha::parse(after).map_err(|problem| IntakeError::Field {
+                    field: "after",
+                    problem,
+                })?,
+            )
+        },
+    }))
+}

@@ -1,0 +1,89 @@
+//! SQS: the message JSON as the body, the delay as `DelaySeconds`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::error::SdkError;
+
+use super::{Queue, QueueError, clamp_delay};
+use crate::messages::Message;
+
+/// One SQS queue, by URL.
+#[derive(Clone)]
+pub struct SqsQueue {
+    client: Client,
+    url: String,
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, url: impl Into<String>) -> Self {
+        Self {
+            client,
+            url: url.into(),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Receives up to `max` messages (long-polling up to `wait`), deleting them: for
+    /// `prdiff serve --aws` style consumers and tests. Lambda consumers get their batch
+    /// from the event source mapping instead.
+    pub async fn receive(&self, max: i32, wait: Duration) -> Result<Vec<String>, QueueError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, 10))
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .send()
+            .await
+            .map_err(|e| QueueError::Receive {
+                queue: self.url.clone(),
+                source: Box::new(e),
+            })?;
+        let mut bodies = Vec::new();
+        for m in out.messages.unwrap_or_default() {
+            if let Some(handle) = m.receipt_handle() {
+                self.client
+                    .delete_message()
+                    .queue_url(&self.url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .map_err(|e| QueueError::Receive {
+                        queue: self.url.clone(),
+                        source: Box::new(e),
+                    })?;
+            }
+            bodies.extend(m.body);
+        }
+        Ok(bodies)
+    }
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send(&self, message: &Message, delay: Duration) -> Result<(), QueueError> {
+        let delay = clamp_delay(delay);
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(message.to_json())
+            .delay_seconds(delay.as_secs() as i32)
+            .send()
+            .await
+            .map_err(|e| {
+                let retryable = !matches!(e, SdkError::ConstructionFailure(_));
+                QueueError::Send {
+                    queue: self.url.clone(),
+                    retryable,
+                    source: Box::new(e),
+                }
+            })?;
+        tracing::debug!(queue = %self.url, kind = message.kind(), delay_s = delay.as_secs(), "message sent");
+        Ok(())
+    }
+}

@@ -1,0 +1,316 @@
+//! The embedded store: both ports on one SQLite database (a file for `prdiff serve`, or
+//! memory for tests and benchmarks).
+//!
+//! SQLite calls are short and local, so they run inline under a mutex instead of on a
+//! blocking pool: a store call costs microseconds, less than a thread hand-off. Every
+//! multi-row write is one transaction, which gives the same all-or-nothing and
+//! conditional guarantees as the DynamoDB adapter.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{
+    CiRun, ConfigStore, PrKey, RunId, RunState, RunStore, StartOutcome, StoreError,
+    check_transition, unix_now,
+};
+use crate::config::{CiConfig, ConfigId, DataSource, DataSourceId};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS configs (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS data_sources (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, state TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS pr_slots (slot TEXT PRIMARY KEY, run_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS deliveries (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+";
+
+/// Configuration store and run store on SQLite.
+pub struct EmbeddedStore {
+    conn: Mutex<Connection>,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    let retryable = matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    );
+    StoreError::Backend {
+        retryable,
+        source: Box::new(e),
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &str, body: &str) -> Result<T, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
+        key: key.to_owned(),
+        source: Box::new(e),
+    })
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("store items serialize")
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) a database file.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(backend)?;
+        Self::init(conn)
+    }
+
+    /// A private in-memory database.
+    pub fn in_memory() -> Self {
+        Self::init(Connection::open_in_memory().expect("in-memory SQLite"))
+            .expect("schema on an in-memory database")
+    }
+
+    fn init(conn: Connection) -> Result<Self, StoreError> {
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half transaction (it rolls back on
+        // drop), so a poisoned lock is safe to keep using.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read_run(conn: &Connection, id: &str) -> Result<Option<CiRun>, StoreError> {
+        let body: Option<String> = conn
+            .query_row("SELECT body FROM runs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(backend)?;
+        body.map(|b| decode(id, &b)).transpose()
+    }
+
+    fn write_run(conn: &Connection, run: &CiRun) -> Result<(), StoreError> {
+        conn.execute(
+            "INSERT INTO runs (id, state, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, body = excluded.body",
+            params![run.id.as_str(), run.state.as_str(), encode(run)],
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ConfigStore for EmbeddedStore {
+    async fn put_all(
+        &self,
+        sources: &[DataSource],
+        configs: &[CiConfig],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        for s in sources {
+            tx.execute(
+                "INSERT OR REPLACE INTO data_sources (id, body) VALUES (?1, ?2)",
+                params![s.id.as_str(), encode(s)],
+            )
+            .map_err(backend)?;
+        }
+        for c in configs {
+            tx.execute(
+                "INSERT OR REPLACE INTO configs (id, body) VALUES (?1, ?2)",
+                params![c.name.as_str(), encode(c)],
+            )
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
+    }
+
+    async fn get_config(&self, id: &ConfigId) -> Result<Option<CiConfig>, StoreError> {
+        let conn = self.conn();
+        let body: Option<String> = conn
+            .query_row(
+                "SELECT body FROM configs WHERE id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        body.map(|b| decode(id.as_str(), &b)).transpose()
+    }
+
+    async fn list_configs(&self) -> Result<Vec<CiConfig>, StoreError> {
+        list(&self.conn(), "SELECT id, body FROM configs ORDER BY id")
+    }
+
+    async fn get_data_source(&self, id: &DataSourceId) -> Result<Option<DataSource>, StoreError> {
+        let conn = self.conn();
+        let body: Option<String> = conn
+            .query_row(
+                "SELECT body FROM data_sources WHERE id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        body.map(|b| decode(id.as_str(), &b)).transpose()
+    }
+
+    async fn list_data_sources(&self) -> Result<Vec<DataSource>, StoreError> {
+        list(
+            &self.conn(),
+            "SELECT id, body FROM data_sources ORDER BY id",
+        )
+    }
+
+    async fn delete_config(&self, id: &ConfigId) -> Result<bool, StoreError> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM configs WHERE id = ?1", [id.as_str()])
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+
+    async fn delete_data_source(&self, id: &DataSourceId) -> Result<bool, StoreError> {
+        let n = self
+            .conn()
+            .execute("DELETE FROM data_sources WHERE id = ?1", [id.as_str()])
+            .map_err(backend)?;
+        Ok(n > 0)
+    }
+}
+
+fn list<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare(sql).map_err(backend)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, body) = row.map_err(backend)?;
+        out.push(decode(&id, &body)?);
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl RunStore for EmbeddedStore {
+    async fn claim_delivery(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let now = unix_now();
+        let n = self
+            .conn()
+            .execute(
+                "INSERT INTO deliveries (key, expires_at) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+                 WHERE deliveries.expires_at <= ?3",
+                params![key, (now + ttl.as_secs()) as i64, now as i64],
+            )
+            .map_err(backend)?;
+        Ok(n == 1)
+    }
+
+    async fn release_delivery(&self, key: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM deliveries WHERE key = ?1", [key])
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn start_run(&self, run: &CiRun) -> Result<StartOutcome, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let slot = run.pr.slot(&run.config_id);
+        let current: Option<String> = tx
+            .query_row(
+                "SELECT run_id FROM pr_slots WHERE slot = ?1",
+                [&slot],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        let mut superseded = None;
+        if let Some(current) = current
+            && let Some(mut old) = Self::read_run(&tx, &current)?
+            && !old.state.is_final()
+        {
+            if old.head_sha == run.head_sha && old.base_sha == run.base_sha {
+                return Ok(StartOutcome::AlreadyOpen(old));
+            }
+            old.state = RunState::Superseded;
+            old.reason = Some(format!("superseded by {}", run.id));
+            old.updated_at = unix_now();
+            Self::write_run(&tx, &old)?;
+            superseded = Some(old.id);
+        }
+        let inserted = tx
+            .execute(
+                "INSERT INTO runs (id, state, body) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![run.id.as_str(), run.state.as_str(), encode(run)],
+            )
+            .map_err(backend)?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!(
+                "run {} already exists",
+                run.id
+            )));
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO pr_slots (slot, run_id) VALUES (?1, ?2)",
+            params![slot, run.id.as_str()],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(StartOutcome::Started { superseded })
+    }
+
+    async fn get_run(&self, id: &RunId) -> Result<Option<CiRun>, StoreError> {
+        Self::read_run(&self.conn(), id.as_str())
+    }
+
+    async fn current_run(
+        &self,
+        config: &ConfigId,
+        pr: &PrKey,
+    ) -> Result<Option<CiRun>, StoreError> {
+        let conn = self.conn();
+        let id: Option<String> = conn
+            .query_row(
+                "SELECT run_id FROM pr_slots WHERE slot = ?1",
+                [pr.slot(config)],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        match id {
+            Some(id) => Self::read_run(&conn, &id),
+            None => Ok(None),
+        }
+    }
+
+    async fn transition(
+        &self,
+        id: &RunId,
+        from: RunState,
+        to: RunState,
+        reason: Option<&str>,
+    ) -> Result<CiRun, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let mut run = Self::read_run(&tx, id.as_str())?
+            .ok_or_else(|| StoreError::NotFound(format!("run {id}")))?;
+        check_transition(&run, from, to)?;
+        run.state = to;
+        run.reason = reason.map(str::to_owned).or(run.reason);
+        run.updated_at = unix_now();
+        Self::write_run(&tx, &run)?;
+        tx.commit().map_err(backend)?;
+        Ok(run)
+    }
+}
