@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod config;
+mod demo;
+mod diff;
 mod plan;
 
 /// Data diffs for dbt pull requests.
@@ -17,6 +19,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Diff a production relation against a PR relation inside a warehouse.
+    Diff(Box<diff::DiffArgs>),
+    /// Run the whole diff on an embedded example (SQLite, no network, no setup).
+    Demo(demo::DemoArgs),
     /// Plan which models a manifest pair would diff, and why.
     Plan(plan::PlanArgs),
     /// Manage CI configurations and data sources.
@@ -42,6 +48,8 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     let code = runtime.block_on(async move {
         match cli.command {
+            Command::Diff(args) => diff::run(*args).await,
+            Command::Demo(args) => demo::run(args).await,
             Command::Plan(args) => plan::run(args).await,
             Command::Config(cmd) => config::run(cmd).await,
         }

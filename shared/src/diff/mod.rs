@@ -179,8 +179,16 @@ pub struct SampleRow {
     pub kind: &'static str,
     /// Key column → value.
     pub key: BTreeMap<String, Option<String>>,
-    /// Column → `[prod, pr]` values (for `changed`: only the columns that differ).
-    pub values: BTreeMap<String, [Option<String>; 2]>,
+    /// Compared columns in table order (for `changed`: only the columns that differ).
+    pub values: Vec<SampleValue>,
+}
+
+/// One column of a sample row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SampleValue {
+    pub column: String,
+    pub prod: Option<String>,
+    pub pr: Option<String>,
 }
 
 /// How a sampled diff was sampled, and the intervals of its estimates.
@@ -676,14 +684,14 @@ async fn samples(wh: &dyn Warehouse, plan: &ComparePlan, req: &DiffRequest, agg:
         let any = p.or(q);
         let Some(any) = any else { continue };
         let key = plan.key.iter().enumerate().map(|(i, kc)| (kc.name.clone(), mask(&kc.name, any[1 + i].clone()))).collect();
-        let mut values = BTreeMap::new();
+        let mut values = Vec::new();
         for (i, c) in plan.columns.iter().enumerate() {
             let pv = p.and_then(|r| r[1 + nk + i].clone());
             let qv = q.and_then(|r| r[1 + nk + i].clone());
             if kind == "changed" && pv == qv {
                 continue;
             }
-            values.insert(c.name.clone(), [mask(&c.name, pv), mask(&c.name, qv)]);
+            values.push(SampleValue { column: c.name.clone(), prod: mask(&c.name, pv), pr: mask(&c.name, qv) });
         }
         out.push(SampleRow { kind, key, values });
     }

@@ -47,10 +47,40 @@ pub fn escape_cell(s: &str) -> String {
     out
 }
 
+/// `s` as an inline code span that is safe in a table cell. Inside a code span markdown,
+/// HTML and mentions are inert; only backticks (removed), pipes (escaped, which GFM tables
+/// honour even in code) and line breaks need care.
+pub fn code(s: &str) -> String {
+    let mut out = String::from("`");
+    for (i, c) in s.chars().enumerate() {
+        if i >= MAX_CELL {
+            out.push('…');
+            break;
+        }
+        match c {
+            '`' => out.push('\''),
+            '|' => out.push_str("\\|"),
+            '\n' | '\r' | '\t' => out.push(' '),
+            c if c.is_control() => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    if out.len() == 1 {
+        out.push(' ');
+    }
+    out.push('`');
+    out
+}
+
+/// `s` inside an HTML element (the `<summary>` of a collapsible section).
+fn html(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('@', "&#64;")
+}
+
 fn value(v: &Option<String>) -> String {
     match v {
         None => "NULL".to_owned(),
-        Some(s) => format!("`{}`", escape_cell(s).replace('`', "")),
+        Some(s) => code(s),
     }
 }
 
@@ -119,8 +149,8 @@ pub fn markdown(title: &str, entries: &[ModelEntry]) -> String {
                 let cols = r.columns.iter().filter(|c| c.changed.unwrap_or(0) > 0).count();
                 let _ = writeln!(
                     out,
-                    "| `{}` | {} → {} | {} | {} | {} | {} | {} | {} |",
-                    escape_cell(&e.name),
+                    "| {} | {} → {} | {} | {} | {} | {} | {} | {} |",
+                    code(&e.name),
                     fmt_n(r.rows.prod),
                     fmt_n(r.rows.pr),
                     opt(r.exclusive.map(|x| x.pr), a),
@@ -132,7 +162,7 @@ pub fn markdown(title: &str, entries: &[ModelEntry]) -> String {
                 );
             }
             Err(msg) => {
-                let _ = writeln!(out, "| `{}` | ⚠️ failed: {} | | | | | | |", escape_cell(&e.name), escape_cell(msg));
+                let _ = writeln!(out, "| {} | ⚠️ failed: {} | | | | | | |", code(&e.name), escape_cell(msg));
             }
         }
     }
@@ -146,13 +176,13 @@ pub fn markdown(title: &str, entries: &[ModelEntry]) -> String {
 }
 
 fn model_details(out: &mut String, name: &str, r: &DiffResult) {
-    let _ = writeln!(out, "<details><summary><code>{}</code></summary>\n", escape_cell(name));
-    let _ = writeln!(out, "prod `{}` → PR `{}`", escape_cell(&r.prod), escape_cell(&r.pr));
+    let _ = writeln!(out, "<details><summary><code>{}</code></summary>\n", html(name));
+    let _ = write!(out, "prod {} → PR {}", code(&r.prod), code(&r.pr));
     if !r.primary_key.is_empty() {
-        let keys: Vec<String> = r.primary_key.iter().map(|k| format!("`{}`", escape_cell(k))).collect();
-        let _ = writeln!(out, "; key {}", keys.join(", "));
+        let keys: Vec<String> = r.primary_key.iter().map(|k| code(k)).collect();
+        let _ = write!(out, ", key {}", keys.join(", "));
     }
-    out.push('\n');
+    out.push_str("\n\n");
     if let Some(s) = &r.sampled {
         let _ = writeln!(
             out,
@@ -165,7 +195,7 @@ fn model_details(out: &mut String, name: &str, r: &DiffResult) {
     let s = &r.schema;
     for (label, cols) in [("Columns added", &s.added), ("Columns removed", &s.removed), ("Type changed", &s.type_changed)] {
         if !cols.is_empty() {
-            let c: Vec<String> = cols.iter().map(|c| format!("`{}`", escape_cell(c))).collect();
+            let c: Vec<String> = cols.iter().map(|c| code(c)).collect();
             let _ = writeln!(out, "- {label}: {}", c.join(", "));
         }
     }
@@ -183,7 +213,7 @@ fn model_details(out: &mut String, name: &str, r: &DiffResult) {
                 (None, Some(n)) => format!("NULLs {} → {}", fmt_n(n.prod), fmt_n(n.pr)),
                 _ => "—".to_owned(),
             };
-            let _ = writeln!(out, "| `{}` | {} | {} | {} | {} |", escape_cell(&c.name), escape_cell(&c.prod_type), escape_cell(&c.pr_type), changed, pct);
+            let _ = writeln!(out, "| {} | {} | {} | {} | {} |", code(&c.name), code(&c.prod_type), code(&c.pr_type), changed, pct);
         }
     }
     if !r.samples.is_empty() {
@@ -206,7 +236,7 @@ fn escape_cell_long(s: &str) -> String {
 }
 
 fn sample_rows(out: &mut String, s: &SampleRow) {
-    let key: Vec<String> = s.key.iter().map(|(k, v)| format!("{}={}", escape_cell(k), value(v))).collect();
+    let key: Vec<String> = s.key.iter().map(|(k, v)| format!("{}={}", code(k), value(v))).collect();
     let kind = match s.kind {
         "only_prod" => "only in prod",
         "only_pr" => "only in PR",
@@ -215,9 +245,9 @@ fn sample_rows(out: &mut String, s: &SampleRow) {
     if s.values.is_empty() {
         let _ = writeln!(out, "| {kind} | {} | | | |", key.join(", "));
     }
-    for (i, (col, [p, q])) in s.values.iter().enumerate() {
+    for (i, v) in s.values.iter().enumerate() {
         let (k, kd) = if i == 0 { (key.join(", "), kind) } else { (String::new(), "") };
-        let _ = writeln!(out, "| {kd} | {k} | `{}` | {} | {} |", escape_cell(col), value(p), value(q));
+        let _ = writeln!(out, "| {kd} | {k} | {} | {} | {} |", code(&v.column), value(&v.prod), value(&v.pr));
     }
 }
 
@@ -280,6 +310,13 @@ mod tests {
         assert!(!e.contains('\n'));
         assert!(!e.contains('`'));
         assert!(e.contains("\\*\\*z\\*\\*"));
+    }
+
+    #[test]
+    fn code_spans_keep_underscores_and_drop_backticks_and_pipes() {
+        assert_eq!(code("dbt_cloud_pr_1"), "`dbt_cloud_pr_1`");
+        assert_eq!(code("a`b|c\nd"), "`a'b\\|c d`");
+        assert_eq!(code(""), "` `");
     }
 
     #[test]

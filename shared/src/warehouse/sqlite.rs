@@ -111,3 +111,12 @@ fn run(conn: &Connection, sql: &str, timeout: Duration) -> Result<Vec<Row>, Ware
         other => WarehouseError::Other { message: other.to_string() },
     })
 }
+
+/// Creates (or extends) the SQLite database at `path` by running `script`, in one
+/// transaction: for the demo and for tests that build their own data.
+pub fn run_script(path: &std::path::Path, script: &str) -> Result<(), rusqlite::Error> {
+    let mut conn = Connection::open(path)?;
+    let tx = conn.transaction()?;
+    tx.execute_batch(script)?;
+    tx.commit()
+}
