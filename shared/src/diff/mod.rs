@@ -55,6 +55,8 @@ pub struct DiffRequest {
     pub sample_rows: usize,
     /// Seed of the key hash used for sampling.
     pub seed: u64,
+    /// Keys in the pilot sample that sizes the real one (see [`sampling`]).
+    pub pilot_rows: u64,
 }
 
 impl DiffRequest {
@@ -70,6 +72,7 @@ impl DiffRequest {
             sampling: None,
             sample_rows: 5,
             seed: 0,
+            pilot_rows: sampling::PILOT_ROWS as u64,
         }
     }
 }
@@ -562,7 +565,7 @@ async fn sampled(
     let biggest = nonnull.0.max(nonnull.1).max(1) as f64;
     let z = s.z();
     const FULL: f64 = 4_294_967_296.0;
-    let pilot_rate = (sampling::PILOT_ROWS / biggest).min(1.0);
+    let pilot_rate = (req.pilot_rows.max(100) as f64 / biggest).min(1.0);
     if pilot_rate >= 0.5 {
         return Ok(false);
     }
@@ -697,3 +700,6 @@ async fn samples(wh: &dyn Warehouse, plan: &ComparePlan, req: &DiffRequest, agg:
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod snapshot_tests;

@@ -203,16 +203,16 @@ impl ComparePlan {
             .collect();
         let any_ne = if ne.is_empty() { "1 = 0".to_owned() } else { ne.iter().map(|e| format!("({e})")).collect::<Vec<_>>().join(" OR ") };
         let changed = format!("{both} AND ({any_ne})");
-        let min_where = |e: &str, c: &str| format!("MIN(CASE WHEN {c} THEN {e} END)");
-        let max_where = |e: &str, c: &str| format!("MAX(CASE WHEN {c} THEN {e} END)");
+        let min_where = |e: &str, c: &str| d.extreme_where(false, e, c);
+        let max_where = |e: &str, c: &str| d.extreme_where(true, e, c);
 
         let mut items = vec![
             format!("{} AS p_in", d.count_where("p.m = 1")),
             format!("{} AS q_in", d.count_where("q.m = 1")),
             format!("{} AS p_null_keys", d.count_where(&format!("p.m = 1 AND ({})", has_null("p")))),
             format!("{} AS q_null_keys", d.count_where(&format!("q.m = 1 AND ({})", has_null("q")))),
-            format!("{} AS p_dup_rows", d.count_where(&p_dup)),
-            format!("{} AS q_dup_rows", d.count_where(&q_dup)),
+            if windowed { format!("{} AS p_dup_rows", d.count_where(&p_dup)) } else { "0 AS p_dup_rows".to_owned() },
+            if windowed { format!("{} AS q_dup_rows", d.count_where(&q_dup)) } else { "0 AS q_dup_rows".to_owned() },
             if windowed { format!("{} AS p_dup_keys", d.count_distinct_where(&ident("p"), &p_dup)) } else { "0 AS p_dup_keys".to_owned() },
             if windowed { format!("{} AS q_dup_keys", d.count_distinct_where(&ident("q"), &q_dup)) } else { "0 AS q_dup_keys".to_owned() },
             format!("{} AS only_prod", d.count_where(&only_prod)),

@@ -72,8 +72,8 @@ pub fn z_for_confidence(c: f64) -> f64 {
     normal_quantile(1.0 - (1.0 - c) / 2.0)
 }
 
-/// The standard normal quantile, by Acklam's rational approximation refined with one
-/// Halley step (relative error below 1e-12 over (0, 1)). Twenty lines here beat a
+/// The standard normal quantile, by Acklam's rational approximation (relative error below
+/// 1.15e-9 over (0, 1)). Twenty lines here beat a
 /// statistics crate that would bring linear algebra into a Lambda binary.
 pub fn normal_quantile(p: f64) -> f64 {
     assert!(p > 0.0 && p < 1.0, "quantile of {p}");
@@ -82,7 +82,7 @@ pub fn normal_quantile(p: f64) -> f64 {
     const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
     const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
     let plow = 0.02425;
-    let x = if p < plow {
+    if p < plow {
         let q = (-2.0 * p.ln()).sqrt();
         (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     } else if p <= 1.0 - plow {
@@ -93,25 +93,7 @@ pub fn normal_quantile(p: f64) -> f64 {
     } else {
         let q = (-2.0 * (1.0 - p).ln()).sqrt();
         -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
-    };
-    // One Halley step against the complementary error function.
-    let e = 0.5 * erfc(-x / std::f64::consts::SQRT_2) - p;
-    let u = e * (2.0 * std::f64::consts::PI).sqrt() * (x * x / 2.0).exp();
-    x - u / (1.0 + x * u / 2.0)
-}
-
-/// Complementary error function (Numerical Recipes' Chebyshev fit, error < 1.2e-7), enough
-/// for the refinement step above.
-fn erfc(x: f64) -> f64 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t * (-z * z - 1.26551223
-        + t * (1.00002368
-            + t * (0.37409196
-                + t * (0.09678418
-                    + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
-        .exp();
-    if x >= 0.0 { r } else { 2.0 - r }
+    }
 }
 
 /// Wilson score interval of `x` successes in `n` trials at normal quantile `z`.

@@ -24,6 +24,10 @@ impl Dialect for DuckDb {
         format!("COUNT(DISTINCT {expr}) FILTER (WHERE {cond})")
     }
 
+    fn extreme_where(&self, max: bool, expr: &str, cond: &str) -> String {
+        format!("{}({expr}) FILTER (WHERE {cond})", if max { "MAX" } else { "MIN" })
+    }
+
     fn double_type(&self) -> &'static str {
         "DOUBLE"
     }

@@ -114,6 +114,12 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         format!("COUNT(DISTINCT CASE WHEN {cond} THEN {expr} END)")
     }
 
+    /// `MIN` (or `MAX` with `max`) of `expr` over the rows where `cond` holds.
+    fn extreme_where(&self, max: bool, expr: &str, cond: &str) -> String {
+        let f = if max { "MAX" } else { "MIN" };
+        format!("{f}(CASE WHEN {cond} THEN {expr} END)")
+    }
+
     /// One value standing for a whole (composite) key, for `COUNT(DISTINCT …)`.
     /// Only called with two or more columns, none of them NULL.
     fn key_identity(&self, cols: &[String]) -> String {
@@ -158,6 +164,12 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     fn timestamp_to_precision(&self, expr: &str, precision: u32, tz: bool) -> String {
         let ty = if tz { "TIMESTAMP WITH TIME ZONE" } else { "TIMESTAMP" };
         format!("CAST({expr} AS {ty}({precision}))")
+    }
+
+    /// Whether a column holds values only at its declared precision and scale (SQLite's
+    /// declared types are affinities: it stores whatever it is given).
+    fn enforces_declared_precision(&self) -> bool {
+        true
     }
 
     /// A timestamp with time zone as a timestamp without, in UTC.

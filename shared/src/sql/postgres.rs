@@ -59,6 +59,10 @@ impl Dialect for Postgres {
         format!("COUNT(DISTINCT {expr}) FILTER (WHERE {cond})")
     }
 
+    fn extreme_where(&self, max: bool, expr: &str, cond: &str) -> String {
+        format!("{}({expr}) FILTER (WHERE {cond})", if max { "MAX" } else { "MIN" })
+    }
+
     fn text_type(&self) -> &'static str {
         "TEXT"
     }

@@ -35,9 +35,11 @@ impl Dialect for Snowflake {
         "DOUBLE"
     }
 
-    fn timestamp_to_precision(&self, expr: &str, precision: u32, tz: bool) -> String {
-        let ty = if tz { "TIMESTAMP_TZ" } else { "TIMESTAMP_NTZ" };
-        format!("CAST({expr} AS {ty}({precision}))")
+    /// Snowflake truncates fractional seconds when it stores into a coarser column; so
+    /// does `DATE_TRUNC`, which keeps the value's own type.
+    /// <https://docs.snowflake.com/en/sql-reference/functions/date_trunc>
+    fn timestamp_to_precision(&self, expr: &str, precision: u32, _tz: bool) -> String {
+        format!("DATE_TRUNC('{}', {expr})", super::duckdb::trunc_unit(precision))
     }
 
     /// <https://docs.snowflake.com/en/sql-reference/functions/convert_timezone>

@@ -24,9 +24,9 @@ impl Dialect for Sqlite {
         }
     }
 
-    /// <https://www.sqlite.org/lang_expr.html#isisnot>
+    /// <https://www.sqlite.org/lang_expr.html#isdf> (3.39+; the bundled SQLite is newer).
     fn null_safe_ne(&self, a: &str, b: &str) -> String {
-        format!("{a} IS NOT {b}")
+        format!("{a} IS DISTINCT FROM {b}")
     }
 
     /// <https://www.sqlite.org/lang_aggfunc.html#aggfilter> (3.30+)
@@ -36,6 +36,10 @@ impl Dialect for Sqlite {
 
     fn count_distinct_where(&self, expr: &str, cond: &str) -> String {
         format!("COUNT(DISTINCT {expr}) FILTER (WHERE {cond})")
+    }
+
+    fn extreme_where(&self, max: bool, expr: &str, cond: &str) -> String {
+        format!("{}({expr}) FILTER (WHERE {cond})", if max { "MAX" } else { "MIN" })
     }
 
     /// `quote()` renders each value as an SQL literal, so the joined text is unambiguous.
@@ -53,6 +57,10 @@ impl Dialect for Sqlite {
 
     fn double_type(&self) -> &'static str {
         "REAL"
+    }
+
+    fn enforces_declared_precision(&self) -> bool {
+        false
     }
 
     /// SQLite stores timestamps as ISO-8601 text: precision is cut, not rounded.

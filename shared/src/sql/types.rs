@@ -135,6 +135,10 @@ pub(super) fn normalise<D: Dialect + ?Sized>(
             match (p1, p2) {
                 (Some(a), Some(b)) if a > b => d.timestamp_to_precision(&e, b, tz),
                 (None, Some(b)) => d.timestamp_to_precision(&e, b, tz),
+                // A warehouse that does not enforce declared precision may hold finer
+                // values in the coarser column: cut both sides.
+                (Some(a), Some(b)) if !d.enforces_declared_precision() => d.timestamp_to_precision(&e, a.min(b), tz),
+                (Some(a), None) if !d.enforces_declared_precision() => d.timestamp_to_precision(&e, a, tz),
                 _ => e,
             }
         }
