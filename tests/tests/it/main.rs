@@ -1,3 +1,4 @@
 //! prdiff's integration tests: one binary, one module per area. The harness
 //! (`prdiff_tests`) reaches the services `scripts/test.sh` started.
 mod plan;
+mod webhook;
