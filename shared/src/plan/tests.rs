@@ -1,1 +1,245 @@
+//! Rules on hand-made manifests; `tests/tests/it/plan.rs` checks the same decisions
+//! against dbt itself on real artifacts.
 
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::*;
+
+fn manifest(nodes: Value, macros: Value, child_map: Value) -> Manifest {
+    let v = json!({
+        "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json"},
+        "nodes": nodes, "macros": macros, "child_map": child_map,
+    });
+    Manifest::from_slice(&serde_json::to_vec(&v).unwrap(), Path::new("m.json")).unwrap()
+}
+
+fn model(name: &str, extra: Value) -> (String, Value) {
+    let id = format!("model.p.{name}");
+    let mut node = json!({
+        "unique_id": id, "name": name, "resource_type": "model", "raw_code": format!("select 1 as {name}"),
+        "database": "db", "schema": "s", "alias": name, "relation_name": format!("\"db\".\"s\".\"{name}\""),
+        "fqn": ["p", name], "config": {"materialized": "table", "enabled": true},
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        node[k] = v.clone();
+    }
+    (id, node)
+}
+
+fn nodes(items: Vec<(String, Value)>) -> Value {
+    Value::Object(items.into_iter().collect())
+}
+
+fn plan_of(prod: &Manifest, pr: &Manifest, slim: bool, downstream: bool) -> Plan {
+    let settings = PlanSettings {
+        slim_ci: slim,
+        downstream,
+        ..PlanSettings::default()
+    };
+    plan(&PlanInputs {
+        prod,
+        pr,
+        pr_run_results: None,
+        settings: &settings,
+    })
+}
+
+fn reasons_of(plan: &Plan, id: &str) -> Vec<Reason> {
+    plan.models
+        .iter()
+        .find(|m| m.unique_id == id)
+        .map(|m| m.reasons.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_macro_change_reaches_models_through_other_macros() {
+    let macros = |inner: &str| {
+        json!({
+            "macro.p.outer": {"macro_sql": "{{ inner() }}", "depends_on": {"macros": ["macro.p.inner"]}},
+            "macro.p.inner": {"macro_sql": inner, "depends_on": {"macros": []}},
+        })
+    };
+    let a = model(
+        "a",
+        json!({"depends_on": {"macros": ["macro.p.outer"], "nodes": []}}),
+    );
+    let b = model("b", json!({}));
+    let prod = manifest(nodes(vec![a.clone(), b.clone()]), macros("1"), json!({}));
+    let pr = manifest(nodes(vec![a, b]), macros("2"), json!({}));
+    let plan = plan_of(&prod, &pr, true, false);
+    assert_eq!(reasons_of(&plan, "model.p.a"), [Reason::Macros]);
+    assert!(reasons_of(&plan, "model.p.b").is_empty());
+}
+
+#[test]
+fn seeds_compare_checksums_so_an_unchanged_large_seed_path_is_unmodified() {
+    let seed = |sum: &str| {
+        (
+            "seed.p.s".to_owned(),
+            json!({"resource_type": "seed", "name": "s", "checksum": {"name": "path", "checksum": sum}}),
+        )
+    };
+    let prod = manifest(nodes(vec![seed("seeds/s.csv")]), json!({}), json!({}));
+    let same = manifest(nodes(vec![seed("seeds/s.csv")]), json!({}), json!({}));
+    let moved = manifest(nodes(vec![seed("seeds/t.csv")]), json!({}), json!({}));
+    assert!(plan_of(&prod, &same, true, false).models.is_empty());
+    assert_eq!(
+        reasons_of(&plan_of(&prod, &moved, true, false), "seed.p.s"),
+        [Reason::Body]
+    );
+}
+
+#[test]
+fn turning_a_contract_on_or_changing_its_checksum_is_a_contract_change() {
+    let with = |c: Value| model("a", json!({"contract": c}));
+    let off = manifest(
+        nodes(vec![with(json!({"enforced": false}))]),
+        json!({}),
+        json!({}),
+    );
+    let on1 = manifest(
+        nodes(vec![with(json!({"enforced": true, "checksum": "1"}))]),
+        json!({}),
+        json!({}),
+    );
+    let on2 = manifest(
+        nodes(vec![with(json!({"enforced": true, "checksum": "2"}))]),
+        json!({}),
+        json!({}),
+    );
+    assert_eq!(
+        reasons_of(&plan_of(&off, &on1, true, false), "model.p.a"),
+        [Reason::Contract]
+    );
+    assert_eq!(
+        reasons_of(&plan_of(&on1, &on2, true, false), "model.p.a"),
+        [Reason::Contract]
+    );
+    assert!(plan_of(&on1, &on1, true, false).models.is_empty());
+}
+
+#[test]
+fn descriptions_count_only_when_persist_docs_is_on() {
+    let m = |desc: &str, persist: bool| {
+        model(
+            "a",
+            json!({"description": desc, "config": {"materialized": "table", "persist_docs": {"relation": persist}}}),
+        )
+    };
+    let plain = |d| manifest(nodes(vec![m(d, false)]), json!({}), json!({}));
+    let persisted = |d| manifest(nodes(vec![m(d, true)]), json!({}), json!({}));
+    assert!(
+        plan_of(&plain("x"), &plain("y"), true, false)
+            .models
+            .is_empty()
+    );
+    assert_eq!(
+        reasons_of(
+            &plan_of(&persisted("x"), &persisted("y"), true, false),
+            "model.p.a"
+        ),
+        [Reason::PersistedDescriptions]
+    );
+}
+
+#[test]
+fn downstream_follows_child_map_transitively() {
+    let a = model("a", json!({}));
+    let b = model("b", json!({"depends_on": {"nodes": ["model.p.a"]}}));
+    let c = model("c", json!({"depends_on": {"nodes": ["model.p.b"]}}));
+    let children = json!({"model.p.a": ["model.p.b"], "model.p.b": ["model.p.c"], "model.p.c": []});
+    let prod = manifest(
+        nodes(vec![a.clone(), b.clone(), c.clone()]),
+        json!({}),
+        children.clone(),
+    );
+    let mut a2 = a;
+    a2.1["raw_code"] = json!("select 2");
+    let pr = manifest(nodes(vec![a2, b, c]), json!({}), children);
+    let plan = plan_of(&prod, &pr, true, true);
+    let ids: Vec<&str> = plan.models.iter().map(|m| m.unique_id.as_str()).collect();
+    assert_eq!(ids, ["model.p.a", "model.p.b", "model.p.c"]);
+    assert_eq!(reasons_of(&plan, "model.p.c"), [Reason::Downstream]);
+    assert_eq!(plan_of(&prod, &pr, true, false).models.len(), 1);
+}
+
+#[test]
+fn column_meta_wins_over_unique_tests_and_composite_keys_keep_column_order() {
+    // Raw text: `json!` would sort the column keys and lose the yaml order.
+    let text = r#"{"metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json"},
+      "nodes": {
+        "model.p.a": {"resource_type": "model", "name": "a", "raw_code": "select 1", "columns": {
+            "b": {"name": "b", "meta": {"primary-key": true}},
+            "x": {"name": "x"},
+            "a": {"name": "a", "meta": {"primary-key": true}}}},
+        "test.p.unique_a_x": {"resource_type": "test", "name": "unique_a_x", "attached_node": "model.p.a",
+            "test_metadata": {"name": "unique", "kwargs": {"column_name": "x"}}, "config": {"enabled": true}}}}"#;
+    let m = Manifest::from_slice(text.as_bytes(), Path::new("m.json")).unwrap();
+    let plan = plan_of(&m, &m, false, false);
+    let a = plan
+        .models
+        .iter()
+        .find(|p| p.unique_id == "model.p.a")
+        .unwrap();
+    assert_eq!(a.primary_key, ["b", "a"]);
+    assert_eq!(a.primary_key_source, Some(KeySource::ColumnMeta));
+}
+
+#[test]
+fn unique_combination_of_columns_and_primary_key_constraints_are_key_sources() {
+    let a = model("a", json!({}));
+    let test = (
+        "test.p.combo".to_owned(),
+        json!({"resource_type": "test", "name": "combo", "depends_on": {"nodes": ["model.p.a"]},
+               "test_metadata": {"name": "unique_combination_of_columns", "namespace": "dbt_utils",
+                                 "kwargs": {"combination_of_columns": ["k1", "k2"]}}}),
+    );
+    let b = model(
+        "b",
+        json!({"constraints": [{"type": "primary_key", "columns": ["id", "day"]}]}),
+    );
+    let m = manifest(nodes(vec![a, test, b]), json!({}), json!({}));
+    let plan = plan_of(&m, &m, false, false);
+    let key = |id: &str| {
+        let p = plan.models.iter().find(|p| p.unique_id == id).unwrap();
+        (p.primary_key.clone(), p.primary_key_source)
+    };
+    assert_eq!(
+        key("model.p.a"),
+        (
+            vec!["k1".into(), "k2".into()],
+            Some(KeySource::UniqueCombinationTest)
+        )
+    );
+    assert_eq!(
+        key("model.p.b"),
+        (
+            vec!["id".into(), "day".into()],
+            Some(KeySource::PrimaryKeyConstraint)
+        )
+    );
+}
+
+#[test]
+fn node_meta_overrides_config_meta_and_bad_values_warn() {
+    let a = model(
+        "a",
+        json!({
+            "config": {"materialized": "table", "meta": {"datafold": {"datadiff": {"filter": "x > 0", "time_column": "t"}}}},
+            "meta": {"datafold": {"datadiff": {"filter": "x > 1", "exclude_columns": 5}}},
+        }),
+    );
+    let m = manifest(nodes(vec![a]), json!({}), json!({}));
+    let plan = plan_of(&m, &m, false, false);
+    let o = &plan.models[0].options;
+    assert_eq!(o.filter.as_deref(), Some("x > 1"));
+    assert_eq!(o.time_column.as_deref(), Some("t"));
+    assert!(
+        plan.warnings.iter().any(|w| w.contains("exclude_columns")),
+        "{:?}",
+        plan.warnings
+    );
+}
