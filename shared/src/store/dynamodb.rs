@@ -32,8 +32,9 @@ use super::{
 };
 use crate::config::{CiConfig, ConfigId, DataSource, DataSourceId};
 
-/// How often `start_run` re-reads and retries after losing a race.
-const START_ATTEMPTS: usize = 4;
+/// How often `start_run` re-reads and retries after losing a race. Races are between
+/// deliveries of one PR (a handful at most), so a few jittered retries settle them.
+const START_ATTEMPTS: usize = 8;
 
 /// Configuration store and run store on DynamoDB.
 #[derive(Clone)]
@@ -102,6 +103,11 @@ impl DynamoStore {
             client,
             table: table.into(),
         }
+    }
+
+    /// The table this store uses.
+    pub fn table(&self) -> &str {
+        &self.table
     }
 
     /// Creates the table with its TTL (for `prdiff serve --aws`, tests and first deploys
@@ -448,10 +454,13 @@ impl RunStore for DynamoStore {
     }
 
     async fn start_run(&self, run: &CiRun) -> Result<StartOutcome, StoreError> {
-        for _ in 0..START_ATTEMPTS {
+        for attempt in 0..START_ATTEMPTS {
             if let Some(outcome) = self.try_start_run(run).await? {
                 return Ok(outcome);
             }
+            // Jitter so racing writers do not collide again in lockstep.
+            let ms = 10 * (attempt as u64 + 1) + u64::from(rand::random::<u8>() % 20);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         Err(StoreError::Conflict(format!(
             "could not record run {} after {START_ATTEMPTS} attempts: the PR's runs keep changing",

@@ -2,3 +2,5 @@
 //! (`prdiff_tests`) reaches the services `scripts/test.sh` started.
 mod plan;
 mod webhook;
+mod engine;
+mod stores;
