@@ -431,7 +431,10 @@ async fn the_webhook_on_the_aws_adapters_records_the_run_and_delays_the_poll() {
     let cfg = moto().await;
     let store = Arc::new(dynamo_store().await);
     let hello = config("hello", "github", "Codertocat/Hello-World", "");
-    store.put_all(&[], &[hello.clone()]).await.unwrap();
+    store
+        .put_all(&[], std::slice::from_ref(&hello))
+        .await
+        .unwrap();
     let secrets = Arc::new(SecretsManager::new(
         aws_sdk_secretsmanager::Client::new(&cfg),
         Duration::from_secs(300),
