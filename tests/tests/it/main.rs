@@ -4,3 +4,4 @@ mod plan;
 mod webhook;
 mod engine;
 mod stores;
+mod githost;
