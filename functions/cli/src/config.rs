@@ -1,12 +1,311 @@
-//! `prdiff config` (in progress).
+//! `prdiff config`: manage CI configurations and data sources in the deployed stack
+//! (DynamoDB + Secrets Manager, honouring `AWS_ENDPOINT_URL`) or in the embedded store
+//! (a SQLite file and a secrets directory, for `prdiff serve`). The logic lives in
+//! `prdiff_shared::config::apply`; this module parses arguments, picks adapters, prints.
 
-#[derive(clap::Subcommand)]
-pub enum ConfigCommand {
-    /// List configurations.
-    List,
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use prdiff_shared::config::apply::{self, HttpDbtCloud};
+use prdiff_shared::config::{ConfigId, DataSourceId};
+use prdiff_shared::secrets::Secrets;
+use prdiff_shared::secrets::local::LocalSecrets;
+use prdiff_shared::store::ConfigStore;
+use prdiff_shared::store::embedded::EmbeddedStore;
+
+use crate::exit;
+
+/// Where configurations are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// DynamoDB table + Secrets Manager (the deployed stack).
+    Aws,
+    /// A local SQLite file + a directory of secret files.
+    Embedded,
 }
 
-pub async fn run(_cmd: ConfigCommand) -> u8 {
-    eprintln!("prdiff config: not implemented yet");
-    crate::exit::FAILURE
+/// Backend options shared by every subcommand.
+#[derive(clap::Args, Debug)]
+pub struct Backend {
+    /// `aws` (DynamoDB + Secrets Manager) or `embedded` (SQLite file + secrets directory).
+    #[arg(long, env = "PRDIFF_BACKEND", value_enum, default_value = "aws")]
+    backend: BackendKind,
+    /// DynamoDB table of the stack (aws backend).
+    #[arg(long, env = "PRDIFF_TABLE")]
+    table: Option<String>,
+    /// SQLite file (embedded backend).
+    #[arg(long, env = "PRDIFF_DB", default_value = "prdiff.db")]
+    db: PathBuf,
+    /// Secrets directory (embedded backend); default `<db>.secrets`.
+    #[arg(long, env = "PRDIFF_SECRETS_DIR")]
+    secrets_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate a TOML file (every field, dbt Cloud account and jobs) and store it.
+    /// Nothing is written when any check fails.
+    Apply {
+        /// The configuration file.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Skip asking dbt Cloud about the account and jobs (air-gapped embedded use).
+        #[arg(long)]
+        no_dbt_check: bool,
+        #[command(flatten)]
+        backend: Backend,
+    },
+    /// List configurations and data sources.
+    List {
+        #[command(flatten)]
+        backend: Backend,
+    },
+    /// Show a configuration (or data source) as JSON; secrets by name only.
+    Show {
+        id: String,
+        #[command(flatten)]
+        backend: Backend,
+    },
+    /// Delete a configuration (or data source). Its secrets stay in the secret store.
+    Delete {
+        id: String,
+        #[command(flatten)]
+        backend: Backend,
+    },
+    /// Check a stored configuration: data source, secrets, dbt Cloud account and jobs.
+    Check {
+        id: String,
+        #[command(flatten)]
+        backend: Backend,
+    },
+}
+
+type Adapters = (Arc<dyn ConfigStore>, Arc<dyn Secrets>);
+
+async fn adapters(b: &Backend) -> Result<Adapters, (u8, String)> {
+    match b.backend {
+        BackendKind::Embedded => {
+            let store = EmbeddedStore::open(&b.db).map_err(|e| {
+                (
+                    exit::FAILURE,
+                    format!("cannot open {}: {e}", b.db.display()),
+                )
+            })?;
+            let dir = b.secrets_dir.clone().unwrap_or_else(|| {
+                let mut p = b.db.clone().into_os_string();
+                p.push(".secrets");
+                PathBuf::from(p)
+            });
+            Ok((
+                Arc::new(store),
+                Arc::new(LocalSecrets::with_env_and_dir(Some(dir))),
+            ))
+        }
+        BackendKind::Aws => aws_adapters(b).await,
+    }
+}
+
+#[cfg(feature = "aws")]
+async fn aws_adapters(b: &Backend) -> Result<Adapters, (u8, String)> {
+    use prdiff_shared::secrets::aws::SecretsManager;
+    use prdiff_shared::store::dynamodb::DynamoStore;
+    let Some(table) = &b.table else {
+        return Err((
+            exit::USAGE,
+            "the aws backend needs --table or PRDIFF_TABLE (the stack's DynamoDB table)".into(),
+        ));
+    };
+    // load_defaults reads AWS_ENDPOINT_URL, the region and credentials the usual way.
+    let cfg = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    Ok((
+        Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&cfg),
+            table.clone(),
+        )),
+        Arc::new(SecretsManager::new(
+            aws_sdk_secretsmanager::Client::new(&cfg),
+            std::time::Duration::ZERO,
+        )),
+    ))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn aws_adapters(_b: &Backend) -> Result<Adapters, (u8, String)> {
+    Err((
+        exit::USAGE,
+        "this prdiff was built without AWS support; use --backend embedded".into(),
+    ))
+}
+
+pub async fn run(cmd: ConfigCommand) -> u8 {
+    match run_inner(cmd).await {
+        Ok(()) => exit::OK,
+        Err((code, message)) => {
+            eprintln!("prdiff config: {message}");
+            code
+        }
+    }
+}
+
+fn failure(e: impl std::fmt::Display) -> (u8, String) {
+    (exit::FAILURE, e.to_string())
+}
+
+async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
+    match cmd {
+        ConfigCommand::Apply {
+            file,
+            no_dbt_check,
+            backend,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| (exit::USAGE, format!("cannot read {}: {e}", file.display())))?;
+            let (store, secrets) = adapters(&backend).await?;
+            let base = file.parent().unwrap_or(Path::new("."));
+            let report = apply::apply(
+                &text,
+                base,
+                store.as_ref(),
+                secrets.as_ref(),
+                &HttpDbtCloud::default(),
+                !no_dbt_check,
+            )
+            .await
+            .map_err(|e| {
+                let code = if e.is_usage() {
+                    exit::USAGE
+                } else {
+                    exit::FAILURE
+                };
+                (code, format!("{}: {}", file.display(), with_causes(&e)))
+            })?;
+            for id in &report.data_sources {
+                println!("data source {id}: applied");
+            }
+            for id in &report.configs {
+                println!("configuration {id}: applied");
+            }
+            for name in &report.secrets_written {
+                println!("secret {name}: stored");
+            }
+            Ok(())
+        }
+        ConfigCommand::List { backend } => {
+            let (store, _) = adapters(&backend).await?;
+            let sources = store.list_data_sources().await.map_err(failure)?;
+            let configs = store.list_configs().await.map_err(failure)?;
+            println!("DATA SOURCES");
+            for d in &sources {
+                println!("  {:<24} {:?}", d.id, d.kind);
+            }
+            println!("CI CONFIGURATIONS");
+            for c in &configs {
+                println!(
+                    "  {:<24} {}:{:<32} data source {:<16} dbt account {} jobs {}/{}",
+                    c.name,
+                    c.repository.provider,
+                    c.repository.full_name,
+                    c.data_source,
+                    c.dbt_cloud.account_id,
+                    c.dbt_cloud.artifacts_job_id,
+                    c.dbt_cloud
+                        .pr_job_id
+                        .map_or("-".to_owned(), |j| j.to_string())
+                );
+            }
+            Ok(())
+        }
+        ConfigCommand::Show { id, backend } => {
+            let (store, _) = adapters(&backend).await?;
+            if let Ok(cid) = ConfigId::parse(id.clone())
+                && let Some(c) = store.get_config(&cid).await.map_err(failure)?
+            {
+                println!("{}", serde_json::to_string_pretty(&c).map_err(failure)?);
+                return Ok(());
+            }
+            if let Ok(did) = DataSourceId::parse(id.clone())
+                && let Some(d) = store.get_data_source(&did).await.map_err(failure)?
+            {
+                println!("{}", serde_json::to_string_pretty(&d).map_err(failure)?);
+                return Ok(());
+            }
+            Err((
+                exit::USAGE,
+                format!("no configuration or data source {id:?}"),
+            ))
+        }
+        ConfigCommand::Delete { id, backend } => {
+            let (store, _) = adapters(&backend).await?;
+            if let Ok(cid) = ConfigId::parse(id.clone())
+                && store.delete_config(&cid).await.map_err(failure)?
+            {
+                println!("configuration {id}: deleted");
+                return Ok(());
+            }
+            if let Ok(did) = DataSourceId::parse(id.clone()) {
+                let users: Vec<_> = store
+                    .list_configs()
+                    .await
+                    .map_err(failure)?
+                    .into_iter()
+                    .filter(|c| c.data_source == did)
+                    .map(|c| c.name.to_string())
+                    .collect();
+                if !users.is_empty() {
+                    return Err((
+                        exit::USAGE,
+                        format!("data source {id} is used by {}", users.join(", ")),
+                    ));
+                }
+                if store.delete_data_source(&did).await.map_err(failure)? {
+                    println!("data source {id}: deleted");
+                    return Ok(());
+                }
+            }
+            Err((
+                exit::USAGE,
+                format!("no configuration or data source {id:?}"),
+            ))
+        }
+        ConfigCommand::Check { id, backend } => {
+            let cid = ConfigId::parse(id).map_err(|e| (exit::USAGE, e))?;
+            let (store, secrets) = adapters(&backend).await?;
+            let lines = apply::check(
+                &cid,
+                store.as_ref(),
+                secrets.as_ref(),
+                &HttpDbtCloud::default(),
+            )
+            .await
+            .map_err(|e| (exit::FAILURE, with_causes(&e)))?
+            .ok_or_else(|| (exit::USAGE, format!("no configuration {cid}")))?;
+            let mut ok = true;
+            for l in &lines {
+                ok &= l.ok;
+                println!(
+                    "{:<4} {}: {}",
+                    if l.ok { "ok" } else { "FAIL" },
+                    l.what,
+                    l.detail
+                );
+            }
+            if ok {
+                Ok(())
+            } else {
+                Err((exit::FAILURE, format!("configuration {cid} has problems")))
+            }
+        }
+    }
+}
+
+/// An error with its causes, for people.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

@@ -5,3 +5,4 @@ mod webhook;
 mod engine;
 mod stores;
 mod githost;
+mod config_cli;
