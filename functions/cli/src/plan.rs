@@ -78,8 +78,15 @@ fn plan_files(args: &PlanArgs) -> Result<Plan, Box<dyn std::error::Error + Send 
             IgnoreColumns::parse(&text).map_err(|e| format!("{}: {}", path.display(), chain(&e)))?
         }
     };
-    let prod = Manifest::load(&args.prod_manifest)?;
-    let pr = Manifest::load(&args.pr_manifest)?;
+    // The two manifests parse on two threads: wall time is the slower of the two, and
+    // memory stays at the two typed manifests because each file is streamed.
+    let (prod, pr) = std::thread::scope(|scope| {
+        let prod = scope.spawn(|| Manifest::load(&args.prod_manifest));
+        let pr = Manifest::load(&args.pr_manifest);
+        let prod = prod.join().expect("manifest parser thread panicked");
+        (prod, pr)
+    });
+    let (prod, pr) = (prod?, pr?);
     let run_results = args
         .pr_run_results
         .as_deref()
@@ -91,12 +98,16 @@ fn plan_files(args: &PlanArgs) -> Result<Plan, Box<dyn std::error::Error + Send 
         primary_key_tag: args.pk_tag.clone(),
         ignore_columns,
     };
-    Ok(plan::plan(&PlanInputs {
+    let plan = plan::plan(&PlanInputs {
         prod: &prod,
         pr: &pr,
         pr_run_results: run_results.as_ref(),
         settings: &settings,
-    }))
+    });
+    // The process exits right after printing; freeing two 10 000-node manifests node by
+    // node would add ~0.1 s for nothing.
+    std::mem::forget((prod, pr));
+    Ok(plan)
 }
 
 /// An error and its causes on one line: `cannot read x.json: No such file or directory`.

@@ -101,6 +101,21 @@ where
     d.deserialize_option(V(std::marker::PhantomData))
 }
 
+/// `columns`: an object keyed by column name, kept in file order with the key as the
+/// name when the entry has none, so each name is stored once.
+pub(crate) fn columns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<super::Column>, D::Error> {
+    let pairs: Vec<(String, super::Column)> = ordered_map(d)?;
+    Ok(pairs
+        .into_iter()
+        .map(|(key, mut c)| {
+            if c.name.is_empty() {
+                c.name = key;
+            }
+            c
+        })
+        .collect())
+}
+
 /// Keys of `unrendered_config` dbt leaves out of its config comparison
 /// (`CompareBehavior.Exclude` in dbt-core's `NodeAndTestConfig`): the relation parts are
 /// compared separately, and tags and group never make a node modified.

@@ -26,9 +26,9 @@ pub(super) struct RawManifest {
     #[serde(default, deserialize_with = "hashed::null_default")]
     metadata: RawMetadata,
     #[serde(default, deserialize_with = "hashed::null_default")]
-    nodes: HashMap<String, RawNode>,
+    nodes: HashMap<String, Node>,
     #[serde(default, deserialize_with = "hashed::null_default")]
-    macros: HashMap<String, RawMacro>,
+    macros: HashMap<String, Macro>,
     #[serde(default, deserialize_with = "hashed::null_default")]
     disabled: HashMap<String, Vec<RawDisabled>>,
     #[serde(default, deserialize_with = "hashed::null_default")]
@@ -42,7 +42,7 @@ struct RawDisabled {
 }
 
 #[derive(Deserialize, Default)]
-struct RawMacro {
+pub(crate) struct RawMacro {
     #[serde(default, deserialize_with = "hashed::text")]
     macro_sql: u64,
     #[serde(default, deserialize_with = "hashed::null_default")]
@@ -66,7 +66,7 @@ struct RawChecksum {
 }
 
 #[derive(Deserialize)]
-struct RawNode {
+pub(crate) struct RawNode {
     #[serde(default)]
     unique_id: String,
     #[serde(default)]
@@ -99,8 +99,8 @@ struct RawNode {
     checksum: RawChecksum,
     #[serde(default, deserialize_with = "hashed::text")]
     description: u64,
-    #[serde(default, deserialize_with = "hashed::ordered_map")]
-    columns: Vec<(String, Column)>,
+    #[serde(default, deserialize_with = "hashed::columns")]
+    columns: Vec<Column>,
     #[serde(default, deserialize_with = "hashed::null_default")]
     meta: JsonMap,
     #[serde(default, deserialize_with = "hashed::string_or_list")]
@@ -165,6 +165,7 @@ struct RawContractConfig {
 /// A column as the yaml documents it.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Column {
+    /// The column's `name` (its key in `columns` when the name is missing).
     #[serde(default)]
     pub name: String,
     #[serde(default, rename = "description", deserialize_with = "hashed::text")]
@@ -216,27 +217,13 @@ impl RawManifest {
             ArtifactKind::Manifest,
             super::MANIFEST_VERSIONS,
         )?;
-        let nodes = self
-            .nodes
-            .into_iter()
-            .map(|(id, raw)| {
-                let node = raw.into_node(&id);
-                (id, node)
-            })
-            .collect();
-        let macros = self
-            .macros
-            .into_iter()
-            .map(|(id, m)| {
-                (
-                    id,
-                    Macro {
-                        sql_hash: m.macro_sql,
-                        depends_on: m.depends_on.macros,
-                    },
-                )
-            })
-            .collect();
+        let mut nodes = self.nodes;
+        for (id, node) in nodes.iter_mut() {
+            if node.unique_id.is_empty() {
+                node.unique_id = id.clone();
+            }
+        }
+        let macros = self.macros;
         let disabled = self
             .disabled
             .into_iter()
@@ -261,17 +248,34 @@ impl RawManifest {
     }
 }
 
+impl From<RawMacro> for Macro {
+    fn from(m: RawMacro) -> Self {
+        Macro {
+            sql_hash: m.macro_sql,
+            depends_on: m.depends_on.macros,
+        }
+    }
+}
+
+impl From<RawNode> for Node {
+    fn from(raw: RawNode) -> Self {
+        raw.into_node()
+    }
+}
+
 impl RawNode {
-    fn into_node(self, id: &str) -> Node {
+    fn into_node(self) -> Node {
         let persist = |k: &str| self.config.persist_docs.get(k).is_some_and(truthy);
         let contract_enforced = self.config.contract.as_ref().is_some_and(|c| c.enforced);
+        let (persist_docs_relation, persist_docs_columns) =
+            (persist("relation"), persist("columns"));
         let config = NodeConfig {
             enabled: self.config.enabled,
-            materialized: self.config.materialized.clone(),
-            persist_docs_relation: persist("relation"),
-            persist_docs_columns: persist("columns"),
-            unique_key: self.config.unique_key.clone(),
-            meta: self.config.meta.clone(),
+            materialized: self.config.materialized,
+            persist_docs_relation,
+            persist_docs_columns,
+            unique_key: self.config.unique_key,
+            meta: self.config.meta,
             contract_enforced,
         };
         let contract = self.contract.unwrap_or(Contract {
@@ -279,11 +283,7 @@ impl RawNode {
             checksum: None,
         });
         Node {
-            unique_id: if self.unique_id.is_empty() {
-                id.to_owned()
-            } else {
-                self.unique_id
-            },
+            unique_id: self.unique_id,
             name: self.name,
             resource_type: self.resource_type,
             package_name: self.package_name,

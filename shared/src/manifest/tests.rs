@@ -80,7 +80,7 @@ fn columns_keep_the_order_the_yaml_declares() {
     let names: Vec<&str> = m.nodes["model.p.a"]
         .columns
         .iter()
-        .map(|(k, _)| k.as_str())
+        .map(|c| c.name.as_str())
         .collect();
     assert_eq!(names, ["zeta", "alpha", "mid"]);
 }

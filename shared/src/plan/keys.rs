@@ -75,8 +75,8 @@ pub(crate) fn discover(
             let cols: Vec<String> = node
                 .columns
                 .iter()
-                .filter(|(_, c)| c.meta.get(tag).is_some_and(crate::manifest::truthy_value))
-                .map(|(name, c)| column_name(name, &c.name))
+                .filter(|c| c.meta.get(tag).is_some_and(crate::manifest::truthy_value))
+                .map(|c| c.name.clone())
                 .collect();
             (!cols.is_empty()).then_some((cols, KeySource::ColumnMeta))
         })
@@ -84,8 +84,8 @@ pub(crate) fn discover(
             let cols: Vec<String> = node
                 .columns
                 .iter()
-                .filter(|(_, c)| c.tags.iter().any(|t| t == tag))
-                .map(|(name, c)| column_name(name, &c.name))
+                .filter(|c| c.tags.iter().any(|t| t == tag))
+                .map(|c| c.name.clone())
                 .collect();
             (!cols.is_empty()).then_some((cols, KeySource::ColumnTags))
         })
@@ -100,14 +100,6 @@ pub(crate) fn discover(
             (!cols.is_empty()).then_some((cols, KeySource::UniqueKeyConfig))
         })
         .or_else(|| from_constraints(node).map(|k| (k, KeySource::PrimaryKeyConstraint)))
-}
-
-fn column_name(key: &str, name: &str) -> String {
-    if name.is_empty() {
-        key.to_owned()
-    } else {
-        name.to_owned()
-    }
 }
 
 fn from_model_meta(node: &Node, tag: &str) -> Option<Vec<String>> {
@@ -197,8 +189,8 @@ fn from_constraints(node: &Node) -> Option<Vec<String>> {
     let cols: Vec<String> = node
         .columns
         .iter()
-        .filter(|(_, c)| c.constraints.iter().any(|k| k.kind == "primary_key"))
-        .map(|(name, c)| column_name(name, &c.name))
+        .filter(|c| c.constraints.iter().any(|k| k.kind == "primary_key"))
+        .map(|c| c.name.clone())
         .collect();
     (!cols.is_empty()).then_some(cols)
 }

@@ -152,7 +152,7 @@ fn same_persisted_description(old: &Node, new: &Node) -> bool {
         let descriptions = |n: &Node| -> HashMap<String, u64> {
             n.columns
                 .iter()
-                .map(|(k, c)| (k.clone(), c.description_hash))
+                .map(|c| (c.name.clone(), c.description_hash))
                 .collect()
         };
         if descriptions(old) != descriptions(new) {
