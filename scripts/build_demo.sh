@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Rebuilds the data behind `prdiff demo` with real dbt (dbt-core + dbt-duckdb from PyPI).
 #
-# Runs examples/demo_shop twice — as production (schema `prod`) and as a PR build
-# (`--vars '{pr: true}'`, schema `dbt_cloud_pr_4242_17`, named the way dbt Cloud names CI
-# schemas) — then writes what the demo embeds to functions/cli/demo/:
+# Runs examples/demo_shop twice — as production (schema `prod`), and as a PR build: a copy
+# of the project with examples/demo_shop/pr_changes/ laid over it, built into schema
+# `dbt_cloud_pr_4242_17` (named the way dbt Cloud names CI schemas) — then writes what the
+# demo embeds to functions/cli/demo/:
 #   prod.sql, pr.sql            every relation of each build as SQLite DDL + INSERTs
 #   prod_manifest.json          the production manifest
 #   pr_manifest.json, pr_run_results.json   the PR build's artifacts
@@ -19,10 +20,15 @@ OUT="$ROOT/functions/cli/demo"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 mkdir -p "$OUT"
-cd "$ROOT/examples/demo_shop"
 export DEMO_DUCKDB="$TMP/demo.duckdb" DBT_SEND_ANONYMOUS_USAGE_STATS=false
+cd "$ROOT/examples/demo_shop"
 "$VENV/bin/dbt" build --profiles-dir . --target prod --target-path "$TMP/prod" --log-path "$TMP/logs" --quiet
-"$VENV/bin/dbt" build --profiles-dir . --target pr --vars '{pr: true}' --target-path "$TMP/pr" --log-path "$TMP/logs" --quiet
+# The PR: the same project with the PR's files laid over it.
+mkdir -p "$TMP/pr_project"
+cp -r dbt_project.yml profiles.yml seeds models macros "$TMP/pr_project/"
+cp -r pr_changes/. "$TMP/pr_project/"
+cd "$TMP/pr_project"
+"$VENV/bin/dbt" build --profiles-dir . --target pr --target-path "$TMP/pr" --log-path "$TMP/logs" --quiet
 cp "$TMP/prod/manifest.json" "$OUT/prod_manifest.json"
 cp "$TMP/pr/manifest.json" "$OUT/pr_manifest.json"
 cp "$TMP/pr/run_results.json" "$OUT/pr_run_results.json"

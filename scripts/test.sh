@@ -10,36 +10,24 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
+# shellcheck source=lib.sh
+. "$ROOT/scripts/lib.sh"
+
 log() { printf '\n==> %s\n' "$*" >&2; }
 
 WORK="$(mktemp -d /tmp/prdiff-test.XXXXXX)"
 chmod 755 "$WORK"
-PG_DATA="$WORK/pg"
-PG_PID=""
 MOTO_PID=""
-
-as_pg_user() {
-  # initdb and pg_ctl refuse to run as root: run them as `postgres` when we are root.
-  if [ "$(id -u)" = 0 ]; then
-    runuser -u postgres -- "$@"
-  else
-    "$@"
-  fi
-}
 
 cleanup() {
   local rc=$?
   set +e
   if [ -n "$MOTO_PID" ]; then kill "$MOTO_PID" 2>/dev/null; wait "$MOTO_PID" 2>/dev/null; fi
-  if [ -f "$PG_DATA/postmaster.pid" ]; then as_pg_user pg_ctl -D "$PG_DATA" -m immediate stop >/dev/null 2>&1; fi
+  pg_stop
   rm -rf "$WORK"
   exit $rc
 }
 trap cleanup EXIT INT TERM
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
 log "Python tools (.venv)"
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
@@ -50,17 +38,8 @@ if [ "$(cat .venv/.req-hash 2>/dev/null)" != "$REQ_HASH" ]; then
 fi
 
 log "PostgreSQL (temporary cluster)"
-PG_BIN="$(dirname "$(command -v initdb || echo /usr/lib/postgresql/15/bin/initdb)")"
-export PATH="$PG_BIN:$PATH"
-PG_PORT="$(free_port)"
-mkdir -p "$PG_DATA"
-if [ "$(id -u)" = 0 ]; then chown postgres "$PG_DATA" "$WORK"; fi
-as_pg_user initdb -D "$PG_DATA" -U prdiff --auth=trust --encoding=UTF8 --locale=C >"$WORK/initdb.log" 2>&1 \
-  || { cat "$WORK/initdb.log"; exit 1; }
-as_pg_user pg_ctl -D "$PG_DATA" -l "$WORK/pg.log" -w -t 60 start \
-  -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $WORK -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" >/dev/null \
-  || { cat "$WORK/pg.log"; exit 1; }
-export PRDIFF_TEST_PG_URL="postgres://prdiff@127.0.0.1:$PG_PORT/postgres"
+pg_start "$WORK"
+export PRDIFF_TEST_PG_URL="$PG_URL"
 
 log "moto (AWS stand-in)"
 MOTO_PORT="$(free_port)"

@@ -20,7 +20,11 @@ pub fn aws_endpoint() -> String {
 /// A name no other test in this run uses: `prefix_<pid>_<n>`.
 pub fn unique_name(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A plain tokio-postgres client on the test cluster, for setting up data.
@@ -47,10 +51,17 @@ pub async fn pg_schema(prefix: &str) -> String {
 
 /// The repository root (for fixtures and example projects).
 pub fn repo_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// `../shared/fixtures` beside the repository (read-only, handed to the project).
 pub fn shared_fixtures() -> std::path::PathBuf {
-    repo_root().parent().unwrap().join("shared").join("fixtures")
+    repo_root()
+        .parent()
+        .unwrap()
+        .join("shared")
+        .join("fixtures")
 }

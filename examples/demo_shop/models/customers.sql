@@ -1,4 +1,5 @@
--- PR change: emails are lower-cased, and a new column flags repeat customers.
+-- Production version. The PR (pr_changes/models/customers.sql) lower-cases e-mails and adds
+-- is_repeat.
 with order_stats as (
     select customer_id, min(order_date) as first_order, max(order_date) as last_order,
            count(*) as number_of_orders, sum(amount) as lifetime_value
@@ -9,17 +10,10 @@ select
     c.customer_id,
     c.first_name,
     c.last_name,
-{% if var('pr') %}
-    lower(c.email) as email,
-{% else %}
     c.email,
-{% endif %}
     s.first_order,
     s.last_order,
     coalesce(s.number_of_orders, 0) as number_of_orders,
     cast(coalesce(s.lifetime_value, 0) as decimal(12, 2)) as lifetime_value
-{% if var('pr') %}
-    , coalesce(s.number_of_orders, 0) > 1 as is_repeat
-{% endif %}
 from {{ ref('stg_customers') }} c
 left join order_stats s on s.customer_id = c.customer_id

@@ -5,9 +5,10 @@
 //! SQLite databases in a temporary directory, attached as the schemas dbt used (`prod` and
 //! `dbt_cloud_pr_4242_17`).
 
-use prdiff_shared::diff::{self, DiffRequest};
-use prdiff_shared::report::{self, ModelEntry};
-use prdiff_shared::sql::Relation;
+use std::path::Path;
+
+use prdiff_shared::manifest::{Manifest, RunResults};
+use prdiff_shared::plan::{self, PlanInputs, PlanSettings};
 use prdiff_shared::warehouse::sqlite::run_script;
 use prdiff_shared::warehouse::{self, ConnectOptions, WarehouseUrl};
 
@@ -16,6 +17,9 @@ use crate::exit;
 
 pub const PROD_SQL: &str = include_str!("../demo/prod.sql");
 pub const PR_SQL: &str = include_str!("../demo/pr.sql");
+pub const PROD_MANIFEST: &str = include_str!("../demo/prod_manifest.json");
+pub const PR_MANIFEST: &str = include_str!("../demo/pr_manifest.json");
+pub const PR_RUN_RESULTS: &str = include_str!("../demo/pr_run_results.json");
 pub const PROD_SCHEMA: &str = "prod";
 pub const PR_SCHEMA: &str = "dbt_cloud_pr_4242_17";
 
@@ -66,18 +70,35 @@ async fn run_inner(args: &DemoArgs) -> anyhow::Result<()> {
     };
     let url = build_warehouse(&dir)?;
     let wh = warehouse::connect(&url, &ConnectOptions::default()).await?;
-    let mut entries = Vec::new();
-    for (model, key, masked) in [("customers", "customer_id", &["email"][..]), ("orders", "order_id", &[][..]), ("payments", "payment_id", &[][..])] {
-        let mut req = DiffRequest::new(
-            Relation::new(None, Some(PROD_SCHEMA), model),
-            Relation::new(None, Some(PR_SCHEMA), model),
-            vec![key.to_owned()],
-        );
-        req.masked_columns = masked.iter().map(|s| s.to_string()).collect();
-        let outcome = diff::diff(wh.as_ref(), &req).await.map_err(|e| e.to_string());
-        entries.push(ModelEntry { name: model.to_owned(), outcome });
-    }
-    crate::diff::print(args.format, "prdiff demo: demo_shop, PR #17 against production", &entries)?;
-    let _ = report::escape_cell;
+    let prod = Manifest::from_slice(
+        PROD_MANIFEST.as_bytes(),
+        Path::new("demo/prod_manifest.json"),
+    )?;
+    let pr = Manifest::from_slice(PR_MANIFEST.as_bytes(), Path::new("demo/pr_manifest.json"))?;
+    let rr = RunResults::from_slice(
+        PR_RUN_RESULTS.as_bytes(),
+        Path::new("demo/pr_run_results.json"),
+    )?;
+    // Slim CI with downstream models, as a CI configuration would set it.
+    let settings = PlanSettings {
+        slim_ci: true,
+        downstream: true,
+        ..Default::default()
+    };
+    let plan = plan::plan(&PlanInputs {
+        prod: &prod,
+        pr: &pr,
+        pr_run_results: Some(&rr),
+        settings: &settings,
+    });
+    let report = crate::diff::diff_plan(
+        wh.as_ref(),
+        &plan,
+        &pr,
+        None,
+        "prdiff demo: demo_shop, PR #17 against production",
+    )
+    .await;
+    crate::diff::print(args.format, &report)?;
     Ok(())
 }

@@ -4,7 +4,10 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use prdiff_shared::diff::from_plan::request_for;
 use prdiff_shared::diff::{self, DiffRequest, DiffResult, SamplingSettings};
+use prdiff_shared::manifest::{Manifest, RunResults};
+use prdiff_shared::plan::{self, Plan, PlanInputs, PlanSettings};
 use prdiff_shared::report;
 use prdiff_shared::sql::Relation;
 use prdiff_shared::warehouse::{self, ConnectOptions, WarehouseUrl};
@@ -25,11 +28,38 @@ pub struct DiffArgs {
     #[arg(long)]
     pub warehouse: String,
     /// Production relation: schema.table or database.schema.table.
-    #[arg(long)]
-    pub prod: String,
+    #[arg(
+        long,
+        required_unless_present = "prod_manifest",
+        conflicts_with = "prod_manifest"
+    )]
+    pub prod: Option<String>,
     /// PR relation: schema.table or database.schema.table.
+    #[arg(
+        long,
+        required_unless_present = "prod_manifest",
+        conflicts_with = "prod_manifest"
+    )]
+    pub pr: Option<String>,
+    /// Manifest mode: the production manifest.json. Plans (as `prdiff plan`) and diffs
+    /// every planned model.
+    #[arg(long, requires = "pr_manifest")]
+    pub prod_manifest: Option<std::path::PathBuf>,
+    /// Manifest mode: the PR run's manifest.json.
+    #[arg(long, requires = "prod_manifest")]
+    pub pr_manifest: Option<std::path::PathBuf>,
+    /// Manifest mode: the PR run's run_results.json (only models it built are diffed).
+    #[arg(long, requires = "prod_manifest")]
+    pub pr_run_results: Option<std::path::PathBuf>,
+    /// Manifest mode: diff only modified models (dbt's state:modified).
     #[arg(long)]
-    pub pr: String,
+    pub slim_ci: bool,
+    /// Manifest mode with --slim-ci: also diff models downstream of modified ones.
+    #[arg(long)]
+    pub downstream: bool,
+    /// Manifest mode: the tag that marks primary key columns.
+    #[arg(long, default_value = "primary-key")]
+    pub pk_tag: String,
     /// Primary key column(s), comma-separated. Without a key only schema, row counts and
     /// NULL counts are compared.
     #[arg(long, value_delimiter = ',')]
@@ -80,10 +110,26 @@ impl std::fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
+fn sampling(args: &DiffArgs) -> Result<Option<SamplingSettings>, InputError> {
+    args.sampling_tolerance
+        .map(|t| {
+            SamplingSettings::new(args.sampling_threshold, t, args.sampling_confidence)
+                .map_err(|e| InputError(e.to_string()))
+        })
+        .transpose()
+}
+
 fn build_request(args: &DiffArgs) -> Result<DiffRequest, InputError> {
-    let prod = Relation::parse(&args.prod).map_err(|e| InputError(format!("--prod: {e}")))?;
-    let pr = Relation::parse(&args.pr).map_err(|e| InputError(format!("--pr: {e}")))?;
-    let clean = |v: &[String]| v.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect::<Vec<_>>();
+    let prod = Relation::parse(args.prod.as_deref().unwrap_or_default())
+        .map_err(|e| InputError(format!("--prod: {e}")))?;
+    let pr = Relation::parse(args.pr.as_deref().unwrap_or_default())
+        .map_err(|e| InputError(format!("--pr: {e}")))?;
+    let clean = |v: &[String]| {
+        v.iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+    };
     let mut req = DiffRequest::new(prod, pr, clean(&args.pk));
     req.filter = args.filter.clone().filter(|f| !f.trim().is_empty());
     req.include_columns = clean(&args.include_columns);
@@ -91,12 +137,7 @@ fn build_request(args: &DiffArgs) -> Result<DiffRequest, InputError> {
     req.masked_columns = clean(&args.mask_columns);
     req.sample_rows = args.samples;
     req.seed = args.seed;
-    if let Some(t) = args.sampling_tolerance {
-        req.sampling = Some(
-            SamplingSettings::new(args.sampling_threshold, t, args.sampling_confidence)
-                .map_err(|e| InputError(e.to_string()))?,
-        );
-    }
+    req.sampling = sampling(args)?;
     Ok(req)
 }
 
@@ -123,7 +164,8 @@ pub async fn with_progress<T>(label: &str, fut: impl std::future::Future<Output 
     out
 }
 
-pub fn print(format: Format, title: &str, results: &[report::ModelEntry]) -> anyhow::Result<()> {
+pub fn print(format: Format, report: &report::Report) -> anyhow::Result<()> {
+    let results = &report.entries;
     match format {
         Format::Json => {
             let v: Vec<serde_json::Value> = results
@@ -133,16 +175,23 @@ pub fn print(format: Format, title: &str, results: &[report::ModelEntry]) -> any
                     Err(m) => serde_json::json!({"version": 1, "model": e.name, "error": m}),
                 })
                 .collect();
-            let out = if v.len() == 1 { v.into_iter().next().unwrap() } else { serde_json::Value::Array(v) };
+            let out = if v.len() == 1 {
+                v.into_iter().next().unwrap()
+            } else {
+                serde_json::Value::Array(v)
+            };
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
-        Format::Markdown => print!("{}", report::markdown(title, results)),
+        Format::Markdown => print!("{}", report::markdown(report)),
         Format::Text => {
             for e in results {
                 match &e.outcome {
                     Ok(r) => println!("{}", report::text(r)),
                     Err(m) => println!("{}: failed: {m}\n", e.name),
                 }
+            }
+            for s in &report.skipped {
+                println!("{}: not diffed: {}", s.name, s.reason);
             }
         }
     }
@@ -155,7 +204,8 @@ pub async fn run(args: DiffArgs) -> u8 {
         Err(e) => {
             eprintln!("prdiff diff: {e:#}");
             if e.downcast_ref::<InputError>().is_some()
-                || e.downcast_ref::<diff::DiffError>().is_some_and(|d| d.is_input_error())
+                || e.downcast_ref::<diff::DiffError>()
+                    .is_some_and(|d| d.is_input_error())
             {
                 exit::USAGE
             } else {
@@ -166,12 +216,93 @@ pub async fn run(args: DiffArgs) -> u8 {
 }
 
 async fn run_inner(args: &DiffArgs) -> anyhow::Result<()> {
-    let req = build_request(args)?;
     let url = WarehouseUrl::parse(&args.warehouse, std::env::var("PGPASSWORD").ok())
         .map_err(|e| InputError(format!("--warehouse: {e}")))?;
-    let options = ConnectOptions { statement_timeout: Duration::from_secs(args.timeout) };
-    let wh = warehouse::connect(&url, &options).await.context("connecting to the warehouse")?;
+    let options = ConnectOptions {
+        statement_timeout: Duration::from_secs(args.timeout),
+    };
+    if let (Some(prod_manifest), Some(pr_manifest)) = (&args.prod_manifest, &args.pr_manifest) {
+        let load = |p: &std::path::Path| Manifest::load(p).map_err(|e| InputError(e.to_string()));
+        let prod = load(prod_manifest)?;
+        let pr = load(pr_manifest)?;
+        let rr = match &args.pr_run_results {
+            Some(p) => Some(RunResults::load(p).map_err(|e| InputError(e.to_string()))?),
+            None => None,
+        };
+        let settings = PlanSettings {
+            slim_ci: args.slim_ci,
+            downstream: args.downstream,
+            primary_key_tag: args.pk_tag.clone(),
+            ..Default::default()
+        };
+        let plan = plan::plan(&PlanInputs {
+            prod: &prod,
+            pr: &pr,
+            pr_run_results: rr.as_ref(),
+            settings: &settings,
+        });
+        let wh = warehouse::connect(&url, &options)
+            .await
+            .context("connecting to the warehouse")?;
+        let report = with_progress(
+            "diffing",
+            diff_plan(
+                wh.as_ref(),
+                &plan,
+                &pr,
+                sampling(args)?,
+                "prdiff: PR against production",
+            ),
+        )
+        .await;
+        return print(args.format, &report);
+    }
+    let req = build_request(args)?;
+    let wh = warehouse::connect(&url, &options)
+        .await
+        .context("connecting to the warehouse")?;
     let result: DiffResult = with_progress("diffing", diff::diff(wh.as_ref(), &req)).await?;
-    let entries = vec![report::ModelEntry { name: req.pr.name.clone(), outcome: Ok(result) }];
-    print(args.format, &format!("prdiff: {} → {}", req.prod, req.pr), &entries)
+    let report = report::Report {
+        title: format!("prdiff: {} → {}", req.prod, req.pr),
+        entries: vec![report::ModelEntry {
+            name: req.pr.name.clone(),
+            outcome: Ok(result),
+        }],
+        skipped: Vec::new(),
+    };
+    print(args.format, &report)
+}
+
+/// Diffs every model `plan` selects; a model that fails is a row of the report.
+pub async fn diff_plan(
+    wh: &dyn prdiff_shared::warehouse::Warehouse,
+    plan: &Plan,
+    pr: &Manifest,
+    sampling: Option<SamplingSettings>,
+    title: &str,
+) -> report::Report {
+    let mut report = report::Report {
+        title: title.to_owned(),
+        ..Default::default()
+    };
+    for m in &plan.models {
+        match request_for(m, pr.nodes.get(&m.unique_id), sampling, None) {
+            Some(req) => {
+                let outcome = diff::diff(wh, &req).await.map_err(|e| e.to_string());
+                report.entries.push(report::ModelEntry {
+                    name: m.name.clone(),
+                    outcome,
+                });
+            }
+            None => report.skipped.push(report::SkippedEntry {
+                name: m.name.clone(),
+                reason: m
+                    .skip_reason
+                    .map(report::skip_reason_text)
+                    .unwrap_or("no relation to compare")
+                    .to_owned(),
+            }),
+        }
+    }
+    report
 }

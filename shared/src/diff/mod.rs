@@ -22,6 +22,7 @@
 //!
 //! Nothing but aggregates and a bounded number of sample rows ever leaves the warehouse.
 
+pub mod from_plan;
 pub mod query;
 pub mod sampling;
 
@@ -34,8 +35,11 @@ use crate::warehouse::{Row, Warehouse, WarehouseError};
 use query::{CompareColumn, ComparePlan, KeyColumn, SampleBucket, Side};
 pub use sampling::SamplingSettings;
 
+/// A predicate naming columns never to compare (the global "columns to ignore" list).
+pub type ColumnIgnore = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// What to diff and how.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DiffRequest {
     pub prod: Relation,
     pub pr: Relation,
@@ -57,6 +61,22 @@ pub struct DiffRequest {
     pub seed: u64,
     /// Keys in the pilot sample that sizes the real one (see [`sampling`]).
     pub pilot_rows: u64,
+    /// Columns matching this are not compared (keys always are).
+    pub column_ignore: Option<ColumnIgnore>,
+}
+
+impl std::fmt::Debug for DiffRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiffRequest")
+            .field("prod", &self.prod)
+            .field("pr", &self.pr)
+            .field("primary_key", &self.primary_key)
+            .field("filter", &self.filter)
+            .field("include_columns", &self.include_columns)
+            .field("exclude_columns", &self.exclude_columns)
+            .field("sampling", &self.sampling)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DiffRequest {
@@ -73,6 +93,7 @@ impl DiffRequest {
             sample_rows: 5,
             seed: 0,
             pilot_rows: sampling::PILOT_ROWS as u64,
+            column_ignore: None,
         }
     }
 }
@@ -81,9 +102,19 @@ impl DiffRequest {
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {
     #[error("relation {relation} ({side}) does not exist or has no columns visible to this user")]
-    UnknownRelation { side: &'static str, relation: String },
-    #[error("key column `{column}` is not in {side} relation {relation} (its columns: {available})")]
-    MissingKeyColumn { side: &'static str, relation: String, column: String, available: String },
+    UnknownRelation {
+        side: &'static str,
+        relation: String,
+    },
+    #[error(
+        "key column `{column}` is not in {side} relation {relation} (its columns: {available})"
+    )]
+    MissingKeyColumn {
+        side: &'static str,
+        relation: String,
+        column: String,
+        available: String,
+    },
     #[error("column `{column}` named in include_columns is in neither relation")]
     UnknownIncludedColumn { column: String },
     #[error("the key is empty after resolving column names")]
@@ -142,6 +173,9 @@ pub struct KeyIssues {
     pub duplicates: u64,
     /// Distinct key values that occur more than once.
     pub duplicate_keys: u64,
+    /// Rows whose key is unique here but occurs more than once on the other side: they
+    /// cannot be matched either.
+    pub unmatchable: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -233,7 +267,10 @@ pub struct DiffResult {
     pub notes: Vec<String>,
 }
 
-fn serialize_sampled<S: serde::Serializer>(v: &Option<SampledInfo>, s: S) -> Result<S::Ok, S::Error> {
+fn serialize_sampled<S: serde::Serializer>(
+    v: &Option<SampledInfo>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match v {
         None => s.serialize_bool(false),
         Some(info) => info.serialize(s),
@@ -263,17 +300,28 @@ fn resolve<'a>(cols: &'a [(String, ColumnType)], name: &str) -> Option<&'a (Stri
     })
 }
 
-async fn columns(wh: &dyn Warehouse, rel: &Relation, side: &'static str) -> Result<Vec<(String, ColumnType)>, DiffError> {
+async fn columns(
+    wh: &dyn Warehouse,
+    rel: &Relation,
+    side: &'static str,
+) -> Result<Vec<(String, ColumnType)>, DiffError> {
     let d = wh.dialect();
     let rows = wh.query(&d.columns_query(rel)).await?;
     if rows.is_empty() {
-        return Err(DiffError::UnknownRelation { side, relation: rel.to_string() });
+        return Err(DiffError::UnknownRelation {
+            side,
+            relation: rel.to_string(),
+        });
     }
     rows.into_iter()
-        .map(|r| match (r.first().cloned().flatten(), r.get(1).cloned().flatten()) {
-            (Some(name), ty) => Ok((name, d.parse_type(ty.as_deref().unwrap_or("")))),
-            _ => Err(DiffError::Protocol("catalog row without a column name".into())),
-        })
+        .map(
+            |r| match (r.first().cloned().flatten(), r.get(1).cloned().flatten()) {
+                (Some(name), ty) => Ok((name, d.parse_type(ty.as_deref().unwrap_or("")))),
+                _ => Err(DiffError::Protocol(
+                    "catalog row without a column name".into(),
+                )),
+            },
+        )
         .collect()
 }
 
@@ -284,15 +332,27 @@ struct Aggregates {
 
 impl Aggregates {
     fn new(names: &[String], row: Option<Row>) -> Result<Self, DiffError> {
-        let row = row.ok_or_else(|| DiffError::Protocol("an aggregate query returned no row".into()))?;
+        let row =
+            row.ok_or_else(|| DiffError::Protocol("an aggregate query returned no row".into()))?;
         if row.len() != names.len() {
-            return Err(DiffError::Protocol(format!("expected {} aggregates, got {}", names.len(), row.len())));
+            return Err(DiffError::Protocol(format!(
+                "expected {} aggregates, got {}",
+                names.len(),
+                row.len()
+            )));
         }
-        Ok(Aggregates { values: names.iter().cloned().zip(row).collect() })
+        Ok(Aggregates {
+            values: names.iter().cloned().zip(row).collect(),
+        })
     }
 
     fn int(&self, name: &str) -> Result<u64, DiffError> {
-        let v = self.values.get(name).cloned().flatten().unwrap_or_else(|| "0".into());
+        let v = self
+            .values
+            .get(name)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| "0".into());
         // SQLite may return a REAL for SUM; integers only ever come back whole.
         v.parse::<u64>()
             .or_else(|_| v.parse::<f64>().map(|f| f as u64))
@@ -305,23 +365,47 @@ impl Aggregates {
 }
 
 fn join_names(n_columns: usize) -> Vec<String> {
-    let mut names: Vec<String> = query::JOIN_AGGREGATES.iter().chain(query::JOIN_EXAMPLES).map(|s| s.to_string()).collect();
+    let mut names: Vec<String> = query::JOIN_AGGREGATES
+        .iter()
+        .chain(query::JOIN_EXAMPLES)
+        .map(|s| s.to_string())
+        .collect();
     names.extend((0..n_columns).map(|i| format!("changed_{i}")));
     names.extend((0..n_columns).map(|i| format!("ex_changed_{i}")));
     names
 }
 
-async fn run_join(wh: &dyn Warehouse, plan: &ComparePlan, windowed: bool, bucket: Option<SampleBucket>) -> Result<Aggregates, DiffError> {
+async fn run_join(
+    wh: &dyn Warehouse,
+    plan: &ComparePlan,
+    windowed: bool,
+    bucket: Option<SampleBucket>,
+) -> Result<Aggregates, DiffError> {
     let sql = plan.join_query(wh.dialect(), windowed, bucket);
     let mut rows = wh.query(&sql).await?;
     Aggregates::new(&join_names(plan.columns.len()), rows.pop())
 }
 
-async fn run_counts(wh: &dyn Warehouse, plan: &ComparePlan, side: Side) -> Result<(u64, u64), DiffError> {
+async fn run_counts(
+    wh: &dyn Warehouse,
+    plan: &ComparePlan,
+    side: Side,
+) -> Result<(u64, u64), DiffError> {
     let mut rows = wh.query(&plan.count_query(wh.dialect(), side)).await?;
-    let names = if plan.key.is_empty() { vec!["row_count".to_owned()] } else { vec!["row_count".to_owned(), "null_keys".to_owned()] };
+    let names = if plan.key.is_empty() {
+        vec!["row_count".to_owned()]
+    } else {
+        vec!["row_count".to_owned(), "null_keys".to_owned()]
+    };
     let a = Aggregates::new(&names, rows.pop())?;
-    Ok((a.int("row_count")?, if plan.key.is_empty() { 0 } else { a.int("null_keys")? }))
+    Ok((
+        a.int("row_count")?,
+        if plan.key.is_empty() {
+            0
+        } else {
+            a.int("null_keys")?
+        },
+    ))
 }
 
 /// Resolves the request against both catalogs.
@@ -355,7 +439,12 @@ fn resolve_request(
     let mut key_names = Vec::new();
     let mut key_types = Vec::new();
     for k in &req.primary_key {
-        let avail = |cols: &[(String, ColumnType)]| cols.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ");
+        let avail = |cols: &[(String, ColumnType)]| {
+            cols.iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let p = resolve(prod_cols, k).ok_or_else(|| DiffError::MissingKeyColumn {
             side: "prod",
             relation: req.prod.to_string(),
@@ -370,7 +459,11 @@ fn resolve_request(
         })?;
         let pe = d.normalise(&d.quote_identifier(&p.0), &p.1, &q.1);
         let qe = d.normalise(&d.quote_identifier(&q.0), &q.1, &p.1);
-        key.push(KeyColumn { name: p.0.clone(), prod_expr: pe, pr_expr: qe });
+        key.push(KeyColumn {
+            name: p.0.clone(),
+            prod_expr: pe,
+            pr_expr: qe,
+        });
         key_names.push(p.0.clone());
         key_types.push((p.1.family, q.1.family));
     }
@@ -390,20 +483,29 @@ fn resolve_request(
     let mut excluded = Vec::new();
     for c in &req.exclude_columns {
         match resolve(prod_cols, c).or_else(|| resolve(pr_cols, c)) {
-            Some((n, _)) if key_names.contains(n) => notes.push(format!("`{n}` is a key column and is always compared (exclude_columns ignored for it)")),
+            Some((n, _)) if key_names.contains(n) => notes.push(format!(
+                "`{n}` is a key column and is always compared (exclude_columns ignored for it)"
+            )),
             Some((n, _)) => excluded.push(n.clone()),
-            None => notes.push(format!("exclude_columns names `{c}`, which is in neither relation")),
+            None => notes.push(format!(
+                "exclude_columns names `{c}`, which is in neither relation"
+            )),
         }
     }
 
     let mut columns = Vec::new();
     let mut compare = Vec::new();
     for (name, pt) in prod_cols {
-        let Some((_, qt)) = pr_cols.iter().find(|(n, _)| n == name) else { continue };
+        let Some((_, qt)) = pr_cols.iter().find(|(n, _)| n == name) else {
+            continue;
+        };
         if !pt.same_as(qt) {
             schema.type_changed.push(name.clone());
         }
-        if key_names.contains(name) || excluded.contains(name) {
+        if key_names.contains(name)
+            || excluded.contains(name)
+            || req.column_ignore.as_ref().is_some_and(|f| f(name))
+        {
             continue;
         }
         if let Some(inc) = &included {
@@ -412,7 +514,11 @@ fn resolve_request(
             }
         }
         let q = d.quote_identifier(name);
-        compare.push(CompareColumn { name: name.clone(), prod_expr: d.normalise(&q, pt, qt), pr_expr: d.normalise(&q, qt, pt) });
+        compare.push(CompareColumn {
+            name: name.clone(),
+            prod_expr: d.normalise(&q, pt, qt),
+            pr_expr: d.normalise(&q, qt, pt),
+        });
         columns.push(ColumnDiff {
             name: name.clone(),
             prod_type: pt.raw.clone(),
@@ -424,7 +530,14 @@ fn resolve_request(
         });
     }
     Ok(Resolved {
-        plan: ComparePlan { prod: req.prod.clone(), pr: req.pr.clone(), key, columns: compare, filter: req.filter.clone(), integer_key },
+        plan: ComparePlan {
+            prod: req.prod.clone(),
+            pr: req.pr.clone(),
+            key,
+            columns: compare,
+            filter: req.filter.clone(),
+            integer_key,
+        },
         key_names,
         columns,
         schema,
@@ -435,8 +548,15 @@ fn resolve_request(
 /// Runs the diff described by `req` on `wh`.
 pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, DiffError> {
     let d = wh.dialect();
-    let (prod_cols, pr_cols) = futures::try_join!(columns(wh, &req.prod, "prod"), columns(wh, &req.pr, "PR"))?;
-    let Resolved { plan, key_names, mut columns, schema, mut notes } = resolve_request(d, req, &prod_cols, &pr_cols)?;
+    let (prod_cols, pr_cols) =
+        futures::try_join!(columns(wh, &req.prod, "prod"), columns(wh, &req.pr, "PR"))?;
+    let Resolved {
+        plan,
+        key_names,
+        mut columns,
+        schema,
+        mut notes,
+    } = resolve_request(d, req, &prod_cols, &pr_cols)?;
     let mut result = DiffResult {
         version: 1,
         prod: req.prod.to_string(),
@@ -465,18 +585,40 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
 
     // Exact counts per side (cheap scans), beside the join when the warehouse can run
     // statements side by side. Sampling needs the counts first: they decide whether to sample.
-    let counts = async { futures::try_join!(run_counts(wh, &plan, Side::Prod), run_counts(wh, &plan, Side::Pr)) };
-    let (((prod_rows, prod_nulls), (pr_rows, pr_nulls)), early_join) = if req.sampling.is_none() && wh.parallelism() >= 3 {
-        let (c, j) = futures::try_join!(counts, run_join(wh, &plan, false, None))?;
-        (c, Some(j))
-    } else {
-        (counts.await?, None)
+    let counts = async {
+        futures::try_join!(
+            run_counts(wh, &plan, Side::Prod),
+            run_counts(wh, &plan, Side::Pr)
+        )
     };
-    result.rows = PerSide { prod: prod_rows, pr: pr_rows };
+    let (((prod_rows, prod_nulls), (pr_rows, pr_nulls)), early_join) =
+        if req.sampling.is_none() && wh.parallelism() >= 3 {
+            let (c, j) = futures::try_join!(counts, run_join(wh, &plan, false, None))?;
+            (c, Some(j))
+        } else {
+            (counts.await?, None)
+        };
+    result.rows = PerSide {
+        prod: prod_rows,
+        pr: pr_rows,
+    };
 
-    let sampling = req.sampling.filter(|s| prod_rows.max(pr_rows) >= s.threshold);
+    let sampling = req
+        .sampling
+        .filter(|s| prod_rows.max(pr_rows) >= s.threshold);
     let done = match sampling {
-        Some(s) => sampled(wh, &plan, req, s, (prod_rows - prod_nulls, pr_rows - pr_nulls), &mut result, &mut columns).await?,
+        Some(s) => {
+            sampled(
+                wh,
+                &plan,
+                req,
+                s,
+                (prod_rows - prod_nulls, pr_rows - pr_nulls),
+                &mut result,
+                &mut columns,
+            )
+            .await?
+        }
         None => false,
     };
     if !done {
@@ -498,15 +640,18 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
         if !clean {
             let i = result.primary_key_issues;
             notes.push(format!(
-                "duplicate keys: {} prod rows ({} keys) and {} PR rows ({} keys) share a key with another row and were left out of row matching",
-                i.prod.duplicates, i.prod.duplicate_keys, i.pr.duplicates, i.pr.duplicate_keys
+                "duplicate keys: {} prod rows ({} keys) and {} PR rows ({} keys) share a key with another row and were left out of row matching; {} prod and {} PR rows have a key duplicated on the other side",
+                i.prod.duplicates, i.prod.duplicate_keys, i.pr.duplicates, i.pr.duplicate_keys, i.prod.unmatchable, i.pr.unmatchable
             ));
         }
         result.samples = samples(wh, &plan, req, &agg).await?;
     }
     let i = result.primary_key_issues;
     if i.prod.nulls + i.pr.nulls > 0 {
-        notes.push(format!("NULL keys: {} prod rows and {} PR rows have a NULL key and cannot be matched", i.prod.nulls, i.pr.nulls));
+        notes.push(format!(
+            "NULL keys: {} prod rows and {} PR rows have a NULL key and cannot be matched",
+            i.prod.nulls, i.pr.nulls
+        ));
     }
     result.columns = columns;
     result.notes = notes;
@@ -514,17 +659,38 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
 }
 
 fn pct(x: u64, n: u64) -> Option<f64> {
-    if n == 0 { None } else { Some(100.0 * x as f64 / n as f64) }
+    if n == 0 {
+        None
+    } else {
+        Some(100.0 * x as f64 / n as f64)
+    }
 }
 
-fn fill_exact(agg: &Aggregates, r: &mut DiffResult, columns: &mut [ColumnDiff]) -> Result<(), DiffError> {
+fn fill_exact(
+    agg: &Aggregates,
+    r: &mut DiffResult,
+    columns: &mut [ColumnDiff],
+) -> Result<(), DiffError> {
     r.primary_key_issues = KeyIssuesPerSide {
-        prod: KeyIssues { nulls: agg.int("p_null_keys")?, duplicates: agg.int("p_dup_rows")?, duplicate_keys: agg.int("p_dup_keys")? },
-        pr: KeyIssues { nulls: agg.int("q_null_keys")?, duplicates: agg.int("q_dup_rows")?, duplicate_keys: agg.int("q_dup_keys")? },
+        prod: KeyIssues {
+            nulls: agg.int("p_null_keys")?,
+            duplicates: agg.int("p_dup_rows")?,
+            duplicate_keys: agg.int("p_dup_keys")?,
+            unmatchable: agg.int("p_unmatchable")?,
+        },
+        pr: KeyIssues {
+            nulls: agg.int("q_null_keys")?,
+            duplicates: agg.int("q_dup_rows")?,
+            duplicate_keys: agg.int("q_dup_keys")?,
+            unmatchable: agg.int("q_unmatchable")?,
+        },
     };
     let matched = agg.int("matched")?;
     let changed = agg.int("changed")?;
-    r.exclusive = Some(PerSide { prod: agg.int("only_prod")?, pr: agg.int("only_pr")? });
+    r.exclusive = Some(PerSide {
+        prod: agg.int("only_prod")?,
+        pr: agg.int("only_pr")?,
+    });
     r.matched = Some(matched);
     r.changed = Some(changed);
     r.unchanged = Some(matched - changed);
@@ -536,17 +702,31 @@ fn fill_exact(agg: &Aggregates, r: &mut DiffResult, columns: &mut [ColumnDiff]) 
     Ok(())
 }
 
-async fn profile(wh: &dyn Warehouse, plan: &ComparePlan, r: &mut DiffResult, columns: &mut [ColumnDiff]) -> Result<(), DiffError> {
+async fn profile(
+    wh: &dyn Warehouse,
+    plan: &ComparePlan,
+    r: &mut DiffResult,
+    columns: &mut [ColumnDiff],
+) -> Result<(), DiffError> {
     let d = wh.dialect();
     let mut names = vec!["row_count".to_owned()];
     names.extend((0..plan.columns.len()).map(|i| format!("nulls_{i}")));
-    let (ps, qs) = (plan.profile_query(d, Side::Prod), plan.profile_query(d, Side::Pr));
+    let (ps, qs) = (
+        plan.profile_query(d, Side::Prod),
+        plan.profile_query(d, Side::Pr),
+    );
     let (mut p, mut q) = futures::try_join!(wh.query(&ps), wh.query(&qs))?;
     let p = Aggregates::new(&names, p.pop())?;
     let q = Aggregates::new(&names, q.pop())?;
-    r.rows = PerSide { prod: p.int("row_count")?, pr: q.int("row_count")? };
+    r.rows = PerSide {
+        prod: p.int("row_count")?,
+        pr: q.int("row_count")?,
+    };
     for (i, c) in columns.iter_mut().enumerate() {
-        c.nulls = Some(PerSide { prod: p.int(&format!("nulls_{i}"))?, pr: q.int(&format!("nulls_{i}"))? });
+        c.nulls = Some(PerSide {
+            prod: p.int(&format!("nulls_{i}"))?,
+            pr: q.int(&format!("nulls_{i}"))?,
+        });
     }
     Ok(())
 }
@@ -569,7 +749,10 @@ async fn sampled(
     if pilot_rate >= 0.5 {
         return Ok(false);
     }
-    let bucket = |rate: f64| SampleBucket { seed: req.seed, threshold: (rate * FULL).ceil() as u64 };
+    let bucket = |rate: f64| SampleBucket {
+        seed: req.seed,
+        threshold: (rate * FULL).ceil() as u64,
+    };
     let pilot = run_join(wh, plan, true, Some(bucket(pilot_rate))).await?;
     let (matched, changed) = (pilot.int("matched")?, pilot.int("changed")?);
     // The share that decides the sample size: the largest of all shares, at its upper bound.
@@ -585,31 +768,112 @@ async fn sampled(
     if rate >= 0.5 {
         return Ok(false);
     }
-    let agg = if rate <= pilot_rate { pilot } else { run_join(wh, plan, true, Some(bucket(rate))).await? };
+    let agg = if rate <= pilot_rate {
+        pilot
+    } else {
+        run_join(wh, plan, true, Some(bucket(rate))).await?
+    };
     let rate = if rate <= pilot_rate { pilot_rate } else { rate };
 
     let sp = agg.int("p_in")?;
     let sq = agg.int("q_in")?;
     let mut intervals = BTreeMap::new();
-    let scale = |x: u64, n: u64, total: u64, name: &str, intervals: &mut BTreeMap<String, (f64, f64)>| -> u64 {
+    let scale = |x: u64,
+                 n: u64,
+                 total: u64,
+                 name: &str,
+                 intervals: &mut BTreeMap<String, (f64, f64)>|
+     -> u64 {
         let (lo, hi) = sampling::wilson(x, n, z);
-        intervals.insert(name.to_owned(), ((lo * total as f64).floor(), (hi * total as f64).ceil()));
-        if n == 0 { 0 } else { (x as f64 / n as f64 * total as f64).round() as u64 }
+        intervals.insert(
+            name.to_owned(),
+            ((lo * total as f64).floor(), (hi * total as f64).ceil()),
+        );
+        if n == 0 {
+            0
+        } else {
+            (x as f64 / n as f64 * total as f64).round() as u64
+        }
     };
-    let only_prod = scale(agg.int("only_prod")?, sp, nonnull.0, "exclusive.prod", &mut intervals);
-    let only_pr = scale(agg.int("only_pr")?, sq, nonnull.1, "exclusive.pr", &mut intervals);
+    let only_prod = scale(
+        agg.int("only_prod")?,
+        sp,
+        nonnull.0,
+        "exclusive.prod",
+        &mut intervals,
+    );
+    let only_pr = scale(
+        agg.int("only_pr")?,
+        sq,
+        nonnull.1,
+        "exclusive.pr",
+        &mut intervals,
+    );
     let matched_n = agg.int("matched")?;
     let matched = scale(matched_n, sp, nonnull.0, "matched", &mut intervals);
-    let dup_p = scale(agg.int("p_dup_rows")?, sp, nonnull.0, "duplicates.prod", &mut intervals);
-    let dup_q = scale(agg.int("q_dup_rows")?, sq, nonnull.1, "duplicates.pr", &mut intervals);
+    let dup_p = scale(
+        agg.int("p_dup_rows")?,
+        sp,
+        nonnull.0,
+        "duplicates.prod",
+        &mut intervals,
+    );
+    let dup_q = scale(
+        agg.int("q_dup_rows")?,
+        sq,
+        nonnull.1,
+        "duplicates.pr",
+        &mut intervals,
+    );
     let changed_n = agg.int("changed")?;
     let changed = scale(changed_n, matched_n, matched, "changed", &mut intervals);
     let (lo, hi) = sampling::wilson(changed_n, matched_n, z);
     intervals.insert("changed_pct".to_owned(), (100.0 * lo, 100.0 * hi));
 
-    r.primary_key_issues.prod = KeyIssues { nulls: r.rows.prod - nonnull.0, duplicates: dup_p, duplicate_keys: 0 };
-    r.primary_key_issues.pr = KeyIssues { nulls: r.rows.pr - nonnull.1, duplicates: dup_q, duplicate_keys: 0 };
-    r.exclusive = Some(PerSide { prod: only_prod, pr: only_pr });
+    let dup_keys_p = scale(
+        agg.int("p_dup_keys")?,
+        sp,
+        nonnull.0,
+        "duplicate_keys.prod",
+        &mut intervals,
+    );
+    let dup_keys_q = scale(
+        agg.int("q_dup_keys")?,
+        sq,
+        nonnull.1,
+        "duplicate_keys.pr",
+        &mut intervals,
+    );
+    let unm_p = scale(
+        agg.int("p_unmatchable")?,
+        sp,
+        nonnull.0,
+        "unmatchable.prod",
+        &mut intervals,
+    );
+    let unm_q = scale(
+        agg.int("q_unmatchable")?,
+        sq,
+        nonnull.1,
+        "unmatchable.pr",
+        &mut intervals,
+    );
+    r.primary_key_issues.prod = KeyIssues {
+        nulls: r.rows.prod - nonnull.0,
+        duplicates: dup_p,
+        duplicate_keys: dup_keys_p,
+        unmatchable: unm_p,
+    };
+    r.primary_key_issues.pr = KeyIssues {
+        nulls: r.rows.pr - nonnull.1,
+        duplicates: dup_q,
+        duplicate_keys: dup_keys_q,
+        unmatchable: unm_q,
+    };
+    r.exclusive = Some(PerSide {
+        prod: only_prod,
+        pr: only_pr,
+    });
     r.matched = Some(matched);
     r.changed = Some(changed.min(matched));
     r.unchanged = Some(matched - changed.min(matched));
@@ -617,7 +881,11 @@ async fn sampled(
         let x = agg.int(&format!("changed_{i}"))?;
         let (lo, hi) = sampling::wilson(x, matched_n, z);
         c.changed_pct = Some(pct(x, matched_n).unwrap_or(0.0));
-        c.changed = Some(if matched_n == 0 { 0 } else { (x as f64 / matched_n as f64 * matched as f64).round() as u64 });
+        c.changed = Some(if matched_n == 0 {
+            0
+        } else {
+            (x as f64 / matched_n as f64 * matched as f64).round() as u64
+        });
         c.changed_pct_interval = Some((100.0 * lo, 100.0 * hi));
     }
     r.sampled = Some(SampledInfo {
@@ -638,7 +906,12 @@ fn wilson_hi(x: u64, n: u64, z: f64) -> f64 {
 }
 
 /// Reads the rows of the example keys the join found, from both sides.
-async fn samples(wh: &dyn Warehouse, plan: &ComparePlan, req: &DiffRequest, agg: &Aggregates) -> Result<Vec<SampleRow>, DiffError> {
+async fn samples(
+    wh: &dyn Warehouse,
+    plan: &ComparePlan,
+    req: &DiffRequest,
+    agg: &Aggregates,
+) -> Result<Vec<SampleRow>, DiffError> {
     if req.sample_rows == 0 {
         return Ok(Vec::new());
     }
@@ -672,21 +945,41 @@ async fn samples(wh: &dyn Warehouse, plan: &ComparePlan, req: &DiffRequest, agg:
     let keys: Vec<String> = wanted.iter().map(|(_, k)| k.clone()).collect();
     let d = wh.dialect();
     let limit = keys.len() * 2;
-    let (ps, qs) = (plan.rows_by_key_query(d, Side::Prod, &keys, limit), plan.rows_by_key_query(d, Side::Pr, &keys, limit));
+    let (ps, qs) = (
+        plan.rows_by_key_query(d, Side::Prod, &keys, limit),
+        plan.rows_by_key_query(d, Side::Pr, &keys, limit),
+    );
     let (prod_rows, pr_rows) = futures::try_join!(wh.query(&ps), wh.query(&qs))?;
     let index = |rows: Vec<Row>| -> HashMap<String, Row> {
-        rows.into_iter().filter_map(|r| r.first().cloned().flatten().map(|k| (k, r))).collect()
+        rows.into_iter()
+            .filter_map(|r| r.first().cloned().flatten().map(|k| (k, r)))
+            .collect()
     };
     let (prod, pr) = (index(prod_rows), index(pr_rows));
     let nk = plan.key.len();
-    let masked = |name: &str| req.masked_columns.iter().any(|m| m.eq_ignore_ascii_case(name));
-    let mask = |name: &str, v: Option<String>| if masked(name) { v.map(|_| "••••".to_owned()) } else { v };
+    let masked = |name: &str| {
+        req.masked_columns
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(name))
+    };
+    let mask = |name: &str, v: Option<String>| {
+        if masked(name) {
+            v.map(|_| "••••".to_owned())
+        } else {
+            v
+        }
+    };
     let mut out = Vec::new();
     for (kind, k) in wanted {
         let (p, q) = (prod.get(&k), pr.get(&k));
         let any = p.or(q);
         let Some(any) = any else { continue };
-        let key = plan.key.iter().enumerate().map(|(i, kc)| (kc.name.clone(), mask(&kc.name, any[1 + i].clone()))).collect();
+        let key = plan
+            .key
+            .iter()
+            .enumerate()
+            .map(|(i, kc)| (kc.name.clone(), mask(&kc.name, any[1 + i].clone())))
+            .collect();
         let mut values = Vec::new();
         for (i, c) in plan.columns.iter().enumerate() {
             let pv = p.and_then(|r| r[1 + nk + i].clone());
@@ -694,7 +987,11 @@ async fn samples(wh: &dyn Warehouse, plan: &ComparePlan, req: &DiffRequest, agg:
             if kind == "changed" && pv == qv {
                 continue;
             }
-            values.push(SampleValue { column: c.name.clone(), prod: mask(&c.name, pv), pr: mask(&c.name, qv) });
+            values.push(SampleValue {
+                column: c.name.clone(),
+                prod: mask(&c.name, pv),
+                pr: mask(&c.name, qv),
+            });
         }
         out.push(SampleRow { kind, key, values });
     }

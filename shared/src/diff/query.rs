@@ -57,6 +57,8 @@ pub const JOIN_AGGREGATES: &[&str] = &[
     "q_dup_rows",
     "p_dup_keys",
     "q_dup_keys",
+    "p_unmatchable",
+    "q_unmatchable",
     "only_prod",
     "only_pr",
     "only_prod_keys",
@@ -67,7 +69,14 @@ pub const JOIN_AGGREGATES: &[&str] = &[
 
 /// The example-key aggregates that follow [`JOIN_AGGREGATES`], then one changed count and
 /// one example key per compared column.
-pub const JOIN_EXAMPLES: &[&str] = &["ex_only_prod_min", "ex_only_prod_max", "ex_only_pr_min", "ex_only_pr_max", "ex_changed_min", "ex_changed_max"];
+pub const JOIN_EXAMPLES: &[&str] = &[
+    "ex_only_prod_min",
+    "ex_only_prod_max",
+    "ex_only_pr_min",
+    "ex_only_pr_max",
+    "ex_changed_min",
+    "ex_changed_max",
+];
 
 fn alias_k(i: usize) -> String {
     format!("k{i}")
@@ -110,9 +119,17 @@ impl ComparePlan {
             conds.push(format!("({f})"));
         }
         if let Some(b) = bucket {
-            conds.push(format!("{} < {}", self.bucket_expr(d, &self.key_exprs(side), b.seed), b.threshold));
+            conds.push(format!(
+                "{} < {}",
+                self.bucket_expr(d, &self.key_exprs(side), b.seed),
+                b.threshold
+            ));
         }
-        if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) }
+        if conds.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conds.join(" AND "))
+        }
     }
 
     /// `SELECT 1 AS m, <keys> AS k0.., <columns> AS c0.. FROM <relation> WHERE <filter>`.
@@ -141,10 +158,20 @@ impl ComparePlan {
     pub fn count_query(&self, d: &dyn Dialect, side: Side) -> String {
         let mut items = vec!["COUNT(*) AS row_count".to_owned()];
         if !self.key.is_empty() {
-            let null = self.key_exprs(side).iter().map(|k| format!("{k} IS NULL")).collect::<Vec<_>>().join(" OR ");
+            let null = self
+                .key_exprs(side)
+                .iter()
+                .map(|k| format!("{k} IS NULL"))
+                .collect::<Vec<_>>()
+                .join(" OR ");
             items.push(format!("{} AS null_keys", d.count_where(&null)));
         }
-        format!("SELECT {} FROM {}{}", items.join(", "), d.relation(self.relation(side)), self.where_clause(d, side, None))
+        format!(
+            "SELECT {} FROM {}{}",
+            items.join(", "),
+            d.relation(self.relation(side)),
+            self.where_clause(d, side, None)
+        )
     }
 
     /// Per compared column, rows where it is NULL: the profile of a model without a key.
@@ -155,70 +182,167 @@ impl ComparePlan {
                 Side::Prod => &c.prod_expr,
                 Side::Pr => &c.pr_expr,
             };
-            items.push(format!("{} AS nulls_{i}", d.count_where(&format!("{e} IS NULL"))));
+            items.push(format!(
+                "{} AS nulls_{i}",
+                d.count_where(&format!("{e} IS NULL"))
+            ));
         }
-        format!("SELECT {} FROM {}{}", items.join(", "), d.relation(self.relation(side)), self.where_clause(d, side, None))
+        format!(
+            "SELECT {} FROM {}{}",
+            items.join(", "),
+            d.relation(self.relation(side)),
+            self.where_clause(d, side, None)
+        )
     }
 
     /// The one pass over the FULL OUTER JOIN on the key that yields every count.
     ///
-    /// `windowed`: each side carries `dn`, the number of rows sharing its key, and only keys
-    /// unique on both sides are matched. Rows with a duplicated key then show up once each as
-    /// unmatched rows flagged `dn > 1`, so duplicates cannot inflate any count. Used on
-    /// samples (small) and when the plain pass found duplicates.
-    pub fn join_query(&self, d: &dyn Dialect, windowed: bool, bucket: Option<SampleBucket>) -> String {
+    /// Plain (`windowed = false`): the sides are joined as they are. Its counts are exact
+    /// only when no key is duplicated; the engine checks that from the results before it
+    /// trusts them (see [`crate::diff`]).
+    ///
+    /// Windowed: each side first keeps one representative row per key value, carrying `dn`,
+    /// the number of rows that share it. The join then sees unique keys on both sides, so
+    /// nothing can be multiplied; rows of duplicated keys are counted (`dn`) but never
+    /// matched, and a unique key whose counterpart is duplicated is counted as
+    /// `unmatchable`. Used on samples (small) and when the plain pass found duplicates.
+    pub fn join_query(
+        &self,
+        d: &dyn Dialect,
+        windowed: bool,
+        bucket: Option<SampleBucket>,
+    ) -> String {
         let nk = self.key.len();
         let side = |s: Side| -> String {
             let inner = self.side_select(d, s, bucket);
             if windowed {
-                let parts = (0..nk).map(|i| format!("s.{}", alias_k(i))).collect::<Vec<_>>().join(", ");
-                format!("SELECT s.*, COUNT(*) OVER (PARTITION BY {parts}) AS dn FROM ({inner}) s")
+                let parts = (0..nk)
+                    .map(|i| format!("s.{}", alias_k(i)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!(
+                    "SELECT * FROM (SELECT s.*, COUNT(*) OVER (PARTITION BY {parts}) AS dn, \
+                     ROW_NUMBER() OVER (PARTITION BY {parts}) AS rn FROM ({inner}) s) w WHERE rn = 1"
+                )
             } else {
                 inner
             }
         };
-        let mut on: Vec<String> = (0..nk).map(|i| format!("p.{k} = q.{k}", k = alias_k(i))).collect();
-        if windowed {
-            on.push("p.dn = 1".to_owned());
-            on.push("q.dn = 1".to_owned());
-        }
-        let keys = |t: &str| (0..nk).map(|i| format!("{t}.{}", alias_k(i))).collect::<Vec<_>>();
-        let nn = |t: &str| keys(t).iter().map(|k| format!("{k} IS NOT NULL")).collect::<Vec<_>>().join(" AND ");
-        let has_null = |t: &str| keys(t).iter().map(|k| format!("{k} IS NULL")).collect::<Vec<_>>().join(" OR ");
+        let on: Vec<String> = (0..nk)
+            .map(|i| format!("p.{k} = q.{k}", k = alias_k(i)))
+            .collect();
+        let keys = |t: &str| {
+            (0..nk)
+                .map(|i| format!("{t}.{}", alias_k(i)))
+                .collect::<Vec<_>>()
+        };
+        let nn = |t: &str| {
+            keys(t)
+                .iter()
+                .map(|k| format!("{k} IS NOT NULL"))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        let has_null = |t: &str| {
+            keys(t)
+                .iter()
+                .map(|k| format!("{k} IS NULL"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        };
         let ident = |t: &str| {
             let k = keys(t);
-            if k.len() == 1 { k[0].clone() } else { d.key_identity(&k) }
+            if k.len() == 1 {
+                k[0].clone()
+            } else {
+                d.key_identity(&k)
+            }
         };
         let text = |t: &str| d.key_text(&keys(t));
-        let (p_uniq, q_uniq, p_dup, q_dup) = if windowed {
-            (" AND p.dn = 1", " AND q.dn = 1", format!("p.m = 1 AND p.dn > 1 AND {}", nn("p")), format!("q.m = 1 AND q.dn > 1 AND {}", nn("q")))
+        // Rows a joined row stands for: one, or `dn` for a representative.
+        let rows_where = |t: &str, cond: &str| {
+            if windowed {
+                d.cast(
+                    &format!("COALESCE(SUM(CASE WHEN {cond} THEN {t}.dn ELSE 0 END), 0)"),
+                    d.bigint_type(),
+                )
+            } else {
+                d.count_where(cond)
+            }
+        };
+        let (p_uniq, q_uniq) = if windowed {
+            (" AND p.dn = 1", " AND q.dn = 1")
         } else {
-            ("", "", "1 = 0".to_owned(), "1 = 0".to_owned())
+            ("", "")
         };
         let only_prod = format!("p.m = 1 AND q.m IS NULL AND {}{p_uniq}", nn("p"));
         let only_pr = format!("q.m = 1 AND p.m IS NULL AND {}{q_uniq}", nn("q"));
-        let both = "p.m = 1 AND q.m = 1".to_owned();
+        let both = format!("p.m = 1 AND q.m = 1{p_uniq}{q_uniq}");
         let ne: Vec<String> = (0..self.columns.len())
             .map(|i| d.null_safe_ne(&format!("p.{}", alias_c(i)), &format!("q.{}", alias_c(i))))
             .collect();
-        let any_ne = if ne.is_empty() { "1 = 0".to_owned() } else { ne.iter().map(|e| format!("({e})")).collect::<Vec<_>>().join(" OR ") };
+        let any_ne = if ne.is_empty() {
+            "1 = 0".to_owned()
+        } else {
+            ne.iter()
+                .map(|e| format!("({e})"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        };
         let changed = format!("{both} AND ({any_ne})");
         let min_where = |e: &str, c: &str| d.extreme_where(false, e, c);
         let max_where = |e: &str, c: &str| d.extreme_where(true, e, c);
+        let windowed_only = |expr: String, name: &str| {
+            if windowed {
+                format!("{expr} AS {name}")
+            } else {
+                format!("0 AS {name}")
+            }
+        };
+        let p_dup = format!("p.m = 1 AND p.dn > 1 AND {}", nn("p"));
+        let q_dup = format!("q.m = 1 AND q.dn > 1 AND {}", nn("q"));
 
         let mut items = vec![
-            format!("{} AS p_in", d.count_where("p.m = 1")),
-            format!("{} AS q_in", d.count_where("q.m = 1")),
-            format!("{} AS p_null_keys", d.count_where(&format!("p.m = 1 AND ({})", has_null("p")))),
-            format!("{} AS q_null_keys", d.count_where(&format!("q.m = 1 AND ({})", has_null("q")))),
-            if windowed { format!("{} AS p_dup_rows", d.count_where(&p_dup)) } else { "0 AS p_dup_rows".to_owned() },
-            if windowed { format!("{} AS q_dup_rows", d.count_where(&q_dup)) } else { "0 AS q_dup_rows".to_owned() },
-            if windowed { format!("{} AS p_dup_keys", d.count_distinct_where(&ident("p"), &p_dup)) } else { "0 AS p_dup_keys".to_owned() },
-            if windowed { format!("{} AS q_dup_keys", d.count_distinct_where(&ident("q"), &q_dup)) } else { "0 AS q_dup_keys".to_owned() },
+            format!("{} AS p_in", rows_where("p", "p.m = 1")),
+            format!("{} AS q_in", rows_where("q", "q.m = 1")),
+            format!(
+                "{} AS p_null_keys",
+                rows_where("p", &format!("p.m = 1 AND ({})", has_null("p")))
+            ),
+            format!(
+                "{} AS q_null_keys",
+                rows_where("q", &format!("q.m = 1 AND ({})", has_null("q")))
+            ),
+            windowed_only(rows_where("p", &p_dup), "p_dup_rows"),
+            windowed_only(rows_where("q", &q_dup), "q_dup_rows"),
+            windowed_only(d.count_where(&p_dup), "p_dup_keys"),
+            windowed_only(d.count_where(&q_dup), "q_dup_keys"),
+            windowed_only(
+                d.count_where("p.m = 1 AND q.m = 1 AND p.dn = 1 AND q.dn > 1"),
+                "p_unmatchable",
+            ),
+            windowed_only(
+                d.count_where("p.m = 1 AND q.m = 1 AND q.dn = 1 AND p.dn > 1"),
+                "q_unmatchable",
+            ),
             format!("{} AS only_prod", d.count_where(&only_prod)),
             format!("{} AS only_pr", d.count_where(&only_pr)),
-            format!("{} AS only_prod_keys", d.count_distinct_where(&ident("p"), &only_prod)),
-            format!("{} AS only_pr_keys", d.count_distinct_where(&ident("q"), &only_pr)),
+            if windowed {
+                "0 AS only_prod_keys".to_owned()
+            } else {
+                format!(
+                    "{} AS only_prod_keys",
+                    d.count_distinct_where(&ident("p"), &only_prod)
+                )
+            },
+            if windowed {
+                "0 AS only_pr_keys".to_owned()
+            } else {
+                format!(
+                    "{} AS only_pr_keys",
+                    d.count_distinct_where(&ident("q"), &only_pr)
+                )
+            },
             format!("{} AS matched", d.count_where(&both)),
             format!("{} AS changed", d.count_where(&changed)),
             format!("{} AS ex_only_prod_min", min_where(&text("p"), &only_prod)),
@@ -229,10 +353,16 @@ impl ComparePlan {
             format!("{} AS ex_changed_max", max_where(&text("p"), &changed)),
         ];
         for (i, e) in ne.iter().enumerate() {
-            items.push(format!("{} AS changed_{i}", d.count_where(&format!("{both} AND {e}"))));
+            items.push(format!(
+                "{} AS changed_{i}",
+                d.count_where(&format!("{both} AND {e}"))
+            ));
         }
         for (i, e) in ne.iter().enumerate() {
-            items.push(format!("{} AS ex_changed_{i}", min_where(&text("p"), &format!("{both} AND {e}"))));
+            items.push(format!(
+                "{} AS ex_changed_{i}",
+                min_where(&text("p"), &format!("{both} AND {e}"))
+            ));
         }
         format!(
             "SELECT {} FROM ({}) p FULL OUTER JOIN ({}) q ON {}",
@@ -246,7 +376,13 @@ impl ComparePlan {
     /// The rows of one side whose key text is one of `keys`: the sample rows of a report.
     /// Every column comes back as text: the key text first, then the key columns, then the
     /// compared columns.
-    pub fn rows_by_key_query(&self, d: &dyn Dialect, side: Side, keys: &[String], limit: usize) -> String {
+    pub fn rows_by_key_query(
+        &self,
+        d: &dyn Dialect,
+        side: Side,
+        keys: &[String],
+        limit: usize,
+    ) -> String {
         let nk = self.key.len();
         let key_cols: Vec<String> = (0..nk).map(|i| format!("s.{}", alias_k(i))).collect();
         let mut items = vec![format!("{} AS key_text", d.key_text(&key_cols))];
@@ -256,14 +392,22 @@ impl ComparePlan {
         for i in 0..self.columns.len() {
             items.push(d.cast_to_text(&format!("s.{}", alias_c(i))));
         }
-        let list = keys.iter().map(|k| string_literal(k)).collect::<Vec<_>>().join(", ");
+        let list = keys
+            .iter()
+            .map(|k| string_literal(k))
+            .collect::<Vec<_>>()
+            .join(", ");
         let cond = if self.integer_key && keys.iter().all(|k| k.parse::<i64>().is_ok()) {
             format!("s.{} IN ({})", alias_k(0), keys.join(", "))
         } else {
             format!("{} IN ({list})", d.key_text(&key_cols))
         };
         d.limit(
-            &format!("SELECT {} FROM ({}) s WHERE {cond}", items.join(", "), self.side_select(d, side, None)),
+            &format!(
+                "SELECT {} FROM ({}) s WHERE {cond}",
+                items.join(", "),
+                self.side_select(d, side, None)
+            ),
             limit,
         )
     }

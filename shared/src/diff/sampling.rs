@@ -50,7 +50,11 @@ impl SamplingSettings {
         if !(confidence > 0.0 && confidence < 1.0) {
             return Err(SamplingError::Confidence(confidence));
         }
-        Ok(SamplingSettings { threshold, tolerance, confidence })
+        Ok(SamplingSettings {
+            threshold,
+            tolerance,
+            confidence,
+        })
     }
 
     pub fn z(&self) -> f64 {
@@ -77,14 +81,40 @@ pub fn z_for_confidence(c: f64) -> f64 {
 /// statistics crate that would bring linear algebra into a Lambda binary.
 pub fn normal_quantile(p: f64) -> f64 {
     assert!(p > 0.0 && p < 1.0, "quantile of {p}");
-    const A: [f64; 6] = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.383577518672690e2, -3.066479806614716e1, 2.506628277459239];
-    const B: [f64; 5] = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1, -1.328068155288572e1];
-    const C: [f64; 6] = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
-    const D: [f64; 4] = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416];
+    const A: [f64; 6] = [
+        -3.969683028665376e1,
+        2.209460984245205e2,
+        -2.759285104469687e2,
+        1.383577518672690e2,
+        -3.066479806614716e1,
+        2.506628277459239,
+    ];
+    const B: [f64; 5] = [
+        -5.447609879822406e1,
+        1.615858368580409e2,
+        -1.556989798598866e2,
+        6.680131188771972e1,
+        -1.328068155288572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784894002430293e-3,
+        -3.223964580411365e-1,
+        -2.400758277161838,
+        -2.549732539343734,
+        4.374664141464968,
+        2.938163982698783,
+    ];
+    const D: [f64; 4] = [
+        7.784695709041462e-3,
+        3.224671290700398e-1,
+        2.445134137142996,
+        3.754408661907416,
+    ];
     let plow = 0.02425;
     if p < plow {
         let q = (-2.0 * p.ln()).sqrt();
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     } else if p <= 1.0 - plow {
         let q = p - 0.5;
         let r = q * q;
@@ -92,7 +122,8 @@ pub fn normal_quantile(p: f64) -> f64 {
             / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
     } else {
         let q = (-2.0 * (1.0 - p).ln()).sqrt();
-        -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+        -(((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     }
 }
 
@@ -127,7 +158,11 @@ mod tests {
         let s = SamplingSettings::new(0, 0.01, 0.95).unwrap();
         // z² · 0.25 / 0.0001 = 9603.6 → 9604
         assert_eq!(s.rows_needed(0.5), 9604.0);
-        assert_eq!(s.rows_needed(0.9), 9604.0, "shares above ½ are as hard as ½");
+        assert_eq!(
+            s.rows_needed(0.9),
+            9604.0,
+            "shares above ½ are as hard as ½"
+        );
         assert!(s.rows_needed(0.01) < 400.0);
     }
 
@@ -136,7 +171,10 @@ mod tests {
         let z = z_for_confidence(0.95);
         let (lo, hi) = wilson(10, 100, z);
         assert!(lo < 0.1 && 0.1 < hi);
-        assert!((lo - 0.0552).abs() < 1e-3 && (hi - 0.1744).abs() < 1e-3, "{lo} {hi}");
+        assert!(
+            (lo - 0.0552).abs() < 1e-3 && (hi - 0.1744).abs() < 1e-3,
+            "{lo} {hi}"
+        );
         let (lo, hi) = wilson(0, 50, z);
         assert_eq!(lo, 0.0);
         assert!(hi > 0.0 && hi < 0.1);
@@ -144,7 +182,13 @@ mod tests {
 
     #[test]
     fn bad_settings_are_refused() {
-        assert_eq!(SamplingSettings::new(1, 0.0, 0.9), Err(SamplingError::Tolerance(0.0)));
-        assert_eq!(SamplingSettings::new(1, 0.1, 1.0), Err(SamplingError::Confidence(1.0)));
+        assert_eq!(
+            SamplingSettings::new(1, 0.0, 0.9),
+            Err(SamplingError::Tolerance(0.0))
+        );
+        assert_eq!(
+            SamplingSettings::new(1, 0.1, 1.0),
+            Err(SamplingError::Confidence(1.0))
+        );
     }
 }

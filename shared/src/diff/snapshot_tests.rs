@@ -60,18 +60,41 @@ fn queries(d: &dyn Dialect) -> Vec<(&'static str, String)> {
     let mut single = plan.clone();
     single.key.truncate(1);
     single.integer_key = true;
-    let bucket = Some(SampleBucket { seed: 7, threshold: 42_949_673 });
+    let bucket = Some(SampleBucket {
+        seed: 7,
+        threshold: 42_949_673,
+    });
     vec![
-        ("columns", d.columns_query(&Relation::new(Some("analytics"), Some("prod"), "Orders"))),
-        ("columns_no_schema", d.columns_query(&Relation::new(None, None, "Orders"))),
+        (
+            "columns",
+            d.columns_query(&Relation::new(Some("analytics"), Some("prod"), "Orders")),
+        ),
+        (
+            "columns_no_schema",
+            d.columns_query(&Relation::new(None, None, "Orders")),
+        ),
         ("count", plan.count_query(d, Side::Prod)),
         ("profile", plan.profile_query(d, Side::Pr)),
         ("join", plan.join_query(d, false, None)),
         ("join_windowed", plan.join_query(d, true, None)),
         ("join_sampled", plan.join_query(d, true, bucket)),
-        ("join_sampled_integer_key", single.join_query(d, true, bucket)),
-        ("rows_by_key", plan.rows_by_key_query(d, Side::Prod, &["1\u{1f}EU".to_owned(), "2\u{1f}it's".to_owned()], 10)),
-        ("rows_by_integer_key", single.rows_by_key_query(d, Side::Pr, &["1".to_owned(), "2".to_owned()], 4)),
+        (
+            "join_sampled_integer_key",
+            single.join_query(d, true, bucket),
+        ),
+        (
+            "rows_by_key",
+            plan.rows_by_key_query(
+                d,
+                Side::Prod,
+                &["1\u{1f}EU".to_owned(), "2\u{1f}it's".to_owned()],
+                10,
+            ),
+        ),
+        (
+            "rows_by_integer_key",
+            single.rows_by_key_query(d, Side::Pr, &["1".to_owned(), "2".to_owned()], 4),
+        ),
     ]
 }
 
@@ -94,7 +117,8 @@ fn every_query_of_every_dialect_parses_back_as_one_statement() {
             assert_eq!(parsed.len(), 1, "{} {name}: one statement", d.name());
         }
         for stmt in d.session_setup(5_000) {
-            Parser::parse_sql(pd.as_ref(), &stmt).unwrap_or_else(|e| panic!("{} setup `{stmt}`: {e}", d.name()));
+            Parser::parse_sql(pd.as_ref(), &stmt)
+                .unwrap_or_else(|e| panic!("{} setup `{stmt}`: {e}", d.name()));
         }
     }
 }
@@ -103,19 +127,37 @@ fn every_query_of_every_dialect_parses_back_as_one_statement() {
 fn identifiers_are_quoted_so_hostile_names_survive() {
     for d in all_dialects() {
         let pd = parser_dialect(d.name());
-        for ident in ["select", "Mixed Case", "with space", "a\"quote", "back`tick", "dot.ted"] {
+        for ident in [
+            "select",
+            "Mixed Case",
+            "with space",
+            "a\"quote",
+            "back`tick",
+            "dot.ted",
+        ] {
             if d.name() == "bigquery" && ident.contains('`') {
                 // GoogleSQL escapes a backtick in a quoted identifier with a backslash;
                 // sqlparser's tokenizer does not read that escape, so check the text.
                 assert_eq!(d.quote_identifier(ident), "`back\\`tick`");
                 continue;
             }
-            let sql = format!("SELECT {} FROM {}", d.quote_identifier(ident), d.relation(&Relation::new(None, Some("my schema"), ident)));
-            let parsed = Parser::parse_sql(pd.as_ref(), &sql).unwrap_or_else(|e| panic!("{} `{ident}`: {e}\n{sql}", d.name()));
+            let sql = format!(
+                "SELECT {} FROM {}",
+                d.quote_identifier(ident),
+                d.relation(&Relation::new(None, Some("my schema"), ident))
+            );
+            let parsed = Parser::parse_sql(pd.as_ref(), &sql)
+                .unwrap_or_else(|e| panic!("{} `{ident}`: {e}\n{sql}", d.name()));
             // The parser reads the quoted name back as exactly the original identifier.
-            let Statement::Query(q) = &parsed[0] else { panic!("not a query") };
-            let SetExpr::Select(s) = q.body.as_ref() else { panic!("not a select") };
-            let SelectItem::UnnamedExpr(Expr::Identifier(id)) = &s.projection[0] else { panic!("not an identifier: {sql}") };
+            let Statement::Query(q) = &parsed[0] else {
+                panic!("not a query")
+            };
+            let SetExpr::Select(s) = q.body.as_ref() else {
+                panic!("not a select")
+            };
+            let SelectItem::UnnamedExpr(Expr::Identifier(id)) = &s.projection[0] else {
+                panic!("not an identifier: {sql}")
+            };
             assert_eq!(id.value, ident, "{}: {sql}", d.name());
         }
     }

@@ -15,6 +15,37 @@ pub struct ModelEntry {
     pub outcome: Result<DiffResult, String>,
 }
 
+/// A model the plan lists but does not diff, and why.
+#[derive(Debug, Clone)]
+pub struct SkippedEntry {
+    pub name: String,
+    pub reason: String,
+}
+
+/// Everything one report shows.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub title: String,
+    pub entries: Vec<ModelEntry>,
+    pub skipped: Vec<SkippedEntry>,
+}
+
+/// A skip reason in words, for reports.
+pub fn skip_reason_text(r: crate::plan::SkipReason) -> &'static str {
+    use crate::plan::SkipReason::*;
+    match r {
+        NewModel => "new model: nothing in production to compare with",
+        Removed => "removed in this PR",
+        Disabled => "disabled in this PR",
+        Ephemeral => "ephemeral: no relation to compare",
+        EphemeralInProd => "ephemeral in production: no production relation",
+        NotBuilt => "not built by the PR run",
+        Error => "the PR run failed to build it",
+        Skipped => "skipped by the PR run (an upstream failure)",
+        NeverDiff => "never_diff is set in its options",
+    }
+}
+
 /// Longest value shown in a sample cell.
 const MAX_CELL: usize = 60;
 
@@ -74,7 +105,10 @@ pub fn code(s: &str) -> String {
 
 /// `s` inside an HTML element (the `<summary>` of a collapsible section).
 fn html(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('@', "&#64;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('@', "&#64;")
 }
 
 fn value(v: &Option<String>) -> String {
@@ -101,7 +135,8 @@ fn approx(r: &DiffResult) -> &'static str {
 }
 
 fn opt(n: Option<u64>, pre: &str) -> String {
-    n.map(|n| format!("{pre}{}", fmt_n(n))).unwrap_or_else(|| "—".to_owned())
+    n.map(|n| format!("{pre}{}", fmt_n(n)))
+        .unwrap_or_else(|| "—".to_owned())
 }
 
 fn key_issue_text(r: &DiffResult) -> String {
@@ -112,13 +147,20 @@ fn key_issue_text(r: &DiffResult) -> String {
             parts.push(format!("{} NULL keys in {side}", fmt_n(k.nulls)));
         }
         if k.duplicates > 0 {
-            parts.push(format!("{} duplicate-key rows in {side}", fmt_n(k.duplicates)));
+            parts.push(format!(
+                "{} duplicate-key rows in {side}",
+                fmt_n(k.duplicates)
+            ));
         }
     }
     if r.primary_key.is_empty() {
         parts.push("no key".to_owned());
     }
-    if parts.is_empty() { "—".to_owned() } else { parts.join(", ") }
+    if parts.is_empty() {
+        "—".to_owned()
+    } else {
+        parts.join(", ")
+    }
 }
 
 fn schema_text(r: &DiffResult) -> String {
@@ -133,20 +175,36 @@ fn schema_text(r: &DiffResult) -> String {
     if !s.type_changed.is_empty() {
         parts.push(format!("{} type", s.type_changed.len()));
     }
-    if parts.is_empty() { "—".to_owned() } else { parts.join(", ") }
+    if parts.is_empty() {
+        "—".to_owned()
+    } else {
+        parts.join(", ")
+    }
 }
 
 /// The markdown report for a set of model diffs.
-pub fn markdown(title: &str, entries: &[ModelEntry]) -> String {
+pub fn markdown(report: &Report) -> String {
+    let entries = &report.entries;
     let mut out = String::new();
-    let _ = writeln!(out, "## {}\n", escape_cell(title));
-    let _ = writeln!(out, "| model | rows prod → PR | added | removed | changed | columns changed | schema | key issues |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(out, "## {}\n", escape_cell(&report.title));
+    if entries.is_empty() {
+        let _ = writeln!(out, "No models to diff.");
+    } else {
+        let _ = writeln!(
+            out,
+            "| model | rows prod → PR | added | removed | changed | columns changed | schema | key issues |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+    }
     for e in entries {
         match &e.outcome {
             Ok(r) => {
                 let a = approx(r);
-                let cols = r.columns.iter().filter(|c| c.changed.unwrap_or(0) > 0).count();
+                let cols = r
+                    .columns
+                    .iter()
+                    .filter(|c| c.changed.unwrap_or(0) > 0)
+                    .count();
                 let _ = writeln!(
                     out,
                     "| {} | {} → {} | {} | {} | {} | {} | {} | {} |",
@@ -156,13 +214,22 @@ pub fn markdown(title: &str, entries: &[ModelEntry]) -> String {
                     opt(r.exclusive.map(|x| x.pr), a),
                     opt(r.exclusive.map(|x| x.prod), a),
                     opt(r.changed, a),
-                    if r.changed.is_some() { cols.to_string() } else { "—".to_owned() },
+                    if r.changed.is_some() {
+                        cols.to_string()
+                    } else {
+                        "—".to_owned()
+                    },
                     schema_text(r),
                     key_issue_text(r)
                 );
             }
             Err(msg) => {
-                let _ = writeln!(out, "| {} | ⚠️ failed: {} | | | | | | |", code(&e.name), escape_cell(msg));
+                let _ = writeln!(
+                    out,
+                    "| {} | ⚠️ failed: {} | | | | | | |",
+                    code(&e.name),
+                    escape_cell(msg)
+                );
             }
         }
     }
@@ -172,11 +239,33 @@ pub fn markdown(title: &str, entries: &[ModelEntry]) -> String {
             model_details(&mut out, &e.name, r);
         }
     }
+    if !report.skipped.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n<details><summary>Not diffed ({})</summary>\n",
+            report.skipped.len()
+        );
+        let _ = writeln!(out, "| model | why |");
+        let _ = writeln!(out, "|---|---|");
+        for s in &report.skipped {
+            let _ = writeln!(
+                out,
+                "| {} | {} |",
+                code(&s.name),
+                escape_cell_long(&s.reason)
+            );
+        }
+        let _ = writeln!(out, "\n</details>");
+    }
     out
 }
 
 fn model_details(out: &mut String, name: &str, r: &DiffResult) {
-    let _ = writeln!(out, "<details><summary><code>{}</code></summary>\n", html(name));
+    let _ = writeln!(
+        out,
+        "<details><summary><code>{}</code></summary>\n",
+        html(name)
+    );
     let _ = write!(out, "prod {} → PR {}", code(&r.prod), code(&r.pr));
     if !r.primary_key.is_empty() {
         let keys: Vec<String> = r.primary_key.iter().map(|k| code(k)).collect();
@@ -193,14 +282,21 @@ fn model_details(out: &mut String, name: &str, r: &DiffResult) {
         );
     }
     let s = &r.schema;
-    for (label, cols) in [("Columns added", &s.added), ("Columns removed", &s.removed), ("Type changed", &s.type_changed)] {
+    for (label, cols) in [
+        ("Columns added", &s.added),
+        ("Columns removed", &s.removed),
+        ("Type changed", &s.type_changed),
+    ] {
         if !cols.is_empty() {
             let c: Vec<String> = cols.iter().map(|c| code(c)).collect();
             let _ = writeln!(out, "- {label}: {}", c.join(", "));
         }
     }
     if !r.columns.is_empty() {
-        let _ = writeln!(out, "\n| column | prod type | PR type | changed | % of matched |");
+        let _ = writeln!(
+            out,
+            "\n| column | prod type | PR type | changed | % of matched |"
+        );
         let _ = writeln!(out, "|---|---|---|---|---|");
         for c in &r.columns {
             let pct = match (c.changed_pct, c.changed_pct_interval) {
@@ -213,7 +309,15 @@ fn model_details(out: &mut String, name: &str, r: &DiffResult) {
                 (None, Some(n)) => format!("NULLs {} → {}", fmt_n(n.prod), fmt_n(n.pr)),
                 _ => "—".to_owned(),
             };
-            let _ = writeln!(out, "| {} | {} | {} | {} | {} |", code(&c.name), code(&c.prod_type), code(&c.pr_type), changed, pct);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                code(&c.name),
+                code(&c.prod_type),
+                code(&c.pr_type),
+                changed,
+                pct
+            );
         }
     }
     if !r.samples.is_empty() {
@@ -236,7 +340,11 @@ fn escape_cell_long(s: &str) -> String {
 }
 
 fn sample_rows(out: &mut String, s: &SampleRow) {
-    let key: Vec<String> = s.key.iter().map(|(k, v)| format!("{}={}", code(k), value(v))).collect();
+    let key: Vec<String> = s
+        .key
+        .iter()
+        .map(|(k, v)| format!("{}={}", code(k), value(v)))
+        .collect();
     let kind = match s.kind {
         "only_prod" => "only in prod",
         "only_pr" => "only in PR",
@@ -246,8 +354,18 @@ fn sample_rows(out: &mut String, s: &SampleRow) {
         let _ = writeln!(out, "| {kind} | {} | | | |", key.join(", "));
     }
     for (i, v) in s.values.iter().enumerate() {
-        let (k, kd) = if i == 0 { (key.join(", "), kind) } else { (String::new(), "") };
-        let _ = writeln!(out, "| {kd} | {k} | {} | {} | {} |", code(&v.column), value(&v.prod), value(&v.pr));
+        let (k, kd) = if i == 0 {
+            (key.join(", "), kind)
+        } else {
+            (String::new(), "")
+        };
+        let _ = writeln!(
+            out,
+            "| {kd} | {k} | {} | {} | {} |",
+            code(&v.column),
+            value(&v.prod),
+            value(&v.pr)
+        );
     }
 }
 
@@ -261,7 +379,14 @@ pub fn text(r: &DiffResult) -> String {
         let _ = writeln!(out, "key: {}", r.primary_key.join(", "));
     }
     if let (Some(e), Some(m), Some(c)) = (r.exclusive, r.matched, r.changed) {
-        let _ = writeln!(out, "only in prod: {a}{}   only in PR: {a}{}   matched: {a}{}   changed: {a}{}", fmt_n(e.prod), fmt_n(e.pr), fmt_n(m), fmt_n(c));
+        let _ = writeln!(
+            out,
+            "only in prod: {a}{}   only in PR: {a}{}   matched: {a}{}   changed: {a}{}",
+            fmt_n(e.prod),
+            fmt_n(e.pr),
+            fmt_n(m),
+            fmt_n(c)
+        );
     }
     let issues = key_issue_text(r);
     if issues != "—" {
@@ -283,13 +408,25 @@ pub fn text(r: &DiffResult) -> String {
                 let _ = writeln!(out, "  {:<30} {a}{:>12}  {:>7.3}%", c.name, fmt_n(n), p);
             }
             (_, _, Some(n)) => {
-                let _ = writeln!(out, "  {:<30} NULLs {} → {}", c.name, fmt_n(n.prod), fmt_n(n.pr));
+                let _ = writeln!(
+                    out,
+                    "  {:<30} NULLs {} → {}",
+                    c.name,
+                    fmt_n(n.prod),
+                    fmt_n(n.pr)
+                );
             }
             _ => {}
         }
     }
     if let Some(s) = &r.sampled {
-        let _ = writeln!(out, "sampled {:.3}% of keys (tolerance {}, confidence {})", s.rate * 100.0, s.tolerance, s.confidence);
+        let _ = writeln!(
+            out,
+            "sampled {:.3}% of keys (tolerance {}, confidence {})",
+            s.rate * 100.0,
+            s.tolerance,
+            s.confidence
+        );
     }
     for n in &r.notes {
         let _ = writeln!(out, "note: {n}");

@@ -80,7 +80,10 @@ impl Dialect for BigQuery {
 
     /// <https://cloud.google.com/bigquery/docs/reference/standard-sql/hash_functions#farm_fingerprint>
     fn hash_bucket(&self, key_text: &str, seed: u64) -> String {
-        format!("(FARM_FINGERPRINT(CONCAT({}, {key_text})) & 4294967295)", string_literal(&seed.to_string()))
+        format!(
+            "(FARM_FINGERPRINT(CONCAT({}, {key_text})) & 4294967295)",
+            string_literal(&seed.to_string())
+        )
     }
 
     fn columns_query(&self, r: &Relation) -> String {

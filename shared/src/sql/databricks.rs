@@ -42,7 +42,10 @@ impl Dialect for Databricks {
     }
 
     fn timestamp_to_precision(&self, expr: &str, precision: u32, _tz: bool) -> String {
-        format!("date_trunc('{}', {expr})", super::duckdb::trunc_unit(precision).to_ascii_uppercase())
+        format!(
+            "date_trunc('{}', {expr})",
+            super::duckdb::trunc_unit(precision).to_ascii_uppercase()
+        )
     }
 
     fn timestamp_tz_to_utc(&self, expr: &str) -> String {
@@ -51,7 +54,10 @@ impl Dialect for Databricks {
 
     /// <https://docs.databricks.com/en/sql/language-manual/functions/xxhash64.html>
     fn hash_bucket(&self, key_text: &str, seed: u64) -> String {
-        format!("(xxhash64({key_text}, {}) & 4294967295)", seed & (i64::MAX as u64))
+        format!(
+            "(xxhash64({key_text}, {}) & 4294967295)",
+            seed & (i64::MAX as u64)
+        )
     }
 
     /// Unity Catalog's `full_data_type` keeps precision and scale (`decimal(10,2)`).
@@ -72,6 +78,9 @@ impl Dialect for Databricks {
 
     /// <https://docs.databricks.com/en/sql/language-manual/parameters/statement_timeout.html>
     fn session_setup(&self, statement_timeout_ms: u64) -> Vec<String> {
-        vec![format!("SET STATEMENT_TIMEOUT = {}", statement_timeout_ms.div_ceil(1000))]
+        vec![format!(
+            "SET STATEMENT_TIMEOUT = {}",
+            statement_timeout_ms.div_ceil(1000)
+        )]
     }
 }

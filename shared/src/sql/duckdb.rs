@@ -25,7 +25,10 @@ impl Dialect for DuckDb {
     }
 
     fn extreme_where(&self, max: bool, expr: &str, cond: &str) -> String {
-        format!("{}({expr}) FILTER (WHERE {cond})", if max { "MAX" } else { "MIN" })
+        format!(
+            "{}({expr}) FILTER (WHERE {cond})",
+            if max { "MAX" } else { "MIN" }
+        )
     }
 
     fn double_type(&self) -> &'static str {
@@ -64,7 +67,10 @@ impl Dialect for DuckDb {
         match precision {
             Some(p) => ColumnType {
                 raw: raw.trim().to_owned(),
-                family: TypeFamily::Timestamp { precision: Some(p), tz: false },
+                family: TypeFamily::Timestamp {
+                    precision: Some(p),
+                    tz: false,
+                },
             },
             None => ColumnType::parse_generic(raw),
         }

@@ -31,7 +31,13 @@ pub use types::{ColumnType, TypeFamily};
 /// Every dialect prdiff generates SQL for, for tests and for lookup by name.
 pub fn all_dialects() -> Vec<&'static dyn Dialect> {
     vec![
-        &Postgres, &Redshift, &Sqlite, &DuckDb, &Snowflake, &BigQuery, &Databricks,
+        &Postgres,
+        &Redshift,
+        &Sqlite,
+        &DuckDb,
+        &Snowflake,
+        &BigQuery,
+        &Databricks,
     ]
 }
 
@@ -95,13 +101,18 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
 
     /// A relation as SQL: every present part quoted.
     fn relation(&self, r: &Relation) -> String {
-        r.parts().map(|p| self.quote_identifier(p)).collect::<Vec<_>>().join(".")
+        r.parts()
+            .map(|p| self.quote_identifier(p))
+            .collect::<Vec<_>>()
+            .join(".")
     }
 
     /// `a` and `b` differ, treating NULL as a value: NULL vs value differs, NULL vs NULL
     /// does not. Must be TRUE or FALSE/NULL-as-false inside `CASE WHEN`.
     fn null_safe_ne(&self, a: &str, b: &str) -> String {
-        format!("({a} <> {b} OR ({a} IS NULL AND {b} IS NOT NULL) OR ({a} IS NOT NULL AND {b} IS NULL))")
+        format!(
+            "({a} <> {b} OR ({a} IS NULL AND {b} IS NOT NULL) OR ({a} IS NOT NULL AND {b} IS NULL))"
+        )
     }
 
     /// Number of rows for which `cond` holds, never NULL.
@@ -162,7 +173,11 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// Casts a timestamp to `precision` fractional digits, the way the warehouse would
     /// store it into a column of that precision.
     fn timestamp_to_precision(&self, expr: &str, precision: u32, tz: bool) -> String {
-        let ty = if tz { "TIMESTAMP WITH TIME ZONE" } else { "TIMESTAMP" };
+        let ty = if tz {
+            "TIMESTAMP WITH TIME ZONE"
+        } else {
+            "TIMESTAMP"
+        };
         format!("CAST({expr} AS {ty}({precision}))")
     }
 

@@ -26,7 +26,10 @@ pub(crate) fn pg_columns_query(r: &Relation) -> String {
     }
     if let Some(d) = &r.database {
         // A PostgreSQL session sees one database: any other name is an unknown relation.
-        conds.push(format!("pg_catalog.current_database() = {}", string_literal(d)));
+        conds.push(format!(
+            "pg_catalog.current_database() = {}",
+            string_literal(d)
+        ));
     }
     format!(
         "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) \
@@ -60,7 +63,10 @@ impl Dialect for Postgres {
     }
 
     fn extreme_where(&self, max: bool, expr: &str, cond: &str) -> String {
-        format!("{}({expr}) FILTER (WHERE {cond})", if max { "MAX" } else { "MIN" })
+        format!(
+            "{}({expr}) FILTER (WHERE {cond})",
+            if max { "MAX" } else { "MIN" }
+        )
     }
 
     fn text_type(&self) -> &'static str {
@@ -81,11 +87,17 @@ impl Dialect for Postgres {
     /// `hashtextextended` is PostgreSQL's own 64-bit text hash (11+), much cheaper than
     /// `md5`. <https://www.postgresql.org/docs/current/functions-info.html>
     fn hash_bucket(&self, key_text: &str, seed: u64) -> String {
-        format!("(hashtextextended({key_text}, {}) & 4294967295)", seed_i63(seed))
+        format!(
+            "(hashtextextended({key_text}, {}) & 4294967295)",
+            seed_i63(seed)
+        )
     }
 
     fn hash_bucket_int(&self, key: &str, seed: u64) -> String {
-        format!("(hashint8extended(CAST({key} AS BIGINT), {}) & 4294967295)", seed_i63(seed))
+        format!(
+            "(hashint8extended(CAST({key} AS BIGINT), {}) & 4294967295)",
+            seed_i63(seed)
+        )
     }
 
     fn columns_query(&self, r: &Relation) -> String {

@@ -6,7 +6,9 @@
 use std::fmt;
 
 /// A table or view: `name`, `schema.name` or `database.schema.name`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Relation {
     pub database: Option<String>,
     pub schema: Option<String>,
@@ -20,7 +22,9 @@ pub enum RelationError {
     Empty,
     #[error("relation `{0}` has an empty part")]
     EmptyPart(String),
-    #[error("relation `{0}` has more than three parts (expected table, schema.table or database.schema.table)")]
+    #[error(
+        "relation `{0}` has more than three parts (expected table, schema.table or database.schema.table)"
+    )]
     TooManyParts(String),
     #[error("relation `{0}` has an unterminated quoted part")]
     Unterminated(String),
@@ -86,9 +90,21 @@ impl Relation {
         parts.push(current);
         let mut it = parts.into_iter();
         match (it.next(), it.next(), it.next(), it.next()) {
-            (Some(n), None, None, None) => Ok(Relation { database: None, schema: None, name: n }),
-            (Some(s), Some(n), None, None) => Ok(Relation { database: None, schema: Some(s), name: n }),
-            (Some(d), Some(s), Some(n), None) => Ok(Relation { database: Some(d), schema: Some(s), name: n }),
+            (Some(n), None, None, None) => Ok(Relation {
+                database: None,
+                schema: None,
+                name: n,
+            }),
+            (Some(s), Some(n), None, None) => Ok(Relation {
+                database: None,
+                schema: Some(s),
+                name: n,
+            }),
+            (Some(d), Some(s), Some(n), None) => Ok(Relation {
+                database: Some(d),
+                schema: Some(s),
+                name: n,
+            }),
             _ => Err(RelationError::TooManyParts(input.to_owned())),
         }
     }
@@ -124,15 +140,27 @@ mod tests {
 
     #[test]
     fn parses_one_two_and_three_parts() {
-        assert_eq!(Relation::parse("t").unwrap(), Relation::new(None, None, "t"));
-        assert_eq!(Relation::parse("s.t").unwrap(), Relation::new(None, Some("s"), "t"));
-        assert_eq!(Relation::parse("d.s.t").unwrap(), Relation::new(Some("d"), Some("s"), "t"));
+        assert_eq!(
+            Relation::parse("t").unwrap(),
+            Relation::new(None, None, "t")
+        );
+        assert_eq!(
+            Relation::parse("s.t").unwrap(),
+            Relation::new(None, Some("s"), "t")
+        );
+        assert_eq!(
+            Relation::parse("d.s.t").unwrap(),
+            Relation::new(Some("d"), Some("s"), "t")
+        );
     }
 
     #[test]
     fn quoted_parts_keep_dots_spaces_and_doubled_quotes() {
         let r = Relation::parse(r#""my db"."Sch.ema"."a ""q"" t""#).unwrap();
-        assert_eq!(r, Relation::new(Some("my db"), Some("Sch.ema"), "a \"q\" t"));
+        assert_eq!(
+            r,
+            Relation::new(Some("my db"), Some("Sch.ema"), "a \"q\" t")
+        );
         let r = Relation::parse("`proj`.`ds`.`tbl`").unwrap();
         assert_eq!(r, Relation::new(Some("proj"), Some("ds"), "tbl"));
     }
@@ -140,9 +168,18 @@ mod tests {
     #[test]
     fn bad_relations_are_refused_with_the_reason() {
         assert_eq!(Relation::parse(" "), Err(RelationError::Empty));
-        assert!(matches!(Relation::parse("a..b"), Err(RelationError::EmptyPart(_))));
-        assert!(matches!(Relation::parse("a.b.c.d"), Err(RelationError::TooManyParts(_))));
-        assert!(matches!(Relation::parse("\"abc"), Err(RelationError::Unterminated(_))));
+        assert!(matches!(
+            Relation::parse("a..b"),
+            Err(RelationError::EmptyPart(_))
+        ));
+        assert!(matches!(
+            Relation::parse("a.b.c.d"),
+            Err(RelationError::TooManyParts(_))
+        ));
+        assert!(matches!(
+            Relation::parse("\"abc"),
+            Err(RelationError::Unterminated(_))
+        ));
     }
 
     #[test]

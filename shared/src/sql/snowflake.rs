@@ -39,7 +39,10 @@ impl Dialect for Snowflake {
     /// does `DATE_TRUNC`, which keeps the value's own type.
     /// <https://docs.snowflake.com/en/sql-reference/functions/date_trunc>
     fn timestamp_to_precision(&self, expr: &str, precision: u32, _tz: bool) -> String {
-        format!("DATE_TRUNC('{}', {expr})", super::duckdb::trunc_unit(precision))
+        format!(
+            "DATE_TRUNC('{}', {expr})",
+            super::duckdb::trunc_unit(precision)
+        )
     }
 
     /// <https://docs.snowflake.com/en/sql-reference/functions/convert_timezone>

@@ -19,7 +19,11 @@ impl Dialect for Sqlite {
 
     fn relation(&self, r: &Relation) -> String {
         match &r.schema {
-            Some(s) => format!("{}.{}", self.quote_identifier(s), self.quote_identifier(&r.name)),
+            Some(s) => format!(
+                "{}.{}",
+                self.quote_identifier(s),
+                self.quote_identifier(&r.name)
+            ),
             None => self.quote_identifier(&r.name),
         }
     }
@@ -39,12 +43,18 @@ impl Dialect for Sqlite {
     }
 
     fn extreme_where(&self, max: bool, expr: &str, cond: &str) -> String {
-        format!("{}({expr}) FILTER (WHERE {cond})", if max { "MAX" } else { "MIN" })
+        format!(
+            "{}({expr}) FILTER (WHERE {cond})",
+            if max { "MAX" } else { "MIN" }
+        )
     }
 
     /// `quote()` renders each value as an SQL literal, so the joined text is unambiguous.
     fn key_identity(&self, cols: &[String]) -> String {
-        cols.iter().map(|c| format!("quote({c})")).collect::<Vec<_>>().join(" || ',' || ")
+        cols.iter()
+            .map(|c| format!("quote({c})"))
+            .collect::<Vec<_>>()
+            .join(" || ',' || ")
     }
 
     fn bigint_type(&self) -> &'static str {

@@ -9,13 +9,20 @@ use super::Dialect;
 pub enum TypeFamily {
     Integer,
     /// Fixed-point; `scale` is `None` for an unconstrained `numeric`.
-    Decimal { scale: Option<u32> },
-    Float { double: bool },
+    Decimal {
+        scale: Option<u32>,
+    },
+    Float {
+        double: bool,
+    },
     Boolean,
     Text,
     Date,
     /// `precision` is the number of fractional-second digits when declared.
-    Timestamp { precision: Option<u32>, tz: bool },
+    Timestamp {
+        precision: Option<u32>,
+        tz: bool,
+    },
     Time,
     Other,
 }
@@ -49,10 +56,18 @@ impl ColumnType {
             | "utinyint" | "long" | "short" | "smallserial" | "serial" | "bigserial" => {
                 TypeFamily::Integer
             }
-            "numeric" | "decimal" | "number" | "bignumeric" | "dec" => {
-                TypeFamily::Decimal { scale: if a.len() >= 2 { Some(a[1]) } else if a.len() == 1 { Some(0) } else { None } }
-            }
-            "real" | "float4" | "float" if base != "float" || a.first().is_some_and(|p| *p <= 24) => {
+            "numeric" | "decimal" | "number" | "bignumeric" | "dec" => TypeFamily::Decimal {
+                scale: if a.len() >= 2 {
+                    Some(a[1])
+                } else if a.len() == 1 {
+                    Some(0)
+                } else {
+                    None
+                },
+            },
+            "real" | "float4" | "float"
+                if base != "float" || a.first().is_some_and(|p| *p <= 24) =>
+            {
                 TypeFamily::Float { double: false }
             }
             "double precision" | "double" | "float8" | "float" | "float64" => {
@@ -62,17 +77,25 @@ impl ColumnType {
             "text" | "varchar" | "character varying" | "char" | "character" | "string"
             | "bpchar" | "nvarchar" | "nchar" | "clob" | "name" => TypeFamily::Text,
             "date" => TypeFamily::Date,
-            "time" | "time without time zone" | "time with time zone" | "timetz" => TypeFamily::Time,
+            "time" | "time without time zone" | "time with time zone" | "timetz" => {
+                TypeFamily::Time
+            }
             _ if base.starts_with("timestamp") || base == "datetime" => {
                 let tz = lower.contains("with time zone")
                     || base == "timestamptz"
                     || base.ends_with("_tz")
                     || base == "timestamp_ltz";
-                TypeFamily::Timestamp { precision: a.first().copied(), tz }
+                TypeFamily::Timestamp {
+                    precision: a.first().copied(),
+                    tz,
+                }
             }
             _ => TypeFamily::Other,
         };
-        ColumnType { raw: raw.trim().to_owned(), family }
+        ColumnType {
+            raw: raw.trim().to_owned(),
+            family,
+        }
     }
 
     /// Whether two sides' types are the same for comparison purposes (text equal, ignoring
@@ -112,7 +135,11 @@ pub(super) fn normalise<D: Dialect + ?Sized>(
             }
         }
         (Float { double: a }, Float { double: b }) => {
-            if a && b { d.cast(expr, d.double_type()) } else { d.cast(expr, d.real_type()) }
+            if a && b {
+                d.cast(expr, d.double_type())
+            } else {
+                d.cast(expr, d.real_type())
+            }
         }
         (Float { .. }, Integer | Decimal { .. }) | (Integer | Decimal { .. }, Float { .. }) => {
             let as_double = d.cast(expr, d.double_type());
@@ -121,7 +148,16 @@ pub(super) fn normalise<D: Dialect + ?Sized>(
                 None => as_double,
             }
         }
-        (Timestamp { precision: p1, tz: tz1 }, Timestamp { precision: p2, tz: tz2 }) => {
+        (
+            Timestamp {
+                precision: p1,
+                tz: tz1,
+            },
+            Timestamp {
+                precision: p2,
+                tz: tz2,
+            },
+        ) => {
             let mut e = expr.to_owned();
             let mut tz = tz1;
             if tz1 != tz2 {
@@ -137,13 +173,21 @@ pub(super) fn normalise<D: Dialect + ?Sized>(
                 (None, Some(b)) => d.timestamp_to_precision(&e, b, tz),
                 // A warehouse that does not enforce declared precision may hold finer
                 // values in the coarser column: cut both sides.
-                (Some(a), Some(b)) if !d.enforces_declared_precision() => d.timestamp_to_precision(&e, a.min(b), tz),
-                (Some(a), None) if !d.enforces_declared_precision() => d.timestamp_to_precision(&e, a, tz),
+                (Some(a), Some(b)) if !d.enforces_declared_precision() => {
+                    d.timestamp_to_precision(&e, a.min(b), tz)
+                }
+                (Some(a), None) if !d.enforces_declared_precision() => {
+                    d.timestamp_to_precision(&e, a, tz)
+                }
                 _ => e,
             }
         }
         (Timestamp { tz, .. }, Date) => {
-            let e = if tz { d.timestamp_tz_to_utc(expr) } else { expr.to_owned() };
+            let e = if tz {
+                d.timestamp_tz_to_utc(expr)
+            } else {
+                expr.to_owned()
+            };
             d.timestamp_to_date(&e)
         }
         (Date, Timestamp { .. }) => expr.to_owned(),
@@ -174,13 +218,25 @@ mod tests {
         assert_eq!(fam("character varying(20)"), TypeFamily::Text);
         assert_eq!(
             fam("timestamp(3) without time zone"),
-            TypeFamily::Timestamp { precision: Some(3), tz: false }
+            TypeFamily::Timestamp {
+                precision: Some(3),
+                tz: false
+            }
         );
         assert_eq!(
             fam("timestamp with time zone"),
-            TypeFamily::Timestamp { precision: None, tz: true }
+            TypeFamily::Timestamp {
+                precision: None,
+                tz: true
+            }
         );
-        assert_eq!(fam("TIMESTAMP_NTZ(9)"), TypeFamily::Timestamp { precision: Some(9), tz: false });
+        assert_eq!(
+            fam("TIMESTAMP_NTZ(9)"),
+            TypeFamily::Timestamp {
+                precision: Some(9),
+                tz: false
+            }
+        );
         assert_eq!(fam("jsonb"), TypeFamily::Other);
     }
 }

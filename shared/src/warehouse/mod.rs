@@ -13,9 +13,9 @@ use crate::sql::Dialect;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod secret;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
-mod secret;
 mod url;
 
 pub use secret::Password;
@@ -49,7 +49,10 @@ pub enum WarehouseError {
 impl WarehouseError {
     /// Whether trying the same call again could succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, WarehouseError::Connect { .. } | WarehouseError::Other { .. })
+        matches!(
+            self,
+            WarehouseError::Connect { .. } | WarehouseError::Other { .. }
+        )
     }
 }
 
@@ -77,7 +80,9 @@ pub struct ConnectOptions {
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        ConnectOptions { statement_timeout: Duration::from_secs(600) }
+        ConnectOptions {
+            statement_timeout: Duration::from_secs(600),
+        }
     }
 }
 
@@ -88,7 +93,9 @@ pub async fn connect(
 ) -> Result<Box<dyn Warehouse>, WarehouseError> {
     match url {
         #[cfg(feature = "postgres")]
-        WarehouseUrl::Postgres { .. } => Ok(Box::new(postgres::PostgresWarehouse::connect(url, options).await?)),
+        WarehouseUrl::Postgres { .. } => Ok(Box::new(
+            postgres::PostgresWarehouse::connect(url, options).await?,
+        )),
         #[cfg(feature = "sqlite")]
         WarehouseUrl::Sqlite { .. } => Ok(Box::new(sqlite::SqliteWarehouse::open(url, options)?)),
         #[allow(unreachable_patterns)]

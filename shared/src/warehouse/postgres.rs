@@ -21,12 +21,28 @@ pub struct PostgresWarehouse {
 }
 
 impl PostgresWarehouse {
-    pub async fn connect(url: &WarehouseUrl, options: &ConnectOptions) -> Result<Self, WarehouseError> {
-        let WarehouseUrl::Postgres { user, password, host, port, database, options: server_options } = url else {
+    pub async fn connect(
+        url: &WarehouseUrl,
+        options: &ConnectOptions,
+    ) -> Result<Self, WarehouseError> {
+        let WarehouseUrl::Postgres {
+            user,
+            password,
+            host,
+            port,
+            database,
+            options: server_options,
+        } = url
+        else {
             return Err(WarehouseError::NoDriver("this URL"));
         };
         let mut config = tokio_postgres::Config::new();
-        config.user(user).host(host).port(*port).dbname(database).application_name("prdiff");
+        config
+            .user(user)
+            .host(host)
+            .port(*port)
+            .dbname(database)
+            .application_name("prdiff");
         config.connect_timeout(Duration::from_secs(15));
         if let Some(p) = password {
             config.password(p.expose());
@@ -47,10 +63,14 @@ impl PostgresWarehouse {
     }
 
     async fn new_client(&self) -> Result<Client, WarehouseError> {
-        let (client, connection) = self.config.connect(NoTls).await.map_err(|e| WarehouseError::Connect {
-            target: self.target.clone(),
-            source: Box::new(e),
-        })?;
+        let (client, connection) =
+            self.config
+                .connect(NoTls)
+                .await
+                .map_err(|e| WarehouseError::Connect {
+                    target: self.target.clone(),
+                    source: Box::new(e),
+                })?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "postgres connection closed");
@@ -59,7 +79,10 @@ impl PostgresWarehouse {
         let mut setup = Postgres.session_setup(self.statement_timeout.as_millis() as u64);
         // Filters come from PR yaml: the session can only read.
         setup.push("SET default_transaction_read_only = on".to_owned());
-        client.batch_execute(&setup.join("; ")).await.map_err(|e| map_error(e, self.statement_timeout))?;
+        client
+            .batch_execute(&setup.join("; "))
+            .await
+            .map_err(|e| map_error(e, self.statement_timeout))?;
         Ok(client)
     }
 }
@@ -104,23 +127,32 @@ fn read_row(row: &tokio_postgres::Row) -> Result<Row, WarehouseError> {
     for (i, col) in row.columns().iter().enumerate() {
         let ty = col.type_();
         let v = if *ty == Type::INT8 {
-            row.try_get::<_, Option<i64>>(i).map(|v| v.map(|x| x.to_string()))
+            row.try_get::<_, Option<i64>>(i)
+                .map(|v| v.map(|x| x.to_string()))
         } else if *ty == Type::INT4 {
-            row.try_get::<_, Option<i32>>(i).map(|v| v.map(|x| x.to_string()))
+            row.try_get::<_, Option<i32>>(i)
+                .map(|v| v.map(|x| x.to_string()))
         } else if *ty == Type::INT2 {
-            row.try_get::<_, Option<i16>>(i).map(|v| v.map(|x| x.to_string()))
+            row.try_get::<_, Option<i16>>(i)
+                .map(|v| v.map(|x| x.to_string()))
         } else if *ty == Type::FLOAT8 {
-            row.try_get::<_, Option<f64>>(i).map(|v| v.map(|x| x.to_string()))
+            row.try_get::<_, Option<f64>>(i)
+                .map(|v| v.map(|x| x.to_string()))
         } else if *ty == Type::FLOAT4 {
-            row.try_get::<_, Option<f32>>(i).map(|v| v.map(|x| x.to_string()))
+            row.try_get::<_, Option<f32>>(i)
+                .map(|v| v.map(|x| x.to_string()))
         } else if *ty == Type::BOOL {
-            row.try_get::<_, Option<bool>>(i).map(|v| v.map(|x| x.to_string()))
+            row.try_get::<_, Option<bool>>(i)
+                .map(|v| v.map(|x| x.to_string()))
         } else {
             // TEXT, VARCHAR, NAME, BPCHAR, and anything else with a text-compatible wire form.
             row.try_get::<_, Option<String>>(i)
         };
         out.push(v.map_err(|e| WarehouseError::Other {
-            message: format!("column {} of type {ty} could not be read as text: {e}", col.name()),
+            message: format!(
+                "column {} of type {ty} could not be read as text: {e}",
+                col.name()
+            ),
         })?);
     }
     Ok(out)
@@ -142,5 +174,7 @@ fn map_error(e: tokio_postgres::Error, timeout: Duration) -> WarehouseError {
             WarehouseError::Other { message }
         };
     }
-    WarehouseError::Other { message: e.to_string() }
+    WarehouseError::Other {
+        message: e.to_string(),
+    }
 }

@@ -27,23 +27,39 @@ impl SqliteWarehouse {
         let WarehouseUrl::Sqlite { path, attach } = url else {
             return Err(WarehouseError::NoDriver("this URL"));
         };
-        let connect_err = |e: rusqlite::Error| WarehouseError::Connect { target: url.to_string(), source: Box::new(e) };
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_URI)
-            .map_err(connect_err)?;
+        let connect_err = |e: rusqlite::Error| WarehouseError::Connect {
+            target: url.to_string(),
+            source: Box::new(e),
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(connect_err)?;
         for (name, p) in attach {
             if !p.exists() {
                 return Err(WarehouseError::Connect {
                     target: url.to_string(),
-                    source: format!("attached database `{name}` ({}) does not exist", p.display()).into(),
+                    source: format!(
+                        "attached database `{name}` ({}) does not exist",
+                        p.display()
+                    )
+                    .into(),
                 });
             }
-            conn.execute("ATTACH DATABASE ?1 AS ?2", (p.to_string_lossy(), name)).map_err(connect_err)?;
+            conn.execute("ATTACH DATABASE ?1 AS ?2", (p.to_string_lossy(), name))
+                .map_err(connect_err)?;
         }
         Self::from_connection(conn, options).map_err(connect_err)
     }
 
     /// Wraps an open connection (tests and the demo build their data first).
-    pub fn from_connection(conn: Connection, options: &ConnectOptions) -> Result<Self, rusqlite::Error> {
+    pub fn from_connection(
+        conn: Connection,
+        options: &ConnectOptions,
+    ) -> Result<Self, rusqlite::Error> {
         conn.create_scalar_function(
             crate::sql::sqlite::HASH_FUNCTION,
             2,
@@ -54,7 +70,10 @@ impl SqliteWarehouse {
                 Ok(text.map(|t| hash32(&t, seed as u64)))
             },
         )?;
-        Ok(SqliteWarehouse { conn: Arc::new(Mutex::new(conn)), statement_timeout: options.statement_timeout })
+        Ok(SqliteWarehouse {
+            conn: Arc::new(Mutex::new(conn)),
+            statement_timeout: options.statement_timeout,
+        })
     }
 }
 
@@ -68,9 +87,17 @@ impl Warehouse for SqliteWarehouse {
         let conn = self.conn.clone();
         let sql = sql.to_owned();
         let timeout = self.statement_timeout;
-        tokio::task::spawn_blocking(move || run(&conn.lock().expect("sqlite connection poisoned"), &sql, timeout))
-            .await
-            .map_err(|e| WarehouseError::Other { message: e.to_string() })?
+        tokio::task::spawn_blocking(move || {
+            run(
+                &conn.lock().expect("sqlite connection poisoned"),
+                &sql,
+                timeout,
+            )
+        })
+        .await
+        .map_err(|e| WarehouseError::Other {
+            message: e.to_string(),
+        })?
     }
 }
 
@@ -101,14 +128,23 @@ fn run(conn: &Connection, sql: &str, timeout: Duration) -> Result<Vec<Row>, Ware
     })();
     conn.progress_handler(0, None::<fn() -> bool>);
     result.map_err(|e: rusqlite::Error| match e {
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::OperationInterrupted => {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::OperationInterrupted =>
+        {
             WarehouseError::Timeout(timeout)
         }
-        rusqlite::Error::SqliteFailure(_, Some(msg)) => WarehouseError::Rejected { message: msg },
+        // SQLite reports syntax errors and unknown tables or columns as generic errors.
+        rusqlite::Error::SqlInputError { msg, .. } => WarehouseError::Rejected { message: msg },
+        rusqlite::Error::SqliteFailure(f, Some(msg)) if f.code == rusqlite::ErrorCode::Unknown => {
+            WarehouseError::Rejected { message: msg }
+        }
         rusqlite::Error::MultipleStatement => WarehouseError::Rejected {
-            message: "more than one SQL statement (a filter must be a single expression)".to_owned(),
+            message: "more than one SQL statement (a filter must be a single expression)"
+                .to_owned(),
         },
-        other => WarehouseError::Other { message: other.to_string() },
+        other => WarehouseError::Other {
+            message: other.to_string(),
+        },
     })
 }
 

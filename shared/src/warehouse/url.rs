@@ -19,7 +19,10 @@ pub enum WarehouseUrl {
         options: Option<String>,
     },
     /// `sqlite:PATH[?attach=NAME=PATH&…]`: each attached database is a schema.
-    Sqlite { path: PathBuf, attach: Vec<(String, PathBuf)> },
+    Sqlite {
+        path: PathBuf,
+        attach: Vec<(String, PathBuf)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,9 +49,14 @@ impl WarehouseUrl {
             }
             let mut attach = Vec::new();
             for pair in query.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
-                let (k, v) = pair.split_once('=').ok_or_else(|| malformed(input, "query parameters are KEY=VALUE"))?;
+                let (k, v) = pair
+                    .split_once('=')
+                    .ok_or_else(|| malformed(input, "query parameters are KEY=VALUE"))?;
                 if k != "attach" {
-                    return Err(malformed(input, &format!("unknown parameter `{k}` (only `attach=NAME=PATH`)")));
+                    return Err(malformed(
+                        input,
+                        &format!("unknown parameter `{k}` (only `attach=NAME=PATH`)"),
+                    ));
                 }
                 let v = decode(v);
                 let (name, p) = v
@@ -60,7 +68,10 @@ impl WarehouseUrl {
                 }
                 attach.push((name.to_owned(), PathBuf::from(p)));
             }
-            return Ok(WarehouseUrl::Sqlite { path: PathBuf::from(decode(path)), attach });
+            return Ok(WarehouseUrl::Sqlite {
+                path: PathBuf::from(decode(path)),
+                attach,
+            });
         }
         let parsed = ::url::Url::parse(input).map_err(|e| {
             if input.contains("://") {
@@ -72,28 +83,45 @@ impl WarehouseUrl {
         match parsed.scheme() {
             "postgres" | "postgresql" => {
                 let shown = redact(input);
-                let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or_else(|| malformed(&shown, "no host"))?;
+                let host = parsed
+                    .host_str()
+                    .filter(|h| !h.is_empty())
+                    .ok_or_else(|| malformed(&shown, "no host"))?;
                 let user = decode(parsed.username());
                 if user.is_empty() {
                     return Err(malformed(&shown, "no user (postgres://USER@host/db)"));
                 }
                 let database = decode(parsed.path().trim_start_matches('/'));
                 if database.is_empty() {
-                    return Err(malformed(&shown, "no database name (postgres://user@host/DB)"));
+                    return Err(malformed(
+                        &shown,
+                        "no database name (postgres://user@host/DB)",
+                    ));
                 }
-                let password = parsed.password().map(|p| Password::new(decode(p))).or(pg_password.map(Password::new));
+                let password = parsed
+                    .password()
+                    .map(|p| Password::new(decode(p)))
+                    .or(pg_password.map(Password::new));
                 let mut options = None;
                 for (k, v) in parsed.query_pairs() {
                     match &*k {
                         "options" => options = Some(v.into_owned()),
                         "sslmode" if v == "disable" || v == "prefer" => {}
-                        other => return Err(malformed(&shown, &format!("unsupported parameter `{other}`"))),
+                        other => {
+                            return Err(malformed(
+                                &shown,
+                                &format!("unsupported parameter `{other}`"),
+                            ));
+                        }
                     }
                 }
                 Ok(WarehouseUrl::Postgres {
                     user,
                     password,
-                    host: host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+                    host: host
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_owned(),
                     port: parsed.port().unwrap_or(5432),
                     database,
                     options,
@@ -113,11 +141,16 @@ impl WarehouseUrl {
 }
 
 fn decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn malformed(url: &str, reason: &str) -> WarehouseUrlError {
-    WarehouseUrlError::Malformed { url: url.to_owned(), reason: reason.to_owned() }
+    WarehouseUrlError::Malformed {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    }
 }
 
 /// The URL with any password replaced, for messages.
@@ -135,7 +168,13 @@ pub fn redact(input: &str) -> String {
 impl fmt::Display for WarehouseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WarehouseUrl::Postgres { user, host, port, database, .. } => {
+            WarehouseUrl::Postgres {
+                user,
+                host,
+                port,
+                database,
+                ..
+            } => {
                 write!(f, "postgres://{user}@{host}:{port}/{database}")
             }
             WarehouseUrl::Sqlite { path, .. } => write!(f, "sqlite:{}", path.display()),
@@ -149,12 +188,23 @@ mod tests {
 
     #[test]
     fn postgres_urls_parse_and_never_show_the_password() {
-        let u = WarehouseUrl::parse("postgres://me:s3cr%40t@db.example:6543/analytics", None).unwrap();
+        let u =
+            WarehouseUrl::parse("postgres://me:s3cr%40t@db.example:6543/analytics", None).unwrap();
         match &u {
-            WarehouseUrl::Postgres { user, password, host, port, database, .. } => {
+            WarehouseUrl::Postgres {
+                user,
+                password,
+                host,
+                port,
+                database,
+                ..
+            } => {
                 assert_eq!(user, "me");
                 assert_eq!(password.as_ref().unwrap().expose(), "s3cr@t");
-                assert_eq!((host.as_str(), *port, database.as_str()), ("db.example", 6543, "analytics"));
+                assert_eq!(
+                    (host.as_str(), *port, database.as_str()),
+                    ("db.example", 6543, "analytics")
+                );
             }
             _ => panic!("not postgres"),
         }
@@ -165,17 +215,26 @@ mod tests {
     #[test]
     fn pgpassword_fills_a_missing_password() {
         let u = WarehouseUrl::parse("postgresql://me@localhost/db", Some("pw".into())).unwrap();
-        assert!(matches!(u, WarehouseUrl::Postgres { password: Some(p), port: 5432, .. } if p.expose() == "pw"));
+        assert!(
+            matches!(u, WarehouseUrl::Postgres { password: Some(p), port: 5432, .. } if p.expose() == "pw")
+        );
     }
 
     #[test]
     fn sqlite_urls_take_a_path_and_attached_schemas() {
-        let u = WarehouseUrl::parse("sqlite:/tmp/w.db?attach=prod=/tmp/p.db&attach=pr=/tmp/q.db", None).unwrap();
+        let u = WarehouseUrl::parse(
+            "sqlite:/tmp/w.db?attach=prod=/tmp/p.db&attach=pr=/tmp/q.db",
+            None,
+        )
+        .unwrap();
         assert_eq!(
             u,
             WarehouseUrl::Sqlite {
                 path: "/tmp/w.db".into(),
-                attach: vec![("prod".into(), "/tmp/p.db".into()), ("pr".into(), "/tmp/q.db".into())]
+                attach: vec![
+                    ("prod".into(), "/tmp/p.db".into()),
+                    ("pr".into(), "/tmp/q.db".into())
+                ]
             }
         );
     }

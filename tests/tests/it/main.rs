@@ -2,6 +2,7 @@
 //! (`prdiff_tests`) reaches the services `scripts/test.sh` started.
 mod plan;
 mod webhook;
+mod engine;
 mod stores;
 mod githost;
 mod config_cli;

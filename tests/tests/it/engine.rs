@@ -1,0 +1,870 @@
+//! The diff engine on real warehouses: every case runs on PostgreSQL (the test cluster)
+//! and on SQLite (a temporary file), and both must produce the figures the test derived
+//! on its own from the data it loaded.
+
+use std::collections::{BTreeMap, HashMap};
+
+use prdiff_shared::diff::{
+    self, DiffError, DiffRequest, DiffResult, KeyIssues, PerSide, SamplingSettings,
+};
+use prdiff_shared::sql::Relation;
+use prdiff_shared::warehouse::sqlite::{SqliteWarehouse, run_script};
+use prdiff_shared::warehouse::{self, ConnectOptions, Warehouse, WarehouseError, WarehouseUrl};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// One warehouse with a prod and a PR schema loaded.
+pub struct Loaded {
+    pub kind: &'static str,
+    pub wh: Box<dyn Warehouse>,
+    pub prod_schema: String,
+    pub pr_schema: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Loaded {
+    pub fn rel(&self, side: &str, table: &str) -> Relation {
+        let schema = if side == "prod" {
+            &self.prod_schema
+        } else {
+            &self.pr_schema
+        };
+        Relation::new(None, Some(schema), table)
+    }
+
+    pub fn request(&self, table: &str, key: &[&str]) -> DiffRequest {
+        DiffRequest::new(
+            self.rel("prod", table),
+            self.rel("pr", table),
+            key.iter().map(|s| s.to_string()).collect(),
+        )
+    }
+}
+
+/// Loads `prod_sql` and `pr_sql` into PostgreSQL (fresh schemas) and SQLite (attached
+/// files with the same schema names).
+pub async fn load_named(
+    prod_schema: &str,
+    pr_schema: &str,
+    prod_sql: &str,
+    pr_sql: &str,
+) -> Vec<Loaded> {
+    let client = prdiff_tests::pg_client().await;
+    for (schema, sql) in [(prod_schema, prod_sql), (pr_schema, pr_sql)] {
+        let q = schema.replace('"', "\"\"");
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA \"{q}\"; SET search_path TO \"{q}\"; {sql}"
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("loading PostgreSQL schema {schema}: {e}"));
+    }
+    let url = WarehouseUrl::parse(&prdiff_tests::pg_url(), None).unwrap();
+    let pg = warehouse::connect(&url, &ConnectOptions::default())
+        .await
+        .expect("connect to PostgreSQL");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (p, q) = (dir.path().join("prod.db"), dir.path().join("pr.db"));
+    run_script(&p, prod_sql).expect("load SQLite prod");
+    run_script(&q, pr_sql).expect("load SQLite PR");
+    let url = WarehouseUrl::Sqlite {
+        path: dir.path().join("main.db"),
+        attach: vec![(prod_schema.to_owned(), p), (pr_schema.to_owned(), q)],
+    };
+    let sqlite = warehouse::connect(&url, &ConnectOptions::default())
+        .await
+        .expect("open SQLite");
+    vec![
+        Loaded {
+            kind: "postgres",
+            wh: pg,
+            prod_schema: prod_schema.into(),
+            pr_schema: pr_schema.into(),
+            _dir: None,
+        },
+        Loaded {
+            kind: "sqlite",
+            wh: sqlite,
+            prod_schema: prod_schema.into(),
+            pr_schema: pr_schema.into(),
+            _dir: Some(dir),
+        },
+    ]
+}
+
+pub async fn load(prod_sql: &str, pr_sql: &str) -> Vec<Loaded> {
+    load_named(
+        &prdiff_tests::unique_name("prod"),
+        &prdiff_tests::unique_name("pr"),
+        prod_sql,
+        pr_sql,
+    )
+    .await
+}
+
+async fn run(l: &Loaded, req: &DiffRequest) -> DiffResult {
+    diff::diff(l.wh.as_ref(), req)
+        .await
+        .unwrap_or_else(|e| panic!("{}: diff failed: {e}", l.kind))
+}
+
+fn changed_of(r: &DiffResult, col: &str) -> u64 {
+    r.columns
+        .iter()
+        .find(|c| c.name == col)
+        .unwrap_or_else(|| panic!("no column {col}"))
+        .changed
+        .unwrap()
+}
+
+/// Every row accounted for exactly once.
+fn assert_accounted(kind: &str, r: &DiffResult) {
+    let e = r.exclusive.unwrap();
+    let m = r.matched.unwrap();
+    let i = r.primary_key_issues;
+    assert_eq!(
+        r.rows.prod,
+        i.prod.nulls + i.prod.duplicates + i.prod.unmatchable + e.prod + m,
+        "{kind}: prod rows accounted"
+    );
+    assert_eq!(
+        r.rows.pr,
+        i.pr.nulls + i.pr.duplicates + i.pr.unmatchable + e.pr + m,
+        "{kind}: PR rows accounted"
+    );
+    assert_eq!(
+        r.changed.unwrap() + r.unchanged.unwrap(),
+        m,
+        "{kind}: matched = changed + unchanged"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Random tables against an independent count
+
+type Rows = BTreeMap<i64, [Option<String>; 4]>;
+
+fn literal(v: &Option<String>, col: usize) -> String {
+    match v {
+        None => "NULL".into(),
+        Some(s) if col == 0 => s.clone(),
+        Some(s) if col == 2 => s.clone(),
+        Some(s) => format!("'{}'", s.replace('\'', "''")),
+    }
+}
+
+fn table_sql(rows: &Rows) -> String {
+    let mut sql = String::from(
+        "CREATE TABLE facts (id integer, qty integer, label varchar(40), price numeric(10,2), day date);\n",
+    );
+    for chunk in rows.iter().collect::<Vec<_>>().chunks(500) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|(id, v)| {
+                format!(
+                    "({id}, {}, {}, {}, {})",
+                    literal(&v[0], 0),
+                    literal(&v[1], 1),
+                    literal(&v[2], 2),
+                    literal(&v[3], 3)
+                )
+            })
+            .collect();
+        sql.push_str(&format!(
+            "INSERT INTO facts VALUES {};\n",
+            values.join(", ")
+        ));
+    }
+    sql
+}
+
+fn random_value(rng: &mut StdRng, col: usize) -> Option<String> {
+    if rng.random_bool(0.05) {
+        return None;
+    }
+    Some(match col {
+        0 => rng.random_range(-1000..1000).to_string(),
+        1 => ["alpha", "Beta", "gamma ", "δέλτα", "it's"][rng.random_range(0..5)].to_owned(),
+        2 => format!(
+            "{}.{:02}",
+            rng.random_range(0..10_000),
+            rng.random_range(0..100)
+        ),
+        _ => format!(
+            "2024-{:02}-{:02}",
+            rng.random_range(1..13),
+            rng.random_range(1..29)
+        ),
+    })
+}
+
+#[tokio::test]
+async fn random_tables_give_the_counts_an_independent_comparison_gives() {
+    for seed in [1u64, 2, 3] {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut prod: Rows = BTreeMap::new();
+        for id in 1..=1500 {
+            prod.insert(id, std::array::from_fn(|c| random_value(&mut rng, c)));
+        }
+        let mut pr = prod.clone();
+        for id in 1..=1500 {
+            let roll: f64 = rng.random();
+            if roll < 0.03 {
+                pr.remove(&id);
+            } else if roll < 0.15 {
+                let c = rng.random_range(0..4);
+                pr.get_mut(&id).unwrap()[c] = random_value(&mut rng, c);
+            }
+        }
+        for id in 1501..=1540 {
+            pr.insert(id, std::array::from_fn(|c| random_value(&mut rng, c)));
+        }
+        // The truth, computed here from the rows themselves.
+        let only_prod = prod.keys().filter(|k| !pr.contains_key(k)).count() as u64;
+        let only_pr = pr.keys().filter(|k| !prod.contains_key(k)).count() as u64;
+        let both: Vec<i64> = prod
+            .keys()
+            .filter(|k| pr.contains_key(k))
+            .copied()
+            .collect();
+        let norm = |c: usize, v: &Option<String>| {
+            v.as_ref().map(|s| {
+                if c == 2 {
+                    format!("{:.2}", s.parse::<f64>().unwrap())
+                } else {
+                    s.clone()
+                }
+            })
+        };
+        let mut per_col = [0u64; 4];
+        let mut changed = 0u64;
+        for k in &both {
+            let mut any = false;
+            for c in 0..4 {
+                if norm(c, &prod[k][c]) != norm(c, &pr[k][c]) {
+                    per_col[c] += 1;
+                    any = true;
+                }
+            }
+            changed += any as u64;
+        }
+        for l in load(&table_sql(&prod), &table_sql(&pr)).await {
+            let r = run(&l, &l.request("facts", &["id"])).await;
+            let k = l.kind;
+            assert_eq!(
+                r.rows,
+                PerSide {
+                    prod: prod.len() as u64,
+                    pr: pr.len() as u64
+                },
+                "{k} seed {seed}"
+            );
+            assert_eq!(
+                r.exclusive,
+                Some(PerSide {
+                    prod: only_prod,
+                    pr: only_pr
+                }),
+                "{k} seed {seed}"
+            );
+            assert_eq!(r.matched, Some(both.len() as u64), "{k} seed {seed}");
+            assert_eq!(r.changed, Some(changed), "{k} seed {seed}");
+            for (c, name) in ["qty", "label", "price", "day"].iter().enumerate() {
+                assert_eq!(
+                    changed_of(&r, name),
+                    per_col[c],
+                    "{k} seed {seed} column {name}"
+                );
+            }
+            let qty = r.columns.iter().find(|c| c.name == "qty").unwrap();
+            let expected_pct = 100.0 * per_col[0] as f64 / both.len() as f64;
+            assert!(
+                (qty.changed_pct.unwrap() - expected_pct).abs() < 1e-9,
+                "{k}: pct"
+            );
+            assert_eq!(r.primary_key_issues, Default::default(), "{k}");
+            assert!(
+                r.samples.len() <= 15 && !r.samples.is_empty(),
+                "{k}: bounded samples"
+            );
+            for s in &r.samples {
+                let id: i64 = s.key["id"].as_deref().unwrap().parse().unwrap();
+                match s.kind {
+                    "only_prod" => assert!(
+                        prod.contains_key(&id) && !pr.contains_key(&id),
+                        "{k}: {id} only in prod"
+                    ),
+                    "only_pr" => assert!(
+                        pr.contains_key(&id) && !prod.contains_key(&id),
+                        "{k}: {id} only in PR"
+                    ),
+                    _ => assert!(
+                        !s.values.is_empty(),
+                        "{k}: a changed sample shows what changed"
+                    ),
+                }
+            }
+            assert_accounted(k, &r);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Values: NULLs, numerics, timestamps, text, booleans
+
+#[tokio::test]
+async fn null_against_a_value_differs_and_null_against_null_does_not() {
+    let prod = "CREATE TABLE t (id integer, v text, n integer);
+        INSERT INTO t VALUES (1, NULL, NULL), (2, NULL, 5), (3, 'x', NULL), (4, 'x', 5), (5, 'x', 6);";
+    let pr = "CREATE TABLE t (id integer, v text, n integer);
+        INSERT INTO t VALUES (1, NULL, NULL), (2, 'y', 5), (3, NULL, NULL), (4, 'x', NULL), (5, 'x', 6);";
+    for l in load(prod, pr).await {
+        let r = run(&l, &l.request("t", &["id"])).await;
+        assert_eq!(changed_of(&r, "v"), 2, "{}: rows 2 and 3", l.kind);
+        assert_eq!(changed_of(&r, "n"), 1, "{}: row 4", l.kind);
+        assert_eq!(r.changed, Some(3), "{}", l.kind);
+        assert_eq!(r.unchanged, Some(2), "{}", l.kind);
+    }
+}
+
+#[tokio::test]
+async fn numerics_compare_by_value_at_the_coarser_scale() {
+    let prod =
+        "CREATE TABLE t (id integer, a numeric(10,4), b double precision, c integer, d real);
+        INSERT INTO t VALUES (1, 1.2345, 0.30000000000000004, 7, 1.5), (2, 2.5000, 1.239, 8, 2.25),
+                             (3, 3.0001, 1.2, 9, 3.5), (4, NULL, NULL, NULL, NULL);";
+    let pr = "CREATE TABLE t (id integer, a numeric(10,2), b numeric(10,2), c bigint, d double precision);
+        INSERT INTO t VALUES (1, 1.23, 0.30, 7, 1.5), (2, 2.50, 1.24, 8, 2.25),
+                             (3, 3.01, 1.21, 10, 3.5), (4, NULL, NULL, NULL, 0);";
+    for l in load(prod, pr).await {
+        let r = run(&l, &l.request("t", &["id"])).await;
+        let k = l.kind;
+        assert_eq!(changed_of(&r, "a"), 1, "{k}: 3.0001→3.00 vs 3.01");
+        assert_eq!(
+            changed_of(&r, "b"),
+            1,
+            "{k}: only 1.2 vs 1.21 differs at 2 decimals"
+        );
+        assert_eq!(
+            changed_of(&r, "c"),
+            1,
+            "{k}: integer widening compares by value"
+        );
+        assert_eq!(
+            changed_of(&r, "d"),
+            1,
+            "{k}: real vs double by value; NULL vs 0 differs"
+        );
+        let mut tc = r.schema.type_changed.clone();
+        tc.sort();
+        assert_eq!(tc, ["a", "b", "c", "d"], "{k}");
+    }
+}
+
+#[tokio::test]
+async fn timestamps_compare_at_the_coarser_precision() {
+    let prod = "CREATE TABLE t (id integer, ts timestamp(6));
+        INSERT INTO t VALUES (1, '2024-01-01 10:00:00.123456'), (2, '2024-01-01 10:00:00.500000'),
+                             (3, '2024-01-01 10:00:00.123111'), (4, NULL), (5, NULL), (6, '2024-02-29 23:59:59.000001');";
+    let pr = "CREATE TABLE t (id integer, ts timestamp(3));
+        INSERT INTO t VALUES (1, '2024-01-01 10:00:00.123'), (2, '2024-01-01 10:00:00.500'),
+                             (3, '2024-01-01 10:00:00.124'), (4, NULL), (5, '2024-01-01 00:00:00.000'), (6, '2024-02-29 23:59:59.000');";
+    for l in load(prod, pr).await {
+        let r = run(&l, &l.request("t", &["id"])).await;
+        assert_eq!(changed_of(&r, "ts"), 2, "{}: rows 3 and 5", l.kind);
+        assert_eq!(r.schema.type_changed, ["ts"], "{}", l.kind);
+    }
+}
+
+#[tokio::test]
+async fn text_compares_exactly_including_case_and_whitespace() {
+    let prod = "CREATE TABLE t (id integer, s varchar(20));
+        INSERT INTO t VALUES (1, 'abc'), (2, 'abc'), (3, ' x'), (4, 'same'), (5, 'tab');";
+    let pr = "CREATE TABLE t (id integer, s text);
+        INSERT INTO t VALUES (1, 'ABC'), (2, 'abc '), (3, 'x'), (4, 'same'), (5, 'tab');";
+    for l in load(prod, pr).await {
+        let r = run(&l, &l.request("t", &["id"])).await;
+        assert_eq!(changed_of(&r, "s"), 3, "{}", l.kind);
+    }
+}
+
+#[tokio::test]
+async fn booleans_differ_only_when_their_values_do() {
+    let prod = "CREATE TABLE t (id integer, b boolean);
+        INSERT INTO t VALUES (1, TRUE), (2, TRUE), (3, NULL), (4, NULL), (5, FALSE);";
+    let pr = "CREATE TABLE t (id integer, b boolean);
+        INSERT INTO t VALUES (1, TRUE), (2, FALSE), (3, FALSE), (4, NULL), (5, FALSE);";
+    for l in load(prod, pr).await {
+        let r = run(&l, &l.request("t", &["id"])).await;
+        assert_eq!(changed_of(&r, "b"), 2, "{}", l.kind);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Keys
+
+#[tokio::test]
+async fn composite_keys_match_on_every_column() {
+    let prod = "CREATE TABLE t (region text, day integer, v integer);
+        INSERT INTO t VALUES ('eu', 1, 10), ('eu', 2, 20), ('us', 1, 30), ('us', 2, 40), ('ap', 1, 50);";
+    let pr = "CREATE TABLE t (region text, day integer, v integer);
+        INSERT INTO t VALUES ('eu', 1, 10), ('eu', 2, 21), ('us', 1, 30), ('us', 3, 40), ('ap', 2, 50);";
+    for l in load(prod, pr).await {
+        let r = run(&l, &l.request("t", &["region", "day"])).await;
+        let k = l.kind;
+        assert_eq!(r.primary_key, ["region", "day"], "{k}");
+        assert_eq!(
+            r.exclusive,
+            Some(PerSide { prod: 2, pr: 2 }),
+            "{k}: us/2 and ap/1 vs us/3 and ap/2"
+        );
+        assert_eq!(r.matched, Some(3), "{k}");
+        assert_eq!(r.changed, Some(1), "{k}");
+        let changed = r
+            .samples
+            .iter()
+            .find(|s| s.kind == "changed")
+            .expect("a changed sample");
+        assert_eq!(changed.key["region"].as_deref(), Some("eu"), "{k}");
+        assert_eq!(changed.key["day"].as_deref(), Some("2"), "{k}");
+        assert_eq!(changed.values[0].prod.as_deref(), Some("20"), "{k}");
+        assert_eq!(changed.values[0].pr.as_deref(), Some("21"), "{k}");
+        assert_accounted(k, &r);
+    }
+}
+
+#[tokio::test]
+async fn duplicate_and_null_keys_are_reported_and_never_inflate_counts() {
+    // prod: key 2 twice, key 5 three times, two NULL keys, key 3 unique (but twice in PR).
+    let prod = "CREATE TABLE t (id integer, v text);
+        INSERT INTO t VALUES (1, 'a'), (2, 'b'), (2, 'b'), (3, 'c'), (NULL, 'n'), (NULL, 'n'),
+                             (5, 'e'), (5, 'e'), (5, 'e'), (6, 'f'), (8, 'h');";
+    // PR: key 3 twice, one NULL key, key 7 new, key 8 changed, key 6 gone.
+    let pr = "CREATE TABLE t (id integer, v text);
+        INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c'), (3, 'c'), (NULL, 'n'), (7, 'g'), (8, 'H');";
+    for l in load(prod, pr).await {
+        let r = run(&l, &l.request("t", &["id"])).await;
+        let k = l.kind;
+        assert_eq!(r.rows, PerSide { prod: 11, pr: 7 }, "{k}");
+        assert_eq!(
+            r.primary_key_issues.prod,
+            KeyIssues {
+                nulls: 2,
+                duplicates: 5,
+                duplicate_keys: 2,
+                unmatchable: 1
+            },
+            "{k}"
+        );
+        assert_eq!(
+            r.primary_key_issues.pr,
+            KeyIssues {
+                nulls: 1,
+                duplicates: 2,
+                duplicate_keys: 1,
+                unmatchable: 1
+            },
+            "{k}"
+        );
+        // Matched: 1 and 8 (2 is duplicated in prod; 3 in PR). Only in prod: 6. Only in PR: 7.
+        assert_eq!(r.matched, Some(2), "{k}");
+        assert_eq!(r.exclusive, Some(PerSide { prod: 1, pr: 1 }), "{k}");
+        assert_eq!(r.changed, Some(1), "{k}");
+        assert!(
+            r.notes.iter().any(|n| n.contains("duplicate keys")),
+            "{k}: {:?}",
+            r.notes
+        );
+        assert!(r.notes.iter().any(|n| n.contains("NULL keys")), "{k}");
+        assert_accounted(k, &r);
+    }
+}
+
+#[tokio::test]
+async fn duplicates_only_among_exclusive_keys_are_still_detected() {
+    let prod =
+        "CREATE TABLE t (id integer, v text); INSERT INTO t VALUES (1, 'a'), (9, 'x'), (9, 'y');";
+    let pr = "CREATE TABLE t (id integer, v text); INSERT INTO t VALUES (1, 'a');";
+    for l in load(prod, pr).await {
+        let r = run(&l, &l.request("t", &["id"])).await;
+        assert_eq!(r.primary_key_issues.prod.duplicates, 2, "{}", l.kind);
+        assert_eq!(
+            r.exclusive,
+            Some(PerSide { prod: 0, pr: 0 }),
+            "{}: duplicated keys are not 'only in prod'",
+            l.kind
+        );
+        assert_accounted(l.kind, &r);
+    }
+}
+
+#[tokio::test]
+async fn empty_tables_diff_to_zero() {
+    let ddl = "CREATE TABLE t (id integer, v text);";
+    let one = "CREATE TABLE t (id integer, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b');";
+    for l in load(ddl, ddl).await {
+        let r = run(&l, &l.request("t", &["id"])).await;
+        assert_eq!(
+            (r.rows, r.matched, r.changed, r.exclusive),
+            (
+                PerSide::default(),
+                Some(0),
+                Some(0),
+                Some(PerSide::default())
+            ),
+            "{}",
+            l.kind
+        );
+        assert!(!r.has_differences(), "{}", l.kind);
+    }
+    for l in load(ddl, one).await {
+        let r = run(&l, &l.request("t", &["id"])).await;
+        assert_eq!(r.exclusive, Some(PerSide { prod: 0, pr: 2 }), "{}", l.kind);
+        assert_eq!(
+            r.columns[0].changed_pct,
+            Some(0.0),
+            "{}: no matched rows, no share",
+            l.kind
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Names, types, schema, selection
+
+#[tokio::test]
+async fn quoting_hostile_identifiers_work_everywhere() {
+    let ddl = r#"CREATE TABLE "select" ("Order ID" integer, "with space" text, "a""quote" integer, "order" text);"#;
+    let prod = format!(r#"{ddl} INSERT INTO "select" VALUES (1, 'x', 1, 'o'), (2, 'y', 2, 'p');"#);
+    let pr = format!(r#"{ddl} INSERT INTO "select" VALUES (1, 'x', 5, 'o'), (3, 'z', 3, 'q');"#);
+    let prod_schema = prdiff_tests::unique_name("Prod Schema");
+    let pr_schema = prdiff_tests::unique_name("PR-\"Schema\"");
+    for l in load_named(&prod_schema, &pr_schema, &prod, &pr).await {
+        let r = run(&l, &l.request("select", &["Order ID"])).await;
+        let k = l.kind;
+        assert_eq!(r.matched, Some(1), "{k}");
+        assert_eq!(changed_of(&r, "a\"quote"), 1, "{k}");
+        assert_eq!(r.exclusive, Some(PerSide { prod: 1, pr: 1 }), "{k}");
+        // Case-insensitive key lookup resolves to the stored name.
+        let r = run(&l, &l.request("select", &["order id"])).await;
+        assert_eq!(r.primary_key, ["Order ID"], "{k}");
+    }
+}
+
+#[tokio::test]
+async fn schema_changes_and_type_changes_are_reported() {
+    let prod = "CREATE TABLE t (id integer, gone text, n integer, s integer, same text);
+        INSERT INTO t VALUES (1, 'g', 1, 10, 'a'), (2, 'g', 2, 20, 'b');";
+    let pr = "CREATE TABLE t (id bigint, n bigint, s text, same text, fresh date);
+        INSERT INTO t VALUES (1, 1, '10', 'a', '2024-01-01'), (2, 2, '21', 'b', NULL);";
+    for l in load(prod, pr).await {
+        let r = run(&l, &l.request("t", &["id"])).await;
+        let k = l.kind;
+        assert_eq!(r.schema.added, ["fresh"], "{k}");
+        assert_eq!(r.schema.removed, ["gone"], "{k}");
+        assert_eq!(r.schema.type_changed, ["id", "n", "s"], "{k}");
+        assert_eq!(r.matched, Some(2), "{k}: int key matches bigint key");
+        assert_eq!(changed_of(&r, "n"), 0, "{k}");
+        assert_eq!(
+            changed_of(&r, "s"),
+            1,
+            "{k}: integer vs text compared as text"
+        );
+        let names: Vec<&str> = r.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["n", "s", "same"],
+            "{k}: only columns on both sides, key excluded"
+        );
+    }
+}
+
+#[tokio::test]
+async fn filter_and_column_selection_apply_to_both_sides() {
+    let prod = "CREATE TABLE t (id integer, a integer, b integer, c integer);
+        INSERT INTO t VALUES (1, 1, 1, 1), (2, 2, 2, 2), (3, 3, 3, 3), (4, 4, 4, 4);";
+    let pr = "CREATE TABLE t (id integer, a integer, b integer, c integer);
+        INSERT INTO t VALUES (1, 9, 9, 9), (2, 2, 9, 2), (3, 3, 3, 9), (5, 5, 5, 5);";
+    for l in load(prod, pr).await {
+        let k = l.kind;
+        let mut req = l.request("t", &["id"]);
+        req.filter = Some("\"id\" >= 2".into());
+        let r = run(&l, &req).await;
+        assert_eq!(r.rows, PerSide { prod: 3, pr: 3 }, "{k}");
+        assert_eq!(r.changed, Some(2), "{k}: rows 2 and 3");
+        req.include_columns = vec!["b".into()];
+        let r = run(&l, &req).await;
+        assert_eq!(r.columns.len(), 1, "{k}");
+        assert_eq!(r.changed, Some(1), "{k}: only b, only row 2");
+        let mut req = l.request("t", &["id"]);
+        req.exclude_columns = vec!["a".into(), "id".into(), "nope".into()];
+        let r = run(&l, &req).await;
+        let names: Vec<&str> = r.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["b", "c"], "{k}");
+        assert_eq!(r.changed, Some(3), "{k}");
+        assert!(
+            r.notes.iter().any(|n| n.contains("nope")),
+            "{k}: unknown excluded column noted"
+        );
+        assert!(
+            r.notes.iter().any(|n| n.contains("key column")),
+            "{k}: key never excluded"
+        );
+    }
+}
+
+#[tokio::test]
+async fn masked_columns_never_show_their_values() {
+    let prod =
+        "CREATE TABLE t (id integer, email text); INSERT INTO t VALUES (1, 'ada@example.com');";
+    let pr =
+        "CREATE TABLE t (id integer, email text); INSERT INTO t VALUES (1, 'ADA@example.com');";
+    for l in load(prod, pr).await {
+        let mut req = l.request("t", &["id"]);
+        req.masked_columns = vec!["EMAIL".into()];
+        let r = run(&l, &req).await;
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.to_lowercase().contains("ada@"), "{}: {json}", l.kind);
+        assert_eq!(r.changed, Some(1), "{}", l.kind);
+    }
+}
+
+#[tokio::test]
+async fn a_model_without_a_key_gets_schema_counts_and_null_profile() {
+    let prod = "CREATE TABLE t (a integer, b text); INSERT INTO t VALUES (1, NULL), (2, 'x'), (NULL, 'y');";
+    let pr = "CREATE TABLE t (a integer, b text); INSERT INTO t VALUES (1, NULL), (2, NULL);";
+    for l in load(prod, pr).await {
+        let r = run(&l, &l.request("t", &[])).await;
+        let k = l.kind;
+        assert_eq!(r.rows, PerSide { prod: 3, pr: 2 }, "{k}");
+        assert_eq!(r.matched, None, "{k}");
+        assert_eq!(r.columns[0].nulls, Some(PerSide { prod: 1, pr: 0 }), "{k}");
+        assert_eq!(r.columns[1].nulls, Some(PerSide { prod: 1, pr: 2 }), "{k}");
+        assert!(r.notes.iter().any(|n| n.contains("no primary key")), "{k}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Bad input
+
+#[tokio::test]
+async fn unknown_relations_and_missing_key_columns_are_input_errors_that_name_them() {
+    let sql = "CREATE TABLE t (id integer, v text);";
+    for l in load(sql, sql).await {
+        let k = l.kind;
+        let e = diff::diff(l.wh.as_ref(), &l.request("nope", &["id"]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, DiffError::UnknownRelation { .. }) && e.is_input_error(),
+            "{k}: {e}"
+        );
+        assert!(e.to_string().contains("nope"), "{k}: {e}");
+        let e = diff::diff(l.wh.as_ref(), &l.request("t", &["missing_col"]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, DiffError::MissingKeyColumn { .. }) && e.is_input_error(),
+            "{k}: {e}"
+        );
+        assert!(
+            e.to_string().contains("missing_col") && e.to_string().contains("id, v"),
+            "{k}: {e}"
+        );
+        let mut req = l.request("t", &["id"]);
+        req.filter = Some("no_such_column > 1".into());
+        let e = diff::diff(l.wh.as_ref(), &req).await.unwrap_err();
+        assert!(
+            e.is_input_error(),
+            "{k}: a bad filter is the user's to fix: {e}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_filter_cannot_run_a_second_statement_or_write() {
+    let sql = "CREATE TABLE t (id integer, v text); INSERT INTO t VALUES (1, 'a');";
+    for l in load(sql, sql).await {
+        let mut req = l.request("t", &["id"]);
+        let target = l.rel("prod", "t");
+        let quoted = l.wh.dialect().relation(&target);
+        req.filter = Some(format!("1 = 1; DROP TABLE {quoted}; SELECT 1"));
+        let e = diff::diff(l.wh.as_ref(), &req).await.unwrap_err();
+        assert!(e.is_input_error(), "{}: {e}", l.kind);
+        // The table is still there.
+        let r = run(&l, &l.request("t", &["id"])).await;
+        assert_eq!(r.rows.prod, 1, "{}", l.kind);
+    }
+}
+
+#[tokio::test]
+async fn a_query_past_the_statement_timeout_is_cancelled_with_a_clear_error() {
+    let sql = "CREATE TABLE t (id integer); INSERT INTO t VALUES (1), (2);";
+    let schema = prdiff_tests::pg_schema("timeout").await;
+    prdiff_tests::pg_client()
+        .await
+        .batch_execute(&format!("SET search_path TO {schema}; {sql}"))
+        .await
+        .unwrap();
+    let url = WarehouseUrl::parse(&prdiff_tests::pg_url(), None).unwrap();
+    let wh = warehouse::connect(
+        &url,
+        &ConnectOptions {
+            statement_timeout: std::time::Duration::from_millis(300),
+        },
+    )
+    .await
+    .unwrap();
+    let mut req = DiffRequest::new(
+        Relation::new(None, Some(&schema), "t"),
+        Relation::new(None, Some(&schema), "t"),
+        vec!["id".into()],
+    );
+    req.filter = Some("pg_sleep(2) IS NOT NULL".into());
+    let e = diff::diff(wh.as_ref(), &req).await.unwrap_err();
+    assert!(
+        matches!(e, DiffError::Warehouse(WarehouseError::Timeout(_))),
+        "{e}"
+    );
+
+    // SQLite: a filter that never finishes in time.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("w.db");
+    run_script(&p, sql).unwrap();
+    let conn = rusqlite::Connection::open(&p).unwrap();
+    let wh = SqliteWarehouse::from_connection(
+        conn,
+        &ConnectOptions {
+            statement_timeout: std::time::Duration::from_millis(200),
+        },
+    )
+    .unwrap();
+    let mut req = DiffRequest::new(
+        Relation::new(None, None, "t"),
+        Relation::new(None, None, "t"),
+        vec!["id".into()],
+    );
+    req.filter = Some("(WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c) > 0".into());
+    let e = diff::diff(&wh, &req).await.unwrap_err();
+    assert!(
+        matches!(e, DiffError::Warehouse(WarehouseError::Timeout(_))),
+        "{e}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Sampling
+
+/// 20 000 rows with a known share of changed values; sampled with a pilot of 400 keys.
+fn sampling_tables() -> (String, String, f64, f64) {
+    let mut rng = StdRng::seed_from_u64(99);
+    let mut prod = String::from("CREATE TABLE s (id integer, a integer, b integer);\n");
+    let mut pr = prod.clone();
+    let (mut changed_rows, mut changed_a) = (0u64, 0u64);
+    let n = 20_000;
+    let mut pv = Vec::new();
+    let mut qv = Vec::new();
+    for id in 0..n {
+        let (a, b) = (rng.random_range(0..100), rng.random_range(0..100));
+        let ca = rng.random_bool(0.06);
+        let cb = rng.random_bool(0.02);
+        changed_rows += (ca || cb) as u64;
+        changed_a += ca as u64;
+        pv.push(format!("({id}, {a}, {b})"));
+        qv.push(format!(
+            "({id}, {}, {})",
+            if ca { a + 1 } else { a },
+            if cb { b + 1 } else { b }
+        ));
+    }
+    for (sql, v) in [(&mut prod, pv), (&mut pr, qv)] {
+        for chunk in v.chunks(1000) {
+            sql.push_str(&format!("INSERT INTO s VALUES {};\n", chunk.join(", ")));
+        }
+    }
+    (
+        prod,
+        pr,
+        100.0 * changed_rows as f64 / n as f64,
+        100.0 * changed_a as f64 / n as f64,
+    )
+}
+
+#[tokio::test]
+async fn sampled_intervals_contain_the_true_share_across_seeds() {
+    let (prod, pr, true_changed_pct, true_a_pct) = sampling_tables();
+    for l in load(&prod, &pr).await {
+        let k = l.kind;
+        let (mut covered, mut covered_a, runs) = (0, 0, 40);
+        let mut rates = Vec::new();
+        for seed in 0..runs {
+            let mut req = l.request("s", &["id"]);
+            req.sampling = Some(SamplingSettings::new(1_000, 0.02, 0.9).unwrap());
+            req.seed = seed;
+            req.pilot_rows = 400;
+            let r = run(&l, &req).await;
+            let s = r.sampled.as_ref().expect("sampled");
+            rates.push(s.rate);
+            assert!(s.rate < 0.5, "{k}: sampled, not exact");
+            // Both sides sample the same keys: with no keys added or removed, every
+            // sampled key is matched on both sides.
+            assert_eq!(
+                s.rows_sampled.prod, s.rows_sampled.pr,
+                "{k}: same keys on both sides"
+            );
+            assert_eq!(r.exclusive, Some(PerSide { prod: 0, pr: 0 }), "{k}");
+            let (lo, hi) = s.intervals["changed_pct"];
+            covered += (lo <= true_changed_pct && true_changed_pct <= hi) as u32;
+            let a = r.columns.iter().find(|c| c.name == "a").unwrap();
+            let (lo, hi) = a.changed_pct_interval.unwrap();
+            assert!(
+                hi - lo <= 2.0 * 100.0 * 0.02 + 1e-9,
+                "{k}: interval width within ±tolerance: {lo}..{hi}"
+            );
+            covered_a += (lo <= true_a_pct && true_a_pct <= hi) as u32;
+        }
+        // Nominal 90 %: at least 80 % of 40 runs (a fixed set of seeds, so not flaky).
+        assert!(covered >= 32, "{k}: row share covered in {covered}/{runs}");
+        assert!(
+            covered_a >= 32,
+            "{k}: column share covered in {covered_a}/{runs}"
+        );
+        // The sample is much smaller than the table.
+        assert!(rates.iter().all(|r| *r < 0.3), "{k}: rates {rates:?}");
+    }
+}
+
+#[tokio::test]
+async fn tables_under_the_threshold_are_diffed_exactly() {
+    let (prod, pr, true_pct, _) = sampling_tables();
+    for l in load(&prod, &pr).await {
+        let mut req = l.request("s", &["id"]);
+        req.sampling = Some(SamplingSettings::new(1_000_000, 0.02, 0.9).unwrap());
+        let r = run(&l, &req).await;
+        assert!(r.sampled.is_none(), "{}", l.kind);
+        let pct = 100.0 * r.changed.unwrap() as f64 / r.matched.unwrap() as f64;
+        assert!((pct - true_pct).abs() < 1e-9, "{}", l.kind);
+    }
+}
+
+#[tokio::test]
+async fn the_same_seed_samples_the_same_keys() {
+    let (prod, pr, _, _) = sampling_tables();
+    for l in load(&prod, &pr).await {
+        let mut results: HashMap<u64, Vec<DiffResult>> = HashMap::new();
+        for seed in [5, 5, 6] {
+            let mut req = l.request("s", &["id"]);
+            req.sampling = Some(SamplingSettings::new(1_000, 0.02, 0.9).unwrap());
+            req.seed = seed;
+            req.pilot_rows = 400;
+            results.entry(seed).or_default().push(run(&l, &req).await);
+        }
+        assert_eq!(results[&5][0], results[&5][1], "{}: deterministic", l.kind);
+        assert_ne!(
+            results[&5][0].sampled, results[&6][0].sampled,
+            "{}: another seed, another sample",
+            l.kind
+        );
+    }
+}
