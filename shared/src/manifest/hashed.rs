@@ -53,33 +53,20 @@ pub(crate) fn scalar_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<St
     })
 }
 
-/// `"id"` or `["a", "b"]` (dbt's `unique_key`) as a list.
+/// `"id"` or `["a", "b"]` (dbt's `unique_key`, tags) as a list; anything else is empty.
+/// A visitor rather than a `serde_json::Value`: it runs for every column of every node.
 pub(crate) fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    Ok(match Option::<serde_json::Value>::deserialize(d)? {
-        Some(serde_json::Value::String(s)) => vec![s],
-        Some(serde_json::Value::Array(items)) => items
-            .into_iter()
-            .filter_map(|v| match v {
-                serde_json::Value::String(s) => Some(s),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    })
-}
-
-/// A JSON object as key/value pairs in file order (dbt keeps yaml order for columns, and
-/// composite keys found through column meta follow it). `serde_json::Map` may sort keys.
-pub(crate) fn ordered_map<'de, D, T>(d: D) -> Result<Vec<(String, T)>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    struct V<T>(std::marker::PhantomData<T>);
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
-        type Value = Vec<(String, T)>;
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<String>;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an object or null")
+            f.write_str("a string, a list of strings or null")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(vec![v.to_owned()])
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(vec![v])
         }
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
             Ok(Vec::new())
@@ -88,32 +75,72 @@ where
             Ok(Vec::new())
         }
         fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
-            d.deserialize_map(self)
+            d.deserialize_any(V)
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
-            while let Some((k, v)) = map.next_entry::<String, T>()? {
-                out.push((k, v));
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(v) = seq.next_element::<serde_json::Value>()? {
+                if let serde_json::Value::String(s) = v {
+                    out.push(s);
+                }
             }
             Ok(out)
         }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map
+                .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(Vec::new())
+        }
     }
-    d.deserialize_option(V(std::marker::PhantomData))
+    d.deserialize_option(V)
 }
 
 /// `columns`: an object keyed by column name, kept in file order with the key as the
 /// name when the entry has none, so each name is stored once.
 pub(crate) fn columns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<super::Column>, D::Error> {
-    let pairs: Vec<(String, super::Column)> = ordered_map(d)?;
-    Ok(pairs
-        .into_iter()
-        .map(|(key, mut c)| {
-            if c.name.is_empty() {
-                c.name = key;
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<super::Column>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object of columns or null")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_map(V)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let mut column: super::Column = map.next_value()?;
+                if column.name.is_empty() {
+                    column.name = key;
+                }
+                out.push(column);
             }
-            c
-        })
-        .collect())
+            out.shrink_to_fit();
+            Ok(out)
+        }
+    }
+    d.deserialize_option(V)
 }
 
 /// Keys of `unrendered_config` dbt leaves out of its config comparison

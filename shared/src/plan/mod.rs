@@ -294,16 +294,21 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Plan {
     let wanted: Vec<&str> = models.iter().map(|m| m.unique_id.as_str()).collect();
     let depth_pr = depths(pr, &wanted);
     let depth_prod = depths(prod, &wanted);
-    models.sort_by(|a, b| {
-        let d = |m: &PlannedModel| {
-            depth_pr
-                .get(m.unique_id.as_str())
-                .or(depth_prod.get(m.unique_id.as_str()))
+    // Depths are looked up once per model, not once per comparison.
+    let mut keyed: Vec<(u32, PlannedModel)> = models
+        .into_iter()
+        .map(|m| {
+            let id = m.unique_id.as_str();
+            let d = depth_pr
+                .get(id)
+                .or(depth_prod.get(id))
                 .copied()
-                .unwrap_or(0)
-        };
-        (d(a), &a.name, &a.unique_id).cmp(&(d(b), &b.name, &b.unique_id))
-    });
+                .unwrap_or(0);
+            (d, m)
+        })
+        .collect();
+    keyed.sort_by(|(da, a), (db, b)| (da, &a.name, &a.unique_id).cmp(&(db, &b.name, &b.unique_id)));
+    let models: Vec<PlannedModel> = keyed.into_iter().map(|(_, m)| m).collect();
     warnings.sort();
     warnings.dedup();
 
@@ -418,51 +423,43 @@ fn downstream_closure<'a>(
 
 /// Longest path from a root to each of `wanted` (and their ancestors) over
 /// `depends_on.nodes`; sources and other ids outside `nodes` count as depth 0. Only the
-/// ancestors of planned models are walked, so a PR touching a few models in a 10 000-model
-/// project stays cheap.
+/// ancestors of planned models are walked, each once, so a PR touching a few models in a
+/// 10 000-model project stays cheap and one touching all of them stays linear.
 fn depths<'a>(m: &'a Manifest, wanted: &[&str]) -> HashMap<&'a str, u32> {
-    let mut depth: HashMap<&str, u32> = HashMap::new();
+    const IN_PROGRESS: u32 = u32::MAX;
+    let mut depth: HashMap<&'a str, u32> = HashMap::with_capacity(wanted.len() * 2);
+    let mut stack: Vec<(&'a str, &'a Node, usize)> = Vec::new();
     for start in wanted {
-        let Some((start, _)) = m.nodes.get_key_value(*start) else {
+        let Some((start, node)) = m.nodes.get_key_value(*start) else {
             continue;
         };
         if depth.contains_key(start.as_str()) {
             continue;
         }
-        // Iterative post-order DFS; `on_path` guards against (invalid) cycles.
-        let mut stack: Vec<(&str, bool)> = vec![(start.as_str(), false)];
-        let mut on_path: HashSet<&str> = HashSet::new();
-        while let Some((id, expanded)) = stack.pop() {
-            let Some(node) = m.nodes.get(id) else {
-                depth.insert(id, 0);
-                continue;
-            };
-            if expanded {
-                on_path.remove(id);
-                let d = node
-                    .depends_on_nodes
-                    .iter()
-                    .map(|p| {
-                        if m.nodes.contains_key(p) {
-                            depth.get(p.as_str()).map_or(0, |d| d + 1)
-                        } else {
-                            0
-                        }
-                    })
-                    .max()
-                    .unwrap_or(0);
-                depth.insert(id, d);
-                continue;
-            }
-            if depth.contains_key(id) || !on_path.insert(id) {
-                continue;
-            }
-            stack.push((id, true));
-            for p in &node.depends_on_nodes {
-                if !depth.contains_key(p.as_str()) && !on_path.contains(p.as_str()) {
-                    stack.push((p.as_str(), false));
+        depth.insert(start.as_str(), IN_PROGRESS);
+        stack.push((start.as_str(), node, 0));
+        // Iterative post-order DFS: each frame walks its parents by index; a parent still
+        // IN_PROGRESS would be a cycle (invalid in dbt) and counts as depth 0.
+        while let Some((id, node, next)) = stack.pop() {
+            if let Some(parent) = node.depends_on_nodes.get(next) {
+                stack.push((id, node, next + 1));
+                if let Some((pid, pnode)) = m.nodes.get_key_value(parent.as_str())
+                    && !depth.contains_key(pid.as_str())
+                {
+                    depth.insert(pid.as_str(), IN_PROGRESS);
+                    stack.push((pid.as_str(), pnode, 0));
                 }
+                continue;
             }
+            let d = node
+                .depends_on_nodes
+                .iter()
+                .filter_map(|p| depth.get(p.as_str()))
+                .filter(|d| **d != IN_PROGRESS)
+                .map(|d| d + 1)
+                .max()
+                .unwrap_or(0);
+            depth.insert(id, d);
         }
     }
     depth
