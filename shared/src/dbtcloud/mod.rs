@@ -7,6 +7,8 @@
 //! [`DbtCloudClient::get_paged`], which already handle auth, the `{status, data}`
 //! envelope, pagination and 429/5xx backoff.
 
+pub mod memory;
+
 use std::time::Duration;
 
 use async_trait::async_trait;

@@ -767,3 +767,28 @@ async fn a_lambda_event_with_a_base64_body_and_mixed_case_headers_is_handled() {
     let http = resp.into_http_v2();
     assert_eq!(http.status_code, 202);
 }
+
+#[test]
+fn the_github_docs_hmac_test_vector_verifies_from_its_fixture() {
+    let v: Value =
+        serde_json::from_slice(&fixture("github/hmac-test-vector.github-docs.json")).unwrap();
+    let secret =
+        prdiff_shared::secrets::SecretString::from(v["secret"].as_str().unwrap().to_owned());
+    let payload = v["payload"].as_str().unwrap().as_bytes();
+    let header = v["X-Hub-Signature-256"].as_str().unwrap();
+    assert!(prdiff_shared::intake::verify_github_signature(
+        &secret, payload, header
+    ));
+    assert!(!prdiff_shared::intake::verify_github_signature(
+        &secret,
+        b"Hello, World!\n",
+        header
+    ));
+    assert_eq!(sign_with(v["secret"].as_str().unwrap(), payload), header);
+}
+
+fn sign_with(secret: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
