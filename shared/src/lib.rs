@@ -29,17 +29,17 @@
 //! in-process adapter so the whole path runs in one process (`prdiff serve`, tests).
 #![doc(html_no_source)]
 
-pub mod diff;
-pub mod manifest;
-pub mod plan;
-pub mod report;
-pub mod sql;
-pub mod warehouse;
 pub mod config;
 pub mod dbtcloud;
+pub mod diff;
 pub mod githost;
 pub mod intake;
+pub mod manifest;
 pub mod messages;
+pub mod plan;
 pub mod queue;
+pub mod report;
 pub mod secrets;
+pub mod sql;
 pub mod store;
+pub mod warehouse;
