@@ -15,6 +15,14 @@ use prdiff_shared::store::embedded::EmbeddedStore;
 
 use crate::exit;
 
+/// Prints a line to stdout, ignoring a closed pipe (`prdiff config show x | head`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// Where configurations are kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendKind {
@@ -109,7 +117,7 @@ async fn adapters(b: &Backend) -> Result<Adapters, (u8, String)> {
 async fn aws_adapters(b: &Backend) -> Result<Adapters, (u8, String)> {
     use prdiff_shared::secrets::aws::SecretsManager;
     use prdiff_shared::store::dynamodb::DynamoStore;
-    let Some(table) = &b.table else {
+    let Some(table) = b.table.as_ref().filter(|t| !t.is_empty()) else {
         return Err((
             exit::USAGE,
             "the aws backend needs --table or PRDIFF_TABLE (the stack's DynamoDB table)".into(),
@@ -147,8 +155,8 @@ pub async fn run(cmd: ConfigCommand) -> u8 {
     }
 }
 
-fn failure(e: impl std::fmt::Display) -> (u8, String) {
-    (exit::FAILURE, e.to_string())
+fn failure(e: impl std::error::Error) -> (u8, String) {
+    (exit::FAILURE, with_causes(&e))
 }
 
 async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
@@ -180,13 +188,13 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
                 (code, format!("{}: {}", file.display(), with_causes(&e)))
             })?;
             for id in &report.data_sources {
-                println!("data source {id}: applied");
+                out!("data source {id}: applied");
             }
             for id in &report.configs {
-                println!("configuration {id}: applied");
+                out!("configuration {id}: applied");
             }
             for name in &report.secrets_written {
-                println!("secret {name}: stored");
+                out!("secret {name}: stored");
             }
             Ok(())
         }
@@ -194,13 +202,13 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
             let (store, _) = adapters(&backend).await?;
             let sources = store.list_data_sources().await.map_err(failure)?;
             let configs = store.list_configs().await.map_err(failure)?;
-            println!("DATA SOURCES");
+            out!("DATA SOURCES");
             for d in &sources {
-                println!("  {:<24} {:?}", d.id, d.kind);
+                out!("  {:<24} {}", d.id, d.kind.as_str());
             }
-            println!("CI CONFIGURATIONS");
+            out!("CI CONFIGURATIONS");
             for c in &configs {
-                println!(
+                out!(
                     "  {:<24} {}:{:<32} data source {:<16} dbt account {} jobs {}/{}",
                     c.name,
                     c.repository.provider,
@@ -220,13 +228,13 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
             if let Ok(cid) = ConfigId::parse(id.clone())
                 && let Some(c) = store.get_config(&cid).await.map_err(failure)?
             {
-                println!("{}", serde_json::to_string_pretty(&c).map_err(failure)?);
+                out!("{}", serde_json::to_string_pretty(&c).map_err(failure)?);
                 return Ok(());
             }
             if let Ok(did) = DataSourceId::parse(id.clone())
                 && let Some(d) = store.get_data_source(&did).await.map_err(failure)?
             {
-                println!("{}", serde_json::to_string_pretty(&d).map_err(failure)?);
+                out!("{}", serde_json::to_string_pretty(&d).map_err(failure)?);
                 return Ok(());
             }
             Err((
@@ -239,7 +247,7 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
             if let Ok(cid) = ConfigId::parse(id.clone())
                 && store.delete_config(&cid).await.map_err(failure)?
             {
-                println!("configuration {id}: deleted");
+                out!("configuration {id}: deleted");
                 return Ok(());
             }
             if let Ok(did) = DataSourceId::parse(id.clone()) {
@@ -258,7 +266,7 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
                     ));
                 }
                 if store.delete_data_source(&did).await.map_err(failure)? {
-                    println!("data source {id}: deleted");
+                    out!("data source {id}: deleted");
                     return Ok(());
                 }
             }
@@ -282,7 +290,7 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
             let mut ok = true;
             for l in &lines {
                 ok &= l.ok;
-                println!(
+                out!(
                     "{:<4} {}: {}",
                     if l.ok { "ok" } else { "FAIL" },
                     l.what,
@@ -298,13 +306,16 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
     }
 }
 
-/// An error with its causes, for people.
+/// An error with its causes, for people (a cause already quoted by its parent is skipped).
 fn with_causes(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         cur = c.source();
     }
     s

@@ -363,7 +363,7 @@ pub async fn check(
         what: "data source".into(),
         ok: ds.is_some(),
         detail: match &ds {
-            Some(d) => format!("{} ({:?})", d.id, d.kind),
+            Some(d) => format!("{} ({})", d.id, d.kind.as_str()),
             None => format!("{} is not registered", config.data_source),
         },
     });

@@ -231,3 +231,21 @@ fn commit_shas_must_be_full_lower_case_hex() {
     assert!(CommitSha::parse("ec26c3e").is_err());
     assert!(CommitSha::parse("EC26C3E57CA3A959CA5AAD62DE7213C562F8C821").is_err());
 }
+
+#[test]
+fn data_source_kind_names_match_the_file_format() {
+    for kind in [
+        DataSourceKind::Postgres,
+        DataSourceKind::Redshift,
+        DataSourceKind::Sqlite,
+        DataSourceKind::Duckdb,
+        DataSourceKind::Snowflake,
+        DataSourceKind::Bigquery,
+        DataSourceKind::Databricks,
+    ] {
+        assert_eq!(
+            serde_json::to_string(&kind).unwrap(),
+            format!("\"{}\"", kind.as_str())
+        );
+    }
+}

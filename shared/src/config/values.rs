@@ -201,6 +201,19 @@ pub enum DataSourceKind {
 }
 
 impl DataSourceKind {
+    /// The name used in configuration files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Redshift => "redshift",
+            Self::Sqlite => "sqlite",
+            Self::Duckdb => "duckdb",
+            Self::Snowflake => "snowflake",
+            Self::Bigquery => "bigquery",
+            Self::Databricks => "databricks",
+        }
+    }
+
     /// Rows below which a table is diffed exactly. Local and self-hosted engines scan a
     /// million rows in seconds; cloud warehouses bill per scan, so they sample earlier
     /// relative to their speed only past five million rows.
