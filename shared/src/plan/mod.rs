@@ -199,7 +199,8 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Plan {
     // 2. Downstream closure over child_map (through any node kind, as dbt's `+` does).
     let downstream = downstream_closure(pr, modified.keys().copied());
 
-    // 3. Options for every candidate (warnings once per model).
+    // 3. Candidates: Slim CI takes the modified models (and the downstream ones it is asked
+    //    for); without Slim CI, every diffable model the PR run built.
     let mut candidates: Vec<(&str, Vec<Reason>, bool)> = Vec::new();
     if settings.slim_ci {
         for (id, reasons) in &modified {
