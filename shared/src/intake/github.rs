@@ -1,48 +1,153 @@
 //! GitHub webhook payloads (`X-GitHub-Event`): `ping`, `pull_request`, `push`.
+//!
+//! The payload is read into small structs holding only the fields prdiff uses, borrowed
+//! from the body where JSON escapes allow: a `pull_request` delivery is ~30 KB of which we
+//! need a dozen values, and building a full `serde_json::Value` tree was most of the
+//! handler's CPU time (docs/bench-webhook.md). Every field is optional at the serde level
+//! so a missing one is reported by its path (`pull_request.head.sha`), not by serde's
+//! line and column.
 
-use serde_json::Value;
+use std::borrow::Cow;
 
-use super::{
-    HostEvent, IntakeError, PrAction, PrEvent, PushEvent, field, parse_json, repo_field, sha_field,
-    str_field, u64_field,
-};
-use crate::config::{CommitSha, Provider};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 
-/// Reads a delivery given its `X-GitHub-Event` header and raw body.
-pub fn parse(event: &str, body: &[u8]) -> Result<HostEvent, IntakeError> {
-    let v = parse_json(body)?;
-    match event {
-        "ping" => Ok(HostEvent::Ping),
-        "pull_request" => pull_request(&v),
-        "push" => push(&v),
-        other => Ok(HostEvent::NotHandled(format!(
-            "event `{other}` is not handled"
-        ))),
+use super::{HostEvent, IntakeError, PrAction, PrEvent, PushEvent};
+use crate::config::{CommitSha, Provider, RepoName};
+
+#[derive(Deserialize)]
+struct Payload<'a> {
+    #[serde(borrow, default)]
+    action: Option<Cow<'a, str>>,
+    #[serde(default)]
+    number: Option<u64>,
+    #[serde(borrow, default)]
+    repository: Option<Repo<'a>>,
+    #[serde(borrow, default)]
+    pull_request: Option<Pr<'a>>,
+    #[serde(borrow, default)]
+    label: Option<Label<'a>>,
+    #[serde(default)]
+    changes: Option<Changes>,
+    #[serde(borrow, default, rename = "ref")]
+    git_ref: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    after: Option<Cow<'a, str>>,
+    #[serde(default)]
+    deleted: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct Repo<'a> {
+    #[serde(borrow, default)]
+    full_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    default_branch: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Pr<'a> {
+    #[serde(borrow, default)]
+    head: Option<GitRef<'a>>,
+    #[serde(borrow, default)]
+    base: Option<GitRef<'a>>,
+    #[serde(default)]
+    draft: Option<bool>,
+    #[serde(borrow, default)]
+    labels: Option<Vec<Label<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct GitRef<'a> {
+    #[serde(borrow, default)]
+    sha: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "ref")]
+    name: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Label<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Changes {
+    #[serde(default)]
+    base: Option<IgnoredAny>,
+}
+
+fn missing(field: &'static str) -> IntakeError {
+    IntakeError::Field {
+        field,
+        problem: "missing".into(),
     }
 }
 
-fn labels(pr: &Value) -> Vec<String> {
-    pr.get("labels")
-        .and_then(Value::as_array)
-        .map(|ls| {
-            ls.iter()
-                .filter_map(|l| l.get("name").and_then(Value::as_str).map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+fn need<T>(v: Option<T>, field: &'static str) -> Result<T, IntakeError> {
+    v.ok_or_else(|| missing(field))
 }
 
-fn pull_request(v: &Value) -> Result<HostEvent, IntakeError> {
-    let action = str_field(v, "action")?;
-    let repository = repo_field(v, "repository.full_name")?;
-    let number = u64_field(v, "number")?;
+fn sha(v: Option<&Cow<'_, str>>, field: &'static str) -> Result<CommitSha, IntakeError> {
+    CommitSha::parse(need(v, field)?.as_ref())
+        .map_err(|problem| IntakeError::Field { field, problem })
+}
+
+fn repo(p: &Payload<'_>) -> Result<RepoName, IntakeError> {
+    let field = "repository.full_name";
+    let name = need(
+        p.repository.as_ref().and_then(|r| r.full_name.as_ref()),
+        field,
+    )?;
+    RepoName::parse(name.as_ref()).map_err(|problem| IntakeError::Field { field, problem })
+}
+
+/// Reads the body: JSON syntax errors are [`IntakeError::Json`]; a body that is JSON but
+/// not the expected shape (wrong types, not an object) is [`IntakeError::Field`].
+fn read<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, IntakeError> {
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => IntakeError::Field {
+            field: "(body)",
+            problem: e.to_string(),
+        },
+        _ => IntakeError::Json(e),
+    })
+}
+
+/// Reads a delivery given its `X-GitHub-Event` header and raw body.
+pub fn parse(event: &str, body: &[u8]) -> Result<HostEvent, IntakeError> {
+    match event {
+        "pull_request" => pull_request(read(body)?),
+        "push" => push(read(body)?),
+        other => {
+            // Still a JSON object, or the delivery is malformed whatever its event.
+            read::<AnyObject>(body)?;
+            Ok(if other == "ping" {
+                HostEvent::Ping
+            } else {
+                HostEvent::NotHandled(format!("event `{other}` is not handled"))
+            })
+        }
+    }
+}
+
+/// A JSON object, its contents skipped without being built.
+#[derive(Deserialize)]
+struct AnyObject {}
+
+fn pull_request(p: Payload<'_>) -> Result<HostEvent, IntakeError> {
+    let action = need(p.action.as_deref(), "action")?;
+    let repository = repo(&p)?;
+    let number = need(p.number, "number")?;
     let action = match action {
         "opened" => PrAction::Opened,
         "reopened" => PrAction::Reopened,
         "synchronize" => PrAction::NewCommits,
         "ready_for_review" => PrAction::ReadyForReview,
-        "labeled" => PrAction::Labeled(vec![str_field(v, "label.name")?.to_owned()]),
-        "edited" if v.pointer("/changes/base").is_some() => PrAction::BaseChanged,
+        "labeled" => PrAction::Labeled(vec![
+            need(p.label.as_ref().and_then(|l| l.name.as_ref()), "label.name")?.to_string(),
+        ]),
+        "edited" if p.changes.as_ref().is_some_and(|c| c.base.is_some()) => PrAction::BaseChanged,
         "edited" => {
             return Ok(HostEvent::NotHandled(
                 "pull_request edited without a base branch change".into(),
@@ -61,33 +166,41 @@ fn pull_request(v: &Value) -> Result<HostEvent, IntakeError> {
             )));
         }
     };
-    let pr = field(v, "pull_request")?;
+    let pr = need(p.pull_request.as_ref(), "pull_request")?;
+    let head = pr.head.as_ref();
+    let base = pr.base.as_ref();
     Ok(HostEvent::PullRequest(PrEvent {
         provider: Provider::Github,
         repository,
         number,
         action,
-        head_sha: sha_field(v, "pull_request.head.sha")?,
-        head_branch: str_field(v, "pull_request.head.ref")?.to_owned(),
-        base_branch: str_field(v, "pull_request.base.ref")?.to_owned(),
-        base_sha: sha_field(v, "pull_request.base.sha").ok(),
-        draft: pr.get("draft").and_then(Value::as_bool).unwrap_or(false),
-        labels: labels(pr),
+        head_sha: sha(head.and_then(|h| h.sha.as_ref()), "pull_request.head.sha")?,
+        head_branch: need(head.and_then(|h| h.name.as_ref()), "pull_request.head.ref")?.to_string(),
+        base_branch: need(base.and_then(|b| b.name.as_ref()), "pull_request.base.ref")?.to_string(),
+        base_sha: sha(base.and_then(|b| b.sha.as_ref()), "pull_request.base.sha").ok(),
+        draft: pr.draft.unwrap_or(false),
+        labels: pr
+            .labels
+            .iter()
+            .flatten()
+            .filter_map(|l| l.name.as_ref().map(|n| n.to_string()))
+            .collect(),
     }))
 }
 
-fn push(v: &Value) -> Result<HostEvent, IntakeError> {
-    let git_ref = str_field(v, "ref")?;
-    let after = str_field(v, "after")?;
-    let deleted = v.get("deleted").and_then(Value::as_bool).unwrap_or(false);
+fn push(p: Payload<'_>) -> Result<HostEvent, IntakeError> {
+    let git_ref = need(p.git_ref.as_deref(), "ref")?;
+    let after = need(p.after.as_deref(), "after")?;
+    let deleted = p.deleted.unwrap_or(false);
     Ok(HostEvent::Push(PushEvent {
         provider: Provider::Github,
-        repository: repo_field(v, "repository.full_name")?,
+        repository: repo(&p)?,
         branch: git_ref.strip_prefix("refs/heads/").map(str::to_owned),
-        default_branch: v
-            .pointer("/repository/default_branch")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        default_branch: p
+            .repository
+            .as_ref()
+            .and_then(|r| r.default_branch.as_ref())
+            .map(|b| b.to_string()),
         after: if deleted || after.bytes().all(|b| b == b'0') {
             None
         } else {
