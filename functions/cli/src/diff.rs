@@ -268,7 +268,7 @@ async fn run_inner(args: &DiffArgs) -> anyhow::Result<()> {
             name: req.pr.name.clone(),
             outcome: Ok(result),
         }],
-        skipped: Vec::new(),
+        ..Default::default()
     };
     print(args.format, &report)
 }

@@ -22,12 +22,42 @@ pub struct SkippedEntry {
     pub reason: String,
 }
 
+/// What the comment's header says about the commits compared.
+#[derive(Debug, Clone, Default)]
+pub struct Header {
+    /// The configuration's name: one sticky comment per PR and configuration.
+    pub config_name: String,
+    pub head_sha: String,
+    pub base_sha: String,
+    /// Links to the commits (the git host's web URLs), when known.
+    pub head_url: Option<String>,
+    pub base_url: Option<String>,
+    /// The dbt Cloud run that built the PR, and its link.
+    pub dbt_run_id: Option<u64>,
+    pub dbt_run_url: Option<String>,
+    /// Said in the report when the production manifest is not from the base commit
+    /// (e.g. "no artifacts run at the merge base; compared with run 123 at abc1234").
+    pub base_note: Option<String>,
+}
+
+/// Model metadata from the synced manifest (owners, descriptions), by model name.
+#[derive(Debug, Clone, Default)]
+pub struct ModelMeta {
+    pub owner: Option<String>,
+    pub description: Option<String>,
+}
+
 /// Everything one report shows.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     pub title: String,
+    pub header: Option<Header>,
     pub entries: Vec<ModelEntry>,
     pub skipped: Vec<SkippedEntry>,
+    /// Models downstream of the changed ones (names), shown as impact.
+    pub downstream: Vec<String>,
+    /// Owners and descriptions from the synced metadata, by model name.
+    pub metadata: std::collections::BTreeMap<String, ModelMeta>,
 }
 
 /// A skip reason in words, for reports.
