@@ -58,6 +58,66 @@ impl Settings {
     }
 }
 
+/// The Lambda's environment, read once by `main.rs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LambdaEnv {
+    pub table: String,
+    pub poll_queue_url: String,
+    pub sync_queue_url: String,
+    pub webhook_secret: SecretName,
+    pub poll_delay: Option<Duration>,
+}
+
+impl LambdaEnv {
+    /// Reads the variables through `var` (`std::env::var` in `main.rs`), reporting every
+    /// missing or invalid one together so a deploy is fixed in one go.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let mut problems = Vec::new();
+        let mut required = |name: &str| {
+            var(name).filter(|v| !v.is_empty()).unwrap_or_else(|| {
+                problems.push(format!("{name} is not set"));
+                String::new()
+            })
+        };
+        let table = required("PRDIFF_TABLE");
+        let poll_queue_url = required("PRDIFF_POLL_QUEUE_URL");
+        let sync_queue_url = required("PRDIFF_SYNC_QUEUE_URL");
+        let secret = required("PRDIFF_WEBHOOK_SECRET_NAME");
+        let webhook_secret = match SecretName::parse(secret) {
+            Ok(s) => Some(s),
+            Err(e)
+                if !problems
+                    .iter()
+                    .any(|p| p.starts_with("PRDIFF_WEBHOOK_SECRET_NAME")) =>
+            {
+                problems.push(format!("PRDIFF_WEBHOOK_SECRET_NAME: {e}"));
+                None
+            }
+            Err(_) => None,
+        };
+        let poll_delay = match var("PRDIFF_POLL_DELAY_SECONDS") {
+            None => None,
+            Some(v) => match v.parse::<u64>() {
+                Ok(s) => Some(Duration::from_secs(s)),
+                Err(_) => {
+                    problems.push(format!("PRDIFF_POLL_DELAY_SECONDS is not a number: {v:?}"));
+                    None
+                }
+            },
+        };
+        match webhook_secret {
+            Some(webhook_secret) if problems.is_empty() => Ok(Self {
+                table,
+                poll_queue_url,
+                sync_queue_url,
+                webhook_secret,
+                poll_delay,
+            }),
+            _ => Err(problems.join("; ")),
+        }
+    }
+}
+
 /// What the handler uses: each port, nothing more.
 #[derive(Clone)]
 pub struct Deps {
@@ -587,4 +647,47 @@ async fn push_event(
         202,
         json!({ "status": "accepted", "syncs": synced }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_missing_variable_is_reported_together() {
+        let err =
+            LambdaEnv::from_vars(|name| (name == "PRDIFF_TABLE").then(|| "prdiff".to_owned()))
+                .unwrap_err();
+        assert_eq!(
+            err,
+            "PRDIFF_POLL_QUEUE_URL is not set; PRDIFF_SYNC_QUEUE_URL is not set; \
+             PRDIFF_WEBHOOK_SECRET_NAME is not set"
+        );
+    }
+
+    #[test]
+    fn a_complete_environment_is_read() {
+        let env = LambdaEnv::from_vars(|name| {
+            Some(match name {
+                "PRDIFF_POLL_DELAY_SECONDS" => "30".to_owned(),
+                "PRDIFF_WEBHOOK_SECRET_NAME" => "prdiff/webhook-secret".to_owned(),
+                other => format!("value-of-{other}"),
+            })
+        })
+        .unwrap();
+        assert_eq!(env.poll_delay, Some(Duration::from_secs(30)));
+        assert_eq!(env.webhook_secret.as_str(), "prdiff/webhook-secret");
+        assert_eq!(env.table, "value-of-PRDIFF_TABLE");
+    }
+
+    #[test]
+    fn responses_become_json_http_responses() {
+        let resp = WebhookResponse::error(401, "bad or missing signature").into_http_v2();
+        assert_eq!(resp.status_code, 401);
+        assert_eq!(resp.headers["content-type"], "application/json");
+        let Some(aws_lambda_events::encodings::Body::Text(body)) = resp.body else {
+            panic!("text body")
+        };
+        assert_eq!(body, r#"{"error":"bad or missing signature"}"#);
+    }
 }
