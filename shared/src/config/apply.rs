@@ -216,6 +216,18 @@ pub async fn apply(
                 {
                     dbt_key = Some(v.clone());
                 }
+                // A GitHub App key that does not parse would fail every delivery later.
+                if role == SecretRole::GithubAppKey
+                    && let Resolved::Value(_, v) = &r
+                    && let Err(e) = jsonwebtoken::EncodingKey::from_rsa_pem(
+                        secrecy::ExposeSecret::expose_secret(v).as_bytes(),
+                    )
+                {
+                    problems.push(FieldError {
+                        field: format!("ci_config \"{name}\".git_auth.private_key"),
+                        problem: format!("not an RSA private key in PEM form: {e}"),
+                    });
+                }
                 Ok::<_, std::convert::Infallible>(keep(r, &mut to_write))
             })
             .expect("infallible");

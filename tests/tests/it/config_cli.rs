@@ -354,3 +354,22 @@ async fn apply_against_the_aws_adapters_writes_dynamodb_and_secrets_manager() {
     let other_key = SecretName::parse("prdiff/config/other-config/dbt-api-key").unwrap();
     assert!(secrets.get(&other_key).await.is_err());
 }
+
+#[tokio::test]
+async fn a_github_app_key_that_is_not_a_pem_rsa_key_is_refused() {
+    let dbt = dbt_cloud().await;
+    let e = embedded();
+    std::fs::write(e.dir.path().join("app.pem"), "-----BEGIN NOTHING-----\n").unwrap();
+    let text = write_file(
+        e.dir.path(),
+        &dbt,
+        &[(
+            "git_auth = { kind = \"token\", token = { file = \"gh.token\" } }",
+            "git_auth = { kind = \"github_app\", app_id = 1, installation_id = 2, private_key = { file = \"app.pem\" } }",
+        )],
+    );
+    let p = problems(e.apply(&text).await.unwrap_err());
+    assert_eq!(p[0].0, "ci_config \"analytics-main\".git_auth.private_key");
+    assert!(p[0].1.contains("RSA"), "{}", p[0].1);
+    e.assert_empty().await;
+}
