@@ -140,9 +140,11 @@ def parse(path):
     parts = [float(x) for x in wall.split(":")]
     secs = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1))
-    return secs, rss_kb / 1024
+    cpu = float(re.search(r"User time \(seconds\): ([\d.]+)", t).group(1)) + float(
+        re.search(r"System time \(seconds\): ([\d.]+)", t).group(1))
+    return secs, rss_kb / 1024, cpu
 runs = [parse(f"{work}/prdiff_{i}.time") for i in (1, 2, 3, 4, 5)]
-p_wall = min(r[0] for r in runs); p_rss = max(r[1] for r in runs)
+p_wall = min(r[0] for r in runs); p_rss = max(r[1] for r in runs); p_cpu = min(r[2] for r in runs)
 cold = parse(f"{work}/dbt_cold.time"); warm = parse(f"{work}/dbt_warm.time")
 mb = lambda p: os.path.getsize(p) / 1e6
 dbt_sel = sorted(json.loads(l)["unique_id"] for l in open(f"{work}/dbt_ls.jsonl") if l.startswith("{"))
@@ -158,11 +160,11 @@ Measured in one run of `scripts/bench_plan.sh` (MODELS={n}) on {ncpu} × {cpu}, 
 The machine was shared (load average {open(work + "/load_start").read().strip()} before the dbt runs,
 {open(work + "/load_end").read().strip()} after the prdiff runs), so absolute times are pessimistic.
 
-| | wall time | peak memory (RSS) |
-|---|---|---|
-| `prdiff plan --slim-ci --downstream` (best of 5; worst {max(r[0] for r in runs):.2f} s) | **{p_wall:.2f} s** | **{p_rss:.0f} MB** |
-| `dbt ls --select state:modified+ --state …`, cold (full parse, as a CI job runs it) | {cold[0]:.1f} s | {cold[1]:.0f} MB |
-| `dbt ls --select state:modified+ --state …`, warm (partial parse) | {warm[0]:.1f} s | {warm[1]:.0f} MB |
+| | wall time | CPU time (user+sys) | peak memory (RSS) |
+|---|---|---|---|
+| `prdiff plan --slim-ci --downstream` (best of 5; worst {max(r[0] for r in runs):.2f} s) | **{p_wall:.2f} s** | {p_cpu:.2f} s | **{p_rss:.0f} MB** |
+| `dbt ls --select state:modified+ --state …`, cold (full parse, as a CI job runs it) | {cold[0]:.1f} s | {cold[2]:.1f} s | {cold[1]:.0f} MB |
+| `dbt ls --select state:modified+ --state …`, warm (partial parse) | {warm[0]:.1f} s | {warm[2]:.1f} s | {warm[1]:.0f} MB |
 
 - Manifests: production {mb(prod):.1f} MB, PR {mb(pr):.1f} MB ({n} models, {n} unique tests, 16 documented columns per model).
 - prdiff vs dbt: **{cold[0] / p_wall:.0f}×** faster than cold `dbt ls`, {warm[0] / p_wall:.0f}× faster than warm `dbt ls`.
