@@ -51,6 +51,9 @@ for _ in $(seq 1 100); do
 done
 export PRDIFF_TEST_AWS_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
 
+log "cfn-lint infra/template.yaml"
+.venv/bin/cfn-lint infra/template.yaml
+
 log "cargo fmt --check"
 cargo fmt --all --check
 
