@@ -552,3 +552,113 @@ async fn http_git_hosts_build_clients_from_configurations_and_secrets() {
     let host = hosts.for_config(&cfg).await.unwrap();
     assert_eq!(host.labels(&repo(), 3).await.unwrap(), ["x"]);
 }
+
+#[tokio::test]
+async fn the_webhook_with_the_real_github_client_asks_the_merge_base_and_sets_pending() {
+    use prdiff_shared::githost::HttpGitHosts;
+    use prdiff_shared::secrets::local::LocalSecrets;
+    use prdiff_shared::store::RunStore;
+
+    let server = MockServer::start().await;
+    let head = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/repos/Codertocat/Hello-World/compare/master...{head}"
+        )))
+        .and(header("authorization", "Bearer ghp_hook"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(rest("Repository.testCompare.response0.get.200.json")),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/repos/Codertocat/Hello-World/statuses/{head}"
+        )))
+        .and(body_partial_json(serde_json::json!({
+            "state": "pending", "context": "prdiff/hello"
+        })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(rest(
+            "Commit.testCreateStatusWithAllParameters.response0.post.201.json",
+        )))
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let mut cfg = crate::webhook::config("hello", "github", "Codertocat/Hello-World", "");
+    cfg.repository.api_base_url = Some(server.uri().parse().unwrap());
+    let mut h = crate::webhook::Harness::new(&[cfg.clone()]).await;
+    let secrets = Arc::new(LocalSecrets::in_memory());
+    secrets.insert(&cfg.secret_names()[1].clone(), "ghp_hook");
+    h.deps.hosts = Arc::new(HttpGitHosts::new(secrets, settings()));
+
+    let req = crate::webhook::github(
+        "pull_request",
+        "real-1",
+        crate::webhook::fixture("github/pull_request.opened.json"),
+    );
+    let (status, body) = h.send(&req).await;
+    assert_eq!(status, 202, "{body}");
+    let run = h
+        .store
+        .current_run(
+            &cfg.name,
+            &prdiff_shared::store::PrKey {
+                provider: prdiff_shared::config::Provider::Github,
+                repository: RepoName::parse("Codertocat/Hello-World").unwrap(),
+                number: 2,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        run.base_sha.as_str(),
+        "4303c5b90e2216d927155e9609436ccb8984c495"
+    );
+}
+
+#[tokio::test]
+async fn a_git_host_outage_answers_503_and_a_retry_is_processed() {
+    use prdiff_shared::githost::HttpGitHosts;
+    use prdiff_shared::secrets::local::LocalSecrets;
+
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(502))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(rest("Repository.testCompare.response0.get.200.json")),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 1})))
+        .mount(&server)
+        .await;
+    let mut cfg = crate::webhook::config("hello", "github", "Codertocat/Hello-World", "");
+    cfg.repository.api_base_url = Some(server.uri().parse().unwrap());
+    let mut h = crate::webhook::Harness::new(&[cfg.clone()]).await;
+    let secrets = Arc::new(LocalSecrets::in_memory());
+    secrets.insert(&cfg.secret_names()[1].clone(), "ghp_hook");
+    h.deps.hosts = Arc::new(HttpGitHosts::new(secrets, settings()));
+    let req = crate::webhook::github(
+        "pull_request",
+        "outage-1",
+        crate::webhook::fixture("github/pull_request.opened.json"),
+    );
+    let (status, body) = h.send(&req).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["retryable"], true);
+    assert!(h.poll.is_empty());
+    // The claim was released: the host's retry of the same delivery goes through.
+    let (status, body) = h.send(&req).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(h.poll.len(), 1);
+}
