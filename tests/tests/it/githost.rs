@@ -662,3 +662,72 @@ async fn a_git_host_outage_answers_503_and_a_retry_is_processed() {
     assert_eq!(status, 202, "{body}");
     assert_eq!(h.poll.len(), 1);
 }
+
+fn octokit(name: &str) -> Value {
+    let path = prdiff_tests::shared_fixtures()
+        .join("github/rest")
+        .join(name);
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn the_recorded_octokit_status_exchange_is_what_set_status_sends() {
+    // octokit/fixtures' create-status scenario: the request body GitHub accepted, and its
+    // 201 answer. Our request must carry the same fields.
+    let recorded = octokit("octokit-fixtures.create-status.normalized.json");
+    let exchange = &recorded[0];
+    let server = MockServer::start().await;
+    let sha = "0000000000000000000000000000000000000001";
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/repos/octokit-fixture-org/create-status/statuses/{sha}"
+        )))
+        .and(body_partial_json(exchange["body"].clone()))
+        .respond_with(ResponseTemplate::new(201).set_body_json(exchange["response"].clone()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let body = &exchange["body"];
+    let status = CommitStatus {
+        state: StatusState::Failure,
+        context: body["context"].as_str().unwrap().into(),
+        description: body["description"].as_str().unwrap().into(),
+        target_url: body["target_url"].as_str().map(str::to_owned),
+    };
+    assert_eq!(body["state"], "failure");
+    github(&server)
+        .set_status(
+            &RepoName::parse("octokit-fixture-org/create-status").unwrap(),
+            &CommitSha::parse(sha).unwrap(),
+            &status,
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_validation_failure_is_reported_with_githubs_message_and_not_retried() {
+    let recorded = octokit("octokit-fixtures.errors-422.normalized.json");
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(422).set_body_json(recorded[0]["response"].clone()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let status = CommitStatus {
+        state: StatusState::Pending,
+        context: "prdiff/main".into(),
+        description: "waiting".into(),
+        target_url: None,
+    };
+    let err = github(&server)
+        .set_status(&repo(), &sha(), &status)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, GitHostError::Http { status: 422, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Validation Failed"));
+    assert!(!err.is_retryable());
+}
