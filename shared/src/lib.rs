@@ -23,7 +23,8 @@
 //! | [`queue`] | the queue port: SQS with per-message delay, an in-process delay queue |
 //! | [`messages`] | versioned JSON of every queue message (poll, diff, sync) |
 //! | [`githost`] | GitHub and GitLab REST clients behind one trait (files, merge base, status, comment) |
-//! | [`dbtcloud`] | dbt Cloud Administrative API v2 client (accounts, jobs) |
+//! | [`dbtcloud`] | dbt Cloud Administrative API v2 client (accounts, jobs, runs, artifacts) |
+//! | [`pipeline`] | what the poller and diff runner share: fan-out items, the run's report, PR comment and status |
 //!
 //! Ports (small traits) sit in a module root; adapters are sibling files. Every port has an
 //! in-process adapter so the whole path runs in one process (`prdiff serve`, tests).
@@ -36,6 +37,7 @@ pub mod githost;
 pub mod intake;
 pub mod manifest;
 pub mod messages;
+pub mod pipeline;
 pub mod plan;
 pub mod queue;
 pub mod report;

@@ -7,14 +7,18 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use secrecy::SecretString;
 
-use super::{Account, DbtCloudApi, DbtCloudError, Job};
-use crate::config::DbtAccountId;
+use super::{Account, DbtCloudApi, DbtCloudError, Job, Run};
+use crate::config::{DbtAccountId, DbtJobId};
 use crate::config::apply::DbtCloudConnector;
 
 #[derive(Default)]
 struct State {
     accounts: Vec<Account>,
     jobs: HashMap<u64, Vec<Job>>,
+    /// Runs by id (any account).
+    runs: std::collections::BTreeMap<u64, Run>,
+    /// Artifacts by (run, path).
+    artifacts: HashMap<(u64, String), Vec<u8>>,
 }
 
 /// dbt Cloud held in memory. Cheap to clone (shared state).
@@ -49,6 +53,30 @@ impl MemoryDbtCloud {
     }
 }
 
+impl MemoryDbtCloud {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds or replaces a run (by id): tests move a run along by putting it again.
+    pub fn put_run(&self, run: Run) {
+        self.lock().runs.insert(run.id, run);
+    }
+
+    /// Stores an artifact of a run.
+    pub fn put_artifact(&self, run: u64, path: &str, bytes: Vec<u8>) {
+        self.lock().artifacts.insert((run, path.to_owned()), bytes);
+    }
+}
+
+fn not_found(what: String) -> DbtCloudError {
+    DbtCloudError::Http {
+        status: 404,
+        message: format!("{what} not found"),
+        what,
+    }
+}
+
 #[async_trait]
 impl DbtCloudApi for MemoryDbtCloud {
     async fn accounts(&self) -> Result<Vec<Account>, DbtCloudError> {
@@ -70,6 +98,46 @@ impl DbtCloudApi for MemoryDbtCloud {
                 what: "jobs".into(),
                 message: format!("account {account} not found"),
             })
+    }
+
+    async fn runs(
+        &self,
+        _account: DbtAccountId,
+        job: DbtJobId,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<Run>, DbtCloudError> {
+        let s = self.lock();
+        Ok(s.runs
+            .values()
+            .rev()
+            .filter(|r| r.job_definition_id == Some(job.get()))
+            .skip(offset)
+            .take(limit.min(100))
+            .cloned()
+            .collect())
+    }
+
+    async fn run(&self, account: DbtAccountId, run: u64) -> Result<Run, DbtCloudError> {
+        self.lock()
+            .runs
+            .get(&run)
+            .cloned()
+            .ok_or_else(|| not_found(format!("run {run} in account {account}")))
+    }
+
+    async fn artifact(
+        &self,
+        account: DbtAccountId,
+        run: u64,
+        path: &str,
+        _step: Option<u32>,
+    ) -> Result<Vec<u8>, DbtCloudError> {
+        self.lock()
+            .artifacts
+            .get(&(run, path.to_owned()))
+            .cloned()
+            .ok_or_else(|| not_found(format!("artifact {path} of run {run} in account {account}")))
     }
 }
 

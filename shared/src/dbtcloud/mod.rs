@@ -1,11 +1,15 @@
 //! dbt Cloud Administrative API v2: the port prdiff uses, and its HTTP client.
 //!
-//! Today the port covers what `prdiff config apply` checks (the accounts a key sees and an
-//! account's jobs). The poller extends it with runs and artifacts (`/runs/`,
-//! `/runs/{id}/`, `/runs/{id}/artifacts/{path}`): add methods to [`DbtCloudApi`], implement
-//! them on [`DbtCloudClient`] with [`DbtCloudClient::get_enveloped`] /
-//! [`DbtCloudClient::get_paged`], which already handle auth, the `{status, data}`
-//! envelope, pagination and 429/5xx backoff.
+//! The port covers what `prdiff config apply` checks (the accounts a key sees and an
+//! account's jobs) and what the poller reads: runs of a job, newest first (`/runs/` with
+//! `job_definition_id`, `order_by=-id`, `include_related=["trigger"]`, `limit`/`offset`),
+//! one run (`/runs/{id}/`) and artifacts (`/runs/{id}/artifacts/{path}`, the raw file, no
+//! envelope; `step` picks the step whose artifacts to read).
+//!
+//! Auth is `Authorization: Token <key>`. 429 and 5xx are retried with backoff, honouring
+//! `Retry-After`; 401/403/404 say which account/job/run was asked for so an operator can
+//! fix the configuration. Timestamps come as `2021-12-07 10:32:24.326116+00:00` or with a
+//! `T`; [`parse_timestamp`] reads both.
 
 pub mod memory;
 
@@ -17,7 +21,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::config::DbtAccountId;
+use crate::config::{DbtAccountId, DbtJobId};
 
 /// dbt Cloud's page size limit.
 const PAGE: usize = 100;
@@ -38,6 +42,147 @@ pub struct Job {
     pub project_id: Option<u64>,
     #[serde(default)]
     pub environment_id: Option<u64>,
+}
+
+/// dbt Cloud's run status codes.
+pub mod status {
+    pub const QUEUED: u32 = 1;
+    pub const STARTING: u32 = 2;
+    pub const RUNNING: u32 = 3;
+    pub const SUCCESS: u32 = 10;
+    pub const ERROR: u32 = 20;
+    pub const CANCELLED: u32 = 30;
+}
+
+/// What started a run (`include_related=["trigger"]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct Trigger {
+    #[serde(default)]
+    pub cause: Option<String>,
+    #[serde(default)]
+    pub git_sha: Option<String>,
+    #[serde(default)]
+    pub git_branch: Option<String>,
+    #[serde(default)]
+    pub github_pull_request_id: Option<u64>,
+    #[serde(default)]
+    pub gitlab_merge_request_id: Option<u64>,
+    #[serde(default)]
+    pub schema_override: Option<String>,
+}
+
+/// One run of a job.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct Run {
+    #[serde(deserialize_with = "u64_or_string")]
+    pub id: u64,
+    #[serde(default)]
+    pub account_id: Option<u64>,
+    #[serde(default)]
+    pub job_definition_id: Option<u64>,
+    /// See [`status`].
+    pub status: u32,
+    #[serde(default)]
+    pub git_sha: Option<String>,
+    #[serde(default)]
+    pub git_branch: Option<String>,
+    #[serde(default)]
+    pub status_message: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    /// The run's page in dbt Cloud (for people).
+    #[serde(default)]
+    pub href: Option<String>,
+    #[serde(default)]
+    pub trigger: Option<Trigger>,
+}
+
+impl Run {
+    /// The commit the run built: the run's own `git_sha`, else its trigger's.
+    pub fn sha(&self) -> Option<&str> {
+        self.git_sha
+            .as_deref()
+            .or_else(|| self.trigger.as_ref().and_then(|t| t.git_sha.as_deref()))
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Whether it was started for this pull/merge request.
+    pub fn is_for_pr(&self, number: u64) -> bool {
+        self.trigger.as_ref().is_some_and(|t| {
+            t.github_pull_request_id == Some(number) || t.gitlab_merge_request_id == Some(number)
+        })
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self.status,
+            status::SUCCESS | status::ERROR | status::CANCELLED
+        )
+    }
+
+    /// `created_at` as Unix seconds.
+    pub fn created_unix(&self) -> Option<u64> {
+        self.created_at.as_deref().and_then(parse_timestamp)
+    }
+}
+
+fn u64_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        N(u64),
+        S(String),
+    }
+    match Either::deserialize(d)? {
+        Either::N(n) => Ok(n),
+        Either::S(s) => s.trim().parse().map_err(serde::de::Error::custom),
+    }
+}
+
+/// Reads dbt Cloud timestamps (`2021-12-07 10:32:24.326116+00:00`, `2021-12-07T10:32:24Z`,
+/// with or without fraction and offset) as Unix seconds (UTC).
+pub fn parse_timestamp(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (date, rest) = s.split_at_checked(10)?;
+    let rest = rest.strip_prefix([' ', 'T'])?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let time = rest.get(..8)?;
+    let mut t = time.split(':').map(|p| p.parse::<i64>());
+    let (hh, mm, ss) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
+    let tail = &rest[8..];
+    let tail = tail.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    let offset = match tail {
+        "" | "Z" | "z" => 0,
+        o => {
+            let sign = match o.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let digits: String = o[1..].chars().filter(char::is_ascii_digit).collect();
+            if digits.len() != 4 {
+                return None;
+            }
+            let (h, mi) = (digits[..2].parse::<i64>().ok()?, digits[2..].parse::<i64>().ok()?);
+            sign * (h * 3600 + mi * 60)
+        }
+    };
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss - offset;
+    u64::try_from(secs).ok()
 }
 
 /// Why a dbt Cloud call failed. The API key never appears here.
@@ -78,6 +223,25 @@ pub trait DbtCloudApi: Send + Sync {
     async fn accounts(&self) -> Result<Vec<Account>, DbtCloudError>;
     /// Jobs of an account (every page).
     async fn jobs(&self, account: DbtAccountId) -> Result<Vec<Job>, DbtCloudError>;
+    /// One page of a job's runs, newest first, with their triggers.
+    async fn runs(
+        &self,
+        account: DbtAccountId,
+        job: DbtJobId,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<Run>, DbtCloudError>;
+    /// One run, with its trigger.
+    async fn run(&self, account: DbtAccountId, run: u64) -> Result<Run, DbtCloudError>;
+    /// An artifact of a run (`manifest.json`, `run_results.json`) as raw bytes; `step`
+    /// picks a step's artifacts instead of the last step's.
+    async fn artifact(
+        &self,
+        account: DbtAccountId,
+        run: u64,
+        path: &str,
+        step: Option<u32>,
+    ) -> Result<Vec<u8>, DbtCloudError>;
 }
 
 /// The v2 REST client for one access URL and key.
@@ -122,6 +286,23 @@ impl DbtCloudClient {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T, DbtCloudError> {
+        let bytes = self.get_bytes(what, path, query).await?;
+        let env: Envelope<T> =
+            serde_json::from_slice(&bytes).map_err(|e| DbtCloudError::Decode {
+                what: what.into(),
+                problem: e.to_string(),
+            })?;
+        Ok(env.data)
+    }
+
+    /// GET `{base}/api/v2{path}` and return the body as is (artifacts have no envelope).
+    /// Retries 429 (after `retry-after`, at most 10 s), 5xx and network errors.
+    pub async fn get_bytes(
+        &self,
+        what: &str,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<u8>, DbtCloudError> {
         let url = format!("{}{path}", self.base);
         let mut attempt = 1;
         loop {
@@ -158,7 +339,8 @@ impl DbtCloudClient {
                     .headers()
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                tracing::debug!(status = status.as_u16(), attempt, what, "dbt Cloud retry");
                 tokio::time::sleep(backoff(attempt, retry_after)).await;
                 attempt += 1;
                 continue;
@@ -182,7 +364,16 @@ impl DbtCloudClient {
                 return Err(match status.as_u16() {
                     401 | 403 => DbtCloudError::Unauthorized {
                         status: status.as_u16(),
-                        message,
+                        message: format!(
+                            "{message} (while reading {what}; check that the configuration's dbt Cloud API key is valid and may read it)"
+                        ),
+                    },
+                    404 => DbtCloudError::Http {
+                        status: 404,
+                        what: what.into(),
+                        message: format!(
+                            "{message} (not found: check the account id, job id and access URL of the configuration)"
+                        ),
                     },
                     s => DbtCloudError::Http {
                         status: s,
@@ -191,12 +382,7 @@ impl DbtCloudClient {
                     },
                 });
             }
-            let env: Envelope<T> =
-                serde_json::from_slice(&bytes).map_err(|e| DbtCloudError::Decode {
-                    what: what.into(),
-                    problem: e.to_string(),
-                })?;
-            return Ok(env.data);
+            return Ok(bytes.to_vec());
         }
     }
 
@@ -243,5 +429,81 @@ impl DbtCloudApi for DbtCloudClient {
     async fn jobs(&self, account: DbtAccountId) -> Result<Vec<Job>, DbtCloudError> {
         self.get_paged("jobs", &format!("/accounts/{account}/jobs/"))
             .await
+    }
+
+    async fn runs(
+        &self,
+        account: DbtAccountId,
+        job: DbtJobId,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<Run>, DbtCloudError> {
+        self.get_enveloped(
+            &format!("runs of job {job} in account {account}"),
+            &format!("/accounts/{account}/runs/"),
+            &[
+                ("job_definition_id", job.to_string()),
+                ("order_by", "-id".into()),
+                ("include_related", r#"["trigger"]"#.into()),
+                ("limit", limit.min(PAGE).to_string()),
+                ("offset", offset.to_string()),
+            ],
+        )
+        .await
+    }
+
+    async fn run(&self, account: DbtAccountId, run: u64) -> Result<Run, DbtCloudError> {
+        self.get_enveloped(
+            &format!("run {run} in account {account}"),
+            &format!("/accounts/{account}/runs/{run}/"),
+            &[("include_related", r#"["trigger"]"#.into())],
+        )
+        .await
+    }
+
+    async fn artifact(
+        &self,
+        account: DbtAccountId,
+        run: u64,
+        path: &str,
+        step: Option<u32>,
+    ) -> Result<Vec<u8>, DbtCloudError> {
+        let query: Vec<(&str, String)> = step.map(|s| ("step", s.to_string())).into_iter().collect();
+        self.get_bytes(
+            &format!("artifact {path} of run {run} in account {account}"),
+            &format!("/accounts/{account}/runs/{run}/artifacts/{path}"),
+            &query,
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_with_a_space_or_a_t_read_the_same() {
+        let a = parse_timestamp("2021-12-07 10:32:24.326116+00:00").unwrap();
+        let b = parse_timestamp("2021-12-07T10:32:24Z").unwrap();
+        let c = parse_timestamp("2021-12-07T12:32:24.5+02:00").unwrap();
+        assert_eq!(a, 1_638_873_144);
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    #[test]
+    fn a_run_from_the_fixtures_parses() {
+        let body = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/fixtures/dbt_cloud/data-mie.run_get_response.json"
+        ))
+        .expect("the shared dbt Cloud fixtures beside the repository");
+        let env: Envelope<Run> = serde_json::from_str(&body).unwrap();
+        assert_eq!(env.data.id, 36_053_848);
+        assert_eq!(env.data.status, status::SUCCESS);
+        assert_eq!(env.data.sha(), Some("981c5cf1ba299e942c6c277c38c8dec9b0738dd0"));
+        assert_eq!(env.data.created_unix(), parse_timestamp("2021-12-07T10:32:24Z"));
     }
 }

@@ -28,7 +28,7 @@ pub mod sampling;
 
 use std::collections::{BTreeMap, HashMap};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::sql::{ColumnType, Dialect, Relation, TypeFamily};
 use crate::warehouse::{Row, Warehouse, WarehouseError};
@@ -158,14 +158,14 @@ impl From<WarehouseError> for DiffError {
 }
 
 /// Row counts per side.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PerSide {
     pub prod: u64,
     pub pr: u64,
 }
 
 /// Key problems on one side.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyIssues {
     /// Rows with a NULL in any key column: they cannot be matched.
     pub nulls: u64,
@@ -178,14 +178,14 @@ pub struct KeyIssues {
     pub unmatchable: u64,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyIssuesPerSide {
     pub prod: KeyIssues,
     pub pr: KeyIssues,
 }
 
 /// A compared column.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnDiff {
     pub name: String,
     pub prod_type: String,
@@ -202,7 +202,7 @@ pub struct ColumnDiff {
     pub nulls: Option<PerSide>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchemaDiff {
     pub added: Vec<String>,
     pub removed: Vec<String>,
@@ -221,7 +221,7 @@ pub struct SampleRow {
 }
 
 /// One column of a sample row.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SampleValue {
     pub column: String,
     pub prod: Option<String>,
@@ -229,7 +229,7 @@ pub struct SampleValue {
 }
 
 /// How a sampled diff was sampled, and the intervals of its estimates.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SampledInfo {
     pub tolerance: f64,
     pub confidence: f64,
@@ -244,7 +244,7 @@ pub struct SampledInfo {
 }
 
 /// The result of a model diff; `--format json` prints it (schema `version: 1`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DiffResult {
     pub version: u32,
     pub prod: String,
@@ -260,7 +260,10 @@ pub struct DiffResult {
     pub columns: Vec<ColumnDiff>,
     pub schema: SchemaDiff,
     /// `false`, or how the figures were sampled.
-    #[serde(serialize_with = "serialize_sampled")]
+    #[serde(
+        serialize_with = "serialize_sampled",
+        deserialize_with = "deserialize_sampled"
+    )]
     pub sampled: Option<SampledInfo>,
     pub samples: Vec<SampleRow>,
     /// Things a reader should know (duplicates left out, columns not found, no key).
@@ -274,6 +277,49 @@ fn serialize_sampled<S: serde::Serializer>(
     match v {
         None => s.serialize_bool(false),
         Some(info) => info.serialize(s),
+    }
+}
+
+/// Reads back what [`serialize_sampled`] wrote: `false` or the sampling details.
+fn deserialize_sampled<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<SampledInfo>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Flag(bool),
+        Info(Box<SampledInfo>),
+    }
+    match Either::deserialize(d)? {
+        Either::Flag(false) => Ok(None),
+        Either::Flag(true) => Err(serde::de::Error::custom(
+            "`sampled` is false or the sampling details",
+        )),
+        Either::Info(info) => Ok(Some(*info)),
+    }
+}
+
+/// Stored results are read back (the diff runner's report); `kind` is one of three names.
+impl<'de> Deserialize<'de> for SampleRow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            kind: String,
+            key: BTreeMap<String, Option<String>>,
+            values: Vec<SampleValue>,
+        }
+        let w = Wire::deserialize(d)?;
+        let kind = ["changed", "only_prod", "only_pr"]
+            .into_iter()
+            .find(|k| *k == w.kind)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("unknown sample row kind {:?}", w.kind))
+            })?;
+        Ok(SampleRow {
+            kind,
+            key: w.key,
+            values: w.values,
+        })
     }
 }
 
@@ -508,10 +554,8 @@ fn resolve_request(
         {
             continue;
         }
-        if let Some(inc) = &included {
-            if !inc.contains(name) {
-                continue;
-            }
+        if included.as_ref().is_some_and(|inc| !inc.contains(name)) {
+            continue;
         }
         let q = d.quote_identifier(name);
         compare.push(CompareColumn {
@@ -917,10 +961,8 @@ async fn samples(
     }
     let mut wanted: Vec<(&'static str, String)> = Vec::new();
     let mut push = |kind: &'static str, k: Option<String>| {
-        if let Some(k) = k {
-            if !wanted.iter().any(|(_, w)| *w == k) {
-                wanted.push((kind, k));
-            }
+        if let Some(k) = k.filter(|k| !wanted.iter().any(|(_, w)| w == k)) {
+            wanted.push((kind, k));
         }
     };
     push("only_prod", agg.text("ex_only_prod_min"));

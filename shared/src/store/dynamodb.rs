@@ -9,6 +9,13 @@
 //! | CI run | `RUN#<id>` | `RUN` | `state`, `body` |
 //! | current run of a PR | `SLOT#<config>#<provider>#<repo>#<n>` | `SLOT` | `run_id` |
 //! | delivery claim | `DELIVERY#<key>` | `DELIVERY` | `expires_at` (N, TTL) |
+//! | fan-out of a run | `RUN#<id>` | `FANOUT` | `total` (N), `summary`, `done` (SS of models) |
+//! | work item of a model | `RUN#<id>` | `WORK#<model>` | `body` |
+//! | result of a model | `RUN#<id>` | `RESULT#<model>` | `body` |
+//!
+//! A model counts as done by adding it to the fan-out's `done` set under the condition
+//! that it is not there yet: one `UpdateItem`, so a redelivered diff message cannot count
+//! twice and exactly one writer sees the set reach `total`.
 //!
 //! Configurations share one partition so listing them is one Query; there are tens, not
 //! millions. Races between deliveries are settled by condition expressions and
@@ -27,8 +34,8 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::{
-    CiRun, ConfigStore, PrKey, RunId, RunState, RunStore, StartOutcome, StoreError,
-    check_transition, unix_now,
+    CiRun, ConfigStore, FanOut, PrKey, RecordOutcome, RunId, RunState, RunStore, StartOutcome,
+    StoreError, check_transition, unix_now,
 };
 use crate::config::{CiConfig, ConfigId, DataSource, DataSourceId};
 
@@ -523,5 +530,144 @@ impl RunStore for DynamoStore {
             }
             Err(e) => Err(backend(e)),
         }
+    }
+
+    async fn put_fanout(&self, id: &RunId, fanout: &FanOut) -> Result<bool, StoreError> {
+        let pk = run_pk(id.as_str());
+        // Work items first (idempotent overwrites), the fan-out last and conditionally: a
+        // poller that dies in between leaves nothing a redelivery would skip.
+        for (model, body) in &fanout.models {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(&pk))
+                .item("sk", s(format!("WORK#{model}")))
+                .item("body", s(body))
+                .send()
+                .await
+                .map_err(backend)?;
+        }
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&pk))
+            .item("sk", s("FANOUT"))
+            .item("total", AttributeValue::N(fanout.models.len().to_string()))
+            .item("summary", s(&fanout.summary))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn fanout_summary(&self, id: &RunId) -> Result<Option<String>, StoreError> {
+        let item = self.get(&run_pk(id.as_str()), "FANOUT").await?;
+        Ok(item.and_then(|i| i.get("summary").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
+    async fn model_work(&self, id: &RunId, model: &str) -> Result<Option<String>, StoreError> {
+        let item = self
+            .get(&run_pk(id.as_str()), &format!("WORK#{model}"))
+            .await?;
+        Ok(item.and_then(|i| i.get("body").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
+    async fn record_result(
+        &self,
+        id: &RunId,
+        model: &str,
+        body: &str,
+    ) -> Result<RecordOutcome, StoreError> {
+        let pk = run_pk(id.as_str());
+        let stored = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&pk))
+            .item("sk", s(format!("RESULT#{model}")))
+            .item("body", s(body))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match stored {
+            Ok(_) => {}
+            // Stored by an earlier delivery; counting below decides whether it counted.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
+            Err(e) => return Err(backend(e)),
+        }
+        let remaining = |item: &Item| -> Result<u64, StoreError> {
+            let total = item
+                .get("total")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    key: format!("{pk}/FANOUT"),
+                    source: "fan-out has no numeric `total`".into(),
+                })?;
+            let done = item
+                .get("done")
+                .and_then(|v| v.as_ss().ok())
+                .map_or(0, |v| v.len() as u64);
+            Ok(total.saturating_sub(done))
+        };
+        let counted = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s("FANOUT"))
+            .update_expression("ADD done :m")
+            .condition_expression("attribute_exists(pk) AND NOT contains(done, :model)")
+            .expression_attribute_values(":m", AttributeValue::Ss(vec![model.to_owned()]))
+            .expression_attribute_values(":model", s(model))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match counted {
+            Ok(out) => Ok(RecordOutcome {
+                first: true,
+                remaining: remaining(&out.attributes.unwrap_or_default())?,
+            }),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
+            {
+                let item = self
+                    .get(&pk, "FANOUT")
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("fan-out of run {id}")))?;
+                Ok(RecordOutcome {
+                    first: false,
+                    remaining: remaining(&item)?,
+                })
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn results(&self, id: &RunId) -> Result<Vec<(String, String)>, StoreError> {
+        let items = self.query_partition(&run_pk(id.as_str())).await?;
+        let mut out: Vec<(String, String)> = items
+            .iter()
+            .filter_map(|i| {
+                let model = i.get("sk")?.as_s().ok()?.strip_prefix("RESULT#")?;
+                let body = i.get("body")?.as_s().ok()?;
+                Some((model.to_owned(), body.clone()))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
     }
 }

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    CiRun, ConfigStore, PrKey, RunId, RunState, RunStore, StartOutcome, StoreError,
-    check_transition, unix_now,
+    CiRun, ConfigStore, FanOut, PrKey, RecordOutcome, RunId, RunState, RunStore, StartOutcome,
+    StoreError, check_transition, unix_now,
 };
 use crate::config::{CiConfig, ConfigId, DataSource, DataSourceId};
 
@@ -25,6 +25,9 @@ CREATE TABLE IF NOT EXISTS data_sources (id TEXT PRIMARY KEY, body TEXT NOT NULL
 CREATE TABLE IF NOT EXISTS runs (id TEXT PRIMARY KEY, state TEXT NOT NULL, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pr_slots (slot TEXT PRIMARY KEY, run_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS deliveries (key TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS run_fanouts (run_id TEXT PRIMARY KEY, total INTEGER NOT NULL, summary TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS run_work (run_id TEXT NOT NULL, model TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (run_id, model));
+CREATE TABLE IF NOT EXISTS run_results (run_id TEXT NOT NULL, model TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (run_id, model));
 ";
 
 /// Configuration store and run store on SQLite.
@@ -312,5 +315,107 @@ impl RunStore for EmbeddedStore {
         Self::write_run(&tx, &run)?;
         tx.commit().map_err(backend)?;
         Ok(run)
+    }
+
+    async fn put_fanout(&self, id: &RunId, fanout: &FanOut) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO run_fanouts (run_id, total, summary) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+                params![id.as_str(), fanout.models.len() as i64, fanout.summary],
+            )
+            .map_err(backend)?;
+        if inserted == 0 {
+            return Ok(false);
+        }
+        for (model, body) in &fanout.models {
+            tx.execute(
+                "INSERT OR REPLACE INTO run_work (run_id, model, body) VALUES (?1, ?2, ?3)",
+                params![id.as_str(), model, body],
+            )
+            .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn fanout_summary(&self, id: &RunId) -> Result<Option<String>, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT summary FROM run_fanouts WHERE run_id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+    }
+
+    async fn model_work(&self, id: &RunId, model: &str) -> Result<Option<String>, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT body FROM run_work WHERE run_id = ?1 AND model = ?2",
+                params![id.as_str(), model],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
+    }
+
+    async fn record_result(
+        &self,
+        id: &RunId,
+        model: &str,
+        body: &str,
+    ) -> Result<RecordOutcome, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let total: Option<i64> = tx
+            .query_row(
+                "SELECT total FROM run_fanouts WHERE run_id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        let total = total.ok_or_else(|| StoreError::NotFound(format!("fan-out of run {id}")))?;
+        let inserted = tx
+            .execute(
+                "INSERT INTO run_results (run_id, model, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+                params![id.as_str(), model, body],
+            )
+            .map_err(backend)?;
+        let done: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM run_results r JOIN run_work w
+                   ON w.run_id = r.run_id AND w.model = r.model WHERE r.run_id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(RecordOutcome {
+            first: inserted == 1,
+            remaining: (total - done).max(0) as u64,
+        })
+    }
+
+    async fn results(&self, id: &RunId) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT model, body FROM run_results WHERE run_id = ?1 ORDER BY model")
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        Ok(rows)
     }
 }

@@ -328,6 +328,46 @@ pub trait RunStore: Send + Sync {
         to: RunState,
         reason: Option<&str>,
     ) -> Result<CiRun, StoreError>;
+
+    /// Records a run's fan-out and sets its pending count to the number of models. Written
+    /// once: false (nothing changed) when the run already has one (a redelivered poll).
+    async fn put_fanout(&self, id: &RunId, fanout: &FanOut) -> Result<bool, StoreError>;
+    /// The fan-out summary of a run.
+    async fn fanout_summary(&self, id: &RunId) -> Result<Option<String>, StoreError>;
+    /// The work item of one model of a run.
+    async fn model_work(&self, id: &RunId, model: &str) -> Result<Option<String>, StoreError>;
+    /// Stores one model's result and counts it as done, atomically and once: recording the
+    /// same model again changes nothing and reports `first: false`. Exactly one caller sees
+    /// `first && remaining == 0`, even when the last two models finish together.
+    async fn record_result(
+        &self,
+        id: &RunId,
+        model: &str,
+        body: &str,
+    ) -> Result<RecordOutcome, StoreError>;
+    /// Every recorded result of a run: `(model, body)`, in model order.
+    async fn results(&self, id: &RunId) -> Result<Vec<(String, String)>, StoreError>;
+}
+
+/// What the poller leaves for the diff runners of a run: written once, read many times.
+///
+/// `summary` is what the report needs besides the results (header, skipped models,
+/// downstream names…); `models` is one work item per model to diff (`unique_id` → the
+/// diff runner's input). Both are opaque JSON to the store; the functions own their shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FanOut {
+    pub summary: String,
+    pub models: Vec<(String, String)>,
+}
+
+/// What [`RunStore::record_result`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordOutcome {
+    /// False when this model's result was already recorded (a redelivered message): the
+    /// pending count did not move.
+    pub first: bool,
+    /// Models still without a result after this write.
+    pub remaining: u64,
 }
 
 /// Checks a transition before an adapter writes it.

@@ -1,0 +1,573 @@
+//! The poller: waits for the PR's dbt Cloud run, then plans the diff and fans it out.
+//!
+//! ```text
+//! poll message → run still open? → PR job's runs: trigger names the PR, git_sha = head
+//!   not there / queued / running → re-send with the next delay (until the deadline)
+//!   cancelled → superseded quietly        error → failed (link; status per setting)
+//!   success → PR manifest + run_results, production manifest (artifacts job) → plan
+//!           → fan-out in the run store → one diff message per model → diffing
+//! ```
+//!
+//! [`handle_batch`] answers an SQS batch with the ids of the messages to retry
+//! (`ReportBatchItemFailures`), so one bad message does not fail the others. Errors that a
+//! retry cannot fix (bad credentials, a missing job, unreadable artifacts) end the run with
+//! a status and a note in the sticky comment instead of cycling to the DLQ.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use prdiff_shared::config::apply::DbtCloudConnector;
+use prdiff_shared::config::{BaseCommitSelection, CiConfig};
+use prdiff_shared::dbtcloud::{DbtCloudApi, DbtCloudError, Run, status};
+use prdiff_shared::diff::from_plan::request_for;
+use prdiff_shared::githost::{GitHostError, GitHosts};
+use prdiff_shared::manifest::{ArtifactError, Manifest, RunResults};
+use prdiff_shared::messages::{DiffMessage, Message, MessageError, PollMessage};
+use prdiff_shared::pipeline::{self, Summary, WorkItem};
+use prdiff_shared::plan::{self, PlanInputs, PlanSettings};
+use prdiff_shared::queue::{MAX_DELAY, Queue, QueueError};
+use prdiff_shared::report;
+use prdiff_shared::secrets::{Secrets, SecretsError};
+use prdiff_shared::store::{
+    CiRun, ConfigStore, FanOut, RunState, RunStore, StoreError, unix_now,
+};
+use tracing::Instrument;
+
+/// Tunables of the poller, read once by `main.rs`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Delay before the first re-poll; doubles each attempt up to [`Settings::max_delay`].
+    pub first_delay: Duration,
+    /// At most SQS's 900 s.
+    pub max_delay: Duration,
+    /// Pages of 100 runs searched for the PR's run (newest first).
+    pub run_pages: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            first_delay: Duration::from_secs(30),
+            max_delay: MAX_DELAY,
+            run_pages: 3,
+        }
+    }
+}
+
+impl Settings {
+    /// The delay before poll attempt `attempt + 1`: exponential, capped.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.min(20));
+        self.first_delay
+            .saturating_mul(factor)
+            .min(self.max_delay.min(MAX_DELAY))
+    }
+}
+
+/// What the handler uses.
+#[derive(Clone)]
+pub struct Deps {
+    pub configs: Arc<dyn ConfigStore>,
+    pub runs: Arc<dyn RunStore>,
+    pub secrets: Arc<dyn Secrets>,
+    pub hosts: Arc<dyn GitHosts>,
+    pub dbt: Arc<dyn DbtCloudConnector>,
+    pub poll_queue: Arc<dyn Queue>,
+    pub diff_queue: Arc<dyn Queue>,
+    pub settings: Settings,
+}
+
+/// Why a poll message could not be handled.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error(transparent)]
+    Message(#[from] MessageError),
+    #[error("not a poll message (kind {0})")]
+    WrongKind(&'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    GitHost(#[from] GitHostError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error(transparent)]
+    DbtCloud(#[from] DbtCloudError),
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl PollError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PollError::Message(e) => e.is_retryable(),
+            PollError::WrongKind(_) | PollError::Config(_) => false,
+            PollError::Store(e) => e.is_retryable(),
+            PollError::Queue(e) => e.is_retryable(),
+            PollError::GitHost(e) => e.is_retryable(),
+            PollError::Secrets(e) => e.is_retryable(),
+            PollError::DbtCloud(e) => e.is_retryable(),
+            PollError::Artifact(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// What one poll did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollOutcome {
+    /// The run is no longer open (superseded, cancelled…): nothing to do.
+    Closed(RunState),
+    /// dbt Cloud is not done: the message was sent again with this delay.
+    Waiting {
+        dbt_run: Option<u64>,
+        delay: Duration,
+    },
+    /// The deadline passed: the run failed.
+    TimedOut,
+    /// The dbt Cloud run was cancelled: the run is superseded, quietly.
+    Superseded { dbt_run: u64 },
+    /// The dbt Cloud run errored: the run failed.
+    DbtFailed { dbt_run: u64 },
+    /// Planned and fanned out: this many diff messages were sent.
+    FannedOut { models: usize },
+    /// A permanent error ended the run.
+    Ended(String),
+}
+
+/// Handles an SQS batch; failed retryable messages are reported for redelivery.
+pub async fn handle_batch(event: SqsEvent, deps: &Deps) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for record in event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let body = record.body.as_deref().unwrap_or("");
+        match handle_message(body, deps).await {
+            Ok(outcome) => tracing::info!(message_id = %id, ?outcome, "poll handled"),
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(message_id = %id, error = %e, "poll failed; will be retried");
+                response.add_failure(id);
+            }
+            Err(e) => {
+                // Nothing to retry: the same bytes fail again. The run (if any) has been
+                // ended by handle_message; the message is dropped, not dead-lettered.
+                tracing::error!(message_id = %id, error = %e, "poll message dropped");
+            }
+        }
+    }
+    response
+}
+
+/// Handles one poll message body.
+pub async fn handle_message(body: &str, deps: &Deps) -> Result<PollOutcome, PollError> {
+    let msg = match Message::from_json(body)? {
+        Message::Poll(p) => p,
+        other => return Err(PollError::WrongKind(other.kind())),
+    };
+    let span = tracing::info_span!(
+        "poll",
+        run_id = %msg.run_id,
+        config = %msg.config_id,
+        attempt = msg.attempt
+    );
+    poll(&msg, deps).instrument(span).await
+}
+
+async fn poll(msg: &PollMessage, deps: &Deps) -> Result<PollOutcome, PollError> {
+    let Some(run) = deps.runs.get_run(&msg.run_id).await? else {
+        return Err(PollError::Config(format!("run {} does not exist", msg.run_id)));
+    };
+    if run.state.is_final() {
+        tracing::info!(state = %run.state, "run already closed");
+        return Ok(PollOutcome::Closed(run.state));
+    }
+    let Some(config) = deps.configs.get_config(&run.config_id).await? else {
+        let why = format!("configuration {} no longer exists", run.config_id);
+        end_quietly(deps, &run, RunState::Failed, &why).await?;
+        return Ok(PollOutcome::Ended(why));
+    };
+    match poll_config(msg, &run, &config, deps).await {
+        Ok(outcome) => Ok(outcome),
+        Err(e) if !e.is_retryable() => {
+            let why = e.to_string();
+            tracing::error!(error = %why, "permanent error: ending the run");
+            end_with_status(deps, &config, &run, &why, None).await?;
+            Ok(PollOutcome::Ended(why))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn poll_config(
+    msg: &PollMessage,
+    run: &CiRun,
+    config: &CiConfig,
+    deps: &Deps,
+) -> Result<PollOutcome, PollError> {
+    let run = &if run.state == RunState::Received {
+        // The webhook sends the poll before it records `waiting_for_dbt`.
+        match deps
+            .runs
+            .transition(&run.id, RunState::Received, RunState::WaitingForDbt, None)
+            .await
+        {
+            Ok(r) => r,
+            Err(StoreError::Conflict(_)) => deps
+                .runs
+                .get_run(&run.id)
+                .await?
+                .ok_or_else(|| PollError::Config(format!("run {} vanished", run.id)))?,
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        run.clone()
+    };
+    if run.state.is_final() {
+        return Ok(PollOutcome::Closed(run.state));
+    }
+    if run.state == RunState::Diffing {
+        // A redelivery after the fan-out: send the diff messages again (the diff runner
+        // counts each model once).
+        let models = resend_diffs(deps, run).await?;
+        return Ok(PollOutcome::FannedOut { models });
+    }
+    let Some(pr_job) = config.dbt_cloud.pr_job_id else {
+        return Err(PollError::Config(format!(
+            "configuration {} has no dbt Cloud PR job (pr_job_id)",
+            config.name
+        )));
+    };
+    let key = deps.secrets.get(&config.dbt_cloud.api_key).await?;
+    let dbt = deps.dbt.connect(&config.dbt_cloud.access_url, key);
+    let account = config.dbt_cloud.account_id;
+    let host = deps.hosts.for_config(config).await?;
+
+    let found = find_pr_run(dbt.as_ref(), config, pr_job, run, deps.settings.run_pages).await?;
+    match found.as_ref().map(|r| r.status) {
+        Some(status::SUCCESS) => {}
+        Some(status::CANCELLED) => {
+            let id = found.as_ref().map_or(0, |r| r.id);
+            end_quietly(
+                deps,
+                run,
+                RunState::Superseded,
+                &format!("dbt Cloud run {id} was cancelled (a newer commit)"),
+            )
+            .await?;
+            return Ok(PollOutcome::Superseded { dbt_run: id });
+        }
+        Some(status::ERROR) => {
+            let r = found.expect("matched Some");
+            let why = format!(
+                "dbt Cloud run {} failed{}",
+                r.id,
+                r.status_message
+                    .as_deref()
+                    .map(|m| format!(": {}", m.chars().take(200).collect::<String>()))
+                    .unwrap_or_default()
+            );
+            end_with_status(deps, config, run, &why, run_url(&r)).await?;
+            return Ok(PollOutcome::DbtFailed { dbt_run: r.id });
+        }
+        _ => {
+            if unix_now() >= msg.deadline_unix {
+                let why = match &found {
+                    Some(r) => format!("dbt Cloud run {} did not finish before the deadline", r.id),
+                    None => format!(
+                        "no dbt Cloud run of job {pr_job} for commit {} before the deadline",
+                        short(run.head_sha.as_str())
+                    ),
+                };
+                end_with_status(deps, config, run, &why, found.as_ref().and_then(run_url))
+                    .await?;
+                return Ok(PollOutcome::TimedOut);
+            }
+            let text = match &found {
+                Some(r) => format!("waiting for dbt Cloud run {}", r.id),
+                None => format!(
+                    "waiting for the dbt Cloud CI run of commit {}",
+                    short(run.head_sha.as_str())
+                ),
+            };
+            pipeline::publish_waiting(host.as_ref(), config, run, &text).await?;
+            let delay = deps.settings.delay(msg.attempt);
+            let again = Message::Poll(PollMessage {
+                attempt: msg.attempt + 1,
+                ..msg.clone()
+            });
+            deps.poll_queue.send(&again, delay).await?;
+            return Ok(PollOutcome::Waiting {
+                dbt_run: found.map(|r| r.id),
+                delay,
+            });
+        }
+    }
+    let pr_run = found.expect("success is Some");
+    tracing::info!(dbt_run = pr_run.id, "dbt Cloud run succeeded; reading artifacts");
+    let pr_manifest_bytes = dbt
+        .artifact(account, pr_run.id, "manifest.json", None)
+        .await?;
+    let pr_results_bytes = dbt
+        .artifact(account, pr_run.id, "run_results.json", None)
+        .await?;
+    let (prod_run, base_note) = production_run(dbt.as_ref(), config, run).await?;
+    let prod_bytes = dbt
+        .artifact(account, prod_run.id, "manifest.json", None)
+        .await?;
+    let pr_origin = format!("dbt Cloud run {} manifest.json", pr_run.id);
+    let prod_origin = format!("dbt Cloud run {} manifest.json", prod_run.id);
+    let pr = Manifest::from_slice(&pr_manifest_bytes, Path::new(&pr_origin))?;
+    let prod = Manifest::from_slice(&prod_bytes, Path::new(&prod_origin))?;
+    let rr = RunResults::from_slice(
+        &pr_results_bytes,
+        Path::new(&format!("dbt Cloud run {} run_results.json", pr_run.id)),
+    )?;
+    drop((pr_manifest_bytes, pr_results_bytes, prod_bytes));
+    let settings = PlanSettings {
+        slim_ci: config.slim_ci,
+        downstream: config.diff_downstream,
+        primary_key_tag: config.primary_key_tag.as_str().to_owned(),
+        ..Default::default()
+    };
+    let the_plan = plan::plan(&PlanInputs {
+        prod: &prod,
+        pr: &pr,
+        pr_run_results: Some(&rr),
+        settings: &settings,
+    });
+    let mut summary = Summary {
+        dbt_run_id: Some(pr_run.id),
+        dbt_run_url: run_url(&pr_run),
+        base_note,
+        warnings: the_plan.warnings.clone(),
+        ..Default::default()
+    };
+    let mut work = Vec::new();
+    for m in &the_plan.models {
+        match request_for(m, pr.nodes.get(&m.unique_id), None, None) {
+            Some(req) => {
+                summary.models.push((m.unique_id.clone(), m.name.clone()));
+                if m.downstream {
+                    summary.downstream.push(m.name.clone());
+                }
+                let item = WorkItem::from_request(&m.name, &req);
+                work.push((
+                    m.unique_id.clone(),
+                    serde_json::to_string(&item).expect("work items serialize"),
+                ));
+            }
+            None => summary.skipped.push((
+                m.name.clone(),
+                m.skip_reason
+                    .map(report::skip_reason_text)
+                    .unwrap_or("no relation to compare")
+                    .to_owned(),
+            )),
+        }
+    }
+    let fanout = FanOut {
+        summary: serde_json::to_string(&summary).expect("summaries serialize"),
+        models: work,
+    };
+    deps.runs.put_fanout(&run.id, &fanout).await?;
+    let run = deps
+        .runs
+        .transition(&run.id, run.state, RunState::Diffing, None)
+        .await?;
+    if fanout.models.is_empty() {
+        // Nothing to diff: the report (skipped models only) is published now.
+        let report = pipeline::build_report(config, &run, &summary, &[]);
+        pipeline::publish_report(host.as_ref(), config, &run, &report).await?;
+        deps.runs
+            .transition(&run.id, RunState::Diffing, RunState::Done, None)
+            .await?;
+        return Ok(PollOutcome::FannedOut { models: 0 });
+    }
+    let n = resend_diffs(deps, &run).await?;
+    tracing::info!(models = n, "diff messages sent");
+    Ok(PollOutcome::FannedOut { models: n })
+}
+
+/// Sends one diff message per model of the run's fan-out.
+async fn resend_diffs(deps: &Deps, run: &CiRun) -> Result<usize, PollError> {
+    let summary: Summary = match deps.runs.fanout_summary(&run.id).await? {
+        Some(s) => serde_json::from_str(&s).map_err(|e| {
+            PollError::Config(format!("stored fan-out of run {} is unreadable: {e}", run.id))
+        })?,
+        None => return Ok(0),
+    };
+    for (uid, _) in &summary.models {
+        let m = Message::Diff(DiffMessage {
+            run_id: run.id.clone(),
+            config_id: run.config_id.clone(),
+            model: uid.clone(),
+            attempt: 0,
+        });
+        deps.diff_queue.send(&m, Duration::ZERO).await?;
+    }
+    Ok(summary.models.len())
+}
+
+/// The newest run of the PR job built for this PR at its head commit.
+async fn find_pr_run(
+    dbt: &dyn DbtCloudApi,
+    config: &CiConfig,
+    job: prdiff_shared::config::DbtJobId,
+    run: &CiRun,
+    pages: usize,
+) -> Result<Option<Run>, PollError> {
+    for page in 0..pages.max(1) {
+        let runs = dbt
+            .runs(config.dbt_cloud.account_id, job, 100, page * 100)
+            .await?;
+        let last = runs.len() < 100;
+        if let Some(r) = runs
+            .into_iter()
+            .find(|r| r.is_for_pr(run.pr.number) && r.sha() == Some(run.head_sha.as_str()))
+        {
+            return Ok(Some(r));
+        }
+        if last {
+            break;
+        }
+    }
+    Ok(None)
+}
+
+/// The artifacts job's run whose manifest is production: at the base commit (merge-base
+/// strategy, falling back to the newest earlier run, with a note) or the latest.
+async fn production_run(
+    dbt: &dyn DbtCloudApi,
+    config: &CiConfig,
+    run: &CiRun,
+) -> Result<(Run, Option<String>), PollError> {
+    let job = config.dbt_cloud.artifacts_job_id;
+    let account = config.dbt_cloud.account_id;
+    let mut successful = Vec::new();
+    for page in 0..3 {
+        let runs = dbt.runs(account, job, 100, page * 100).await?;
+        let last = runs.len() < 100;
+        successful.extend(runs.into_iter().filter(|r| r.status == status::SUCCESS));
+        if config.base_commit == BaseCommitSelection::Latest && !successful.is_empty() {
+            break;
+        }
+        if successful
+            .iter()
+            .any(|r| r.sha() == Some(run.base_sha.as_str()))
+            || last
+        {
+            break;
+        }
+    }
+    let none = || {
+        PollError::Config(format!(
+            "the artifacts job {job} has no successful run to take the production manifest from"
+        ))
+    };
+    match config.base_commit {
+        BaseCommitSelection::Latest => {
+            let r = successful.into_iter().next().ok_or_else(none)?;
+            Ok((r, None))
+        }
+        BaseCommitSelection::MergeBase => {
+            if let Some(r) = successful
+                .iter()
+                .find(|r| r.sha() == Some(run.base_sha.as_str()))
+            {
+                return Ok((r.clone(), None));
+            }
+            // The newest run started before this CI run; else the newest there is.
+            let earlier = successful
+                .iter()
+                .find(|r| r.created_unix().is_some_and(|t| t <= run.created_at))
+                .or(successful.first())
+                .cloned()
+                .ok_or_else(none)?;
+            let note = format!(
+                "no artifacts run at the merge base {}; compared with the production manifest of dbt Cloud run {}{}",
+                short(run.base_sha.as_str()),
+                earlier.id,
+                earlier
+                    .sha()
+                    .map(|s| format!(" at {}", short(s)))
+                    .unwrap_or_default()
+            );
+            Ok((earlier, Some(note)))
+        }
+    }
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+/// The run's page in dbt Cloud, when it is a web link.
+fn run_url(r: &Run) -> Option<String> {
+    r.href
+        .clone()
+        .filter(|h| h.starts_with("https://") || h.starts_with("http://"))
+}
+
+/// Moves an open run to a final state without telling the PR (superseded, config gone).
+async fn end_quietly(
+    deps: &Deps,
+    run: &CiRun,
+    to: RunState,
+    why: &str,
+) -> Result<(), PollError> {
+    match deps.runs.transition(&run.id, run.state, to, Some(why)).await {
+        Ok(_) | Err(StoreError::InvalidTransition { .. }) => Ok(()),
+        Err(StoreError::Conflict(_)) => {
+            // Moved meanwhile (e.g. superseded by the webhook): fine when it is now final.
+            match deps.runs.get_run(&run.id).await? {
+                Some(r) if r.state.is_final() => Ok(()),
+                _ => Err(StoreError::Conflict(format!("run {} keeps changing", run.id)).into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Fails an open run and says so on the PR (comment and status per the setting).
+async fn end_with_status(
+    deps: &Deps,
+    config: &CiConfig,
+    run: &CiRun,
+    why: &str,
+    url: Option<String>,
+) -> Result<(), PollError> {
+    match deps
+        .runs
+        .transition(&run.id, run.state, RunState::Failed, Some(why))
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::Conflict(_) | StoreError::InvalidTransition { .. }) => {
+            // Superseded or cancelled meanwhile: its PR commit is no longer current.
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let host = deps.hosts.for_config(config).await?;
+    pipeline::publish_failure(host.as_ref(), config, run, why, url).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_double_from_the_first_and_stop_at_fifteen_minutes() {
+        let s = Settings {
+            first_delay: Duration::from_secs(30),
+            ..Default::default()
+        };
+        let d: Vec<u64> = (0..8).map(|a| s.delay(a).as_secs()).collect();
+        assert_eq!(d, [30, 60, 120, 240, 480, 900, 900, 900]);
+        assert_eq!(s.delay(u32::MAX).as_secs(), 900);
+    }
+}

@@ -1,0 +1,378 @@
+//! What the poller and the diff runner share: the fan-out they leave in the run store, the
+//! report they assemble from it, and how they talk to the pull request (sticky comment,
+//! commit status).
+//!
+//! ```text
+//! poller: dbt Cloud run done → plan → FanOut { summary, one WorkItem per model } → diff queue
+//! diff runner: WorkItem → diff → StoredOutcome (record_result) → last one: report → PR
+//! ```
+//!
+//! Everything stored is versioned-by-shape JSON owned here; the store keeps it opaque.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{CiConfig, DataSource, DataSourceKind};
+use crate::diff::{DiffRequest, DiffResult, SamplingSettings};
+use crate::githost::{CommitStatus, GitHost, GitHostError, StatusState};
+use crate::report::{self, Header, ModelEntry, Report, SkippedEntry};
+use crate::sql::Relation;
+use crate::store::CiRun;
+use crate::warehouse::WarehouseUrl;
+
+/// What the report needs besides the per-model results. Written once by the poller.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub dbt_run_id: Option<u64>,
+    pub dbt_run_url: Option<String>,
+    /// The production manifest is not from the base commit: said in the report.
+    pub base_note: Option<String>,
+    /// Models to diff in report order: `(unique_id, name)`.
+    pub models: Vec<(String, String)>,
+    /// Models planned but not diffed: `(name, reason)`.
+    pub skipped: Vec<(String, String)>,
+    /// Names of models diffed because they are downstream of a change.
+    pub downstream: Vec<String>,
+    /// Plan warnings, shown as notes.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// One model's diff, as the diff runner needs it (a [`DiffRequest`] without the closures).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkItem {
+    pub name: String,
+    pub prod: Relation,
+    pub pr: Relation,
+    pub primary_key: Vec<String>,
+    pub filter: Option<String>,
+    pub include_columns: Vec<String>,
+    pub exclude_columns: Vec<String>,
+    pub masked_columns: Vec<String>,
+}
+
+impl WorkItem {
+    pub fn from_request(name: &str, req: &DiffRequest) -> Self {
+        Self {
+            name: name.to_owned(),
+            prod: req.prod.clone(),
+            pr: req.pr.clone(),
+            primary_key: req.primary_key.clone(),
+            filter: req.filter.clone(),
+            include_columns: req.include_columns.clone(),
+            exclude_columns: req.exclude_columns.clone(),
+            masked_columns: req.masked_columns.clone(),
+        }
+    }
+
+    /// The request, with the configuration's sampling.
+    pub fn request(&self, sampling: Option<SamplingSettings>) -> DiffRequest {
+        let mut req = DiffRequest::new(
+            self.prod.clone(),
+            self.pr.clone(),
+            self.primary_key.clone(),
+        );
+        req.filter = self.filter.clone();
+        req.include_columns = self.include_columns.clone();
+        req.exclude_columns = self.exclude_columns.clone();
+        req.masked_columns = self.masked_columns.clone();
+        req.sampling = sampling;
+        req
+    }
+}
+
+/// A model's stored outcome: its diff, or why it has none (a row of the report).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredOutcome {
+    Ok(Box<DiffResult>),
+    Error(String),
+}
+
+/// The configuration's sampling for a data source of this kind.
+pub fn sampling_for(config: &CiConfig, kind: DataSourceKind) -> Option<SamplingSettings> {
+    let s = &config.sampling;
+    SamplingSettings::new(
+        s.threshold_for(kind),
+        s.tolerance.get(),
+        s.confidence.get(),
+    )
+    .ok()
+}
+
+/// Why a data source cannot be connected to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("data source {source_id}: {problem}")]
+pub struct DataSourceError {
+    pub source_id: String,
+    pub problem: String,
+}
+
+/// The warehouse URL of a data source, with its secret (the password) filled in.
+pub fn warehouse_url(
+    source: &DataSource,
+    secret: Option<String>,
+) -> Result<WarehouseUrl, DataSourceError> {
+    let err = |problem: String| DataSourceError {
+        source_id: source.id.to_string(),
+        problem,
+    };
+    let get = |k: &str| source.connection.get(k).map(String::as_str);
+    match source.kind {
+        DataSourceKind::Postgres | DataSourceKind::Redshift => {
+            let host = get("host").ok_or_else(|| err("connection has no `host`".into()))?;
+            let port = match get("port") {
+                None => 5432,
+                Some(p) => p
+                    .parse()
+                    .map_err(|_| err(format!("port {p:?} is not a number")))?,
+            };
+            Ok(WarehouseUrl::Postgres {
+                user: get("user")
+                    .ok_or_else(|| err("connection has no `user`".into()))?
+                    .to_owned(),
+                password: secret.map(crate::warehouse::Password::new),
+                host: host.to_owned(),
+                port,
+                database: get("database")
+                    .or_else(|| get("dbname"))
+                    .ok_or_else(|| err("connection has no `database`".into()))?
+                    .to_owned(),
+                options: get("options").map(str::to_owned),
+            })
+        }
+        DataSourceKind::Sqlite => {
+            let path = get("path").ok_or_else(|| err("connection has no `path`".into()))?;
+            WarehouseUrl::parse(&format!("sqlite:{path}"), None).map_err(|e| err(e.to_string()))
+        }
+        other => Err(err(format!(
+            "no warehouse driver for {} in this build",
+            other.as_str()
+        ))),
+    }
+}
+
+/// The report of a run from its summary and stored results. A model with no stored result
+/// (should not happen once all are counted) is reported as missing rather than dropped.
+pub fn build_report(
+    config: &CiConfig,
+    run: &CiRun,
+    summary: &Summary,
+    results: &[(String, String)],
+) -> Report {
+    let mut entries = Vec::new();
+    for (uid, name) in &summary.models {
+        let outcome = match results.iter().find(|(m, _)| m == uid) {
+            None => Err("no result was recorded for this model".to_owned()),
+            Some((_, body)) => match serde_json::from_str::<StoredOutcome>(body) {
+                Ok(StoredOutcome::Ok(r)) => Ok(*r),
+                Ok(StoredOutcome::Error(e)) => Err(e),
+                Err(e) => Err(format!("stored result is unreadable: {e}")),
+            },
+        };
+        entries.push(ModelEntry {
+            name: name.clone(),
+            outcome,
+        });
+    }
+    Report {
+        title: format!("prdiff · {}", config.name),
+        header: Some(header(config, run, summary)),
+        entries,
+        skipped: summary
+            .skipped
+            .iter()
+            .map(|(name, reason)| SkippedEntry {
+                name: name.clone(),
+                reason: reason.clone(),
+            })
+            .collect(),
+        downstream: summary.downstream.clone(),
+        metadata: Default::default(),
+    }
+}
+
+/// The report header of a run.
+pub fn header(config: &CiConfig, run: &CiRun, summary: &Summary) -> Header {
+    Header {
+        config_name: config.name.to_string(),
+        head_sha: run.head_sha.to_string(),
+        base_sha: run.base_sha.to_string(),
+        head_url: None,
+        base_url: None,
+        dbt_run_id: summary.dbt_run_id,
+        dbt_run_url: summary.dbt_run_url.clone(),
+        base_note: summary.base_note.clone(),
+    }
+}
+
+/// `body` with the configuration's marker on its first line (added when absent).
+pub fn with_marker(config: &CiConfig, body: &str) -> String {
+    let marker = config.comment_marker();
+    if body.contains(&marker) {
+        body.to_owned()
+    } else {
+        format!("{marker}\n{body}")
+    }
+}
+
+/// The commit status description of a finished report (≤ 140 characters).
+pub fn status_description(report: &Report) -> String {
+    let n = report.entries.len();
+    let differing = report
+        .entries
+        .iter()
+        .filter(|e| matches!(&e.outcome, Ok(r) if r.has_differences()))
+        .count();
+    let failed = report
+        .entries
+        .iter()
+        .filter(|e| e.outcome.is_err())
+        .count();
+    let mut s = if n == 0 {
+        "prdiff: no models to diff".to_owned()
+    } else {
+        format!(
+            "prdiff: {n} model{} diffed, {differing} with differences",
+            if n == 1 { "" } else { "s" }
+        )
+    };
+    if failed > 0 {
+        s.push_str(&format!(", {failed} failed"));
+    }
+    if !report.skipped.is_empty() {
+        s.push_str(&format!(", {} not diffed", report.skipped.len()));
+    }
+    crate::githost::shorten(&s, 140)
+}
+
+/// Publishes a finished report: the sticky comment (created once, edited after) and the
+/// final commit status.
+pub async fn publish_report(
+    host: &dyn GitHost,
+    config: &CiConfig,
+    run: &CiRun,
+    report: &Report,
+) -> Result<(), GitHostError> {
+    let body = with_marker(config, &report::markdown(report));
+    host.upsert_comment(
+        &run.pr.repository,
+        run.pr.number,
+        &config.comment_marker(),
+        &body,
+    )
+    .await?;
+    host.set_status(
+        &run.pr.repository,
+        &run.head_sha,
+        &CommitStatus {
+            state: StatusState::Success,
+            context: config.status_context(),
+            description: status_description(report),
+            target_url: None,
+        },
+    )
+    .await
+}
+
+/// Ends a run that could not be diffed: a note in the sticky comment and a status that
+/// follows the configuration's CI-status-reporting setting (failure when on, success
+/// when off so the PR is never blocked).
+pub async fn publish_failure(
+    host: &dyn GitHost,
+    config: &CiConfig,
+    run: &CiRun,
+    message: &str,
+    target_url: Option<String>,
+) -> Result<(), GitHostError> {
+    let link = target_url
+        .as_deref()
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+        .map(|u| format!(" ([dbt Cloud run]({u}))"))
+        .unwrap_or_default();
+    let body = format!(
+        "{}\n## prdiff · {}\n\n❌ {}{link}\n",
+        config.comment_marker(),
+        report::escape_cell(config.name.as_str()),
+        report::escape_cell(message),
+    );
+    host.upsert_comment(
+        &run.pr.repository,
+        run.pr.number,
+        &config.comment_marker(),
+        &body,
+    )
+    .await?;
+    let (state, description) = if config.status_reporting {
+        (StatusState::Failure, format!("prdiff: {message}"))
+    } else {
+        (
+            StatusState::Success,
+            format!("prdiff (not blocking): {message}"),
+        )
+    };
+    host.set_status(
+        &run.pr.repository,
+        &run.head_sha,
+        &CommitStatus {
+            state,
+            context: config.status_context(),
+            description: crate::githost::shorten(&description, 140),
+            target_url,
+        },
+    )
+    .await
+}
+
+/// The sticky comment while prdiff waits for dbt Cloud.
+pub async fn publish_waiting(
+    host: &dyn GitHost,
+    config: &CiConfig,
+    run: &CiRun,
+    message: &str,
+) -> Result<(), GitHostError> {
+    let body = format!(
+        "{}\n## prdiff · {}\n\n⏳ {}\n",
+        config.comment_marker(),
+        report::escape_cell(config.name.as_str()),
+        report::escape_cell(message),
+    );
+    host.upsert_comment(
+        &run.pr.repository,
+        run.pr.number,
+        &config.comment_marker(),
+        &body,
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_outcome_round_trips_through_json() {
+        let err = StoredOutcome::Error("relation does not exist".into());
+        let json = serde_json::to_string(&err).unwrap();
+        assert_eq!(json, r#"{"error":"relation does not exist"}"#);
+        assert_eq!(serde_json::from_str::<StoredOutcome>(&json).unwrap(), err);
+    }
+
+    #[test]
+    fn a_work_item_keeps_the_request_it_was_made_from() {
+        let mut req = DiffRequest::new(
+            Relation::parse("analytics.orders").unwrap(),
+            Relation::parse("dbt_cloud_pr_1_2.orders").unwrap(),
+            vec!["id".into()],
+        );
+        req.filter = Some("id > 0".into());
+        req.masked_columns = vec!["email".into()];
+        let item = WorkItem::from_request("orders", &req);
+        let back: WorkItem =
+            serde_json::from_str(&serde_json::to_string(&item).unwrap()).unwrap();
+        let again = back.request(None);
+        assert_eq!(again.pr, req.pr);
+        assert_eq!(again.filter, req.filter);
+        assert_eq!(again.masked_columns, req.masked_columns);
+    }
+}
