@@ -23,6 +23,7 @@
 //! | [`queue`] | the queue port: SQS with per-message delay, an in-process delay queue |
 //! | [`messages`] | versioned JSON of every queue message (poll, diff, sync) |
 //! | [`githost`] | GitHub and GitLab REST clients behind one trait (files, merge base, status, comment) |
+//! | [`metadata`] | model metadata synced from the production manifest: store port, sync, due-ness |
 //! | [`dbtcloud`] | dbt Cloud Administrative API v2 client (accounts, jobs, runs, artifacts) |
 //! | [`pipeline`] | what the poller and diff runner share: fan-out items, the run's report, PR comment and status |
 //!
@@ -37,6 +38,7 @@ pub mod githost;
 pub mod intake;
 pub mod manifest;
 pub mod messages;
+pub mod metadata;
 pub mod pipeline;
 pub mod plan;
 pub mod queue;

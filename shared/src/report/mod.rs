@@ -152,7 +152,7 @@ fn fmt_n(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -212,11 +212,165 @@ fn schema_text(r: &DiffResult) -> String {
     }
 }
 
-/// The markdown report for a set of model diffs.
+/// GitHub's limit on an issue comment body, in characters.
+pub const GITHUB_COMMENT_LIMIT: usize = 65_536;
+
+/// How much a rendering shows. Reports that do not fit the host's limit drop detail in
+/// this order (each level keeps everything the next one keeps):
+/// 1. sample rows;
+/// 2. the rows of unchanged columns in each model's column table;
+/// 3. the per-model sections (the summary table stays);
+/// 4. the list of models not diffed (its count stays);
+/// 5. summary rows from the end, replaced by a line saying how many were left out.
+///
+/// Tables are only ever dropped whole or row by row, never cut in the middle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Detail {
+    Full,
+    NoSamples,
+    ChangedColumnsOnly,
+    SummaryOnly,
+    NoSkippedList,
+}
+
+/// The hidden marker that finds a configuration's sticky comment again.
+pub fn marker(config_name: &str) -> String {
+    // `--` cannot appear inside an HTML comment.
+    format!(
+        "<!-- prdiff:{} -->",
+        config_name.replace("--", "-\u{2010}").replace('>', "&gt;")
+    )
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+fn link(text: &str, url: Option<&str>) -> String {
+    match url {
+        Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
+            format!("[{text}]({})", u.replace(')', "%29").replace(' ', "%20"))
+        }
+        _ => text.to_owned(),
+    }
+}
+
+fn header_lines(out: &mut String, report: &Report) {
+    match &report.header {
+        Some(h) => {
+            let _ = writeln!(out, "{}", marker(&h.config_name));
+            let _ = writeln!(out, "## prdiff · {}\n", escape_cell(&h.config_name));
+            let _ = write!(
+                out,
+                "Comparing {} with base {}",
+                link(&code(short(&h.head_sha)), h.head_url.as_deref()),
+                link(&code(short(&h.base_sha)), h.base_url.as_deref())
+            );
+            if let Some(id) = h.dbt_run_id {
+                let _ = write!(
+                    out,
+                    " · dbt Cloud run {}",
+                    link(&format!("#{id}"), h.dbt_run_url.as_deref())
+                );
+            }
+            out.push_str("\n\n");
+            if let Some(n) = &h.base_note {
+                let _ = writeln!(out, "> ⚠️ {}\n", escape_cell_long(n));
+            }
+        }
+        None => {
+            let _ = writeln!(out, "## {}\n", escape_cell(&report.title));
+        }
+    }
+}
+
+/// The comment shown while prdiff waits for dbt Cloud.
+pub fn waiting_markdown(header: &Header, message: &str) -> String {
+    let report = Report {
+        header: Some(header.clone()),
+        ..Default::default()
+    };
+    let mut out = String::new();
+    header_lines(&mut out, &report);
+    let _ = writeln!(out, "⏳ {}", escape_cell_long(message));
+    out
+}
+
+/// The markdown report with every detail.
 pub fn markdown(report: &Report) -> String {
+    render(report, Detail::Full, usize::MAX)
+}
+
+/// The markdown report, shortened (see [`Detail`]'s order) until it fits `limit`
+/// characters.
+pub fn markdown_within(report: &Report, limit: usize) -> String {
+    for level in [
+        Detail::Full,
+        Detail::NoSamples,
+        Detail::ChangedColumnsOnly,
+        Detail::SummaryOnly,
+        Detail::NoSkippedList,
+    ] {
+        let s = render(report, level, usize::MAX);
+        if s.chars().count() <= limit {
+            return s;
+        }
+    }
+    // Last resort: as many summary rows as fit.
+    let (mut lo, mut hi) = (0usize, report.entries.len());
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if render(report, Detail::NoSkippedList, mid).chars().count() <= limit {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    render(report, Detail::NoSkippedList, lo)
+}
+
+fn summary_row(out: &mut String, e: &ModelEntry) {
+    match &e.outcome {
+        Ok(r) => {
+            let a = approx(r);
+            let cols = r
+                .columns
+                .iter()
+                .filter(|c| c.changed.unwrap_or(0) > 0)
+                .count();
+            let _ = writeln!(
+                out,
+                "| {} | {} → {} | {} | {} | {} | {} | {} | {} |",
+                code(&e.name),
+                fmt_n(r.rows.prod),
+                fmt_n(r.rows.pr),
+                opt(r.exclusive.map(|x| x.pr), a),
+                opt(r.exclusive.map(|x| x.prod), a),
+                opt(r.changed, a),
+                if r.changed.is_some() {
+                    cols.to_string()
+                } else {
+                    "—".to_owned()
+                },
+                schema_text(r),
+                key_issue_text(r)
+            );
+        }
+        Err(msg) => {
+            let _ = writeln!(
+                out,
+                "| {} | ⚠️ failed: {} | | | | | | |",
+                code(&e.name),
+                escape_cell(msg)
+            );
+        }
+    }
+}
+
+fn render(report: &Report, detail: Detail, max_rows: usize) -> String {
     let entries = &report.entries;
     let mut out = String::new();
-    let _ = writeln!(out, "## {}\n", escape_cell(&report.title));
+    header_lines(&mut out, report);
     if entries.is_empty() {
         let _ = writeln!(out, "No models to diff.");
     } else {
@@ -225,77 +379,131 @@ pub fn markdown(report: &Report) -> String {
             "| model | rows prod → PR | added | removed | changed | columns changed | schema | key issues |"
         );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
-    }
-    for e in entries {
-        match &e.outcome {
-            Ok(r) => {
-                let a = approx(r);
-                let cols = r
-                    .columns
-                    .iter()
-                    .filter(|c| c.changed.unwrap_or(0) > 0)
-                    .count();
-                let _ = writeln!(
-                    out,
-                    "| {} | {} → {} | {} | {} | {} | {} | {} | {} |",
-                    code(&e.name),
-                    fmt_n(r.rows.prod),
-                    fmt_n(r.rows.pr),
-                    opt(r.exclusive.map(|x| x.pr), a),
-                    opt(r.exclusive.map(|x| x.prod), a),
-                    opt(r.changed, a),
-                    if r.changed.is_some() {
-                        cols.to_string()
-                    } else {
-                        "—".to_owned()
-                    },
-                    schema_text(r),
-                    key_issue_text(r)
-                );
-            }
-            Err(msg) => {
-                let _ = writeln!(
-                    out,
-                    "| {} | ⚠️ failed: {} | | | | | | |",
-                    code(&e.name),
-                    escape_cell(msg)
-                );
-            }
+        for e in entries.iter().take(max_rows) {
+            summary_row(&mut out, e);
         }
-    }
-    for e in entries {
-        if let Ok(r) = &e.outcome {
-            out.push('\n');
-            model_details(&mut out, &e.name, r);
-        }
-    }
-    if !report.skipped.is_empty() {
-        let _ = writeln!(
-            out,
-            "\n<details><summary>Not diffed ({})</summary>\n",
-            report.skipped.len()
-        );
-        let _ = writeln!(out, "| model | why |");
-        let _ = writeln!(out, "|---|---|");
-        for s in &report.skipped {
+        if entries.len() > max_rows {
             let _ = writeln!(
                 out,
-                "| {} | {} |",
-                code(&s.name),
-                escape_cell_long(&s.reason)
+                "\n…and {} more models, left out to fit the comment size limit.",
+                entries.len() - max_rows
             );
         }
-        let _ = writeln!(out, "\n</details>");
+    }
+    if detail < Detail::SummaryOnly {
+        for e in entries {
+            if let Ok(r) = &e.outcome {
+                out.push('\n');
+                model_details(&mut out, &e.name, r, detail, report.metadata.get(&e.name));
+            }
+        }
+    } else if !entries.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n_Per-model details were left out to fit the comment size limit._"
+        );
+    }
+    if !report.downstream.is_empty() {
+        let shown: Vec<String> = report.downstream.iter().take(50).map(|d| code(d)).collect();
+        let more = report.downstream.len().saturating_sub(50);
+        let _ = write!(
+            out,
+            "\n**Downstream** ({}): {}",
+            report.downstream.len(),
+            shown.join(", ")
+        );
+        if more > 0 {
+            let _ = write!(out, " and {more} more");
+        }
+        out.push('\n');
+    }
+    if !report.skipped.is_empty() {
+        if detail < Detail::NoSkippedList {
+            let _ = writeln!(
+                out,
+                "\n<details><summary>Not diffed ({})</summary>\n",
+                report.skipped.len()
+            );
+            let _ = writeln!(out, "| model | why |");
+            let _ = writeln!(out, "|---|---|");
+            for s in &report.skipped {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} |",
+                    code(&s.name),
+                    escape_cell_long(&s.reason)
+                );
+            }
+            let _ = writeln!(out, "\n</details>");
+        } else {
+            let _ = writeln!(
+                out,
+                "\n{} models were not diffed (list left out to fit the comment size limit).",
+                report.skipped.len()
+            );
+        }
     }
     out
 }
 
-fn model_details(out: &mut String, name: &str, r: &DiffResult) {
+/// The commit status description: at most 140 characters.
+pub fn status_description(report: &Report) -> String {
+    let failed = report.entries.iter().filter(|e| e.outcome.is_err()).count();
+    let differing = report
+        .entries
+        .iter()
+        .filter(|e| matches!(&e.outcome, Ok(r) if r.has_differences()))
+        .count();
+    let n = report.entries.len();
+    let mut s = if n == 0 {
+        "No models to diff".to_owned()
+    } else {
+        format!(
+            "{n} model{} diffed: {differing} with differences",
+            if n == 1 { "" } else { "s" }
+        )
+    };
+    if failed > 0 {
+        s.push_str(&format!(", {failed} failed"));
+    }
+    if !report.skipped.is_empty() {
+        s.push_str(&format!(", {} not diffed", report.skipped.len()));
+    }
+    truncate_chars(&s, 140)
+}
+
+/// `s` cut to `max` characters, with an ellipsis when cut.
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+fn model_details(
+    out: &mut String,
+    name: &str,
+    r: &DiffResult,
+    detail: Detail,
+    meta: Option<&ModelMeta>,
+) {
+    let owner = meta
+        .and_then(|m| m.owner.as_deref())
+        .map(|o| format!(" · owner {}", html(o)))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "<details><summary><code>{}</code></summary>\n",
+        "<details><summary><code>{}</code>{owner}</summary>\n",
         html(name)
     );
+    if let Some(d) = meta
+        .and_then(|m| m.description.as_deref())
+        .filter(|d| !d.trim().is_empty())
+    {
+        let _ = writeln!(out, "_{}_\n", escape_cell_long(&truncate_chars(d, 300)));
+    }
     let _ = write!(out, "prod {} → PR {}", code(&r.prod), code(&r.pr));
     if !r.primary_key.is_empty() {
         let keys: Vec<String> = r.primary_key.iter().map(|k| code(k)).collect();
@@ -305,9 +513,9 @@ fn model_details(out: &mut String, name: &str, r: &DiffResult) {
     if let Some(s) = &r.sampled {
         let _ = writeln!(
             out,
-            "Sampled: {:.2}% of keys (±{} at {}% confidence); figures marked ≈ are estimates.\n",
+            "Sampled: {:.2}% of keys; shares within ±{} percentage points at {}% confidence. Figures marked ≈ are estimates.\n",
             s.rate * 100.0,
-            s.tolerance,
+            s.tolerance * 100.0,
             s.confidence * 100.0
         );
     }
@@ -328,7 +536,11 @@ fn model_details(out: &mut String, name: &str, r: &DiffResult) {
             "\n| column | prod type | PR type | changed | % of matched |"
         );
         let _ = writeln!(out, "|---|---|---|---|---|");
-        for c in &r.columns {
+        for c in r
+            .columns
+            .iter()
+            .filter(|c| detail < Detail::ChangedColumnsOnly || c.changed.unwrap_or(0) > 0)
+        {
             let pct = match (c.changed_pct, c.changed_pct_interval) {
                 (Some(p), Some((lo, hi))) => format!("{p:.2}% ({lo:.2}–{hi:.2}%)"),
                 (Some(p), None) => format!("{p:.2}%"),
@@ -350,7 +562,7 @@ fn model_details(out: &mut String, name: &str, r: &DiffResult) {
             );
         }
     }
-    if !r.samples.is_empty() {
+    if !r.samples.is_empty() && detail < Detail::NoSamples {
         let _ = writeln!(out, "\nSample rows:\n");
         let _ = writeln!(out, "| kind | key | column | prod | PR |");
         let _ = writeln!(out, "|---|---|---|---|---|");
@@ -465,7 +677,7 @@ pub fn text(r: &DiffResult) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+mod escape_tests {
     use super::*;
 
     #[test]
@@ -500,3 +712,6 @@ mod tests {
         assert_eq!(fmt_n(999), "999");
     }
 }
+
+#[cfg(test)]
+mod tests;

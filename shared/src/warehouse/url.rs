@@ -155,14 +155,15 @@ fn malformed(url: &str, reason: &str) -> WarehouseUrlError {
 
 /// The URL with any password replaced, for messages.
 pub fn redact(input: &str) -> String {
-    if let Some((scheme, rest)) = input.split_once("://") {
-        if let Some((userinfo, host)) = rest.split_once('@') {
-            if let Some((user, _)) = userinfo.split_once(':') {
-                return format!("{scheme}://{user}:[redacted]@{host}");
-            }
-        }
+    let parts = input.split_once("://").and_then(|(scheme, rest)| {
+        let (userinfo, host) = rest.split_once('@')?;
+        let (user, _) = userinfo.split_once(':')?;
+        Some((scheme, user, host))
+    });
+    match parts {
+        Some((scheme, user, host)) => format!("{scheme}://{user}:[redacted]@{host}"),
+        None => input.to_owned(),
     }
-    input.to_owned()
 }
 
 impl fmt::Display for WarehouseUrl {

@@ -1,0 +1,67 @@
+//! The manifest sync Lambda: wiring only. Settings are read once, AWS clients built once,
+//! then every event goes to [`prdiff_sync::handle`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use prdiff_shared::metadata::dynamodb::DynamoMetadata;
+use prdiff_shared::metadata::http::HttpArtifactsConnector;
+use prdiff_shared::secrets::aws::SecretsManager;
+use prdiff_shared::store::dynamodb::DynamoStore;
+use prdiff_sync::{Deps, HandlerError, handle};
+use serde_json::Value;
+
+/// A handler failure as Lambda reports it: a stable error type and the message.
+#[derive(Debug)]
+struct Failure(HandlerError);
+
+impl From<Failure> for Diagnostic {
+    fn from(f: Failure) -> Self {
+        Diagnostic {
+            error_type: f.0.error_type().into(),
+            error_message: chain(&f.0),
+        }
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_current_span(true)
+        .without_time()
+        .init();
+    let table =
+        std::env::var("PRDIFF_TABLE").map_err(|_| "missing environment variables: PRDIFF_TABLE")?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&aws);
+    let deps = Deps {
+        configs: Arc::new(DynamoStore::new(dynamo.clone(), table.clone())),
+        metadata: Arc::new(DynamoMetadata::new(dynamo, table)),
+        secrets: Arc::new(SecretsManager::new(
+            aws_sdk_secretsmanager::Client::new(&aws),
+            Duration::from_secs(300),
+        )),
+        dbt: Arc::new(HttpArtifactsConnector::new()),
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handle(event.payload, deps).await.map_err(Failure)
+    }))
+    .await
+}

@@ -1,0 +1,231 @@
+//! Rendering tests: snapshots of the PR comment (insta) and the size limit.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::diff::{
+    ColumnDiff, DiffResult, KeyIssues, KeyIssuesPerSide, PerSide, SampleRow, SampleValue,
+    SampledInfo, SchemaDiff,
+};
+
+fn column(name: &str, changed: u64, matched: u64) -> ColumnDiff {
+    ColumnDiff {
+        name: name.into(),
+        prod_type: "integer".into(),
+        pr_type: "integer".into(),
+        changed: Some(changed),
+        changed_pct: Some(100.0 * changed as f64 / matched as f64),
+        changed_pct_interval: None,
+        nulls: None,
+    }
+}
+
+fn result(name: &str, changed: u64) -> DiffResult {
+    DiffResult {
+        version: 1,
+        prod: format!("analytics.prod.{name}"),
+        pr: format!("analytics.dbt_cloud_pr_1_2.{name}"),
+        rows: PerSide {
+            prod: 1000,
+            pr: 1002,
+        },
+        primary_key: vec!["id".into()],
+        primary_key_issues: KeyIssuesPerSide {
+            prod: KeyIssues::default(),
+            pr: KeyIssues {
+                nulls: 1,
+                ..Default::default()
+            },
+        },
+        exclusive: Some(PerSide { prod: 3, pr: 5 }),
+        matched: Some(997),
+        changed: Some(changed),
+        unchanged: Some(997 - changed),
+        columns: vec![column("amount", changed, 997), column("status", 0, 997)],
+        schema: SchemaDiff {
+            added: vec!["is_repeat".into()],
+            removed: vec![],
+            type_changed: vec!["amount".into()],
+        },
+        sampled: None,
+        samples: vec![SampleRow {
+            kind: "changed",
+            key: BTreeMap::from([("id".to_owned(), Some("42".to_owned()))]),
+            values: vec![SampleValue {
+                column: "amount".into(),
+                prod: Some("10.00".into()),
+                pr: Some("10.5|0 <b>@team</b>".into()),
+            }],
+        }],
+        notes: vec![],
+    }
+}
+
+fn header() -> Header {
+    Header {
+        config_name: "analytics".into(),
+        head_sha: "ec26c3e57ca3a959ca5aad62de7213c562f8c821".into(),
+        base_sha: "f95f852bd8fca8fcc58a9a2d6c842781e32a215e".into(),
+        head_url: Some("https://github.com/acme/dbt/commit/ec26c3e".into()),
+        base_url: None,
+        dbt_run_id: Some(70_403_103_932),
+        dbt_run_url: Some("https://ab123.us1.dbt.com/deploy/1/projects/2/runs/70403103932".into()),
+        base_note: None,
+    }
+}
+
+fn report() -> Report {
+    let mut sampled = result("events", 12);
+    sampled.sampled = Some(SampledInfo {
+        tolerance: 0.001,
+        confidence: 0.99,
+        threshold: 1_000_000,
+        seed: 0,
+        rate: 0.0123,
+        rows_sampled: PerSide {
+            prod: 12_300,
+            pr: 12_310,
+        },
+        intervals: BTreeMap::from([("changed_pct".to_owned(), (0.9, 1.5))]),
+    });
+    sampled.columns[0].changed_pct_interval = Some((0.9, 1.5));
+    Report {
+        title: String::new(),
+        header: Some(header()),
+        entries: vec![
+            ModelEntry {
+                name: "orders".into(),
+                outcome: Ok(result("orders", 7)),
+            },
+            ModelEntry {
+                name: "events".into(),
+                outcome: Ok(sampled),
+            },
+            ModelEntry {
+                name: "broken | model".into(),
+                outcome: Err("statement timeout (600s)".into()),
+            },
+        ],
+        skipped: vec![SkippedEntry {
+            name: "new_model".into(),
+            reason: skip_reason_text(crate::plan::SkipReason::NewModel).into(),
+        }],
+        downstream: vec!["customers".into(), "revenue".into()],
+        metadata: BTreeMap::from([(
+            "orders".to_owned(),
+            ModelMeta {
+                owner: Some("@data-team".into()),
+                description: Some("One row per order.".into()),
+            },
+        )]),
+    }
+}
+
+#[test]
+fn the_pr_comment_matches_its_snapshot() {
+    insta::assert_snapshot!(markdown(&report()));
+}
+
+#[test]
+fn the_waiting_comment_matches_its_snapshot() {
+    insta::assert_snapshot!(waiting_markdown(
+        &header(),
+        "Waiting for dbt Cloud run #70403103932 to finish."
+    ));
+}
+
+#[test]
+fn the_comment_carries_the_marker_and_escapes_data() {
+    let md = markdown(&report());
+    assert!(md.starts_with(&marker("analytics")));
+    // Data values sit in code spans, where markdown, HTML and mentions are inert; the
+    // pipe is escaped so the table holds.
+    assert!(md.contains("`10.5\\|0 <b>@team</b>`"), "{md}");
+    assert!(
+        !md.replace("`10.5\\|0 <b>@team</b>`", "").contains("<b>"),
+        "no HTML outside code spans"
+    );
+    assert!(
+        !md.contains("@data-team"),
+        "owners from metadata cannot mention a team"
+    );
+    assert!(
+        md.contains("≈12"),
+        "sampled figures are marked as estimates"
+    );
+}
+
+/// Every table line of `md` has the same number of unescaped pipes as its header.
+fn assert_tables_whole(md: &str) {
+    let mut expected: Option<usize> = None;
+    for line in md.lines() {
+        if line.starts_with('|') {
+            let pipes = line.replace("\\|", "").matches('|').count();
+            match expected {
+                None => expected = Some(pipes),
+                Some(e) => assert_eq!(pipes, e, "a table row was cut: {line}"),
+            }
+        } else {
+            expected = None;
+        }
+    }
+}
+
+#[test]
+fn a_huge_report_fits_the_github_limit_by_dropping_detail_not_by_cutting_tables() {
+    let mut r = report();
+    for i in 0..400 {
+        let mut d = result(&format!("model_{i}"), 5);
+        d.columns = (0..40)
+            .map(|c| column(&format!("column_with_a_long_name_{c}"), c % 3, 997))
+            .collect();
+        r.entries.push(ModelEntry {
+            name: format!("model_{i}"),
+            outcome: Ok(d),
+        });
+    }
+    for i in 0..300 {
+        r.skipped.push(SkippedEntry {
+            name: format!("skipped_{i}"),
+            reason: "not built by the PR run".into(),
+        });
+    }
+    let full = markdown(&r);
+    assert!(full.chars().count() > GITHUB_COMMENT_LIMIT);
+    let fitted = markdown_within(&r, GITHUB_COMMENT_LIMIT);
+    assert!(fitted.chars().count() <= GITHUB_COMMENT_LIMIT);
+    assert!(fitted.starts_with(&marker("analytics")));
+    assert_tables_whole(&fitted);
+    // It keeps as much as fits: the summary of every model.
+    assert!(fitted.contains("`model_399`"));
+
+    // Far too many models even for the summary: rows are dropped whole, with a note.
+    for i in 400..3000 {
+        r.entries.push(ModelEntry {
+            name: format!("model_{i}"),
+            outcome: Ok(result("x", 1)),
+        });
+    }
+    let fitted = markdown_within(&r, GITHUB_COMMENT_LIMIT);
+    assert!(fitted.chars().count() <= GITHUB_COMMENT_LIMIT);
+    assert_tables_whole(&fitted);
+    assert!(fitted.contains("more models, left out to fit"));
+}
+
+#[test]
+fn a_small_report_is_not_shortened() {
+    let r = report();
+    assert_eq!(markdown_within(&r, GITHUB_COMMENT_LIMIT), markdown(&r));
+}
+
+#[test]
+fn status_descriptions_stay_within_140_characters() {
+    assert_eq!(
+        status_description(&report()),
+        "3 models diffed: 2 with differences, 1 failed, 1 not diffed"
+    );
+    let mut r = report();
+    r.entries.clear();
+    assert_eq!(status_description(&r), "No models to diff, 1 not diffed");
+    assert_eq!(truncate_chars(&"é".repeat(200), 140).chars().count(), 140);
+}
