@@ -10,6 +10,7 @@
 
 mod hashed;
 mod raw;
+mod scan;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -210,31 +211,21 @@ impl Manifest {
 
     /// Parses manifest bytes obtained elsewhere; `origin` names them in errors.
     pub fn from_slice(bytes: &[u8], origin: &Path) -> Result<Self, ArtifactError> {
-        let raw: raw::RawManifest =
-            serde_json::from_slice(bytes).map_err(|source| ArtifactError::Json {
+        Self::from_reader(bytes, origin)
+    }
+
+    /// Parses a manifest from a reader without holding the whole text (see [`scan`]).
+    pub fn from_reader(reader: impl std::io::Read, origin: &Path) -> Result<Self, ArtifactError> {
+        let raw = scan::manifest(reader).map_err(|e| match e {
+            scan::ScanError::Io(source) => ArtifactError::Read {
+                path: origin.to_owned(),
+                source,
+            },
+            scan::ScanError::Json(source) => ArtifactError::Json {
                 path: origin.to_owned(),
                 kind: ArtifactKind::Manifest,
                 source,
-            })?;
-        raw.into_manifest(origin)
-    }
-
-    /// Parses a manifest from a reader without holding the whole text.
-    pub fn from_reader(reader: impl std::io::Read, origin: &Path) -> Result<Self, ArtifactError> {
-        let reader = std::io::BufReader::with_capacity(1 << 20, reader);
-        let raw: raw::RawManifest = serde_json::from_reader(reader).map_err(|source| {
-            if source.is_io() {
-                ArtifactError::Read {
-                    path: origin.to_owned(),
-                    source: source.into(),
-                }
-            } else {
-                ArtifactError::Json {
-                    path: origin.to_owned(),
-                    kind: ArtifactKind::Manifest,
-                    source,
-                }
-            }
+            },
         })?;
         raw.into_manifest(origin)
     }

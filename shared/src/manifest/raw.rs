@@ -15,28 +15,24 @@ type JsonMap = serde_json::Map<String, serde_json::Value>;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct RawMetadata {
+pub(super) struct RawMetadata {
     dbt_schema_version: Option<String>,
     dbt_version: Option<String>,
     adapter_type: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// The manifest sections the planner reads; filled by [`super::scan`].
+#[derive(Default)]
 pub(super) struct RawManifest {
-    #[serde(default, deserialize_with = "hashed::null_default")]
-    metadata: RawMetadata,
-    #[serde(default, deserialize_with = "hashed::null_default")]
-    nodes: HashMap<String, Node>,
-    #[serde(default, deserialize_with = "hashed::null_default")]
-    macros: HashMap<String, Macro>,
-    #[serde(default, deserialize_with = "hashed::null_default")]
-    disabled: HashMap<String, Vec<RawDisabled>>,
-    #[serde(default, deserialize_with = "hashed::null_default")]
-    child_map: HashMap<String, Vec<String>>,
+    pub(super) metadata: RawMetadata,
+    pub(super) nodes: HashMap<String, Node>,
+    pub(super) macros: HashMap<String, Macro>,
+    pub(super) disabled: HashMap<String, Vec<RawDisabled>>,
+    pub(super) child_map: HashMap<String, Vec<String>>,
 }
 
 #[derive(Deserialize)]
-struct RawDisabled {
+pub(super) struct RawDisabled {
     #[serde(default)]
     resource_type: String,
 }
