@@ -102,30 +102,46 @@ impl<R: Read> Scanner<R> {
                 return Err(self.err("unexpected end of file"));
             }
             let mut end = None;
-            for (i, &b) in buf.iter().enumerate() {
+            let mut i = 0;
+            while i < buf.len() {
                 if literal {
+                    let b = buf[i];
                     if matches!(b, b',' | b'}' | b']') || b.is_ascii_whitespace() {
                         end = Some(i);
                         break;
                     }
                     started = true;
+                    i += 1;
                     continue;
                 }
                 if in_string {
                     if escaped {
+                        // The escaped byte itself (the `\` may have ended the last buffer).
                         escaped = false;
-                    } else if b == b'\\' {
-                        escaped = true;
-                    } else if b == b'"' {
-                        in_string = false;
-                        if depth == 0 {
-                            end = Some(i + 1);
-                            break;
+                        i += 1;
+                        continue;
+                    }
+                    // Strings are most of a manifest: jump to the next quote or backslash.
+                    match buf[i..].iter().position(|&b| b == b'"' || b == b'\\') {
+                        None => i = buf.len(),
+                        Some(j) => {
+                            i += j;
+                            if buf[i] == b'\\' {
+                                escaped = true;
+                                i += 1;
+                            } else {
+                                in_string = false;
+                                i += 1;
+                                if depth == 0 {
+                                    end = Some(i);
+                                    break;
+                                }
+                            }
                         }
                     }
                     continue;
                 }
-                match b {
+                match buf[i] {
                     b'"' => in_string = true,
                     b'{' | b'[' => depth += 1,
                     b'}' | b']' => {
@@ -137,6 +153,7 @@ impl<R: Read> Scanner<R> {
                     }
                     _ => {}
                 }
+                i += 1;
             }
             let n = end.unwrap_or(buf.len());
             if let Some(out) = out.as_deref_mut() {
@@ -264,6 +281,33 @@ mod tests {
         assert_eq!(raw.nodes["model.p.a"].name, "a");
         assert!(raw.macros.is_empty());
         assert_eq!(raw.child_map.len(), 1);
+    }
+
+    /// Hands out one byte per read, so every escape and quote straddles a buffer refill.
+    struct OneByte<'a>(&'a [u8]);
+    impl Read for OneByte<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            match (self.0.split_first(), out.first_mut()) {
+                (Some((b, rest)), Some(o)) => {
+                    *o = *b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn values_split_across_reads_parse_the_same() {
+        let text = br#"{"metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json"},
+            "docs": {"d": "a \\\" } ] tricky"},
+            "nodes": {"model.p.\"q\"": {"name": "a\\", "tags": ["x"], "version": 2}}}"#;
+        let raw = manifest(OneByte(&text[..])).ok().unwrap();
+        let node = &raw.nodes["model.p.\"q\""];
+        assert_eq!(node.name, "a\\");
+        assert_eq!(node.version.as_deref(), Some("2"));
+        assert_eq!(node.tags, ["x"]);
     }
 
     #[test]
