@@ -145,9 +145,11 @@ fn check(r: &DiffResult, t: &Truth) -> Result<(), String> {
 /// Runs reladiff's joindiff; returns its wall time and whether its per-column counts
 /// match the truth (with what it printed when they do not).
 fn reladiff(bin: &str, url: &str, schema: &str, t: &Truth) -> (Duration, String) {
+    // reladiff (SQLAlchemy) wants the `postgresql://` scheme.
+    let url = url.replacen("postgres://", "postgresql://", 1);
     let mut cmd = std::process::Command::new(bin);
     cmd.args([
-        url,
+        &url,
         &format!("{schema}.prod"),
         &format!("{schema}.pr"),
         "-k",
@@ -163,41 +165,44 @@ fn reladiff(bin: &str, url: &str, schema: &str, t: &Truth) -> (Duration, String)
     let start = Instant::now();
     let out = cmd.output().expect("run reladiff");
     let took = start.elapsed();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        return (
-            took,
-            format!(
-                "failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-            ),
-        );
-    }
+    // Its console wraps long lines: join them back before parsing.
+    let stdout: String = String::from_utf8_lossy(&out.stdout).lines().collect();
     let v: serde_json::Value = match serde_json::from_str(stdout.trim()) {
         Ok(v) => v,
-        Err(_) => return (took, format!("unparsed output: {}", stdout.trim())),
+        Err(_) => {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return (
+                took,
+                format!("failed: {}", err.lines().last().unwrap_or("no output")),
+            );
+        }
     };
-    let counts = &v["values"];
+    let rows_ok = v["exclusive_A"].as_u64() == Some(t.only_prod)
+        && v["exclusive_B"].as_u64() == Some(t.only_pr)
+        && v["updated"].as_u64() == Some(t.changed);
     let mut wrong = Vec::new();
     for (i, c) in COLUMNS.iter().enumerate() {
-        let got = counts[*c].as_u64().unwrap_or(0);
+        let got = v["stats"]["diff_counts"][format!("{c}_a")]
+            .as_u64()
+            .unwrap_or(0);
         if got != t.per_column[i] {
-            wrong.push(format!("{c} {got}≠{}", t.per_column[i]));
+            wrong.push(format!("{c} {got} (truth {})", t.per_column[i]));
         }
     }
-    let rows = format!(
-        "rows only A {} / only B {} / updated {}",
-        v["rows_A"]["exclusive"], v["rows_B"]["exclusive"], v["rows_A"]["updated"]
-    );
-    let verdict = if wrong.is_empty() {
+    let rows = if rows_ok {
+        "row counts correct".to_owned()
+    } else {
+        format!(
+            "row counts {} / {} / {} (truth {} / {} / {})",
+            v["exclusive_A"], v["exclusive_B"], v["updated"], t.only_prod, t.only_pr, t.changed
+        )
+    };
+    let cols = if wrong.is_empty() {
         "per-column counts correct".to_owned()
     } else {
         format!("per-column counts wrong: {}", wrong.join(", "))
     };
-    (took, format!("{rows}; {verdict}"))
+    (took, format!("{rows}; {cols}"))
 }
 
 #[tokio::main]
