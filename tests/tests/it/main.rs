@@ -5,4 +5,5 @@ mod engine;
 mod githost;
 mod plan;
 mod stores;
+mod template;
 mod webhook;
