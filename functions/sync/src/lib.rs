@@ -13,6 +13,9 @@
 //! A failed sync records its error on the configuration's sync state and leaves the
 //! stored metadata in place.
 
+// `synthetic` builds a dbt node with one `json!`, deeper than the default limit.
+#![recursion_limit = "256"]
+
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use prdiff_shared::messages::Message;
@@ -123,4 +126,93 @@ pub async fn handle_sqs(event: SqsEvent, deps: &Deps, now: u64) -> SqsBatchRespo
     let mut resp = SqsBatchResponse::default();
     resp.batch_item_failures = failures;
     resp
+}
+
+/// Synthetic manifests for tests and the benchmark: `n` models shaped like dbt 1.10
+/// output (v12 config keys, raw and compiled SQL, documented columns, dependencies), about
+/// 6 KB of JSON per model, like production manifests.
+pub mod synthetic {
+    use serde_json::{Value, json};
+
+    /// A v12 manifest of `n` models named `model_<i>`, generated at `generated_at`.
+    pub fn manifest(n: usize, generated_at: &str) -> Vec<u8> {
+        let mut nodes = serde_json::Map::with_capacity(n);
+        let mut child_map = serde_json::Map::with_capacity(n);
+        for i in 0..n {
+            let uid = format!("model.big.model_{i}");
+            let parents: Vec<String> = (1..=3)
+                .filter(|d| i >= *d)
+                .map(|d| format!("model.big.model_{}", i - d))
+                .collect();
+            let columns: serde_json::Map<String, Value> = (0..12)
+                .map(|c| {
+                    let name = format!("column_{c}");
+                    (name.clone(), json!({
+                        "name": name, "description": format!("Column {c} of model {i}: what it holds, where it comes from and how it is computed."),
+                        "meta": {}, "data_type": if c % 3 == 0 { Value::from("bigint") } else { Value::Null },
+                        "constraints": [], "quote": null, "config": {"meta": {}, "tags": []}, "tags": [],
+                        "granularity": null, "doc_blocks": []
+                    }))
+                })
+                .collect();
+            let raw = format!(
+                "with source as (\n  select * from {{{{ ref('model_{}') }}}}\n),\nrenamed as (\n  select\n{}\n  from source\n)\nselect * from renamed\n",
+                i.saturating_sub(1),
+                (0..12)
+                    .map(|c| format!("    column_{c} as column_{c}"))
+                    .collect::<Vec<_>>()
+                    .join(",\n")
+            );
+            let raw = raw.repeat(3);
+            let compiled = raw
+                .replace("{{ ref(", "\"analytics\".\"prod\".\"")
+                .replace("') }}", "\"");
+            let config = json!({"enabled": true, "alias": null, "schema": null, "database": null, "tags": ["nightly"],
+                    "meta": if i % 2 == 0 { json!({"owner": format!("team-{}", i % 7)}) } else { json!({}) },
+                    "group": null, "materialized": if i % 5 == 0 { "incremental" } else { "table" },
+                    "incremental_strategy": null, "batch_size": null, "lookback": 1, "begin": null,
+                    "persist_docs": {}, "post-hook": [], "pre-hook": [], "quoting": {}, "column_types": {},
+                    "full_refresh": null, "unique_key": null, "on_schema_change": "ignore",
+                    "on_configuration_change": "apply", "grants": {}, "packages": [],
+                    "docs": {"show": true, "node_color": null}, "contract": {"enforced": false, "alias_types": true},
+                    "event_time": null, "concurrent_batches": null, "access": "protected", "freshness": null});
+            nodes.insert(uid.clone(), json!({
+                "database": "analytics", "schema": "prod", "name": format!("model_{i}"),
+                "resource_type": "model", "package_name": "big",
+                "path": format!("marts/model_{i}.sql"), "original_file_path": format!("models/marts/model_{i}.sql"),
+                "unique_id": uid, "fqn": ["big", "marts", format!("model_{i}")], "alias": format!("model_{i}"),
+                "checksum": {"name": "sha256", "checksum": format!("{:064x}", i)},
+                "config": config,
+                "tags": ["nightly"], "description": format!("Model {i}: one row per entity, rebuilt nightly from upstream models."),
+                "columns": columns, "meta": {}, "group": null,
+                "docs": {"show": true, "node_color": null}, "patch_path": "big://models/marts/schema.yml",
+                "build_path": null, "unrendered_config": {"materialized": "table"}, "created_at": 1_700_000_000.0,
+                "relation_name": format!("\"analytics\".\"prod\".\"model_{i}\""),
+                "raw_code": raw, "doc_blocks": [], "language": "sql", "refs": [], "sources": [], "metrics": [],
+                "functions": [], "depends_on": {"macros": [], "nodes": parents},
+                "compiled_path": format!("target/compiled/big/models/marts/model_{i}.sql"),
+                "compiled": true, "compiled_code": compiled, "extra_ctes_injected": true, "extra_ctes": [],
+                "contract": {"enforced": false, "alias_types": true, "checksum": null},
+                "access": "protected", "constraints": [], "version": null, "latest_version": null,
+                "deprecation_date": null, "primary_key": ["column_0"], "time_spine": null
+            }));
+            child_map.insert(
+                uid,
+                json!(
+                    (1..=3)
+                        .filter(|d| i + d < n)
+                        .map(|d| format!("model.big.model_{}", i + d))
+                        .collect::<Vec<_>>()
+                ),
+            );
+        }
+        serde_json::to_vec(&json!({
+            "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json",
+                "dbt_version": "1.10.0", "generated_at": generated_at, "adapter_type": "postgres"},
+            "nodes": nodes, "sources": {}, "macros": {}, "docs": {}, "exposures": {}, "metrics": {},
+            "groups": {}, "selectors": {}, "disabled": {}, "parent_map": {}, "child_map": child_map,
+            "group_map": {}, "saved_queries": {}, "semantic_models": {}, "unit_tests": {}
+        }))
+        .expect("manifest serializes")
+    }
 }

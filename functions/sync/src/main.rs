@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use prdiff_shared::config::apply::HttpDbtCloud;
 use prdiff_shared::metadata::dynamodb::DynamoMetadata;
-use prdiff_shared::metadata::http::HttpArtifactsConnector;
 use prdiff_shared::secrets::aws::SecretsManager;
 use prdiff_shared::store::dynamodb::DynamoStore;
 use prdiff_sync::{Deps, HandlerError, handle};
@@ -57,7 +57,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             aws_sdk_secretsmanager::Client::new(&aws),
             Duration::from_secs(300),
         )),
-        dbt: Arc::new(HttpArtifactsConnector::new()),
+        dbt: Arc::new(HttpDbtCloud::default()),
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -11,7 +11,7 @@
 //!
 //! - [`parse`]: a lean manifest/catalog reader of its own (the planner's [`crate::manifest`]
 //!   keeps only hashes of descriptions; this one keeps the texts and nothing else).
-//! - [`sync`]: due-ness, the sync itself, and the [`sync::ArtifactsApi`] port to dbt Cloud.
+//! - [`sync`]: due-ness and the sync itself, over the [`crate::dbtcloud::DbtCloudApi`] port.
 //! - Adapters of [`MetadataStore`]: `dynamodb.rs` (Lambda), `embedded.rs` (SQLite/memory).
 //!
 //! A failed sync records its error in the configuration's [`SyncState`] and leaves the
@@ -21,7 +21,6 @@
 pub mod dynamodb;
 #[cfg(feature = "sqlite")]
 pub mod embedded;
-pub mod http;
 pub mod parse;
 pub mod sync;
 

@@ -8,45 +8,51 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use secrecy::SecretString;
 use serde::Serialize;
 
 use super::parse::{self, ParseError};
 use super::{MetadataError, MetadataStore, StoredDigest, SyncState};
+use crate::config::apply::DbtCloudConnector;
 use crate::config::{CiConfig, ConfigId, CronSchedule, DbtAccountId, DbtJobId};
-use crate::dbtcloud::DbtCloudError;
+use crate::dbtcloud::{DbtCloudApi, DbtCloudError, Run, status as run_status};
 use crate::secrets::{Secrets, SecretsError};
 use crate::store::{ConfigStore, StoreError};
 
-/// A finished run of the artifacts job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArtifactRun {
-    pub id: u64,
-    pub git_sha: Option<String>,
+/// How many of the artifacts job's newest runs are searched for a successful one.
+const RUNS_SEARCHED: usize = 300;
+
+/// The newest successful run of the artifacts job, looking back [`RUNS_SEARCHED`] runs.
+pub async fn latest_successful_run(
+    api: &dyn DbtCloudApi,
+    account: DbtAccountId,
+    job: DbtJobId,
+) -> Result<Option<Run>, DbtCloudError> {
+    let mut offset = 0;
+    while offset < RUNS_SEARCHED {
+        let page = api.runs(account, job, 100, offset).await?;
+        if let Some(run) = page.iter().find(|r| r.status == run_status::SUCCESS) {
+            return Ok(Some(run.clone()));
+        }
+        if page.len() < 100 {
+            break;
+        }
+        offset += page.len();
+    }
+    Ok(None)
 }
 
-/// What a sync asks of dbt Cloud.
-#[async_trait]
-pub trait ArtifactsApi: Send + Sync {
-    /// The newest successful run of a job, if any.
-    async fn latest_successful_run(
-        &self,
-        account: DbtAccountId,
-        job: DbtJobId,
-    ) -> Result<Option<ArtifactRun>, DbtCloudError>;
-    /// An artifact of a run (`manifest.json`); `None` when the run has no such file.
-    async fn artifact(
-        &self,
-        account: DbtAccountId,
-        run: u64,
-        path: &str,
-    ) -> Result<Option<Vec<u8>>, DbtCloudError>;
-}
-
-/// Opens an [`ArtifactsApi`] for a configuration's access URL and key.
-pub trait ArtifactsConnector: Send + Sync {
-    fn connect(&self, access_url: &url::Url, key: SecretString) -> Box<dyn ArtifactsApi>;
+/// An artifact of a run, `None` when the run has no such file (dbt Cloud answers 404).
+pub async fn artifact_if_present(
+    api: &dyn DbtCloudApi,
+    account: DbtAccountId,
+    run: u64,
+    path: &str,
+) -> Result<Option<Vec<u8>>, DbtCloudError> {
+    match api.artifact(account, run, path, None).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(DbtCloudError::Http { status: 404, .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// What a sync uses: each port, nothing more.
@@ -55,7 +61,7 @@ pub struct SyncDeps {
     pub configs: Arc<dyn ConfigStore>,
     pub metadata: Arc<dyn MetadataStore>,
     pub secrets: Arc<dyn Secrets>,
-    pub dbt: Arc<dyn ArtifactsConnector>,
+    pub dbt: Arc<dyn DbtCloudConnector>,
 }
 
 /// Why a sync failed. The message is what gets recorded on the configuration.
@@ -216,18 +222,15 @@ async fn sync_inner(
     let api = deps.dbt.connect(&dbt_settings.access_url, key);
     let account = dbt_settings.account_id;
     let job = dbt_settings.artifacts_job_id;
-    let run = api
-        .latest_successful_run(account, job)
+    let run = latest_successful_run(api.as_ref(), account, job)
         .await
         .map_err(SyncError::DbtCloud)?
         .ok_or(SyncError::NoRun { job })?;
-    let manifest = api
-        .artifact(account, run.id, "manifest.json")
+    let manifest = artifact_if_present(api.as_ref(), account, run.id, "manifest.json")
         .await
         .map_err(SyncError::DbtCloud)?
         .ok_or(SyncError::NoManifest { run: run.id })?;
-    let catalog = api
-        .artifact(account, run.id, "catalog.json")
+    let catalog = artifact_if_present(api.as_ref(), account, run.id, "catalog.json")
         .await
         .map_err(SyncError::DbtCloud)?;
     let mut outcome = SyncOutcome {

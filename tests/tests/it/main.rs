@@ -5,5 +5,6 @@ mod engine;
 mod githost;
 mod plan;
 mod stores;
+mod sync;
 mod template;
 mod webhook;
