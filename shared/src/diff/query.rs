@@ -197,6 +197,12 @@ impl ComparePlan {
 
     /// The one pass over the FULL OUTER JOIN on the key that yields every count.
     ///
+    /// The join runs in a derived table that works out, once per joined row, which side(s)
+    /// the row is on (`kind`: 0 both, 1 prod only, 2 PR only) and whether each compared
+    /// column differs (`d0`, `d1`, … as 0/1); the aggregates above it only test those
+    /// flags. On PostgreSQL an `OFFSET 0` fence keeps the planner from inlining the flags
+    /// back into every aggregate.
+    ///
     /// Plain (`windowed = false`): the sides are joined as they are. Its counts are exact
     /// only when no key is duplicated; the engine checks that from the results before it
     /// trusts them (see [`crate::diff`]).
@@ -213,6 +219,7 @@ impl ComparePlan {
         bucket: Option<SampleBucket>,
     ) -> String {
         let nk = self.key.len();
+        let nc = self.columns.len();
         let side = |s: Side| -> String {
             let inner = self.side_select(d, s, bucket);
             if windowed {
@@ -231,9 +238,34 @@ impl ComparePlan {
         let on: Vec<String> = (0..nk)
             .map(|i| format!("p.{k} = q.{k}", k = alias_k(i)))
             .collect();
+        // The derived table: kind, keys of both sides, duplicate counts, difference flags.
+        let mut flags = vec![
+            "CASE WHEN p.m IS NULL THEN 2 WHEN q.m IS NULL THEN 1 ELSE 0 END AS kind".to_owned(),
+        ];
+        for i in 0..nk {
+            flags.push(format!("p.{k} AS p{k}", k = alias_k(i)));
+            flags.push(format!("q.{k} AS q{k}", k = alias_k(i)));
+        }
+        if windowed {
+            flags.push("p.dn AS pdn".to_owned());
+            flags.push("q.dn AS qdn".to_owned());
+        }
+        for i in 0..nc {
+            let ne = d.null_safe_ne(&format!("p.{}", alias_c(i)), &format!("q.{}", alias_c(i)));
+            flags.push(format!("CASE WHEN {ne} THEN 1 ELSE 0 END AS d{i}"));
+        }
+        let derived = format!(
+            "SELECT {} FROM ({}) p FULL OUTER JOIN ({}) q ON {}{}",
+            flags.join(", "),
+            side(Side::Prod),
+            side(Side::Pr),
+            on.join(" AND "),
+            d.optimization_fence()
+        );
+
         let keys = |t: &str| {
             (0..nk)
-                .map(|i| format!("{t}.{}", alias_k(i)))
+                .map(|i| format!("x.{t}{}", alias_k(i)))
                 .collect::<Vec<_>>()
         };
         let nn = |t: &str| {
@@ -260,36 +292,35 @@ impl ComparePlan {
         };
         let text = |t: &str| d.key_text(&keys(t));
         // Rows a joined row stands for: one, or `dn` for a representative.
-        let rows_where = |t: &str, cond: &str| {
+        let rows_where = |dn: &str, cond: &str| {
             if windowed {
                 d.cast(
-                    &format!("COALESCE(SUM(CASE WHEN {cond} THEN {t}.dn ELSE 0 END), 0)"),
+                    &format!("COALESCE(SUM(CASE WHEN {cond} THEN x.{dn} ELSE 0 END), 0)"),
                     d.bigint_type(),
                 )
             } else {
                 d.count_where(cond)
             }
         };
+        let on_p = "x.kind <> 2";
+        let on_q = "x.kind <> 1";
         let (p_uniq, q_uniq) = if windowed {
-            (" AND p.dn = 1", " AND q.dn = 1")
+            (" AND x.pdn = 1", " AND x.qdn = 1")
         } else {
             ("", "")
         };
-        let only_prod = format!("p.m = 1 AND q.m IS NULL AND {}{p_uniq}", nn("p"));
-        let only_pr = format!("q.m = 1 AND p.m IS NULL AND {}{q_uniq}", nn("q"));
-        let both = format!("p.m = 1 AND q.m = 1{p_uniq}{q_uniq}");
-        let ne: Vec<String> = (0..self.columns.len())
-            .map(|i| d.null_safe_ne(&format!("p.{}", alias_c(i)), &format!("q.{}", alias_c(i))))
-            .collect();
-        let any_ne = if ne.is_empty() {
-            "1 = 0".to_owned()
+        let only_prod = format!("x.kind = 1 AND {}{p_uniq}", nn("p"));
+        let only_pr = format!("x.kind = 2 AND {}{q_uniq}", nn("q"));
+        let both = format!("x.kind = 0{p_uniq}{q_uniq}");
+        let any = if nc == 0 {
+            "0".to_owned()
         } else {
-            ne.iter()
-                .map(|e| format!("({e})"))
+            (0..nc)
+                .map(|i| format!("x.d{i}"))
                 .collect::<Vec<_>>()
-                .join(" OR ")
+                .join(" + ")
         };
-        let changed = format!("{both} AND ({any_ne})");
+        let changed = format!("{both} AND {any} > 0");
         let min_where = |e: &str, c: &str| d.extreme_where(false, e, c);
         let max_where = |e: &str, c: &str| d.extreme_where(true, e, c);
         let windowed_only = |expr: String, name: &str| {
@@ -299,30 +330,30 @@ impl ComparePlan {
                 format!("0 AS {name}")
             }
         };
-        let p_dup = format!("p.m = 1 AND p.dn > 1 AND {}", nn("p"));
-        let q_dup = format!("q.m = 1 AND q.dn > 1 AND {}", nn("q"));
+        let p_dup = format!("{on_p} AND x.pdn > 1 AND {}", nn("p"));
+        let q_dup = format!("{on_q} AND x.qdn > 1 AND {}", nn("q"));
 
         let mut items = vec![
-            format!("{} AS p_in", rows_where("p", "p.m = 1")),
-            format!("{} AS q_in", rows_where("q", "q.m = 1")),
+            format!("{} AS p_in", rows_where("pdn", on_p)),
+            format!("{} AS q_in", rows_where("qdn", on_q)),
             format!(
                 "{} AS p_null_keys",
-                rows_where("p", &format!("p.m = 1 AND ({})", has_null("p")))
+                rows_where("pdn", &format!("{on_p} AND ({})", has_null("p")))
             ),
             format!(
                 "{} AS q_null_keys",
-                rows_where("q", &format!("q.m = 1 AND ({})", has_null("q")))
+                rows_where("qdn", &format!("{on_q} AND ({})", has_null("q")))
             ),
-            windowed_only(rows_where("p", &p_dup), "p_dup_rows"),
-            windowed_only(rows_where("q", &q_dup), "q_dup_rows"),
+            windowed_only(rows_where("pdn", &p_dup), "p_dup_rows"),
+            windowed_only(rows_where("qdn", &q_dup), "q_dup_rows"),
             windowed_only(d.count_where(&p_dup), "p_dup_keys"),
             windowed_only(d.count_where(&q_dup), "q_dup_keys"),
             windowed_only(
-                d.count_where("p.m = 1 AND q.m = 1 AND p.dn = 1 AND q.dn > 1"),
+                d.count_where("x.kind = 0 AND x.pdn = 1 AND x.qdn > 1"),
                 "p_unmatchable",
             ),
             windowed_only(
-                d.count_where("p.m = 1 AND q.m = 1 AND q.dn = 1 AND p.dn > 1"),
+                d.count_where("x.kind = 0 AND x.qdn = 1 AND x.pdn > 1"),
                 "q_unmatchable",
             ),
             format!("{} AS only_prod", d.count_where(&only_prod)),
@@ -352,25 +383,19 @@ impl ComparePlan {
             format!("{} AS ex_changed_min", min_where(&text("p"), &changed)),
             format!("{} AS ex_changed_max", max_where(&text("p"), &changed)),
         ];
-        for (i, e) in ne.iter().enumerate() {
+        for i in 0..nc {
             items.push(format!(
                 "{} AS changed_{i}",
-                d.count_where(&format!("{both} AND {e}"))
+                d.count_where(&format!("{both} AND x.d{i} = 1"))
             ));
         }
-        for (i, e) in ne.iter().enumerate() {
+        for i in 0..nc {
             items.push(format!(
                 "{} AS ex_changed_{i}",
-                min_where(&text("p"), &format!("{both} AND {e}"))
+                min_where(&text("p"), &format!("{both} AND x.d{i} = 1"))
             ));
         }
-        format!(
-            "SELECT {} FROM ({}) p FULL OUTER JOIN ({}) q ON {}",
-            items.join(", "),
-            side(Side::Prod),
-            side(Side::Pr),
-            on.join(" AND ")
-        )
+        format!("SELECT {} FROM ({derived}) x", items.join(", "))
     }
 
     /// The rows of one side whose key text is one of `keys`: the sample rows of a report.

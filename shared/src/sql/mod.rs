@@ -264,6 +264,12 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         format!("{select} LIMIT {n}")
     }
 
+    /// Appended to a derived table whose computed columns must be evaluated once per row
+    /// rather than inlined into every expression that uses them.
+    fn optimization_fence(&self) -> &'static str {
+        ""
+    }
+
     /// Statements run on a new session before any query, e.g. a statement timeout.
     fn session_setup(&self, _statement_timeout_ms: u64) -> Vec<String> {
         Vec::new()

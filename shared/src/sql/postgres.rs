@@ -73,6 +73,12 @@ impl Dialect for Postgres {
         "TEXT"
     }
 
+    /// `OFFSET 0` stops the planner from pulling a subquery up, so its computed columns are
+    /// evaluated once per row instead of once per aggregate that reads them.
+    fn optimization_fence(&self) -> &'static str {
+        " OFFSET 0"
+    }
+
     /// `round(double precision, int)` does not exist: round as `numeric`, which rounds
     /// half away from zero exactly like storing into `numeric(p, s)` does.
     fn round(&self, expr: &str, scale: u32) -> String {
