@@ -66,11 +66,8 @@ impl WorkItem {
 
     /// The request, with the configuration's sampling.
     pub fn request(&self, sampling: Option<SamplingSettings>) -> DiffRequest {
-        let mut req = DiffRequest::new(
-            self.prod.clone(),
-            self.pr.clone(),
-            self.primary_key.clone(),
-        );
+        let mut req =
+            DiffRequest::new(self.prod.clone(), self.pr.clone(), self.primary_key.clone());
         req.filter = self.filter.clone();
         req.include_columns = self.include_columns.clone();
         req.exclude_columns = self.exclude_columns.clone();
@@ -91,12 +88,7 @@ pub enum StoredOutcome {
 /// The configuration's sampling for a data source of this kind.
 pub fn sampling_for(config: &CiConfig, kind: DataSourceKind) -> Option<SamplingSettings> {
     let s = &config.sampling;
-    SamplingSettings::new(
-        s.threshold_for(kind),
-        s.tolerance.get(),
-        s.confidence.get(),
-    )
-    .ok()
+    SamplingSettings::new(s.threshold_for(kind), s.tolerance.get(), s.confidence.get()).ok()
 }
 
 /// Why a data source cannot be connected to.
@@ -223,11 +215,7 @@ pub fn status_description(report: &Report) -> String {
         .iter()
         .filter(|e| matches!(&e.outcome, Ok(r) if r.has_differences()))
         .count();
-    let failed = report
-        .entries
-        .iter()
-        .filter(|e| e.outcome.is_err())
-        .count();
+    let failed = report.entries.iter().filter(|e| e.outcome.is_err()).count();
     let mut s = if n == 0 {
         "prdiff: no models to diff".to_owned()
     } else {
@@ -368,8 +356,7 @@ mod tests {
         req.filter = Some("id > 0".into());
         req.masked_columns = vec!["email".into()];
         let item = WorkItem::from_request("orders", &req);
-        let back: WorkItem =
-            serde_json::from_str(&serde_json::to_string(&item).unwrap()).unwrap();
+        let back: WorkItem = serde_json::from_str(&serde_json::to_string(&item).unwrap()).unwrap();
         let again = back.request(None);
         assert_eq!(again.pr, req.pr);
         assert_eq!(again.filter, req.filter);

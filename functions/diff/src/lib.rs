@@ -263,7 +263,8 @@ async fn diff_model(
     };
     let req = work.request(pipeline::sampling_for(config, source.kind));
     let started = std::time::Instant::now();
-    let result = tokio::time::timeout(deps.settings.model_timeout, diff::diff(wh.as_ref(), &req)).await;
+    let result =
+        tokio::time::timeout(deps.settings.model_timeout, diff::diff(wh.as_ref(), &req)).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match result {
         Ok(Ok(r)) => {
@@ -319,7 +320,12 @@ async fn publish(run: &CiRun, config: &CiConfig, deps: &Deps) -> Result<bool, Di
             Some(s) => serde_json::from_str(&s).map_err(|e| {
                 DiffRunError::Invalid(format!("fan-out of run {} is unreadable: {e}", run.id))
             })?,
-            None => return Err(DiffRunError::Invalid(format!("run {} has no fan-out", run.id))),
+            None => {
+                return Err(DiffRunError::Invalid(format!(
+                    "run {} has no fan-out",
+                    run.id
+                )));
+            }
         };
         let results = deps.runs.results(&run.id).await?;
         let report = pipeline::build_report(config, run, &summary, &results);

@@ -31,9 +31,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let table = var("PRDIFF_TABLE")?;
     let mut settings = Settings::default();
     if let Ok(v) = var("PRDIFF_MODEL_TIMEOUT_SECONDS") {
-        settings.model_timeout = Duration::from_secs(v.parse().map_err(|_| {
-            anyhow::anyhow!("PRDIFF_MODEL_TIMEOUT_SECONDS is not a number: {v:?}")
-        })?);
+        settings.model_timeout =
+            Duration::from_secs(v.parse().map_err(|_| {
+                anyhow::anyhow!("PRDIFF_MODEL_TIMEOUT_SECONDS is not a number: {v:?}")
+            })?);
     }
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));

@@ -30,9 +30,7 @@ use prdiff_shared::plan::{self, PlanInputs, PlanSettings};
 use prdiff_shared::queue::{MAX_DELAY, Queue, QueueError};
 use prdiff_shared::report;
 use prdiff_shared::secrets::{Secrets, SecretsError};
-use prdiff_shared::store::{
-    CiRun, ConfigStore, FanOut, RunState, RunStore, StoreError, unix_now,
-};
+use prdiff_shared::store::{CiRun, ConfigStore, FanOut, RunState, RunStore, StoreError, unix_now};
 use tracing::Instrument;
 
 /// Tunables of the poller, read once by `main.rs`.
@@ -178,7 +176,10 @@ pub async fn handle_message(body: &str, deps: &Deps) -> Result<PollOutcome, Poll
 
 async fn poll(msg: &PollMessage, deps: &Deps) -> Result<PollOutcome, PollError> {
     let Some(run) = deps.runs.get_run(&msg.run_id).await? else {
-        return Err(PollError::Config(format!("run {} does not exist", msg.run_id)));
+        return Err(PollError::Config(format!(
+            "run {} does not exist",
+            msg.run_id
+        )));
     };
     if run.state.is_final() {
         tracing::info!(state = %run.state, "run already closed");
@@ -281,8 +282,7 @@ async fn poll_config(
                         short(run.head_sha.as_str())
                     ),
                 };
-                end_with_status(deps, config, run, &why, found.as_ref().and_then(run_url))
-                    .await?;
+                end_with_status(deps, config, run, &why, found.as_ref().and_then(run_url)).await?;
                 return Ok(PollOutcome::TimedOut);
             }
             let text = match &found {
@@ -306,7 +306,10 @@ async fn poll_config(
         }
     }
     let pr_run = found.expect("success is Some");
-    tracing::info!(dbt_run = pr_run.id, "dbt Cloud run succeeded; reading artifacts");
+    tracing::info!(
+        dbt_run = pr_run.id,
+        "dbt Cloud run succeeded; reading artifacts"
+    );
     let pr_manifest_bytes = dbt
         .artifact(account, pr_run.id, "manifest.json", None)
         .await?;
@@ -395,7 +398,10 @@ async fn poll_config(
 async fn resend_diffs(deps: &Deps, run: &CiRun) -> Result<usize, PollError> {
     let summary: Summary = match deps.runs.fanout_summary(&run.id).await? {
         Some(s) => serde_json::from_str(&s).map_err(|e| {
-            PollError::Config(format!("stored fan-out of run {} is unreadable: {e}", run.id))
+            PollError::Config(format!(
+                "stored fan-out of run {} is unreadable: {e}",
+                run.id
+            ))
         })?,
         None => return Ok(0),
     };
@@ -512,13 +518,12 @@ fn run_url(r: &Run) -> Option<String> {
 }
 
 /// Moves an open run to a final state without telling the PR (superseded, config gone).
-async fn end_quietly(
-    deps: &Deps,
-    run: &CiRun,
-    to: RunState,
-    why: &str,
-) -> Result<(), PollError> {
-    match deps.runs.transition(&run.id, run.state, to, Some(why)).await {
+async fn end_quietly(deps: &Deps, run: &CiRun, to: RunState, why: &str) -> Result<(), PollError> {
+    match deps
+        .runs
+        .transition(&run.id, run.state, to, Some(why))
+        .await
+    {
         Ok(_) | Err(StoreError::InvalidTransition { .. }) => Ok(()),
         Err(StoreError::Conflict(_)) => {
             // Moved meanwhile (e.g. superseded by the webhook): fine when it is now final.

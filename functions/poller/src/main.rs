@@ -35,10 +35,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let diff_queue_url = var("PRDIFF_DIFF_QUEUE_URL")?;
     let mut settings = Settings::default();
     if let Ok(v) = var("PRDIFF_POLL_DELAY_SECONDS") {
-        settings.first_delay = Duration::from_secs(
-            v.parse()
-                .map_err(|_| anyhow::anyhow!("PRDIFF_POLL_DELAY_SECONDS is not a number: {v:?}"))?,
-        );
+        settings.first_delay =
+            Duration::from_secs(v.parse().map_err(|_| {
+                anyhow::anyhow!("PRDIFF_POLL_DELAY_SECONDS is not a number: {v:?}")
+            })?);
     }
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));

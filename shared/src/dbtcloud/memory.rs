@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 
 use super::{Account, DbtCloudApi, DbtCloudError, Job, Run};
-use crate::config::{DbtAccountId, DbtJobId};
 use crate::config::apply::DbtCloudConnector;
+use crate::config::{DbtAccountId, DbtJobId};
 
 #[derive(Default)]
 struct State {

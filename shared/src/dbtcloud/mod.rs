@@ -166,7 +166,10 @@ pub fn parse_timestamp(s: &str) -> Option<u64> {
             if digits.len() != 4 {
                 return None;
             }
-            let (h, mi) = (digits[..2].parse::<i64>().ok()?, digits[2..].parse::<i64>().ok()?);
+            let (h, mi) = (
+                digits[..2].parse::<i64>().ok()?,
+                digits[2..].parse::<i64>().ok()?,
+            );
             sign * (h * 3600 + mi * 60)
         }
     };
@@ -468,7 +471,8 @@ impl DbtCloudApi for DbtCloudClient {
         path: &str,
         step: Option<u32>,
     ) -> Result<Vec<u8>, DbtCloudError> {
-        let query: Vec<(&str, String)> = step.map(|s| ("step", s.to_string())).into_iter().collect();
+        let query: Vec<(&str, String)> =
+            step.map(|s| ("step", s.to_string())).into_iter().collect();
         self.get_bytes(
             &format!("artifact {path} of run {run} in account {account}"),
             &format!("/accounts/{account}/runs/{run}/artifacts/{path}"),
@@ -503,7 +507,13 @@ mod tests {
         let env: Envelope<Run> = serde_json::from_str(&body).unwrap();
         assert_eq!(env.data.id, 36_053_848);
         assert_eq!(env.data.status, status::SUCCESS);
-        assert_eq!(env.data.sha(), Some("981c5cf1ba299e942c6c277c38c8dec9b0738dd0"));
-        assert_eq!(env.data.created_unix(), parse_timestamp("2021-12-07T10:32:24Z"));
+        assert_eq!(
+            env.data.sha(),
+            Some("981c5cf1ba299e942c6c277c38c8dec9b0738dd0")
+        );
+        assert_eq!(
+            env.data.created_unix(),
+            parse_timestamp("2021-12-07T10:32:24Z")
+        );
     }
 }

@@ -1,0 +1,2 @@
+select g as id, 'customer ' || g as name
+from generate_series(1, 100) as g

@@ -1,0 +1,679 @@
+//! From pull request to PR comment, end to end: real dbt (dbt-postgres) builds production
+//! and PR schemas of `examples/e2e_shop` on the test cluster, a signed `pull_request`
+//! webhook goes into the intake handler, and the poller and diff runner handlers are
+//! driven with SQS-shaped events (the way Lambda's event source mapping calls them).
+//! dbt Cloud is the in-process adapter serving the real artifacts dbt wrote; the git host
+//! is the in-process fake that records comments and statuses.
+//!
+//! Known differences (PR `orders.sql` against production): order 1000 removed, orders
+//! 1–50 have `amount` + 1, `customers` unchanged.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::sqs::SqsEvent;
+use prdiff_shared::config::{
+    CiConfig, CommitSha, ConfigFile, DataSource, DataSourceId, DataSourceKind, RepoName,
+    SecretName, SecretSource,
+};
+use prdiff_shared::dbtcloud::memory::MemoryDbtCloud;
+use prdiff_shared::dbtcloud::{Run, Trigger, status};
+use prdiff_shared::githost::StatusState;
+use prdiff_shared::githost::memory::MemoryGitHost;
+use prdiff_shared::messages::Message;
+use prdiff_shared::queue::{Queue, QueueError};
+use prdiff_shared::secrets::local::LocalSecrets;
+use prdiff_shared::store::embedded::EmbeddedStore;
+use prdiff_shared::store::{ConfigStore, RunId, RunState, RunStore};
+use prdiff_shared::warehouse::WarehouseUrl;
+
+use crate::webhook::{SECRET, github};
+
+const HEAD: &str = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
+const BASE: &str = "f95f852bd8fca8fcc58a9a2d6c842781e32a215e";
+const NEWER_HEAD: &str = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c";
+const PR_NUMBER: u64 = 2;
+const ACCOUNT: u64 = 1;
+const ARTIFACTS_JOB: u64 = 2;
+
+/// The PR job's id: per test process, so the PR schema (`dbt_cloud_pr_<job>_<pr>`, as dbt
+/// Cloud names it) does not collide with another process's.
+fn pr_job() -> u64 {
+    1000 + u64::from(std::process::id() % 100_000)
+}
+
+/// What the two dbt builds left behind.
+struct Built {
+    prod_schema: String,
+    pr_schema: String,
+    prod_manifest: Vec<u8>,
+    pr_manifest: Vec<u8>,
+    pr_run_results: Vec<u8>,
+}
+
+fn dbt(project: &Path, schema: &str, target_path: &Path) {
+    let url = WarehouseUrl::parse(&prdiff_tests::pg_url(), std::env::var("PGPASSWORD").ok())
+        .expect("PRDIFF_TEST_PG_URL parses");
+    let WarehouseUrl::Postgres {
+        user,
+        password,
+        host,
+        port,
+        database,
+        ..
+    } = url
+    else {
+        panic!("the test cluster is PostgreSQL")
+    };
+    let bin = prdiff_tests::repo_root().join(".venv/bin/dbt");
+    let out = std::process::Command::new(&bin)
+        .args(["run", "--project-dir"])
+        .arg(project)
+        .arg("--profiles-dir")
+        .arg(project)
+        .arg("--target-path")
+        .arg(target_path)
+        .env("E2E_PG_HOST", host)
+        .env("E2E_PG_PORT", port.to_string())
+        .env("E2E_PG_USER", user)
+        .env(
+            "E2E_PG_PASSWORD",
+            password.map(|p| p.expose().to_owned()).unwrap_or_default(),
+        )
+        .env("E2E_PG_DB", database)
+        .env("E2E_SCHEMA", schema)
+        .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} cannot start ({e}): scripts/test.sh installs dbt-postgres into .venv",
+                bin.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "dbt run failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        let name = entry.file_name();
+        if name == "target" || name == "logs" {
+            continue;
+        }
+        if path.is_dir() {
+            copy_dir(&path, &to.join(&name));
+        } else {
+            std::fs::copy(&path, to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// Builds production and the PR once per test process.
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let src = prdiff_tests::repo_root().join("examples/e2e_shop");
+        let prod_project = dir.join("prod");
+        let pr_project = dir.join("pr");
+        copy_dir(&src, &prod_project);
+        copy_dir(&src, &pr_project);
+        std::fs::write(
+            pr_project.join("models/orders.sql"),
+            "select g as id, (g % 100) + 1 as customer_id,\n  \
+             case when g <= 50 then g * 10 + 1 else g * 10 end as amount\n\
+             from generate_series(1, 1000) as g\nwhere g <> 1000\n",
+        )
+        .unwrap();
+        let prod_schema = prdiff_tests::unique_name("e2e_prod");
+        let pr_schema = format!("dbt_cloud_pr_{}_{PR_NUMBER}", pr_job());
+        let (prod_target, pr_target) = (dir.join("prod_target"), dir.join("pr_target"));
+        dbt(&prod_project, &prod_schema, &prod_target);
+        dbt(&pr_project, &pr_schema, &pr_target);
+        let read =
+            |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        Built {
+            prod_schema,
+            pr_schema,
+            prod_manifest: read(prod_target.join("manifest.json")),
+            pr_manifest: read(pr_target.join("manifest.json")),
+            pr_run_results: read(pr_target.join("run_results.json")),
+        }
+    })
+}
+
+/// A queue that keeps what was sent, with its delay, for the test to deliver.
+#[derive(Default)]
+struct RecordingQueue {
+    sent: Mutex<Vec<(Message, Duration)>>,
+}
+
+impl RecordingQueue {
+    fn drain(&self) -> Vec<(Message, Duration)> {
+        std::mem::take(&mut *self.sent.lock().unwrap())
+    }
+}
+
+#[async_trait]
+impl Queue for RecordingQueue {
+    async fn send(&self, message: &Message, delay: Duration) -> Result<(), QueueError> {
+        self.sent.lock().unwrap().push((message.clone(), delay));
+        Ok(())
+    }
+}
+
+/// An SQS event carrying `messages` as Lambda's event source mapping delivers them.
+fn sqs_event(messages: &[Message], receive_count: u32) -> SqsEvent {
+    let records: Vec<serde_json::Value> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            serde_json::json!({
+                "messageId": format!("m-{i}-{}", rand::random::<u32>()),
+                "receiptHandle": "rh",
+                "body": m.to_json(),
+                "attributes": {
+                    "ApproximateReceiveCount": receive_count.to_string(),
+                    "SentTimestamp": "1700000000000"
+                },
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:eu-west-1:000000000000:prdiff-poll",
+                "awsRegion": "eu-west-1"
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+}
+
+fn config(name: &str, extra: &str) -> CiConfig {
+    let text = format!(
+        r#"
+[[ci_config]]
+name = "{name}"
+data_source = "wh"
+repository = {{ provider = "github", full_name = "Codertocat/Hello-World" }}
+git_auth = {{ kind = "token", token = {{ secret = "prdiff/{name}/git-token" }} }}
+dbt_cloud = {{ access_url = "https://ab123.us1.dbt.com", account_id = {ACCOUNT}, api_key = {{ secret = "prdiff/{name}/dbt-api-key" }}, artifacts_job_id = {ARTIFACTS_JOB}, pr_job_id = {job} }}
+slim_ci = false
+{extra}
+"#,
+        job = pr_job()
+    );
+    let file = ConfigFile::parse(&text, &[DataSourceId::parse("wh").unwrap()])
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    file.ci_configs
+        .into_iter()
+        .next()
+        .unwrap()
+        .map_secrets(|_, s| match s {
+            SecretSource::Stored { secret } => Ok::<_, String>(secret),
+            other => Err(format!("{other:?}")),
+        })
+        .unwrap()
+}
+
+fn sha(s: &str) -> CommitSha {
+    CommitSha::parse(s).unwrap()
+}
+
+fn repo() -> RepoName {
+    RepoName::parse("Codertocat/Hello-World").unwrap()
+}
+
+/// Everything wired: the three handlers over one store, fakes for the outside world.
+struct Pipeline {
+    webhook: prdiff_webhook::Deps,
+    poller: prdiff_poller::Deps,
+    differ: prdiff_diff::Deps,
+    runs: Arc<dyn RunStore>,
+    host: MemoryGitHost,
+    dbt: MemoryDbtCloud,
+    poll: Arc<RecordingQueue>,
+    diffs: Arc<RecordingQueue>,
+}
+
+impl Pipeline {
+    async fn embedded(config: &CiConfig) -> Self {
+        let store = Arc::new(EmbeddedStore::in_memory());
+        Self::over(store.clone(), store, config).await
+    }
+
+    async fn over(
+        configs: Arc<dyn ConfigStore>,
+        runs: Arc<dyn RunStore>,
+        config: &CiConfig,
+    ) -> Self {
+        let url =
+            WarehouseUrl::parse(&prdiff_tests::pg_url(), std::env::var("PGPASSWORD").ok()).unwrap();
+        let WarehouseUrl::Postgres {
+            user,
+            password,
+            host,
+            port,
+            database,
+            ..
+        } = url
+        else {
+            panic!("the test cluster is PostgreSQL")
+        };
+        let secrets = Arc::new(LocalSecrets::in_memory());
+        let wh_secret = SecretName::parse("prdiff/wh/warehouse").unwrap();
+        if let Some(p) = &password {
+            secrets.insert(&wh_secret, p.expose());
+        }
+        let source = DataSource {
+            id: DataSourceId::parse("wh").unwrap(),
+            kind: DataSourceKind::Postgres,
+            connection: [
+                ("host".to_owned(), host),
+                ("port".to_owned(), port.to_string()),
+                ("database".to_owned(), database),
+                ("user".to_owned(), user),
+            ]
+            .into_iter()
+            .collect(),
+            secret: password.is_some().then_some(wh_secret),
+        };
+        configs
+            .put_all(&[source], std::slice::from_ref(config))
+            .await
+            .unwrap();
+        let webhook_secret = SecretName::parse("prdiff/webhook-secret").unwrap();
+        secrets.insert(&webhook_secret, SECRET);
+        secrets.insert(&config.dbt_cloud.api_key, "dbtc_test_key");
+        let host = MemoryGitHost::new();
+        host.set_branch_head(&repo(), "master", sha(BASE));
+        host.set_merge_base(&repo(), &sha(HEAD), sha(BASE));
+        host.set_merge_base(&repo(), &sha(NEWER_HEAD), sha(BASE));
+        let dbt = MemoryDbtCloud::new();
+        let poll = Arc::new(RecordingQueue::default());
+        let diffs = Arc::new(RecordingQueue::default());
+        let sync = Arc::new(RecordingQueue::default());
+        let webhook = prdiff_webhook::Deps {
+            configs: configs.clone(),
+            runs: runs.clone(),
+            secrets: secrets.clone(),
+            hosts: Arc::new(host.clone()),
+            poll_queue: poll.clone(),
+            sync_queue: sync,
+            settings: prdiff_webhook::Settings::new(webhook_secret),
+        };
+        let poller = prdiff_poller::Deps {
+            configs: configs.clone(),
+            runs: runs.clone(),
+            secrets: secrets.clone(),
+            hosts: Arc::new(host.clone()),
+            dbt: Arc::new(dbt.clone()),
+            poll_queue: poll.clone(),
+            diff_queue: diffs.clone(),
+            settings: prdiff_poller::Settings::default(),
+        };
+        let differ = prdiff_diff::Deps {
+            configs,
+            runs: runs.clone(),
+            secrets,
+            hosts: Arc::new(host.clone()),
+            settings: prdiff_diff::Settings::default(),
+        };
+        Self {
+            webhook,
+            poller,
+            differ,
+            runs,
+            host,
+            dbt,
+            poll,
+            diffs,
+        }
+    }
+
+    /// Sends the signed `pull_request` webhook for `head`; returns the new run's id.
+    async fn open_pr(&self, delivery: &str, head: &str) -> RunId {
+        let mut body: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(prdiff_tests::shared_fixtures().join("github/pull_request.opened.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        body["pull_request"]["head"]["sha"] = head.into();
+        let req = github("pull_request", delivery, serde_json::to_vec(&body).unwrap());
+        let resp = prdiff_webhook::handle(&req, &self.webhook).await;
+        assert_eq!(resp.status, 202, "{}", resp.body);
+        RunId::parse(resp.body["runs"][0]["run_id"].as_str().unwrap()).unwrap()
+    }
+
+    /// The PR job's run for `head` in `state`, serving the PR artifacts dbt wrote.
+    fn pr_run(&self, id: u64, head: &str, state: u32, pr_run_results: Option<Vec<u8>>) {
+        let b = built();
+        self.dbt.put_run(Run {
+            id,
+            account_id: Some(ACCOUNT),
+            job_definition_id: Some(pr_job()),
+            status: state,
+            git_sha: Some(head.into()),
+            git_branch: Some("changes".into()),
+            status_message: (state == status::ERROR)
+                .then(|| "Database Error in model orders".into()),
+            created_at: Some("2026-11-27 10:00:00.000000+00:00".into()),
+            finished_at: None,
+            href: Some(format!(
+                "https://ab123.us1.dbt.com/deploy/1/projects/1/runs/{id}/"
+            )),
+            trigger: Some(Trigger {
+                cause: Some("Triggered via GitHub PR".into()),
+                git_sha: Some(head.into()),
+                github_pull_request_id: Some(PR_NUMBER),
+                schema_override: Some(b.pr_schema.clone()),
+                ..Default::default()
+            }),
+        });
+        self.dbt
+            .put_artifact(id, "manifest.json", b.pr_manifest.clone());
+        self.dbt.put_artifact(
+            id,
+            "run_results.json",
+            pr_run_results.unwrap_or_else(|| b.pr_run_results.clone()),
+        );
+    }
+
+    /// A successful artifacts-job run at `sha` serving the production manifest.
+    fn prod_run(&self, id: u64, sha_: &str) {
+        self.dbt.put_run(Run {
+            id,
+            account_id: Some(ACCOUNT),
+            job_definition_id: Some(ARTIFACTS_JOB),
+            status: status::SUCCESS,
+            git_sha: Some(sha_.into()),
+            git_branch: Some("master".into()),
+            status_message: None,
+            created_at: Some("2026-01-01T09:00:00Z".into()),
+            finished_at: None,
+            href: None,
+            trigger: None,
+        });
+        self.dbt
+            .put_artifact(id, "manifest.json", built().prod_manifest.clone());
+    }
+
+    /// Delivers every queued poll message to the poller once.
+    async fn deliver_polls(&self) -> Vec<prdiff_poller::PollOutcome> {
+        let msgs: Vec<Message> = self.poll.drain().into_iter().map(|(m, _)| m).collect();
+        let mut outcomes = Vec::new();
+        for m in &msgs {
+            outcomes.push(
+                prdiff_poller::handle_message(&m.to_json(), &self.poller)
+                    .await
+                    .unwrap(),
+            );
+        }
+        // And through the SQS entry point: nothing is left to retry.
+        let resp = prdiff_poller::handle_batch(sqs_event(&[], 1), &self.poller).await;
+        assert!(resp.batch_item_failures.is_empty());
+        outcomes
+    }
+
+    /// Delivers the queued diff messages as one SQS batch; every message succeeds.
+    async fn deliver_diffs(&self) -> Vec<Message> {
+        let msgs: Vec<Message> = self.diffs.drain().into_iter().map(|(m, _)| m).collect();
+        let resp = prdiff_diff::handle_batch(sqs_event(&msgs, 1), &self.differ).await;
+        assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+        msgs
+    }
+
+    fn comments(&self) -> Vec<String> {
+        self.host
+            .comments(&repo(), PR_NUMBER)
+            .into_iter()
+            .map(|(_, body)| body)
+            .collect()
+    }
+
+    fn final_statuses(&self, head: &str) -> Vec<(StatusState, String)> {
+        self.host
+            .statuses()
+            .into_iter()
+            .filter(|(_, s, st)| s.as_str() == head && st.state != StatusState::Pending)
+            .map(|(_, _, st)| (st.state, st.description))
+            .collect()
+    }
+}
+
+/// The report's table row of a model, split into cells.
+fn row<'a>(comment: &'a str, model: &str) -> Vec<&'a str> {
+    comment
+        .lines()
+        .find(|l| l.starts_with('|') && l.contains(model))
+        .unwrap_or_else(|| panic!("no row for {model} in:\n{comment}"))
+        .split('|')
+        .map(str::trim)
+        .collect()
+}
+
+async fn run_state(p: &Pipeline, id: &RunId) -> RunState {
+    p.runs.get_run(id).await.unwrap().unwrap().state
+}
+
+async fn happy_path(p: &Pipeline) {
+    let b = built();
+    let run = p.open_pr("e2e-1", HEAD).await;
+    p.prod_run(500, BASE);
+
+    // The PR job has not started, then runs for two polls: the message comes back with a
+    // growing delay and the comment says what prdiff waits for.
+    let first = p.deliver_polls().await;
+    assert!(matches!(
+        first[..],
+        [prdiff_poller::PollOutcome::Waiting { dbt_run: None, .. }]
+    ));
+    p.pr_run(900, HEAD, status::QUEUED, None);
+    let mut delays = Vec::new();
+    for _ in 0..2 {
+        let queued = p.poll.sent.lock().unwrap().clone();
+        delays.extend(queued.iter().map(|(_, d)| d.as_secs()));
+        let out = p.deliver_polls().await;
+        assert!(
+            matches!(
+                out[..],
+                [prdiff_poller::PollOutcome::Waiting {
+                    dbt_run: Some(900),
+                    ..
+                }]
+            ),
+            "{out:?}"
+        );
+        p.pr_run(900, HEAD, status::RUNNING, None);
+    }
+    assert!(delays.windows(2).all(|w| w[0] < w[1]), "{delays:?}");
+    let waiting = p.comments();
+    assert_eq!(waiting.len(), 1, "one sticky comment");
+    assert!(
+        waiting[0].contains("waiting for dbt Cloud run 900"),
+        "{}",
+        waiting[0]
+    );
+    assert!(waiting[0].contains("<!-- prdiff:shop -->"));
+
+    // Done: planned and fanned out, one diff message per model.
+    p.pr_run(900, HEAD, status::SUCCESS, None);
+    let out = p.deliver_polls().await;
+    assert_eq!(out, [prdiff_poller::PollOutcome::FannedOut { models: 2 }]);
+    assert_eq!(run_state(p, &run).await, RunState::Diffing);
+    assert!(p.poll.drain().is_empty(), "no more polls once fanned out");
+
+    // The two models finish at the same time: exactly one report.
+    let msgs: Vec<Message> = p.diffs.drain().into_iter().map(|(m, _)| m).collect();
+    assert_eq!(msgs.len(), 2);
+    let (body_a, body_c) = (msgs[0].to_json(), msgs[1].to_json());
+    let (a, c) = tokio::join!(
+        prdiff_diff::handle_message(&body_a, 1, &p.differ),
+        prdiff_diff::handle_message(&body_c, 1, &p.differ),
+    );
+    let published = [a.unwrap(), c.unwrap()]
+        .iter()
+        .filter(|o| **o == prdiff_diff::DiffOutcome::Published)
+        .count();
+    assert_eq!(published, 1, "one report, not two");
+    assert_eq!(run_state(p, &run).await, RunState::Done);
+
+    // A duplicate diff message changes nothing.
+    let resp = prdiff_diff::handle_batch(sqs_event(&msgs[..1], 2), &p.differ).await;
+    assert!(resp.batch_item_failures.is_empty());
+
+    let comments = p.comments();
+    assert_eq!(comments.len(), 1, "the sticky comment is edited, not added");
+    let report = &comments[0];
+    assert!(report.contains(&b.pr_schema), "{report}");
+    // | model | rows prod → PR | added | removed | changed | columns changed | …
+    let orders = row(report, "orders");
+    assert_eq!(orders[2..6], ["1,000 → 999", "0", "1", "50"], "{orders:?}");
+    assert_eq!(orders[6], "1", "one column (amount) changed: {orders:?}");
+    let customers = row(report, "customers");
+    assert_eq!(
+        customers[2..6],
+        ["100 → 100", "0", "0", "0"],
+        "{customers:?}"
+    );
+    let statuses = p.final_statuses(HEAD);
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert_eq!(statuses[0].0, StatusState::Success);
+    assert_eq!(statuses[0].1, "prdiff: 2 models diffed, 1 with differences");
+    assert!(statuses[0].1.chars().count() <= 140);
+    let _ = &b.prod_schema;
+}
+
+#[tokio::test]
+async fn a_pull_request_is_diffed_and_reported_once_on_the_embedded_adapters() {
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    happy_path(&p).await;
+}
+
+#[tokio::test]
+async fn a_second_push_supersedes_the_first_run_quietly() {
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    let first = p.open_pr("e2e-s1", HEAD).await;
+    let first_poll = p.poll.drain();
+    let second = p.open_pr("e2e-s2", NEWER_HEAD).await;
+    assert_eq!(run_state(&p, &first).await, RunState::Superseded);
+    // The first run's poll arrives late: it ends without a word to the PR.
+    for (m, _) in &first_poll {
+        let out = prdiff_poller::handle_message(&m.to_json(), &p.poller)
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            prdiff_poller::PollOutcome::Closed(RunState::Superseded)
+        );
+    }
+    // dbt Cloud cancelled the first commit's run; the second one is being waited for.
+    p.pr_run(901, HEAD, status::CANCELLED, None);
+    let out = p.deliver_polls().await;
+    assert!(
+        matches!(out[..], [prdiff_poller::PollOutcome::Waiting { .. }]),
+        "{out:?}"
+    );
+    assert_eq!(run_state(&p, &second).await, RunState::WaitingForDbt);
+    assert!(p.final_statuses(HEAD).is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_dbt_run_fails_the_check_with_its_link() {
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    let run = p.open_pr("e2e-f1", HEAD).await;
+    p.pr_run(902, HEAD, status::ERROR, None);
+    let out = p.deliver_polls().await;
+    assert_eq!(
+        out,
+        [prdiff_poller::PollOutcome::DbtFailed { dbt_run: 902 }]
+    );
+    assert_eq!(run_state(&p, &run).await, RunState::Failed);
+    let statuses = p.host.statuses();
+    let last = &statuses.last().unwrap().2;
+    assert_eq!(last.state, StatusState::Failure);
+    assert!(
+        last.description.contains("dbt Cloud run 902 failed"),
+        "{last:?}"
+    );
+    assert!(last.target_url.as_deref().unwrap().contains("/runs/902/"));
+    assert!(p.comments()[0].contains("/runs/902/"));
+}
+
+#[tokio::test]
+async fn with_status_reporting_off_a_failed_dbt_run_does_not_block_the_pr() {
+    let p = Pipeline::embedded(&config("shop", "status_reporting = false")).await;
+    p.open_pr("e2e-f2", HEAD).await;
+    p.pr_run(903, HEAD, status::ERROR, None);
+    p.deliver_polls().await;
+    let statuses = p.final_statuses(HEAD);
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0].0, StatusState::Success);
+    assert!(statuses[0].1.contains("not blocking"), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn without_an_artifacts_run_at_the_merge_base_the_newest_earlier_one_is_used_and_said() {
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    p.open_pr("e2e-m1", HEAD).await;
+    p.prod_run(501, NEWER_HEAD);
+    p.pr_run(904, HEAD, status::SUCCESS, None);
+    p.deliver_polls().await;
+    p.deliver_diffs().await;
+    let report = &p.comments()[0];
+    assert!(
+        report.contains("no artifacts run at the merge base f95f852"),
+        "{report}"
+    );
+    assert!(report.contains("dbt Cloud run 501"), "{report}");
+}
+
+#[tokio::test]
+async fn a_model_failing_in_the_warehouse_is_a_row_of_the_report_not_a_failed_run() {
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    let run = p.open_pr("e2e-w1", HEAD).await;
+    p.prod_run(502, BASE);
+    // The PR run says it built `customers` into a relation that does not exist.
+    let mut results: serde_json::Value = serde_json::from_slice(&built().pr_run_results).unwrap();
+    for r in results["results"].as_array_mut().unwrap() {
+        if r["unique_id"] == "model.e2e_shop.customers" {
+            let rel = r["relation_name"]
+                .as_str()
+                .unwrap()
+                .replace("customers", "customers_missing");
+            r["relation_name"] = rel.into();
+        }
+    }
+    p.pr_run(
+        905,
+        HEAD,
+        status::SUCCESS,
+        Some(serde_json::to_vec(&results).unwrap()),
+    );
+    p.deliver_polls().await;
+    p.deliver_diffs().await;
+    assert_eq!(run_state(&p, &run).await, RunState::Done);
+    let report = &p.comments()[0];
+    let customers = row(report, "customers").join("|");
+    assert!(
+        customers.contains("failed") && customers.contains("customers\\_missing"),
+        "the warehouse's error is the model's row: {report}"
+    );
+    let statuses = p.final_statuses(HEAD);
+    assert_eq!(statuses[0].0, StatusState::Success);
+    assert!(statuses[0].1.contains("1 failed"), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn a_pull_request_is_diffed_and_reported_once_on_the_aws_adapters_against_moto() {
+    let store = Arc::new(crate::stores::dynamo_store().await);
+    let p = Pipeline::over(store.clone(), store, &config("shop", "")).await;
+    happy_path(&p).await;
+}
