@@ -8,6 +8,7 @@ mod config;
 mod demo;
 mod diff;
 mod plan;
+mod sync;
 
 /// Data diffs for dbt pull requests.
 #[derive(Parser)]
@@ -28,6 +29,11 @@ enum Command {
     /// Manage CI configurations and data sources.
     #[command(subcommand)]
     Config(config::ConfigCommand),
+    /// Sync a configuration's model metadata from its dbt Cloud artifacts job now.
+    Sync(sync::SyncArgs),
+    /// Show synced model metadata.
+    #[command(subcommand)]
+    Metadata(sync::MetadataCommand),
 }
 
 /// Exit codes shared by every subcommand.
@@ -52,6 +58,8 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Plan(args) => plan::run(args).await,
             Command::Config(cmd) => config::run(cmd).await,
+            Command::Sync(args) => sync::run_sync(args).await,
+            Command::Metadata(cmd) => sync::run_metadata(cmd).await,
         }
     });
     ExitCode::from(code)

@@ -1,0 +1,286 @@
+//! `prdiff sync --config ID` (one manifest sync by hand, printing what changed) and
+//! `prdiff metadata show MODEL` (what is stored), against the deployed stack (DynamoDB +
+//! Secrets Manager) or the embedded store (a SQLite file + a secrets directory). The
+//! logic lives in `prdiff_shared::metadata`; this module parses arguments and prints.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use prdiff_shared::config::ConfigId;
+use prdiff_shared::config::apply::HttpDbtCloud;
+use prdiff_shared::metadata::MetadataStore;
+use prdiff_shared::metadata::embedded::EmbeddedMetadata;
+use prdiff_shared::metadata::sync::{SyncDeps, SyncError, sync_config};
+use prdiff_shared::secrets::Secrets;
+use prdiff_shared::secrets::local::LocalSecrets;
+use prdiff_shared::store::embedded::EmbeddedStore;
+use prdiff_shared::store::{ConfigStore, unix_now};
+
+use crate::exit;
+
+/// Prints a line to stdout, ignoring a closed pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Where configurations and metadata are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// DynamoDB table + Secrets Manager (the deployed stack).
+    Aws,
+    /// A local SQLite file + a directory of secret files.
+    Embedded,
+}
+
+/// Store options (the same flags and variables as `prdiff config`).
+#[derive(clap::Args, Debug)]
+pub struct StoreArgs {
+    #[arg(long, env = "PRDIFF_BACKEND", value_enum, default_value = "aws")]
+    backend: StoreKind,
+    /// DynamoDB table of the stack (aws backend).
+    #[arg(long, env = "PRDIFF_TABLE")]
+    table: Option<String>,
+    /// SQLite file (embedded backend).
+    #[arg(long, env = "PRDIFF_DB", default_value = "prdiff.db")]
+    db: PathBuf,
+    /// Secrets directory (embedded backend); default `<db>.secrets`.
+    #[arg(long, env = "PRDIFF_SECRETS_DIR")]
+    secrets_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SyncArgs {
+    /// The configuration whose artifacts job to sync from.
+    #[arg(long = "config")]
+    config: String,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum MetadataCommand {
+    /// Print the stored metadata of a model (by name or unique id) as JSON.
+    Show {
+        model: String,
+        /// The configuration; may be left out when there is only one.
+        #[arg(long = "config")]
+        config: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+struct Adapters {
+    configs: Arc<dyn ConfigStore>,
+    metadata: Arc<dyn MetadataStore>,
+    secrets: Arc<dyn Secrets>,
+}
+
+type Failure = (u8, String);
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cause = c.source();
+    }
+    s
+}
+
+fn failure(e: impl std::error::Error) -> Failure {
+    (exit::FAILURE, chain(&e))
+}
+
+async fn adapters(a: &StoreArgs) -> Result<Adapters, Failure> {
+    match a.backend {
+        StoreKind::Embedded => {
+            let open_err = |e: &dyn std::error::Error| {
+                (
+                    exit::FAILURE,
+                    format!("cannot open {}: {}", a.db.display(), chain(e)),
+                )
+            };
+            let configs = EmbeddedStore::open(&a.db).map_err(|e| open_err(&e))?;
+            let metadata = EmbeddedMetadata::open(&a.db).map_err(|e| open_err(&e))?;
+            let dir = a.secrets_dir.clone().unwrap_or_else(|| {
+                let mut p = a.db.clone().into_os_string();
+                p.push(".secrets");
+                PathBuf::from(p)
+            });
+            Ok(Adapters {
+                configs: Arc::new(configs),
+                metadata: Arc::new(metadata),
+                secrets: Arc::new(LocalSecrets::with_env_and_dir(Some(dir))),
+            })
+        }
+        StoreKind::Aws => aws_adapters(a).await,
+    }
+}
+
+#[cfg(feature = "aws")]
+async fn aws_adapters(a: &StoreArgs) -> Result<Adapters, Failure> {
+    use prdiff_shared::metadata::dynamodb::DynamoMetadata;
+    use prdiff_shared::secrets::aws::SecretsManager;
+    use prdiff_shared::store::dynamodb::DynamoStore;
+    let Some(table) = a.table.as_ref().filter(|t| !t.is_empty()) else {
+        return Err((
+            exit::USAGE,
+            "the aws backend needs --table or PRDIFF_TABLE (the stack's DynamoDB table)".into(),
+        ));
+    };
+    let cfg = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let ddb = aws_sdk_dynamodb::Client::new(&cfg);
+    Ok(Adapters {
+        configs: Arc::new(DynamoStore::new(ddb.clone(), table.clone())),
+        metadata: Arc::new(DynamoMetadata::new(ddb, table.clone())),
+        secrets: Arc::new(SecretsManager::new(
+            aws_sdk_secretsmanager::Client::new(&cfg),
+            std::time::Duration::ZERO,
+        )),
+    })
+}
+
+#[cfg(not(feature = "aws"))]
+async fn aws_adapters(_a: &StoreArgs) -> Result<Adapters, Failure> {
+    Err((
+        exit::USAGE,
+        "this prdiff was built without AWS support; use --backend embedded".into(),
+    ))
+}
+
+fn report(result: Result<(), Failure>, command: &str) -> u8 {
+    match result {
+        Ok(()) => exit::OK,
+        Err((code, message)) => {
+            eprintln!("prdiff {command}: {message}");
+            code
+        }
+    }
+}
+
+/// `prdiff sync --config ID`.
+pub async fn run_sync(args: SyncArgs) -> u8 {
+    report(sync_inner(args).await, "sync")
+}
+
+async fn sync_inner(args: SyncArgs) -> Result<(), Failure> {
+    let id = ConfigId::parse(args.config.clone()).map_err(|e| (exit::USAGE, e))?;
+    let a = adapters(&args.store).await?;
+    let deps = SyncDeps {
+        configs: a.configs,
+        metadata: a.metadata,
+        secrets: a.secrets,
+        dbt: Arc::new(HttpDbtCloud::default()),
+    };
+    let outcome = match sync_config(&deps, &id, unix_now()).await {
+        Ok(o) => o,
+        Err(e @ SyncError::UnknownConfig(_)) => return Err((exit::USAGE, e.chain())),
+        Err(e) => return Err((exit::FAILURE, e.chain())),
+    };
+    if args.json {
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&outcome).map_err(failure)?
+        );
+        return Ok(());
+    }
+    out!(
+        "configuration {}: dbt Cloud run {}, manifest generated {}",
+        outcome.config,
+        outcome.run_id,
+        outcome.generated_at.as_deref().unwrap_or("(unknown)")
+    );
+    if outcome.unchanged {
+        out!("unchanged: {} models stored", outcome.models);
+        return Ok(());
+    }
+    out!(
+        "{} added, {} updated, {} removed; {} models stored",
+        outcome.added.len(),
+        outcome.updated.len(),
+        outcome.removed.len(),
+        outcome.models
+    );
+    for (sign, ids) in [
+        ("+", &outcome.added),
+        ("~", &outcome.updated),
+        ("-", &outcome.removed),
+    ] {
+        for id in ids {
+            out!("  {sign} {id}");
+        }
+    }
+    Ok(())
+}
+
+/// `prdiff metadata …`.
+pub async fn run_metadata(cmd: MetadataCommand) -> u8 {
+    report(metadata_inner(cmd).await, "metadata")
+}
+
+async fn metadata_inner(cmd: MetadataCommand) -> Result<(), Failure> {
+    let MetadataCommand::Show {
+        model,
+        config,
+        store,
+    } = cmd;
+    let a = adapters(&store).await?;
+    let id = match config {
+        Some(c) => ConfigId::parse(c).map_err(|e| (exit::USAGE, e))?,
+        None => {
+            let all = a.configs.list_configs().await.map_err(failure)?;
+            match all.as_slice() {
+                [one] => one.name.clone(),
+                [] => return Err((exit::USAGE, "no configuration is stored".into())),
+                many => {
+                    let names: Vec<&str> = many.iter().map(|c| c.name.as_str()).collect();
+                    return Err((
+                        exit::USAGE,
+                        format!(
+                            "several configurations are stored ({}); pick one with --config",
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+    };
+    let state = a.metadata.state(&id).await.map_err(failure)?;
+    let models = a
+        .metadata
+        .models_named(&id, &model)
+        .await
+        .map_err(failure)?;
+    if models.is_empty() {
+        let why = match &state {
+            None => format!("configuration {id} has never been synced"),
+            Some(s) => match &s.last_error {
+                Some(e) => format!("the last sync of {id} failed: {e}"),
+                None => format!("{} models of {id} are stored", s.models),
+            },
+        };
+        return Err((exit::USAGE, format!("no model {model:?} ({why})")));
+    }
+    let state = state.unwrap_or_default();
+    let shown = serde_json::json!({
+        "config": id.as_str(),
+        "manifest_generated_at": state.generated_at,
+        "dbt_cloud_run": state.run_id,
+        "last_success_at": state.last_success_at,
+        "last_error": state.last_error,
+        "models": models,
+    });
+    out!("{}", serde_json::to_string_pretty(&shown).map_err(failure)?);
+    Ok(())
+}
