@@ -245,15 +245,14 @@ pub async fn report_metadata(
         .filter_map(|(name, m)| {
             let m = m?;
             let description = Some(m.description).filter(|d| !d.trim().is_empty());
-            (m.owner.is_some() || description.is_some()).then(|| {
-                (
-                    name,
-                    crate::report::ModelMeta {
-                        owner: m.owner,
-                        description,
-                    },
-                )
-            })
+            if m.owner.is_none() && description.is_none() {
+                return None;
+            }
+            let meta = crate::report::ModelMeta {
+                owner: m.owner,
+                description,
+            };
+            Some((name, meta))
         })
         .collect()
 }
