@@ -677,3 +677,115 @@ async fn a_pull_request_is_diffed_and_reported_once_on_the_aws_adapters_against_
     let p = Pipeline::over(store.clone(), store, &config("shop", "")).await;
     happy_path(&p).await;
 }
+
+#[tokio::test]
+async fn past_the_deadline_the_run_ends_with_a_clear_status() {
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    let run = p.open_pr("e2e-d1", HEAD).await;
+    let (msg, _) = p.poll.drain().pop().unwrap();
+    let Message::Poll(mut poll) = msg else {
+        panic!("a poll message")
+    };
+    poll.deadline_unix = 0;
+    let out = prdiff_poller::handle_message(&Message::Poll(poll).to_json(), &p.poller)
+        .await
+        .unwrap();
+    assert_eq!(out, prdiff_poller::PollOutcome::TimedOut);
+    assert_eq!(run_state(&p, &run).await, RunState::Failed);
+    let statuses = p.final_statuses(HEAD);
+    assert_eq!(statuses.len(), 1);
+    assert_eq!(statuses[0].0, StatusState::Failure);
+    assert!(
+        statuses[0].1.contains("no dbt Cloud run of job") && statuses[0].1.contains("deadline"),
+        "{statuses:?}"
+    );
+    assert!(p.poll.drain().is_empty(), "not polled again");
+}
+
+#[tokio::test]
+async fn an_artifacts_job_without_any_successful_run_ends_the_run_instead_of_retrying() {
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    let run = p.open_pr("e2e-a1", HEAD).await;
+    p.pr_run(906, HEAD, status::SUCCESS, None);
+    let msgs: Vec<Message> = p.poll.drain().into_iter().map(|(m, _)| m).collect();
+    let resp = prdiff_poller::handle_batch(sqs_event(&msgs, 1), &p.poller).await;
+    assert!(
+        resp.batch_item_failures.is_empty(),
+        "not sent to the DLQ: {resp:?}"
+    );
+    assert_eq!(run_state(&p, &run).await, RunState::Failed);
+    let statuses = p.final_statuses(HEAD);
+    assert!(
+        statuses[0]
+            .1
+            .contains("artifacts job 2 has no successful run"),
+        "{statuses:?}"
+    );
+}
+
+/// Many models finishing at once on each run store: each counts once, redeliveries count
+/// not at all, and exactly one writer sees the last model.
+async fn count_once(runs: Arc<dyn RunStore>) {
+    let run = RunId::new();
+    let models: Vec<(String, String)> = (0..12)
+        .map(|i| (format!("model.shop.m{i:02}"), "{}".to_owned()))
+        .collect();
+    assert!(
+        runs.put_fanout(
+            &run,
+            &prdiff_shared::store::FanOut {
+                summary: "{}".into(),
+                models: models.clone(),
+            },
+        )
+        .await
+        .unwrap()
+    );
+    let mut tasks = Vec::new();
+    // Every model twice (a redelivery racing the original).
+    for (m, _) in models.iter().chain(models.iter()) {
+        let (runs, run, m) = (runs.clone(), run.clone(), m.clone());
+        tasks.push(tokio::spawn(async move {
+            runs.record_result(&run, &m, r#"{"error":"x"}"#)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    assert_eq!(outcomes.iter().filter(|o| o.first).count(), 12);
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| o.first && o.remaining == 0)
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(runs.results(&run).await.unwrap().len(), 12);
+    assert!(
+        !runs
+            .put_fanout(
+                &run,
+                &prdiff_shared::store::FanOut {
+                    summary: "{}".into(),
+                    models,
+                },
+            )
+            .await
+            .unwrap(),
+        "the fan-out is written once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn results_finishing_together_are_counted_once_on_sqlite() {
+    count_once(Arc::new(EmbeddedStore::in_memory())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn results_finishing_together_are_counted_once_on_dynamodb() {
+    count_once(Arc::new(crate::stores::dynamo_store().await)).await;
+}
