@@ -348,9 +348,104 @@ pub async fn tick(deps: &SyncDeps, now: u64) -> Result<TickOutcome, SyncError> {
     Ok(out)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sqlite"))]
 mod tests {
     use super::*;
+    use crate::config::{ConfigFile, SecretSource};
+    use crate::dbtcloud::memory::MemoryDbtCloud;
+    use crate::metadata::embedded::EmbeddedMetadata;
+    use crate::secrets::local::LocalSecrets;
+    use crate::store::embedded::EmbeddedStore;
+
+    const MANIFEST: &str = r#"{"metadata": {"generated_at": "2026-11-27T09:00:00Z"}, "nodes": {
+        "model.shop.orders": {"unique_id": "model.shop.orders", "name": "orders", "resource_type": "model",
+            "description": "Orders", "config": {"materialized": "table", "meta": {"owner": "ana"}}},
+        "seed.shop.countries": {"unique_id": "seed.shop.countries", "name": "countries", "resource_type": "seed"}
+    }}"#;
+
+    async fn in_process() -> (SyncDeps, MemoryDbtCloud, CiConfig) {
+        let text = crate::config::tests::EXAMPLE
+            .replace(
+                "{ env = \"PRDIFF_WAREHOUSE_PASSWORD\" }",
+                "{ secret = \"wh\" }",
+            )
+            .replace(
+                "{ file = \"prdiff-app.private-key.pem\" }",
+                "{ secret = \"app\" }",
+            )
+            .replace("{ env = \"DBT_CLOUD_API_KEY\" }", "{ secret = \"key\" }");
+        let file = ConfigFile::parse(&text, &[]).unwrap();
+        let config = file
+            .ci_configs
+            .into_iter()
+            .next()
+            .unwrap()
+            .map_secrets(|_, s| match s {
+                SecretSource::Stored { secret } => Ok(secret),
+                other => Err(format!("{other:?}")),
+            })
+            .unwrap();
+        let configs = EmbeddedStore::in_memory();
+        configs
+            .put_all(&[], std::slice::from_ref(&config))
+            .await
+            .unwrap();
+        let secrets = LocalSecrets::in_memory();
+        secrets.insert(&config.dbt_cloud.api_key, "key");
+        let dbt = MemoryDbtCloud::new();
+        let deps = SyncDeps {
+            configs: Arc::new(configs),
+            metadata: Arc::new(EmbeddedMetadata::in_memory()),
+            secrets: Arc::new(secrets),
+            dbt: Arc::new(dbt.clone()),
+        };
+        (deps, dbt, config)
+    }
+
+    fn put_run(dbt: &MemoryDbtCloud, config: &CiConfig, id: u64, manifest: &str) {
+        dbt.put_run(
+            serde_json::from_value(serde_json::json!({
+                "id": id, "status": run_status::SUCCESS,
+                "job_definition_id": config.dbt_cloud.artifacts_job_id.get()
+            }))
+            .unwrap(),
+        );
+        dbt.put_artifact(id, "manifest.json", manifest.as_bytes().to_vec());
+    }
+
+    #[tokio::test]
+    async fn the_embedded_store_adds_updates_and_removes_through_the_in_process_dbt_cloud() {
+        let (deps, dbt, config) = in_process().await;
+        let err = sync(&deps, &config, 100).await.unwrap_err();
+        assert!(matches!(err, SyncError::NoRun { .. }), "{err}");
+        let state = deps.metadata.state(&config.name).await.unwrap().unwrap();
+        assert!(state.last_error.unwrap().contains("no successful run"));
+
+        put_run(&dbt, &config, 1, MANIFEST);
+        let first = sync(&deps, &config, 200).await.unwrap();
+        assert_eq!(first.added, ["model.shop.orders", "seed.shop.countries"]);
+        let again = sync(&deps, &config, 300).await.unwrap();
+        assert!(again.unchanged);
+
+        let next = MANIFEST
+            .replace("\"Orders\"", "\"All orders\"")
+            .replace("seed.shop.countries", "seed.shop.regions")
+            .replace("\"countries\"", "\"regions\"");
+        put_run(&dbt, &config, 2, &next);
+        let out = sync(&deps, &config, 400).await.unwrap();
+        assert_eq!(out.added, ["seed.shop.regions"]);
+        assert_eq!(out.updated, ["model.shop.orders"]);
+        assert_eq!(out.removed, ["seed.shop.countries"]);
+        let meta = crate::metadata::report_metadata(
+            deps.metadata.as_ref(),
+            &config.name,
+            &["orders".to_owned(), "regions".to_owned()],
+        )
+        .await;
+        assert_eq!(meta["orders"].owner.as_deref(), Some("ana"));
+        assert_eq!(meta["orders"].description.as_deref(), Some("All orders"));
+        assert!(!meta.contains_key("regions"), "no owner, no description");
+    }
 
     fn at(s: &str) -> u64 {
         chrono::DateTime::parse_from_rfc3339(s).unwrap().timestamp() as u64
