@@ -2,8 +2,9 @@
 //! and PR schemas of `examples/e2e_shop` on the test cluster, a signed `pull_request`
 //! webhook goes into the intake handler, and the poller and diff runner handlers are
 //! driven with SQS-shaped events (the way Lambda's event source mapping calls them).
-//! dbt Cloud is the in-process adapter serving the real artifacts dbt wrote; the git host
-//! is the in-process fake that records comments and statuses.
+//! dbt Cloud is wiremock (the real HTTP client talks to it) serving run objects shaped like
+//! the fixtures and the real artifacts dbt wrote; the git host is the in-process fake that
+//! records comments and statuses.
 //!
 //! Known differences (PR `orders.sql` against production): order 1000 removed, orders
 //! 1–50 have `amount` + 1, `customers` unchanged.
@@ -18,7 +19,6 @@ use prdiff_shared::config::{
     CiConfig, CommitSha, ConfigFile, DataSource, DataSourceId, DataSourceKind, RepoName,
     SecretName, SecretSource,
 };
-use prdiff_shared::dbtcloud::memory::MemoryDbtCloud;
 use prdiff_shared::dbtcloud::{Run, Trigger, status};
 use prdiff_shared::githost::StatusState;
 use prdiff_shared::githost::memory::MemoryGitHost;
@@ -231,6 +231,79 @@ fn repo() -> RepoName {
     RepoName::parse("Codertocat/Hello-World").unwrap()
 }
 
+/// dbt Cloud's v2 API on wiremock, answering from runs and artifacts the test puts in.
+#[derive(Clone, Default)]
+struct FakeDbtCloud {
+    runs: Arc<Mutex<std::collections::BTreeMap<u64, Run>>>,
+    artifacts: Arc<Mutex<std::collections::HashMap<(u64, String), Vec<u8>>>>,
+}
+
+impl FakeDbtCloud {
+    fn put_run(&self, run: Run) {
+        self.runs.lock().unwrap().insert(run.id, run);
+    }
+
+    fn put_artifact(&self, run: u64, path: &str, bytes: Vec<u8>) {
+        self.artifacts
+            .lock()
+            .unwrap()
+            .insert((run, path.to_owned()), bytes);
+    }
+
+    async fn serve(&self) -> wiremock::MockServer {
+        use wiremock::matchers::{header, method, path_regex};
+        let server = wiremock::MockServer::start().await;
+        let runs = self.runs.clone();
+        wiremock::Mock::given(method("GET"))
+            .and(path_regex(r"^/api/v2/accounts/\d+/runs/$"))
+            .and(header("authorization", "Token dbtc_test_key"))
+            .respond_with(move |req: &wiremock::Request| {
+                let q: std::collections::HashMap<String, String> =
+                    req.url.query_pairs().into_owned().collect();
+                assert_eq!(q.get("order_by").map(String::as_str), Some("-id"));
+                let job: u64 = q["job_definition_id"].parse().unwrap();
+                let limit: usize = q["limit"].parse().unwrap();
+                let offset: usize = q["offset"].parse().unwrap();
+                let page: Vec<Run> = runs
+                    .lock()
+                    .unwrap()
+                    .values()
+                    .rev()
+                    .filter(|r| r.job_definition_id == Some(job))
+                    .skip(offset)
+                    .take(limit)
+                    .cloned()
+                    .collect();
+                wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                    "status": {"code": 200, "is_success": true, "user_message": "Success!", "developer_message": ""},
+                    "data": page,
+                    "extra": {"filters": {}, "order_by": "-id", "pagination": {"count": 0, "total_count": 0}}
+                }))
+            })
+            .mount(&server)
+            .await;
+        let artifacts = self.artifacts.clone();
+        wiremock::Mock::given(method("GET"))
+            .and(path_regex(r"^/api/v2/accounts/\d+/runs/\d+/artifacts/.+$"))
+            .and(header("authorization", "Token dbtc_test_key"))
+            .respond_with(move |req: &wiremock::Request| {
+                let parts: Vec<&str> = req.url.path().split('/').collect();
+                // ["", "api", "v2", "accounts", a, "runs", id, "artifacts", path…]
+                let run: u64 = parts[6].parse().unwrap();
+                let path = parts[8..].join("/");
+                match artifacts.lock().unwrap().get(&(run, path)) {
+                    Some(bytes) => wiremock::ResponseTemplate::new(200).set_body_bytes(bytes.clone()),
+                    None => wiremock::ResponseTemplate::new(404).set_body_json(serde_json::json!({
+                        "status": {"code": 404, "is_success": false, "user_message": "Resource not found.", "developer_message": ""}
+                    })),
+                }
+            })
+            .mount(&server)
+            .await;
+        server
+    }
+}
+
 /// Everything wired: the three handlers over one store, fakes for the outside world.
 struct Pipeline {
     webhook: prdiff_webhook::Deps,
@@ -238,7 +311,8 @@ struct Pipeline {
     differ: prdiff_diff::Deps,
     runs: Arc<dyn RunStore>,
     host: MemoryGitHost,
-    dbt: MemoryDbtCloud,
+    dbt: FakeDbtCloud,
+    _dbt_server: wiremock::MockServer,
     poll: Arc<RecordingQueue>,
     diffs: Arc<RecordingQueue>,
 }
@@ -254,6 +328,11 @@ impl Pipeline {
         runs: Arc<dyn RunStore>,
         config: &CiConfig,
     ) -> Self {
+        let dbt = FakeDbtCloud::default();
+        let dbt_server = dbt.serve().await;
+        let mut config = config.clone();
+        config.dbt_cloud.access_url = url::Url::parse(&dbt_server.uri()).unwrap();
+        let config = &config;
         let url =
             WarehouseUrl::parse(&prdiff_tests::pg_url(), std::env::var("PGPASSWORD").ok()).unwrap();
         let WarehouseUrl::Postgres {
@@ -296,7 +375,6 @@ impl Pipeline {
         host.set_branch_head(&repo(), "master", sha(BASE));
         host.set_merge_base(&repo(), &sha(HEAD), sha(BASE));
         host.set_merge_base(&repo(), &sha(NEWER_HEAD), sha(BASE));
-        let dbt = MemoryDbtCloud::new();
         let poll = Arc::new(RecordingQueue::default());
         let diffs = Arc::new(RecordingQueue::default());
         let sync = Arc::new(RecordingQueue::default());
@@ -314,7 +392,7 @@ impl Pipeline {
             runs: runs.clone(),
             secrets: secrets.clone(),
             hosts: Arc::new(host.clone()),
-            dbt: Arc::new(dbt.clone()),
+            dbt: Arc::new(prdiff_shared::config::apply::HttpDbtCloud::default()),
             poll_queue: poll.clone(),
             diff_queue: diffs.clone(),
             settings: prdiff_poller::Settings::default(),
@@ -333,6 +411,7 @@ impl Pipeline {
             runs,
             host,
             dbt,
+            _dbt_server: dbt_server,
             poll,
             diffs,
         }
