@@ -231,11 +231,14 @@ fn repo() -> RepoName {
     RepoName::parse("Codertocat/Hello-World").unwrap()
 }
 
+/// Artifact bytes by (run, path).
+type Artifacts = std::collections::HashMap<(u64, String), Vec<u8>>;
+
 /// dbt Cloud's v2 API on wiremock, answering from runs and artifacts the test puts in.
 #[derive(Clone, Default)]
 struct FakeDbtCloud {
     runs: Arc<Mutex<std::collections::BTreeMap<u64, Run>>>,
-    artifacts: Arc<Mutex<std::collections::HashMap<(u64, String), Vec<u8>>>>,
+    artifacts: Arc<Mutex<Artifacts>>,
 }
 
 impl FakeDbtCloud {
