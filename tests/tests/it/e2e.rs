@@ -3,8 +3,9 @@
 //! webhook goes into the intake handler, and the poller and diff runner handlers are
 //! driven with SQS-shaped events (the way Lambda's event source mapping calls them).
 //! dbt Cloud is wiremock (the real HTTP client talks to it) serving run objects shaped like
-//! the fixtures and the real artifacts dbt wrote; the git host is the in-process fake that
-//! records comments and statuses.
+//! the fixtures and the real artifacts dbt wrote; GitHub is wiremock too (the real GitHub
+//! client: compare for the merge base, statuses, the sticky comment by its marker), keeping
+//! the comments and statuses it received for the assertions.
 //!
 //! Known differences (PR `orders.sql` against production): order 1000 removed, orders
 //! 1–50 have `amount` + 1, `customers` unchanged.
@@ -16,12 +17,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_lambda_events::sqs::SqsEvent;
 use prdiff_shared::config::{
-    CiConfig, CommitSha, ConfigFile, DataSource, DataSourceId, DataSourceKind, RepoName,
-    SecretName, SecretSource,
+    CiConfig, ConfigFile, DataSource, DataSourceId, DataSourceKind, SecretName, SecretSource,
 };
 use prdiff_shared::dbtcloud::{Run, Trigger, status};
-use prdiff_shared::githost::StatusState;
-use prdiff_shared::githost::memory::MemoryGitHost;
+use prdiff_shared::githost::{CommitStatus, HttpGitHosts, HttpSettings, StatusState};
 use prdiff_shared::messages::Message;
 use prdiff_shared::queue::{Queue, QueueError};
 use prdiff_shared::secrets::local::LocalSecrets;
@@ -223,14 +222,6 @@ slim_ci = false
         .unwrap()
 }
 
-fn sha(s: &str) -> CommitSha {
-    CommitSha::parse(s).unwrap()
-}
-
-fn repo() -> RepoName {
-    RepoName::parse("Codertocat/Hello-World").unwrap()
-}
-
 /// Artifact bytes by (run, path).
 type Artifacts = std::collections::HashMap<(u64, String), Vec<u8>>;
 
@@ -307,13 +298,131 @@ impl FakeDbtCloud {
     }
 }
 
+/// GitHub's REST API on wiremock: what prdiff calls, with the comments and statuses kept.
+#[derive(Clone, Default)]
+struct FakeGitHub {
+    comments: Arc<Mutex<Vec<(u64, String)>>>,
+    statuses: Arc<Mutex<Vec<(String, CommitStatus)>>>,
+}
+
+impl FakeGitHub {
+    async fn serve(&self) -> wiremock::MockServer {
+        use wiremock::matchers::{header, method, path, path_regex};
+        use wiremock::{Mock, Request, ResponseTemplate};
+        let server = wiremock::MockServer::start().await;
+        let base = "/repos/Codertocat/Hello-World";
+        Mock::given(method("GET"))
+            .and(path_regex(r"^/repos/Codertocat/Hello-World/compare/.+$"))
+            .and(header("authorization", "Bearer ghp_test"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "status": "ahead", "merge_base_commit": {"sha": BASE}, "commits": [], "files": []
+            })))
+            .mount(&server)
+            .await;
+        let comments = self.comments.clone();
+        Mock::given(method("GET"))
+            .and(path(format!("{base}/issues/{PR_NUMBER}/comments")))
+            .respond_with(move |req: &Request| {
+                let page = req
+                    .url
+                    .query_pairs()
+                    .find(|(k, _)| k == "page")
+                    .map_or(1, |(_, v)| v.parse::<usize>().unwrap());
+                let list: Vec<serde_json::Value> = if page == 1 {
+                    comments
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .map(|(id, body)| serde_json::json!({"id": id, "body": body}))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                ResponseTemplate::new(200).set_body_json(list)
+            })
+            .mount(&server)
+            .await;
+        let comments = self.comments.clone();
+        Mock::given(method("POST"))
+            .and(path(format!("{base}/issues/{PR_NUMBER}/comments")))
+            .respond_with(move |req: &Request| {
+                let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+                let mut c = comments.lock().unwrap();
+                let id = 1000 + c.len() as u64;
+                c.push((id, body["body"].as_str().unwrap().to_owned()));
+                ResponseTemplate::new(201)
+                    .set_body_json(serde_json::json!({"id": id, "body": body["body"]}))
+            })
+            .mount(&server)
+            .await;
+        let comments = self.comments.clone();
+        Mock::given(method("PATCH"))
+            .and(path_regex(
+                r"^/repos/Codertocat/Hello-World/issues/comments/\d+$",
+            ))
+            .respond_with(move |req: &Request| {
+                let id: u64 = req.url.path().rsplit('/').next().unwrap().parse().unwrap();
+                let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+                let mut c = comments.lock().unwrap();
+                let slot = c
+                    .iter_mut()
+                    .find(|(i, _)| *i == id)
+                    .expect("edits an existing comment");
+                slot.1 = body["body"].as_str().unwrap().to_owned();
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"id": id, "body": body["body"]}))
+            })
+            .mount(&server)
+            .await;
+        let statuses = self.statuses.clone();
+        Mock::given(method("POST"))
+            .and(path_regex(
+                r"^/repos/Codertocat/Hello-World/statuses/[0-9a-f]{40}$",
+            ))
+            .respond_with(move |req: &Request| {
+                let sha = req.url.path().rsplit('/').next().unwrap().to_owned();
+                let b: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+                let state = match b["state"].as_str().unwrap() {
+                    "pending" => StatusState::Pending,
+                    "success" => StatusState::Success,
+                    "failure" => StatusState::Failure,
+                    _ => StatusState::Error,
+                };
+                let description = b["description"].as_str().unwrap().to_owned();
+                assert!(description.chars().count() <= 140, "{description}");
+                statuses.lock().unwrap().push((
+                    sha,
+                    CommitStatus {
+                        state,
+                        context: b["context"].as_str().unwrap().to_owned(),
+                        description,
+                        target_url: b["target_url"].as_str().map(str::to_owned),
+                    },
+                ));
+                ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 1}))
+            })
+            .mount(&server)
+            .await;
+        server
+    }
+
+    fn comments(&self) -> Vec<(u64, String)> {
+        self.comments.lock().unwrap().clone()
+    }
+
+    fn statuses(&self) -> Vec<(String, CommitStatus)> {
+        self.statuses.lock().unwrap().clone()
+    }
+}
+
 /// Everything wired: the three handlers over one store, fakes for the outside world.
 struct Pipeline {
     webhook: prdiff_webhook::Deps,
     poller: prdiff_poller::Deps,
     differ: prdiff_diff::Deps,
     runs: Arc<dyn RunStore>,
-    host: MemoryGitHost,
+    host: FakeGitHub,
+    _github_server: wiremock::MockServer,
     dbt: FakeDbtCloud,
     _dbt_server: wiremock::MockServer,
     poll: Arc<RecordingQueue>,
@@ -335,6 +444,9 @@ impl Pipeline {
         let dbt_server = dbt.serve().await;
         let mut config = config.clone();
         config.dbt_cloud.access_url = url::Url::parse(&dbt_server.uri()).unwrap();
+        let github = FakeGitHub::default();
+        let github_server = github.serve().await;
+        config.repository.api_base_url = Some(url::Url::parse(&github_server.uri()).unwrap());
         let config = &config;
         let url =
             WarehouseUrl::parse(&prdiff_tests::pg_url(), std::env::var("PGPASSWORD").ok()).unwrap();
@@ -374,10 +486,11 @@ impl Pipeline {
         let webhook_secret = SecretName::parse("prdiff/webhook-secret").unwrap();
         secrets.insert(&webhook_secret, SECRET);
         secrets.insert(&config.dbt_cloud.api_key, "dbtc_test_key");
-        let host = MemoryGitHost::new();
-        host.set_branch_head(&repo(), "master", sha(BASE));
-        host.set_merge_base(&repo(), &sha(HEAD), sha(BASE));
-        host.set_merge_base(&repo(), &sha(NEWER_HEAD), sha(BASE));
+        secrets.insert(
+            &SecretName::parse(format!("prdiff/{}/git-token", config.name)).unwrap(),
+            "ghp_test",
+        );
+        let hosts = Arc::new(HttpGitHosts::new(secrets.clone(), HttpSettings::default()));
         let poll = Arc::new(RecordingQueue::default());
         let diffs = Arc::new(RecordingQueue::default());
         let sync = Arc::new(RecordingQueue::default());
@@ -385,7 +498,7 @@ impl Pipeline {
             configs: configs.clone(),
             runs: runs.clone(),
             secrets: secrets.clone(),
-            hosts: Arc::new(host.clone()),
+            hosts: hosts.clone(),
             poll_queue: poll.clone(),
             sync_queue: sync,
             settings: prdiff_webhook::Settings::new(webhook_secret),
@@ -394,7 +507,7 @@ impl Pipeline {
             configs: configs.clone(),
             runs: runs.clone(),
             secrets: secrets.clone(),
-            hosts: Arc::new(host.clone()),
+            hosts: hosts.clone(),
             dbt: Arc::new(prdiff_shared::config::apply::HttpDbtCloud::default()),
             poll_queue: poll.clone(),
             diff_queue: diffs.clone(),
@@ -404,7 +517,7 @@ impl Pipeline {
             configs,
             runs: runs.clone(),
             secrets,
-            hosts: Arc::new(host.clone()),
+            hosts: hosts.clone(),
             settings: prdiff_diff::Settings::default(),
         };
         Self {
@@ -412,7 +525,8 @@ impl Pipeline {
             poller,
             differ,
             runs,
-            host,
+            host: github,
+            _github_server: github_server,
             dbt,
             _dbt_server: dbt_server,
             poll,
@@ -514,7 +628,7 @@ impl Pipeline {
 
     fn comments(&self) -> Vec<String> {
         self.host
-            .comments(&repo(), PR_NUMBER)
+            .comments()
             .into_iter()
             .map(|(_, body)| body)
             .collect()
@@ -524,8 +638,8 @@ impl Pipeline {
         self.host
             .statuses()
             .into_iter()
-            .filter(|(_, s, st)| s.as_str() == head && st.state != StatusState::Pending)
-            .map(|(_, _, st)| (st.state, st.description))
+            .filter(|(s, st)| s.as_str() == head && st.state != StatusState::Pending)
+            .map(|(_, st)| (st.state, st.description))
             .collect()
     }
 }
@@ -679,7 +793,7 @@ async fn a_failed_dbt_run_fails_the_check_with_its_link() {
     );
     assert_eq!(run_state(&p, &run).await, RunState::Failed);
     let statuses = p.host.statuses();
-    let last = &statuses.last().unwrap().2;
+    let last = &statuses.last().unwrap().1;
     assert_eq!(last.state, StatusState::Failure);
     assert!(
         last.description.contains("dbt Cloud run 902 failed"),
