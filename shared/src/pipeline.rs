@@ -241,7 +241,11 @@ pub async fn publish_report(
     run: &CiRun,
     report: &Report,
 ) -> Result<(), GitHostError> {
-    let body = with_marker(config, &report::markdown(report));
+    // Fit GitHub's comment limit (GitLab's is larger) by dropping detail, leaving room for
+    // the marker line.
+    let marker = config.comment_marker();
+    let limit = report::GITHUB_COMMENT_LIMIT - marker.chars().count() - 1;
+    let body = with_marker(config, &report::markdown_within(report, limit));
     host.upsert_comment(
         &run.pr.repository,
         run.pr.number,
