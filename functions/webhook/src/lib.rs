@@ -53,7 +53,7 @@ impl Settings {
             max_body_bytes: 5 * 1024 * 1024,
             poll_delay: Duration::from_secs(60),
             delivery_ttl: Duration::from_secs(4 * 24 * 3600),
-            run_deadline: Duration::from_secs(3 * 3600),
+            run_deadline: Duration::from_secs(4 * 3600),
         }
     }
 }
