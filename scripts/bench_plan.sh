@@ -10,7 +10,7 @@
 #      prdiff plan --slim-ci --downstream on the two manifests (release build), and
 #      dbt ls --select state:modified+ --state prod, cold (full parse, as in CI) and
 #      warm (partial parse from the PR parse);
-# 4. checks both tools selected the same models and writes docs/bench-plan.md.
+# 4. checks both tools selected the same models and writes target/bench-plan.md (BENCH_OUT).
 #
 #   scripts/bench_plan.sh                     # builds prdiff, creates .venvs/dbt if needed
 #   PRDIFF_DBT_VENV=/path/venv MODELS=2000 scripts/bench_plan.sh
@@ -20,7 +20,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MODELS="${MODELS:-10000}"
 VENV="${PRDIFF_DBT_VENV:-$ROOT/.venvs/dbt}"
-OUT_MD="${BENCH_OUT:-$ROOT/docs/bench-plan.md}"
+OUT_MD="${BENCH_OUT:-$ROOT/target/bench-plan.md}"
 WORK="${BENCH_WORK:-$(mktemp -d /tmp/prdiff-bench.XXXXXX)}"
 mkdir -p "$WORK"
 

@@ -2,7 +2,7 @@
 # Peak memory and time of one metadata sync of an N-model manifest (default 10 000):
 # a static dbt Cloud (python http.server) serves the generated manifest, the sync runs in
 # its own process under /usr/bin/time -v, writing to moto when PRDIFF_TEST_AWS_ENDPOINT is
-# set, else to in-memory SQLite. Figures go in docs/sync.md.
+# set, else to in-memory SQLite. Its figures are in the README (Benchmarks).
 set -euo pipefail
 N="${1:-10000}"
 cd "$(dirname "$0")/.."
