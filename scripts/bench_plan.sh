@@ -21,6 +21,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MODELS="${MODELS:-10000}"
 VENV="${PRDIFF_DBT_VENV:-$ROOT/.venvs/dbt}"
 OUT_MD="${BENCH_OUT:-$ROOT/target/bench-plan.md}"
+mkdir -p "$(dirname "$OUT_MD")"
 WORK="${BENCH_WORK:-$(mktemp -d /tmp/prdiff-bench.XXXXXX)}"
 mkdir -p "$WORK"
 
