@@ -55,6 +55,8 @@ pub struct Deps {
     pub runs: Arc<dyn RunStore>,
     pub secrets: Arc<dyn Secrets>,
     pub hosts: Arc<dyn GitHosts>,
+    /// Synced model metadata (owners, descriptions) for the report; `None` leaves it out.
+    pub metadata: Option<Arc<dyn prdiff_shared::metadata::MetadataStore>>,
     pub settings: Settings,
 }
 
@@ -328,7 +330,15 @@ async fn publish(run: &CiRun, config: &CiConfig, deps: &Deps) -> Result<bool, Di
             }
         };
         let results = deps.runs.results(&run.id).await?;
-        let report = pipeline::build_report(config, run, &summary, &results);
+        let mut report = pipeline::build_report(config, run, &summary, &results);
+        if let Some(store) = &deps.metadata {
+            // Owners and descriptions of the changed and downstream models, from the sync.
+            let mut names: Vec<String> = report.entries.iter().map(|e| e.name.clone()).collect();
+            names.extend(report.downstream.iter().cloned());
+            report.metadata =
+                prdiff_shared::metadata::report_metadata(store.as_ref(), &config.name, &names)
+                    .await;
+        }
         let host = deps.hosts.for_config(config).await?;
         pipeline::publish_report(host.as_ref(), config, run, &report).await?;
         match deps

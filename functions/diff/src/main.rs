@@ -37,7 +37,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             })?);
     }
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
+    let dynamo = aws_sdk_dynamodb::Client::new(&aws);
+    let metadata = Arc::new(prdiff_shared::metadata::dynamodb::DynamoMetadata::new(
+        dynamo.clone(),
+        table.clone(),
+    ));
+    let store = Arc::new(DynamoStore::new(dynamo, table));
     let secrets = Arc::new(SecretsManager::new(
         aws_sdk_secretsmanager::Client::new(&aws),
         Duration::from_secs(300),
@@ -47,6 +52,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         runs: store,
         hosts: Arc::new(HttpGitHosts::new(secrets.clone(), HttpSettings::default())),
         secrets,
+        metadata: Some(metadata),
         settings,
     };
     let deps = &deps;

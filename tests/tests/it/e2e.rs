@@ -518,6 +518,7 @@ impl Pipeline {
             runs: runs.clone(),
             secrets,
             hosts: hosts.clone(),
+            metadata: None,
             settings: prdiff_diff::Settings::default(),
         };
         Self {
