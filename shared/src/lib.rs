@@ -20,7 +20,8 @@
 //! | [`intake`] | webhook deliveries: signature checks, GitHub/GitLab event parsing, the gates |
 //! | [`store`] | configuration store and run store ports (run state machine, delivery dedupe) |
 //! | [`secrets`] | the secret store port: Secrets Manager with a TTL cache, env/file/in-process |
-//! | [`queue`] | the queue port: SQS with per-message delay, an in-process delay queue |
+//! | [`queue`] | the queue port: SQS with per-message delay, a durable SQLite queue, an in-process delay queue |
+//! | `localdb` | the SQLite database the embedded adapters share (one file for `prdiff serve`) |
 //! | [`messages`] | versioned JSON of every queue message (poll, diff, sync) |
 //! | [`githost`] | GitHub and GitLab REST clients behind one trait (files, merge base, status, comment) |
 //! | [`metadata`] | model metadata synced from the production manifest: store port, sync, due-ness |
@@ -36,6 +37,8 @@ pub mod dbtcloud;
 pub mod diff;
 pub mod githost;
 pub mod intake;
+#[cfg(feature = "sqlite")]
+pub mod localdb;
 pub mod manifest;
 pub mod messages;
 pub mod metadata;

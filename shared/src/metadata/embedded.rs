@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::MutexGuard;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{MetadataError, MetadataStore, ModelMetadata, StoredDigest, SyncState};
 use crate::config::ConfigId;
+use crate::localdb::{LocalDb, is_busy};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS metadata_models (
@@ -22,16 +22,12 @@ CREATE TABLE IF NOT EXISTS metadata_state (config TEXT PRIMARY KEY, body TEXT NO
 
 /// Model metadata on SQLite.
 pub struct EmbeddedMetadata {
-    conn: Mutex<Connection>,
+    db: LocalDb,
 }
 
 fn backend(e: rusqlite::Error) -> MetadataError {
-    let retryable = matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    );
     MetadataError::Backend {
-        retryable,
+        retryable: is_busy(&e),
         source: Box::new(e),
     }
 }
@@ -46,27 +42,20 @@ fn decode<T: serde::de::DeserializeOwned>(key: &str, body: &str) -> Result<T, Me
 impl EmbeddedMetadata {
     /// Opens (creating if needed) a database file; it may be the configuration store's.
     pub fn open(path: &Path) -> Result<Self, MetadataError> {
-        let conn = Connection::open(path).map_err(backend)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(backend)?;
-        Self::init(conn)
+        Ok(Self {
+            db: LocalDb::open(path, SCHEMA).map_err(backend)?,
+        })
     }
 
     /// A private in-memory database.
     pub fn in_memory() -> Self {
-        Self::init(Connection::open_in_memory().expect("in-memory SQLite"))
-            .expect("schema on an in-memory database")
-    }
-
-    fn init(conn: Connection) -> Result<Self, MetadataError> {
-        conn.execute_batch(SCHEMA).map_err(backend)?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
+        Self {
+            db: LocalDb::in_memory(SCHEMA),
+        }
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic under the lock rolls its transaction back on drop: safe to keep using.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.db.lock()
     }
 }
 

@@ -1,9 +1,12 @@
 //! The queue port: send a [`Message`] with a delay. Adapters: `sqs.rs` (SQS, per-message
-//! `DelaySeconds`) and `memory.rs` (an in-process delay queue for `prdiff serve` and tests).
+//! `DelaySeconds`), `embedded.rs` (a durable SQLite queue with leases and dead letters, for
+//! `prdiff serve`) and `memory.rs` (an in-process delay queue for tests).
 //!
 //! One queue value per destination (poll queue, diff queue, sync queue), so a handler is
 //! handed exactly the queues it sends to.
 
+#[cfg(feature = "sqlite")]
+pub mod embedded;
 pub mod memory;
 #[cfg(feature = "aws")]
 pub mod sqs;

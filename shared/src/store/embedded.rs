@@ -1,13 +1,11 @@
 //! The embedded store: both ports on one SQLite database (a file for `prdiff serve`, or
-//! memory for tests and benchmarks).
+//! memory for tests and benchmarks), opened through [`crate::localdb`].
 //!
-//! SQLite calls are short and local, so they run inline under a mutex instead of on a
-//! blocking pool: a store call costs microseconds, less than a thread hand-off. Every
-//! multi-row write is one transaction, which gives the same all-or-nothing and
+//! Every multi-row write is one transaction, which gives the same all-or-nothing and
 //! conditional guarantees as the DynamoDB adapter.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +16,7 @@ use super::{
     StoreError, check_transition, unix_now,
 };
 use crate::config::{CiConfig, ConfigId, DataSource, DataSourceId};
+use crate::localdb::{LocalDb, is_busy};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS configs (id TEXT PRIMARY KEY, body TEXT NOT NULL);
@@ -32,16 +31,12 @@ CREATE TABLE IF NOT EXISTS run_results (run_id TEXT NOT NULL, model TEXT NOT NUL
 
 /// Configuration store and run store on SQLite.
 pub struct EmbeddedStore {
-    conn: Mutex<Connection>,
+    db: LocalDb,
 }
 
 fn backend(e: rusqlite::Error) -> StoreError {
-    let retryable = matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    );
     StoreError::Backend {
-        retryable,
+        retryable: is_busy(&e),
         source: Box::new(e),
     }
 }
@@ -60,28 +55,20 @@ fn encode<T: serde::Serialize>(v: &T) -> String {
 impl EmbeddedStore {
     /// Opens (creating if needed) a database file.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(backend)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(backend)?;
-        Self::init(conn)
+        Ok(Self {
+            db: LocalDb::open(path, SCHEMA).map_err(backend)?,
+        })
     }
 
     /// A private in-memory database.
     pub fn in_memory() -> Self {
-        Self::init(Connection::open_in_memory().expect("in-memory SQLite"))
-            .expect("schema on an in-memory database")
-    }
-
-    fn init(conn: Connection) -> Result<Self, StoreError> {
-        conn.execute_batch(SCHEMA).map_err(backend)?;
-        Ok(Self {
-            conn: Mutex::new(conn),
-        })
+        Self {
+            db: LocalDb::in_memory(SCHEMA),
+        }
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a half transaction (it rolls back on
-        // drop), so a poisoned lock is safe to keep using.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.db.lock()
     }
 
     fn read_run(conn: &Connection, id: &str) -> Result<Option<CiRun>, StoreError> {
