@@ -8,6 +8,7 @@ mod config;
 mod demo;
 mod diff;
 mod plan;
+mod serve;
 mod sync;
 
 /// Data diffs for dbt pull requests.
@@ -34,6 +35,8 @@ enum Command {
     /// Show synced model metadata.
     #[command(subcommand)]
     Metadata(sync::MetadataCommand),
+    /// Run webhook, poller, diff runner and sync in one process on the embedded store.
+    Serve(Box<serve::ServeArgs>),
 }
 
 /// Exit codes shared by every subcommand.
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
             Command::Config(cmd) => config::run(cmd).await,
             Command::Sync(args) => sync::run_sync(args).await,
             Command::Metadata(cmd) => sync::run_metadata(cmd).await,
+            Command::Serve(args) => serve::run(*args).await,
         }
     });
     ExitCode::from(code)

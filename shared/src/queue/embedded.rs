@@ -181,15 +181,21 @@ impl EmbeddedQueues {
             .map_err(|e| receive_error("(dead letters)", e))
     }
 
-    /// Resolves when a message is sent in this process, or after `at_most`.
-    pub async fn wait(&self, at_most: Duration) {
-        let _ = tokio::time::timeout(at_most, self.notify.notified()).await;
+    /// Resolves when a message is sent or retried through these queues (this process).
+    /// Create it (and `enable` it) before looking at a queue, so a send in between counts.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
     }
 }
 
 impl EmbeddedQueue {
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The file's queues this one belongs to.
+    pub fn queues(&self) -> &EmbeddedQueues {
+        &self.queues
     }
 
     fn now(&self) -> u64 {

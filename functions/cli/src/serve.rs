@@ -1,0 +1,138 @@
+//! `prdiff serve`: the whole product in one process on the embedded adapters. The wiring
+//! lives in the `prdiff-serve` crate; this module reads arguments and waits for a signal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use prdiff_serve::{Database, Server, Settings};
+use prdiff_shared::config::SecretName;
+
+use crate::exit;
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address of the webhook endpoint (`POST /webhook`, `GET /healthz`).
+    #[arg(long, env = "PRDIFF_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// SQLite file holding configurations, runs, metadata and the queues (the file
+    /// `prdiff config apply --backend embedded` writes).
+    #[arg(long, env = "PRDIFF_DB", default_value = "prdiff.db")]
+    db: PathBuf,
+    /// Secrets directory; default `<db>.secrets`. Environment variables
+    /// `PRDIFF_SECRET_<NAME>` take precedence.
+    #[arg(long, env = "PRDIFF_SECRETS_DIR")]
+    secrets_dir: Option<PathBuf>,
+    /// Name of the webhook secret (GitHub's HMAC key, GitLab's token).
+    #[arg(
+        long,
+        env = "PRDIFF_WEBHOOK_SECRET_NAME",
+        default_value = "prdiff/webhook-secret"
+    )]
+    webhook_secret_name: String,
+    /// Models diffed at the same time.
+    #[arg(long, env = "PRDIFF_DIFF_WORKERS", default_value_t = 2)]
+    diff_workers: usize,
+    /// Delay of the first poll of dbt Cloud after a push.
+    #[arg(long, env = "PRDIFF_POLL_DELAY_SECONDS", default_value_t = 60)]
+    poll_delay_seconds: u64,
+    /// Delay before the poller looks again; doubles up to 900 s.
+    #[arg(long, env = "PRDIFF_REPOLL_DELAY_SECONDS", default_value_t = 30)]
+    repoll_delay_seconds: u64,
+    /// How long to wait for the dbt Cloud run before failing the check.
+    #[arg(long, env = "PRDIFF_RUN_DEADLINE_SECONDS", default_value_t = 4 * 3600)]
+    run_deadline_seconds: u64,
+    /// Time limit of one model's diff (past it, a "timed out" row in the report).
+    #[arg(long, env = "PRDIFF_MODEL_TIMEOUT_SECONDS", default_value_t = 840)]
+    model_timeout_seconds: u64,
+    /// How often sync schedules are checked; 0 turns scheduled syncs off.
+    #[arg(long, env = "PRDIFF_SYNC_TICK_SECONDS", default_value_t = 900)]
+    sync_tick_seconds: u64,
+    /// Time the work in hand gets to finish after SIGINT/SIGTERM.
+    #[arg(long, env = "PRDIFF_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    shutdown_grace_seconds: u64,
+}
+
+pub async fn run(args: ServeArgs) -> u8 {
+    // Logs on stderr; `RUST_LOG` filters (default info), `PRDIFF_LOG_FORMAT=json` for JSON lines.
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if std::env::var("PRDIFF_LOG_FORMAT").is_ok_and(|v| v == "json") {
+        fmt.json().try_init()
+    } else {
+        fmt.try_init()
+    };
+    let webhook_secret = match SecretName::parse(&args.webhook_secret_name) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: --webhook-secret-name: {e}");
+            return exit::USAGE;
+        }
+    };
+    if args.model_timeout_seconds == 0 || args.run_deadline_seconds == 0 {
+        eprintln!("error: --model-timeout-seconds and --run-deadline-seconds must be positive");
+        return exit::USAGE;
+    }
+    let mut settings = Settings::new(args.listen, webhook_secret);
+    settings.webhook.poll_delay = Duration::from_secs(args.poll_delay_seconds);
+    settings.webhook.run_deadline = Duration::from_secs(args.run_deadline_seconds);
+    settings.poller.first_delay = Duration::from_secs(args.repoll_delay_seconds.max(1));
+    settings.diff.model_timeout = Duration::from_secs(args.model_timeout_seconds);
+    settings.diff.statement_timeout = settings
+        .diff
+        .statement_timeout
+        .min(settings.diff.model_timeout);
+    settings.diff_workers = args.diff_workers.max(1);
+    settings.sync_tick =
+        (args.sync_tick_seconds > 0).then(|| Duration::from_secs(args.sync_tick_seconds));
+    settings.shutdown_grace = Duration::from_secs(args.shutdown_grace_seconds);
+
+    let db = match Database::open(&args.db, args.secrets_dir) {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let server = match Server::bind(db.services.clone(), settings).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    eprintln!(
+        "prdiff serve: listening on http://{} (POST /webhook, GET /healthz), database {}",
+        server.local_addr(),
+        args.db.display()
+    );
+    server.run(signal()).await;
+    eprintln!("prdiff serve: stopped");
+    exit::OK
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

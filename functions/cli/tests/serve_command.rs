@@ -1,0 +1,164 @@
+//! `prdiff serve` as a process: start-up checks, the HTTP endpoint, one process per file,
+//! and a graceful stop on SIGTERM and SIGINT. (The whole PR flow through serve runs in
+//! `tests/tests/it/serve.rs`.)
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SECRET_ENV: &str = "PRDIFF_SECRET_PRDIFF_WEBHOOK_SECRET";
+
+fn serve(dir: &Path, with_secret: bool) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_prdiff"));
+    c.current_dir(dir)
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(dir.join("prdiff.db"))
+        .args(["--sync-tick-seconds", "0", "--shutdown-grace-seconds", "5"])
+        .env_remove("PRDIFF_DB")
+        .env_remove("PRDIFF_LISTEN")
+        .env_remove("PRDIFF_SECRETS_DIR")
+        .env_remove("PRDIFF_WEBHOOK_SECRET_NAME")
+        .env("RUST_LOG", "warn");
+    if with_secret {
+        c.env(SECRET_ENV, "s3cr3t-value");
+    } else {
+        c.env_remove(SECRET_ENV);
+    }
+    c
+}
+
+/// Starts serve and returns it with the address it printed.
+fn start(dir: &Path) -> (Child, String, BufReader<std::process::ChildStderr>) {
+    let mut child = serve(dir, true)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start prdiff serve");
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "serve exited before listening"
+        );
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().to_owned();
+            return (child, addr, err);
+        }
+    }
+}
+
+/// One HTTP/1.1 request; returns (status, body).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        assert!(
+            start.elapsed() < within,
+            "serve did not stop within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn kill(child: &Child, signal: &str) {
+    let ok = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {signal}");
+}
+
+#[test]
+fn without_the_webhook_secret_serve_refuses_to_start_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = serve(dir.path(), false).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("prdiff/webhook-secret"), "{err}");
+    assert!(err.contains(SECRET_ENV), "{err}");
+}
+
+#[test]
+fn serve_answers_health_and_webhooks_then_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr, mut err) = start(dir.path());
+
+    let (status, body) = http(&addr, "GET", "/healthz", &[], "");
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["queues"]["poll"], 0);
+    assert_eq!(health["dead_letters"], 0);
+
+    // A delivery without a valid signature is refused by the webhook handler itself.
+    let (status, body) = http(
+        &addr,
+        "POST",
+        "/webhook",
+        &[
+            ("x-github-event", "ping"),
+            ("x-github-delivery", "d-1"),
+            ("x-hub-signature-256", "sha256=00"),
+        ],
+        "{}",
+    );
+    assert_eq!(status, 401, "{body}");
+    assert!(!body.contains("s3cr3t-value"));
+    assert_eq!(http(&addr, "GET", "/nope", &[], "").0, 404);
+    assert_eq!(http(&addr, "GET", "/webhook", &[], "").0, 405);
+
+    // A second process on the same file is refused while the first runs.
+    let o = serve(dir.path(), true).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("in use by another"));
+
+    kill(&child, "-TERM");
+    let st = wait_exit(&mut child, Duration::from_secs(10));
+    assert_eq!(st.code(), Some(0));
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("prdiff serve: stopped"), "{rest}");
+    assert!(!rest.contains("s3cr3t-value"));
+
+    // The lock went with the process: it starts again on the same file, and stops on SIGINT.
+    let (mut child, addr, _err) = start(dir.path());
+    assert_eq!(http(&addr, "GET", "/healthz", &[], "").0, 200);
+    kill(&child, "-INT");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).code(),
+        Some(0)
+    );
+}

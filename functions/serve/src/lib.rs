@@ -1,0 +1,608 @@
+//! `prdiff serve`: the webhook, poller, diff runner and manifest sync in one process, on
+//! the embedded adapters (one SQLite file for configurations, runs, metadata and queues; a
+//! secrets directory or environment variables), for teams that do not run on AWS and for
+//! end-to-end tests.
+//!
+//! ```text
+//!  POST /webhook ──► webhook::handle ──► poll queue ──► poller ──► diff queue ──► diff runner ──► PR comment
+//!                                   └──► sync queue ──► sync ◄── schedule tick
+//! ```
+//!
+//! The queues are [`EmbeddedQueue`]s in the same file: a delayed poll or a pending diff
+//! survives a restart. Each consumer leases a message, runs the same handler the Lambda
+//! runs, then acknowledges it, retries it later (a transient error, with a doubling
+//! delay) or moves it to the dead letters (a permanent error, or too many attempts).
+//! Shutdown (the future given to [`Server::run`]) stops accepting requests and taking
+//! messages, lets the work in hand finish within a grace period, and returns; a message
+//! still leased then is delivered again at the next start.
+
+mod http;
+
+use std::fs::File;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prdiff_shared::config::SecretName;
+use prdiff_shared::config::apply::{DbtCloudConnector, HttpDbtCloud};
+use prdiff_shared::githost::{GitHosts, HttpGitHosts, HttpSettings};
+use prdiff_shared::messages::Message;
+use prdiff_shared::metadata::MetadataStore;
+use prdiff_shared::metadata::embedded::EmbeddedMetadata;
+use prdiff_shared::metadata::sync::{self, SyncDeps};
+use prdiff_shared::queue::embedded::{Delivery, EmbeddedQueue, EmbeddedQueues};
+use prdiff_shared::queue::{MAX_DELAY, Queue};
+use prdiff_shared::secrets::Secrets;
+use prdiff_shared::secrets::local::LocalSecrets;
+use prdiff_shared::store::embedded::EmbeddedStore;
+use prdiff_shared::store::{ConfigStore, RunStore, unix_now};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+/// The queue names inside the database file.
+pub const POLL_QUEUE: &str = "poll";
+pub const DIFF_QUEUE: &str = "diff";
+pub const SYNC_QUEUE: &str = "sync";
+
+/// Why serve could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot open {path}: {message}")]
+    Open { path: PathBuf, message: String },
+    #[error(
+        "{path} is in use by another `prdiff serve` (lock {lock}); one process per database file"
+    )]
+    Locked { path: PathBuf, lock: PathBuf },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the webhook secret {name} is not set: {hint}. GitHub signs deliveries with it, GitLab sends it as the token"
+    )]
+    WebhookSecret { name: String, hint: String },
+}
+
+/// The ports every function uses, over one database file (or memory, for tests).
+#[derive(Clone)]
+pub struct Services {
+    pub configs: Arc<dyn ConfigStore>,
+    pub runs: Arc<dyn RunStore>,
+    pub metadata: Arc<dyn MetadataStore>,
+    pub secrets: Arc<dyn Secrets>,
+    pub hosts: Arc<dyn GitHosts>,
+    pub dbt: Arc<dyn DbtCloudConnector>,
+    pub queues: EmbeddedQueues,
+}
+
+/// An open database file, locked for this process.
+pub struct Database {
+    pub services: Services,
+    /// Held for the life of the process: a second `prdiff serve` on the file is refused.
+    _lock: File,
+}
+
+impl Database {
+    /// Opens (creating) the file's store, metadata and queues, takes its lock, and makes the
+    /// messages a previous process left leased deliverable again. Secrets come from the
+    /// environment (`PRDIFF_SECRET_…`) and `secrets_dir` (default `<db>.secrets`, the
+    /// directory `prdiff config apply --backend embedded` writes).
+    pub fn open(path: &Path, secrets_dir: Option<PathBuf>) -> Result<Self, ServeError> {
+        let open_err = |e: &dyn std::fmt::Display| ServeError::Open {
+            path: path.to_owned(),
+            message: e.to_string(),
+        };
+        let lock_path = lock_path(path);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| open_err(&e))?;
+        if let Err(e) = lock.try_lock() {
+            return Err(match e {
+                std::fs::TryLockError::WouldBlock => ServeError::Locked {
+                    path: path.to_owned(),
+                    lock: lock_path,
+                },
+                std::fs::TryLockError::Error(e) => open_err(&e),
+            });
+        }
+        let store = Arc::new(EmbeddedStore::open(path).map_err(|e| open_err(&e))?);
+        let metadata = Arc::new(EmbeddedMetadata::open(path).map_err(|e| open_err(&e))?);
+        let queues = EmbeddedQueues::open(path).map_err(|e| open_err(&e))?;
+        let released = queues.release_leases().map_err(|e| open_err(&e))?;
+        if released > 0 {
+            tracing::warn!(
+                released,
+                "messages in flight when the previous process stopped will be delivered again"
+            );
+        }
+        let secrets_dir = secrets_dir.unwrap_or_else(|| default_secrets_dir(path));
+        let secrets = Arc::new(LocalSecrets::with_env_and_dir(Some(secrets_dir)));
+        Ok(Self {
+            services: Services {
+                configs: store.clone(),
+                runs: store,
+                metadata,
+                hosts: Arc::new(HttpGitHosts::new(secrets.clone(), HttpSettings::default())),
+                secrets,
+                dbt: Arc::new(HttpDbtCloud::default()),
+                queues,
+            },
+            _lock: lock,
+        })
+    }
+}
+
+/// `<db>.lock`.
+pub fn lock_path(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+/// `<db>.secrets`, as `prdiff config` uses.
+pub fn default_secrets_dir(db: &Path) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(".secrets");
+    PathBuf::from(s)
+}
+
+/// Tunables of the process; each function keeps its own settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub webhook: prdiff_webhook::Settings,
+    pub poller: prdiff_poller::Settings,
+    pub diff: prdiff_diff::Settings,
+    /// Models diffed at the same time.
+    pub diff_workers: usize,
+    /// How often configurations' sync schedules are checked; `None` turns the schedule off
+    /// (syncs on push still run).
+    pub sync_tick: Option<Duration>,
+    /// Deliveries of a message before it goes to the dead letters (SQS's maxReceiveCount).
+    pub max_receives: u32,
+    /// Delay before the first redelivery of a transient failure; doubles, capped at 900 s.
+    pub retry_delay: Duration,
+    /// How long the work in hand may take to finish after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+impl Settings {
+    pub fn new(listen: SocketAddr, webhook_secret: SecretName) -> Self {
+        Self {
+            listen,
+            webhook: prdiff_webhook::Settings::new(webhook_secret),
+            poller: prdiff_poller::Settings::default(),
+            diff: prdiff_diff::Settings::default(),
+            diff_workers: 2,
+            sync_tick: Some(Duration::from_secs(900)),
+            max_receives: 5,
+            retry_delay: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+
+    /// The delay before delivery `receives + 1` of a message that failed transiently.
+    pub fn retry_after(&self, receives: u32) -> Duration {
+        let factor = 2u32.saturating_pow(receives.saturating_sub(1).min(20));
+        self.retry_delay.saturating_mul(factor).min(MAX_DELAY)
+    }
+}
+
+/// What a consumer does with a message after its handler ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Settle {
+    Done,
+    /// A transient failure: deliver again later (or dead-letter after too many attempts).
+    Retry(String),
+    /// A permanent failure: the same bytes would fail again.
+    Fail(String),
+}
+
+/// Counters, for `/healthz` and the shutdown summary.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub handled: AtomicU64,
+    pub retried: AtomicU64,
+    pub dead_lettered: AtomicU64,
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    services: Services,
+    settings: Settings,
+    listener: tokio::net::TcpListener,
+    counters: Arc<Counters>,
+}
+
+impl Server {
+    /// Checks the webhook secret resolves and binds the listen address.
+    pub async fn bind(services: Services, settings: Settings) -> Result<Self, ServeError> {
+        if let Err(e) = services.secrets.get(&settings.webhook.webhook_secret).await {
+            let name = &settings.webhook.webhook_secret;
+            return Err(ServeError::WebhookSecret {
+                name: name.to_string(),
+                hint: format!(
+                    "{e}; set {} or write it with `prdiff config` to the secrets directory",
+                    LocalSecrets::env_var(name)
+                ),
+            });
+        }
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| ServeError::Listen {
+                addr: settings.listen,
+                source,
+            })?;
+        Ok(Self {
+            services,
+            settings,
+            listener,
+            counters: Arc::default(),
+        })
+    }
+
+    /// The address actually bound (port 0 picks a free one).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
+    /// Runs until `shutdown` resolves, then drains within the grace period.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            services,
+            settings,
+            listener,
+            counters,
+        } = self;
+        let (stop_tx, stop) = watch::channel(false);
+        let queues = &services.queues;
+        let (poll_q, diff_q, sync_q) = (
+            queues.queue(POLL_QUEUE),
+            queues.queue(DIFF_QUEUE),
+            queues.queue(SYNC_QUEUE),
+        );
+        let webhook = Arc::new(prdiff_webhook::Deps {
+            configs: services.configs.clone(),
+            runs: services.runs.clone(),
+            secrets: services.secrets.clone(),
+            hosts: services.hosts.clone(),
+            poll_queue: Arc::new(poll_q.clone()) as Arc<dyn Queue>,
+            sync_queue: Arc::new(sync_q.clone()) as Arc<dyn Queue>,
+            settings: settings.webhook.clone(),
+        });
+        let poller = Arc::new(prdiff_poller::Deps {
+            configs: services.configs.clone(),
+            runs: services.runs.clone(),
+            secrets: services.secrets.clone(),
+            hosts: services.hosts.clone(),
+            dbt: services.dbt.clone(),
+            poll_queue: Arc::new(poll_q.clone()),
+            diff_queue: Arc::new(diff_q.clone()),
+            settings: settings.poller.clone(),
+        });
+        let differ = Arc::new(prdiff_diff::Deps {
+            configs: services.configs.clone(),
+            runs: services.runs.clone(),
+            secrets: services.secrets.clone(),
+            hosts: services.hosts.clone(),
+            metadata: Some(services.metadata.clone()),
+            settings: settings.diff.clone(),
+        });
+        let syncer = Arc::new(SyncDeps {
+            configs: services.configs.clone(),
+            metadata: services.metadata.clone(),
+            secrets: services.secrets.clone(),
+            dbt: services.dbt.clone(),
+        });
+        let settings = Arc::new(settings);
+        let mut tasks = JoinSet::new();
+
+        let state = http::State {
+            webhook,
+            queues: queues.clone(),
+            counters: counters.clone(),
+        };
+        tasks.spawn(http::serve(listener, state, stop.clone()));
+
+        // A poll re-sends itself and waits on dbt Cloud: short, one at a time is plenty.
+        let lease = Duration::from_secs(300);
+        let consumer = Consumer::new(poll_q, lease, &settings, &counters, &stop);
+        tasks.spawn(consumer.run(move |body, _receives| {
+            let poller = poller.clone();
+            async move {
+                match prdiff_poller::handle_message(&body, &poller).await {
+                    Ok(outcome) => {
+                        tracing::info!(?outcome, "poll handled");
+                        Settle::Done
+                    }
+                    Err(e) if e.is_retryable() => Settle::Retry(chain(&e)),
+                    Err(e) => Settle::Fail(chain(&e)),
+                }
+            }
+        }));
+
+        // A model may take up to its timeout; the lease outlasts it.
+        let lease = settings.diff.model_timeout + Duration::from_secs(60);
+        for _ in 0..settings.diff_workers.max(1) {
+            let consumer = Consumer::new(diff_q.clone(), lease, &settings, &counters, &stop);
+            let differ = differ.clone();
+            tasks.spawn(consumer.run(move |body, receives| {
+                let differ = differ.clone();
+                async move {
+                    match prdiff_diff::handle_message(&body, receives, &differ).await {
+                        Ok(outcome) => {
+                            tracing::info!(?outcome, "diff handled");
+                            Settle::Done
+                        }
+                        Err(e) if e.is_retryable() => Settle::Retry(chain(&e)),
+                        Err(e) => Settle::Fail(chain(&e)),
+                    }
+                }
+            }));
+        }
+
+        let consumer = Consumer::new(
+            sync_q,
+            Duration::from_secs(900),
+            &settings,
+            &counters,
+            &stop,
+        );
+        let sync_deps = syncer.clone();
+        tasks.spawn(consumer.run(move |body, _receives| {
+            let deps = sync_deps.clone();
+            async move {
+                let msg = match Message::from_json(&body) {
+                    Ok(Message::Sync(m)) => m,
+                    Ok(other) => {
+                        return Settle::Fail(format!("not a sync message ({})", other.kind()));
+                    }
+                    Err(e) => return Settle::Fail(chain(&e)),
+                };
+                let span = tracing::info_span!("sync", config = %msg.config_id);
+                match sync::sync_config(&deps, &msg.config_id, unix_now())
+                    .instrument(span)
+                    .await
+                {
+                    Ok(_) => Settle::Done,
+                    Err(e) if e.is_retryable() => Settle::Retry(e.chain()),
+                    // Recorded on the configuration's sync state; retrying cannot help.
+                    Err(e) => {
+                        tracing::warn!(error = %e.chain(), "sync failed");
+                        Settle::Done
+                    }
+                }
+            }
+        }));
+
+        if let Some(every) = settings.sync_tick {
+            tasks.spawn(schedule(syncer, every, stop.clone()));
+        }
+
+        tracing::info!(diff_workers = settings.diff_workers, "prdiff serve running");
+        shutdown.await;
+        tracing::info!(
+            grace_s = settings.shutdown_grace.as_secs(),
+            "shutting down: no new requests or messages; finishing the work in hand"
+        );
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(settings.shutdown_grace, async {
+            while let Some(joined) = tasks.join_next().await {
+                if let Err(e) = joined
+                    && e.is_panic()
+                {
+                    tracing::error!(error = %e, "a serve task panicked");
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                still_running = tasks.len(),
+                "grace period over: stopping; their messages will be delivered again at the next start"
+            );
+            tasks.abort_all();
+        }
+        tracing::info!(
+            handled = counters.handled.load(Ordering::Relaxed),
+            retried = counters.retried.load(Ordering::Relaxed),
+            dead_lettered = counters.dead_lettered.load(Ordering::Relaxed),
+            "prdiff serve stopped"
+        );
+    }
+}
+
+/// The error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+/// When nothing is due, look again at least this often (a message sent by another
+/// process on the file, or a clock step).
+const IDLE_RECHECK: Duration = Duration::from_secs(5);
+
+/// One consumer loop over a queue.
+struct Consumer {
+    queue: EmbeddedQueue,
+    lease: Duration,
+    settings: Arc<Settings>,
+    counters: Arc<Counters>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Consumer {
+    fn new(
+        queue: EmbeddedQueue,
+        lease: Duration,
+        settings: &Arc<Settings>,
+        counters: &Arc<Counters>,
+        stop: &watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            queue,
+            lease,
+            settings: settings.clone(),
+            counters: counters.clone(),
+            stop: stop.clone(),
+        }
+    }
+
+    async fn run<F, Fut>(mut self, handler: F)
+    where
+        F: Fn(String, u32) -> Fut,
+        Fut: Future<Output = Settle>,
+    {
+        let queues = self.queue.queues().clone();
+        loop {
+            if *self.stop.borrow() {
+                return;
+            }
+            // Registered before looking, so a send in between is not missed.
+            let sent = queues.notified();
+            tokio::pin!(sent);
+            sent.as_mut().enable();
+            match self.queue.receive(self.lease) {
+                Ok(Some(d)) => {
+                    let span = tracing::info_span!(
+                        "message",
+                        queue = self.queue.name(),
+                        id = d.id,
+                        receives = d.receives
+                    );
+                    let settle = handler(d.body.clone(), d.receives).instrument(span).await;
+                    self.settle(&d, settle);
+                }
+                Ok(None) => {
+                    let wait = match self.queue.next_due_in() {
+                        Ok(Some(d)) => d.min(IDLE_RECHECK),
+                        _ => IDLE_RECHECK,
+                    };
+                    tokio::select! {
+                        _ = sent => {}
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.stop.changed() => {}
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(queue = self.queue.name(), error = %chain(&e), "cannot read the queue");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = self.stop.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn settle(&self, d: &Delivery, settle: Settle) {
+        let q = &self.queue;
+        let result = match &settle {
+            Settle::Done => q.ack(d),
+            Settle::Retry(why) if d.receives < self.settings.max_receives => {
+                let delay = self.settings.retry_after(d.receives);
+                tracing::warn!(queue = q.name(), id = d.id, error = %why, delay_s = delay.as_secs(), "failed; will be retried");
+                self.counters.retried.fetch_add(1, Ordering::Relaxed);
+                q.retry(d, delay)
+            }
+            Settle::Retry(why) => {
+                tracing::error!(queue = q.name(), id = d.id, error = %why, receives = d.receives, "failed too often; dead-lettered");
+                self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                q.dead_letter(d, &format!("after {} deliveries: {why}", d.receives))
+            }
+            Settle::Fail(why) => {
+                tracing::error!(queue = q.name(), id = d.id, error = %why, "permanent failure; dead-lettered");
+                self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                q.dead_letter(d, why)
+            }
+        };
+        self.counters.handled.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = result {
+            // The lease runs out and the message comes back: at least once, never lost.
+            tracing::error!(queue = q.name(), id = d.id, error = %chain(&e), "cannot settle the message");
+        }
+    }
+}
+
+/// The sync schedule: every `every`, sync the configurations whose own schedule is due.
+async fn schedule(deps: Arc<SyncDeps>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = unix_now();
+        match sync::tick(&deps, now)
+            .instrument(tracing::info_span!("scheduled_sync", now))
+            .await
+        {
+            Ok(out) => {
+                for (id, r) in &out.synced {
+                    match r {
+                        Ok(o) => {
+                            tracing::info!(config = %id, unchanged = o.unchanged, added = o.added.len(), updated = o.updated.len(), removed = o.removed.len(), "synced")
+                        }
+                        Err(e) => tracing::warn!(config = %id, error = %e.chain(), "sync failed"),
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e.chain(), "scheduled sync could not list configurations")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_double_from_the_first_delay_and_stop_at_fifteen_minutes() {
+        let s = Settings::new(
+            "127.0.0.1:0".parse().unwrap(),
+            SecretName::parse("prdiff/webhook-secret").unwrap(),
+        );
+        assert_eq!(s.retry_after(1), Duration::from_secs(30));
+        assert_eq!(s.retry_after(2), Duration::from_secs(60));
+        assert_eq!(s.retry_after(4), Duration::from_secs(240));
+        assert_eq!(s.retry_after(10), MAX_DELAY);
+    }
+
+    #[test]
+    fn a_second_process_on_the_same_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("prdiff.db");
+        let first = Database::open(&db, None).unwrap();
+        match Database::open(&db, None) {
+            Err(ServeError::Locked { lock, .. }) => assert_eq!(lock, lock_path(&db)),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("two processes on one file"),
+        }
+        drop(first);
+        Database::open(&db, None).expect("the lock goes with the process");
+    }
+}
