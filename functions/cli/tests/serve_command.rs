@@ -29,7 +29,8 @@ fn serve(dir: &Path, with_secret: bool) -> Command {
     c
 }
 
-/// Starts serve and returns it with the address it printed.
+/// Starts serve and returns it with the address it printed. The caller waits for it.
+#[allow(clippy::zombie_processes)]
 fn start(dir: &Path) -> (Child, String, BufReader<std::process::ChildStderr>) {
     let mut child = serve(dir, true)
         .stderr(Stdio::piped())

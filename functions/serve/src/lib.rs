@@ -592,6 +592,78 @@ mod tests {
         assert_eq!(s.retry_after(10), MAX_DELAY);
     }
 
+    fn sync_msg(name: &str) -> Message {
+        Message::Sync(prdiff_shared::messages::SyncMessage {
+            config_id: prdiff_shared::config::ConfigId::parse(name).unwrap(),
+            reason: prdiff_shared::messages::SyncReason::Schedule,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_consumer_acks_retries_and_dead_letters_as_its_handler_says() {
+        let clock: prdiff_shared::queue::embedded::Clock = Arc::new(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64
+        });
+        let queues = EmbeddedQueues::in_memory(clock);
+        let q = queues.queue("work");
+        for name in ["ok", "flaky", "bad", "always"] {
+            q.send(&sync_msg(name), Duration::ZERO).await.unwrap();
+        }
+        let mut settings = Settings::new(
+            "127.0.0.1:0".parse().unwrap(),
+            SecretName::parse("prdiff/webhook-secret").unwrap(),
+        );
+        settings.max_receives = 3;
+        settings.retry_delay = Duration::from_millis(20);
+        let (settings, counters) = (Arc::new(settings), Arc::new(Counters::default()));
+        let (stop_tx, stop) = watch::channel(false);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::<(String, u32)>::new()));
+        let consumer = Consumer::new(
+            q.clone(),
+            Duration::from_secs(60),
+            &settings,
+            &counters,
+            &stop,
+        );
+        let log = seen.clone();
+        let task = tokio::spawn(consumer.run(move |body, receives| {
+            let log = log.clone();
+            async move {
+                let Ok(Message::Sync(m)) = Message::from_json(&body) else {
+                    return Settle::Fail("unreadable".into());
+                };
+                let name = m.config_id.as_str().to_owned();
+                log.lock().unwrap().push((name.clone(), receives));
+                match (name.as_str(), receives) {
+                    ("ok", _) | ("flaky", 3) => Settle::Done,
+                    ("bad", _) => Settle::Fail("bad input".into()),
+                    _ => Settle::Retry("warehouse busy".into()),
+                }
+            }
+        }));
+        let start = std::time::Instant::now();
+        while !q.is_empty().unwrap() {
+            assert!(start.elapsed() < Duration::from_secs(10), "not settled");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop_tx.send(true).unwrap();
+        task.await.unwrap();
+        let seen = seen.lock().unwrap().clone();
+        let count = |n: &str| seen.iter().filter(|(m, _)| m == n).count();
+        assert_eq!(
+            (count("ok"), count("flaky"), count("bad"), count("always")),
+            (1, 3, 1, 3)
+        );
+        let dead = queues.dead_letters().unwrap();
+        let reasons: Vec<&str> = dead.iter().map(|d| d.reason.as_str()).collect();
+        assert_eq!(reasons, ["bad input", "after 3 deliveries: warehouse busy"]);
+        assert_eq!(counters.retried.load(Ordering::Relaxed), 4);
+        assert_eq!(counters.dead_lettered.load(Ordering::Relaxed), 2);
+    }
+
     #[test]
     fn a_second_process_on_the_same_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();

@@ -1000,3 +1000,148 @@ async fn results_finishing_together_are_counted_once_on_sqlite() {
 async fn results_recorded_twice_are_counted_once_on_dynamodb() {
     count_once(Arc::new(crate::stores::dynamo_store().await), false).await;
 }
+
+/// Waits (real time) until `done` holds; panics with `what` after `within`.
+async fn eventually(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < within, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `prdiff serve`'s wiring over the pipeline's store (a file) and fakes, with fresh
+/// queues on the same file: what a restarted process would open.
+fn serve_services(p: &Pipeline, db: &Path) -> prdiff_serve::Services {
+    prdiff_serve::Services {
+        configs: p.webhook.configs.clone(),
+        runs: p.runs.clone(),
+        metadata: Arc::new(prdiff_shared::metadata::embedded::EmbeddedMetadata::open(db).unwrap()),
+        secrets: p.webhook.secrets.clone(),
+        hosts: p.webhook.hosts.clone(),
+        dbt: p.poller.dbt.clone(),
+        queues: prdiff_shared::queue::embedded::EmbeddedQueues::open(db).unwrap(),
+    }
+}
+
+/// Starts serve; returns its address, the stop switch and the task.
+async fn start_serve(
+    p: &Pipeline,
+    db: &Path,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let mut settings = prdiff_serve::Settings::new(
+        "127.0.0.1:0".parse().unwrap(),
+        SecretName::parse("prdiff/webhook-secret").unwrap(),
+    );
+    settings.webhook.poll_delay = Duration::ZERO;
+    settings.poller.first_delay = Duration::from_secs(1);
+    settings.sync_tick = None;
+    settings.shutdown_grace = Duration::from_secs(20);
+    let server = prdiff_serve::Server::bind(serve_services(p, db), settings)
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = rx.await;
+    }));
+    (addr, tx, task)
+}
+
+#[tokio::test]
+async fn through_prdiff_serve_a_pull_request_is_reported_once_even_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("prdiff.db");
+    let store = Arc::new(EmbeddedStore::open(&db).unwrap());
+    let p = Pipeline::over(store.clone(), store, &config("shop", "")).await;
+    p.prod_run(500, BASE);
+    p.pr_run(900, HEAD, status::RUNNING, None);
+
+    // The signed webhook over HTTP, as GitHub sends it.
+    let (addr, stop, task) = start_serve(&p, &db).await;
+    let mut body: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(prdiff_tests::shared_fixtures().join("github/pull_request.opened.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    body["pull_request"]["head"]["sha"] = HEAD.into();
+    let req = github(
+        "pull_request",
+        "serve-1",
+        serde_json::to_vec(&body).unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let mut post = http.post(format!("http://{addr}/webhook"));
+    for (k, v) in &req.headers {
+        post = post.header(k.as_str(), v.as_str());
+    }
+    let resp = post.body(req.body.clone()).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+
+    // dbt Cloud is still running: the poller waits and says so on the PR.
+    eventually("the waiting comment", Duration::from_secs(30), || {
+        p.comments()
+            .iter()
+            .any(|c| c.contains("waiting for dbt Cloud run 900"))
+    })
+    .await;
+    // Stopped while waiting: the delayed poll stays in the file.
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("serve stops within its grace period")
+        .unwrap();
+    let queues = prdiff_shared::queue::embedded::EmbeddedQueues::open(&db).unwrap();
+    assert_eq!(queues.queue(prdiff_serve::POLL_QUEUE).len().unwrap(), 1);
+    assert!(p.final_statuses(HEAD).is_empty());
+
+    // dbt Cloud finishes while serve is down; the restarted process picks the poll up.
+    p.pr_run(900, HEAD, status::SUCCESS, None);
+    let (addr, stop, task) = start_serve(&p, &db).await;
+    eventually("the final status", Duration::from_secs(60), || {
+        !p.final_statuses(HEAD).is_empty()
+    })
+    .await;
+    let health: serde_json::Value = http
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stop.send(()).unwrap();
+    task.await.unwrap();
+
+    let comments = p.comments();
+    assert_eq!(comments.len(), 1, "one sticky comment, edited in place");
+    let orders = row(&comments[0], "orders");
+    assert_eq!(orders[2..6], ["1,000 → 999", "0", "1", "50"], "{orders:?}");
+    let customers = row(&comments[0], "customers");
+    assert_eq!(
+        customers[2..6],
+        ["100 → 100", "0", "0", "0"],
+        "{customers:?}"
+    );
+    let statuses = p.final_statuses(HEAD);
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert_eq!(
+        statuses[0],
+        (
+            StatusState::Success,
+            "prdiff: 2 models diffed, 1 with differences".to_owned()
+        )
+    );
+    assert_eq!(health["dead_letters"], 0, "{health}");
+    for q in [
+        prdiff_serve::POLL_QUEUE,
+        prdiff_serve::DIFF_QUEUE,
+        prdiff_serve::SYNC_QUEUE,
+    ] {
+        assert_eq!(queues.queue(q).len().unwrap(), 0, "queue {q} drained");
+    }
+}
