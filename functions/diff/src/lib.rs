@@ -169,12 +169,7 @@ async fn run_one(
         .ok_or_else(|| {
             DiffRunError::Invalid(format!("configuration {} no longer exists", run.config_id))
         })?;
-    let already = deps
-        .runs
-        .results(&run.id)
-        .await?
-        .iter()
-        .any(|(m, _)| *m == msg.model);
+    let already = deps.runs.has_result(&run.id, &msg.model).await?;
     let outcome = if already {
         None
     } else {

@@ -66,6 +66,8 @@ pub struct LambdaEnv {
     pub sync_queue_url: String,
     pub webhook_secret: SecretName,
     pub poll_delay: Option<Duration>,
+    /// How long a run may wait for dbt Cloud (`PRDIFF_RUN_DEADLINE_SECONDS`, default 4 h).
+    pub run_deadline: Option<Duration>,
 }
 
 impl LambdaEnv {
@@ -95,16 +97,18 @@ impl LambdaEnv {
             }
             Err(_) => None,
         };
-        let poll_delay = match var("PRDIFF_POLL_DELAY_SECONDS") {
+        let mut seconds = |name: &str, min: u64| match var(name) {
             None => None,
-            Some(v) => match v.parse::<u64>() {
-                Ok(s) => Some(Duration::from_secs(s)),
-                Err(_) => {
-                    problems.push(format!("PRDIFF_POLL_DELAY_SECONDS is not a number: {v:?}"));
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(s) if s >= min => Some(Duration::from_secs(s)),
+                _ => {
+                    problems.push(format!("{name} is not a number of seconds ≥ {min}: {v:?}"));
                     None
                 }
             },
         };
+        let poll_delay = seconds("PRDIFF_POLL_DELAY_SECONDS", 0);
+        let run_deadline = seconds("PRDIFF_RUN_DEADLINE_SECONDS", 60);
         match webhook_secret {
             Some(webhook_secret) if problems.is_empty() => Ok(Self {
                 table,
@@ -112,6 +116,7 @@ impl LambdaEnv {
                 sync_queue_url,
                 webhook_secret,
                 poll_delay,
+                run_deadline,
             }),
             _ => Err(problems.join("; ")),
         }
@@ -670,14 +675,35 @@ mod tests {
         let env = LambdaEnv::from_vars(|name| {
             Some(match name {
                 "PRDIFF_POLL_DELAY_SECONDS" => "30".to_owned(),
+                "PRDIFF_RUN_DEADLINE_SECONDS" => "7200".to_owned(),
                 "PRDIFF_WEBHOOK_SECRET_NAME" => "prdiff/webhook-secret".to_owned(),
                 other => format!("value-of-{other}"),
             })
         })
         .unwrap();
         assert_eq!(env.poll_delay, Some(Duration::from_secs(30)));
+        assert_eq!(env.run_deadline, Some(Duration::from_secs(7200)));
         assert_eq!(env.webhook_secret.as_str(), "prdiff/webhook-secret");
         assert_eq!(env.table, "value-of-PRDIFF_TABLE");
+    }
+
+    #[test]
+    fn a_deadline_that_is_not_a_sensible_number_of_seconds_is_named() {
+        for bad in ["soon", "0", "-5"] {
+            let err = LambdaEnv::from_vars(|name| {
+                Some(match name {
+                    "PRDIFF_RUN_DEADLINE_SECONDS" => bad.to_owned(),
+                    "PRDIFF_POLL_DELAY_SECONDS" => "30".to_owned(),
+                    "PRDIFF_WEBHOOK_SECRET_NAME" => "prdiff/webhook-secret".to_owned(),
+                    other => format!("value-of-{other}"),
+                })
+            })
+            .unwrap_err();
+            assert_eq!(
+                err,
+                format!("PRDIFF_RUN_DEADLINE_SECONDS is not a number of seconds ≥ 60: {bad:?}")
+            );
+        }
     }
 
     #[test]

@@ -38,6 +38,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     if let Some(d) = env.poll_delay {
         settings.poll_delay = d;
     }
+    if let Some(d) = env.run_deadline {
+        settings.run_deadline = d;
+    }
     let deps = Deps {
         configs: store.clone(),
         runs: store,

@@ -256,6 +256,12 @@ pub struct DbtCloudClient {
     attempts: u32,
 }
 
+/// Time limit of one API call (JSON pages are small).
+pub const API_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Time limit of one artifact download: production manifests of 50–200 MB are normal.
+pub const ARTIFACT_TIMEOUT: Duration = Duration::from_secs(120);
+
 #[derive(Deserialize)]
 struct Envelope<T> {
     data: T,
@@ -272,11 +278,12 @@ impl DbtCloudClient {
         }
     }
 
-    /// A plain client with prdiff's user agent and a 30 s timeout.
+    /// A plain client with prdiff's user agent and a connect timeout; each request sets its
+    /// own time limit ([`API_TIMEOUT`], [`ARTIFACT_TIMEOUT`]).
     pub fn http_client() -> reqwest::Client {
         reqwest::Client::builder()
             .user_agent(concat!("prdiff/", env!("CARGO_PKG_VERSION")))
-            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(10))
             .build()
             .expect("reqwest client with rustls")
     }
@@ -289,7 +296,7 @@ impl DbtCloudClient {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<T, DbtCloudError> {
-        let bytes = self.get_bytes(what, path, query).await?;
+        let bytes = self.get_bytes(what, path, query, API_TIMEOUT).await?;
         let env: Envelope<T> =
             serde_json::from_slice(&bytes).map_err(|e| DbtCloudError::Decode {
                 what: what.into(),
@@ -298,13 +305,15 @@ impl DbtCloudClient {
         Ok(env.data)
     }
 
-    /// GET `{base}/api/v2{path}` and return the body as is (artifacts have no envelope).
-    /// Retries 429 (after `retry-after`, at most 10 s), 5xx and network errors.
+    /// GET `{base}/api/v2{path}` and return the body as is (artifacts have no envelope),
+    /// each attempt within `timeout`. Retries 429 (after `retry-after`, at most 10 s), 5xx
+    /// and network errors.
     pub async fn get_bytes(
         &self,
         what: &str,
         path: &str,
         query: &[(&str, String)],
+        timeout: Duration,
     ) -> Result<Vec<u8>, DbtCloudError> {
         let url = format!("{}{path}", self.base);
         let mut attempt = 1;
@@ -318,6 +327,7 @@ impl DbtCloudClient {
                 )
                 .header("accept", "application/json")
                 .query(query)
+                .timeout(timeout)
                 .send()
                 .await;
             let resp = match sent {
@@ -477,6 +487,7 @@ impl DbtCloudApi for DbtCloudClient {
             &format!("artifact {path} of run {run} in account {account}"),
             &format!("/accounts/{account}/runs/{run}/artifacts/{path}"),
             &query,
+            ARTIFACT_TIMEOUT,
         )
         .await
     }

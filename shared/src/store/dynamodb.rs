@@ -670,4 +670,11 @@ impl RunStore for DynamoStore {
         out.sort();
         Ok(out)
     }
+
+    async fn has_result(&self, id: &RunId, model: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .get(&run_pk(id.as_str()), &format!("RESULT#{model}"))
+            .await?
+            .is_some())
+    }
 }

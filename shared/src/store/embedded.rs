@@ -405,4 +405,16 @@ impl RunStore for EmbeddedStore {
             .map_err(backend)?;
         Ok(rows)
     }
+
+    async fn has_result(&self, id: &RunId, model: &str) -> Result<bool, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT 1 FROM run_results WHERE run_id = ?1 AND model = ?2",
+                params![id.as_str(), model],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(backend)
+    }
 }

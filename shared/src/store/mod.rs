@@ -347,6 +347,8 @@ pub trait RunStore: Send + Sync {
     ) -> Result<RecordOutcome, StoreError>;
     /// Every recorded result of a run: `(model, body)`, in model order.
     async fn results(&self, id: &RunId) -> Result<Vec<(String, String)>, StoreError>;
+    /// Whether a model's result is recorded (one key lookup: a redelivered diff message).
+    async fn has_result(&self, id: &RunId, model: &str) -> Result<bool, StoreError>;
 }
 
 /// What the poller leaves for the diff runners of a run: written once, read many times.

@@ -947,6 +947,7 @@ async fn count_once(runs: Arc<dyn RunStore>, concurrent: bool) {
         .await
         .unwrap()
     );
+    assert!(!runs.has_result(&run, &models[0].0).await.unwrap());
     let mut tasks = Vec::new();
     let mut outcomes = Vec::new();
     // Every model twice (a redelivery racing the original).
@@ -976,6 +977,15 @@ async fn count_once(runs: Arc<dyn RunStore>, concurrent: bool) {
         "{outcomes:?}"
     );
     assert_eq!(runs.results(&run).await.unwrap().len(), 12);
+    for (m, _) in &models {
+        assert!(runs.has_result(&run, m).await.unwrap(), "{m}");
+    }
+    assert!(
+        !runs
+            .has_result(&run, "model.shop.not_in_the_run")
+            .await
+            .unwrap()
+    );
     assert!(
         !runs
             .put_fanout(
