@@ -196,12 +196,19 @@ fn sqs_event(messages: &[Message], receive_count: u32) -> SqsEvent {
 }
 
 fn config(name: &str, extra: &str) -> CiConfig {
+    config_on("github", "Codertocat/Hello-World", name, extra)
+}
+
+/// The GitLab project of the merge request fixture.
+const GITLAB_PROJECT: &str = "gitlabhq/gitlab-test";
+
+fn config_on(provider: &str, repo: &str, name: &str, extra: &str) -> CiConfig {
     let text = format!(
         r#"
 [[ci_config]]
 name = "{name}"
 data_source = "wh"
-repository = {{ provider = "github", full_name = "Codertocat/Hello-World" }}
+repository = {{ provider = "{provider}", full_name = "{repo}" }}
 git_auth = {{ kind = "token", token = {{ secret = "prdiff/{name}/git-token" }} }}
 dbt_cloud = {{ access_url = "https://ab123.us1.dbt.com", account_id = {ACCOUNT}, api_key = {{ secret = "prdiff/{name}/dbt-api-key" }}, artifacts_job_id = {ARTIFACTS_JOB}, pr_job_id = {job} }}
 slim_ci = false
@@ -406,6 +413,114 @@ impl FakeGitHub {
         server
     }
 
+    /// GitLab's REST API (v4) for the same PR/MR: MR diffs and labels, merge base, commit
+    /// statuses, notes (the sticky comment), kept in the same lists.
+    async fn serve_gitlab(&self) -> wiremock::MockServer {
+        use wiremock::matchers::{header, method, path, path_regex};
+        use wiremock::{Mock, Request, ResponseTemplate};
+        let server = wiremock::MockServer::start().await;
+        let project = format!("/api/v4/projects/{}", GITLAB_PROJECT.replace('/', "%2F"));
+        let mr = format!("{project}/merge_requests/{PR_NUMBER}");
+        Mock::given(method("GET"))
+            .and(path(format!("{project}/repository/merge_base")))
+            .and(header("private-token", "glpat_test"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"id": BASE})))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("{mr}/diffs")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!([
+                {"old_path": "models/orders.sql", "new_path": "models/orders.sql"}
+            ])))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(mr.clone()))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"iid": PR_NUMBER, "labels": []})),
+            )
+            .mount(&server)
+            .await;
+        let comments = self.comments.clone();
+        Mock::given(method("GET"))
+            .and(path(format!("{mr}/notes")))
+            .respond_with(move |req: &Request| {
+                let page = req
+                    .url
+                    .query_pairs()
+                    .find(|(k, _)| k == "page")
+                    .map_or(1, |(_, v)| v.parse::<usize>().unwrap());
+                let mut list: Vec<serde_json::Value> = vec![serde_json::json!({
+                    "id": 1, "body": "added 1 commit", "system": true
+                })];
+                list.extend(comments.lock().unwrap().iter().map(
+                    |(id, body)| serde_json::json!({"id": id, "body": body, "system": false}),
+                ));
+                ResponseTemplate::new(200).set_body_json(if page == 1 { list } else { Vec::new() })
+            })
+            .mount(&server)
+            .await;
+        let comments = self.comments.clone();
+        Mock::given(method("POST"))
+            .and(path(format!("{mr}/notes")))
+            .respond_with(move |req: &Request| {
+                let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+                let mut c = comments.lock().unwrap();
+                let id = 1000 + c.len() as u64;
+                c.push((id, body["body"].as_str().unwrap().to_owned()));
+                ResponseTemplate::new(201)
+                    .set_body_json(serde_json::json!({"id": id, "body": body["body"]}))
+            })
+            .mount(&server)
+            .await;
+        let comments = self.comments.clone();
+        Mock::given(method("PUT"))
+            .and(path_regex(format!(r"^{mr}/notes/\d+$")))
+            .respond_with(move |req: &Request| {
+                let id: u64 = req.url.path().rsplit('/').next().unwrap().parse().unwrap();
+                assert_ne!(id, 1, "a system note is never edited");
+                let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+                let mut c = comments.lock().unwrap();
+                let slot = c
+                    .iter_mut()
+                    .find(|(i, _)| *i == id)
+                    .expect("edits an existing note");
+                slot.1 = body["body"].as_str().unwrap().to_owned();
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"id": id, "body": body["body"]}))
+            })
+            .mount(&server)
+            .await;
+        let statuses = self.statuses.clone();
+        Mock::given(method("POST"))
+            .and(path_regex(format!(r"^{project}/statuses/[0-9a-f]{{40}}$")))
+            .respond_with(move |req: &Request| {
+                let sha = req.url.path().rsplit('/').next().unwrap().to_owned();
+                let b: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+                let state = match b["state"].as_str().unwrap() {
+                    "pending" | "running" => StatusState::Pending,
+                    "success" => StatusState::Success,
+                    "failed" => StatusState::Failure,
+                    other => panic!("GitLab has no status state {other:?}"),
+                };
+                let description = b["description"].as_str().unwrap().to_owned();
+                statuses.lock().unwrap().push((
+                    sha,
+                    CommitStatus {
+                        state,
+                        context: b["name"].as_str().unwrap().to_owned(),
+                        description,
+                        target_url: b["target_url"].as_str().map(str::to_owned),
+                    },
+                ));
+                ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 1}))
+            })
+            .mount(&server)
+            .await;
+        server
+    }
+
     fn comments(&self) -> Vec<(u64, String)> {
         self.comments.lock().unwrap().clone()
     }
@@ -427,6 +542,8 @@ struct Pipeline {
     _dbt_server: wiremock::MockServer,
     poll: Arc<RecordingQueue>,
     diffs: Arc<RecordingQueue>,
+    /// The repository is on GitLab (merge request hooks, notes, GitLab statuses).
+    gitlab: bool,
 }
 
 impl Pipeline {
@@ -445,8 +562,18 @@ impl Pipeline {
         let mut config = config.clone();
         config.dbt_cloud.access_url = url::Url::parse(&dbt_server.uri()).unwrap();
         let github = FakeGitHub::default();
-        let github_server = github.serve().await;
-        config.repository.api_base_url = Some(url::Url::parse(&github_server.uri()).unwrap());
+        let gitlab = config.repository.provider == prdiff_shared::config::Provider::Gitlab;
+        let github_server = if gitlab {
+            github.serve_gitlab().await
+        } else {
+            github.serve().await
+        };
+        let api = if gitlab {
+            format!("{}/api/v4", github_server.uri())
+        } else {
+            github_server.uri()
+        };
+        config.repository.api_base_url = Some(url::Url::parse(&api).unwrap());
         let config = &config;
         let url =
             WarehouseUrl::parse(&prdiff_tests::pg_url(), std::env::var("PGPASSWORD").ok()).unwrap();
@@ -488,7 +615,7 @@ impl Pipeline {
         secrets.insert(&config.dbt_cloud.api_key, "dbtc_test_key");
         secrets.insert(
             &SecretName::parse(format!("prdiff/{}/git-token", config.name)).unwrap(),
-            "ghp_test",
+            if gitlab { "glpat_test" } else { "ghp_test" },
         );
         let hosts = Arc::new(HttpGitHosts::new(secrets.clone(), HttpSettings::default()));
         let poll = Arc::new(RecordingQueue::default());
@@ -532,11 +659,15 @@ impl Pipeline {
             _dbt_server: dbt_server,
             poll,
             diffs,
+            gitlab,
         }
     }
 
     /// Sends the signed `pull_request` webhook for `head`; returns the new run's id.
     async fn open_pr(&self, delivery: &str, head: &str) -> RunId {
+        if self.gitlab {
+            return self.open_mr(delivery, head).await;
+        }
         let mut body: serde_json::Value = serde_json::from_slice(
             &std::fs::read(prdiff_tests::shared_fixtures().join("github/pull_request.opened.json"))
                 .unwrap(),
@@ -544,6 +675,32 @@ impl Pipeline {
         .unwrap();
         body["pull_request"]["head"]["sha"] = head.into();
         let req = github("pull_request", delivery, serde_json::to_vec(&body).unwrap());
+        let resp = prdiff_webhook::handle(&req, &self.webhook).await;
+        assert_eq!(resp.status, 202, "{}", resp.body);
+        RunId::parse(resp.body["runs"][0]["run_id"].as_str().unwrap()).unwrap()
+    }
+
+    /// The GitLab merge request hook (the fixture, made MR `PR_NUMBER` at `head`), with
+    /// the secret token; returns the new run's id.
+    async fn open_mr(&self, key: &str, head: &str) -> RunId {
+        let mut body: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(
+                prdiff_tests::shared_fixtures().join("gitlab/gitlab-docs.merge_request.open.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        body["object_attributes"]["iid"] = PR_NUMBER.into();
+        body["object_attributes"]["last_commit"]["id"] = head.into();
+        let req = prdiff_webhook::WebhookRequest::new(
+            [
+                ("X-Gitlab-Event", "Merge Request Hook"),
+                ("Idempotency-Key", key),
+                ("X-Gitlab-Token", SECRET),
+                ("Content-Type", "application/json"),
+            ],
+            serde_json::to_vec(&body).unwrap(),
+        );
         let resp = prdiff_webhook::handle(&req, &self.webhook).await;
         assert_eq!(resp.status, 202, "{}", resp.body);
         RunId::parse(resp.body["runs"][0]["run_id"].as_str().unwrap()).unwrap()
@@ -569,7 +726,8 @@ impl Pipeline {
             trigger: Some(Trigger {
                 cause: Some("Triggered via GitHub PR".into()),
                 git_sha: Some(head.into()),
-                github_pull_request_id: Some(PR_NUMBER),
+                github_pull_request_id: (!self.gitlab).then_some(PR_NUMBER),
+                gitlab_merge_request_id: self.gitlab.then_some(PR_NUMBER),
                 schema_override: Some(b.pr_schema.clone()),
                 ..Default::default()
             }),
@@ -873,6 +1031,22 @@ async fn a_model_failing_in_the_warehouse_is_a_row_of_the_report_not_a_failed_ru
     let statuses = p.final_statuses(HEAD);
     assert_eq!(statuses[0].0, StatusState::Success);
     assert!(statuses[0].1.contains("1 failed"), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn a_gitlab_merge_request_is_diffed_and_reported_once_as_a_note() {
+    let p = Pipeline::embedded(&config_on("gitlab", GITLAB_PROJECT, "shop", "")).await;
+    happy_path(&p, true).await;
+    // The pending status and the final one went to GitLab under the configuration's name.
+    let all = p.host.statuses();
+    assert!(
+        all.iter().all(|(_, st)| st.context == "prdiff/shop"),
+        "{all:?}"
+    );
+    assert!(
+        all.iter()
+            .any(|(sha, st)| sha == HEAD && st.state == StatusState::Pending)
+    );
 }
 
 #[tokio::test]
