@@ -503,12 +503,13 @@ fn resolve_request(
             column: k.clone(),
             available: avail(pr_cols),
         })?;
-        let pe = d.normalise(&d.quote_identifier(&p.0), &p.1, &q.1);
-        let qe = d.normalise(&d.quote_identifier(&q.0), &q.1, &p.1);
+        let (pq, qq) = (d.quote_identifier(&p.0), d.quote_identifier(&q.0));
         key.push(KeyColumn {
             name: p.0.clone(),
-            prod_expr: pe,
-            pr_expr: qe,
+            prod_expr: d.normalise(&pq, &p.1, &q.1),
+            pr_expr: d.normalise(&qq, &q.1, &p.1),
+            prod_joined: d.normalise(&format!("{}.{pq}", query::PROD_ALIAS), &p.1, &q.1),
+            pr_joined: d.normalise(&format!("{}.{qq}", query::PR_ALIAS), &q.1, &p.1),
         });
         key_names.push(p.0.clone());
         key_types.push((p.1.family, q.1.family));
@@ -562,6 +563,8 @@ fn resolve_request(
             name: name.clone(),
             prod_expr: d.normalise(&q, pt, qt),
             pr_expr: d.normalise(&q, qt, pt),
+            prod_joined: d.normalise(&format!("{}.{q}", query::PROD_ALIAS), pt, qt),
+            pr_joined: d.normalise(&format!("{}.{q}", query::PR_ALIAS), qt, pt),
         });
         columns.push(ColumnDiff {
             name: name.clone(),
@@ -670,8 +673,9 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
             Some(j) => j,
             None => run_join(wh, &plan, false, None).await?,
         };
-        let clean = agg.int("p_in")? == prod_rows
-            && agg.int("q_in")? == pr_rows
+        // The join sees rows without NULL keys only.
+        let clean = agg.int("p_in")? == prod_rows - prod_nulls
+            && agg.int("q_in")? == pr_rows - pr_nulls
             && agg.int("only_prod")? == agg.int("only_prod_keys")?
             && agg.int("only_pr")? == agg.int("only_pr_keys")?;
         let agg = if clean {
@@ -680,7 +684,7 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
             tracing::info!(prod = %req.prod, "duplicate keys found: redoing the join without them");
             run_join(wh, &plan, true, None).await?
         };
-        fill_exact(&agg, &mut result, &mut columns)?;
+        fill_exact(&agg, (prod_nulls, pr_nulls), &mut result, &mut columns)?;
         if !clean {
             let i = result.primary_key_issues;
             notes.push(format!(
@@ -712,18 +716,19 @@ fn pct(x: u64, n: u64) -> Option<f64> {
 
 fn fill_exact(
     agg: &Aggregates,
+    nulls: (u64, u64),
     r: &mut DiffResult,
     columns: &mut [ColumnDiff],
 ) -> Result<(), DiffError> {
     r.primary_key_issues = KeyIssuesPerSide {
         prod: KeyIssues {
-            nulls: agg.int("p_null_keys")?,
+            nulls: nulls.0,
             duplicates: agg.int("p_dup_rows")?,
             duplicate_keys: agg.int("p_dup_keys")?,
             unmatchable: agg.int("p_unmatchable")?,
         },
         pr: KeyIssues {
-            nulls: agg.int("q_null_keys")?,
+            nulls: nulls.1,
             duplicates: agg.int("q_dup_rows")?,
             duplicate_keys: agg.int("q_dup_keys")?,
             unmatchable: agg.int("q_unmatchable")?,

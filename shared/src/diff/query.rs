@@ -5,20 +5,32 @@
 
 use crate::sql::{Dialect, Relation, string_literal};
 
-/// One key column: its normalised expression on each side.
+/// The join's alias for the production side: [`KeyColumn::prod_joined`] and
+/// [`CompareColumn::prod_joined`] qualify columns with it.
+pub const PROD_ALIAS: &str = "p";
+/// The join's alias for the PR side.
+pub const PR_ALIAS: &str = "q";
+
+/// One key column: its normalised expression on each side, over the bare relation and
+/// over the join's aliased row ([`PROD_ALIAS`], [`PR_ALIAS`]).
 #[derive(Debug, Clone)]
 pub struct KeyColumn {
     pub name: String,
     pub prod_expr: String,
     pub pr_expr: String,
+    pub prod_joined: String,
+    pub pr_joined: String,
 }
 
-/// One compared (non-key) column: its normalised expression on each side.
+/// One compared (non-key) column: its normalised expression on each side, over the bare
+/// relation and over the join's aliased row.
 #[derive(Debug, Clone)]
 pub struct CompareColumn {
     pub name: String,
     pub prod_expr: String,
     pub pr_expr: String,
+    pub prod_joined: String,
+    pub pr_joined: String,
 }
 
 /// Everything the query builders need, already resolved against both catalogs.
@@ -51,8 +63,6 @@ pub struct SampleBucket {
 pub const JOIN_AGGREGATES: &[&str] = &[
     "p_in",
     "q_in",
-    "p_null_keys",
-    "q_null_keys",
     "p_dup_rows",
     "q_dup_rows",
     "p_dup_keys",
@@ -114,9 +124,28 @@ impl ComparePlan {
     }
 
     fn where_clause(&self, d: &dyn Dialect, side: Side, bucket: Option<SampleBucket>) -> String {
+        self.where_clause_with(d, side, bucket, false)
+    }
+
+    /// The side's filter and sample bucket, and with `keyed` only rows whose key has no
+    /// NULL (the join's input: NULL keys cannot match, the count queries count them).
+    fn where_clause_with(
+        &self,
+        d: &dyn Dialect,
+        side: Side,
+        bucket: Option<SampleBucket>,
+        keyed: bool,
+    ) -> String {
         let mut conds = Vec::new();
         if let Some(f) = &self.filter {
             conds.push(format!("({f})"));
+        }
+        if keyed {
+            conds.extend(
+                self.key_exprs(side)
+                    .iter()
+                    .map(|k| format!("{k} IS NOT NULL")),
+            );
         }
         if let Some(b) = bucket {
             conds.push(format!(
@@ -132,9 +161,19 @@ impl ComparePlan {
         }
     }
 
-    /// `SELECT 1 AS m, <keys> AS k0.., <columns> AS c0.. FROM <relation> WHERE <filter>`.
+    /// `SELECT <keys> AS k0.., <columns> AS c0.. FROM <relation> WHERE <filter>`.
     pub fn side_select(&self, d: &dyn Dialect, side: Side, bucket: Option<SampleBucket>) -> String {
-        let mut items = vec!["1 AS m".to_owned()];
+        self.side_select_with(d, side, bucket, false)
+    }
+
+    fn side_select_with(
+        &self,
+        d: &dyn Dialect,
+        side: Side,
+        bucket: Option<SampleBucket>,
+        keyed: bool,
+    ) -> String {
+        let mut items = Vec::new();
         for (i, e) in self.key_exprs(side).iter().enumerate() {
             items.push(format!("{e} AS {}", alias_k(i)));
         }
@@ -149,7 +188,7 @@ impl ComparePlan {
             "SELECT {} FROM {}{}",
             items.join(", "),
             d.relation(self.relation(side)),
-            self.where_clause(d, side, bucket)
+            self.where_clause_with(d, side, bucket, keyed)
         )
     }
 
@@ -197,15 +236,19 @@ impl ComparePlan {
 
     /// The one pass over the FULL OUTER JOIN on the key that yields every count.
     ///
-    /// The join runs in a derived table that works out, once per joined row, which side(s)
-    /// the row is on (`kind`: 0 both, 1 prod only, 2 PR only) and whether each compared
-    /// column differs (`d0`, `d1`, … as 0/1); the aggregates above it only test those
-    /// flags. On PostgreSQL an `OFFSET 0` fence keeps the planner from inlining the flags
-    /// back into every aggregate.
+    /// Only rows whose key has no NULL enter the join (NULL keys cannot match; the count
+    /// queries count them), so a side is present in a joined row exactly when its first
+    /// key column is not NULL. The join runs in a derived table that works out, once per
+    /// joined row, the keys of both sides and whether each compared column differs (`d0`,
+    /// `d1`, … as booleans); the aggregates above it only test those columns. On
+    /// PostgreSQL an `OFFSET 0` fence keeps the planner from inlining the comparisons back
+    /// into every aggregate.
     ///
-    /// Plain (`windowed = false`): the sides are joined as they are. Its counts are exact
-    /// only when no key is duplicated; the engine checks that from the results before it
-    /// trusts them (see [`crate::diff`]).
+    /// Plain (`windowed = false`): the relations are joined as they are, each side a bare
+    /// `SELECT *` with the filter (no projection below the join: the planner flattens it
+    /// and the scans hand their rows straight to the join). Its counts are exact only when
+    /// no key is duplicated; the engine checks that from the results before it trusts them
+    /// (see [`crate::diff`]).
     ///
     /// Windowed: each side first keeps one representative row per key value, carrying `dn`,
     /// the number of rows that share it. The join then sees unique keys on both sides, so
@@ -220,9 +263,12 @@ impl ComparePlan {
     ) -> String {
         let nk = self.key.len();
         let nc = self.columns.len();
+        let (pa, qa) = (PROD_ALIAS, PR_ALIAS);
+        // Per side: the relation (or windowed representatives), the key expressions and the
+        // compared expressions over the aliased joined row.
         let side = |s: Side| -> String {
-            let inner = self.side_select(d, s, bucket);
             if windowed {
+                let inner = self.side_select_with(d, s, bucket, true);
                 let parts = (0..nk)
                     .map(|i| format!("s.{}", alias_k(i)))
                     .collect::<Vec<_>>()
@@ -232,30 +278,54 @@ impl ComparePlan {
                      ROW_NUMBER() OVER (PARTITION BY {parts}) AS rn FROM ({inner}) s) w WHERE rn = 1"
                 )
             } else {
-                inner
+                format!(
+                    "SELECT * FROM {}{}",
+                    d.relation(self.relation(s)),
+                    self.where_clause_with(d, s, bucket, true)
+                )
+            }
+        };
+        let key_of = |s: Side, i: usize| -> String {
+            let (alias, k) = match s {
+                Side::Prod => (pa, &self.key[i].prod_joined),
+                Side::Pr => (qa, &self.key[i].pr_joined),
+            };
+            if windowed {
+                format!("{alias}.{}", alias_k(i))
+            } else {
+                k.clone()
+            }
+        };
+        let col_of = |s: Side, i: usize| -> String {
+            let (alias, c) = match s {
+                Side::Prod => (pa, &self.columns[i].prod_joined),
+                Side::Pr => (qa, &self.columns[i].pr_joined),
+            };
+            if windowed {
+                format!("{alias}.{}", alias_c(i))
+            } else {
+                c.clone()
             }
         };
         let on: Vec<String> = (0..nk)
-            .map(|i| format!("p.{k} = q.{k}", k = alias_k(i)))
+            .map(|i| format!("{} = {}", key_of(Side::Prod, i), key_of(Side::Pr, i)))
             .collect();
-        // The derived table: kind, keys of both sides, duplicate counts, difference flags.
-        let mut flags = vec![
-            "CASE WHEN p.m IS NULL THEN 2 WHEN q.m IS NULL THEN 1 ELSE 0 END AS kind".to_owned(),
-        ];
+        // The derived table: keys of both sides, duplicate counts, difference flags.
+        let mut flags = Vec::new();
         for i in 0..nk {
-            flags.push(format!("p.{k} AS p{k}", k = alias_k(i)));
-            flags.push(format!("q.{k} AS q{k}", k = alias_k(i)));
+            flags.push(format!("{} AS p{}", key_of(Side::Prod, i), alias_k(i)));
+            flags.push(format!("{} AS q{}", key_of(Side::Pr, i), alias_k(i)));
         }
         if windowed {
-            flags.push("p.dn AS pdn".to_owned());
-            flags.push("q.dn AS qdn".to_owned());
+            flags.push(format!("{pa}.dn AS pdn"));
+            flags.push(format!("{qa}.dn AS qdn"));
         }
         for i in 0..nc {
-            let ne = d.null_safe_ne(&format!("p.{}", alias_c(i)), &format!("q.{}", alias_c(i)));
-            flags.push(format!("CASE WHEN {ne} THEN 1 ELSE 0 END AS d{i}"));
+            let ne = d.null_safe_ne(&col_of(Side::Prod, i), &col_of(Side::Pr, i));
+            flags.push(format!("{ne} AS d{i}"));
         }
         let derived = format!(
-            "SELECT {} FROM ({}) p FULL OUTER JOIN ({}) q ON {}{}",
+            "SELECT {} FROM ({}) {pa} FULL OUTER JOIN ({}) {qa} ON {}{}",
             flags.join(", "),
             side(Side::Prod),
             side(Side::Pr),
@@ -268,20 +338,6 @@ impl ComparePlan {
                 .map(|i| format!("x.{t}{}", alias_k(i)))
                 .collect::<Vec<_>>()
         };
-        let nn = |t: &str| {
-            keys(t)
-                .iter()
-                .map(|k| format!("{k} IS NOT NULL"))
-                .collect::<Vec<_>>()
-                .join(" AND ")
-        };
-        let has_null = |t: &str| {
-            keys(t)
-                .iter()
-                .map(|k| format!("{k} IS NULL"))
-                .collect::<Vec<_>>()
-                .join(" OR ")
-        };
         let ident = |t: &str| {
             let k = keys(t);
             if k.len() == 1 {
@@ -291,6 +347,30 @@ impl ComparePlan {
             }
         };
         let text = |t: &str| d.key_text(&keys(t));
+        // Which sides a joined row has: keys carry no NULL, so the first key column tells.
+        let on_p = "x.pk0 IS NOT NULL";
+        let on_q = "x.qk0 IS NOT NULL";
+        let any = if nc == 0 {
+            "1 = 0".to_owned()
+        } else {
+            (0..nc)
+                .map(|i| format!("x.d{i}"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        };
+        // `dx`: the row is of interest beyond the plain row counts (one side only, a
+        // duplicated key, a difference). Nearly every row of a real diff is matched and
+        // unchanged: every other aggregate's condition starts with `x.dx`, so for those
+        // rows it costs one test instead of several.
+        let mut interesting = format!("x.pk0 IS NULL OR x.qk0 IS NULL OR {any}");
+        if windowed {
+            interesting.push_str(" OR x.pdn > 1 OR x.qdn > 1");
+        }
+        let gated = format!(
+            "SELECT x.*, ({interesting}) AS dx FROM ({derived}) x{}",
+            d.optimization_fence()
+        );
+        let g = |cond: &str| format!("x.dx AND {cond}");
         // Rows a joined row stands for: one, or `dn` for a representative.
         let rows_where = |dn: &str, cond: &str| {
             if windowed {
@@ -302,25 +382,15 @@ impl ComparePlan {
                 d.count_where(cond)
             }
         };
-        let on_p = "x.kind <> 2";
-        let on_q = "x.kind <> 1";
         let (p_uniq, q_uniq) = if windowed {
             (" AND x.pdn = 1", " AND x.qdn = 1")
         } else {
             ("", "")
         };
-        let only_prod = format!("x.kind = 1 AND {}{p_uniq}", nn("p"));
-        let only_pr = format!("x.kind = 2 AND {}{q_uniq}", nn("q"));
-        let both = format!("x.kind = 0{p_uniq}{q_uniq}");
-        let any = if nc == 0 {
-            "0".to_owned()
-        } else {
-            (0..nc)
-                .map(|i| format!("x.d{i}"))
-                .collect::<Vec<_>>()
-                .join(" + ")
-        };
-        let changed = format!("{both} AND {any} > 0");
+        let only_prod = g(&format!("x.qk0 IS NULL{p_uniq}"));
+        let only_pr = g(&format!("x.pk0 IS NULL{q_uniq}"));
+        let both = format!("{on_p} AND {on_q}{p_uniq}{q_uniq}");
+        let changed = g(&format!("{both} AND ({any})"));
         let min_where = |e: &str, c: &str| d.extreme_where(false, e, c);
         let max_where = |e: &str, c: &str| d.extreme_where(true, e, c);
         let windowed_only = |expr: String, name: &str| {
@@ -330,30 +400,34 @@ impl ComparePlan {
                 format!("0 AS {name}")
             }
         };
-        let p_dup = format!("{on_p} AND x.pdn > 1 AND {}", nn("p"));
-        let q_dup = format!("{on_q} AND x.qdn > 1 AND {}", nn("q"));
+        let p_dup = g(&format!("{on_p} AND x.pdn > 1"));
+        let q_dup = g(&format!("{on_q} AND x.qdn > 1"));
 
         let mut items = vec![
-            format!("{} AS p_in", rows_where("pdn", on_p)),
-            format!("{} AS q_in", rows_where("qdn", on_q)),
-            format!(
-                "{} AS p_null_keys",
-                rows_where("pdn", &format!("{on_p} AND ({})", has_null("p")))
-            ),
-            format!(
-                "{} AS q_null_keys",
-                rows_where("qdn", &format!("{on_q} AND ({})", has_null("q")))
-            ),
+            if windowed {
+                format!("{} AS p_in", rows_where("pdn", on_p))
+            } else {
+                "COUNT(x.pk0) AS p_in".to_owned()
+            },
+            if windowed {
+                format!("{} AS q_in", rows_where("qdn", on_q))
+            } else {
+                "COUNT(x.qk0) AS q_in".to_owned()
+            },
             windowed_only(rows_where("pdn", &p_dup), "p_dup_rows"),
             windowed_only(rows_where("qdn", &q_dup), "q_dup_rows"),
             windowed_only(d.count_where(&p_dup), "p_dup_keys"),
             windowed_only(d.count_where(&q_dup), "q_dup_keys"),
             windowed_only(
-                d.count_where("x.kind = 0 AND x.pdn = 1 AND x.qdn > 1"),
+                d.count_where(&g(&format!(
+                    "{on_p} AND {on_q} AND x.pdn = 1 AND x.qdn > 1"
+                ))),
                 "p_unmatchable",
             ),
             windowed_only(
-                d.count_where("x.kind = 0 AND x.qdn = 1 AND x.pdn > 1"),
+                d.count_where(&g(&format!(
+                    "{on_p} AND {on_q} AND x.qdn = 1 AND x.pdn > 1"
+                ))),
                 "q_unmatchable",
             ),
             format!("{} AS only_prod", d.count_where(&only_prod)),
@@ -374,7 +448,12 @@ impl ComparePlan {
                     d.count_distinct_where(&ident("q"), &only_pr)
                 )
             },
-            format!("{} AS matched", d.count_where(&both)),
+            // Without duplicates a row with a prod side is matched or only in prod.
+            if windowed {
+                format!("{} AS matched", d.count_where(&both))
+            } else {
+                format!("COUNT(x.pk0) - {} AS matched", d.count_where(&only_prod))
+            },
             format!("{} AS changed", d.count_where(&changed)),
             format!("{} AS ex_only_prod_min", min_where(&text("p"), &only_prod)),
             format!("{} AS ex_only_prod_max", max_where(&text("p"), &only_prod)),
@@ -386,16 +465,16 @@ impl ComparePlan {
         for i in 0..nc {
             items.push(format!(
                 "{} AS changed_{i}",
-                d.count_where(&format!("{both} AND x.d{i} = 1"))
+                d.count_where(&g(&format!("{both} AND x.d{i}")))
             ));
         }
         for i in 0..nc {
             items.push(format!(
                 "{} AS ex_changed_{i}",
-                min_where(&text("p"), &format!("{both} AND x.d{i} = 1"))
+                min_where(&text("p"), &g(&format!("{both} AND x.d{i}")))
             ));
         }
-        format!("SELECT {} FROM ({derived}) x", items.join(", "))
+        format!("SELECT {} FROM ({gated}) x", items.join(", "))
     }
 
     /// The rows of one side whose key text is one of `keys`: the sample rows of a report.

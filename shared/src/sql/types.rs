@@ -128,6 +128,16 @@ pub(super) fn normalise<D: Dialect + ?Sized>(
         (Integer, Integer) => d.cast(expr, d.bigint_type()),
         (Integer | Decimal { .. }, Integer | Decimal { .. }) => {
             match (own.scale(), other.scale()) {
+                // Already at the coarser scale: a warehouse that enforces the declared scale
+                // holds nothing finer, so rounding would change nothing (and costs a
+                // function call per row).
+                (Some(a), Some(b))
+                    if a <= b
+                        && matches!(own.family, Decimal { .. })
+                        && d.enforces_declared_precision() =>
+                {
+                    expr.to_owned()
+                }
                 (Some(a), Some(b)) => d.round(expr, a.min(b)),
                 (Some(s), None) | (None, Some(s)) => d.round(expr, s),
                 // Both unconstrained decimals: compare by exact value.
