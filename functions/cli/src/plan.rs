@@ -181,6 +181,13 @@ pub fn write_text(out: &mut impl Write, plan: &Plan) -> std::io::Result<()> {
             }
         }
     }
+    if !plan.modified_sources.is_empty() {
+        writeln!(
+            out,
+            "modified sources (not diffed; what reads them is downstream): {}",
+            plan.modified_sources.join(", ")
+        )?;
+    }
     if !plan.warnings.is_empty() {
         writeln!(out, "warnings:")?;
         for w in &plan.warnings {

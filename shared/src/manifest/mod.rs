@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::sql::Relation;
 
 pub(crate) use raw::truthy as truthy_value;
-pub use raw::{Column, Constraint, Contract, TestMetadata};
+pub use raw::{Column, Constraint, Contract, SourceDigest, TestMetadata};
 
 /// Manifest schema versions this module reads.
 pub const MANIFEST_VERSIONS: std::ops::RangeInclusive<u32> = 7..=12;
@@ -98,6 +98,9 @@ pub struct Manifest {
     pub disabled: HashMap<String, String>,
     /// Macros by unique id: the hash of their SQL and the macros they call.
     pub macros: HashMap<String, Macro>,
+    /// Sources by unique id, each reduced to the hash of what dbt compares in
+    /// `state:modified` (see [`SourceDigest`]).
+    pub sources: HashMap<String, SourceDigest>,
     /// `child_map`: unique id → unique ids that depend on it.
     pub child_map: HashMap<String, Vec<String>>,
 }

@@ -27,6 +27,7 @@ pub(super) struct RawManifest {
     pub(super) metadata: RawMetadata,
     pub(super) nodes: HashMap<String, Node>,
     pub(super) macros: HashMap<String, Macro>,
+    pub(super) sources: HashMap<String, SourceDigest>,
     pub(super) disabled: HashMap<String, Vec<RawDisabled>>,
     pub(super) child_map: HashMap<String, Vec<String>>,
 }
@@ -35,6 +36,60 @@ pub(super) struct RawManifest {
 pub(super) struct RawDisabled {
     #[serde(default)]
     resource_type: String,
+}
+
+/// What dbt-core 1.11 compares of a source (`SourceDefinition.same_contents`), hashed:
+/// database and schema as rendered (`state_modified_compare_more_unrendered_values` is off
+/// by default), identifier, fqn, quoting, freshness and `loaded_at_field`, external, and
+/// the whole unrendered config (source configs exclude nothing from the comparison, so
+/// `meta` counts, as dbt ≥ 1.10 writes it there). Descriptions and tags outside the config
+/// do not count.
+#[derive(Deserialize, Default)]
+pub(crate) struct RawSource {
+    #[serde(default)]
+    database: serde_json::Value,
+    #[serde(default)]
+    schema: serde_json::Value,
+    #[serde(default)]
+    identifier: serde_json::Value,
+    #[serde(default)]
+    fqn: serde_json::Value,
+    #[serde(default)]
+    quoting: serde_json::Value,
+    #[serde(default)]
+    freshness: serde_json::Value,
+    #[serde(default)]
+    loaded_at_field: serde_json::Value,
+    #[serde(default)]
+    external: serde_json::Value,
+    #[serde(default)]
+    unrendered_config: serde_json::Value,
+}
+
+/// A source reduced to the hash of what makes it modified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(from = "RawSource")]
+pub struct SourceDigest(pub u64);
+
+impl From<RawSource> for SourceDigest {
+    fn from(r: RawSource) -> Self {
+        let mut canonical = Vec::new();
+        for v in [
+            &r.database,
+            &r.schema,
+            &r.identifier,
+            &r.fqn,
+            &r.quoting,
+            &r.freshness,
+            &r.loaded_at_field,
+            &r.external,
+            &r.unrendered_config,
+        ] {
+            hashed::write_canonical(v, &mut canonical);
+            canonical.push(0);
+        }
+        SourceDigest(xxhash_rust::xxh3::xxh3_64(&canonical))
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -239,6 +294,7 @@ impl RawManifest {
             nodes,
             disabled,
             macros,
+            sources: self.sources,
             child_map: self.child_map,
         })
     }

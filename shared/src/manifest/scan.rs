@@ -1,5 +1,5 @@
 //! A streaming splitter for `manifest.json`: a byte-level scanner walks the top-level
-//! object, skips the sections the planner never reads (`sources`, `docs`, `parent_map`,
+//! object, skips the sections the planner never reads (`docs`, `exposures`, `parent_map`,
 //! …) without parsing them, and hands each node and macro to serde_json's slice parser
 //! one at a time. Memory stays at the typed manifest plus one node's bytes, and the
 //! per-byte cost is a tight loop instead of serde_json's reader (measured ~2× slower than
@@ -122,7 +122,7 @@ impl<R: Read> Scanner<R> {
                         continue;
                     }
                     // Strings are most of a manifest: jump to the next quote or backslash.
-                    match buf[i..].iter().position(|&b| b == b'"' || b == b'\\') {
+                    match memchr::memchr2(b'"', b'\\', &buf[i..]) {
                         None => i = buf.len(),
                         Some(j) => {
                             i += j;
@@ -252,6 +252,7 @@ pub(super) fn manifest(reader: impl Read) -> Result<RawManifest, ScanError> {
                 "metadata" => raw.metadata = or_default(s.parse(&mut scratch)?),
                 "nodes" => s.entries(&mut scratch, &mut raw.nodes)?,
                 "macros" => s.entries(&mut scratch, &mut raw.macros)?,
+                "sources" => s.entries(&mut scratch, &mut raw.sources)?,
                 "disabled" => raw.disabled = or_default(s.parse(&mut scratch)?),
                 "child_map" => raw.child_map = or_default(s.parse(&mut scratch)?),
                 _ => s.value(None)?,
@@ -273,7 +274,7 @@ mod tests {
 
     #[test]
     fn unread_sections_are_skipped_whatever_they_contain() {
-        let text = br#" { "sources": {"a": ["}", "\"]", {"x": [1, 2.5e3, null, true]}]},
+        let text = br#" { "exposures": {"a": ["}", "\"]", {"x": [1, 2.5e3, null, true]}]},
             "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json"},
             "nodes": {"model.p.a": {"name": "a", "description": "brace } and \" quote"}},
             "macros": null, "docs": "x", "child_map": {"model.p.a": []}, "n": -1 } "#;

@@ -72,6 +72,10 @@ pub struct Plan {
     pub downstream: bool,
     /// Models in topological order, then by name.
     pub models: Vec<PlannedModel>,
+    /// Sources dbt's `state:modified` selects (new, or a changed definition: relation,
+    /// quoting, freshness, external, config such as `meta`), sorted. Never diffed
+    /// themselves; the models reading them are downstream.
+    pub modified_sources: Vec<String>,
     /// Problems that did not stop planning (unknown option keys, missing run_results, …).
     pub warnings: Vec<String>,
 }
@@ -196,8 +200,24 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Plan {
         }
     }
 
+    // Sources are selected too (dbt's `state:modified` lists them); they are not diffed,
+    // but what reads them is downstream.
+    let mut modified_sources: Vec<&str> = pr
+        .sources
+        .iter()
+        .filter(|(id, digest)| prod.sources.get(*id) != Some(digest))
+        .map(|(id, _)| id.as_str())
+        .collect();
+    modified_sources.sort_unstable();
+
     // 2. Downstream closure over child_map (through any node kind, as dbt's `+` does).
-    let downstream = downstream_closure(pr, modified.keys().copied());
+    let downstream = downstream_closure(
+        pr,
+        modified
+            .keys()
+            .copied()
+            .chain(modified_sources.iter().copied()),
+    );
 
     // 3. Candidates: Slim CI takes the modified models (and the downstream ones it is asked
     //    for); without Slim CI, every diffable model the PR run built.
@@ -318,6 +338,7 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Plan {
         slim_ci: settings.slim_ci,
         downstream: settings.downstream,
         models,
+        modified_sources: modified_sources.into_iter().map(str::to_owned).collect(),
         warnings,
     }
 }

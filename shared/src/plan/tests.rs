@@ -243,3 +243,68 @@ fn node_meta_overrides_config_meta_and_bad_values_warn() {
         plan.warnings
     );
 }
+
+#[test]
+fn a_changed_source_selects_what_reads_it_as_downstream_and_descriptions_do_not_count() {
+    let src_id = "source.p.raw.payments";
+    let with_source = |source: Value| {
+        let v = json!({
+            "metadata": {"dbt_schema_version": "https://schemas.getdbt.com/dbt/manifest/v12.json"},
+            "nodes": nodes(vec![model("reader", json!({"depends_on": {"nodes": [src_id], "macros": []}}))]),
+            "sources": {src_id: source},
+            "child_map": {src_id: ["model.p.reader"], "model.p.reader": []},
+        });
+        Manifest::from_slice(&serde_json::to_vec(&v).unwrap(), Path::new("m.json")).unwrap()
+    };
+    let base = json!({
+        "unique_id": src_id, "database": "db", "schema": "raw", "identifier": "payments",
+        "fqn": ["p", "raw", "payments"], "loaded_at_field": "paid_at", "description": "Payments.",
+        "quoting": {}, "freshness": null, "external": null,
+        "unrendered_config": {"loaded_at_field": "paid_at", "meta": {}},
+    });
+    let edit = |k: &str, v: Value| {
+        let mut s = base.clone();
+        s[k] = v;
+        s
+    };
+    let prod = with_source(base.clone());
+    for (what, changed) in [
+        ("schema", edit("schema", json!("raw_v2"))),
+        ("identifier", edit("identifier", json!("payments_v2"))),
+        (
+            "freshness column",
+            edit("loaded_at_field", json!("loaded_at")),
+        ),
+        (
+            "config meta",
+            edit(
+                "unrendered_config",
+                json!({"loaded_at_field": "paid_at", "meta": {"owner": "x"}}),
+            ),
+        ),
+    ] {
+        let pr = with_source(changed);
+        let plan = plan_of(&prod, &pr, true, true);
+        assert_eq!(plan.modified_sources, [src_id], "{what}");
+        assert_eq!(
+            reasons_of(&plan, "model.p.reader"),
+            [Reason::Downstream],
+            "{what}"
+        );
+        // Without downstream, dbt's state:modified selects the source only: nothing to diff.
+        let plan = plan_of(&prod, &pr, true, false);
+        assert!(plan.models.is_empty(), "{what}");
+        assert_eq!(plan.modified_sources, [src_id], "{what}");
+    }
+    let docs_only = with_source(edit("description", json!("Payments, as exported.")));
+    let plan = plan_of(&prod, &docs_only, true, true);
+    assert!(plan.modified_sources.is_empty());
+    assert!(plan.models.is_empty());
+    // A new source is modified too.
+    let none = manifest(
+        nodes(vec![model("reader", json!({}))]),
+        json!({}),
+        json!({}),
+    );
+    assert_eq!(plan_of(&none, &prod, true, true).modified_sources, [src_id]);
+}

@@ -79,6 +79,16 @@ fn dbt_selection(scenario: &str, file: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// The sources dbt listed.
+fn dbt_sources(scenario: &str, file: &str) -> BTreeSet<String> {
+    std::fs::read_to_string(fixtures().join(scenario).join("expected").join(file))
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("source."))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// What the plan selected because of the PR (removed and disabled models are listed too,
 /// but dbt's selection cannot contain them).
 fn prdiff_selection(plan: &Plan) -> BTreeSet<String> {
@@ -99,11 +109,19 @@ fn every_scenario_selects_what_dbt_state_modified_selects() {
     let scenarios = scenarios();
     assert!(scenarios.len() >= 10, "fixtures missing: {scenarios:?}");
     for s in &scenarios {
-        let got = prdiff_selection(&plan_scenario(s, &settings(true, false)));
+        let plan = plan_scenario(s, &settings(true, false));
         assert_eq!(
-            got,
+            prdiff_selection(&plan),
             dbt_selection(s, "state_modified.txt"),
             "scenario {s}: state:modified"
+        );
+        assert_eq!(
+            plan.modified_sources
+                .iter()
+                .cloned()
+                .collect::<BTreeSet<_>>(),
+            dbt_sources(s, "state_modified.txt"),
+            "scenario {s}: sources in state:modified"
         );
     }
 }
@@ -111,11 +129,19 @@ fn every_scenario_selects_what_dbt_state_modified_selects() {
 #[test]
 fn every_scenario_with_downstream_selects_what_dbt_state_modified_plus_selects() {
     for s in &scenarios() {
-        let got = prdiff_selection(&plan_scenario(s, &settings(true, true)));
+        let plan = plan_scenario(s, &settings(true, true));
         assert_eq!(
-            got,
+            prdiff_selection(&plan),
             dbt_selection(s, "state_modified_plus.txt"),
             "scenario {s}: state:modified+"
+        );
+        assert_eq!(
+            plan.modified_sources
+                .iter()
+                .cloned()
+                .collect::<BTreeSet<_>>(),
+            dbt_sources(s, "state_modified_plus.txt"),
+            "scenario {s}: sources in state:modified+"
         );
     }
 }
