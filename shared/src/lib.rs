@@ -50,3 +50,19 @@ pub mod secrets;
 pub mod sql;
 pub mod store;
 pub mod warehouse;
+
+/// An error and its causes on one line (`cannot read x.json: No such file or directory`),
+/// leaving out a cause whose text the line already carries (wrappers that repeat it).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cause = c.source();
+    }
+    s
+}

@@ -110,17 +110,7 @@ fn plan_files(args: &PlanArgs) -> Result<Plan, Box<dyn std::error::Error + Send 
     Ok(plan)
 }
 
-/// An error and its causes on one line: `cannot read x.json: No such file or directory`.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
+use prdiff_shared::error_chain as chain;
 
 fn print(plan: &Plan, format: Format) -> std::io::Result<()> {
     let stdout = std::io::stdout();

@@ -84,19 +84,7 @@ struct Adapters {
 
 type Failure = (u8, String);
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cause = c.source();
-    }
-    s
-}
+use prdiff_shared::error_chain as chain;
 
 fn failure(e: impl std::error::Error) -> Failure {
     (exit::FAILURE, chain(&e))

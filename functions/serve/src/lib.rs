@@ -427,17 +427,7 @@ impl Server {
     }
 }
 
-/// The error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
-}
+use prdiff_shared::error_chain as chain;
 
 /// When nothing is due, look again at least this often (a message sent by another
 /// process on the file, or a clock step).

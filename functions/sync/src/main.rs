@@ -25,16 +25,7 @@ impl From<Failure> for Diagnostic {
     }
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
-}
+use prdiff_shared::error_chain as chain;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

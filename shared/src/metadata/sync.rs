@@ -100,17 +100,7 @@ impl SyncError {
 
     /// The message with every cause, for the configuration's state and the CLI.
     pub fn chain(&self) -> String {
-        let mut s = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(c) = cause {
-            let text = c.to_string();
-            if !s.contains(&text) {
-                s.push_str(": ");
-                s.push_str(&text);
-            }
-            cause = c.source();
-        }
-        s
+        crate::error_chain(self)
     }
 }
 

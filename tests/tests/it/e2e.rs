@@ -305,11 +305,68 @@ impl FakeDbtCloud {
     }
 }
 
+type Comments = Arc<Mutex<Vec<(u64, String)>>>;
+type Statuses = Arc<Mutex<Vec<(String, CommitStatus)>>>;
+
+/// A new comment (GitHub) or note (GitLab): kept, answered with its id.
+fn new_comment(comments: &Comments, req: &wiremock::Request) -> wiremock::ResponseTemplate {
+    let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+    let mut c = comments.lock().unwrap();
+    let id = 1000 + c.len() as u64;
+    c.push((id, body["body"].as_str().unwrap().to_owned()));
+    wiremock::ResponseTemplate::new(201)
+        .set_body_json(serde_json::json!({"id": id, "body": body["body"]}))
+}
+
+/// An edit of the comment whose id ends the path.
+fn edit_comment(comments: &Comments, req: &wiremock::Request) -> wiremock::ResponseTemplate {
+    let id: u64 = req.url.path().rsplit('/').next().unwrap().parse().unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+    let mut c = comments.lock().unwrap();
+    let slot = c
+        .iter_mut()
+        .find(|(i, _)| *i == id)
+        .expect("edits an existing comment");
+    slot.1 = body["body"].as_str().unwrap().to_owned();
+    wiremock::ResponseTemplate::new(200)
+        .set_body_json(serde_json::json!({"id": id, "body": body["body"]}))
+}
+
+/// A commit status for the sha ending the path; GitHub names the check `context`, GitLab
+/// `name`, and GitLab's failure state is `failed`.
+fn record_status(
+    statuses: &Statuses,
+    req: &wiremock::Request,
+    name_field: &str,
+) -> wiremock::ResponseTemplate {
+    let sha = req.url.path().rsplit('/').next().unwrap().to_owned();
+    let b: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+    let state = match b["state"].as_str().unwrap() {
+        "pending" => StatusState::Pending,
+        "success" => StatusState::Success,
+        "failure" | "failed" => StatusState::Failure,
+        "error" => StatusState::Error,
+        other => panic!("no status state {other:?}"),
+    };
+    let description = b["description"].as_str().unwrap().to_owned();
+    assert!(description.chars().count() <= 140, "{description}");
+    statuses.lock().unwrap().push((
+        sha,
+        CommitStatus {
+            state,
+            context: b[name_field].as_str().unwrap().to_owned(),
+            description,
+            target_url: b["target_url"].as_str().map(str::to_owned),
+        },
+    ));
+    wiremock::ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 1}))
+}
+
 /// GitHub's REST API on wiremock: what prdiff calls, with the comments and statuses kept.
 #[derive(Clone, Default)]
 struct FakeGitHub {
-    comments: Arc<Mutex<Vec<(u64, String)>>>,
-    statuses: Arc<Mutex<Vec<(String, CommitStatus)>>>,
+    comments: Comments,
+    statuses: Statuses,
 }
 
 impl FakeGitHub {
@@ -352,14 +409,7 @@ impl FakeGitHub {
         let comments = self.comments.clone();
         Mock::given(method("POST"))
             .and(path(format!("{base}/issues/{PR_NUMBER}/comments")))
-            .respond_with(move |req: &Request| {
-                let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
-                let mut c = comments.lock().unwrap();
-                let id = 1000 + c.len() as u64;
-                c.push((id, body["body"].as_str().unwrap().to_owned()));
-                ResponseTemplate::new(201)
-                    .set_body_json(serde_json::json!({"id": id, "body": body["body"]}))
-            })
+            .respond_with(move |req: &Request| new_comment(&comments, req))
             .mount(&server)
             .await;
         let comments = self.comments.clone();
@@ -367,18 +417,7 @@ impl FakeGitHub {
             .and(path_regex(
                 r"^/repos/Codertocat/Hello-World/issues/comments/\d+$",
             ))
-            .respond_with(move |req: &Request| {
-                let id: u64 = req.url.path().rsplit('/').next().unwrap().parse().unwrap();
-                let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
-                let mut c = comments.lock().unwrap();
-                let slot = c
-                    .iter_mut()
-                    .find(|(i, _)| *i == id)
-                    .expect("edits an existing comment");
-                slot.1 = body["body"].as_str().unwrap().to_owned();
-                ResponseTemplate::new(200)
-                    .set_body_json(serde_json::json!({"id": id, "body": body["body"]}))
-            })
+            .respond_with(move |req: &Request| edit_comment(&comments, req))
             .mount(&server)
             .await;
         let statuses = self.statuses.clone();
@@ -386,28 +425,7 @@ impl FakeGitHub {
             .and(path_regex(
                 r"^/repos/Codertocat/Hello-World/statuses/[0-9a-f]{40}$",
             ))
-            .respond_with(move |req: &Request| {
-                let sha = req.url.path().rsplit('/').next().unwrap().to_owned();
-                let b: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
-                let state = match b["state"].as_str().unwrap() {
-                    "pending" => StatusState::Pending,
-                    "success" => StatusState::Success,
-                    "failure" => StatusState::Failure,
-                    _ => StatusState::Error,
-                };
-                let description = b["description"].as_str().unwrap().to_owned();
-                assert!(description.chars().count() <= 140, "{description}");
-                statuses.lock().unwrap().push((
-                    sha,
-                    CommitStatus {
-                        state,
-                        context: b["context"].as_str().unwrap().to_owned(),
-                        description,
-                        target_url: b["target_url"].as_str().map(str::to_owned),
-                    },
-                ));
-                ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 1}))
-            })
+            .respond_with(move |req: &Request| record_status(&statuses, req, "context"))
             .mount(&server)
             .await;
         server
@@ -464,58 +482,25 @@ impl FakeGitHub {
         let comments = self.comments.clone();
         Mock::given(method("POST"))
             .and(path(format!("{mr}/notes")))
-            .respond_with(move |req: &Request| {
-                let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
-                let mut c = comments.lock().unwrap();
-                let id = 1000 + c.len() as u64;
-                c.push((id, body["body"].as_str().unwrap().to_owned()));
-                ResponseTemplate::new(201)
-                    .set_body_json(serde_json::json!({"id": id, "body": body["body"]}))
-            })
+            .respond_with(move |req: &Request| new_comment(&comments, req))
             .mount(&server)
             .await;
         let comments = self.comments.clone();
         Mock::given(method("PUT"))
             .and(path_regex(format!(r"^{mr}/notes/\d+$")))
             .respond_with(move |req: &Request| {
-                let id: u64 = req.url.path().rsplit('/').next().unwrap().parse().unwrap();
-                assert_ne!(id, 1, "a system note is never edited");
-                let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
-                let mut c = comments.lock().unwrap();
-                let slot = c
-                    .iter_mut()
-                    .find(|(i, _)| *i == id)
-                    .expect("edits an existing note");
-                slot.1 = body["body"].as_str().unwrap().to_owned();
-                ResponseTemplate::new(200)
-                    .set_body_json(serde_json::json!({"id": id, "body": body["body"]}))
+                assert!(
+                    !req.url.path().ends_with("/notes/1"),
+                    "a system note is never edited"
+                );
+                edit_comment(&comments, req)
             })
             .mount(&server)
             .await;
         let statuses = self.statuses.clone();
         Mock::given(method("POST"))
             .and(path_regex(format!(r"^{project}/statuses/[0-9a-f]{{40}}$")))
-            .respond_with(move |req: &Request| {
-                let sha = req.url.path().rsplit('/').next().unwrap().to_owned();
-                let b: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
-                let state = match b["state"].as_str().unwrap() {
-                    "pending" | "running" => StatusState::Pending,
-                    "success" => StatusState::Success,
-                    "failed" => StatusState::Failure,
-                    other => panic!("GitLab has no status state {other:?}"),
-                };
-                let description = b["description"].as_str().unwrap().to_owned();
-                statuses.lock().unwrap().push((
-                    sha,
-                    CommitStatus {
-                        state,
-                        context: b["name"].as_str().unwrap().to_owned(),
-                        description,
-                        target_url: b["target_url"].as_str().map(str::to_owned),
-                    },
-                ));
-                ResponseTemplate::new(201).set_body_json(serde_json::json!({"id": 1}))
-            })
+            .respond_with(move |req: &Request| record_status(&statuses, req, "name"))
             .mount(&server)
             .await;
         server
