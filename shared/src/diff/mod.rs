@@ -15,7 +15,7 @@
 //!    distinct. Otherwise the pass is redone *windowed*: keys duplicated on a side are left
 //!    out of matching and reported, so duplicates never inflate a count. Every row is then
 //!    accounted for once: `rows = null keys + duplicated-key rows + only here + matched`.
-//! 4. **Samples.** The join pass keeps a few example rows with their values (masked
+//! 4. **Samples.** The example keys' rows are read from both sides (values of masked
 //!    columns are replaced before they leave this module).
 //! 5. **Sampling** (tables over the threshold): see [`sampling`]. Both sides keep the rows
 //!    whose key hash falls in the same bucket range, so the same keys are compared.
@@ -565,8 +565,6 @@ fn resolve_request(
             pr_expr: d.normalise(&q, qt, pt),
             prod_joined: d.normalise(&format!("{}.{q}", query::PROD_ALIAS), pt, qt),
             pr_joined: d.normalise(&format!("{}.{q}", query::PR_ALIAS), qt, pt),
-            prod_type: pt.clone(),
-            pr_type: qt.clone(),
         });
         columns.push(ColumnDiff {
             name: name.clone(),
@@ -694,7 +692,7 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
                 i.prod.duplicates, i.prod.duplicate_keys, i.pr.duplicates, i.pr.duplicate_keys, i.prod.unmatchable, i.pr.unmatchable
             ));
         }
-        result.samples = samples(&plan, req, &agg);
+        result.samples = samples(wh, &plan, req, &agg).await?;
     }
     let i = result.primary_key_issues;
     if i.prod.nulls + i.pr.nulls > 0 {
@@ -948,7 +946,7 @@ async fn sampled(
         rows_sampled: PerSide { prod: sp, pr: sq },
         intervals,
     });
-    r.samples = samples(plan, req, &agg);
+    r.samples = samples(wh, plan, req, &agg).await?;
     Ok(true)
 }
 
@@ -956,24 +954,20 @@ fn wilson_hi(x: u64, n: u64, z: f64) -> f64 {
     sampling::wilson(x, n, z).1
 }
 
-/// The example rows the join pass kept (see [`query::ExampleRow`]), at most
-/// `sample_rows` per kind.
-fn samples(plan: &ComparePlan, req: &DiffRequest, agg: &Aggregates) -> Vec<SampleRow> {
+/// Reads the rows of the example keys the join found, from both sides.
+async fn samples(
+    wh: &dyn Warehouse,
+    plan: &ComparePlan,
+    req: &DiffRequest,
+    agg: &Aggregates,
+) -> Result<Vec<SampleRow>, DiffError> {
     if req.sample_rows == 0 {
-        return Vec::new();
+        return Ok(Vec::new());
     }
-    let (nk, nc) = (plan.key.len(), plan.columns.len());
-    let mut wanted: Vec<(&'static str, query::ExampleRow)> = Vec::new();
-    let mut push = |kind: &'static str, text: Option<String>| {
-        let Some(text) = text else { return };
-        let Some(row) = query::ExampleRow::parse(&text, nk, nc) else {
-            // Only a warehouse whose text functions disagree with the format gets here;
-            // an example row is worth a warning, not a failed diff.
-            tracing::warn!(kind, "an example row could not be read back; left out");
-            return;
-        };
-        if !wanted.iter().any(|(_, w)| w.key == row.key) {
-            wanted.push((kind, row));
+    let mut wanted: Vec<(&'static str, String)> = Vec::new();
+    let mut push = |kind: &'static str, k: Option<String>| {
+        if let Some(k) = k.filter(|k| !wanted.iter().any(|(_, w)| w == k)) {
+            wanted.push((kind, k));
         }
     };
     push("only_prod", agg.text("ex_only_prod_min"));
@@ -981,7 +975,7 @@ fn samples(plan: &ComparePlan, req: &DiffRequest, agg: &Aggregates) -> Vec<Sampl
     push("only_pr", agg.text("ex_only_pr_min"));
     push("only_pr", agg.text("ex_only_pr_max"));
     push("changed", agg.text("ex_changed_min"));
-    for i in 0..nc {
+    for i in 0..plan.columns.len() {
         push("changed", agg.text(&format!("ex_changed_{i}")));
     }
     push("changed", agg.text("ex_changed_max"));
@@ -992,6 +986,24 @@ fn samples(plan: &ComparePlan, req: &DiffRequest, agg: &Aggregates) -> Vec<Sampl
         *n += 1;
         *n <= req.sample_rows
     });
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<String> = wanted.iter().map(|(_, k)| k.clone()).collect();
+    let d = wh.dialect();
+    let limit = keys.len() * 2;
+    let (ps, qs) = (
+        plan.rows_by_key_query(d, Side::Prod, &keys, limit),
+        plan.rows_by_key_query(d, Side::Pr, &keys, limit),
+    );
+    let (prod_rows, pr_rows) = futures::try_join!(wh.query(&ps), wh.query(&qs))?;
+    let index = |rows: Vec<Row>| -> HashMap<String, Row> {
+        rows.into_iter()
+            .filter_map(|r| r.first().cloned().flatten().map(|k| (k, r)))
+            .collect()
+    };
+    let (prod, pr) = (index(prod_rows), index(pr_rows));
+    let nk = plan.key.len();
     let masked = |name: &str| {
         req.masked_columns
             .iter()
@@ -1005,15 +1017,20 @@ fn samples(plan: &ComparePlan, req: &DiffRequest, agg: &Aggregates) -> Vec<Sampl
         }
     };
     let mut out = Vec::new();
-    for (kind, row) in wanted {
+    for (kind, k) in wanted {
+        let (p, q) = (prod.get(&k), pr.get(&k));
+        let any = p.or(q);
+        let Some(any) = any else { continue };
         let key = plan
             .key
             .iter()
-            .zip(row.key)
-            .map(|(kc, v)| (kc.name.clone(), mask(&kc.name, v)))
+            .enumerate()
+            .map(|(i, kc)| (kc.name.clone(), mask(&kc.name, any[1 + i].clone())))
             .collect();
         let mut values = Vec::new();
-        for ((c, pv), qv) in plan.columns.iter().zip(row.prod).zip(row.pr) {
+        for (i, c) in plan.columns.iter().enumerate() {
+            let pv = p.and_then(|r| r[1 + nk + i].clone());
+            let qv = q.and_then(|r| r[1 + nk + i].clone());
             if kind == "changed" && pv == qv {
                 continue;
             }
@@ -1025,7 +1042,7 @@ fn samples(plan: &ComparePlan, req: &DiffRequest, agg: &Aggregates) -> Vec<Sampl
         }
         out.push(SampleRow { kind, key, values });
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! Kept apart from execution so every query can be snapshot-tested for every dialect and
 //! parsed back with sqlparser, without a warehouse.
 
-use crate::sql::{ColumnType, Dialect, Relation, string_literal};
+use crate::sql::{Dialect, Relation, string_literal};
 
 /// The join's alias for the production side: [`KeyColumn::prod_joined`] and
 /// [`CompareColumn::prod_joined`] qualify columns with it.
@@ -31,9 +31,6 @@ pub struct CompareColumn {
     pub pr_expr: String,
     pub prod_joined: String,
     pub pr_joined: String,
-    /// Declared types, to normalise the column again over other expressions.
-    pub prod_type: ColumnType,
-    pub pr_type: ColumnType,
 }
 
 /// Everything the query builders need, already resolved against both catalogs.
@@ -90,49 +87,6 @@ pub const JOIN_EXAMPLES: &[&str] = &[
     "ex_changed_min",
     "ex_changed_max",
 ];
-
-/// One example row as the join pass returns it (`pl`, the `ex_*` aggregates): the key's
-/// values, then each compared column's prod and PR value, all as text.
-///
-/// On the wire every value is `N` (NULL) or `V<length>:<text>`, the length in characters,
-/// so any text survives, separators included.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExampleRow {
-    pub key: Vec<Option<String>>,
-    pub prod: Vec<Option<String>>,
-    pub pr: Vec<Option<String>>,
-}
-
-impl ExampleRow {
-    /// Reads back a row of `nk` key columns and `nc` compared columns; `None` if `text` is
-    /// not exactly that.
-    pub fn parse(text: &str, nk: usize, nc: usize) -> Option<ExampleRow> {
-        let mut rest = text;
-        let mut next = || -> Option<Option<String>> {
-            if let Some(r) = rest.strip_prefix('N') {
-                rest = r;
-                return Some(None);
-            }
-            let r = rest.strip_prefix('V')?;
-            let (len, r) = r.split_once(':')?;
-            let len: usize = len.parse().ok()?;
-            let end = r.char_indices().nth(len).map_or(r.len(), |(i, _)| i);
-            if r[..end].chars().count() != len {
-                return None;
-            }
-            rest = &r[end..];
-            Some(Some(r[..end].to_owned()))
-        };
-        let key = (0..nk).map(|_| next()).collect::<Option<Vec<_>>>()?;
-        let mut prod = Vec::with_capacity(nc);
-        let mut pr = Vec::with_capacity(nc);
-        for _ in 0..nc {
-            prod.push(next()?);
-            pr.push(next()?);
-        }
-        rest.is_empty().then_some(ExampleRow { key, prod, pr })
-    }
-}
 
 fn alias_k(i: usize) -> String {
     format!("k{i}")
@@ -370,19 +324,6 @@ impl ComparePlan {
             let ne = d.null_safe_ne(&col_of(Side::Prod, i), &col_of(Side::Pr, i));
             flags.push(format!("{ne} AS d{i}"));
         }
-        // The values themselves, for the example rows: as stored (plain; normalised above,
-        // only for the rows of interest) or as the windowed sides already normalised them.
-        for i in 0..nc {
-            let raw = |alias: &str| {
-                if windowed {
-                    format!("{alias}.{}", alias_c(i))
-                } else {
-                    format!("{alias}.{}", d.quote_identifier(&self.columns[i].name))
-                }
-            };
-            flags.push(format!("{} AS pc{i}", raw(pa)));
-            flags.push(format!("{} AS qc{i}", raw(qa)));
-        }
         let derived = format!(
             "SELECT {} FROM ({}) {pa} FULL OUTER JOIN ({}) {qa} ON {}{}",
             flags.join(", "),
@@ -405,6 +346,7 @@ impl ComparePlan {
                 d.key_identity(&k)
             }
         };
+        let text = |t: &str| d.key_text(&keys(t));
         // Which sides a joined row has: keys carry no NULL, so the first key column tells.
         let on_p = "x.pk0 IS NOT NULL";
         let on_q = "x.qk0 IS NOT NULL";
@@ -424,38 +366,8 @@ impl ComparePlan {
         if windowed {
             interesting.push_str(" OR x.pdn > 1 OR x.qdn > 1");
         }
-        // `pl`: a row of interest as text, its key first (see [`ExampleRow`]). The example
-        // aggregates keep the least `pl` of their rows, so example rows come out of this
-        // pass and need no second read.
-        let field = |v: &str| {
-            let t = d.cast_to_text(v);
-            format!(
-                "CASE WHEN {v} IS NULL THEN 'N' ELSE {} END",
-                d.concat(&[
-                    "'V'".to_owned(),
-                    d.cast_to_text(&d.char_length(&t)),
-                    "':'".to_owned(),
-                    t.clone()
-                ])
-            )
-        };
-        let mut fields = Vec::new();
-        for i in 0..nk {
-            fields.push(field(&format!("COALESCE(x.p{k}, x.q{k})", k = alias_k(i))));
-        }
-        for (i, c) in self.columns.iter().enumerate() {
-            let (pv, qv) = (format!("x.pc{i}"), format!("x.qc{i}"));
-            if windowed {
-                fields.push(field(&pv));
-                fields.push(field(&qv));
-            } else {
-                fields.push(field(&d.normalise(&pv, &c.prod_type, &c.pr_type)));
-                fields.push(field(&d.normalise(&qv, &c.pr_type, &c.prod_type)));
-            }
-        }
         let gated = format!(
-            "SELECT x.*, ({interesting}) AS dx, CASE WHEN {interesting} THEN {} END AS pl FROM ({derived}) x{}",
-            d.concat(&fields),
+            "SELECT x.*, ({interesting}) AS dx FROM ({derived}) x{}",
             d.optimization_fence()
         );
         let g = |cond: &str| format!("x.dx AND {cond}");
@@ -543,12 +455,12 @@ impl ComparePlan {
                 format!("COUNT(x.pk0) - {} AS matched", d.count_where(&only_prod))
             },
             format!("{} AS changed", d.count_where(&changed)),
-            format!("{} AS ex_only_prod_min", min_where("x.pl", &only_prod)),
-            format!("{} AS ex_only_prod_max", max_where("x.pl", &only_prod)),
-            format!("{} AS ex_only_pr_min", min_where("x.pl", &only_pr)),
-            format!("{} AS ex_only_pr_max", max_where("x.pl", &only_pr)),
-            format!("{} AS ex_changed_min", min_where("x.pl", &changed)),
-            format!("{} AS ex_changed_max", max_where("x.pl", &changed)),
+            format!("{} AS ex_only_prod_min", min_where(&text("p"), &only_prod)),
+            format!("{} AS ex_only_prod_max", max_where(&text("p"), &only_prod)),
+            format!("{} AS ex_only_pr_min", min_where(&text("q"), &only_pr)),
+            format!("{} AS ex_only_pr_max", max_where(&text("q"), &only_pr)),
+            format!("{} AS ex_changed_min", min_where(&text("p"), &changed)),
+            format!("{} AS ex_changed_max", max_where(&text("p"), &changed)),
         ];
         for i in 0..nc {
             items.push(format!(
@@ -559,7 +471,7 @@ impl ComparePlan {
         for i in 0..nc {
             items.push(format!(
                 "{} AS ex_changed_{i}",
-                min_where("x.pl", &g(&format!("{both} AND x.d{i}")))
+                min_where(&text("p"), &g(&format!("{both} AND x.d{i}")))
             ));
         }
         format!("SELECT {} FROM ({gated}) x", items.join(", "))
@@ -602,31 +514,5 @@ impl ComparePlan {
             ),
             limit,
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ExampleRow;
-
-    #[test]
-    fn example_rows_read_back_any_text_and_nulls() {
-        let text = "V2:42V3:a:bNV0:V4:x😀Vy";
-        let row = ExampleRow::parse(text, 1, 2).expect("parses");
-        assert_eq!(row.key, vec![Some("42".to_owned())]);
-        assert_eq!(row.prod, vec![Some("a:b".to_owned()), Some(String::new())]);
-        assert_eq!(row.pr, vec![None, Some("x😀Vy".to_owned())]);
-    }
-
-    #[test]
-    fn example_rows_of_the_wrong_shape_are_refused() {
-        assert_eq!(ExampleRow::parse("V2:42", 1, 1), None, "too short");
-        assert_eq!(ExampleRow::parse("V2:42NNN", 1, 1), None, "too long");
-        assert_eq!(
-            ExampleRow::parse("V9:42", 1, 0),
-            None,
-            "length past the end"
-        );
-        assert_eq!(ExampleRow::parse("X", 1, 0), None, "unknown tag");
     }
 }
