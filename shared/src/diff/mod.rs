@@ -631,19 +631,33 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
     }
 
     // Exact counts per side (cheap scans), beside the join when the warehouse can run
-    // statements side by side. Sampling needs the counts first: they decide whether to sample.
+    // statements side by side. Sampling needs the counts to decide whether to sample and to
+    // scale its estimates; its first pass runs beside them when the catalog estimates the
+    // rows (the estimate only sizes that pass).
     let counts = async {
         futures::try_join!(
             run_counts(wh, &plan, Side::Prod),
             run_counts(wh, &plan, Side::Pr)
         )
     };
-    let (((prod_rows, prod_nulls), (pr_rows, pr_nulls)), early_join) =
+    let early_rate = match req.sampling {
+        Some(s) if wh.parallelism() >= 3 => estimated_rows(wh, &plan)
+            .await
+            .filter(|n| *n >= s.threshold)
+            .map(|n| first_pass_rate(req, n))
+            .filter(|r| *r < 0.5),
+        _ => None,
+    };
+    let (((prod_rows, prod_nulls), (pr_rows, pr_nulls)), early_join, early_pass) =
         if req.sampling.is_none() && wh.parallelism() >= 3 {
             let (c, j) = futures::try_join!(counts, run_join(wh, &plan, false, None))?;
-            (c, Some(j))
+            (c, Some(j), None)
+        } else if let Some(rate) = early_rate {
+            let pass = run_join(wh, &plan, true, Some(bucket_at(req.seed, rate)));
+            let (c, j) = futures::try_join!(counts, pass)?;
+            (c, None, Some((j, rate)))
         } else {
-            (counts.await?, None)
+            (counts.await?, None, None)
         };
     result.rows = PerSide {
         prod: prod_rows,
@@ -654,13 +668,13 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
         .sampling
         .filter(|s| prod_rows.max(pr_rows) >= s.threshold);
     let done = match sampling {
-        Some(s) => {
+        Some(_) => {
             sampled(
                 wh,
                 &plan,
                 req,
-                s,
                 (prod_rows - prod_nulls, pr_rows - pr_nulls),
+                early_pass,
                 &mut result,
                 &mut columns,
             )
@@ -786,23 +800,27 @@ async fn sampled(
     wh: &dyn Warehouse,
     plan: &ComparePlan,
     req: &DiffRequest,
-    s: SamplingSettings,
     nonnull: (u64, u64),
+    early_pass: Option<(Aggregates, f64)>,
     r: &mut DiffResult,
     columns: &mut [ColumnDiff],
 ) -> Result<bool, DiffError> {
-    let biggest = nonnull.0.max(nonnull.1).max(1) as f64;
+    let Some(s) = req.sampling else {
+        return Ok(false);
+    };
     let z = s.z();
-    const FULL: f64 = 4_294_967_296.0;
-    let pilot_rate = (req.pilot_rows.max(100) as f64 / biggest).min(1.0);
-    if pilot_rate >= 0.5 {
+    if first_pass_rate(req, nonnull.0.max(nonnull.1)) >= 0.5 {
         return Ok(false);
     }
-    let bucket = |rate: f64| SampleBucket {
-        seed: req.seed,
-        threshold: (rate * FULL).ceil() as u64,
+    let bucket = |rate: f64| bucket_at(req.seed, rate);
+    // The first pass, already run beside the counts or now.
+    let (pilot, pilot_rate) = match early_pass {
+        Some(p) => p,
+        None => {
+            let rate = first_pass_rate(req, nonnull.0.max(nonnull.1));
+            (run_join(wh, plan, true, Some(bucket(rate))).await?, rate)
+        }
     };
-    let pilot = run_join(wh, plan, true, Some(bucket(pilot_rate))).await?;
     let (matched, changed) = (pilot.int("matched")?, pilot.int("changed")?);
     // The share that decides the sample size: the largest of all shares, at its upper bound.
     let mut worst = wilson_hi(changed, matched, z);
@@ -948,6 +966,51 @@ async fn sampled(
     });
     r.samples = samples(wh, plan, req, &agg).await?;
     Ok(true)
+}
+
+/// The key-hash bucket range holding a share `rate` of the keys.
+fn bucket_at(seed: u64, rate: f64) -> SampleBucket {
+    const FULL: f64 = 4_294_967_296.0;
+    SampleBucket {
+        seed,
+        threshold: (rate * FULL).ceil() as u64,
+    }
+}
+
+/// The share of keys in a sampled diff's first pass over relations of `rows` rows: the
+/// larger of the pilot and [`sampling::FIRST_PASS_SHARE`] (see [`sampling`]).
+fn first_pass_rate(req: &DiffRequest, rows: u64) -> f64 {
+    let rows = rows.max(1) as f64;
+    let keys = (req.pilot_rows.max(100) as f64).max(sampling::FIRST_PASS_SHARE * rows);
+    (keys / rows).min(1.0)
+}
+
+/// The larger of the catalog's row estimates of the two relations, when it has both.
+async fn estimated_rows(wh: &dyn Warehouse, plan: &ComparePlan) -> Option<u64> {
+    let d = wh.dialect();
+    let one = |rel: &Relation| {
+        let sql = d.row_estimate_query(rel);
+        async move {
+            let rows = match sql {
+                Some(sql) => wh.query(&sql).await,
+                None => return None,
+            };
+            match rows {
+                Ok(rows) => rows
+                    .first()
+                    .and_then(|r| r.first().cloned().flatten())
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .filter(|n| *n > 0)
+                    .map(|n| n as u64),
+                Err(e) => {
+                    tracing::warn!(error = %e, "row estimate failed; counting first");
+                    None
+                }
+            }
+        }
+    };
+    let (p, q) = futures::join!(one(&plan.prod), one(&plan.pr));
+    Some(p?.max(q?))
 }
 
 fn wilson_hi(x: u64, n: u64, z: f64) -> f64 {

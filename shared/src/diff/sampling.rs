@@ -7,8 +7,8 @@
 //! * The quantity the tolerance `e` bounds is a *share*: of matched rows, the share that
 //!   changed (overall and per column). A sample of `n` matched rows estimates a share `p` to
 //!   within `±e` at confidence `c` when `n ≥ z² · p(1 − p) / e²`.
-//! * `p` is not known in advance, so a pilot sample (about [`PILOT_ROWS`] keys, chosen by the
-//!   same key hash) measures it; the largest share observed, taken at the upper end of its
+//! * `p` is not known in advance, so a pilot sample (chosen by the same key hash; about
+//!   [`PILOT_ROWS`] keys or [`FIRST_PASS_SHARE`] of them, whichever is more) measures it; the largest share observed, taken at the upper end of its
 //!   Wilson interval and capped at ½ (where `p(1 − p)` peaks), sizes the real sample. Pilot
 //!   keys are part of the real sample (the buckets nest), so the pilot is never wasted.
 //! * Every reported share `x/n` comes with its Wilson score interval
@@ -21,6 +21,12 @@
 
 /// Keys in the pilot sample that sizes the real one.
 pub const PILOT_ROWS: f64 = 20_000.0;
+
+/// The least share of keys in a sampled diff's first pass. A pass costs two full scans
+/// (every key's hash is computed to pick the bucket), whatever its size, while the rows it
+/// keeps cost little next to them at this share: so the first pass takes at least this much,
+/// and when the pilot's shares need no more rows it *is* the sample (no second pass).
+pub const FIRST_PASS_SHARE: f64 = 0.02;
 
 /// Sampling settings of a CI configuration (SPEC section 3).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -56,6 +56,15 @@ fn plan_for(d: &dyn Dialect) -> ComparePlan {
 }
 
 fn queries(d: &dyn Dialect) -> Vec<(&'static str, String)> {
+    let mut all = fixed_queries(d);
+    if let Some(q) = d.row_estimate_query(&Relation::new(Some("analytics"), Some("prod"), "Orders"))
+    {
+        all.push(("row_estimate", q));
+    }
+    all
+}
+
+fn fixed_queries(d: &dyn Dialect) -> Vec<(&'static str, String)> {
     let plan = plan_for(d);
     let mut single = plan.clone();
     single.key.truncate(1);

@@ -165,6 +165,13 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         self.cast(expr, self.text_type())
     }
 
+    /// A query returning one number, the catalog's estimate of the relation's rows, or
+    /// `None` where the warehouse keeps none. Only ever sizes a sample's first pass (so it
+    /// can run beside the exact counts); no reported figure comes from it.
+    fn row_estimate_query(&self, _r: &Relation) -> Option<String> {
+        None
+    }
+
     /// Rounds a numeric expression to `scale` decimal places, half away from zero.
     fn round(&self, expr: &str, scale: u32) -> String {
         format!("ROUND({expr}, {scale})")

@@ -110,6 +110,25 @@ impl Dialect for Postgres {
         pg_columns_query(r)
     }
 
+    /// `pg_class.reltuples`, kept by `ANALYZE` and autovacuum; -1 (or 0 before 14) when the
+    /// table was never analysed, which the engine treats as unknown.
+    /// <https://www.postgresql.org/docs/current/catalog-pg-class.html>
+    fn row_estimate_query(&self, r: &Relation) -> Option<String> {
+        let mut conds = vec![
+            format!("c.relname = {}", string_literal(&r.name)),
+            "c.relkind IN ('r', 'p', 'm')".to_owned(),
+        ];
+        match &r.schema {
+            Some(s) => conds.push(format!("n.nspname = {}", string_literal(s))),
+            None => conds.push("pg_catalog.pg_table_is_visible(c.oid)".to_owned()),
+        }
+        Some(format!(
+            "SELECT CAST(c.reltuples AS BIGINT) FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE {}",
+            conds.join(" AND ")
+        ))
+    }
+
     fn parse_type(&self, raw: &str) -> ColumnType {
         ColumnType::parse_generic(raw)
     }

@@ -131,8 +131,8 @@ pub(super) fn normalise<D: Dialect + ?Sized>(
                 // Already at the coarser scale: a warehouse that enforces the declared scale
                 // holds nothing finer, so rounding would change nothing (and costs a
                 // function call per row).
-                (Some(a), Some(b))
-                    if a <= b
+                (Some(a), b)
+                    if b.is_none_or(|b| a <= b)
                         && matches!(own.family, Decimal { .. })
                         && d.enforces_declared_precision() =>
                 {

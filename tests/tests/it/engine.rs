@@ -848,6 +848,41 @@ async fn tables_under_the_threshold_are_diffed_exactly() {
     }
 }
 
+/// Where the catalog estimates the rows (PostgreSQL after ANALYZE), the first sampled pass
+/// runs beside the exact counts instead of after them: the figures must not change.
+#[tokio::test]
+async fn a_first_pass_sized_from_the_catalog_gives_the_same_figures() {
+    let (prod, pr, _, _) = sampling_tables();
+    for l in load(&prod, &pr).await {
+        let mut req = l.request("s", &["id"]);
+        req.sampling = Some(SamplingSettings::new(1_000, 0.02, 0.9).unwrap());
+        req.seed = 3;
+        req.pilot_rows = 400;
+        let before = run(&l, &req).await;
+        if l.kind == "postgres" {
+            let client = prdiff_tests::pg_client().await;
+            for schema in [&l.prod_schema, &l.pr_schema] {
+                client
+                    .batch_execute(&format!("ANALYZE \"{schema}\".s"))
+                    .await
+                    .unwrap();
+            }
+            let est = client
+                .query_one(
+                    "SELECT CAST(reltuples AS BIGINT) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE relname = 's' AND nspname = $1",
+                    &[&l.prod_schema],
+                )
+                .await
+                .unwrap()
+                .get::<_, i64>(0);
+            assert_eq!(est, 20_000, "the catalog now knows the rows");
+        }
+        let after = run(&l, &req).await;
+        assert!(before.sampled.is_some(), "{}: sampled", l.kind);
+        assert_eq!(before, after, "{}: same figures", l.kind);
+    }
+}
+
 #[tokio::test]
 async fn the_same_seed_samples_the_same_keys() {
     let (prod, pr, _, _) = sampling_tables();
