@@ -88,6 +88,49 @@ pub const JOIN_EXAMPLES: &[&str] = &[
     "ex_changed_max",
 ];
 
+/// One example row as a windowed join pass returns it (`pl`, the `ex_*` aggregates): the
+/// key's values, then each compared column's prod and PR value, all as text.
+///
+/// On the wire every value is `N` (NULL) or `V<length>:<text>`, the length in characters,
+/// so any text survives, separators included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExampleRow {
+    pub key: Vec<Option<String>>,
+    pub prod: Vec<Option<String>>,
+    pub pr: Vec<Option<String>>,
+}
+
+impl ExampleRow {
+    /// Reads back a row of `nk` key columns and `nc` compared columns; `None` if `text` is
+    /// not exactly that.
+    pub fn parse(text: &str, nk: usize, nc: usize) -> Option<ExampleRow> {
+        let mut rest = text;
+        let mut next = || -> Option<Option<String>> {
+            if let Some(r) = rest.strip_prefix('N') {
+                rest = r;
+                return Some(None);
+            }
+            let r = rest.strip_prefix('V')?;
+            let (len, r) = r.split_once(':')?;
+            let len: usize = len.parse().ok()?;
+            let end = r.char_indices().nth(len).map_or(r.len(), |(i, _)| i);
+            if r[..end].chars().count() != len {
+                return None;
+            }
+            rest = &r[end..];
+            Some(Some(r[..end].to_owned()))
+        };
+        let key = (0..nk).map(|_| next()).collect::<Option<Vec<_>>>()?;
+        let mut prod = Vec::with_capacity(nc);
+        let mut pr = Vec::with_capacity(nc);
+        for _ in 0..nc {
+            prod.push(next()?);
+            pr.push(next()?);
+        }
+        rest.is_empty().then_some(ExampleRow { key, prod, pr })
+    }
+}
+
 fn alias_k(i: usize) -> String {
     format!("k{i}")
 }
@@ -324,6 +367,15 @@ impl ComparePlan {
             let ne = d.null_safe_ne(&col_of(Side::Prod, i), &col_of(Side::Pr, i));
             flags.push(format!("{ne} AS d{i}"));
         }
+        // Windowed sides are small and already carry normalised values: pass them up for
+        // the example rows (see `pl` below). The plain pass reads its examples afterwards:
+        // carrying every value of every row up through the join costs more than that read.
+        if windowed {
+            for i in 0..nc {
+                flags.push(format!("{pa}.{c} AS p{c}", c = alias_c(i)));
+                flags.push(format!("{qa}.{c} AS q{c}", c = alias_c(i)));
+            }
+        }
         let derived = format!(
             "SELECT {} FROM ({}) {pa} FULL OUTER JOIN ({}) {qa} ON {}{}",
             flags.join(", "),
@@ -346,7 +398,14 @@ impl ComparePlan {
                 d.key_identity(&k)
             }
         };
-        let text = |t: &str| d.key_text(&keys(t));
+        // What an example aggregate keeps: the key's text (plain) or the whole row (`pl`).
+        let text = |t: &str| {
+            if windowed {
+                "x.pl".to_owned()
+            } else {
+                d.key_text(&keys(t))
+            }
+        };
         // Which sides a joined row has: keys carry no NULL, so the first key column tells.
         let on_p = "x.pk0 IS NOT NULL";
         let on_q = "x.qk0 IS NOT NULL";
@@ -366,8 +425,39 @@ impl ComparePlan {
         if windowed {
             interesting.push_str(" OR x.pdn > 1 OR x.qdn > 1");
         }
+        // Windowed: `pl`, a row of interest as text, its key first (see [`ExampleRow`]).
+        // The example aggregates keep the least `pl` of their rows, so the example rows
+        // come out of this pass and need no second read.
+        let payload = if windowed {
+            let field = |v: &str| {
+                let t = d.cast_to_text(v);
+                format!(
+                    "CASE WHEN {v} IS NULL THEN 'N' ELSE {} END",
+                    d.concat(&[
+                        "'V'".to_owned(),
+                        d.cast_to_text(&d.char_length(&t)),
+                        "':'".to_owned(),
+                        t.clone()
+                    ])
+                )
+            };
+            let mut fields = Vec::new();
+            for i in 0..nk {
+                fields.push(field(&format!("COALESCE(x.p{k}, x.q{k})", k = alias_k(i))));
+            }
+            for i in 0..nc {
+                fields.push(field(&format!("x.p{}", alias_c(i))));
+                fields.push(field(&format!("x.q{}", alias_c(i))));
+            }
+            format!(
+                ", CASE WHEN {interesting} THEN {} END AS pl",
+                d.concat(&fields)
+            )
+        } else {
+            String::new()
+        };
         let gated = format!(
-            "SELECT x.*, ({interesting}) AS dx FROM ({derived}) x{}",
+            "SELECT x.*, ({interesting}) AS dx{payload} FROM ({derived}) x{}",
             d.optimization_fence()
         );
         let g = |cond: &str| format!("x.dx AND {cond}");
@@ -514,5 +604,31 @@ impl ComparePlan {
             ),
             limit,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExampleRow;
+
+    #[test]
+    fn example_rows_read_back_any_text_and_nulls() {
+        let text = "V2:42V3:a:bNV0:V4:x😀Vy";
+        let row = ExampleRow::parse(text, 1, 2).expect("parses");
+        assert_eq!(row.key, vec![Some("42".to_owned())]);
+        assert_eq!(row.prod, vec![Some("a:b".to_owned()), Some(String::new())]);
+        assert_eq!(row.pr, vec![None, Some("x😀Vy".to_owned())]);
+    }
+
+    #[test]
+    fn example_rows_of_the_wrong_shape_are_refused() {
+        assert_eq!(ExampleRow::parse("V2:42", 1, 1), None, "too short");
+        assert_eq!(ExampleRow::parse("V2:42NNN", 1, 1), None, "too long");
+        assert_eq!(
+            ExampleRow::parse("V9:42", 1, 0),
+            None,
+            "length past the end"
+        );
+        assert_eq!(ExampleRow::parse("X", 1, 0), None, "unknown tag");
     }
 }

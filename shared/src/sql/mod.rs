@@ -172,6 +172,11 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// The number of characters (Unicode code points) of a text expression.
+    fn char_length(&self, expr: &str) -> String {
+        format!("LENGTH({expr})")
+    }
+
     /// Rounds a numeric expression to `scale` decimal places, half away from zero.
     fn round(&self, expr: &str, scale: u32) -> String {
         format!("ROUND({expr}, {scale})")

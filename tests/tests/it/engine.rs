@@ -614,6 +614,72 @@ async fn filter_and_column_selection_apply_to_both_sides() {
     }
 }
 
+/// Example rows, read by key after a plain pass or returned by a windowed one (duplicate
+/// keys elsewhere): every value, however awkward its text (the wire format's own tags and
+/// separators, multi-byte characters, empty text, NULL), must read back exactly as loaded.
+#[tokio::test]
+async fn example_rows_carry_the_exact_values_of_both_sides() {
+    let prod = "CREATE TABLE t (id integer, a text, b text);
+        INSERT INTO t VALUES (1, 'V3:x:N', 'same'), (2, 'gone ☃', NULL), (3, '', 'keep'), (7, 'dup', 'x'), (7, 'dup', 'y');";
+    let pr = "CREATE TABLE t (id integer, a text, b text);
+        INSERT INTO t VALUES (1, 'N', 'same'), (3, NULL, 'keep'), (4, 'new:V9:', '😀');";
+    let s = |v: &str| Some(v.to_owned());
+    for l in load(prod, pr).await {
+        for dup in [false, true] {
+            let k = format!("{} (duplicate key 7: {dup})", l.kind);
+            let mut req = l.request("t", &["id"]);
+            if !dup {
+                req.filter = Some("id <> 7".into());
+            }
+            let r = run(&l, &req).await;
+            assert_eq!(r.changed, Some(2), "{k}");
+            let find = |kind: &str, id: &str| {
+                r.samples
+                    .iter()
+                    .find(|x| x.kind == kind && x.key["id"].as_deref() == Some(id))
+                    .unwrap_or_else(|| panic!("{k}: no {kind} sample for id {id}: {:?}", r.samples))
+            };
+            let one = find("changed", "1");
+            assert_eq!(one.values.len(), 1, "{k}: only the differing column");
+            assert_eq!(
+                (
+                    one.values[0].column.as_str(),
+                    one.values[0].prod.clone(),
+                    one.values[0].pr.clone()
+                ),
+                ("a", s("V3:x:N"), s("N")),
+                "{k}"
+            );
+            let three = find("changed", "3");
+            assert_eq!(
+                (three.values[0].prod.clone(), three.values[0].pr.clone()),
+                (s(""), None),
+                "{k}: empty text against NULL"
+            );
+            let gone = find("only_prod", "2");
+            let got: Vec<_> = gone
+                .values
+                .iter()
+                .map(|v| (v.prod.clone(), v.pr.clone()))
+                .collect();
+            assert_eq!(got, vec![(s("gone ☃"), None), (None, None)], "{k}");
+            let new = find("only_pr", "4");
+            let got: Vec<_> = new
+                .values
+                .iter()
+                .map(|v| (v.prod.clone(), v.pr.clone()))
+                .collect();
+            assert_eq!(got, vec![(None, s("new:V9:")), (None, s("😀"))], "{k}");
+            assert!(
+                r.samples
+                    .iter()
+                    .all(|x| x.key["id"].as_deref() != Some("7")),
+                "{k}: a duplicated key is no example"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn masked_columns_never_show_their_values() {
     let prod =
