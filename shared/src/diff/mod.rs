@@ -634,6 +634,14 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
     // statements side by side. Sampling needs the counts to decide whether to sample and to
     // scale its estimates; its first pass runs beside them when the catalog estimates the
     // rows (the estimate only sizes that pass).
+    // Beside the join (or a sampled pass) the two count scans run one after the other: the
+    // long statement is the critical path and keeps a processor to itself; the counts
+    // still finish long before it. Alone, they run side by side.
+    let counts_beside = async {
+        let p = run_counts(wh, &plan, Side::Prod).await?;
+        let q = run_counts(wh, &plan, Side::Pr).await?;
+        Ok::<_, DiffError>((p, q))
+    };
     let counts = async {
         futures::try_join!(
             run_counts(wh, &plan, Side::Prod),
@@ -641,7 +649,7 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
         )
     };
     let early_rate = match req.sampling {
-        Some(s) if wh.parallelism() >= 3 => estimated_rows(wh, &plan)
+        Some(s) if wh.parallelism() >= 2 => estimated_rows(wh, &plan)
             .await
             .filter(|n| *n >= s.threshold)
             .map(|n| first_pass_rate(req, n))
@@ -649,12 +657,12 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
         _ => None,
     };
     let (((prod_rows, prod_nulls), (pr_rows, pr_nulls)), early_join, early_pass) =
-        if req.sampling.is_none() && wh.parallelism() >= 3 {
-            let (c, j) = futures::try_join!(counts, run_join(wh, &plan, false, None))?;
+        if req.sampling.is_none() && wh.parallelism() >= 2 {
+            let (c, j) = futures::try_join!(counts_beside, run_join(wh, &plan, false, None))?;
             (c, Some(j), None)
         } else if let Some(rate) = early_rate {
             let pass = run_join(wh, &plan, true, Some(bucket_at(req.seed, rate)));
-            let (c, j) = futures::try_join!(counts, pass)?;
+            let (c, j) = futures::try_join!(counts_beside, pass)?;
             (c, None, Some((j, rate)))
         } else {
             (counts.await?, None, None)
