@@ -7,16 +7,18 @@
 //!    fall out of the two lists. Columns present on both sides are compared, after the
 //!    dialect's normalisation when their types differ (see [`crate::sql::Dialect`]).
 //! 2. **Counts and the join, together.** A cheap scan per side counts rows and NULL keys
-//!    while one pass over `prod FULL OUTER JOIN pr ON key` counts everything else: rows
-//!    only in prod, only in the PR, matched, changed, per-column changes and a few example
-//!    keys ([`query::ComparePlan::join_query`]).
+//!    while one pass over `prod FULL OUTER JOIN pr ON key` (rows with a NULL key left out:
+//!    they cannot match) counts everything else: rows only in prod, only in the PR,
+//!    matched, changed, per-column changes and a few example keys
+//!    ([`query::ComparePlan::join_query`]).
 //! 3. **Duplicates first.** The join's counts are trusted only if every row appears in it
-//!    exactly once (join rows per side equal the side's row count) and exclusive keys are
-//!    distinct. Otherwise the pass is redone *windowed*: keys duplicated on a side are left
+//!    exactly once (join rows per side equal the side's rows with a non-NULL key) and
+//!    exclusive keys are distinct. Otherwise the pass is redone *windowed*: keys duplicated on a side are left
 //!    out of matching and reported, so duplicates never inflate a count. Every row is then
 //!    accounted for once: `rows = null keys + duplicated-key rows + only here + matched`.
-//! 4. **Samples.** The example keys' rows are read from both sides (values of masked
-//!    columns are replaced before they leave this module).
+//! 4. **Samples.** A windowed pass returns its example rows itself; after a plain pass the
+//!    example keys' rows are read from both sides (values of masked columns are replaced
+//!    before they leave this module).
 //! 5. **Sampling** (tables over the threshold): see [`sampling`]. Both sides keep the rows
 //!    whose key hash falls in the same bucket range, so the same keys are compared.
 //!
