@@ -8,6 +8,7 @@ mod config;
 mod demo;
 mod diff;
 mod plan;
+mod queue;
 mod serve;
 mod sync;
 
@@ -37,6 +38,9 @@ enum Command {
     Metadata(sync::MetadataCommand),
     /// Run webhook, poller, diff runner and sync in one process on the embedded store.
     Serve(Box<serve::ServeArgs>),
+    /// Inspect the queues of a `prdiff serve` database; replay dead letters.
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
 }
 
 /// Exit codes shared by every subcommand.
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
             Command::Sync(args) => sync::run_sync(args).await,
             Command::Metadata(cmd) => sync::run_metadata(cmd).await,
             Command::Serve(args) => serve::run(*args).await,
+            Command::Queue(cmd) => queue::run(cmd),
         }
     });
     ExitCode::from(code)

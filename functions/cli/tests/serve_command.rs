@@ -163,3 +163,80 @@ fn serve_answers_health_and_webhooks_then_stops_on_sigterm() {
         Some(0)
     );
 }
+
+fn queue_cmd(db: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_prdiff"))
+        .arg("queue")
+        .args(args)
+        .arg("--db")
+        .arg(db)
+        .env_remove("PRDIFF_DB")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn prdiff_queue_shows_depths_and_dead_letters_and_replays_them() {
+    use prdiff_shared::messages::{Message, SyncMessage, SyncReason};
+    use prdiff_shared::queue::Queue;
+    use prdiff_shared::queue::embedded::EmbeddedQueues;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("prdiff.db");
+    let missing = queue_cmd(&dir.path().join("nope.db"), &["status"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no prdiff database"));
+
+    let qs = EmbeddedQueues::open(&db).unwrap();
+    let sync = qs.queue("sync");
+    let msg = Message::Sync(SyncMessage {
+        config_id: prdiff_shared::config::ConfigId::parse("shop").unwrap(),
+        reason: SyncReason::Schedule,
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(sync.send(&msg, Duration::ZERO)).unwrap();
+    rt.block_on(qs.queue("poll").send(&msg, Duration::from_secs(600)))
+        .unwrap();
+    let d = sync.receive(Duration::from_secs(60)).unwrap().unwrap();
+    sync.dead_letter(&d, "dbt Cloud answered 401 for account 1")
+        .unwrap();
+
+    let status = queue_cmd(&db, &["status"]);
+    assert_eq!(status.status.code(), Some(0));
+    let out = String::from_utf8_lossy(&status.stdout).into_owned();
+    let count = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .unwrap_or_else(|| panic!("{name} in {out}"))
+            .to_owned()
+    };
+    assert_eq!(
+        (count("poll"), count("sync"), count("dead letters")),
+        ("1".into(), "0".into(), "1".into())
+    );
+
+    let listed = String::from_utf8_lossy(&queue_cmd(&db, &["dead-letters"]).stdout).into_owned();
+    assert!(
+        listed.contains("sync  after 1 deliveries: dbt Cloud answered 401 for account 1"),
+        "{listed}"
+    );
+    assert!(listed.contains(r#""kind":"sync""#), "{listed}");
+
+    let wrong = queue_cmd(&db, &["replay", "999"]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("no dead letter with id 999"));
+
+    let replay = queue_cmd(&db, &["replay", "--all"]);
+    assert_eq!(
+        replay.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    assert!(qs.dead_letters().unwrap().is_empty());
+    let back = sync.receive(Duration::from_secs(60)).unwrap().unwrap();
+    assert_eq!(Message::from_json(&back.body).unwrap(), msg);
+}

@@ -181,6 +181,28 @@ impl EmbeddedQueues {
             .map_err(|e| receive_error("(dead letters)", e))
     }
 
+    /// Puts a dead letter back on its queue, due now, with its receive count reset, in one
+    /// transaction. `false` when there is no dead letter with that id.
+    pub fn replay_dead_letter(&self, id: i64) -> Result<bool, QueueError> {
+        let now = (self.clock)() as i64;
+        let mut conn = self.db.lock();
+        let err = |e| receive_error("(dead letters)", e);
+        let tx = conn.transaction().map_err(err)?;
+        let moved = tx
+            .execute(
+                "INSERT INTO queue_messages (queue, body, sent_at, visible_at)
+                 SELECT queue, body, sent_at, ?2 FROM queue_dead_letters WHERE id = ?1",
+                params![id, now],
+            )
+            .map_err(err)?;
+        tx.execute("DELETE FROM queue_dead_letters WHERE id = ?1", params![id])
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        drop(conn);
+        self.notify.notify_waiters();
+        Ok(moved == 1)
+    }
+
     /// Resolves when a message is sent or retried through these queues (this process).
     /// Create it (and `enable` it) before looking at a queue, so a send in between counts.
     pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
@@ -406,6 +428,16 @@ mod tests {
             ("poll", "unreadable")
         );
         assert_eq!(Message::from_json(&dead[0].body).unwrap(), msg("bad"));
+
+        assert!(qs.replay_dead_letter(dead[0].id).unwrap());
+        assert!(qs.dead_letters().unwrap().is_empty());
+        let again = q.receive(LEASE).unwrap().unwrap();
+        assert_eq!(Message::from_json(&again.body).unwrap(), msg("bad"));
+        assert_eq!(again.receives, 1, "a replay starts its count again");
+        assert!(
+            !qs.replay_dead_letter(dead[0].id).unwrap(),
+            "gone once replayed"
+        );
     }
 
     #[tokio::test]
