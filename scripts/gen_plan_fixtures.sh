@@ -174,7 +174,15 @@ open(p, "w").write(s)
 PY
 }
 
-SCENARIOS=(body config macro contract relation new_model removed_model seed tags_meta model_meta description description_persisted source source_docs source_meta)
+scenario_snapshot() { "$PY" - <<'PY'
+# A snapshot's config changed (which columns it checks): dbt counts it as modified.
+p = "snapshots/orders_snapshot.yml"
+s = open(p).read().replace("check_cols: [status]", "check_cols: [status, order_date]")
+open(p, "w").write(s)
+PY
+}
+
+SCENARIOS=(body config macro contract relation new_model removed_model seed tags_meta model_meta description description_persisted source source_docs source_meta snapshot)
 n=0
 for s in "${SCENARIOS[@]}"; do
   n=$((n + 1))

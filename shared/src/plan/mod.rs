@@ -343,6 +343,33 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Plan {
     }
 }
 
+/// dbt's snapshot bookkeeping columns (their default names). They record when each build
+/// ran, so they differ between any two builds of the same data and are never compared.
+const SNAPSHOT_META_COLUMNS: [&str; 4] = [
+    "dbt_scd_id",
+    "dbt_updated_at",
+    "dbt_valid_from",
+    "dbt_valid_to",
+];
+
+/// A production snapshot keeps history while a PR build holds the current versions only:
+/// compare the current versions (`dbt_valid_to is null`) on the snapshot's `unique_key`,
+/// without the bookkeeping columns. A `filter` in the snapshot's own options wins.
+fn snapshot_defaults(options: &mut ModelOptions) {
+    if options.filter.is_none() {
+        options.filter = Some("dbt_valid_to is null".to_owned());
+    }
+    for c in SNAPSHOT_META_COLUMNS {
+        if !options
+            .exclude_columns
+            .iter()
+            .any(|e| e.eq_ignore_ascii_case(c))
+        {
+            options.exclude_columns.push(c.to_owned());
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn plan_model(
     node: &Node,
@@ -355,6 +382,9 @@ fn plan_model(
     warnings: &mut Vec<String>,
 ) -> PlannedModel {
     let mut options = options::read(node, warnings);
+    if node.resource_type == "snapshot" {
+        snapshot_defaults(&mut options);
+    }
     let (primary_key, primary_key_source) =
         match keys::discover(node, tests, &settings.primary_key_tag) {
             Some((k, s)) => (k, Some(s)),

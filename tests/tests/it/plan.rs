@@ -243,7 +243,9 @@ fn slim_ci_off_plans_every_model_the_pr_run_built() {
     let built: BTreeSet<String> = rr
         .results
         .keys()
-        .filter(|id| id.starts_with("model.") || id.starts_with("seed."))
+        .filter(|id| {
+            id.starts_with("model.") || id.starts_with("seed.") || id.starts_with("snapshot.")
+        })
         .cloned()
         .collect();
     let planned: BTreeSet<String> = plan
@@ -256,6 +258,34 @@ fn slim_ci_off_plans_every_model_the_pr_run_built() {
     assert_eq!(
         model(&plan, "model.plan_project.stg_orders").reasons,
         [Reason::Body]
+    );
+    // A snapshot is compared on its current versions, by its unique_key, without the
+    // bookkeeping columns that differ between any two builds.
+    let snapshot = model(&plan, "snapshot.plan_project.orders_snapshot");
+    assert_eq!(snapshot.primary_key, ["order_id"]);
+    assert_eq!(
+        snapshot.options.filter.as_deref(),
+        Some("dbt_valid_to is null")
+    );
+    assert_eq!(
+        snapshot.options.exclude_columns,
+        [
+            "dbt_scd_id",
+            "dbt_updated_at",
+            "dbt_valid_from",
+            "dbt_valid_to"
+        ]
+    );
+    assert_eq!(
+        snapshot.pr_relation.as_ref().map(|r| r.name.as_str()),
+        Some("orders_snapshot")
+    );
+    // Models get no such defaults.
+    assert!(
+        model(&plan, "model.plan_project.stg_orders")
+            .options
+            .filter
+            .is_none()
     );
 }
 
