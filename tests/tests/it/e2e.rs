@@ -308,6 +308,32 @@ impl FakeDbtCloud {
 type Comments = Arc<Mutex<Vec<(u64, String)>>>;
 type Statuses = Arc<Mutex<Vec<(String, CommitStatus)>>>;
 
+/// The comments (GitHub) or notes (GitLab) on one page: all of them on page 1, after
+/// `first` when given; later pages are empty.
+fn list_comments(
+    comments: &Comments,
+    req: &wiremock::Request,
+    first: Option<serde_json::Value>,
+) -> wiremock::ResponseTemplate {
+    let page = req
+        .url
+        .query_pairs()
+        .find(|(k, _)| k == "page")
+        .map_or(1, |(_, v)| v.parse::<usize>().unwrap());
+    let mut list: Vec<serde_json::Value> = Vec::new();
+    if page == 1 {
+        list.extend(first);
+        list.extend(
+            comments
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(id, body)| serde_json::json!({"id": id, "body": body, "system": false})),
+        );
+    }
+    wiremock::ResponseTemplate::new(200).set_body_json(list)
+}
+
 /// A new comment (GitHub) or note (GitLab): kept, answered with its id.
 fn new_comment(comments: &Comments, req: &wiremock::Request) -> wiremock::ResponseTemplate {
     let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
@@ -386,24 +412,7 @@ impl FakeGitHub {
         let comments = self.comments.clone();
         Mock::given(method("GET"))
             .and(path(format!("{base}/issues/{PR_NUMBER}/comments")))
-            .respond_with(move |req: &Request| {
-                let page = req
-                    .url
-                    .query_pairs()
-                    .find(|(k, _)| k == "page")
-                    .map_or(1, |(_, v)| v.parse::<usize>().unwrap());
-                let list: Vec<serde_json::Value> = if page == 1 {
-                    comments
-                        .lock()
-                        .unwrap()
-                        .iter()
-                        .map(|(id, body)| serde_json::json!({"id": id, "body": body}))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                ResponseTemplate::new(200).set_body_json(list)
-            })
+            .respond_with(move |req: &Request| list_comments(&comments, req, None))
             .mount(&server)
             .await;
         let comments = self.comments.clone();
@@ -464,18 +473,9 @@ impl FakeGitHub {
         Mock::given(method("GET"))
             .and(path(format!("{mr}/notes")))
             .respond_with(move |req: &Request| {
-                let page = req
-                    .url
-                    .query_pairs()
-                    .find(|(k, _)| k == "page")
-                    .map_or(1, |(_, v)| v.parse::<usize>().unwrap());
-                let mut list: Vec<serde_json::Value> = vec![serde_json::json!({
-                    "id": 1, "body": "added 1 commit", "system": true
-                })];
-                list.extend(comments.lock().unwrap().iter().map(
-                    |(id, body)| serde_json::json!({"id": id, "body": body, "system": false}),
-                ));
-                ResponseTemplate::new(200).set_body_json(if page == 1 { list } else { Vec::new() })
+                // GitLab lists system notes ("added 1 commit") among the MR's notes.
+                let system = serde_json::json!({"id": 1, "body": "added 1 commit", "system": true});
+                list_comments(&comments, req, Some(system))
             })
             .mount(&server)
             .await;
