@@ -57,10 +57,7 @@ impl Default for Settings {
 impl Settings {
     /// The delay before poll attempt `attempt + 1`: exponential, capped.
     pub fn delay(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.min(20));
-        self.first_delay
-            .saturating_mul(factor)
-            .min(self.max_delay.min(MAX_DELAY))
+        prdiff_shared::queue::doubling_delay(self.first_delay, attempt).min(self.max_delay)
     }
 }
 

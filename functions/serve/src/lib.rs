@@ -33,8 +33,8 @@ use prdiff_shared::messages::Message;
 use prdiff_shared::metadata::MetadataStore;
 use prdiff_shared::metadata::embedded::EmbeddedMetadata;
 use prdiff_shared::metadata::sync::{self, SyncDeps};
+use prdiff_shared::queue::Queue;
 use prdiff_shared::queue::embedded::{Delivery, EmbeddedQueue, EmbeddedQueues};
-use prdiff_shared::queue::{MAX_DELAY, Queue};
 use prdiff_shared::secrets::Secrets;
 use prdiff_shared::secrets::local::LocalSecrets;
 use prdiff_shared::store::embedded::EmbeddedStore;
@@ -192,8 +192,7 @@ impl Settings {
 
     /// The delay before delivery `receives + 1` of a message that failed transiently.
     pub fn retry_after(&self, receives: u32) -> Duration {
-        let factor = 2u32.saturating_pow(receives.saturating_sub(1).min(20));
-        self.retry_delay.saturating_mul(factor).min(MAX_DELAY)
+        prdiff_shared::queue::doubling_delay(self.retry_delay, receives.saturating_sub(1))
     }
 }
 
@@ -579,7 +578,7 @@ mod tests {
         assert_eq!(s.retry_after(1), Duration::from_secs(30));
         assert_eq!(s.retry_after(2), Duration::from_secs(60));
         assert_eq!(s.retry_after(4), Duration::from_secs(240));
-        assert_eq!(s.retry_after(10), MAX_DELAY);
+        assert_eq!(s.retry_after(10), prdiff_shared::queue::MAX_DELAY);
     }
 
     fn sync_msg(name: &str) -> Message {

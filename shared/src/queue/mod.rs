@@ -54,6 +54,13 @@ pub trait Queue: Send + Sync {
     async fn send(&self, message: &Message, delay: Duration) -> Result<(), QueueError>;
 }
 
+/// `first × 2ⁿ`, capped at [`MAX_DELAY`]: the growing wait between re-polls and retries.
+pub fn doubling_delay(first: Duration, n: u32) -> Duration {
+    first
+        .saturating_mul(2u32.saturating_pow(n.min(20)))
+        .min(MAX_DELAY)
+}
+
 /// The delay actually applied: SQS takes whole seconds up to 900.
 pub fn clamp_delay(delay: Duration) -> Duration {
     Duration::from_secs(delay.min(MAX_DELAY).as_secs())
