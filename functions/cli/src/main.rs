@@ -55,6 +55,17 @@ pub mod exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `serve` sets up its own logging. Elsewhere logs are off unless `RUST_LOG` asks for
+    // them (`RUST_LOG=prdiff_shared=debug` shows each warehouse statement and its time).
+    if !matches!(cli.command, Command::Serve(_))
+        && let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env()
+    {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

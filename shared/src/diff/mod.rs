@@ -16,11 +16,14 @@
 //!    exclusive keys are distinct. Otherwise the pass is redone *windowed*: keys duplicated on a side are left
 //!    out of matching and reported, so duplicates never inflate a count. Every row is then
 //!    accounted for once: `rows = null keys + duplicated-key rows + only here + matched`.
-//! 4. **Samples.** A windowed pass returns its example rows itself; after a plain pass the
-//!    example keys' rows are read from both sides (values of masked columns are replaced
-//!    before they leave this module).
-//! 5. **Sampling** (tables over the threshold): see [`sampling`]. Both sides keep the rows
-//!    whose key hash falls in the same bucket range, so the same keys are compared.
+//! 4. **Samples.** A windowed or sampled pass returns its example rows itself; after a
+//!    plain exact pass the example keys' rows are read from both sides (values of masked
+//!    columns are replaced before they leave this module).
+//! 5. **Sampling** (tables over the threshold): see [`sampling`] for the sizes. Both sides
+//!    keep the rows whose key hash falls in the same bucket range, so the same keys are
+//!    compared. A sampled pass joins those rows as they are ([`JoinKind::Carry`]) and counts
+//!    each side's distinct keys in the same statement: more rows than keys on a side means
+//!    a duplicated key, and only then is the pass redone windowed ([`SampleMethod`]).
 //!
 //! Nothing but aggregates and a bounded number of sample rows ever leaves the warehouse.
 
@@ -34,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::sql::{ColumnType, Dialect, Relation, TypeFamily};
 use crate::warehouse::{Row, Warehouse, WarehouseError};
-use query::{CompareColumn, ComparePlan, KeyColumn, SampleBucket, Side};
+use query::{CompareColumn, ComparePlan, JoinKind, KeyColumn, SampleBucket, Side};
 pub use sampling::SamplingSettings;
 
 /// A predicate naming columns never to compare (the global "columns to ignore" list).
@@ -240,9 +243,24 @@ pub struct SampledInfo {
     /// Share of keys sampled.
     pub rate: f64,
     pub rows_sampled: PerSide,
+    /// How the sample's rows were read.
+    #[serde(default)]
+    pub method: SampleMethod,
     /// Interval per estimated figure: `exclusive.prod`, `exclusive.pr`, `matched`,
     /// `changed`, `changed_pct`.
     pub intervals: BTreeMap<String, (f64, f64)>,
+}
+
+/// How a sampled pass read its rows (see [`crate::diff`], step 5).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleMethod {
+    /// Both sides' sampled rows joined as they are: no key in the sample is duplicated.
+    #[default]
+    Joined,
+    /// Duplicate keys in the sample: each side kept one row per key, carrying how many
+    /// rows share it, so duplicates are counted and never matched.
+    Windowed,
 }
 
 /// The result of a model diff; `--format json` prints it (schema `version: 1`).
@@ -426,12 +444,42 @@ fn join_names(n_columns: usize) -> Vec<String> {
 async fn run_join(
     wh: &dyn Warehouse,
     plan: &ComparePlan,
-    windowed: bool,
+    kind: JoinKind,
     bucket: Option<SampleBucket>,
 ) -> Result<Aggregates, DiffError> {
-    let sql = plan.join_query(wh.dialect(), windowed, bucket);
+    let sql = plan.join_query(wh.dialect(), kind, bucket);
     let mut rows = wh.query(&sql).await?;
     Aggregates::new(&join_names(plan.columns.len()), rows.pop())
+}
+
+/// Whether a plain pass's counts can be trusted: every row it was given appears in it
+/// exactly once (`rows` per side: the rows with a non-NULL key) and exclusive keys are
+/// distinct. Otherwise some key is duplicated and the pass must be redone windowed.
+fn plain_pass_is_clean(agg: &Aggregates, rows: (u64, u64)) -> Result<bool, DiffError> {
+    Ok(agg.int("p_in")? == rows.0
+        && agg.int("q_in")? == rows.1
+        && agg.int("only_prod")? == agg.int("only_prod_keys")?
+        && agg.int("only_pr")? == agg.int("only_pr_keys")?)
+}
+
+/// One sampled pass over the keys in `bucket`: both sides' sampled rows joined as they
+/// are ([`JoinKind::Carry`]), trusted when each side's rows in the join have distinct
+/// keys (a duplicated key shows as more rows than keys); otherwise redone windowed, which
+/// leaves duplicated keys out of matching and counts them.
+async fn sample_pass(
+    wh: &dyn Warehouse,
+    plan: &ComparePlan,
+    bucket: SampleBucket,
+) -> Result<(Aggregates, SampleMethod), DiffError> {
+    let agg = run_join(wh, plan, JoinKind::Carry, Some(bucket)).await?;
+    if agg.int("p_in")? == agg.int("p_keys")? && agg.int("q_in")? == agg.int("q_keys")? {
+        return Ok((agg, SampleMethod::Joined));
+    }
+    tracing::info!(prod = %plan.prod, "duplicate keys in the sample: redoing it windowed");
+    Ok((
+        run_join(wh, plan, JoinKind::Windowed, Some(bucket)).await?,
+        SampleMethod::Windowed,
+    ))
 }
 
 async fn run_counts(
@@ -650,22 +698,25 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
             run_counts(wh, &plan, Side::Pr)
         )
     };
+    // Where the catalog estimates the rows (and the warehouse runs statements side by
+    // side), a sampled diff's first pass needs no exact counts first: it runs beside them.
     let early_rate = match req.sampling {
         Some(s) if wh.parallelism() >= 2 => estimated_rows(wh, &plan)
             .await
             .filter(|n| *n >= s.threshold)
-            .map(|n| first_pass_rate(req, n))
+            .map(|n| first_pass_rate(req, &s, n))
             .filter(|r| *r < 0.5),
         _ => None,
     };
     let (((prod_rows, prod_nulls), (pr_rows, pr_nulls)), early_join, early_pass) =
         if req.sampling.is_none() && wh.parallelism() >= 2 {
-            let (c, j) = futures::try_join!(counts_beside, run_join(wh, &plan, false, None))?;
+            let join = run_join(wh, &plan, JoinKind::Plain, None);
+            let (c, j) = futures::try_join!(counts_beside, join)?;
             (c, Some(j), None)
         } else if let Some(rate) = early_rate {
-            let pass = run_join(wh, &plan, true, Some(bucket_at(req.seed, rate)));
-            let (c, j) = futures::try_join!(counts_beside, pass)?;
-            (c, None, Some((j, rate)))
+            let pass = sample_pass(wh, &plan, bucket_at(req.seed, rate));
+            let (c, (j, method)) = futures::try_join!(counts_beside, pass)?;
+            (c, None, Some((j, rate, method)))
         } else {
             (counts.await?, None, None)
         };
@@ -695,18 +746,15 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
     if !done {
         let agg = match early_join {
             Some(j) => j,
-            None => run_join(wh, &plan, false, None).await?,
+            None => run_join(wh, &plan, JoinKind::Plain, None).await?,
         };
         // The join sees rows without NULL keys only.
-        let clean = agg.int("p_in")? == prod_rows - prod_nulls
-            && agg.int("q_in")? == pr_rows - pr_nulls
-            && agg.int("only_prod")? == agg.int("only_prod_keys")?
-            && agg.int("only_pr")? == agg.int("only_pr_keys")?;
+        let clean = plain_pass_is_clean(&agg, (prod_rows - prod_nulls, pr_rows - pr_nulls))?;
         let agg = if clean {
             agg
         } else {
             tracing::info!(prod = %req.prod, "duplicate keys found: redoing the join without them");
-            run_join(wh, &plan, true, None).await?
+            run_join(wh, &plan, JoinKind::Windowed, None).await?
         };
         fill_exact(&agg, (prod_nulls, pr_nulls), &mut result, &mut columns)?;
         if !clean {
@@ -806,12 +854,16 @@ async fn profile(
 
 /// Runs the sampled diff; returns `false` when sampling would not save work (the caller
 /// then diffs exactly).
+///
+/// The first pass (already run with the counts, or now) is the sample when every share it
+/// estimates is already within ± tolerance at the confidence; otherwise its shares size a
+/// larger second pass, whose keys include the first's.
 async fn sampled(
     wh: &dyn Warehouse,
     plan: &ComparePlan,
     req: &DiffRequest,
     nonnull: (u64, u64),
-    early_pass: Option<(Aggregates, f64)>,
+    early_pass: Option<(Aggregates, f64, SampleMethod)>,
     r: &mut DiffResult,
     columns: &mut [ColumnDiff],
 ) -> Result<bool, DiffError> {
@@ -819,38 +871,45 @@ async fn sampled(
         return Ok(false);
     };
     let z = s.z();
-    if first_pass_rate(req, nonnull.0.max(nonnull.1)) >= 0.5 {
+    let first_rate = first_pass_rate(req, &s, nonnull.0.max(nonnull.1));
+    if early_pass.is_none() && first_rate >= 0.5 {
         return Ok(false);
     }
-    let bucket = |rate: f64| bucket_at(req.seed, rate);
-    // The first pass, already run beside the counts or now.
-    let (pilot, pilot_rate) = match early_pass {
+    let pass = |rate: f64| sample_pass(wh, plan, bucket_at(req.seed, rate));
+    let (pilot, pilot_rate, pilot_method) = match early_pass {
         Some(p) => p,
         None => {
-            let rate = first_pass_rate(req, nonnull.0.max(nonnull.1));
-            (run_join(wh, plan, true, Some(bucket(rate))).await?, rate)
+            let (agg, method) = pass(first_rate).await?;
+            (agg, first_rate, method)
         }
     };
     let (matched, changed) = (pilot.int("matched")?, pilot.int("changed")?);
-    // The share that decides the sample size: the largest of all shares, at its upper bound.
-    let mut worst = wilson_hi(changed, matched, z);
+    let mut shares = vec![changed];
     for i in 0..plan.columns.len() {
-        worst = worst.max(wilson_hi(pilot.int(&format!("changed_{i}"))?, matched, z));
+        shares.push(pilot.int(&format!("changed_{i}"))?);
     }
-    let p_in = pilot.int("p_in")?.max(1) as f64;
-    let matched_share = matched as f64 / p_in;
-    let matched_est = (matched_share * nonnull.0 as f64).max(1.0);
-    let needed = s.rows_needed(worst);
-    let rate = (needed / matched_est).max(pilot_rate);
-    if rate >= 0.5 {
-        return Ok(false);
-    }
-    let agg = if rate <= pilot_rate {
-        pilot
+    let precise = shares
+        .iter()
+        .all(|x| sampling::within_tolerance(*x, matched, &s));
+    let (agg, rate, method) = if precise {
+        (pilot, pilot_rate, pilot_method)
     } else {
-        run_join(wh, plan, true, Some(bucket(rate))).await?
+        // The share that decides the sample size: the largest of all, at its upper bound.
+        let worst = shares
+            .iter()
+            .map(|x| wilson_hi(*x, matched, z))
+            .fold(0.0, f64::max);
+        let p_in = pilot.int("p_in")?.max(1) as f64;
+        let matched_share = matched as f64 / p_in;
+        let matched_est = (matched_share * nonnull.0 as f64).max(1.0);
+        // At least a quarter more keys than the first pass: it was not enough.
+        let rate = (s.rows_needed(worst) / matched_est).max(pilot_rate * 1.25);
+        if rate >= 0.5 {
+            return Ok(false);
+        }
+        let (agg, method) = pass(rate).await?;
+        (agg, rate, method)
     };
-    let rate = if rate <= pilot_rate { pilot_rate } else { rate };
 
     let sp = agg.int("p_in")?;
     let sq = agg.int("q_in")?;
@@ -972,6 +1031,7 @@ async fn sampled(
         seed: req.seed,
         rate,
         rows_sampled: PerSide { prod: sp, pr: sq },
+        method,
         intervals,
     });
     r.samples = samples(wh, plan, req, &agg, true).await?;
@@ -987,11 +1047,12 @@ fn bucket_at(seed: u64, rate: f64) -> SampleBucket {
     }
 }
 
-/// The share of keys in a sampled diff's first pass over relations of `rows` rows: the
-/// larger of the pilot and [`sampling::FIRST_PASS_SHARE`] (see [`sampling`]).
-fn first_pass_rate(req: &DiffRequest, rows: u64) -> f64 {
+/// The share of keys in a sampled diff's first pass over relations of `rows` rows: enough
+/// keys that shares up to [`sampling::FIRST_PASS_PRIOR`] come out within the tolerance, and
+/// at least the pilot (see [`sampling`]).
+fn first_pass_rate(req: &DiffRequest, s: &SamplingSettings, rows: u64) -> f64 {
     let rows = rows.max(1) as f64;
-    let keys = (req.pilot_rows.max(100) as f64).max(sampling::FIRST_PASS_SHARE * rows);
+    let keys = (req.pilot_rows.max(100) as f64).max(s.rows_needed(sampling::FIRST_PASS_PRIOR));
     (keys / rows).min(1.0)
 }
 
@@ -1027,14 +1088,15 @@ fn wilson_hi(x: u64, n: u64, z: f64) -> f64 {
     sampling::wilson(x, n, z).1
 }
 
-/// The example rows of a join pass: returned by a windowed pass itself, or read by key from
-/// both sides after a plain one. At most `sample_rows` per kind.
+/// The example rows of a join pass: carried by the pass itself (a sample's, or a windowed
+/// one), or read by key from both sides after a plain exact one. At most
+/// `sample_rows` per kind.
 async fn samples(
     wh: &dyn Warehouse,
     plan: &ComparePlan,
     req: &DiffRequest,
     agg: &Aggregates,
-    windowed: bool,
+    carried: bool,
 ) -> Result<Vec<SampleRow>, DiffError> {
     if req.sample_rows == 0 {
         return Ok(Vec::new());
@@ -1068,8 +1130,8 @@ async fn samples(
     let nc = plan.columns.len();
     // Per example: kind, key values, prod values, PR values.
     let mut rows: Vec<(&'static str, query::ExampleRow)> = Vec::new();
-    if windowed {
-        // The windowed pass returned the rows themselves.
+    if carried {
+        // The pass returned the rows themselves.
         for (kind, text) in wanted {
             match query::ExampleRow::parse(&text, nk, nc) {
                 Some(row) => rows.push((kind, row)),

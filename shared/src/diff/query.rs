@@ -59,6 +59,21 @@ pub struct SampleBucket {
     pub threshold: u64,
 }
 
+/// The kinds of join pass ([`ComparePlan::join_query`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    /// The relations joined as they are; example rows are read afterwards. Exact diffs.
+    Plain,
+    /// The same join, carrying the example rows' values up through it, and counting each
+    /// side's distinct keys so the pass itself tells whether a key was duplicated
+    /// (`p_keys`, `q_keys`): for samples, whose rows are few, so carrying and counting cost
+    /// less than reading the examples afterwards.
+    Carry,
+    /// One representative per key value on each side, carrying the example rows: samples
+    /// and tables with duplicate keys.
+    Windowed,
+}
+
 /// The names of the aggregates the join query returns, in order.
 pub const JOIN_AGGREGATES: &[&str] = &[
     "p_in",
@@ -73,6 +88,8 @@ pub const JOIN_AGGREGATES: &[&str] = &[
     "only_pr",
     "only_prod_keys",
     "only_pr_keys",
+    "p_keys",
+    "q_keys",
     "matched",
     "changed",
 ];
@@ -88,7 +105,7 @@ pub const JOIN_EXAMPLES: &[&str] = &[
     "ex_changed_max",
 ];
 
-/// One example row as a windowed join pass returns it (`pl`, the `ex_*` aggregates): the
+/// One example row as a carrying join pass returns it (`pl`, the `ex_*` aggregates): the
 /// key's values, then each compared column's prod and PR value, all as text.
 ///
 /// On the wire every value is `N` (NULL) or `V<length>:<text>`, the length in characters,
@@ -191,10 +208,9 @@ impl ComparePlan {
             );
         }
         if let Some(b) = bucket {
-            conds.push(format!(
-                "{} < {}",
-                self.bucket_expr(d, &self.key_exprs(side), b.seed),
-                b.threshold
+            conds.push(d.bucket_below(
+                &self.bucket_expr(d, &self.key_exprs(side), b.seed),
+                b.threshold,
             ));
         }
         if conds.is_empty() {
@@ -287,23 +303,28 @@ impl ComparePlan {
     /// PostgreSQL an `OFFSET 0` fence keeps the planner from inlining the comparisons back
     /// into every aggregate.
     ///
-    /// Plain (`windowed = false`): the relations are joined as they are, each side a bare
+    /// [`JoinKind::Plain`]: the relations are joined as they are, each side a bare
     /// `SELECT *` with the filter (no projection below the join: the planner flattens it
     /// and the scans hand their rows straight to the join). Its counts are exact only when
     /// no key is duplicated; the engine checks that from the results before it trusts them
-    /// (see [`crate::diff`]).
+    /// (see [`crate::diff`]). [`JoinKind::Carry`] is the same join carrying example rows
+    /// and counting each side's distinct keys (`p_keys`, `q_keys`), so a sample tells by
+    /// itself whether it holds a duplicated key.
     ///
-    /// Windowed: each side first keeps one representative row per key value, carrying `dn`,
+    /// [`JoinKind::Windowed`]: each side first keeps one representative row per key value, carrying `dn`,
     /// the number of rows that share it. The join then sees unique keys on both sides, so
     /// nothing can be multiplied; rows of duplicated keys are counted (`dn`) but never
     /// matched, and a unique key whose counterpart is duplicated is counted as
-    /// `unmatchable`. Used on samples (small) and when the plain pass found duplicates.
+    /// `unmatchable`. Used when a sampled or a plain pass found duplicates.
     pub fn join_query(
         &self,
         d: &dyn Dialect,
-        windowed: bool,
+        kind: JoinKind,
         bucket: Option<SampleBucket>,
     ) -> String {
+        let windowed = kind == JoinKind::Windowed;
+        // The pass carries example rows (`pl`) instead of returning example keys.
+        let carry = kind != JoinKind::Plain;
         let nk = self.key.len();
         let nc = self.columns.len();
         let (pa, qa) = (PROD_ALIAS, PR_ALIAS);
@@ -367,13 +388,13 @@ impl ComparePlan {
             let ne = d.null_safe_ne(&col_of(Side::Prod, i), &col_of(Side::Pr, i));
             flags.push(format!("{ne} AS d{i}"));
         }
-        // Windowed sides are small and already carry normalised values: pass them up for
-        // the example rows (see `pl` below). The plain pass reads its examples afterwards:
-        // carrying every value of every row up through the join costs more than that read.
-        if windowed {
+        // Samples are small: pass the normalised values up for the example rows (see `pl`
+        // below). The plain exact pass reads its examples afterwards: carrying every value
+        // of every row up through the join costs more than that read.
+        if carry {
             for i in 0..nc {
-                flags.push(format!("{pa}.{c} AS p{c}", c = alias_c(i)));
-                flags.push(format!("{qa}.{c} AS q{c}", c = alias_c(i)));
+                flags.push(format!("{} AS p{}", col_of(Side::Prod, i), alias_c(i)));
+                flags.push(format!("{} AS q{}", col_of(Side::Pr, i), alias_c(i)));
             }
         }
         let derived = format!(
@@ -400,7 +421,7 @@ impl ComparePlan {
         };
         // What an example aggregate keeps: the key's text (plain) or the whole row (`pl`).
         let text = |t: &str| {
-            if windowed {
+            if carry {
                 "x.pl".to_owned()
             } else {
                 d.key_text(&keys(t))
@@ -425,10 +446,10 @@ impl ComparePlan {
         if windowed {
             interesting.push_str(" OR x.pdn > 1 OR x.qdn > 1");
         }
-        // Windowed: `pl`, a row of interest as text, its key first (see [`ExampleRow`]).
+        // Carried: `pl`, a row of interest as text, its key first (see [`ExampleRow`]).
         // The example aggregates keep the least `pl` of their rows, so the example rows
         // come out of this pass and need no second read.
-        let payload = if windowed {
+        let payload = if carry {
             let field = |v: &str| {
                 let t = d.cast_to_text(v);
                 format!(
@@ -537,6 +558,16 @@ impl ComparePlan {
                     "{} AS only_pr_keys",
                     d.count_distinct_where(&ident("q"), &only_pr)
                 )
+            },
+            if kind == JoinKind::Carry {
+                format!("{} AS p_keys", d.count_distinct_where(&ident("p"), on_p))
+            } else {
+                "0 AS p_keys".to_owned()
+            },
+            if kind == JoinKind::Carry {
+                format!("{} AS q_keys", d.count_distinct_where(&ident("q"), on_q))
+            } else {
+                "0 AS q_keys".to_owned()
             },
             // Without duplicates a row with a prod side is matched or only in prod.
             if windowed {

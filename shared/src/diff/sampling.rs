@@ -7,10 +7,16 @@
 //! * The quantity the tolerance `e` bounds is a *share*: of matched rows, the share that
 //!   changed (overall and per column). A sample of `n` matched rows estimates a share `p` to
 //!   within `±e` at confidence `c` when `n ≥ z² · p(1 − p) / e²`.
-//! * `p` is not known in advance, so a pilot sample (chosen by the same key hash; about
-//!   [`PILOT_ROWS`] keys or [`FIRST_PASS_SHARE`] of them, whichever is more) measures it; the largest share observed, taken at the upper end of its
-//!   Wilson interval and capped at ½ (where `p(1 − p)` peaks), sizes the real sample. Pilot
-//!   keys are part of the real sample (the buckets nest), so the pilot is never wasted.
+//! * `p` is not known in advance. The first pass (keys chosen by the same hash) takes
+//!   enough keys for shares up to [`FIRST_PASS_PRIOR`] (`n = z² · 0.02 · 0.98 / e²`, about
+//!   130 000 keys at ± 0.001 and 99 %), and at least [`PILOT_ROWS`]. Its size depends on the
+//!   tolerance, not on the table: a pass costs a full scan per side whatever its size, and
+//!   each key it keeps costs a little more on top.
+//! * The first pass is the sample when every share it measured is within ± `e` at the
+//!   confidence: both ends of its Wilson interval (below) lie within `e` of the estimate.
+//!   Otherwise the largest share, taken at the upper end of its Wilson interval and capped
+//!   at ½ (where `p(1 − p)` peaks), sizes a second pass. Its keys include the first pass's
+//!   (the buckets nest); it is at least a quarter larger.
 //! * Every reported share `x/n` comes with its Wilson score interval
 //!   `(p̂ + z²/2n ± z·√(p̂(1−p̂)/n + z²/4n²)) / (1 + z²/n)`, which stays inside [0, 1] and
 //!   behaves at 0 and 1 where the normal approximation does not.
@@ -22,11 +28,10 @@
 /// Keys in the pilot sample that sizes the real one.
 pub const PILOT_ROWS: f64 = 20_000.0;
 
-/// The least share of keys in a sampled diff's first pass. A pass costs two full scans
-/// (every key's hash is computed to pick the bucket), whatever its size, while the rows it
-/// keeps cost little next to them at this share: so the first pass takes at least this much,
-/// and when the pilot's shares need no more rows it *is* the sample (no second pass).
-pub const FIRST_PASS_SHARE: f64 = 0.02;
+/// The share the first pass is sized for: shares of changed rows up to this (and down
+/// from 1 − this) settle in one pass. Most pull requests change a few rows of a model, or
+/// all of a column; shares in between take a second pass.
+pub const FIRST_PASS_PRIOR: f64 = 0.02;
 
 /// Sampling settings of a CI configuration (SPEC section 3).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -75,6 +80,17 @@ impl SamplingSettings {
         let z = self.z();
         (z * z * p * (1.0 - p) / (self.tolerance * self.tolerance)).ceil()
     }
+}
+
+/// Whether `x` of `n` estimates its share within ± tolerance at the confidence: both ends
+/// of the Wilson interval lie within the tolerance of `x/n`.
+pub fn within_tolerance(x: u64, n: u64, s: &SamplingSettings) -> bool {
+    if n == 0 {
+        return false;
+    }
+    let p = x as f64 / n as f64;
+    let (lo, hi) = wilson(x, n, s.z());
+    p - lo <= s.tolerance && hi - p <= s.tolerance
 }
 
 /// `Φ⁻¹(1 − (1 − c)/2)`.
@@ -184,6 +200,22 @@ mod tests {
         let (lo, hi) = wilson(0, 50, z);
         assert_eq!(lo, 0.0);
         assert!(hi > 0.0 && hi < 0.1);
+    }
+
+    #[test]
+    fn a_sample_is_precise_enough_when_both_ends_are_within_the_tolerance() {
+        let s = SamplingSettings::new(0, 0.001, 0.99).unwrap();
+        // 1.4 % of 130 000: z·√(p(1−p)/n) ≈ 0.00084.
+        assert!(within_tolerance(1_820, 130_000, &s));
+        // The same share of 50 000: ≈ 0.00135.
+        assert!(!within_tolerance(700, 50_000, &s));
+        // All or nothing changed settles quickly; an empty sample never does.
+        assert!(within_tolerance(20_000, 20_000, &s));
+        assert!(within_tolerance(0, 20_000, &s));
+        assert!(!within_tolerance(0, 0, &s));
+        // Half changed needs z²/4e² ≈ 1.66 M rows.
+        assert!(!within_tolerance(500_000, 1_000_000, &s));
+        assert!(within_tolerance(900_000, 1_800_000, &s));
     }
 
     #[test]

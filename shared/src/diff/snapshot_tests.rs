@@ -5,7 +5,7 @@ use sqlparser::ast::{Expr, SelectItem, SetExpr, Statement};
 use sqlparser::dialect as sp;
 use sqlparser::parser::Parser;
 
-use super::query::{ComparePlan, SampleBucket, Side};
+use super::query::{ComparePlan, JoinKind, SampleBucket, Side};
 use super::{DiffRequest, resolve_request};
 use crate::sql::{Dialect, Relation, all_dialects};
 
@@ -84,12 +84,19 @@ fn fixed_queries(d: &dyn Dialect) -> Vec<(&'static str, String)> {
         ),
         ("count", plan.count_query(d, Side::Prod)),
         ("profile", plan.profile_query(d, Side::Pr)),
-        ("join", plan.join_query(d, false, None)),
-        ("join_windowed", plan.join_query(d, true, None)),
-        ("join_sampled", plan.join_query(d, true, bucket)),
+        ("join", plan.join_query(d, JoinKind::Plain, None)),
+        (
+            "join_windowed",
+            plan.join_query(d, JoinKind::Windowed, None),
+        ),
+        ("join_sampled", plan.join_query(d, JoinKind::Carry, bucket)),
+        (
+            "join_sampled_windowed",
+            plan.join_query(d, JoinKind::Windowed, bucket),
+        ),
         (
             "join_sampled_integer_key",
-            single.join_query(d, true, bucket),
+            single.join_query(d, JoinKind::Carry, bucket),
         ),
         (
             "rows_by_key",

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::diff::{
-    ColumnDiff, DiffResult, KeyIssues, KeyIssuesPerSide, PerSide, SampleRow, SampleValue,
-    SampledInfo, SchemaDiff,
+    ColumnDiff, DiffResult, KeyIssues, KeyIssuesPerSide, PerSide, SampleMethod, SampleRow,
+    SampleValue, SampledInfo, SchemaDiff,
 };
 
 fn column(name: &str, changed: u64, matched: u64) -> ColumnDiff {
@@ -86,6 +86,7 @@ fn report() -> Report {
             prod: 12_300,
             pr: 12_310,
         },
+        method: SampleMethod::Joined,
         intervals: BTreeMap::from([("changed_pct".to_owned(), (0.9, 1.5))]),
     });
     sampled.columns[0].changed_pct_interval = Some((0.9, 1.5));

@@ -239,6 +239,12 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// so a key is sampled on both or on neither.
     fn hash_bucket(&self, key_text: &str, seed: u64) -> String;
 
+    /// `bucket < threshold`, for a bucket of [`Dialect::hash_bucket`] (in `[0, 2³²)`) and a
+    /// threshold in `[1, 2³²]`: the predicate that keeps a sample's keys.
+    fn bucket_below(&self, bucket: &str, threshold: u64) -> String {
+        format!("{bucket} < {threshold}")
+    }
+
     /// The same as [`Dialect::hash_bucket`] for a single 64-bit integer key, where the
     /// warehouse has a faster integer hash. Must agree across both sides only, not with
     /// `hash_bucket`.

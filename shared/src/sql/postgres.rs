@@ -99,6 +99,16 @@ impl Dialect for Postgres {
         )
     }
 
+    /// `bucket / threshold = 0`, the same rows as `bucket < threshold` (both are
+    /// non-negative integers), written as an equality for the planner's sake. With no
+    /// statistics on the expression it guesses a third of the rows for `<` and 0.5 % for
+    /// `=`: the third made a sampled join over 10 M rows look costly enough to compile with
+    /// full LLVM optimisation, 1.9 s of compiling for a 2.5 s statement.
+    /// <https://www.postgresql.org/docs/current/row-estimation-examples.html>
+    fn bucket_below(&self, bucket: &str, threshold: u64) -> String {
+        format!("{bucket} / {threshold} = 0")
+    }
+
     fn hash_bucket_int(&self, key: &str, seed: u64) -> String {
         format!(
             "(hashint8extended(CAST({key} AS BIGINT), {}) & 4294967295)",

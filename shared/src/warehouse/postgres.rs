@@ -103,7 +103,14 @@ impl Warehouse for PostgresWarehouse {
             _ => self.new_client().await?,
         };
         // `query` uses the extended protocol: exactly one statement.
+        let started = std::time::Instant::now();
         let result = client.query(sql, &[]).await;
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            ok = result.is_ok(),
+            sql,
+            "postgres statement"
+        );
         let rows = match result {
             Ok(rows) => rows,
             Err(e) => {

@@ -102,7 +102,8 @@ impl Warehouse for SqliteWarehouse {
 }
 
 fn run(conn: &Connection, sql: &str, timeout: Duration) -> Result<Vec<Row>, WarehouseError> {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     // Checked every few thousand VM steps: interrupts the statement past its deadline.
     conn.progress_handler(10_000, Some(move || Instant::now() > deadline));
     let result = (|| {
@@ -127,6 +128,12 @@ fn run(conn: &Connection, sql: &str, timeout: Duration) -> Result<Vec<Row>, Ware
         Ok(out)
     })();
     conn.progress_handler(0, None::<fn() -> bool>);
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        ok = result.is_ok(),
+        sql,
+        "sqlite statement"
+    );
     result.map_err(|e: rusqlite::Error| match e {
         rusqlite::Error::SqliteFailure(f, _)
             if f.code == rusqlite::ErrorCode::OperationInterrupted =>

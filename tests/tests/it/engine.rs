@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use prdiff_shared::diff::{
-    self, DiffError, DiffRequest, DiffResult, KeyIssues, PerSide, SamplingSettings,
+    self, DiffError, DiffRequest, DiffResult, KeyIssues, PerSide, SampleMethod, SamplingSettings,
 };
 use prdiff_shared::sql::Relation;
 use prdiff_shared::warehouse::sqlite::{SqliteWarehouse, run_script};
@@ -871,6 +871,7 @@ async fn sampled_intervals_contain_the_true_share_across_seeds() {
             req.pilot_rows = 400;
             let r = run(&l, &req).await;
             let s = r.sampled.as_ref().expect("sampled");
+            assert_eq!(s.method, SampleMethod::Joined, "{k}: no duplicate keys");
             rates.push(s.rate);
             assert!(s.rate < 0.5, "{k}: sampled, not exact");
             // Both sides sample the same keys: with no keys added or removed, every
@@ -914,6 +915,28 @@ async fn tables_under_the_threshold_are_diffed_exactly() {
     }
 }
 
+/// `ANALYZE`s the PostgreSQL tables (so the catalog estimates their rows) and returns the
+/// prod table's estimate.
+async fn analyze(l: &Loaded, tables: &[&str]) -> i64 {
+    let client = prdiff_tests::pg_client().await;
+    for schema in [&l.prod_schema, &l.pr_schema] {
+        for t in tables {
+            client
+                .batch_execute(&format!("ANALYZE \"{schema}\".\"{t}\""))
+                .await
+                .unwrap();
+        }
+    }
+    client
+        .query_one(
+            "SELECT CAST(reltuples AS BIGINT) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE relname = $1 AND nspname = $2",
+            &[&tables[0], &l.prod_schema],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+}
+
 /// Where the catalog estimates the rows (PostgreSQL after ANALYZE), the first sampled pass
 /// runs beside the exact counts instead of after them: the figures must not change.
 #[tokio::test]
@@ -926,25 +949,60 @@ async fn a_first_pass_sized_from_the_catalog_gives_the_same_figures() {
         req.pilot_rows = 400;
         let before = run(&l, &req).await;
         if l.kind == "postgres" {
-            let client = prdiff_tests::pg_client().await;
-            for schema in [&l.prod_schema, &l.pr_schema] {
-                client
-                    .batch_execute(&format!("ANALYZE \"{schema}\".s"))
-                    .await
-                    .unwrap();
-            }
-            let est = client
-                .query_one(
-                    "SELECT CAST(reltuples AS BIGINT) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE relname = 's' AND nspname = $1",
-                    &[&l.prod_schema],
-                )
-                .await
-                .unwrap()
-                .get::<_, i64>(0);
-            assert_eq!(est, 20_000, "the catalog now knows the rows");
+            assert_eq!(
+                analyze(&l, &["s"]).await,
+                20_000,
+                "the catalog knows the rows"
+            );
         }
         let after = run(&l, &req).await;
-        assert!(before.sampled.is_some(), "{}: sampled", l.kind);
+        let s = before.sampled.as_ref().expect("sampled");
+        assert_eq!(s.method, SampleMethod::Joined, "{}", l.kind);
+        assert!(!after.samples.is_empty(), "{}: example rows", l.kind);
+        assert_eq!(before, after, "{}: same figures", l.kind);
+    }
+}
+
+/// Duplicate keys in a sample: the sampled join has more rows than keys on a side, so the
+/// pass is redone windowed and the duplicates are reported, never matched. The same with
+/// the first pass beside the counts (PostgreSQL after ANALYZE).
+#[tokio::test]
+async fn duplicate_keys_in_a_sample_are_caught_and_reported() {
+    let (mut prod, mut pr, _, _) = sampling_tables();
+    // Every key below 2 000 twice in prod; every key from 2 000 to 3 999 twice in the PR.
+    prod.push_str("INSERT INTO s SELECT id, a, b FROM s WHERE id < 2000;\n");
+    pr.push_str("INSERT INTO s SELECT id, a, b FROM s WHERE id >= 2000 AND id < 4000;\n");
+    for l in load(&prod, &pr).await {
+        let mut req = l.request("s", &["id"]);
+        req.sampling = Some(SamplingSettings::new(1_000, 0.02, 0.9).unwrap());
+        req.seed = 5;
+        req.pilot_rows = 2_000;
+        let before = run(&l, &req).await;
+        if l.kind == "postgres" {
+            analyze(&l, &["s"]).await;
+        }
+        let after = run(&l, &req).await;
+        let s = after.sampled.as_ref().expect("sampled");
+        assert_eq!(s.method, SampleMethod::Windowed, "{}", l.kind);
+        let i = after.primary_key_issues;
+        // A tenth of the prod keys are doubled (2 000 of 20 000 keys, 4 000 of 22 000
+        // rows): the estimate is near 4 000 rows, and nothing is matched across them.
+        assert!(
+            (2_500..=5_500).contains(&i.prod.duplicates),
+            "{}: {i:?}",
+            l.kind
+        );
+        assert!(
+            (2_500..=5_500).contains(&i.pr.duplicates),
+            "{}: {i:?}",
+            l.kind
+        );
+        assert!(
+            after.matched.unwrap() < 18_000,
+            "{}: duplicated keys are not matched: {:?}",
+            l.kind,
+            after.matched
+        );
         assert_eq!(before, after, "{}: same figures", l.kind);
     }
 }
