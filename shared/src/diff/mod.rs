@@ -366,13 +366,11 @@ fn resolve<'a>(cols: &'a [(String, ColumnType)], name: &str) -> Option<&'a (Stri
     })
 }
 
-/// A relation's columns and declared types, and whether its rows have addresses (see
-/// [`Dialect::row_locator`]).
 async fn columns(
     wh: &dyn Warehouse,
     rel: &Relation,
     side: &'static str,
-) -> Result<(Vec<(String, ColumnType)>, bool), DiffError> {
+) -> Result<Vec<(String, ColumnType)>, DiffError> {
     let d = wh.dialect();
     let rows = wh.query(&d.columns_query(rel)).await?;
     if rows.is_empty() {
@@ -381,12 +379,7 @@ async fn columns(
             relation: rel.to_string(),
         });
     }
-    let addressable = d.row_locator().is_some()
-        && rows
-            .iter()
-            .all(|r| r.get(2).cloned().flatten().as_deref() == Some("1"));
-    let cols = rows
-        .into_iter()
+    rows.into_iter()
         .map(
             |r| match (r.first().cloned().flatten(), r.get(1).cloned().flatten()) {
                 (Some(name), ty) => Ok((name, d.parse_type(ty.as_deref().unwrap_or("")))),
@@ -395,8 +388,7 @@ async fn columns(
                 )),
             },
         )
-        .collect::<Result<_, _>>()?;
-    Ok((cols, addressable))
+        .collect()
 }
 
 /// Named integer (or text) results of one aggregate row.
@@ -642,7 +634,6 @@ fn resolve_request(
             columns: compare,
             filter: req.filter.clone(),
             integer_key,
-            locator: None,
         },
         key_names,
         columns,
@@ -654,18 +645,15 @@ fn resolve_request(
 /// Runs the diff described by `req` on `wh`.
 pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, DiffError> {
     let d = wh.dialect();
-    let ((prod_cols, prod_addressable), (pr_cols, pr_addressable)) =
+    let (prod_cols, pr_cols) =
         futures::try_join!(columns(wh, &req.prod, "prod"), columns(wh, &req.pr, "PR"))?;
     let Resolved {
-        mut plan,
+        plan,
         key_names,
         mut columns,
         schema,
         mut notes,
     } = resolve_request(d, req, &prod_cols, &pr_cols)?;
-    if prod_addressable && pr_addressable {
-        plan.locator = d.row_locator();
-    }
     let mut result = DiffResult {
         version: 1,
         prod: req.prod.to_string(),
@@ -1100,29 +1088,6 @@ fn wilson_hi(x: u64, n: u64, z: f64) -> f64 {
     sampling::wilson(x, n, z).1
 }
 
-/// Both sides' rows whose key text is one of `keys` (only those at the given addresses
-/// with `at`), indexed by key text.
-async fn rows_by_key(
-    wh: &dyn Warehouse,
-    plan: &ComparePlan,
-    keys: &[String],
-    at: Option<(&[String], &[String])>,
-) -> Result<(HashMap<String, Row>, HashMap<String, Row>), DiffError> {
-    let d = wh.dialect();
-    let limit = keys.len() * 2;
-    let (ps, qs) = (
-        plan.rows_by_key_query(d, Side::Prod, keys, limit, at.map(|a| a.0)),
-        plan.rows_by_key_query(d, Side::Pr, keys, limit, at.map(|a| a.1)),
-    );
-    let (prod_rows, pr_rows) = futures::try_join!(wh.query(&ps), wh.query(&qs))?;
-    let index = |rows: Vec<Row>| -> HashMap<String, Row> {
-        rows.into_iter()
-            .filter_map(|r| r.first().cloned().flatten().map(|k| (k, r)))
-            .collect()
-    };
-    Ok((index(prod_rows), index(pr_rows)))
-}
-
 /// The example rows of a join pass: carried by the pass itself (a sample's, or a windowed
 /// one), or read by key from both sides after a plain exact one. At most
 /// `sample_rows` per kind.
@@ -1176,33 +1141,21 @@ async fn samples(
             }
         }
     } else {
-        // A plain exact pass: example keys, with their rows' addresses where it has them.
-        let wanted: Vec<(&'static str, String, Option<String>, Option<String>)> = wanted
-            .into_iter()
-            .map(|(kind, text)| match plan.locator {
-                Some(_) => {
-                    let (k, p, q) = query::split_example_key(&text);
-                    (kind, k, p, q)
-                }
-                None => (kind, text, None, None),
-            })
-            .collect();
-        let keys: Vec<String> = wanted.iter().map(|w| w.1.clone()).collect();
-        let prod_at: Vec<String> = wanted.iter().filter_map(|w| w.2.clone()).collect();
-        let pr_at: Vec<String> = wanted.iter().filter_map(|w| w.3.clone()).collect();
-        let located =
-            plan.locator.is_some() && wanted.iter().all(|w| w.2.is_some() || w.3.is_some());
-        let at = located.then_some((&prod_at[..], &pr_at[..]));
-        let (mut prod, mut pr) = rows_by_key(wh, plan, &keys, at).await?;
-        // A row changed or moved since the join (an update, a rebuild) is no longer at its
-        // address: read the examples by key instead.
-        let missing = wanted.iter().any(|w| {
-            (w.2.is_some() && !prod.contains_key(&w.1)) || (w.3.is_some() && !pr.contains_key(&w.1))
-        });
-        if located && missing {
-            (prod, pr) = rows_by_key(wh, plan, &keys, None).await?;
-        }
-        for (kind, k, _, _) in wanted {
+        let keys: Vec<String> = wanted.iter().map(|(_, k)| k.clone()).collect();
+        let d = wh.dialect();
+        let limit = keys.len() * 2;
+        let (ps, qs) = (
+            plan.rows_by_key_query(d, Side::Prod, &keys, limit),
+            plan.rows_by_key_query(d, Side::Pr, &keys, limit),
+        );
+        let (prod_rows, pr_rows) = futures::try_join!(wh.query(&ps), wh.query(&qs))?;
+        let index = |rows: Vec<Row>| -> HashMap<String, Row> {
+            rows.into_iter()
+                .filter_map(|r| r.first().cloned().flatten().map(|k| (k, r)))
+                .collect()
+        };
+        let (prod, pr) = (index(prod_rows), index(pr_rows));
+        for (kind, k) in wanted {
             let (p, q) = (prod.get(&k), pr.get(&k));
             let Some(any) = p.or(q) else { continue };
             let side = |r: Option<&Row>| -> Vec<Option<String>> {

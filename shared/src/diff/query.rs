@@ -3,7 +3,7 @@
 //! Kept apart from execution so every query can be snapshot-tested for every dialect and
 //! parsed back with sqlparser, without a warehouse.
 
-use crate::sql::{Dialect, Relation, RowLocator, string_literal};
+use crate::sql::{Dialect, Relation, string_literal};
 
 /// The join's alias for the production side: [`KeyColumn::prod_joined`] and
 /// [`CompareColumn::prod_joined`] qualify columns with it.
@@ -43,32 +43,6 @@ pub struct ComparePlan {
     pub filter: Option<String>,
     /// Both sides' key is a single integer column: sample with the integer hash.
     pub integer_key: bool,
-    /// Both relations' rows have addresses (see [`Dialect::row_locator`]): the plain join
-    /// returns its example rows' addresses along with their keys.
-    pub locator: Option<RowLocator>,
-}
-
-/// The column name a plain join gives the row address of each side; unlikely to meet a
-/// real column in the same `SELECT *`.
-pub const RID_COLUMN: &str = "__prdiff_rid";
-
-/// Separates an example key's text from the addresses of its rows in a plain join's
-/// example aggregates: `key text`, then the prod and the PR row's address (empty when the
-/// side has no row). Addresses never contain it; a key might, so it is split from the end.
-pub const RID_SEPARATOR: char = '\u{1e}';
-
-/// An example key of a plain join that carries row addresses, split into the key's text
-/// and the two addresses (`None` for a side without the row).
-pub fn split_example_key(text: &str) -> (String, Option<String>, Option<String>) {
-    let mut parts = text.rsplitn(3, RID_SEPARATOR);
-    let (q, p, key) = (parts.next(), parts.next(), parts.next());
-    match (key, p, q) {
-        (Some(key), Some(p), Some(q)) => {
-            let some = |v: &str| (!v.is_empty()).then(|| v.to_owned());
-            (key.to_owned(), some(p), some(q))
-        }
-        _ => (text.to_owned(), None, None),
-    }
 }
 
 /// Which side of the diff a fragment is for.
@@ -210,7 +184,7 @@ impl ComparePlan {
     }
 
     fn where_clause(&self, d: &dyn Dialect, side: Side, bucket: Option<SampleBucket>) -> String {
-        self.where_clause_with(d, side, bucket, false, None)
+        self.where_clause_with(d, side, bucket, false)
     }
 
     /// The side's filter and sample bucket, and with `keyed` only rows whose key has no
@@ -221,9 +195,8 @@ impl ComparePlan {
         side: Side,
         bucket: Option<SampleBucket>,
         keyed: bool,
-        extra: Option<&str>,
     ) -> String {
-        let mut conds: Vec<String> = extra.map(str::to_owned).into_iter().collect();
+        let mut conds = Vec::new();
         if let Some(f) = &self.filter {
             conds.push(format!("({f})"));
         }
@@ -249,7 +222,7 @@ impl ComparePlan {
 
     /// `SELECT <keys> AS k0.., <columns> AS c0.. FROM <relation> WHERE <filter>`.
     pub fn side_select(&self, d: &dyn Dialect, side: Side, bucket: Option<SampleBucket>) -> String {
-        self.side_select_with(d, side, bucket, false, None)
+        self.side_select_with(d, side, bucket, false)
     }
 
     fn side_select_with(
@@ -258,7 +231,6 @@ impl ComparePlan {
         side: Side,
         bucket: Option<SampleBucket>,
         keyed: bool,
-        extra: Option<&str>,
     ) -> String {
         let mut items = Vec::new();
         for (i, e) in self.key_exprs(side).iter().enumerate() {
@@ -275,7 +247,7 @@ impl ComparePlan {
             "SELECT {} FROM {}{}",
             items.join(", "),
             d.relation(self.relation(side)),
-            self.where_clause_with(d, side, bucket, keyed, extra)
+            self.where_clause_with(d, side, bucket, keyed)
         )
     }
 
@@ -351,8 +323,6 @@ impl ComparePlan {
         bucket: Option<SampleBucket>,
     ) -> String {
         let windowed = kind == JoinKind::Windowed;
-        // A plain exact pass returns its example rows' addresses, where they have some.
-        let rid_locator = self.locator.filter(|_| kind == JoinKind::Plain);
         // The pass carries example rows (`pl`) instead of returning example keys.
         let carry = kind != JoinKind::Plain;
         let nk = self.key.len();
@@ -362,7 +332,7 @@ impl ComparePlan {
         // compared expressions over the aliased joined row.
         let side = |s: Side| -> String {
             if windowed {
-                let inner = self.side_select_with(d, s, bucket, true, None);
+                let inner = self.side_select_with(d, s, bucket, true);
                 let parts = (0..nk)
                     .map(|i| format!("s.{}", alias_k(i)))
                     .collect::<Vec<_>>()
@@ -372,14 +342,10 @@ impl ComparePlan {
                      ROW_NUMBER() OVER (PARTITION BY {parts}) AS rn FROM ({inner}) s) w WHERE rn = 1"
                 )
             } else {
-                let rid = match rid_locator {
-                    Some(l) => format!(", {} AS {}", l.column, d.quote_identifier(RID_COLUMN)),
-                    None => String::new(),
-                };
                 format!(
-                    "SELECT *{rid} FROM {}{}",
+                    "SELECT * FROM {}{}",
                     d.relation(self.relation(s)),
-                    self.where_clause_with(d, s, bucket, true, None)
+                    self.where_clause_with(d, s, bucket, true)
                 )
             }
         };
@@ -417,11 +383,6 @@ impl ComparePlan {
         if windowed {
             flags.push(format!("{pa}.dn AS pdn"));
             flags.push(format!("{qa}.dn AS qdn"));
-        }
-        if rid_locator.is_some() {
-            let rid = d.quote_identifier(RID_COLUMN);
-            flags.push(format!("{pa}.{rid} AS prid"));
-            flags.push(format!("{qa}.{rid} AS qrid"));
         }
         for i in 0..nc {
             let ne = d.null_safe_ne(&col_of(Side::Prod, i), &col_of(Side::Pr, i));
@@ -462,16 +423,6 @@ impl ComparePlan {
         let text = |t: &str| {
             if carry {
                 "x.pl".to_owned()
-            } else if rid_locator.is_some() {
-                let sep = d.control_char(RID_SEPARATOR as u8);
-                let rid = |r: &str| format!("COALESCE({}, '')", d.cast_to_text(r));
-                d.concat(&[
-                    d.key_text(&keys(t)),
-                    sep.clone(),
-                    rid("x.prid"),
-                    sep,
-                    rid("x.qrid"),
-                ])
             } else {
                 d.key_text(&keys(t))
             }
@@ -649,15 +600,13 @@ impl ComparePlan {
 
     /// The rows of one side whose key text is one of `keys`: the sample rows of a report.
     /// Every column comes back as text: the key text first, then the key columns, then the
-    /// compared columns. With `at` (row addresses, see [`ComparePlan::locator`]) only the
-    /// rows at those addresses are read.
+    /// compared columns.
     pub fn rows_by_key_query(
         &self,
         d: &dyn Dialect,
         side: Side,
         keys: &[String],
         limit: usize,
-        at: Option<&[String]>,
     ) -> String {
         let nk = self.key.len();
         let key_cols: Vec<String> = (0..nk).map(|i| format!("s.{}", alias_k(i))).collect();
@@ -673,23 +622,6 @@ impl ComparePlan {
             .map(|k| string_literal(k))
             .collect::<Vec<_>>()
             .join(", ");
-        let at_cond = match (at, self.locator) {
-            (Some(rids), Some(l)) => {
-                let array = format!(
-                    "{{{}}}",
-                    rids.iter()
-                        .map(|r| format!("\"{}\"", r.replace(['\\', '"'], "")))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                );
-                Some(format!(
-                    "{} = ANY({})",
-                    l.column,
-                    d.cast(&string_literal(&array), l.array_type)
-                ))
-            }
-            _ => None,
-        };
         let cond = if self.integer_key && keys.iter().all(|k| k.parse::<i64>().is_ok()) {
             format!("s.{} IN ({})", alias_k(0), keys.join(", "))
         } else {
@@ -699,7 +631,7 @@ impl ComparePlan {
             &format!(
                 "SELECT {} FROM ({}) s WHERE {cond}",
                 items.join(", "),
-                self.side_select_with(d, side, None, false, at_cond.as_deref())
+                self.side_select(d, side, None)
             ),
             limit,
         )
@@ -708,26 +640,7 @@ impl ComparePlan {
 
 #[cfg(test)]
 mod tests {
-    use super::{ExampleRow, split_example_key};
-
-    #[test]
-    fn example_keys_split_from_their_row_addresses_from_the_end() {
-        assert_eq!(
-            split_example_key("42\u{1e}(3,7)\u{1e}(0,1)"),
-            (
-                "42".to_owned(),
-                Some("(3,7)".to_owned()),
-                Some("(0,1)".to_owned())
-            )
-        );
-        // Only in prod; a key holding the separator itself.
-        assert_eq!(
-            split_example_key("a\u{1e}b\u{1f}c\u{1e}(1,2)\u{1e}"),
-            ("a\u{1e}b\u{1f}c".to_owned(), Some("(1,2)".to_owned()), None)
-        );
-        // Without addresses the text is the key.
-        assert_eq!(split_example_key("7"), ("7".to_owned(), None, None));
-    }
+    use super::ExampleRow;
 
     #[test]
     fn example_rows_read_back_any_text_and_nulls() {

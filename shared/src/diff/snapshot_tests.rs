@@ -61,24 +61,6 @@ fn queries(d: &dyn Dialect) -> Vec<(&'static str, String)> {
     {
         all.push(("row_estimate", q));
     }
-    if let Some(locator) = d.row_locator() {
-        let mut plan = plan_for(d);
-        plan.locator = Some(locator);
-        all.push((
-            "join_with_row_addresses",
-            plan.join_query(d, JoinKind::Plain, None),
-        ));
-        all.push((
-            "rows_at_addresses",
-            plan.rows_by_key_query(
-                d,
-                Side::Prod,
-                &["1\u{1f}EU".to_owned()],
-                2,
-                Some(&["(0,1)".to_owned(), "(12,7)".to_owned()]),
-            ),
-        ));
-    }
     all
 }
 
@@ -123,12 +105,11 @@ fn fixed_queries(d: &dyn Dialect) -> Vec<(&'static str, String)> {
                 Side::Prod,
                 &["1\u{1f}EU".to_owned(), "2\u{1f}it's".to_owned()],
                 10,
-                None,
             ),
         ),
         (
             "rows_by_integer_key",
-            single.rows_by_key_query(d, Side::Pr, &["1".to_owned(), "2".to_owned()], 4, None),
+            single.rows_by_key_query(d, Side::Pr, &["1".to_owned(), "2".to_owned()], 4),
         ),
     ]
 }

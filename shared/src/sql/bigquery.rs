@@ -74,8 +74,8 @@ impl Dialect for BigQuery {
         format!("CONCAT({})", parts.join(", "))
     }
 
-    fn control_char(&self, code: u8) -> String {
-        format!("CODE_POINTS_TO_STRING([{code}])")
+    fn unit_separator(&self) -> String {
+        "CODE_POINTS_TO_STRING([31])".to_owned()
     }
 
     /// <https://cloud.google.com/bigquery/docs/reference/standard-sql/hash_functions#farm_fingerprint>

@@ -28,15 +28,6 @@ pub use snowflake::Snowflake;
 pub use sqlite::Sqlite;
 pub use types::{ColumnType, TypeFamily};
 
-/// How a dialect addresses stored rows: see [`Dialect::row_locator`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RowLocator {
-    /// The system column holding a row's address.
-    pub column: &'static str,
-    /// The SQL type of an array of addresses.
-    pub array_type: &'static str,
-}
-
 /// Every dialect prdiff generates SQL for, for tests and for lookup by name.
 pub fn all_dialects() -> Vec<&'static dyn Dialect> {
     vec![
@@ -181,15 +172,6 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// The physical address of a stored row, where the warehouse fetches rows by it
-    /// directly (PostgreSQL's `ctid`). The exact join then returns its example rows'
-    /// addresses, and reading those rows costs a few lookups instead of a scan per side.
-    /// Where the dialect has one, [`Dialect::columns_query`] returns a third column, `1`
-    /// when the relation's rows have addresses (a stored table, not a view).
-    fn row_locator(&self) -> Option<RowLocator> {
-        None
-    }
-
     /// The number of characters (Unicode code points) of a text expression.
     fn char_length(&self, expr: &str) -> String {
         format!("LENGTH({expr})")
@@ -240,18 +222,16 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         let mut parts = Vec::with_capacity(cols.len() * 2);
         for (i, c) in cols.iter().enumerate() {
             if i > 0 {
-                parts.push(self.control_char(31));
+                parts.push(self.unit_separator());
             }
             parts.push(self.cast_to_text(c));
         }
         self.concat(&parts)
     }
 
-    /// A one-character string holding the ASCII control character `code` (U+001F, the
-    /// unit separator, between key columns; U+001E between an example key and its row
-    /// addresses).
-    fn control_char(&self, code: u8) -> String {
-        format!("CHR({code})")
+    /// A one-character string literal holding U+001F.
+    fn unit_separator(&self) -> String {
+        "CHR(31)".to_owned()
     }
 
     /// An integer expression uniformly distributed over `[0, 2^32)`, a deterministic

@@ -1,6 +1,6 @@
 //! PostgreSQL. <https://www.postgresql.org/docs/current/sql-syntax-lexical.html>
 
-use super::{ColumnType, Dialect, Relation, RowLocator, string_literal};
+use super::{ColumnType, Dialect, Relation, string_literal};
 
 /// PostgreSQL 12+.
 #[derive(Debug, Clone, Copy, Default)]
@@ -13,9 +13,7 @@ pub(crate) fn seed_i63(seed: u64) -> u64 {
 
 /// The catalog query PostgreSQL and Redshift share: `format_type` gives the declared type
 /// with its modifiers (`numeric(12,4)`, `timestamp(3) without time zone`), which
-/// `information_schema` spreads over several columns. The third column is `1` for
-/// relations whose rows have a `ctid` (tables, partitioned tables, materialized views).
-/// <https://www.postgresql.org/docs/current/catalog-pg-class.html>
+/// `information_schema` spreads over several columns.
 pub(crate) fn pg_columns_query(r: &Relation) -> String {
     let mut conds = vec![
         format!("c.relname = {}", string_literal(&r.name)),
@@ -34,8 +32,7 @@ pub(crate) fn pg_columns_query(r: &Relation) -> String {
         ));
     }
     format!(
-        "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), \
-         CASE WHEN c.relkind IN ('r', 'p', 'm') THEN 1 ELSE 0 END \
+        "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) \
          FROM pg_catalog.pg_attribute a \
          JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
@@ -140,16 +137,6 @@ impl Dialect for Postgres {
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE {}",
             conds.join(" AND ")
         ))
-    }
-
-    /// <https://www.postgresql.org/docs/current/ddl-system-columns.html>: `ctid`, the row's
-    /// block and offset. `ctid = ANY(<array>)` plans as a TID scan, which fetches just those
-    /// rows without reading the rest of the table.
-    fn row_locator(&self) -> Option<RowLocator> {
-        Some(RowLocator {
-            column: "ctid",
-            array_type: "tid[]",
-        })
     }
 
     fn parse_type(&self, raw: &str) -> ColumnType {

@@ -87,8 +87,8 @@ impl Dialect for Sqlite {
         format!("date({expr})")
     }
 
-    fn control_char(&self, code: u8) -> String {
-        format!("char({code})")
+    fn unit_separator(&self) -> String {
+        "char(31)".to_owned()
     }
 
     fn hash_bucket(&self, key_text: &str, seed: u64) -> String {
