@@ -46,6 +46,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod queue;
 pub mod report;
+pub mod runtime;
 pub mod secrets;
 pub mod sql;
 pub mod store;

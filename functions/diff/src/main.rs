@@ -8,33 +8,17 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
 use prdiff_diff::{Deps, Settings, handle_batch};
 use prdiff_shared::githost::{HttpGitHosts, HttpSettings};
+use prdiff_shared::runtime as env;
 use prdiff_shared::secrets::aws::SecretsManager;
 use prdiff_shared::store::dynamodb::DynamoStore;
 
-fn var(name: &str) -> anyhow::Result<String> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| anyhow::anyhow!("environment: {name} is not set"))
-}
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_current_span(true)
-        .without_time()
-        .init();
-    let table = var("PRDIFF_TABLE")?;
+    prdiff_shared::runtime::init_lambda_logs();
+    let table = env::required("PRDIFF_TABLE")?;
     let mut settings = Settings::default();
-    if let Ok(v) = var("PRDIFF_MODEL_TIMEOUT_SECONDS") {
-        settings.model_timeout =
-            Duration::from_secs(v.parse().map_err(|_| {
-                anyhow::anyhow!("PRDIFF_MODEL_TIMEOUT_SECONDS is not a number: {v:?}")
-            })?);
+    if let Some(d) = env::seconds("PRDIFF_MODEL_TIMEOUT_SECONDS")? {
+        settings.model_timeout = d;
     }
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamo = aws_sdk_dynamodb::Client::new(&aws);

@@ -10,35 +10,19 @@ use prdiff_poller::{Deps, Settings, handle_batch};
 use prdiff_shared::config::apply::HttpDbtCloud;
 use prdiff_shared::githost::{HttpGitHosts, HttpSettings};
 use prdiff_shared::queue::sqs::SqsQueue;
+use prdiff_shared::runtime as env;
 use prdiff_shared::secrets::aws::SecretsManager;
 use prdiff_shared::store::dynamodb::DynamoStore;
 
-fn var(name: &str) -> anyhow::Result<String> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| anyhow::anyhow!("environment: {name} is not set"))
-}
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_current_span(true)
-        .without_time()
-        .init();
-    let table = var("PRDIFF_TABLE")?;
-    let poll_queue_url = var("PRDIFF_POLL_QUEUE_URL")?;
-    let diff_queue_url = var("PRDIFF_DIFF_QUEUE_URL")?;
+    prdiff_shared::runtime::init_lambda_logs();
+    let table = env::required("PRDIFF_TABLE")?;
+    let poll_queue_url = env::required("PRDIFF_POLL_QUEUE_URL")?;
+    let diff_queue_url = env::required("PRDIFF_DIFF_QUEUE_URL")?;
     let mut settings = Settings::default();
-    if let Ok(v) = var("PRDIFF_POLL_DELAY_SECONDS") {
-        settings.first_delay =
-            Duration::from_secs(v.parse().map_err(|_| {
-                anyhow::anyhow!("PRDIFF_POLL_DELAY_SECONDS is not a number: {v:?}")
-            })?);
+    if let Some(d) = env::seconds("PRDIFF_POLL_DELAY_SECONDS")? {
+        settings.first_delay = d;
     }
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));

@@ -29,16 +29,8 @@ use prdiff_shared::error_chain as chain;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_current_span(true)
-        .without_time()
-        .init();
-    let table =
-        std::env::var("PRDIFF_TABLE").map_err(|_| "missing environment variables: PRDIFF_TABLE")?;
+    prdiff_shared::runtime::init_lambda_logs();
+    let table = prdiff_shared::runtime::required("PRDIFF_TABLE")?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamo = aws_sdk_dynamodb::Client::new(&aws);
     let deps = Deps {

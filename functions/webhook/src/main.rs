@@ -14,14 +14,7 @@ use prdiff_webhook::{Deps, LambdaEnv, Settings, WebhookRequest, handle};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_current_span(true)
-        .without_time()
-        .init();
+    prdiff_shared::runtime::init_lambda_logs();
     let env = LambdaEnv::from_vars(|name| std::env::var(name).ok())
         .map_err(|problems| anyhow::anyhow!("environment: {problems}"))?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
