@@ -609,12 +609,27 @@ fn resolve_request(
             continue;
         }
         let q = d.quote_identifier(name);
+        let (raw_p, raw_q) = (
+            format!("{}.{q}", query::PROD_ALIAS),
+            format!("{}.{q}", query::PR_ALIAS),
+        );
+        let (prod_joined, pr_joined) = (d.normalise(&raw_p, pt, qt), d.normalise(&raw_q, qt, pt));
+        let exact_numbers =
+            |t: &ColumnType| matches!(t.family, TypeFamily::Integer | TypeFamily::Decimal { .. });
+        // Both sides normalise to the same value function of the raw value (round to the
+        // coarser scale, or widen to BIGINT): equal raw values cannot differ once
+        // normalised. See `CompareColumn::raw_joined`.
+        let raw_joined = (exact_numbers(pt)
+            && exact_numbers(qt)
+            && (prod_joined != raw_p || pr_joined != raw_q))
+            .then(|| (raw_p.clone(), raw_q.clone()));
         compare.push(CompareColumn {
             name: name.clone(),
             prod_expr: d.normalise(&q, pt, qt),
             pr_expr: d.normalise(&q, qt, pt),
-            prod_joined: d.normalise(&format!("{}.{q}", query::PROD_ALIAS), pt, qt),
-            pr_joined: d.normalise(&format!("{}.{q}", query::PR_ALIAS), qt, pt),
+            prod_joined,
+            pr_joined,
+            raw_joined,
         });
         columns.push(ColumnDiff {
             name: name.clone(),

@@ -31,6 +31,12 @@ pub struct CompareColumn {
     pub pr_expr: String,
     pub prod_joined: String,
     pub pr_joined: String,
+    /// The raw columns over the join's aliased row, when the two sides are exact numerics
+    /// of different declared types (normalised by rounding both to the coarser scale, or
+    /// to `BIGINT`). Equal raw values normalise to equal values, so the join tests `=` on
+    /// them first and normalises only the rows where they differ: nearly every row skips
+    /// the rounding.
+    pub raw_joined: Option<(String, String)>,
 }
 
 /// Everything the query builders need, already resolved against both catalogs.
@@ -386,7 +392,14 @@ impl ComparePlan {
         }
         for i in 0..nc {
             let ne = d.null_safe_ne(&col_of(Side::Prod, i), &col_of(Side::Pr, i));
-            flags.push(format!("{ne} AS d{i}"));
+            // Windowed sides carry values already normalised.
+            match &self.columns[i].raw_joined {
+                Some((rp, rq)) if !windowed => flags.push(format!(
+                    "CASE WHEN {rp} = {rq} THEN {} ELSE {ne} END AS d{i}",
+                    d.false_literal()
+                )),
+                _ => flags.push(format!("{ne} AS d{i}")),
+            }
         }
         // Samples are small: pass the normalised values up for the example rows (see `pl`
         // below). The plain exact pass reads its examples afterwards: carrying every value

@@ -137,6 +137,11 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         format!("ROW({})", cols.join(", "))
     }
 
+    /// The boolean constant false.
+    fn false_literal(&self) -> &'static str {
+        "FALSE"
+    }
+
     /// The type name used for 64-bit integers in casts.
     fn bigint_type(&self) -> &'static str {
         "BIGINT"

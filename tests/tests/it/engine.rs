@@ -331,12 +331,12 @@ async fn null_against_a_value_differs_and_null_against_null_does_not() {
 #[tokio::test]
 async fn numerics_compare_by_value_at_the_coarser_scale() {
     let prod =
-        "CREATE TABLE t (id integer, a numeric(10,4), b double precision, c integer, d real);
-        INSERT INTO t VALUES (1, 1.2345, 0.30000000000000004, 7, 1.5), (2, 2.5000, 1.239, 8, 2.25),
-                             (3, 3.0001, 1.2, 9, 3.5), (4, NULL, NULL, NULL, NULL);";
-    let pr = "CREATE TABLE t (id integer, a numeric(10,2), b numeric(10,2), c bigint, d double precision);
-        INSERT INTO t VALUES (1, 1.23, 0.30, 7, 1.5), (2, 2.50, 1.24, 8, 2.25),
-                             (3, 3.01, 1.21, 10, 3.5), (4, NULL, NULL, NULL, 0);";
+        "CREATE TABLE t (id integer, a numeric(10,4), b double precision, c integer, d real, e numeric(10,3), f integer);
+        INSERT INTO t VALUES (1, 1.2345, 0.30000000000000004, 7, 1.5, NULL, 5), (2, 2.5000, 1.239, 8, 2.25, 0.050, 5),
+                             (3, 3.0001, 1.2, 9, 3.5, 1.000, 6), (4, NULL, NULL, NULL, NULL, NULL, NULL);";
+    let pr = "CREATE TABLE t (id integer, a numeric(10,2), b numeric(10,2), c bigint, d double precision, e numeric(10,1), f numeric(10,2));
+        INSERT INTO t VALUES (1, 1.23, 0.30, 7, 1.5, 0.0, 5.00), (2, 2.50, 1.24, 8, 2.25, 0.1, 5.40),
+                             (3, 3.01, 1.21, 10, 3.5, 1.0, 5.50), (4, NULL, NULL, NULL, 0, NULL, 1);";
     for l in load(prod, pr).await {
         let r = run(&l, &l.request("t", &["id"])).await;
         let k = l.kind;
@@ -356,9 +356,21 @@ async fn numerics_compare_by_value_at_the_coarser_scale() {
             1,
             "{k}: real vs double by value; NULL vs 0 differs"
         );
+        // Equal raw values skip the rounding; different ones are compared rounded; NULL
+        // against a value differs.
+        assert_eq!(
+            changed_of(&r, "e"),
+            1,
+            "{k}: 0.050 vs 0.1 equal at 1 decimal; NULL vs 0.0"
+        );
+        assert_eq!(
+            changed_of(&r, "f"),
+            1,
+            "{k}: 5.40 and 5.50 round to 5 and 6; NULL vs 1"
+        );
         let mut tc = r.schema.type_changed.clone();
         tc.sort();
-        assert_eq!(tc, ["a", "b", "c", "d"], "{k}");
+        assert_eq!(tc, ["a", "b", "c", "d", "e", "f"], "{k}");
     }
 }
 
