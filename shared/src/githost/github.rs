@@ -110,8 +110,6 @@ struct AppClaims {
     iss: String,
 }
 
-const PER_PAGE: usize = 100;
-
 impl GitHub {
     /// `base` is the API root; api.github.com when `None`.
     pub fn new(
@@ -222,26 +220,10 @@ impl GitHub {
         url: &str,
         max_items: usize,
     ) -> Result<Vec<T>, GitHostError> {
-        let mut all = Vec::new();
-        for page in 1..=max_items.div_ceil(PER_PAGE) {
-            let items: Vec<T> = self
-                .get_json(
-                    what,
-                    url,
-                    &[
-                        ("per_page", PER_PAGE.to_string()),
-                        ("page", page.to_string()),
-                    ],
-                )
-                .await?;
-            let last = items.len() < PER_PAGE;
-            all.extend(items);
-            if last {
-                break;
-            }
-        }
-        all.truncate(max_items);
-        Ok(all)
+        super::collect_pages(max_items, |query| async move {
+            self.get_json(what, url, &query).await
+        })
+        .await
     }
 }
 

@@ -19,7 +19,6 @@ pub const PUBLIC_API: &str = "https://gitlab.com/api/v4";
 /// Characters kept as they are in a path segment; everything else (including `/`) is
 /// percent-encoded, as GitLab wants for project paths and branch names.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
-const PER_PAGE: usize = 100;
 /// GitLab does not document a description limit; keep it as short as GitHub's.
 const STATUS_DESCRIPTION_MAX: usize = 140;
 
@@ -120,26 +119,10 @@ impl GitLab {
         url: &str,
         max_items: usize,
     ) -> Result<Vec<T>, GitHostError> {
-        let mut all = Vec::new();
-        for page in 1..=max_items.div_ceil(PER_PAGE) {
-            let items: Vec<T> = self
-                .get_json(
-                    what,
-                    url,
-                    &[
-                        ("per_page", PER_PAGE.to_string()),
-                        ("page", page.to_string()),
-                    ],
-                )
-                .await?;
-            let last = items.len() < PER_PAGE;
-            all.extend(items);
-            if last {
-                break;
-            }
-        }
-        all.truncate(max_items);
-        Ok(all)
+        super::collect_pages(max_items, |query| async move {
+            self.get_json(what, url, &query).await
+        })
+        .await
     }
 }
 

@@ -329,6 +329,36 @@ pub(crate) async fn send(
     }
 }
 
+/// Items per page of a list endpoint (both hosts' maximum).
+const PER_PAGE: usize = 100;
+
+/// Every page of a list endpoint, up to `max_items`: `fetch` gets each page's `per_page`
+/// and `page` query parameters (GitHub's and GitLab's convention); a short page is the last.
+pub(crate) async fn collect_pages<T, F, Fut>(
+    max_items: usize,
+    mut fetch: F,
+) -> Result<Vec<T>, GitHostError>
+where
+    F: FnMut(Vec<(&'static str, String)>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, GitHostError>>,
+{
+    let mut all = Vec::new();
+    for page in 1..=max_items.div_ceil(PER_PAGE) {
+        let items = fetch(vec![
+            ("per_page", PER_PAGE.to_string()),
+            ("page", page.to_string()),
+        ])
+        .await?;
+        let last = items.len() < PER_PAGE;
+        all.extend(items);
+        if last {
+            break;
+        }
+    }
+    all.truncate(max_items);
+    Ok(all)
+}
+
 /// Reads a JSON body.
 pub(crate) async fn json<T: serde::de::DeserializeOwned>(
     what: &str,
@@ -388,6 +418,37 @@ pub(crate) fn parse_rfc3339_utc(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Serves `total` numbered items in pages, recording the page parameters it was asked.
+    async fn pages(total: usize, max_items: usize) -> (Vec<usize>, Vec<(String, String)>) {
+        let asked = Mutex::new(Vec::new());
+        let items = collect_pages(max_items, |q| {
+            let (per, page) = (q[0].1.clone(), q[1].1.clone());
+            asked.lock().unwrap().push((per.clone(), page.clone()));
+            async move {
+                let (per, page): (usize, usize) = (per.parse().unwrap(), page.parse().unwrap());
+                let start = (page - 1) * per;
+                Ok((start..total.min(start + per)).collect())
+            }
+        })
+        .await
+        .unwrap();
+        (items, asked.into_inner().unwrap())
+    }
+
+    #[tokio::test]
+    async fn pages_are_collected_until_a_short_one_or_the_limit() {
+        let (items, asked) = pages(250, 5000).await;
+        assert_eq!(items, (0..250).collect::<Vec<_>>());
+        assert_eq!(asked.len(), 3, "the short third page is the last");
+        assert!(asked.iter().all(|(per, _)| per == "100"));
+        let (items, asked) = pages(200, 5000).await;
+        assert_eq!(items.len(), 200);
+        assert_eq!(asked.len(), 3, "a full page asks for the next one");
+        let (items, asked) = pages(1000, 150).await;
+        assert_eq!(items, (0..150).collect::<Vec<_>>(), "cut at the limit");
+        assert_eq!(asked.len(), 2);
+    }
 
     #[test]
     fn rfc3339_timestamps_convert_to_unix_seconds() {
