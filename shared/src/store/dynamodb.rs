@@ -208,6 +208,30 @@ impl DynamoStore {
         }
     }
 
+    /// The JSON body of one item, if it exists (`sk` names it in errors).
+    async fn get_body<T: serde::de::DeserializeOwned>(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> Result<Option<T>, StoreError> {
+        match self.get(pk, sk).await? {
+            Some(item) => Ok(Some(body_of(sk, &item)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The JSON bodies of every item in a partition.
+    async fn list_bodies<T: serde::de::DeserializeOwned>(
+        &self,
+        pk: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        self.query_partition(pk)
+            .await?
+            .iter()
+            .map(|i| body_of(pk, i))
+            .collect()
+    }
+
     async fn delete(&self, pk: &str, sk: &str) -> Result<bool, StoreError> {
         let out = self
             .client
@@ -223,6 +247,7 @@ impl DynamoStore {
     }
 
     async fn read_run(&self, id: &str) -> Result<Option<CiRun>, StoreError> {
+        // Errors name the run, not its sort key.
         match self.get(&run_pk(id), "RUN").await? {
             Some(item) => Ok(Some(body_of(id, &item)?)),
             None => Ok(None),
@@ -385,33 +410,19 @@ impl ConfigStore for DynamoStore {
     }
 
     async fn get_config(&self, id: &ConfigId) -> Result<Option<CiConfig>, StoreError> {
-        match self.get("CONFIG", id.as_str()).await? {
-            Some(item) => Ok(Some(body_of(id.as_str(), &item)?)),
-            None => Ok(None),
-        }
+        self.get_body("CONFIG", id.as_str()).await
     }
 
     async fn list_configs(&self) -> Result<Vec<CiConfig>, StoreError> {
-        self.query_partition("CONFIG")
-            .await?
-            .iter()
-            .map(|i| body_of("CONFIG", i))
-            .collect()
+        self.list_bodies("CONFIG").await
     }
 
     async fn get_data_source(&self, id: &DataSourceId) -> Result<Option<DataSource>, StoreError> {
-        match self.get("DATASOURCE", id.as_str()).await? {
-            Some(item) => Ok(Some(body_of(id.as_str(), &item)?)),
-            None => Ok(None),
-        }
+        self.get_body("DATASOURCE", id.as_str()).await
     }
 
     async fn list_data_sources(&self) -> Result<Vec<DataSource>, StoreError> {
-        self.query_partition("DATASOURCE")
-            .await?
-            .iter()
-            .map(|i| body_of("DATASOURCE", i))
-            .collect()
+        self.list_bodies("DATASOURCE").await
     }
 
     async fn delete_config(&self, id: &ConfigId) -> Result<bool, StoreError> {
