@@ -68,6 +68,9 @@ pub struct DiffRequest {
     pub pilot_rows: u64,
     /// Columns matching this are not compared (keys always are).
     pub column_ignore: Option<ColumnIgnore>,
+    /// Exact diffs of relations at least this large (by the catalog's estimate) take their
+    /// example rows from a small keyed sample run beside the join.
+    pub example_sample_min_rows: u64,
 }
 
 impl std::fmt::Debug for DiffRequest {
@@ -99,6 +102,7 @@ impl DiffRequest {
             seed: 0,
             pilot_rows: sampling::PILOT_ROWS as u64,
             column_ignore: None,
+            example_sample_min_rows: EXAMPLE_SAMPLE_MIN_ROWS,
         }
     }
 }
@@ -723,18 +727,45 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
             .filter(|r| *r < 0.5),
         _ => None,
     };
-    let (((prod_rows, prod_nulls), (pr_rows, pr_nulls)), early_join, early_pass) =
-        if req.sampling.is_none() && wh.parallelism() >= 2 {
-            let join = run_join(wh, &plan, JoinKind::Plain, None);
-            let (c, j) = futures::try_join!(counts_beside, join)?;
-            (c, Some(j), None)
-        } else if let Some(rate) = early_rate {
-            let pass = sample_pass(wh, &plan, bucket_at(req.seed, rate));
-            let (c, (j, method)) = futures::try_join!(counts_beside, pass)?;
-            (c, None, Some((j, rate, method)))
+    let (((prod_rows, prod_nulls), (pr_rows, pr_nulls)), early_join, early_pass, stand_in) = if req
+        .sampling
+        .is_none()
+        && wh.parallelism() >= 2
+    {
+        // On a large table the second connection, idle once the counts are done, also
+        // runs a small keyed sample: its carried rows stand in for the exact join's
+        // example rows, which would otherwise cost a scan of each side after the join.
+        let stand_in_rate = if req.sample_rows > 0 {
+            estimated_rows(wh, &plan)
+                .await
+                .filter(|n| *n >= req.example_sample_min_rows.max(1))
+                .map(|n| EXAMPLE_SAMPLE_KEYS / n as f64)
         } else {
-            (counts.await?, None, None)
+            None
         };
+        let beside = async {
+            let c = counts_beside.await?;
+            let Some(rate) = stand_in_rate else {
+                return Ok((c, None));
+            };
+            match sample_pass(wh, &plan, bucket_at(req.seed, rate)).await {
+                Ok((agg, _)) => Ok((c, Some(agg))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the example sample failed; reading examples by key");
+                    Ok::<_, DiffError>((c, None))
+                }
+            }
+        };
+        let join = run_join(wh, &plan, JoinKind::Plain, None);
+        let ((c, stand_in), j) = futures::try_join!(beside, join)?;
+        (c, Some(j), None, stand_in)
+    } else if let Some(rate) = early_rate {
+        let pass = sample_pass(wh, &plan, bucket_at(req.seed, rate));
+        let (c, (j, method)) = futures::try_join!(counts_beside, pass)?;
+        (c, None, Some((j, rate, method)), None)
+    } else {
+        (counts.await?, None, None, None)
+    };
     result.rows = PerSide {
         prod: prod_rows,
         pr: pr_rows,
@@ -779,7 +810,8 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
                 i.prod.duplicates, i.prod.duplicate_keys, i.pr.duplicates, i.pr.duplicate_keys, i.prod.unmatchable, i.pr.unmatchable
             ));
         }
-        result.samples = samples(wh, &plan, req, &agg, !clean).await?;
+        let stand_in = stand_in.as_ref().filter(|_| clean);
+        result.samples = samples(wh, &plan, req, &agg, !clean, stand_in).await?;
     }
     let i = result.primary_key_issues;
     if i.prod.nulls + i.pr.nulls > 0 {
@@ -1049,7 +1081,7 @@ async fn sampled(
         method,
         intervals,
     });
-    r.samples = samples(wh, plan, req, &agg, true).await?;
+    r.samples = samples(wh, plan, req, &agg, true, None).await?;
     Ok(true)
 }
 
@@ -1061,6 +1093,16 @@ fn bucket_at(seed: u64, rate: f64) -> SampleBucket {
         threshold: (rate * FULL).ceil() as u64,
     }
 }
+
+/// Exact diffs of tables this large (by the catalog's estimate) take their example rows
+/// from a small keyed sample run beside the join (see [`diff`]): at 10 M rows reading them
+/// by key afterwards scans each side again (≈ 1.1 s), while the sample runs on the
+/// connection that is idle once the counts are done.
+const EXAMPLE_SAMPLE_MIN_ROWS: u64 = 2_000_000;
+
+/// Keys in that sample: enough to hold examples of any difference above a few in 10 000
+/// rows; rarer kinds are read by key after the join.
+const EXAMPLE_SAMPLE_KEYS: f64 = 20_000.0;
 
 /// The share of keys in a sampled diff's first pass over relations of `rows` rows: enough
 /// keys that shares up to [`sampling::FIRST_PASS_PRIOR`] come out within the tolerance, and
@@ -1103,34 +1145,55 @@ fn wilson_hi(x: u64, n: u64, z: f64) -> f64 {
     sampling::wilson(x, n, z).1
 }
 
+/// Where an example row comes from.
+#[derive(Debug, PartialEq, Eq)]
+enum Example {
+    /// Carried by a pass, in [`query::ExampleRow`]'s format.
+    Carried(String),
+    /// A key text whose rows are read from both sides.
+    Key(String),
+}
+
 /// The example rows of a join pass: carried by the pass itself (a sample's, or a windowed
-/// one), or read by key from both sides after a plain exact one. At most
-/// `sample_rows` per kind.
+/// one), or read by key from both sides after a plain exact one. With `stand_in`, a
+/// sample's carried rows replace the plain pass's examples wherever the sample has one of
+/// the same aggregate; the rest are read by key. At most `sample_rows` per kind.
 async fn samples(
     wh: &dyn Warehouse,
     plan: &ComparePlan,
     req: &DiffRequest,
     agg: &Aggregates,
     carried: bool,
+    stand_in: Option<&Aggregates>,
 ) -> Result<Vec<SampleRow>, DiffError> {
     if req.sample_rows == 0 {
         return Ok(Vec::new());
     }
-    let mut wanted: Vec<(&'static str, String)> = Vec::new();
-    let mut push = |kind: &'static str, k: Option<String>| {
-        if let Some(k) = k.filter(|k| !wanted.iter().any(|(_, w)| w == k)) {
-            wanted.push((kind, k));
+    // Each example aggregate, by kind: a row carried by a pass (this one's, or the stand-in
+    // sample's for the same aggregate), or a key to read.
+    let mut names = vec![
+        ("only_prod", "ex_only_prod_min".to_owned()),
+        ("only_prod", "ex_only_prod_max".to_owned()),
+        ("only_pr", "ex_only_pr_min".to_owned()),
+        ("only_pr", "ex_only_pr_max".to_owned()),
+        ("changed", "ex_changed_min".to_owned()),
+    ];
+    names.extend((0..plan.columns.len()).map(|i| ("changed", format!("ex_changed_{i}"))));
+    names.push(("changed", "ex_changed_max".to_owned()));
+    let mut wanted: Vec<(&'static str, Example)> = Vec::new();
+    for (kind, name) in names {
+        let Some(text) = agg.text(&name) else {
+            continue;
+        };
+        let example = match stand_in.and_then(|s| s.text(&name)) {
+            Some(row) => Example::Carried(row),
+            None if carried => Example::Carried(text),
+            None => Example::Key(text),
+        };
+        if !wanted.iter().any(|(_, w)| *w == example) {
+            wanted.push((kind, example));
         }
-    };
-    push("only_prod", agg.text("ex_only_prod_min"));
-    push("only_prod", agg.text("ex_only_prod_max"));
-    push("only_pr", agg.text("ex_only_pr_min"));
-    push("only_pr", agg.text("ex_only_pr_max"));
-    push("changed", agg.text("ex_changed_min"));
-    for i in 0..plan.columns.len() {
-        push("changed", agg.text(&format!("ex_changed_{i}")));
     }
-    push("changed", agg.text("ex_changed_max"));
     // At most `sample_rows` per kind.
     let mut per_kind: HashMap<&str, usize> = HashMap::new();
     wanted.retain(|(kind, _)| {
@@ -1145,18 +1208,17 @@ async fn samples(
     let nc = plan.columns.len();
     // Per example: kind, key values, prod values, PR values.
     let mut rows: Vec<(&'static str, query::ExampleRow)> = Vec::new();
-    if carried {
-        // The pass returned the rows themselves.
-        for (kind, text) in wanted {
-            match query::ExampleRow::parse(&text, nk, nc) {
-                Some(row) => rows.push((kind, row)),
-                // Only a warehouse whose text functions disagree with the format gets
-                // here: an example row is worth a warning, not a failed diff.
-                None => tracing::warn!(kind, "an example row could not be read back; left out"),
-            }
-        }
+    // Keys to read: from both sides, in one statement each.
+    let keys: Vec<String> = wanted
+        .iter()
+        .filter_map(|(_, w)| match w {
+            Example::Key(k) => Some(k.clone()),
+            Example::Carried(_) => None,
+        })
+        .collect();
+    let (prod, pr) = if keys.is_empty() {
+        (HashMap::new(), HashMap::new())
     } else {
-        let keys: Vec<String> = wanted.iter().map(|(_, k)| k.clone()).collect();
         let d = wh.dialect();
         let limit = keys.len() * 2;
         let (ps, qs) = (
@@ -1169,23 +1231,33 @@ async fn samples(
                 .filter_map(|r| r.first().cloned().flatten().map(|k| (k, r)))
                 .collect()
         };
-        let (prod, pr) = (index(prod_rows), index(pr_rows));
-        for (kind, k) in wanted {
-            let (p, q) = (prod.get(&k), pr.get(&k));
-            let Some(any) = p.or(q) else { continue };
-            let side = |r: Option<&Row>| -> Vec<Option<String>> {
-                (0..nc)
-                    .map(|i| r.and_then(|r| r[1 + nk + i].clone()))
-                    .collect()
-            };
-            rows.push((
-                kind,
-                query::ExampleRow {
-                    key: (0..nk).map(|i| any[1 + i].clone()).collect(),
-                    prod: side(p),
-                    pr: side(q),
-                },
-            ));
+        (index(prod_rows), index(pr_rows))
+    };
+    for (kind, example) in wanted {
+        match example {
+            Example::Carried(text) => match query::ExampleRow::parse(&text, nk, nc) {
+                Some(row) => rows.push((kind, row)),
+                // Only a warehouse whose text functions disagree with the format gets
+                // here: an example row is worth a warning, not a failed diff.
+                None => tracing::warn!(kind, "an example row could not be read back; left out"),
+            },
+            Example::Key(k) => {
+                let (p, q) = (prod.get(&k), pr.get(&k));
+                let Some(any) = p.or(q) else { continue };
+                let side = |r: Option<&Row>| -> Vec<Option<String>> {
+                    (0..nc)
+                        .map(|i| r.and_then(|r| r[1 + nk + i].clone()))
+                        .collect()
+                };
+                rows.push((
+                    kind,
+                    query::ExampleRow {
+                        key: (0..nk).map(|i| any[1 + i].clone()).collect(),
+                        prod: side(p),
+                        pr: side(q),
+                    },
+                ));
+            }
         }
     }
     let masked = |name: &str| {
