@@ -156,7 +156,7 @@ pub async fn run(cmd: ConfigCommand) -> u8 {
 }
 
 fn failure(e: impl std::error::Error) -> (u8, String) {
-    (exit::FAILURE, with_causes(&e))
+    (exit::FAILURE, prdiff_shared::error_chain(&e))
 }
 
 async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
@@ -185,7 +185,10 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
                 } else {
                     exit::FAILURE
                 };
-                (code, format!("{}: {}", file.display(), with_causes(&e)))
+                (
+                    code,
+                    format!("{}: {}", file.display(), prdiff_shared::error_chain(&e)),
+                )
             })?;
             for id in &report.data_sources {
                 out!("data source {id}: applied");
@@ -285,7 +288,7 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
                 &HttpDbtCloud::default(),
             )
             .await
-            .map_err(|e| (exit::FAILURE, with_causes(&e)))?
+            .map_err(|e| (exit::FAILURE, prdiff_shared::error_chain(&e)))?
             .ok_or_else(|| (exit::USAGE, format!("no configuration {cid}")))?;
             let mut ok = true;
             for l in &lines {
@@ -304,19 +307,4 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
             }
         }
     }
-}
-
-/// An error with its causes, for people (a cause already quoted by its parent is skipped).
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cur = c.source();
-    }
-    s
 }

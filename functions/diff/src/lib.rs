@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use prdiff_shared::config::CiConfig;
-use prdiff_shared::diff::{self, DiffError};
+use prdiff_shared::diff;
 use prdiff_shared::githost::{GitHostError, GitHosts};
 use prdiff_shared::messages::{DiffMessage, Message, MessageError};
 use prdiff_shared::pipeline::{self, StoredOutcome, Summary, WorkItem};
@@ -271,7 +271,7 @@ async fn diff_model(
         Ok(Err(e)) if e.is_retryable() => transient(e.to_string()),
         Ok(Err(e)) => {
             tracing::warn!(elapsed_ms, error = %e, "model failed");
-            Ok(StoredOutcome::Error(describe(&e)))
+            Ok(StoredOutcome::Error(prdiff_shared::error_chain(&e)))
         }
         Err(_) => {
             tracing::warn!(elapsed_ms, "model timed out");
@@ -281,20 +281,6 @@ async fn diff_model(
             )))
         }
     }
-}
-
-fn describe(e: &DiffError) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
-    }
-    s
 }
 
 /// Renders and publishes the report once. False when another invocation holds the claim
