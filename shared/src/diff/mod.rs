@@ -699,11 +699,9 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
         return Ok(result);
     }
 
-    // Exact counts per side (cheap scans), beside the join when the warehouse can run
-    // statements side by side. Sampling needs the counts to decide whether to sample and to
-    // scale its estimates; its first pass runs beside them when the catalog estimates the
-    // rows (the estimate only sizes that pass).
-    // Beside the join (or a sampled pass) the two count scans run one after the other: the
+    // Exact counts per side (cheap scans). Sampling needs them to decide whether to sample
+    // and to scale its estimates. Beside the join (or a sampled pass) the two count scans
+    // run one after the other: the
     // long statement is the critical path and keeps a processor to itself; the counts
     // still finish long before it. Alone, they run side by side.
     let counts_beside = async {
@@ -717,32 +715,34 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
             run_counts(wh, &plan, Side::Pr)
         )
     };
-    // Where the catalog estimates the rows (and the warehouse runs statements side by
-    // side), a sampled diff's first pass needs no exact counts first: it runs beside them.
-    let early_rate = match req.sampling {
-        Some(s) if wh.parallelism() >= 2 => estimated_rows(wh, &plan)
-            .await
-            .filter(|n| *n >= s.threshold)
-            .map(|n| first_pass_rate(req, &s, n))
-            .filter(|r| *r < 0.5),
-        _ => None,
+    // The catalog's row estimate (PostgreSQL after ANALYZE) plans what runs beside the
+    // counts when the warehouse runs statements side by side: a sampled diff's first pass
+    // (no exact counts needed first), or an exact diff's example sample. No reported figure
+    // comes from it.
+    let estimate = if wh.parallelism() >= 2 && (req.sampling.is_some() || req.sample_rows > 0) {
+        estimated_rows(wh, &plan).await
+    } else {
+        None
     };
+    let early_rate = req
+        .sampling
+        .zip(estimate)
+        .filter(|(s, n)| *n >= s.threshold)
+        .map(|(s, n)| first_pass_rate(req, &s, n))
+        .filter(|r| *r < 0.5);
+    // On a large table the second connection, idle once the counts are done, also runs a
+    // small keyed sample: its carried rows stand in for the exact join's example rows,
+    // which would otherwise cost a scan of each side after the join.
+    let stand_in_rate = estimate
+        .filter(|n| {
+            req.sampling.is_none() && req.sample_rows > 0 && *n >= req.example_sample_min_rows
+        })
+        .map(|n| EXAMPLE_SAMPLE_KEYS / n as f64);
     let (((prod_rows, prod_nulls), (pr_rows, pr_nulls)), early_join, early_pass, stand_in) = if req
         .sampling
         .is_none()
         && wh.parallelism() >= 2
     {
-        // On a large table the second connection, idle once the counts are done, also
-        // runs a small keyed sample: its carried rows stand in for the exact join's
-        // example rows, which would otherwise cost a scan of each side after the join.
-        let stand_in_rate = if req.sample_rows > 0 {
-            estimated_rows(wh, &plan)
-                .await
-                .filter(|n| *n >= req.example_sample_min_rows.max(1))
-                .map(|n| EXAMPLE_SAMPLE_KEYS / n as f64)
-        } else {
-            None
-        };
         let beside = async {
             let c = counts_beside.await?;
             let Some(rate) = stand_in_rate else {
