@@ -64,7 +64,7 @@ pub struct DiffRequest {
     pub sample_rows: usize,
     /// Seed of the key hash used for sampling.
     pub seed: u64,
-    /// Keys in the pilot sample that sizes the real one (see [`sampling`]).
+    /// The fewest keys a first sampled pass takes (see [`sampling`]).
     pub pilot_rows: u64,
     /// Columns matching this are not compared (keys always are).
     pub column_ignore: Option<ColumnIgnore>,

@@ -25,7 +25,7 @@
 //!   changed share × estimated matched rows. Their intervals scale the share's interval the
 //!   same way.
 
-/// Keys in the pilot sample that sizes the real one.
+/// The fewest keys a first sampled pass takes (see the formulas above).
 pub const PILOT_ROWS: f64 = 20_000.0;
 
 /// The share the first pass is sized for: shares of changed rows up to this (and down
