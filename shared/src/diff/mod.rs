@@ -445,14 +445,30 @@ fn join_names(n_columns: usize) -> Vec<String> {
     names
 }
 
+/// Where a statement runs: on the diff's critical path, or beside a longer one (see
+/// [`Warehouse::query_beside`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Critical,
+    Beside,
+}
+
+async fn ask(wh: &dyn Warehouse, sql: &str, lane: Lane) -> Result<Vec<Row>, DiffError> {
+    Ok(match lane {
+        Lane::Critical => wh.query(sql).await?,
+        Lane::Beside => wh.query_beside(sql).await?,
+    })
+}
+
 async fn run_join(
     wh: &dyn Warehouse,
     plan: &ComparePlan,
     kind: JoinKind,
     bucket: Option<SampleBucket>,
+    lane: Lane,
 ) -> Result<Aggregates, DiffError> {
     let sql = plan.join_query(wh.dialect(), kind, bucket);
-    let mut rows = wh.query(&sql).await?;
+    let mut rows = ask(wh, &sql, lane).await?;
     Aggregates::new(&join_names(plan.columns.len()), rows.pop())
 }
 
@@ -474,14 +490,15 @@ async fn sample_pass(
     wh: &dyn Warehouse,
     plan: &ComparePlan,
     bucket: SampleBucket,
+    lane: Lane,
 ) -> Result<(Aggregates, SampleMethod), DiffError> {
-    let agg = run_join(wh, plan, JoinKind::Carry, Some(bucket)).await?;
+    let agg = run_join(wh, plan, JoinKind::Carry, Some(bucket), lane).await?;
     if agg.int("p_in")? == agg.int("p_keys")? && agg.int("q_in")? == agg.int("q_keys")? {
         return Ok((agg, SampleMethod::Joined));
     }
     tracing::info!(prod = %plan.prod, "duplicate keys in the sample: redoing it windowed");
     Ok((
-        run_join(wh, plan, JoinKind::Windowed, Some(bucket)).await?,
+        run_join(wh, plan, JoinKind::Windowed, Some(bucket), lane).await?,
         SampleMethod::Windowed,
     ))
 }
@@ -490,8 +507,9 @@ async fn run_counts(
     wh: &dyn Warehouse,
     plan: &ComparePlan,
     side: Side,
+    lane: Lane,
 ) -> Result<(u64, u64), DiffError> {
-    let mut rows = wh.query(&plan.count_query(wh.dialect(), side)).await?;
+    let mut rows = ask(wh, &plan.count_query(wh.dialect(), side), lane).await?;
     let names = if plan.key.is_empty() {
         vec!["row_count".to_owned()]
     } else {
@@ -701,18 +719,20 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
 
     // Exact counts per side (cheap scans). Sampling needs them to decide whether to sample
     // and to scale its estimates. Beside the join (or a sampled pass) the two count scans
-    // run one after the other: the
-    // long statement is the critical path and keeps a processor to itself; the counts
-    // still finish long before it. Alone, they run side by side.
-    let counts_beside = async {
-        let p = run_counts(wh, &plan, Side::Prod).await?;
-        let q = run_counts(wh, &plan, Side::Pr).await?;
+    // run one after the other. Beside an exact join they also run without parallel
+    // workers: the join is the critical path, ten times longer, and keeps the other
+    // processors. A sampled pass is as short as the counts: both may use what the
+    // warehouse offers. Alone, they run side by side.
+    let plan_ref = &plan;
+    let counts_beside = |lane: Lane| async move {
+        let p = run_counts(wh, plan_ref, Side::Prod, lane).await?;
+        let q = run_counts(wh, plan_ref, Side::Pr, lane).await?;
         Ok::<_, DiffError>((p, q))
     };
     let counts = async {
         futures::try_join!(
-            run_counts(wh, &plan, Side::Prod),
-            run_counts(wh, &plan, Side::Pr)
+            run_counts(wh, &plan, Side::Prod, Lane::Critical),
+            run_counts(wh, &plan, Side::Pr, Lane::Critical)
         )
     };
     // The catalog's row estimate (PostgreSQL after ANALYZE) plans what runs beside the
@@ -744,11 +764,11 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
         && wh.parallelism() >= 2
     {
         let beside = async {
-            let c = counts_beside.await?;
+            let c = counts_beside(Lane::Beside).await?;
             let Some(rate) = stand_in_rate else {
                 return Ok((c, None));
             };
-            match sample_pass(wh, &plan, bucket_at(req.seed, rate)).await {
+            match sample_pass(wh, &plan, bucket_at(req.seed, rate), Lane::Beside).await {
                 Ok((agg, _)) => Ok((c, Some(agg))),
                 Err(e) => {
                     tracing::warn!(error = %e, "the example sample failed; reading examples by key");
@@ -756,12 +776,12 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
                 }
             }
         };
-        let join = run_join(wh, &plan, JoinKind::Plain, None);
+        let join = run_join(wh, &plan, JoinKind::Plain, None, Lane::Critical);
         let ((c, stand_in), j) = futures::try_join!(beside, join)?;
         (c, Some(j), None, stand_in)
     } else if let Some(rate) = early_rate {
-        let pass = sample_pass(wh, &plan, bucket_at(req.seed, rate));
-        let (c, (j, method)) = futures::try_join!(counts_beside, pass)?;
+        let pass = sample_pass(wh, &plan, bucket_at(req.seed, rate), Lane::Critical);
+        let (c, (j, method)) = futures::try_join!(counts_beside(Lane::Critical), pass)?;
         (c, None, Some((j, rate, method)), None)
     } else {
         (counts.await?, None, None, None)
@@ -792,7 +812,7 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
     if !done {
         let agg = match early_join {
             Some(j) => j,
-            None => run_join(wh, &plan, JoinKind::Plain, None).await?,
+            None => run_join(wh, &plan, JoinKind::Plain, None, Lane::Critical).await?,
         };
         // The join sees rows without NULL keys only.
         let clean = plain_pass_is_clean(&agg, (prod_rows - prod_nulls, pr_rows - pr_nulls))?;
@@ -800,7 +820,7 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
             agg
         } else {
             tracing::info!(prod = %req.prod, "duplicate keys found: redoing the join without them");
-            run_join(wh, &plan, JoinKind::Windowed, None).await?
+            run_join(wh, &plan, JoinKind::Windowed, None, Lane::Critical).await?
         };
         fill_exact(&agg, (prod_nulls, pr_nulls), &mut result, &mut columns)?;
         if !clean {
@@ -922,7 +942,7 @@ async fn sampled(
     if early_pass.is_none() && first_rate >= 0.5 {
         return Ok(false);
     }
-    let pass = |rate: f64| sample_pass(wh, plan, bucket_at(req.seed, rate));
+    let pass = |rate: f64| sample_pass(wh, plan, bucket_at(req.seed, rate), Lane::Critical);
     let (pilot, pilot_rate, pilot_method) = match early_pass {
         Some(p) => p,
         None => {

@@ -66,6 +66,14 @@ pub trait Warehouse: Send + Sync {
     /// is small (aggregates, catalog rows, a bounded number of sample rows).
     async fn query(&self, sql: &str) -> Result<Vec<Row>, WarehouseError>;
 
+    /// Runs a statement that is off the diff's critical path, beside a longer one (the
+    /// per-side counts beside the join): the driver keeps it from taking more of the
+    /// warehouse's processors than its own connection, so the long statement keeps the
+    /// rest (PostgreSQL: no parallel workers for it). By default, as [`Warehouse::query`].
+    async fn query_beside(&self, sql: &str) -> Result<Vec<Row>, WarehouseError> {
+        self.query(sql).await
+    }
+
     /// How many statements this warehouse can usefully run at once for one diff.
     fn parallelism(&self) -> usize {
         1

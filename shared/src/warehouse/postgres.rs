@@ -98,16 +98,34 @@ impl Warehouse for PostgresWarehouse {
     }
 
     async fn query(&self, sql: &str) -> Result<Vec<Row>, WarehouseError> {
-        let client = match self.idle.lock().await.pop() {
+        self.run(sql, false).await
+    }
+
+    async fn query_beside(&self, sql: &str) -> Result<Vec<Row>, WarehouseError> {
+        self.run(sql, true).await
+    }
+}
+
+impl PostgresWarehouse {
+    /// Runs one statement on an idle connection (or a new one). `beside`: in a
+    /// transaction that gives it no parallel workers (`SET LOCAL`, so the connection's
+    /// settings are unchanged afterwards).
+    async fn run(&self, sql: &str, beside: bool) -> Result<Vec<Row>, WarehouseError> {
+        let mut client = match self.idle.lock().await.pop() {
             Some(c) if !c.is_closed() => c,
             _ => self.new_client().await?,
         };
-        // `query` uses the extended protocol: exactly one statement.
         let started = std::time::Instant::now();
-        let result = client.query(sql, &[]).await;
+        let result = if beside {
+            serial_statement(&mut client, sql).await
+        } else {
+            // `query` uses the extended protocol: exactly one statement.
+            client.query(sql, &[]).await
+        };
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             ok = result.is_ok(),
+            beside,
             sql,
             "postgres statement"
         );
@@ -127,6 +145,20 @@ impl Warehouse for PostgresWarehouse {
         drop(idle);
         rows.iter().map(read_row).collect()
     }
+}
+
+/// One statement without parallel workers; a failure rolls the transaction back when it
+/// is dropped, before the connection's next use.
+async fn serial_statement(
+    client: &mut Client,
+    sql: &str,
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.batch_execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        .await?;
+    let rows = tx.query(sql, &[]).await?;
+    tx.commit().await?;
+    Ok(rows)
 }
 
 fn read_row(row: &tokio_postgres::Row) -> Result<Row, WarehouseError> {

@@ -831,6 +831,39 @@ async fn a_query_past_the_statement_timeout_is_cancelled_with_a_clear_error() {
     );
 }
 
+#[tokio::test]
+async fn a_statement_beside_the_join_gets_no_parallel_workers_and_leaves_the_session_as_it_was() {
+    let url = WarehouseUrl::parse(&prdiff_tests::pg_url(), None).unwrap();
+    let wh = warehouse::connect(&url, &ConnectOptions::default())
+        .await
+        .unwrap();
+    let setting = "SELECT current_setting('max_parallel_workers_per_gather') AS v";
+    let value = |rows: Vec<warehouse::Row>| rows[0][0].clone().unwrap();
+    let server = value(wh.query(setting).await.unwrap());
+    assert_ne!(
+        server, "0",
+        "the test cluster runs with PostgreSQL's default (2)"
+    );
+    assert_eq!(value(wh.query_beside(setting).await.unwrap()), "0");
+    // The one connection the pool holds ran both; the setting was local to the statement.
+    assert_eq!(value(wh.query(setting).await.unwrap()), server);
+
+    // A failing statement beside rolls its transaction back: the connection goes on.
+    let e = wh.query_beside("SELECT 1 / 0").await.unwrap_err();
+    assert!(e.to_string().contains("division by zero"), "{e}");
+    assert_eq!(value(wh.query(setting).await.unwrap()), server);
+    assert_eq!(
+        value(wh.query_beside("SELECT 'still here' AS v").await.unwrap()),
+        "still here"
+    );
+    // Still read-only, like every prdiff session.
+    let e = wh
+        .query_beside("CREATE TABLE prdiff_beside_must_not_exist (x int)")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("read-only"), "{e}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Sampling
 
