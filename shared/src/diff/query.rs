@@ -517,13 +517,16 @@ impl ComparePlan {
         let changed = g(&format!("{both} AND ({any})"));
         let min_where = |e: &str, c: &str| d.extreme_where(false, e, c);
         let max_where = |e: &str, c: &str| d.extreme_where(true, e, c);
-        let windowed_only = |expr: String, name: &str| {
-            if windowed {
+        // An aggregate only some kinds of pass compute; the others return 0 under its name.
+        let only_if = |on: bool, expr: String, name: &str| {
+            if on {
                 format!("{expr} AS {name}")
             } else {
                 format!("0 AS {name}")
             }
         };
+        let windowed_only = |expr: String, name: &str| only_if(windowed, expr, name);
+        let carry = kind == JoinKind::Carry;
         let p_dup = g(&format!("{on_p} AND x.pdn > 1"));
         let q_dup = g(&format!("{on_q} AND x.qdn > 1"));
 
@@ -556,32 +559,18 @@ impl ComparePlan {
             ),
             format!("{} AS only_prod", d.count_where(&only_prod)),
             format!("{} AS only_pr", d.count_where(&only_pr)),
-            if windowed {
-                "0 AS only_prod_keys".to_owned()
-            } else {
-                format!(
-                    "{} AS only_prod_keys",
-                    d.count_distinct_where(&ident("p"), &only_prod)
-                )
-            },
-            if windowed {
-                "0 AS only_pr_keys".to_owned()
-            } else {
-                format!(
-                    "{} AS only_pr_keys",
-                    d.count_distinct_where(&ident("q"), &only_pr)
-                )
-            },
-            if kind == JoinKind::Carry {
-                format!("{} AS p_keys", d.count_distinct_where(&ident("p"), on_p))
-            } else {
-                "0 AS p_keys".to_owned()
-            },
-            if kind == JoinKind::Carry {
-                format!("{} AS q_keys", d.count_distinct_where(&ident("q"), on_q))
-            } else {
-                "0 AS q_keys".to_owned()
-            },
+            only_if(
+                !windowed,
+                d.count_distinct_where(&ident("p"), &only_prod),
+                "only_prod_keys",
+            ),
+            only_if(
+                !windowed,
+                d.count_distinct_where(&ident("q"), &only_pr),
+                "only_pr_keys",
+            ),
+            only_if(carry, d.count_distinct_where(&ident("p"), on_p), "p_keys"),
+            only_if(carry, d.count_distinct_where(&ident("q"), on_q), "q_keys"),
             // Without duplicates a row with a prod side is matched or only in prod.
             if windowed {
                 format!("{} AS matched", d.count_where(&both))
