@@ -148,14 +148,21 @@ impl PostgresWarehouse {
 }
 
 /// One statement without parallel workers; a failure rolls the transaction back when it
-/// is dropped, before the connection's next use.
+/// is dropped, before the connection's next use. A server without the setting (older
+/// PostgreSQL, Redshift) runs the statement as it is.
 async fn serial_statement(
     client: &mut Client,
     sql: &str,
 ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    tx.batch_execute("SET LOCAL max_parallel_workers_per_gather = 0")
-        .await?;
+    if let Err(e) = tx
+        .batch_execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        .await
+    {
+        tracing::debug!(error = %e, "no max_parallel_workers_per_gather here");
+        tx.rollback().await?;
+        return client.query(sql, &[]).await;
+    }
     let rows = tx.query(sql, &[]).await?;
     tx.commit().await?;
     Ok(rows)
