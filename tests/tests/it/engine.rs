@@ -1074,6 +1074,90 @@ async fn a_large_exact_diff_takes_its_examples_from_a_sample_beside_the_join() {
     assert!(run(l, &req).await.samples.is_empty());
 }
 
+/// A warehouse that notes which statements went through `query_beside`.
+struct Lanes<'a> {
+    inner: &'a dyn Warehouse,
+    log: std::sync::Mutex<Vec<(bool, String)>>,
+}
+
+#[async_trait::async_trait]
+impl Warehouse for Lanes<'_> {
+    fn dialect(&self) -> &'static dyn prdiff_shared::sql::Dialect {
+        self.inner.dialect()
+    }
+    fn parallelism(&self) -> usize {
+        self.inner.parallelism()
+    }
+    async fn query(&self, sql: &str) -> Result<Vec<warehouse::Row>, WarehouseError> {
+        self.log.lock().unwrap().push((false, sql.to_owned()));
+        self.inner.query(sql).await
+    }
+    async fn query_beside(&self, sql: &str) -> Result<Vec<warehouse::Row>, WarehouseError> {
+        self.log.lock().unwrap().push((true, sql.to_owned()));
+        self.inner.query_beside(sql).await
+    }
+}
+
+impl Lanes<'_> {
+    /// Whether each statement of a kind ran beside: counts, the plain join, sampled passes.
+    fn beside(&self) -> BTreeMap<&'static str, Vec<bool>> {
+        let mut out: BTreeMap<&'static str, Vec<bool>> = BTreeMap::new();
+        for (beside, sql) in self.log.lock().unwrap().iter() {
+            let kind = if sql.contains("AS row_count") {
+                "counts"
+            } else if sql.contains("AS p_in") && sql.contains("hashint8") {
+                "sampled pass"
+            } else if sql.contains("AS p_in") {
+                "join"
+            } else {
+                continue;
+            };
+            out.entry(kind).or_default().push(*beside);
+        }
+        out
+    }
+}
+
+/// Beside an exact join the counts and the example sample run in the beside lane (no
+/// parallel workers on PostgreSQL); a sampled pass and its counts both run as usual.
+#[tokio::test]
+async fn statements_beside_an_exact_join_run_in_the_beside_lane() {
+    let (prod, pr, _, _) = sampling_tables();
+    let ls = load(&prod, &pr).await;
+    let l = &ls[0];
+    assert_eq!(analyze(l, &["s"]).await, 20_000);
+
+    let exact = Lanes {
+        inner: l.wh.as_ref(),
+        log: Default::default(),
+    };
+    let mut req = l.request("s", &["id"]);
+    req.example_sample_min_rows = 1_000;
+    let plain = run(l, &req).await;
+    assert_eq!(diff::diff(&exact, &req).await.unwrap(), plain);
+    let lanes = exact.beside();
+    assert_eq!(lanes["counts"], [true, true], "{lanes:?}");
+    assert_eq!(
+        lanes["sampled pass"],
+        [true],
+        "the example sample: {lanes:?}"
+    );
+    assert_eq!(lanes["join"], [false], "{lanes:?}");
+
+    let sampled = Lanes {
+        inner: l.wh.as_ref(),
+        log: Default::default(),
+    };
+    req.sampling = Some(SamplingSettings::new(1_000, 0.02, 0.9).unwrap());
+    req.pilot_rows = 400;
+    let r = diff::diff(&sampled, &req).await.unwrap();
+    assert!(r.sampled.is_some());
+    let lanes = sampled.beside();
+    assert_eq!(lanes["counts"], [false, false], "{lanes:?}");
+    assert!(!lanes["sampled pass"].contains(&true), "{lanes:?}");
+    assert!(!lanes.contains_key("join"), "{lanes:?}");
+}
+
 #[tokio::test]
 async fn the_same_seed_samples_the_same_keys() {
     let (prod, pr, _, _) = sampling_tables();
