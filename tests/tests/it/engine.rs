@@ -39,6 +39,15 @@ impl Loaded {
             key.iter().map(|s| s.to_string()).collect(),
         )
     }
+
+    /// A sampled diff of [`sampling_tables`]' `s` on `id`: threshold 1 000, ± 0.02 at 90 %.
+    pub fn sampled_request(&self, seed: u64, pilot_rows: u64) -> DiffRequest {
+        let mut req = self.request("s", &["id"]);
+        req.sampling = Some(SamplingSettings::new(1_000, 0.02, 0.9).unwrap());
+        req.seed = seed;
+        req.pilot_rows = pilot_rows;
+        req
+    }
 }
 
 /// Loads `prod_sql` and `pr_sql` into PostgreSQL (fresh schemas) and SQLite (attached
@@ -894,10 +903,7 @@ async fn sampled_intervals_contain_the_true_share_across_seeds() {
         let (mut covered, mut covered_a, runs) = (0, 0, 40);
         let mut rates = Vec::new();
         for seed in 0..runs {
-            let mut req = l.request("s", &["id"]);
-            req.sampling = Some(SamplingSettings::new(1_000, 0.02, 0.9).unwrap());
-            req.seed = seed;
-            req.pilot_rows = 400;
+            let req = l.sampled_request(seed, 400);
             let r = run(&l, &req).await;
             let s = r.sampled.as_ref().expect("sampled");
             assert_eq!(s.method, SampleMethod::Joined, "{k}: no duplicate keys");
@@ -972,10 +978,7 @@ async fn analyze(l: &Loaded, tables: &[&str]) -> i64 {
 async fn a_first_pass_sized_from_the_catalog_gives_the_same_figures() {
     let (prod, pr, _, _) = sampling_tables();
     for l in load(&prod, &pr).await {
-        let mut req = l.request("s", &["id"]);
-        req.sampling = Some(SamplingSettings::new(1_000, 0.02, 0.9).unwrap());
-        req.seed = 3;
-        req.pilot_rows = 400;
+        let req = l.sampled_request(3, 400);
         let before = run(&l, &req).await;
         if l.kind == "postgres" {
             assert_eq!(
@@ -1002,10 +1005,7 @@ async fn duplicate_keys_in_a_sample_are_caught_and_reported() {
     prod.push_str("INSERT INTO s SELECT id, a, b FROM s WHERE id < 2000;\n");
     pr.push_str("INSERT INTO s SELECT id, a, b FROM s WHERE id >= 2000 AND id < 4000;\n");
     for l in load(&prod, &pr).await {
-        let mut req = l.request("s", &["id"]);
-        req.sampling = Some(SamplingSettings::new(1_000, 0.02, 0.9).unwrap());
-        req.seed = 5;
-        req.pilot_rows = 2_000;
+        let req = l.sampled_request(5, 2_000);
         let before = run(&l, &req).await;
         if l.kind == "postgres" {
             analyze(&l, &["s"]).await;
@@ -1148,9 +1148,9 @@ async fn statements_beside_an_exact_join_run_in_the_beside_lane() {
         inner: l.wh.as_ref(),
         log: Default::default(),
     };
-    req.sampling = Some(SamplingSettings::new(1_000, 0.02, 0.9).unwrap());
-    req.pilot_rows = 400;
-    let r = diff::diff(&sampled, &req).await.unwrap();
+    let r = diff::diff(&sampled, &l.sampled_request(0, 400))
+        .await
+        .unwrap();
     assert!(r.sampled.is_some());
     let lanes = sampled.beside();
     assert_eq!(lanes["counts"], [false, false], "{lanes:?}");
@@ -1164,10 +1164,7 @@ async fn the_same_seed_samples_the_same_keys() {
     for l in load(&prod, &pr).await {
         let mut results: HashMap<u64, Vec<DiffResult>> = HashMap::new();
         for seed in [5, 5, 6] {
-            let mut req = l.request("s", &["id"]);
-            req.sampling = Some(SamplingSettings::new(1_000, 0.02, 0.9).unwrap());
-            req.seed = seed;
-            req.pilot_rows = 400;
+            let req = l.sampled_request(seed, 400);
             results.entry(seed).or_default().push(run(&l, &req).await);
         }
         assert_eq!(results[&5][0], results[&5][1], "{}: deterministic", l.kind);
