@@ -731,8 +731,8 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
     };
     let counts = async {
         futures::try_join!(
-            run_counts(wh, &plan, Side::Prod, Lane::Critical),
-            run_counts(wh, &plan, Side::Pr, Lane::Critical)
+            run_counts(wh, plan_ref, Side::Prod, Lane::Critical),
+            run_counts(wh, plan_ref, Side::Pr, Lane::Critical)
         )
     };
     // The catalog's row estimate (PostgreSQL after ANALYZE) plans what runs beside the

@@ -1,5 +1,6 @@
 //! PostgreSQL (and Redshift) driver over tokio-postgres.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +19,9 @@ pub struct PostgresWarehouse {
     target: String,
     statement_timeout: Duration,
     idle: Mutex<Vec<Client>>,
+    /// Set once the server refuses `max_parallel_workers_per_gather` (older PostgreSQL,
+    /// Redshift): statements beside then run as they are, without asking again.
+    no_worker_setting: AtomicBool,
 }
 
 impl PostgresWarehouse {
@@ -55,6 +59,7 @@ impl PostgresWarehouse {
             target: url.to_string(),
             statement_timeout: options.statement_timeout,
             idle: Mutex::new(Vec::new()),
+            no_worker_setting: AtomicBool::new(false),
         };
         // Connect once now so a bad URL or password fails before any work starts.
         let client = wh.new_client().await?;
@@ -116,11 +121,17 @@ impl PostgresWarehouse {
             _ => self.new_client().await?,
         };
         let started = std::time::Instant::now();
-        let result = if beside {
-            serial_statement(&mut client, sql).await
-        } else {
-            // `query` uses the extended protocol: exactly one statement.
-            client.query(sql, &[]).await
+        let serial = beside && !self.no_worker_setting.load(Ordering::Relaxed);
+        let result = match serial_statement(&mut client, sql, serial).await {
+            Ok(Some(rows)) => Ok(rows),
+            Ok(None) => {
+                if serial {
+                    self.no_worker_setting.store(true, Ordering::Relaxed);
+                }
+                // `query` uses the extended protocol: exactly one statement.
+                client.query(sql, &[]).await
+            }
+            Err(e) => Err(e),
         };
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -147,13 +158,17 @@ impl PostgresWarehouse {
     }
 }
 
-/// One statement without parallel workers; a failure rolls the transaction back when it
-/// is dropped, before the connection's next use. A server without the setting (older
-/// PostgreSQL, Redshift) runs the statement as it is.
+/// With `serial`, one statement without parallel workers; a failure rolls the transaction
+/// back when it is dropped, before the connection's next use. `None` when not `serial` or
+/// when the server does not know the setting: the caller runs the statement as it is.
 async fn serial_statement(
     client: &mut Client,
     sql: &str,
-) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    serial: bool,
+) -> Result<Option<Vec<tokio_postgres::Row>>, tokio_postgres::Error> {
+    if !serial {
+        return Ok(None);
+    }
     let tx = client.transaction().await?;
     if let Err(e) = tx
         .batch_execute("SET LOCAL max_parallel_workers_per_gather = 0")
@@ -161,11 +176,11 @@ async fn serial_statement(
     {
         tracing::debug!(error = %e, "no max_parallel_workers_per_gather here");
         tx.rollback().await?;
-        return client.query(sql, &[]).await;
+        return Ok(None);
     }
     let rows = tx.query(sql, &[]).await?;
     tx.commit().await?;
-    Ok(rows)
+    Ok(Some(rows))
 }
 
 fn read_row(row: &tokio_postgres::Row) -> Result<Row, WarehouseError> {
