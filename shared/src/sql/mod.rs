@@ -11,6 +11,7 @@
 mod bigquery;
 mod databricks;
 mod duckdb;
+pub mod filter;
 mod postgres;
 mod redshift;
 mod relation;
