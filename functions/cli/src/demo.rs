@@ -5,6 +5,7 @@
 //! SQLite databases in a temporary directory, attached as the schemas dbt used (`prod` and
 //! `dbt_cloud_pr_4242_17`).
 
+use prdiff_shared::diff::from_plan::PrSchemas;
 use std::path::Path;
 
 use prdiff_shared::manifest::{Manifest, RunResults};
@@ -96,6 +97,7 @@ async fn run_inner(args: &DemoArgs) -> anyhow::Result<()> {
         &plan,
         &pr,
         None,
+        Some(&PrSchemas::new(PR_SCHEMA)),
         "prdiff demo: demo_shop, PR #17 against production",
     )
     .await;

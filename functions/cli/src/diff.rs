@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use prdiff_shared::diff::from_plan::request_for;
+use prdiff_shared::diff::from_plan::{PrSchemas, check_request, request_for};
 use prdiff_shared::diff::{self, DiffRequest, DiffResult, SamplingSettings};
 use prdiff_shared::manifest::{Manifest, RunResults};
 use prdiff_shared::plan::{self, Plan, PlanInputs, PlanSettings};
@@ -60,11 +60,16 @@ pub struct DiffArgs {
     /// Manifest mode: the tag that marks primary key columns.
     #[arg(long, default_value = "primary-key")]
     pub pk_tag: String,
+    /// Manifest mode: the schema prefix the PR run built into (e.g. dbt_cloud_pr_123_45);
+    /// models whose PR relation is in another schema are not diffed.
+    #[arg(long, requires = "prod_manifest")]
+    pub pr_schema: Option<String>,
     /// Primary key column(s), comma-separated. Without a key only schema, row counts and
     /// NULL counts are compared.
     #[arg(long, value_delimiter = ',')]
     pub pk: Vec<String>,
-    /// A SQL boolean expression applied to both sides.
+    /// A SQL boolean expression applied to both sides: column names, literals, operators,
+    /// CASE, IN (list), BETWEEN, LIKE, casts and pure scalar functions (no subqueries).
     #[arg(long)]
     pub filter: Option<String>,
     /// Compare only these columns (comma-separated; keys are always kept).
@@ -251,6 +256,7 @@ async fn run_inner(args: &DiffArgs) -> anyhow::Result<()> {
                 &plan,
                 &pr,
                 sampling(args)?,
+                args.pr_schema.clone().map(PrSchemas::new).as_ref(),
                 "prdiff: PR against production",
             ),
         )
@@ -279,6 +285,7 @@ pub async fn diff_plan(
     plan: &Plan,
     pr: &Manifest,
     sampling: Option<SamplingSettings>,
+    pr_schemas: Option<&PrSchemas>,
     title: &str,
 ) -> report::Report {
     let mut report = report::Report {
@@ -286,7 +293,18 @@ pub async fn diff_plan(
         ..Default::default()
     };
     for m in &plan.models {
-        match request_for(m, pr.nodes.get(&m.unique_id), sampling, None) {
+        let req = request_for(m, pr.nodes.get(&m.unique_id), sampling, None);
+        if let Some(refused) = req
+            .as_ref()
+            .and_then(|r| check_request(r, wh.dialect(), pr_schemas).err())
+        {
+            report.skipped.push(report::SkippedEntry {
+                name: m.name.clone(),
+                reason: refused.to_string(),
+            });
+            continue;
+        }
+        match req {
             Some(req) => {
                 let outcome = diff::diff(wh, &req).await.map_err(|e| e.to_string());
                 report.entries.push(report::ModelEntry {

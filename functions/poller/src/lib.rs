@@ -21,7 +21,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use prdiff_shared::config::apply::DbtCloudConnector;
 use prdiff_shared::config::{BaseCommitSelection, CiConfig};
 use prdiff_shared::dbtcloud::{DbtCloudApi, DbtCloudError, Run, status};
-use prdiff_shared::diff::from_plan::request_for;
+use prdiff_shared::diff::from_plan::{PrSchemas, check_request, request_for};
 use prdiff_shared::githost::{GitHostError, GitHosts};
 use prdiff_shared::manifest::{ArtifactError, Manifest, RunResults};
 use prdiff_shared::messages::{DiffMessage, Message, MessageError, PollMessage};
@@ -345,9 +345,34 @@ async fn poll_config(
         warnings: the_plan.warnings.clone(),
         ..Default::default()
     };
+    // What the PR controls is checked before anything is queued: its filters in the data
+    // source's dialect, and that its relations are in the PR job's own schemas.
+    let dialect = match deps.configs.get_data_source(&config.data_source).await? {
+        Some(source) => source.kind.dialect(),
+        None => {
+            return Err(PollError::Config(format!(
+                "data source {} of configuration {} is not registered",
+                config.data_source, config.name
+            )));
+        }
+    };
+    let pr_schemas = PrSchemas::new(
+        config
+            .pr_schema
+            .prefix(config.dbt_cloud.pr_job_id.map(|j| j.get()), run.pr.number),
+    );
     let mut work = Vec::new();
     for m in &the_plan.models {
-        match request_for(m, pr.nodes.get(&m.unique_id), None, None) {
+        let req = request_for(m, pr.nodes.get(&m.unique_id), None, None);
+        if let Some(refused) = req
+            .as_ref()
+            .and_then(|r| check_request(r, dialect, Some(&pr_schemas)).err())
+        {
+            tracing::warn!(model = %m.name, reason = %refused, "model refused");
+            summary.skipped.push((m.name.clone(), refused.to_string()));
+            continue;
+        }
+        match req {
             Some(req) => {
                 summary.models.push((m.unique_id.clone(), m.name.clone()));
                 if m.downstream {

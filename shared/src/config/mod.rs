@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 
 pub use values::{
     BaseCommitSelection, CommitSha, ConfigId, CronSchedule, DataSourceId, DataSourceKind,
-    DbtAccountId, DbtJobId, IgnorePatterns, Label, PrimaryKeyTag, Probability, Provider, RepoName,
-    SecretName,
+    DbtAccountId, DbtJobId, IgnorePatterns, Label, PrSchemaPattern, PrimaryKeyTag, Probability,
+    Provider, RepoName, SecretName,
 };
 
 /// Where a secret value comes from in a configuration file. Files kept in git name the
@@ -192,6 +192,9 @@ pub struct CiConfigOf<S> {
     pub require_label: RequireLabel,
     #[serde(default)]
     pub sampling: Sampling,
+    /// The schemas the PR job builds into; PR relations elsewhere are not diffed.
+    #[serde(default)]
+    pub pr_schema: PrSchemaPattern,
 }
 
 /// A stored CI configuration (secrets by name only).
@@ -263,6 +266,7 @@ impl<S> CiConfigOf<S> {
             diff_downstream: self.diff_downstream,
             require_label: self.require_label,
             sampling: self.sampling,
+            pr_schema: self.pr_schema,
         })
     }
 }

@@ -214,6 +214,20 @@ impl DataSourceKind {
         }
     }
 
+    /// The SQL dialect of this kind of warehouse.
+    pub fn dialect(self) -> &'static dyn crate::sql::Dialect {
+        use crate::sql;
+        match self {
+            Self::Postgres => &sql::Postgres,
+            Self::Redshift => &sql::Redshift,
+            Self::Sqlite => &sql::Sqlite,
+            Self::Duckdb => &sql::DuckDb,
+            Self::Snowflake => &sql::Snowflake,
+            Self::Bigquery => &sql::BigQuery,
+            Self::Databricks => &sql::Databricks,
+        }
+    }
+
     /// Rows below which a table is diffed exactly. Local and self-hosted engines scan a
     /// million rows in seconds; cloud warehouses bill per scan, so they sample earlier
     /// relative to their speed only past five million rows.
@@ -222,6 +236,68 @@ impl DataSourceKind {
             Self::Postgres | Self::Redshift | Self::Sqlite | Self::Duckdb => 1_000_000,
             Self::Snowflake | Self::Bigquery | Self::Databricks => 5_000_000,
         }
+    }
+}
+
+/// The schemas a pull request's relations must be in: a name prefix with the placeholders
+/// `{job_id}` (the dbt Cloud PR job) and `{pr_number}` (the PR or MR number). A relation
+/// is inside when its schema is the prefix itself or the prefix, `_` and a custom schema
+/// suffix (dbt's `generate_schema_name`), compared without regard to case. The default is
+/// dbt Cloud's own naming for CI runs, `dbt_cloud_pr_{job_id}_{pr_number}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PrSchemaPattern(String);
+
+impl PrSchemaPattern {
+    pub const DEFAULT: &'static str = "dbt_cloud_pr_{job_id}_{pr_number}";
+
+    pub fn parse(s: impl Into<String>) -> Result<Self, String> {
+        let s = s.into();
+        let rest = s.replace("{job_id}", "").replace("{pr_number}", "");
+        if !s.contains("{pr_number}") {
+            Err(format!(
+                "pr_schema {s:?} must contain {{pr_number}}: without it one pull request could read another's schemas"
+            ))
+        } else if rest.contains(['{', '}', '.', '"', '`', '*', '%'])
+            || rest.chars().any(char::is_whitespace)
+        {
+            Err(format!(
+                "pr_schema {s:?} is a schema name prefix: letters, digits, `_`, `$`, `-` and the placeholders {{job_id}} and {{pr_number}} only"
+            ))
+        } else {
+            Ok(Self(s))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The prefix for one pull request.
+    pub fn prefix(&self, job_id: Option<u64>, pr_number: u64) -> String {
+        let job = job_id.map_or_else(|| "{job_id}".to_owned(), |j| j.to_string());
+        self.0
+            .replace("{job_id}", &job)
+            .replace("{pr_number}", &pr_number.to_string())
+    }
+}
+
+impl Default for PrSchemaPattern {
+    fn default() -> Self {
+        Self(Self::DEFAULT.into())
+    }
+}
+
+impl TryFrom<String> for PrSchemaPattern {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(s)
+    }
+}
+
+impl From<PrSchemaPattern> for String {
+    fn from(v: PrSchemaPattern) -> String {
+        v.0
     }
 }
 

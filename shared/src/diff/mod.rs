@@ -35,6 +35,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::sql::filter::{SafeFilter, UnsafeFilter, parse_filter};
 use crate::sql::{ColumnType, Dialect, Relation, TypeFamily};
 use crate::warehouse::{Row, Warehouse, WarehouseError};
 use query::{CompareColumn, ComparePlan, JoinKind, KeyColumn, SampleBucket, Side};
@@ -50,7 +51,9 @@ pub struct DiffRequest {
     pub pr: Relation,
     /// Key columns; empty = no row matching (schema, row counts and NULL profile only).
     pub primary_key: Vec<String>,
-    /// A SQL boolean expression applied to both sides.
+    /// A SQL boolean expression applied to both sides, as written in the PR's yaml or on
+    /// the command line: [`diff`] checks it with [`parse_filter`] and uses only what that
+    /// writes back.
     pub filter: Option<String>,
     /// Compare only these columns (keys are always kept); empty = all.
     pub include_columns: Vec<String>,
@@ -128,6 +131,9 @@ pub enum DiffError {
     UnknownIncludedColumn { column: String },
     #[error("the key is empty after resolving column names")]
     EmptyKey,
+    /// The filter failed [`parse_filter`]'s checks: the model is not diffed.
+    #[error(transparent)]
+    UnsafeFilter(#[from] UnsafeFilter),
     #[error("the warehouse rejected the filter or a generated query: {source}")]
     Rejected {
         #[source]
@@ -148,6 +154,7 @@ impl DiffError {
                 | DiffError::MissingKeyColumn { .. }
                 | DiffError::UnknownIncludedColumn { .. }
                 | DiffError::EmptyKey
+                | DiffError::UnsafeFilter(_)
                 | DiffError::Rejected { .. }
         )
     }
@@ -538,6 +545,7 @@ struct Resolved {
 fn resolve_request(
     d: &dyn Dialect,
     req: &DiffRequest,
+    filter: Option<&SafeFilter>,
     prod_cols: &[(String, ColumnType)],
     pr_cols: &[(String, ColumnType)],
 ) -> Result<Resolved, DiffError> {
@@ -669,7 +677,7 @@ fn resolve_request(
             pr: req.pr.clone(),
             key,
             columns: compare,
-            filter: req.filter.clone(),
+            filter: filter.map(|f| f.sql().to_owned()),
             integer_key,
         },
         key_names,
@@ -682,6 +690,12 @@ fn resolve_request(
 /// Runs the diff described by `req` on `wh`.
 pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, DiffError> {
     let d = wh.dialect();
+    // The filter is PR input: checked before anything reaches the warehouse.
+    let filter = req
+        .filter
+        .as_deref()
+        .map(|f| parse_filter(d, f))
+        .transpose()?;
     let (prod_cols, pr_cols) =
         futures::try_join!(columns(wh, &req.prod, "prod"), columns(wh, &req.pr, "PR"))?;
     let Resolved {
@@ -690,7 +704,7 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
         mut columns,
         schema,
         mut notes,
-    } = resolve_request(d, req, &prod_cols, &pr_cols)?;
+    } = resolve_request(d, req, filter.as_ref(), &prod_cols, &pr_cols)?;
     let mut result = DiffResult {
         version: 1,
         prod: req.prod.to_string(),

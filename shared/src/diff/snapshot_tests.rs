@@ -46,13 +46,15 @@ fn plan_for(d: &dyn Dialect) -> ComparePlan {
         ("note".to_owned(), t("integer")),
         ("added".to_owned(), t("date")),
     ];
-    let mut req = DiffRequest::new(
+    let req = DiffRequest::new(
         Relation::new(Some("analytics"), Some("prod"), "Orders"),
         Relation::new(Some("analytics"), Some("dbt_cloud_pr_12_34"), "Orders"),
         vec!["order id".to_owned(), "Region".to_owned()],
     );
-    req.filter = Some("\"is_active\" = TRUE".to_owned());
-    resolve_request(d, &req, &prod, &pr).expect("resolves").plan
+    let filter = crate::sql::filter::parse_filter(d, "is_active = TRUE").expect("a safe filter");
+    resolve_request(d, &req, Some(&filter), &prod, &pr)
+        .expect("resolves")
+        .plan
 }
 
 fn queries(d: &dyn Dialect) -> Vec<(&'static str, String)> {
@@ -132,7 +134,7 @@ fn every_query_of_every_dialect_parses_back_as_one_statement() {
                 .unwrap_or_else(|e| panic!("{} {name} does not parse: {e}\n{sql}", d.name()));
             assert_eq!(parsed.len(), 1, "{} {name}: one statement", d.name());
         }
-        for stmt in d.session_setup(5_000) {
+        for stmt in d.statement_setup(5_000) {
             Parser::parse_sql(pd.as_ref(), &stmt)
                 .unwrap_or_else(|e| panic!("{} setup `{stmt}`: {e}", d.name()));
         }

@@ -77,7 +77,7 @@ impl Dialect for Databricks {
     }
 
     /// <https://docs.databricks.com/en/sql/language-manual/parameters/statement_timeout.html>
-    fn session_setup(&self, statement_timeout_ms: u64) -> Vec<String> {
+    fn statement_setup(&self, statement_timeout_ms: u64) -> Vec<String> {
         vec![format!(
             "SET STATEMENT_TIMEOUT = {}",
             statement_timeout_ms.div_ceil(1000)

@@ -294,8 +294,10 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         ""
     }
 
-    /// Statements run on a new session before any query, e.g. a statement timeout.
-    fn session_setup(&self, _statement_timeout_ms: u64) -> Vec<String> {
+    /// Settings for one statement, e.g. its timeout. Drivers with transactions (PostgreSQL,
+    /// Redshift) run them as `SET LOCAL` inside the statement's own read-only transaction,
+    /// so nothing a statement does to the session outlives it.
+    fn statement_setup(&self, _statement_timeout_ms: u64) -> Vec<String> {
         Vec::new()
     }
 

@@ -31,8 +31,11 @@ impl Dialect for Redshift {
         pg_columns_query(r)
     }
 
-    /// <https://docs.aws.amazon.com/redshift/latest/dg/r_statement_timeout.html>
-    fn session_setup(&self, statement_timeout_ms: u64) -> Vec<String> {
-        vec![format!("SET statement_timeout TO {statement_timeout_ms}")]
+    /// <https://docs.aws.amazon.com/redshift/latest/dg/r_statement_timeout.html>,
+    /// <https://docs.aws.amazon.com/redshift/latest/dg/r_SET.html> (`LOCAL`: this transaction)
+    fn statement_setup(&self, statement_timeout_ms: u64) -> Vec<String> {
+        vec![format!(
+            "SET LOCAL statement_timeout TO {statement_timeout_ms}"
+        )]
     }
 }

@@ -75,7 +75,7 @@ impl Dialect for Snowflake {
     }
 
     /// <https://docs.snowflake.com/en/sql-reference/parameters#statement-timeout-in-seconds>
-    fn session_setup(&self, statement_timeout_ms: u64) -> Vec<String> {
+    fn statement_setup(&self, statement_timeout_ms: u64) -> Vec<String> {
         vec![format!(
             "ALTER SESSION SET STATEMENT_TIMEOUT_IN_SECONDS = {}",
             statement_timeout_ms.div_ceil(1000)

@@ -2,8 +2,10 @@
 //!
 //! Every query the diff engine sends returns only integers and text (it casts everything
 //! else in SQL), so drivers stay small: a row is a list of optional strings. Drivers run
-//! exactly one statement per call (prepared statements), so a filter taken from a PR's yaml
-//! cannot smuggle in a second statement; PostgreSQL sessions are also read-only.
+//! exactly one statement per call (prepared statements). Filters from a PR's yaml are
+//! checked before they get here ([`crate::sql::filter`]); as a second line, PostgreSQL
+//! runs every statement in its own read-only transaction with its own timeout and rolls
+//! it back, and cancels it on the server when the client stops waiting.
 
 use std::time::Duration;
 
@@ -21,6 +23,21 @@ mod url;
 pub use secret::Password;
 
 pub use url::{WarehouseUrl, WarehouseUrlError};
+
+/// The longest error text a driver passes on (in characters): errors reach logs, stored
+/// results and PR comments.
+pub const MAX_ERROR_TEXT: usize = 500;
+
+/// `text` cut to [`MAX_ERROR_TEXT`] characters.
+pub(crate) fn error_text(text: &str) -> String {
+    if text.chars().count() <= MAX_ERROR_TEXT {
+        text.to_owned()
+    } else {
+        let mut out: String = text.chars().take(MAX_ERROR_TEXT).collect();
+        out.push_str(" …");
+        out
+    }
+}
 
 /// One result row: each column's value as text, `None` for NULL.
 pub type Row = Vec<Option<String>>;
@@ -108,5 +125,16 @@ pub async fn connect(
         WarehouseUrl::Sqlite { .. } => Ok(Box::new(sqlite::SqliteWarehouse::open(url, options)?)),
         #[allow(unreachable_patterns)]
         _ => Err(WarehouseError::NoDriver(url.kind())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_texts_are_capped() {
+        assert_eq!(super::error_text("short"), "short");
+        let long = super::error_text(&"é".repeat(2 * super::MAX_ERROR_TEXT));
+        assert_eq!(long.chars().count(), super::MAX_ERROR_TEXT + 2);
+        assert!(long.ends_with(" …"));
     }
 }

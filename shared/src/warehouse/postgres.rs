@@ -8,7 +8,7 @@ use tokio::sync::Mutex;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls};
 
-use super::{ConnectOptions, Row, Warehouse, WarehouseError, WarehouseUrl};
+use super::{ConnectOptions, Row, Warehouse, WarehouseError, WarehouseUrl, error_text};
 use crate::sql::{Dialect, Postgres};
 
 /// Connections kept for one diff: the engine runs the per-side counts beside the join.
@@ -81,13 +81,6 @@ impl PostgresWarehouse {
                 tracing::debug!(error = %e, "postgres connection closed");
             }
         });
-        let mut setup = Postgres.session_setup(self.statement_timeout.as_millis() as u64);
-        // Filters come from PR yaml: the session can only read.
-        setup.push("SET default_transaction_read_only = on".to_owned());
-        client
-            .batch_execute(&setup.join("; "))
-            .await
-            .map_err(|e| map_error(e, self.statement_timeout))?;
         Ok(client)
     }
 }
@@ -111,28 +104,41 @@ impl Warehouse for PostgresWarehouse {
     }
 }
 
+/// How long past the statement timeout the client waits before it cancels the statement
+/// itself (the server's own timeout should have fired by then).
+const CLIENT_GRACE: Duration = Duration::from_secs(1);
+
 impl PostgresWarehouse {
-    /// Runs one statement on an idle connection (or a new one). `beside`: in a
-    /// transaction that gives it no parallel workers (`SET LOCAL`, so the connection's
-    /// settings are unchanged afterwards).
+    /// Runs one statement on an idle connection (or a new one), in its own read-only
+    /// transaction with its own settings ([`Dialect::statement_setup`], `SET LOCAL`), and
+    /// rolls that transaction back: nothing the statement did to the session (a
+    /// `set_config`, a large object) outlives it. `beside`: also without parallel workers.
+    ///
+    /// If the statement outlives its timeout by [`CLIENT_GRACE`], or the caller stops
+    /// waiting (the future is dropped), a cancel request is sent to the server and the
+    /// connection is discarded.
     async fn run(&self, sql: &str, beside: bool) -> Result<Vec<Row>, WarehouseError> {
         let mut client = match self.idle.lock().await.pop() {
             Some(c) if !c.is_closed() => c,
             _ => self.new_client().await?,
         };
+        let mut cancel = CancelOnDrop(Some(client.cancel_token()));
         let started = std::time::Instant::now();
         let serial = beside && !self.no_worker_setting.load(Ordering::Relaxed);
-        let result = match serial_statement(&mut client, sql, serial).await {
-            Ok(Some(rows)) => Ok(rows),
-            Ok(None) => {
-                if serial {
-                    self.no_worker_setting.store(true, Ordering::Relaxed);
+        let limit = self.statement_timeout + CLIENT_GRACE;
+        let result =
+            match tokio::time::timeout(limit, self.statement(&mut client, sql, serial)).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(
+                        timeout_ms = self.statement_timeout.as_millis() as u64,
+                        "statement outlived its timeout: cancelling it on the server"
+                    );
+                    // `cancel` fires when dropped here; the connection is not reused.
+                    return Err(WarehouseError::Timeout(self.statement_timeout));
                 }
-                // `query` uses the extended protocol: exactly one statement.
-                client.query(sql, &[]).await
-            }
-            Err(e) => Err(e),
-        };
+            };
+        cancel.0 = None;
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             ok = result.is_ok(),
@@ -140,47 +146,67 @@ impl PostgresWarehouse {
             sql,
             "postgres statement"
         );
-        let rows = match result {
-            Ok(rows) => rows,
-            Err(e) => {
-                if !client.is_closed() {
-                    self.idle.lock().await.push(client);
-                }
-                return Err(map_error(e, self.statement_timeout));
+        if !client.is_closed() {
+            let mut idle = self.idle.lock().await;
+            if idle.len() < MAX_CONNECTIONS {
+                idle.push(client);
             }
-        };
-        let mut idle = self.idle.lock().await;
-        if idle.len() < MAX_CONNECTIONS {
-            idle.push(client);
         }
-        drop(idle);
+        let rows = result.map_err(|e| map_error(e, self.statement_timeout))?;
         rows.iter().map(read_row).collect()
+    }
+
+    /// `BEGIN READ ONLY`, the statement's settings, the statement, `ROLLBACK`. A failure
+    /// rolls the transaction back when it is dropped, before the connection's next use.
+    async fn statement(
+        &self,
+        client: &mut Client,
+        sql: &str,
+        serial: bool,
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        let setup = Postgres
+            .statement_setup(self.statement_timeout.as_millis() as u64)
+            .join("; ");
+        let tx = client.build_transaction().read_only(true).start().await?;
+        tx.batch_execute(&setup).await?;
+        if serial {
+            if let Err(e) = tx
+                .batch_execute("SET LOCAL max_parallel_workers_per_gather = 0")
+                .await
+            {
+                // A server without the setting (older PostgreSQL): run the statement as
+                // it is, in a new transaction, and stop asking.
+                tracing::debug!(error = %e, "no max_parallel_workers_per_gather here");
+                self.no_worker_setting.store(true, Ordering::Relaxed);
+                tx.rollback().await?;
+                return Box::pin(self.statement(client, sql, false)).await;
+            }
+        }
+        // `query` uses the extended protocol: exactly one statement.
+        let rows = tx.query(sql, &[]).await?;
+        tx.rollback().await?;
+        Ok(rows)
     }
 }
 
-/// With `serial`, one statement without parallel workers; a failure rolls the transaction
-/// back when it is dropped, before the connection's next use. `None` when not `serial` or
-/// when the server does not know the setting: the caller runs the statement as it is.
-async fn serial_statement(
-    client: &mut Client,
-    sql: &str,
-    serial: bool,
-) -> Result<Option<Vec<tokio_postgres::Row>>, tokio_postgres::Error> {
-    if !serial {
-        return Ok(None);
+/// Sends a cancel request for the connection's running statement when dropped while set:
+/// a client-side timeout, or a caller that stopped waiting, must not leave the statement
+/// running on the server.
+struct CancelOnDrop(Option<tokio_postgres::CancelToken>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(token) = self.0.take() else {
+            return;
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = token.cancel_query(NoTls).await {
+                    tracing::warn!(error = %e, "could not cancel a statement on the server");
+                }
+            });
+        }
     }
-    let tx = client.transaction().await?;
-    if let Err(e) = tx
-        .batch_execute("SET LOCAL max_parallel_workers_per_gather = 0")
-        .await
-    {
-        tracing::debug!(error = %e, "no max_parallel_workers_per_gather here");
-        tx.rollback().await?;
-        return Ok(None);
-    }
-    let rows = tx.query(sql, &[]).await?;
-    tx.commit().await?;
-    Ok(Some(rows))
 }
 
 fn read_row(row: &tokio_postgres::Row) -> Result<Row, WarehouseError> {
@@ -219,13 +245,25 @@ fn read_row(row: &tokio_postgres::Row) -> Result<Row, WarehouseError> {
     Ok(out)
 }
 
+/// The warehouse's error as prdiff reports it: the SQLSTATE class and code and the
+/// server's message, never its DETAIL (which can carry row values, e.g. "Failing row
+/// contains …"); in data exceptions (class 22) quoted values are replaced by `"…"`, since
+/// they come from the rows. Capped at [`MAX_ERROR_TEXT`](super::MAX_ERROR_TEXT).
 fn map_error(e: tokio_postgres::Error, timeout: Duration) -> WarehouseError {
     if let Some(db) = e.as_db_error() {
         let code = db.code().code();
-        let message = match db.detail() {
-            Some(d) => format!("{} ({d}) [SQLSTATE {code}]", db.message()),
-            None => format!("{} [SQLSTATE {code}]", db.message()),
+        let text = if code.starts_with("22") {
+            redact_quoted(db.message())
+        } else {
+            db.message().to_owned()
         };
+        let message = error_text(&match db.hint() {
+            Some(h) => format!(
+                "{} [SQLSTATE {code}]: {text} (hint: {h})",
+                sqlstate_class(code)
+            ),
+            None => format!("{} [SQLSTATE {code}]: {text}", sqlstate_class(code)),
+        });
         return if code == "57014" {
             WarehouseError::Timeout(timeout)
         } else if code.starts_with("42") || code.starts_with("22") || code == "25006" {
@@ -236,6 +274,81 @@ fn map_error(e: tokio_postgres::Error, timeout: Duration) -> WarehouseError {
         };
     }
     WarehouseError::Other {
-        message: e.to_string(),
+        message: error_text(&crate::error_chain(&e)),
+    }
+}
+
+/// The name of a SQLSTATE class
+/// (<https://www.postgresql.org/docs/current/errcodes-appendix.html>).
+fn sqlstate_class(code: &str) -> &'static str {
+    match code.get(..2).unwrap_or("") {
+        "08" => "connection exception",
+        "0A" => "feature not supported",
+        "22" => "data exception",
+        "25" => "invalid transaction state",
+        "28" => "invalid authorization specification",
+        "3D" => "invalid catalog name",
+        "3F" => "invalid schema name",
+        "40" => "transaction rollback",
+        "42" => "syntax error or access rule violation",
+        "53" => "insufficient resources",
+        "54" => "program limit exceeded",
+        "55" => "object not in prerequisite state",
+        "57" => "operator intervention",
+        "58" => "system error",
+        "XX" => "internal error",
+        _ => "error",
+    }
+}
+
+/// `text` with every double-quoted part replaced by `"…"`.
+fn redact_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut inside = false;
+    for c in text.chars() {
+        if c == '"' {
+            if !inside {
+                out.push_str("\"…");
+            }
+            inside = !inside;
+            if !inside {
+                out.push('"');
+            }
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    if inside {
+        out.push('"');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_in_data_exceptions_are_redacted() {
+        assert_eq!(
+            redact_quoted(r#"invalid input syntax for type integer: "95000 USD""#),
+            r#"invalid input syntax for type integer: "…""#
+        );
+        assert_eq!(
+            redact_quoted(r#"value "12345678901" is out of range for type integer"#),
+            r#"value "…" is out of range for type integer"#
+        );
+        assert_eq!(redact_quoted("division by zero"), "division by zero");
+        assert_eq!(redact_quoted(r#"dangling "secret"#), r#"dangling "…""#);
+    }
+
+    #[test]
+    fn sqlstate_classes_are_named() {
+        assert_eq!(sqlstate_class("57014"), "operator intervention");
+        assert_eq!(
+            sqlstate_class("28P01"),
+            "invalid authorization specification"
+        );
+        assert_eq!(sqlstate_class("?"), "error");
     }
 }

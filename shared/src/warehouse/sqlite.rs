@@ -141,16 +141,20 @@ fn run(conn: &Connection, sql: &str, timeout: Duration) -> Result<Vec<Row>, Ware
             WarehouseError::Timeout(timeout)
         }
         // SQLite reports syntax errors and unknown tables or columns as generic errors.
-        rusqlite::Error::SqlInputError { msg, .. } => WarehouseError::Rejected { message: msg },
+        rusqlite::Error::SqlInputError { msg, .. } => WarehouseError::Rejected {
+            message: super::error_text(&msg),
+        },
         rusqlite::Error::SqliteFailure(f, Some(msg)) if f.code == rusqlite::ErrorCode::Unknown => {
-            WarehouseError::Rejected { message: msg }
+            WarehouseError::Rejected {
+                message: super::error_text(&msg),
+            }
         }
         rusqlite::Error::MultipleStatement => WarehouseError::Rejected {
             message: "more than one SQL statement (a filter must be a single expression)"
                 .to_owned(),
         },
         other => WarehouseError::Other {
-            message: other.to_string(),
+            message: super::error_text(&other.to_string()),
         },
     })
 }
