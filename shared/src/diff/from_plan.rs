@@ -89,10 +89,10 @@ impl PrSchemas {
 /// (its filter, where its relation is) failed a check. Shown as the model's row.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refused {
-    #[error("not diffed: {0}")]
+    #[error("{0}")]
     UnsafeFilter(UnsafeFilter),
     #[error(
-        "not diffed: relation outside the PR's schemas ({relation} is not in {prefix} or {prefix}_<custom schema>)"
+        "relation outside the PR's schemas ({relation} is not in {prefix} or {prefix}_<custom schema>)"
     )]
     OutsidePrSchemas { relation: String, prefix: String },
 }

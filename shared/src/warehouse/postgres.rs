@@ -169,18 +169,17 @@ impl PostgresWarehouse {
             .join("; ");
         let tx = client.build_transaction().read_only(true).start().await?;
         tx.batch_execute(&setup).await?;
-        if serial {
-            if let Err(e) = tx
+        if serial
+            && let Err(e) = tx
                 .batch_execute("SET LOCAL max_parallel_workers_per_gather = 0")
                 .await
-            {
-                // A server without the setting (older PostgreSQL): run the statement as
-                // it is, in a new transaction, and stop asking.
-                tracing::debug!(error = %e, "no max_parallel_workers_per_gather here");
-                self.no_worker_setting.store(true, Ordering::Relaxed);
-                tx.rollback().await?;
-                return Box::pin(self.statement(client, sql, false)).await;
-            }
+        {
+            // A server without the setting (older PostgreSQL): run the statement as
+            // it is, in a new transaction, and stop asking.
+            tracing::debug!(error = %e, "no max_parallel_workers_per_gather here");
+            self.no_worker_setting.store(true, Ordering::Relaxed);
+            tx.rollback().await?;
+            return Box::pin(self.statement(client, sql, false)).await;
         }
         // `query` uses the extended protocol: exactly one statement.
         let rows = tx.query(sql, &[]).await?;

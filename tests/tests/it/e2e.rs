@@ -24,6 +24,7 @@ use prdiff_shared::githost::{CommitStatus, HttpGitHosts, HttpSettings, StatusSta
 use prdiff_shared::messages::Message;
 use prdiff_shared::queue::{Queue, QueueError};
 use prdiff_shared::secrets::local::LocalSecrets;
+use prdiff_shared::sql::Relation;
 use prdiff_shared::store::embedded::EmbeddedStore;
 use prdiff_shared::store::{ConfigStore, RunId, RunState, RunStore};
 use prdiff_shared::warehouse::WarehouseUrl;
@@ -1313,4 +1314,125 @@ async fn through_prdiff_serve_a_pull_request_is_reported_once_even_across_a_rest
     ] {
         assert_eq!(queues.queue(q).len().unwrap(), 0, "queue {q} drained");
     }
+}
+
+/// The PR's run_results with `customers` built into `outside` (the PR relation is read
+/// from run_results first).
+fn malicious_pr_run_results(outside: &Relation) -> Vec<u8> {
+    let mut rr: serde_json::Value = serde_json::from_slice(&built().pr_run_results).unwrap();
+    for r in rr["results"].as_array_mut().unwrap() {
+        if r["unique_id"] == "model.e2e_shop.customers" {
+            r["relation_name"] = format!(
+                "\"{}\".\"{}\"",
+                outside.schema.as_deref().unwrap(),
+                outside.name
+            )
+            .into();
+        }
+    }
+    serde_json::to_vec(&rr).unwrap()
+}
+
+/// The PR's manifest as an attacker would shape it: `orders` with a filter that writes
+/// large objects, `customers` pointed at a table outside the PR's schemas.
+fn malicious_pr_manifest(outside: &Relation) -> Vec<u8> {
+    let mut m: serde_json::Value = serde_json::from_slice(&built().pr_manifest).unwrap();
+    let orders = &mut m["nodes"]["model.e2e_shop.orders"];
+    let filter = serde_json::json!({"datafold": {"datadiff": {
+        "filter": "lo_from_bytea(0, 'x'::bytea) > 0 OR set_config('default_transaction_read_only', 'off', false) = 'off'"
+    }}});
+    orders["meta"] = filter.clone();
+    orders["config"]["meta"] = filter;
+    let customers = &mut m["nodes"]["model.e2e_shop.customers"];
+    customers["schema"] = outside.schema.clone().unwrap().into();
+    customers["alias"] = outside.name.clone().into();
+    customers["relation_name"] = format!(
+        "\"{}\".\"{}\".\"{}\"",
+        customers["database"].as_str().unwrap(),
+        outside.schema.as_deref().unwrap(),
+        outside.name
+    )
+    .into();
+    serde_json::to_vec(&m).unwrap()
+}
+
+#[tokio::test]
+async fn through_prdiff_serve_a_malicious_pr_manifest_gets_its_models_refused_and_the_warehouse_unchanged()
+ {
+    let admin = prdiff_tests::pg_client().await;
+    let hr = prdiff_tests::unique_name("hr");
+    admin
+        .batch_execute(&format!(
+            "CREATE SCHEMA {hr}; CREATE TABLE {hr}.customers AS
+             SELECT g AS id, 'secret-' || g AS name FROM generate_series(1, 100) g"
+        ))
+        .await
+        .unwrap();
+    let large_objects = || async {
+        prdiff_tests::pg_client()
+            .await
+            .query_one("SELECT count(*) FROM pg_largeobject_metadata", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let before = large_objects().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("prdiff.db");
+    let store = Arc::new(EmbeddedStore::open(&db).unwrap());
+    let p = Pipeline::over(store.clone(), store, &config("shop", "")).await;
+    p.prod_run(500, BASE);
+    let outside = Relation::new(None, Some(&hr), "customers");
+    p.pr_run(
+        900,
+        HEAD,
+        status::SUCCESS,
+        Some(malicious_pr_run_results(&outside)),
+    );
+    p.dbt
+        .put_artifact(900, "manifest.json", malicious_pr_manifest(&outside));
+
+    let (addr, stop, task) = start_serve(&p, &db).await;
+    let mut body: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(prdiff_tests::shared_fixtures().join("github/pull_request.opened.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    body["pull_request"]["head"]["sha"] = HEAD.into();
+    let req = github("pull_request", "evil-1", serde_json::to_vec(&body).unwrap());
+    let mut post = reqwest::Client::new().post(format!("http://{addr}/webhook"));
+    for (k, v) in &req.headers {
+        post = post.header(k.as_str(), v.as_str());
+    }
+    assert_eq!(
+        post.body(req.body.clone()).send().await.unwrap().status(),
+        202
+    );
+    eventually("the final status", Duration::from_secs(60), || {
+        !p.final_statuses(HEAD).is_empty()
+    })
+    .await;
+    stop.send(()).unwrap();
+    task.await.unwrap();
+
+    let comments = p.comments();
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    // Markdown escapes `_` in the comment.
+    let comment = &comments[0].replace("\\_", "_");
+    let orders = row(comment, "`orders`");
+    assert!(
+        orders[2].starts_with("unsafe filter: function lo_from_bytea() is not allowed"),
+        "{orders:?}"
+    );
+    let customers = row(comment, "`customers`");
+    assert!(
+        customers[2].starts_with("relation outside the PR's schemas"),
+        "{customers:?}"
+    );
+    assert!(
+        !comment.contains("secret-"),
+        "no value of the outside table"
+    );
+    assert_eq!(large_objects().await, before, "no large object written");
 }

@@ -771,11 +771,16 @@ async fn a_filter_cannot_run_a_second_statement_or_write() {
 
 #[tokio::test]
 async fn a_query_past_the_statement_timeout_is_cancelled_with_a_clear_error() {
+    // A view that takes longer than the timeout to read (filters cannot call functions
+    // that sleep or recurse: they are refused before any query).
     let sql = "CREATE TABLE t (id integer); INSERT INTO t VALUES (1), (2);";
     let schema = prdiff_tests::pg_schema("timeout").await;
     prdiff_tests::pg_client()
         .await
-        .batch_execute(&format!("SET search_path TO {schema}; {sql}"))
+        .batch_execute(&format!(
+            "SET search_path TO {schema}; {sql}
+             CREATE VIEW slow AS SELECT id FROM t WHERE pg_sleep(2) IS NOT NULL;"
+        ))
         .await
         .unwrap();
     let url = WarehouseUrl::parse(&prdiff_tests::pg_url(), None).unwrap();
@@ -787,22 +792,28 @@ async fn a_query_past_the_statement_timeout_is_cancelled_with_a_clear_error() {
     )
     .await
     .unwrap();
-    let mut req = DiffRequest::new(
+    let req = DiffRequest::new(
         Relation::new(None, Some(&schema), "t"),
-        Relation::new(None, Some(&schema), "t"),
+        Relation::new(None, Some(&schema), "slow"),
         vec!["id".into()],
     );
-    req.filter = Some("pg_sleep(2) IS NOT NULL".into());
     let e = diff::diff(wh.as_ref(), &req).await.unwrap_err();
     assert!(
         matches!(e, DiffError::Warehouse(WarehouseError::Timeout(_))),
         "{e}"
     );
 
-    // SQLite: a filter that never finishes in time.
+    // SQLite: a view that never finishes in time.
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("w.db");
-    run_script(&p, sql).unwrap();
+    run_script(
+        &p,
+        &format!(
+            "{sql} CREATE VIEW slow AS SELECT id FROM t WHERE
+             (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c) > 0;"
+        ),
+    )
+    .unwrap();
     let conn = rusqlite::Connection::open(&p).unwrap();
     let wh = SqliteWarehouse::from_connection(
         conn,
@@ -811,12 +822,11 @@ async fn a_query_past_the_statement_timeout_is_cancelled_with_a_clear_error() {
         },
     )
     .unwrap();
-    let mut req = DiffRequest::new(
+    let req = DiffRequest::new(
         Relation::new(None, None, "t"),
-        Relation::new(None, None, "t"),
+        Relation::new(None, None, "slow"),
         vec!["id".into()],
     );
-    req.filter = Some("(WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT max(x) FROM c) > 0".into());
     let e = diff::diff(&wh, &req).await.unwrap_err();
     assert!(
         matches!(e, DiffError::Warehouse(WarehouseError::Timeout(_))),
