@@ -22,7 +22,7 @@ pub fn hash32(text: &str, seed: u64) -> i64 {
 }
 
 impl SqliteWarehouse {
-    /// Opens the database at the URL's path (created if missing) and attaches the others.
+    /// Opens the database at the URL's path and attaches the others, all read-only.
     pub fn open(url: &WarehouseUrl, options: &ConnectOptions) -> Result<Self, WarehouseError> {
         let WarehouseUrl::Sqlite { path, attach } = url else {
             return Err(WarehouseError::NoDriver("this URL"));
@@ -31,12 +31,22 @@ impl SqliteWarehouse {
             target: url.to_string(),
             source: Box::new(e),
         };
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_URI,
-        )
+        // Every file is opened read-only: no statement can change one, whatever it does to
+        // the session. Without a main file, attached files are read through an in-memory
+        // main database.
+        let read_only = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI;
+        let conn = if path.exists() {
+            Connection::open_with_flags(path, read_only)
+        } else if !attach.is_empty() {
+            Connection::open_in_memory_with_flags(
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_URI,
+            )
+        } else {
+            return Err(WarehouseError::Connect {
+                target: url.to_string(),
+                source: format!("{} does not exist", path.display()).into(),
+            });
+        }
         .map_err(connect_err)?;
         for (name, p) in attach {
             if !p.exists() {
@@ -49,7 +59,7 @@ impl SqliteWarehouse {
                     .into(),
                 });
             }
-            conn.execute("ATTACH DATABASE ?1 AS ?2", (p.to_string_lossy(), name))
+            conn.execute("ATTACH DATABASE ?1 AS ?2", (read_only_uri(p), name))
                 .map_err(connect_err)?;
         }
         Self::from_connection(conn, options).map_err(connect_err)
@@ -70,6 +80,8 @@ impl SqliteWarehouse {
                 Ok(text.map(|t| hash32(&t, seed as u64)))
             },
         )?;
+        // The diff only reads: no statement may change a database file.
+        conn.pragma_update(None, "query_only", true)?;
         Ok(SqliteWarehouse {
             conn: Arc::new(Mutex::new(conn)),
             statement_timeout: options.statement_timeout,
@@ -159,6 +171,17 @@ fn run(conn: &Connection, sql: &str, timeout: Duration) -> Result<Vec<Row>, Ware
     })
 }
 
+/// A `file:` URI that opens `path` read-only (SQLite's URI filenames: `%`, `?` and `#`
+/// percent-encoded).
+fn read_only_uri(path: &std::path::Path) -> String {
+    const ESCAPE: &percent_encoding::AsciiSet =
+        &percent_encoding::CONTROLS.add(b'%').add(b'?').add(b'#');
+    format!(
+        "file:{}?mode=ro",
+        percent_encoding::utf8_percent_encode(&path.to_string_lossy(), ESCAPE)
+    )
+}
+
 /// Creates (or extends) the SQLite database at `path` by running `script`, in one
 /// transaction: for the demo and for tests that build their own data.
 pub fn run_script(path: &std::path::Path, script: &str) -> Result<(), rusqlite::Error> {
@@ -166,4 +189,61 @@ pub fn run_script(path: &std::path::Path, script: &str) -> Result<(), rusqlite::
     let tx = conn.transaction()?;
     tx.execute_batch(script)?;
     tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn statements_cannot_change_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        run_script(
+            &path,
+            "CREATE TABLE t (id integer); INSERT INTO t VALUES (1);",
+        )
+        .unwrap();
+        let url = WarehouseUrl::Sqlite {
+            path: path.clone(),
+            attach: Vec::new(),
+        };
+        let wh = SqliteWarehouse::open(&url, &ConnectOptions::default()).unwrap();
+        assert_eq!(
+            read_only_uri(std::path::Path::new("/a b/c?d#e%f.db")),
+            "file:/a b/c%3Fd%23e%25f.db?mode=ro"
+        );
+        for sql in [
+            "INSERT INTO t VALUES (2)",
+            "DELETE FROM t",
+            "CREATE TABLE u (a integer)",
+            "PRAGMA query_only = OFF",
+        ] {
+            let _ = wh.query(sql).await;
+        }
+        assert!(wh.query("INSERT INTO t VALUES (3)").await.is_err());
+        let rows = wh.query("SELECT count(*) FROM t").await.unwrap();
+        assert_eq!(rows, vec![vec![Some("1".to_owned())]]);
+        drop(wh);
+
+        // Attached files, through an in-memory main database.
+        let url = WarehouseUrl::Sqlite {
+            path: dir.path().join("missing.db"),
+            attach: vec![("prod".to_owned(), path.clone())],
+        };
+        let wh = SqliteWarehouse::open(&url, &ConnectOptions::default()).unwrap();
+        let _ = wh.query("PRAGMA query_only = OFF").await;
+        assert!(wh.query("INSERT INTO prod.t VALUES (4)").await.is_err());
+        assert!(!dir.path().join("missing.db").exists(), "nothing created");
+        let missing = WarehouseUrl::Sqlite {
+            path: dir.path().join("missing.db"),
+            attach: Vec::new(),
+        };
+        assert!(SqliteWarehouse::open(&missing, &ConnectOptions::default()).is_err());
+        let tables = wh
+            .query("SELECT count(*) FROM sqlite_master WHERE name = 'u'")
+            .await
+            .unwrap();
+        assert_eq!(tables, vec![vec![Some("0".to_owned())]]);
+    }
 }
