@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use prdiff_serve::{Database, Server, Settings};
+use prdiff_serve::{Database, HttpLimits, Server, Settings};
 use prdiff_shared::config::SecretName;
 
 use crate::exit;
@@ -51,6 +51,16 @@ pub struct ServeArgs {
     /// Time the work in hand gets to finish after SIGINT/SIGTERM.
     #[arg(long, env = "PRDIFF_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     shutdown_grace_seconds: u64,
+    /// A request's headers must arrive within this; an idle connection is closed after
+    /// as long.
+    #[arg(long, env = "PRDIFF_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    header_timeout_seconds: u64,
+    /// A request's body must arrive within this once its headers are in (else 408).
+    #[arg(long, env = "PRDIFF_BODY_TIMEOUT_SECONDS", default_value_t = 30)]
+    body_timeout_seconds: u64,
+    /// HTTP connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "PRDIFF_MAX_CONNECTIONS", default_value_t = 512)]
+    max_connections: usize,
 }
 
 pub async fn run(args: ServeArgs) -> u8 {
@@ -76,7 +86,21 @@ pub async fn run(args: ServeArgs) -> u8 {
         eprintln!("error: --model-timeout-seconds and --run-deadline-seconds must be positive");
         return exit::USAGE;
     }
+    if args.header_timeout_seconds == 0
+        || args.body_timeout_seconds == 0
+        || args.max_connections == 0
+    {
+        eprintln!(
+            "error: --header-timeout-seconds, --body-timeout-seconds and --max-connections must be positive"
+        );
+        return exit::USAGE;
+    }
     let mut settings = Settings::new(args.listen, webhook_secret);
+    settings.http = HttpLimits {
+        header_timeout: Duration::from_secs(args.header_timeout_seconds),
+        body_timeout: Duration::from_secs(args.body_timeout_seconds),
+        max_connections: args.max_connections,
+    };
     settings.webhook.poll_delay = Duration::from_secs(args.poll_delay_seconds);
     settings.webhook.run_deadline = Duration::from_secs(args.run_deadline_seconds);
     settings.poller.first_delay = Duration::from_secs(args.repoll_delay_seconds.max(1));
@@ -104,35 +128,46 @@ pub async fn run(args: ServeArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    // The handlers are installed before serve says it listens: a signal sent as soon as
+    // the line appears (or a request answered) stops it gracefully instead of killing it.
+    let stop = shutdown_signal();
     eprintln!(
         "prdiff serve: listening on http://{} (POST /webhook, GET /healthz), database {}",
         server.local_addr(),
         args.db.display()
     );
-    server.run(signal()).await;
+    server.run(stop).await;
     eprintln!("prdiff serve: stopped");
     exit::OK
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn signal() {
+/// Installs the SIGINT (Ctrl-C) and SIGTERM handlers now; the future resolves on either.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let handlers = signal(SignalKind::terminate()).and_then(|term| {
+            let int = signal(SignalKind::interrupt())?;
+            Ok((term, int))
+        });
+        async move {
+            match handlers {
+                Ok((mut term, mut int)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

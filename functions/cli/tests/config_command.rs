@@ -123,3 +123,36 @@ fn the_aws_backend_without_a_table_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("PRDIFF_TABLE"));
 }
+
+#[cfg(unix)]
+#[test]
+fn apply_writes_a_private_database_and_secrets_directory_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = setup(FILE);
+    // `sh` sets the umask for prdiff alone (std has no umask call; unsafe code is out).
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("umask 000; exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_prdiff"))
+        .current_dir(dir.path())
+        .args(["config", "apply", "-f", "prdiff.toml", "--no-dbt-check"])
+        .args(["--backend", "embedded", "--db"])
+        .arg(dir.path().join("prdiff.db"))
+        .env_remove("PRDIFF_BACKEND")
+        .env_remove("PRDIFF_SECRETS_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.path().join("prdiff.db")), 0o600);
+    let secrets = dir.path().join("prdiff.db.secrets");
+    assert_eq!(mode(&secrets), 0o700);
+    let files: Vec<_> = std::fs::read_dir(&secrets)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    for f in files {
+        assert_eq!(mode(&f), 0o600, "{}", f.display());
+    }
+}

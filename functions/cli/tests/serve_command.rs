@@ -11,7 +11,23 @@ use std::time::{Duration, Instant};
 const SECRET_ENV: &str = "PRDIFF_SECRET_PRDIFF_WEBHOOK_SECRET";
 
 fn serve(dir: &Path, with_secret: bool) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_prdiff"));
+    serve_after(dir, with_secret, None)
+}
+
+/// `prdiff serve …`, or with `shell` set, `sh -c '<shell>; exec prdiff serve …'` (a umask
+/// or ulimit for serve alone: std has no call for them, and unsafe code is out).
+fn serve_after(dir: &Path, with_secret: bool, shell: Option<&str>) -> Command {
+    let bin = env!("CARGO_BIN_EXE_prdiff");
+    let mut c = match shell {
+        None => Command::new(bin),
+        Some(shell) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(format!("{shell}; exec \"$0\" \"$@\""))
+                .arg(bin);
+            c
+        }
+    };
     c.current_dir(dir)
         .args(["serve", "--listen", "127.0.0.1:0", "--db"])
         .arg(dir.join("prdiff.db"))
@@ -30,9 +46,16 @@ fn serve(dir: &Path, with_secret: bool) -> Command {
 }
 
 /// Starts serve and returns it with the address it printed. The caller waits for it.
-#[allow(clippy::zombie_processes)]
 fn start(dir: &Path) -> (Child, String, BufReader<std::process::ChildStderr>) {
-    let mut child = serve(dir, true)
+    start_after(dir, None)
+}
+
+#[allow(clippy::zombie_processes)]
+fn start_after(
+    dir: &Path,
+    shell: Option<&str>,
+) -> (Child, String, BufReader<std::process::ChildStderr>) {
+    let mut child = serve_after(dir, true, shell)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -110,6 +133,73 @@ fn without_the_webhook_secret_serve_refuses_to_start_and_names_it() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("prdiff/webhook-secret"), "{err}");
     assert!(err.contains(SECRET_ENV), "{err}");
+}
+
+#[test]
+fn an_empty_or_blank_webhook_secret_is_refused_like_a_missing_one() {
+    // From the environment: set but empty, or only whitespace.
+    for value in ["", "   "] {
+        let dir = tempfile::tempdir().unwrap();
+        let o = serve(dir.path(), false)
+            .env(SECRET_ENV, value)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{value:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("prdiff/webhook-secret"), "{err}");
+        assert!(err.contains("empty"), "{err}");
+        assert!(err.contains(SECRET_ENV), "{err}");
+    }
+    // From the secrets directory: an empty file, or one holding only whitespace.
+    for value in ["", "\n", " \t\n"] {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("prdiff.db.secrets");
+        std::fs::create_dir(&secrets).unwrap();
+        std::fs::write(secrets.join("prdiff_webhook-secret"), value).unwrap();
+        let o = serve(dir.path(), false).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{value:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("webhook secret prdiff/webhook-secret is not set: it is empty"),
+            "{err}"
+        );
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn the_database_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, _addr, _err) = start_after(dir.path(), Some("umask 000"));
+    let db = dir.path().join("prdiff.db");
+    let mode = |suffix: &str| {
+        let mut p = db.clone().into_os_string();
+        p.push(suffix);
+        std::fs::metadata(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", Path::new(&p).display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let modes: Vec<(&str, u32)> = ["", "-wal", "-shm", ".lock"]
+        .into_iter()
+        .map(|s| (s, mode(s)))
+        .collect();
+    kill(&child, "-TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).code(),
+        Some(0)
+    );
+    assert_eq!(
+        modes,
+        [
+            ("", 0o600),
+            ("-wal", 0o600),
+            ("-shm", 0o600),
+            (".lock", 0o600)
+        ]
+    );
 }
 
 #[test]
@@ -239,4 +329,79 @@ fn prdiff_queue_shows_depths_and_dead_letters_and_replays_them() {
     assert!(qs.dead_letters().unwrap().is_empty());
     let back = sync.receive(Duration::from_secs(60)).unwrap().unwrap();
     assert_eq!(Message::from_json(&back.body).unwrap(), msg);
+}
+
+#[cfg(unix)]
+#[test]
+fn out_of_file_handles_serve_pauses_accepting_warns_at_most_once_a_second_and_recovers() {
+    use std::sync::mpsc;
+    let dir = tempfile::tempdir().unwrap();
+    // Few handles: serve needs about twenty of its own, the rest go to connections.
+    let (mut child, addr, err) = start_after(dir.path(), Some("ulimit -n 40"));
+    let (tx, lines) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in err.lines() {
+            let Ok(line) = line else { break };
+            if tx.send(strip_colours(&line)).is_err() {
+                break;
+            }
+        }
+    });
+    let started = Instant::now();
+    // More idle connections than serve has handles for, held open.
+    let held: Vec<TcpStream> = (0..60)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("accept failed")) {
+        match lines.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => seen.push(l),
+            Err(e) => panic!("no accept failure reported ({e}); stderr: {seen:?}"),
+        }
+    }
+    // Out of handles for a while longer: the loop must not spin (it used to log
+    // hundreds of thousands of lines a second here).
+    std::thread::sleep(Duration::from_secs(2));
+    drop(held);
+    // Handles come back: serve answers again.
+    let (status, body) = http(&addr, "GET", "/healthz", &[], "");
+    assert_eq!(status, 200, "{body}");
+    kill(&child, "-TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).code(),
+        Some(0)
+    );
+    let elapsed = started.elapsed();
+    reader.join().unwrap();
+    seen.extend(lines.try_iter());
+    let warnings = seen.iter().filter(|l| l.contains("accept failed")).count();
+    let bound = elapsed.as_secs() as usize + 2;
+    assert!(
+        (1..=bound).contains(&warnings),
+        "{warnings} accept warnings in {elapsed:?} (at most one a second)"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("accept failed") && l.contains("pause_ms=100")),
+        "{seen:?}"
+    );
+}
+
+/// The text of a log line without its terminal colour codes.
+fn strip_colours(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ … m
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -35,8 +35,8 @@ use prdiff_shared::metadata::embedded::EmbeddedMetadata;
 use prdiff_shared::metadata::sync::{self, SyncDeps};
 use prdiff_shared::queue::Queue;
 use prdiff_shared::queue::embedded::{Delivery, EmbeddedQueue, EmbeddedQueues};
-use prdiff_shared::secrets::Secrets;
 use prdiff_shared::secrets::local::LocalSecrets;
+use prdiff_shared::secrets::{ExposeSecret, Secrets};
 use prdiff_shared::store::embedded::EmbeddedStore;
 use prdiff_shared::store::{ConfigStore, RunStore, unix_now};
 use tokio::sync::watch;
@@ -99,12 +99,11 @@ impl Database {
             message: e.to_string(),
         };
         let lock_path = lock_path(path);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| open_err(&e))?;
+        let mut options = File::options();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let lock = options.open(&lock_path).map_err(|e| open_err(&e))?;
         if let Err(e) = lock.try_lock() {
             return Err(match e {
                 std::fs::TryLockError::WouldBlock => ServeError::Locked {
@@ -155,10 +154,36 @@ pub fn default_secrets_dir(db: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Limits of the HTTP endpoint: what one client (or many) can hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request's headers must arrive within this from when the server starts reading
+    /// them; a connection idle for as long (before its first request or between two) is
+    /// closed too.
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this once its headers are in; past it the
+    /// answer is 408 and the connection is closed.
+    pub body_timeout: Duration,
+    /// Connections served at once. Past it, new connections wait in the listen backlog
+    /// until one ends; none is accepted without a free slot.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 512,
+        }
+    }
+}
+
 /// Tunables of the process; each function keeps its own settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    pub http: HttpLimits,
     pub webhook: prdiff_webhook::Settings,
     pub poller: prdiff_poller::Settings,
     pub diff: prdiff_diff::Settings,
@@ -179,6 +204,7 @@ impl Settings {
     pub fn new(listen: SocketAddr, webhook_secret: SecretName) -> Self {
         Self {
             listen,
+            http: HttpLimits::default(),
             webhook: prdiff_webhook::Settings::new(webhook_secret),
             poller: prdiff_poller::Settings::default(),
             diff: prdiff_diff::Settings::default(),
@@ -212,6 +238,8 @@ pub struct Counters {
     pub handled: AtomicU64,
     pub retried: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// HTTP connections open now (at most `HttpLimits::max_connections`).
+    pub open_connections: AtomicU64,
 }
 
 /// A bound, not yet running server.
@@ -225,12 +253,21 @@ pub struct Server {
 impl Server {
     /// Checks the webhook secret resolves and binds the listen address.
     pub async fn bind(services: Services, settings: Settings) -> Result<Self, ServeError> {
-        if let Err(e) = services.secrets.get(&settings.webhook.webhook_secret).await {
-            let name = &settings.webhook.webhook_secret;
+        let name = &settings.webhook.webhook_secret;
+        let problem = match services.secrets.get(name).await {
+            // Anyone can sign with an empty key (and send an empty GitLab token): an empty
+            // secret is refused like a missing one.
+            Ok(v) if v.expose_secret().trim().is_empty() => {
+                Some("it is empty (or only whitespace)".to_owned())
+            }
+            Ok(_) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(problem) = problem {
             return Err(ServeError::WebhookSecret {
                 name: name.to_string(),
                 hint: format!(
-                    "{e}; set {} or write it with `prdiff config` to the secrets directory",
+                    "{problem}; set {} or write it with `prdiff config` to the secrets directory",
                     LocalSecrets::env_var(name)
                 ),
             });
@@ -315,6 +352,7 @@ impl Server {
             webhook,
             queues: queues.clone(),
             counters: counters.clone(),
+            limits: settings.http.clone(),
         };
         tasks.spawn(http::serve(listener, state, stop.clone()));
 

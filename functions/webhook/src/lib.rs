@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! size → event header → signature → content type → parse → repository's configurations
-//!      → claim delivery id → per configuration: gates → base commit → record run
-//!        (superseding the PR's previous open run) → pending status → poll message
+//!      → claim delivery id and body hash → per configuration: gates → base commit
+//!      → record run (superseding the PR's previous open run) → claim the run's intake
+//!      → pending status → poll message
 //! ```
 //!
 //! [`handle`] takes a transport-neutral [`WebhookRequest`] so the Lambda (`main.rs`),
@@ -11,7 +12,9 @@
 //! poll message, sent with a delay, does that.
 //!
 //! Nothing is written before the signature verifies and the payload parses, and a
-//! redelivery (same `X-GitHub-Delivery` / `Idempotency-Key`) changes nothing. When a step
+//! redelivery (same `X-GitHub-Delivery` / `Idempotency-Key`, or the same body under a new
+//! one: a replay) changes nothing. Deliveries of one head arriving together record one run
+//! and post one pending status. When a step
 //! fails after the claim, the claim is released so the host's retry is processed.
 
 use std::collections::HashMap;
@@ -24,11 +27,12 @@ use prdiff_shared::githost::{CommitStatus, GitHostError, GitHosts, StatusState};
 use prdiff_shared::intake::{self, HostEvent, IntakeError, PrEvent, PushEvent, gates};
 use prdiff_shared::messages::{Message, PollMessage, SyncMessage, SyncReason};
 use prdiff_shared::queue::{Queue, QueueError};
-use prdiff_shared::secrets::{Secrets, SecretsError};
+use prdiff_shared::secrets::{ExposeSecret, Secrets, SecretsError};
 use prdiff_shared::store::{
     CiRun, ConfigStore, PrKey, RunId, RunState, RunStore, StartOutcome, StoreError, unix_now,
 };
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 /// Tunables of the intake, read once by `main.rs`.
@@ -44,6 +48,10 @@ pub struct Settings {
     pub delivery_ttl: Duration,
     /// How long the poller may wait for dbt Cloud before failing the run.
     pub run_deadline: Duration,
+    /// How long the delivery that holds a new run's intake (pending status, poll message)
+    /// has to finish it before another delivery of the same head may take over: only
+    /// after a crash, since a failure gives the claim back at once.
+    pub intake_lease: Duration,
 }
 
 impl Settings {
@@ -54,6 +62,7 @@ impl Settings {
             poll_delay: Duration::from_secs(60),
             delivery_ttl: Duration::from_secs(4 * 24 * 3600),
             run_deadline: Duration::from_secs(4 * 3600),
+            intake_lease: Duration::from_secs(300),
         }
     }
 }
@@ -310,6 +319,12 @@ async fn handle_inner(
             return HandlerError::from(e).response();
         }
     };
+    if secret.expose_secret().trim().is_empty() {
+        // An empty HMAC key is known to everyone, and an empty GitLab token matches an
+        // empty header: nothing could be verified.
+        tracing::error!("webhook secret is empty: every delivery is refused");
+        return WebhookResponse::error(500, "the webhook secret is empty");
+    }
     let verified = match provider {
         Provider::Github => req
             .header("x-hub-signature-256")
@@ -365,18 +380,23 @@ async fn handle_inner(
             "missing delivery id (X-GitHub-Delivery / Idempotency-Key)",
         );
     };
-    let claim = format!("{provider}:{delivery}");
+    let claims = delivery_claims(provider, delivery, &req.body);
     match deps
         .runs
-        .claim_delivery(&claim, deps.settings.delivery_ttl)
+        .claim_deliveries(&claims, deps.settings.delivery_ttl)
         .await
     {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::info!("redelivery ignored");
+        Ok(None) => {}
+        Ok(Some(held)) => {
+            let reason = if held == 0 {
+                "this delivery id was received already"
+            } else {
+                "this body was received already, under another delivery id"
+            };
+            tracing::info!(reason, "redelivery ignored");
             return WebhookResponse::new(
                 200,
-                json!({ "status": "duplicate", "delivery": delivery }),
+                json!({ "status": "duplicate", "delivery": delivery, "reason": reason }),
             );
         }
         Err(e) => return HandlerError::from(e).response(),
@@ -402,12 +422,28 @@ async fn handle_inner(
         Ok(resp) => resp,
         Err(e) => {
             tracing::error!(error = %e, retryable = e.is_retryable(), "delivery failed; claim released");
-            if let Err(re) = deps.runs.release_delivery(&claim).await {
+            if let Err(re) = deps.runs.release_deliveries(&claims).await {
                 tracing::error!(error = %re, "could not release the delivery claim");
             }
             e.response()
         }
     }
+}
+
+/// The claims of one delivery: its id, and the SHA-256 of its body. The body is what the
+/// signature covers, so a captured delivery replayed under a new delivery id (a header
+/// nothing signs) still finds its claim held.
+pub fn delivery_claims(provider: Provider, delivery: &str, body: &[u8]) -> Vec<String> {
+    let digest = hex::encode(Sha256::digest(body));
+    vec![
+        format!("{provider}:{delivery}"),
+        format!("body#{provider}#{digest}"),
+    ]
+}
+
+/// The claim on finishing a recorded run's intake (pending status, poll message).
+pub fn intake_claim(run: &RunId) -> String {
+    format!("intake#{run}")
 }
 
 /// What happened for one configuration.
@@ -521,9 +557,45 @@ async fn start_for_config(
         StartOutcome::AlreadyOpen(existing) if existing.state != RunState::Received => {
             return Ok(Outcome::AlreadyRunning(existing.id));
         }
-        // An earlier attempt recorded the run but failed before queueing it: finish it.
+        // Recorded by another delivery, still `received`: that one is finishing it (e.g.
+        // `opened` and `labeled` arriving together), or it failed before queueing it.
         StartOutcome::AlreadyOpen(existing) => (existing.id, None),
     };
+    // Exactly one delivery finishes a run's intake: the one holding this claim. The others
+    // answer "already running" and post nothing. A holder that fails releases the claim so
+    // the host's retry finishes the run; one that dies leaves it to expire.
+    let intake = intake_claim(&run_id);
+    if !deps
+        .runs
+        .claim_delivery(&intake, deps.settings.intake_lease)
+        .await?
+    {
+        tracing::info!(run_id = %run_id, "another delivery is starting this run");
+        return Ok(Outcome::AlreadyRunning(run_id));
+    }
+    let finished = finish_intake(deps, config, pr, &host, &run_id).await;
+    if let Err(e) = &finished {
+        tracing::warn!(run_id = %run_id, error = %e, "intake failed; its claim is released");
+        if let Err(re) = deps.runs.release_delivery(&intake).await {
+            tracing::error!(error = %re, "could not release the intake claim");
+        }
+    }
+    finished?;
+    tracing::info!(run_id = %run_id, superseded = ?superseded, "run started");
+    Ok(Outcome::Started {
+        run: run_id,
+        superseded,
+    })
+}
+
+/// Pending status, delayed poll message, then `received → waiting_for_dbt`.
+async fn finish_intake(
+    deps: &Deps,
+    config: &CiConfig,
+    pr: &PrEvent,
+    host: &Arc<dyn prdiff_shared::githost::GitHost>,
+    run_id: &RunId,
+) -> Result<(), HandlerError> {
     host.set_status(
         &pr.repository,
         &pr.head_sha,
@@ -546,13 +618,9 @@ async fn start_for_config(
         .send(&message, deps.settings.poll_delay)
         .await?;
     deps.runs
-        .transition(&run_id, RunState::Received, RunState::WaitingForDbt, None)
+        .transition(run_id, RunState::Received, RunState::WaitingForDbt, None)
         .await?;
-    tracing::info!(run_id = %run_id, superseded = ?superseded, "run started");
-    Ok(Outcome::Started {
-        run: run_id,
-        superseded,
-    })
+    Ok(())
 }
 
 fn new_run(

@@ -129,11 +129,27 @@ impl Secrets for LocalSecrets {
     }
 }
 
-/// Writes a file readable by its owner only.
+/// Writes a file readable by its owner only (0600) in a directory only its owner can
+/// enter (0700), whatever the process umask: a directory this creates gets 0700, the
+/// secrets directory itself is narrowed to it if it is wider, and a file that already
+/// existed with a wider mode is narrowed before the value is written.
 fn write_private(path: &std::path::Path, value: &str) -> std::io::Result<()> {
     use std::io::Write;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let mut dirs = std::fs::DirBuilder::new();
+        dirs.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            dirs.mode(0o700);
+            dirs.create(parent)?;
+            let mode = std::fs::metadata(parent)?.permissions().mode() & 0o7777;
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(parent, std::fs::Permissions::from_mode(mode & 0o700))?;
+            }
+        }
+        #[cfg(not(unix))]
+        dirs.create(parent)?;
     }
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -142,7 +158,13 @@ fn write_private(path: &std::path::Path, value: &str) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    opts.open(path)?.write_all(value.as_bytes())
+    let mut file = opts.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(value.as_bytes())
 }
 
 #[cfg(test)]
@@ -161,6 +183,36 @@ mod tests {
         assert_eq!(store.get(&name).await.unwrap().expose_secret(), "dbtc_123");
         let fresh = LocalSecrets::with_env_and_dir(Some(dir.path().to_owned()));
         assert_eq!(fresh.get(&name).await.unwrap().expose_secret(), "dbtc_123");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_secrets_directory_and_its_files_are_private_to_their_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let base = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = base.path().join("prdiff.db.secrets");
+        let store = LocalSecrets::with_env_and_dir(Some(dir.clone()));
+        let name = SecretName::parse("prdiff/acme/git-token").unwrap();
+        store
+            .put(&name, SecretString::from("ghp_1".to_owned()))
+            .await
+            .unwrap();
+        let file = dir.join("prdiff_acme_git-token");
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&file), 0o600);
+        // Made wide by hand: the next write narrows both again.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        store
+            .put(&name, SecretString::from("ghp_2".to_owned()))
+            .await
+            .unwrap();
+        assert_eq!((mode(&dir), mode(&file)), (0o700, 0o600));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "ghp_2");
+        // The directory's parent is not ours to change.
+        assert_eq!(mode(base.path()), 0o755);
     }
 
     #[tokio::test]

@@ -471,6 +471,74 @@ impl RunStore for DynamoStore {
         Ok(())
     }
 
+    async fn claim_deliveries(
+        &self,
+        keys: &[String],
+        ttl: Duration,
+    ) -> Result<Option<usize>, StoreError> {
+        if let [key] = keys {
+            return Ok((!self.claim_delivery(key, ttl).await?).then_some(0));
+        }
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        let now = unix_now();
+        // One transaction, each put conditional as in `claim_delivery`: all or none.
+        let writes = keys
+            .iter()
+            .map(|key| {
+                let item = HashMap::from([
+                    ("pk".to_owned(), s(format!("DELIVERY#{key}"))),
+                    ("sk".to_owned(), s("DELIVERY")),
+                    (
+                        "expires_at".to_owned(),
+                        AttributeValue::N((now + ttl.as_secs()).to_string()),
+                    ),
+                ]);
+                TransactWriteItem::builder()
+                    .put(
+                        self.put(item)
+                            .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+                            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+                            .build()
+                            .expect("put"),
+                    )
+                    .build()
+            })
+            .collect();
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(None),
+            Err(e) => {
+                if let Some(TransactWriteItemsError::TransactionCanceledException(c)) =
+                    e.as_service_error()
+                {
+                    let reasons = c.cancellation_reasons();
+                    if let Some(held) = reasons
+                        .iter()
+                        .position(|r| r.code() == Some("ConditionalCheckFailed"))
+                    {
+                        return Ok(Some(held));
+                    }
+                    if reasons
+                        .iter()
+                        .any(|r| r.code() == Some("TransactionConflict"))
+                    {
+                        return Err(StoreError::Conflict(
+                            "another request was claiming the same delivery".into(),
+                        ));
+                    }
+                }
+                Err(backend(e))
+            }
+        }
+    }
+
     async fn start_run(&self, run: &CiRun) -> Result<StartOutcome, StoreError> {
         for attempt in 0..START_ATTEMPTS {
             if let Some(outcome) = self.try_start_run(run).await? {

@@ -209,6 +209,44 @@ impl RunStore for EmbeddedStore {
         Ok(())
     }
 
+    async fn claim_deliveries(
+        &self,
+        keys: &[String],
+        ttl: Duration,
+    ) -> Result<Option<usize>, StoreError> {
+        let now = unix_now();
+        let mut conn = self.conn();
+        // One transaction: all keys or none (dropping it uncommitted rolls back).
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        for (i, key) in keys.iter().enumerate() {
+            let n = tx
+                .execute(
+                    "INSERT INTO deliveries (key, expires_at) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at
+                     WHERE deliveries.expires_at <= ?3",
+                    params![key, (now + ttl.as_secs()) as i64, now as i64],
+                )
+                .map_err(backend)?;
+            if n != 1 {
+                return Ok(Some(i));
+            }
+        }
+        tx.commit().map_err(backend)?;
+        Ok(None)
+    }
+
+    async fn release_deliveries(&self, keys: &[String]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        for key in keys {
+            tx.execute("DELETE FROM deliveries WHERE key = ?1", [key])
+                .map_err(backend)?;
+        }
+        tx.commit().map_err(backend)
+    }
+
     async fn start_run(&self, run: &CiRun) -> Result<StartOutcome, StoreError> {
         let mut conn = self.conn();
         let tx = conn

@@ -311,6 +311,41 @@ pub trait RunStore: Send + Sync {
     async fn claim_delivery(&self, key: &str, ttl: Duration) -> Result<bool, StoreError>;
     /// Releases a claim after the delivery failed, so the host's retry is processed.
     async fn release_delivery(&self, key: &str) -> Result<(), StoreError>;
+    /// Claims several distinct keys for `ttl`, all or none (a webhook delivery claims its
+    /// id and the hash of its body). `None` when every key was claimed; `Some(i)` when
+    /// `keys[i]` is held, and then nothing stays claimed.
+    ///
+    /// The default claims the keys one after another and gives back what it took when a
+    /// later one is held: a key is never held by two callers, so of two racing copies
+    /// sharing a key at most one gets through. Adapters override it with one atomic write.
+    async fn claim_deliveries(
+        &self,
+        keys: &[String],
+        ttl: Duration,
+    ) -> Result<Option<usize>, StoreError> {
+        for (i, key) in keys.iter().enumerate() {
+            match self.claim_delivery(key, ttl).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.release_deliveries(&keys[..i]).await?;
+                    return Ok(Some(i));
+                }
+                Err(e) => {
+                    // The claim's error is the one to report; a key left claimed expires.
+                    let _ = self.release_deliveries(&keys[..i]).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(None)
+    }
+    /// Releases the claims of [`claim_deliveries`](Self::claim_deliveries).
+    async fn release_deliveries(&self, keys: &[String]) -> Result<(), StoreError> {
+        for key in keys {
+            self.release_delivery(key).await?;
+        }
+        Ok(())
+    }
 
     /// Records `run` as the current run of its PR under its configuration and supersedes
     /// the previous open one, atomically. When the current open run already has the same

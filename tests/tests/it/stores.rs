@@ -148,6 +148,61 @@ async fn run_store_contract(store: Arc<dyn RunStore>, concurrent: bool) {
             .unwrap()
     );
 
+    // Several keys at once (a delivery's id and body hash): all or none.
+    let ttl = Duration::from_secs(60);
+    let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        store
+            .claim_deliveries(&keys(&["github:d3", "body#github#aa"]), ttl)
+            .await
+            .unwrap(),
+        None
+    );
+    // A new id with a body already claimed (a replay): refused, naming the held key, and
+    // the new id is not left claimed.
+    assert_eq!(
+        store
+            .claim_deliveries(&keys(&["github:d4", "body#github#aa"]), ttl)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        store
+            .claim_deliveries(&keys(&["github:d3", "body#github#bb"]), ttl)
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert!(store.claim_delivery("github:d4", ttl).await.unwrap());
+    assert!(store.claim_delivery("body#github#bb", ttl).await.unwrap());
+    store
+        .release_deliveries(&keys(&["github:d3", "body#github#aa"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_deliveries(&keys(&["github:d3", "body#github#aa"]), ttl)
+            .await
+            .unwrap(),
+        None
+    );
+    // Expired claims are free again, as for one key.
+    assert_eq!(
+        store
+            .claim_deliveries(&keys(&["github:d5", "body#github#cc"]), Duration::ZERO)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .claim_deliveries(&keys(&["github:d6", "body#github#cc"]), ttl)
+            .await
+            .unwrap(),
+        None
+    );
+
     // Start, same-head no-op, supersede.
     let first = run(1, A);
     assert_eq!(

@@ -792,3 +792,193 @@ fn sign_with(secret: &str, body: &[u8]) -> String {
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
+
+// ---- Replays, racing deliveries, an empty secret (payloads written here, not fixtures) ----
+
+/// A GitHub `pull_request` delivery body for PR 2 of Codertocat/Hello-World at `HEAD`;
+/// `sender` makes otherwise identical events' bodies differ, as real ones do.
+fn gh_pr_body(action: &str, base_ref: &str, sender: u64) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "action": action,
+        "number": 2,
+        "repository": { "full_name": "Codertocat/Hello-World", "default_branch": "master" },
+        "pull_request": {
+            "head": { "sha": HEAD, "ref": "changes" },
+            "base": { "sha": BASE, "ref": base_ref },
+            "draft": false,
+            "labels": [],
+        },
+        "sender": { "id": sender },
+    }))
+    .unwrap()
+}
+
+fn gl_mr_body() -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "object_kind": "merge_request",
+        "project": { "path_with_namespace": "gitlabhq/gitlab-test", "default_branch": "master" },
+        "object_attributes": {
+            "iid": 1,
+            "action": "open",
+            "last_commit": { "id": HEAD },
+            "source_branch": "ms-viewport",
+            "target_branch": "master",
+        },
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_github_delivery_replayed_under_a_new_delivery_id_starts_nothing() {
+    let h = Harness::new(&[hello("")]).await;
+    let body = gh_pr_body("opened", "master", 1);
+    let (status, first) = h.send(&github("pull_request", "orig", body.clone())).await;
+    assert_eq!(status, 202, "{first}");
+    // The captured bytes again, under a delivery id never seen: the signature is valid.
+    let (status, replay) = h.send(&github("pull_request", "forged", body)).await;
+    assert_eq!(
+        (status, replay["status"].as_str()),
+        (200, Some("duplicate"))
+    );
+    assert!(
+        replay["reason"]
+            .as_str()
+            .unwrap()
+            .contains("another delivery id"),
+        "{replay}"
+    );
+    assert_eq!(h.poll.len(), 1);
+    assert_eq!(h.host.statuses().len(), 1);
+    // A different event for the same head is still read (and finds the run).
+    let (status, other) = h
+        .send(&github(
+            "pull_request",
+            "other",
+            gh_pr_body("reopened", "master", 2),
+        ))
+        .await;
+    assert_eq!(status, 202, "{other}");
+    assert_eq!(other["runs"][0]["already_running"], true);
+    assert_eq!(other["runs"][0]["run_id"], first["runs"][0]["run_id"]);
+    assert_eq!((h.poll.len(), h.host.statuses().len()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_gitlab_delivery_replayed_under_a_new_idempotency_key_or_event_uuid_starts_nothing() {
+    let h = Harness::new(&[gitlab_config("")]).await;
+    let (status, resp) = h
+        .send(&gitlab("Merge Request Hook", "key-1", SECRET, gl_mr_body()))
+        .await;
+    assert_eq!(status, 202, "{resp}");
+    let (status, resp) = h
+        .send(&gitlab("Merge Request Hook", "key-2", SECRET, gl_mr_body()))
+        .await;
+    assert_eq!((status, resp["status"].as_str()), (200, Some("duplicate")));
+    let mut by_uuid = gitlab("Merge Request Hook", "-", SECRET, gl_mr_body());
+    by_uuid.headers.remove("idempotency-key");
+    by_uuid
+        .headers
+        .insert("x-gitlab-event-uuid".into(), "uuid-3".into());
+    let (status, resp) = h.send(&by_uuid).await;
+    assert_eq!((status, resp["status"].as_str()), (200, Some("duplicate")));
+    assert_eq!((h.poll.len(), h.host.statuses().len()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_failed_delivery_gives_back_its_id_and_body_claims_so_the_retry_goes_through() {
+    let h = Harness::new(&[hello("")]).await;
+    // No head known for `develop` yet: the merge base cannot be found.
+    let req = github(
+        "pull_request",
+        "retry-1",
+        gh_pr_body("opened", "develop", 1),
+    );
+    let (status, resp) = h.send(&req).await;
+    assert!(status >= 500, "{status} {resp}");
+    h.host.set_branch_head(
+        &RepoName::parse("Codertocat/Hello-World").unwrap(),
+        "develop",
+        sha(BASE),
+    );
+    let (status, resp) = h.send(&req).await;
+    assert_eq!(status, 202, "{resp}");
+    assert_eq!((h.poll.len(), h.host.statuses().len()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_run_another_delivery_is_still_starting_is_left_to_it_until_that_one_fails() {
+    use prdiff_shared::store::{CiRun, RunId};
+    let h = Harness::new(&[hello("")]).await;
+    let config = ConfigId::parse("hello").unwrap();
+    // Another delivery recorded the run and holds its intake (posting the status, say).
+    let run = CiRun {
+        id: RunId::new(),
+        config_id: config.clone(),
+        pr: gh_pr_key(),
+        head_sha: sha(HEAD),
+        base_sha: sha(BASE),
+        base_branch: "master".into(),
+        state: RunState::Received,
+        reason: None,
+        created_at: 0,
+        updated_at: 0,
+    };
+    h.store.start_run(&run).await.unwrap();
+    let intake = prdiff_webhook::intake_claim(&run.id);
+    assert!(
+        h.store
+            .claim_delivery(&intake, Duration::from_secs(300))
+            .await
+            .unwrap()
+    );
+    let (status, resp) = h
+        .send(&github(
+            "pull_request",
+            "late-1",
+            gh_pr_body("opened", "master", 1),
+        ))
+        .await;
+    assert_eq!(status, 202, "{resp}");
+    assert_eq!(resp["runs"][0]["already_running"], true, "{resp}");
+    assert_eq!(resp["runs"][0]["run_id"], run.id.as_str());
+    assert!(h.host.statuses().is_empty() && h.poll.is_empty());
+    // That delivery failed and gave its claim back: the next one finishes the run.
+    h.store.release_delivery(&intake).await.unwrap();
+    let (status, resp) = h
+        .send(&github(
+            "pull_request",
+            "late-2",
+            gh_pr_body("reopened", "master", 2),
+        ))
+        .await;
+    assert_eq!(status, 202, "{resp}");
+    assert_eq!(resp["runs"][0]["run_id"], run.id.as_str());
+    assert_ne!(resp["runs"][0]["already_running"], true, "{resp}");
+    assert_eq!((h.poll.len(), h.host.statuses().len()), (1, 1));
+    let current = h.store.current_run(&config, &gh_pr_key()).await.unwrap();
+    assert_eq!(current.unwrap().state, RunState::WaitingForDbt);
+}
+
+#[tokio::test]
+async fn an_empty_webhook_secret_refuses_every_delivery() {
+    for value in ["", " \n"] {
+        let h = Harness::new(&[hello(""), gitlab_config("")]).await;
+        let secrets = Arc::new(LocalSecrets::in_memory());
+        secrets.insert(&h.deps.settings.webhook_secret, value);
+        let mut deps = h.deps.clone();
+        deps.secrets = secrets;
+        let body = gh_pr_body("opened", "master", 1);
+        // Signed with the empty key, as anyone could.
+        let mut gh = github("pull_request", "e-1", body.clone());
+        gh.headers
+            .insert("x-hub-signature-256".into(), sign_with(value, &body));
+        // GitLab's token is the secret itself: an empty header would match.
+        let gl = gitlab("Merge Request Hook", "e-2", value, gl_mr_body());
+        for req in [gh, gl] {
+            let resp = handle(&req, &deps).await;
+            assert_eq!(resp.status, 500, "{}", resp.body);
+            assert_eq!(resp.body["error"], "the webhook secret is empty");
+        }
+        h.assert_nothing_happened().await;
+    }
+}
