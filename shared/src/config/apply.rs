@@ -508,8 +508,8 @@ pub async fn check_warehouse(source: &DataSource, secrets: &dyn Secrets) -> Vec<
             "warehouse privileges",
             true,
             format!(
-                "not checked for {kind}: give the role read access only \
-                 (docs/warehouse-privileges.md)"
+                "not checked for {kind}: docs/warehouse-privileges.md says how to \
+                 make its access read-only"
             ),
         ));
         return lines;

@@ -364,17 +364,30 @@ async fn stored_config(
     db: &str,
 ) -> (EmbeddedStore, LocalSecrets, MemoryDbtCloud) {
     let pg = url::Url::parse(&prdiff_tests::pg_url()).unwrap();
-    std::fs::write(dir.join("dbt.key"), "dbtc_key\n").unwrap();
-    std::fs::write(dir.join("gh.token"), "ghp_token\n").unwrap();
     // The cluster trusts local connections: the password is read and sent, not needed.
     std::fs::write(dir.join("wh.password"), "unused-password\n").unwrap();
+    let source = format!(
+        r#"kind = "postgres"
+connection = {{ host = "{host}", port = "{port}", database = "{db}", user = "{user}" }}
+secret = {{ file = "wh.password" }}"#,
+        host = pg.host_str().unwrap(),
+        port = pg.port().unwrap(),
+    );
+    stored_config_with(dir, &source).await
+}
+
+/// As [`stored_config`], with the data source's `kind`, `connection` and `secret` lines.
+async fn stored_config_with(
+    dir: &std::path::Path,
+    source: &str,
+) -> (EmbeddedStore, LocalSecrets, MemoryDbtCloud) {
+    std::fs::write(dir.join("dbt.key"), "dbtc_key\n").unwrap();
+    std::fs::write(dir.join("gh.token"), "ghp_token\n").unwrap();
     let text = format!(
         r#"
 [[data_source]]
 id = "warehouse"
-kind = "postgres"
-connection = {{ host = "{host}", port = "{port}", database = "{db}", user = "{user}" }}
-secret = {{ file = "wh.password" }}
+{source}
 
 [[ci_config]]
 name = "analytics"
@@ -382,9 +395,7 @@ data_source = "warehouse"
 repository = {{ provider = "github", full_name = "acme/analytics" }}
 git_auth = {{ kind = "token", token = {{ file = "gh.token" }} }}
 dbt_cloud = {{ access_url = "https://cloud.getdbt.com", account_id = 1, api_key = {{ file = "dbt.key" }}, artifacts_job_id = 10, pr_job_id = 11 }}
-"#,
-        host = pg.host_str().unwrap(),
-        port = pg.port().unwrap(),
+"#
     );
     let store = EmbeddedStore::open(&dir.join("prdiff.db")).unwrap();
     let secrets = LocalSecrets::with_env_and_dir(Some(dir.join("secrets")));
@@ -496,4 +507,54 @@ async fn config_check_connects_with_the_stored_secret_and_warns_without_failing(
         );
     })
     .await;
+}
+
+#[tokio::test]
+async fn config_check_on_sqlite_opens_an_existing_file_says_privileges_are_unchecked_and_creates_none()
+ {
+    let id = ConfigId::parse("analytics").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("warehouse.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+        .unwrap();
+    let source = format!(
+        "kind = \"sqlite\"\nconnection = {{ path = \"{}\" }}",
+        db.display()
+    );
+    let (store, secrets, dbt) = stored_config_with(dir.path(), &source).await;
+    let lines = apply::check(&id, &store, &secrets, &dbt, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(lines.iter().all(|l| l.ok && !l.warning), "{}", show(&lines));
+    let last = lines.last().unwrap();
+    assert_eq!(last.what, "warehouse privileges");
+    assert!(
+        last.detail.starts_with("not checked for sqlite"),
+        "{}",
+        last.detail
+    );
+
+    // A missing file fails the check and is not created by it.
+    let missing = dir.path().join("missing.db");
+    let dir2 = tempfile::tempdir().unwrap();
+    let source = format!(
+        "kind = \"sqlite\"\nconnection = {{ path = \"{}\" }}",
+        missing.display()
+    );
+    let (store, secrets, dbt) = stored_config_with(dir2.path(), &source).await;
+    let lines = apply::check(&id, &store, &secrets, &dbt, true)
+        .await
+        .unwrap()
+        .unwrap();
+    let failed: Vec<_> = lines.iter().filter(|l| !l.ok).collect();
+    assert_eq!(failed.len(), 1, "{}", show(&lines));
+    assert!(
+        failed[0].detail.ends_with("does not exist"),
+        "{}",
+        failed[0].detail
+    );
+    assert!(!missing.exists());
 }
