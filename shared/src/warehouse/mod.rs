@@ -15,11 +15,15 @@ use crate::sql::Dialect;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod privileges;
 mod secret;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod url;
 
+pub use privileges::{
+    PrivilegeScope, PrivilegeWarning, privilege_warnings, privilege_warnings_as, privileges_checked,
+};
 pub use secret::Password;
 
 pub use url::{WarehouseUrl, WarehouseUrlError};

@@ -172,10 +172,16 @@ async fn apply_stores_configs_and_data_sources_and_moves_secret_values_to_the_se
     assert!(e.dir.path().join("secrets").exists());
 
     // check: data source, secrets and dbt Cloud all fine.
-    let lines = apply::check(&stored.name, &e.store, &e.secrets, &HttpDbtCloud::default())
-        .await
-        .unwrap()
-        .unwrap();
+    let lines = apply::check(
+        &stored.name,
+        &e.store,
+        &e.secrets,
+        &HttpDbtCloud::default(),
+        false,
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert!(lines.iter().all(|l| l.ok), "{lines:?}");
     assert_eq!(lines.len(), 4);
 }
@@ -271,7 +277,7 @@ async fn check_reports_a_missing_secret() {
     )
     .unwrap();
     let fresh = LocalSecrets::with_env_and_dir(Some(e.dir.path().join("secrets")));
-    let lines = apply::check(&id, &e.store, &fresh, &HttpDbtCloud::default())
+    let lines = apply::check(&id, &e.store, &fresh, &HttpDbtCloud::default(), false)
         .await
         .unwrap()
         .unwrap();
@@ -283,7 +289,8 @@ async fn check_reports_a_missing_secret() {
             &ConfigId::parse("nope").unwrap(),
             &e.store,
             &fresh,
-            &HttpDbtCloud::default()
+            &HttpDbtCloud::default(),
+            false
         )
         .await
         .unwrap()
@@ -323,10 +330,16 @@ async fn apply_against_the_aws_adapters_writes_dynamodb_and_secrets_manager() {
         .await
         .unwrap();
     assert_eq!(key.expose_secret(), "dbtc_good");
-    let lines = apply::check(&id, store.as_ref(), &secrets, &HttpDbtCloud::default())
-        .await
-        .unwrap()
-        .unwrap();
+    let lines = apply::check(
+        &id,
+        store.as_ref(),
+        &secrets,
+        &HttpDbtCloud::default(),
+        false,
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert!(lines.iter().all(|l| l.ok), "{lines:?}");
 
     // A failing apply leaves both stores as they were.

@@ -6,6 +6,7 @@ mod e2e;
 mod engine;
 mod githost;
 mod plan;
+mod privileges;
 mod security;
 mod stores;
 mod sync;
