@@ -37,9 +37,11 @@ if [ "$(cat .venv/.req-hash 2>/dev/null)" != "$REQ_HASH" ]; then
   echo "$REQ_HASH" > .venv/.req-hash
 fi
 
-log "PostgreSQL (temporary cluster)"
-pg_start "$WORK"
-export PRDIFF_TEST_PG_URL="$PG_URL"
+log "PostgreSQL (temporary cluster, plain TCP and TLS with a CA made here)"
+PG_TLS=1 pg_start "$WORK"
+export PRDIFF_TEST_PG_URL="$PG_URL?sslmode=disable"
+export PRDIFF_TEST_PG_TLS_URL="postgres://prdiff_tls@localhost:$PG_PORT/postgres?sslmode=verify-full&sslrootcert=$PG_TLS_DIR/ca.crt"
+export PRDIFF_TEST_PG_TLS_DIR="$PG_TLS_DIR"
 
 log "moto (AWS stand-in)"
 MOTO_PORT="$(free_port)"

@@ -111,8 +111,10 @@ pub fn warehouse_url(
     let get = |k: &str| source.connection.get(k).map(String::as_str);
     match source.kind {
         DataSourceKind::Postgres | DataSourceKind::Redshift => {
+            let redshift = source.kind == DataSourceKind::Redshift;
             let host = get("host").ok_or_else(|| err("connection has no `host`".into()))?;
             let port = match get("port") {
+                None if redshift => 5439,
                 None => 5432,
                 Some(p) => p
                     .parse()
@@ -130,6 +132,19 @@ pub fn warehouse_url(
                     .ok_or_else(|| err("connection has no `database`".into()))?
                     .to_owned(),
                 options: get("options").map(str::to_owned),
+                tls: crate::warehouse::Tls {
+                    mode: match get("sslmode") {
+                        None if redshift => crate::warehouse::SslMode::VerifyFull,
+                        None => crate::warehouse::SslMode::Prefer,
+                        Some(m) => crate::warehouse::SslMode::parse(m).ok_or_else(|| {
+                            err(format!(
+                                "sslmode {m:?} is not one of disable, prefer, require, verify-ca, verify-full"
+                            ))
+                        })?,
+                    },
+                    root_cert: get("sslrootcert").map(std::path::PathBuf::from),
+                },
+                redshift,
             })
         }
         DataSourceKind::Sqlite => {

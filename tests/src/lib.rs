@@ -11,6 +11,13 @@ pub fn pg_url() -> String {
         .expect("PRDIFF_TEST_PG_URL is not set: run the tests through scripts/test.sh")
 }
 
+/// The test cluster over TLS (`PRDIFF_TEST_PG_TLS_URL`): a role admitted only over TLS,
+/// `sslmode=verify-full` against the CA `scripts/test.sh` made.
+pub fn pg_tls_url() -> String {
+    std::env::var("PRDIFF_TEST_PG_TLS_URL")
+        .expect("PRDIFF_TEST_PG_TLS_URL is not set: run the tests through scripts/test.sh")
+}
+
 /// The endpoint of moto's server (`PRDIFF_TEST_AWS_ENDPOINT`).
 pub fn aws_endpoint() -> String {
     std::env::var("PRDIFF_TEST_AWS_ENDPOINT")

@@ -19,6 +19,8 @@ mod privileges;
 mod secret;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "postgres")]
+mod tls;
 mod url;
 
 pub use privileges::{
@@ -26,7 +28,7 @@ pub use privileges::{
 };
 pub use secret::Password;
 
-pub use url::{WarehouseUrl, WarehouseUrlError};
+pub use url::{SslMode, Tls, WarehouseUrl, WarehouseUrlError};
 
 /// The longest error text a driver passes on (in characters): errors reach logs, stored
 /// results and PR comments.
@@ -54,6 +56,9 @@ pub enum WarehouseError {
         target: String,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+        /// Whether trying again could succeed (unreachable or busy: yes; refused
+        /// credentials, an unknown database, a failed TLS handshake: no).
+        retryable: bool,
     },
     /// The warehouse refused the SQL as written (syntax, unknown column in a filter, no
     /// permission): an input problem, not worth retrying.
@@ -72,7 +77,10 @@ impl WarehouseError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            WarehouseError::Connect { .. } | WarehouseError::Other { .. }
+            WarehouseError::Connect {
+                retryable: true,
+                ..
+            } | WarehouseError::Other { .. }
         )
     }
 }

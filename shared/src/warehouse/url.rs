@@ -5,10 +5,61 @@ use std::path::PathBuf;
 
 use super::secret::Password;
 
+/// How a PostgreSQL connection uses TLS: libpq's `sslmode` values, with libpq's meaning
+/// (<https://www.postgresql.org/docs/current/libpq-ssl.html#LIBPQ-SSL-PROTECTION>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain TCP only.
+    Disable,
+    /// TLS when the server offers it, else plain; the certificate is not checked (unless
+    /// `sslrootcert` is given: then as `verify-ca`).
+    Prefer,
+    /// TLS only; the certificate is not checked (unless `sslrootcert` is given: then as
+    /// `verify-ca`).
+    Require,
+    /// TLS only; the certificate must chain to a trusted root.
+    VerifyCa,
+    /// TLS only; the certificate must chain to a trusted root and name the host.
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "disable" => SslMode::Disable,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// TLS settings of a PostgreSQL or Redshift connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    pub mode: SslMode,
+    /// PEM file of the certificate authorities to trust (`sslrootcert`); without it, the
+    /// system's roots.
+    pub root_cert: Option<PathBuf>,
+}
+
 /// A parsed warehouse URL. `Display` never shows the password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WarehouseUrl {
-    /// `postgres://user[:password]@host[:port]/db[?options=…]`
+    /// `postgres://user[:password]@host[:port]/db[?options=…&sslmode=…&sslrootcert=…]`, or
+    /// `redshift://…` (Redshift's dialect, port 5439 and `sslmode=verify-full` by default).
     Postgres {
         user: String,
         password: Option<Password>,
@@ -17,6 +68,9 @@ pub enum WarehouseUrl {
         database: String,
         /// Server options (`-c work_mem=256MB`), from the `options` query parameter.
         options: Option<String>,
+        tls: Tls,
+        /// Amazon Redshift (its SQL dialect, no PostgreSQL-only settings).
+        redshift: bool,
     },
     /// `sqlite:PATH[?attach=NAME=PATH&…]`: each attached database is a schema.
     Sqlite {
@@ -27,7 +81,9 @@ pub enum WarehouseUrl {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WarehouseUrlError {
-    #[error("warehouse URL `{0}` has an unsupported scheme (expected postgres://… or sqlite:PATH)")]
+    #[error(
+        "warehouse URL `{0}` has an unsupported scheme (expected postgres://…, redshift://… or sqlite:PATH)"
+    )]
     Scheme(String),
     #[error("warehouse URL `{url}` is malformed: {reason}")]
     Malformed { url: String, reason: String },
@@ -81,7 +137,8 @@ impl WarehouseUrl {
             }
         })?;
         match parsed.scheme() {
-            "postgres" | "postgresql" => {
+            scheme @ ("postgres" | "postgresql" | "redshift") => {
+                let redshift = scheme == "redshift";
                 let shown = redact(input);
                 let host = parsed
                     .host_str()
@@ -103,10 +160,30 @@ impl WarehouseUrl {
                     .map(|p| Password::new(decode(p)))
                     .or(pg_password.map(Password::new));
                 let mut options = None;
+                let mut tls = Tls {
+                    mode: if redshift {
+                        SslMode::VerifyFull
+                    } else {
+                        SslMode::Prefer
+                    },
+                    root_cert: None,
+                };
                 for (k, v) in parsed.query_pairs() {
                     match &*k {
                         "options" => options = Some(v.into_owned()),
-                        "sslmode" if v == "disable" || v == "prefer" => {}
+                        "sslmode" => {
+                            tls.mode = SslMode::parse(&v).ok_or_else(|| {
+                                malformed(
+                                    &shown,
+                                    &format!(
+                                        "sslmode `{v}` is not one of disable, prefer, require, verify-ca, verify-full"
+                                    ),
+                                )
+                            })?;
+                        }
+                        "sslrootcert" if !v.is_empty() => {
+                            tls.root_cert = Some(PathBuf::from(v.into_owned()));
+                        }
                         other => {
                             return Err(malformed(
                                 &shown,
@@ -122,18 +199,21 @@ impl WarehouseUrl {
                         .trim_start_matches('[')
                         .trim_end_matches(']')
                         .to_owned(),
-                    port: parsed.port().unwrap_or(5432),
+                    port: parsed.port().unwrap_or(if redshift { 5439 } else { 5432 }),
                     database,
                     options,
+                    tls,
+                    redshift,
                 })
             }
             _ => Err(WarehouseUrlError::Scheme(redact(input))),
         }
     }
 
-    /// `postgres` or `sqlite`.
+    /// `postgres`, `redshift` or `sqlite`.
     pub fn kind(&self) -> &'static str {
         match self {
+            WarehouseUrl::Postgres { redshift: true, .. } => "redshift",
             WarehouseUrl::Postgres { .. } => "postgres",
             WarehouseUrl::Sqlite { .. } => "sqlite",
         }
@@ -174,9 +254,16 @@ impl fmt::Display for WarehouseUrl {
                 host,
                 port,
                 database,
+                tls,
+                redshift,
                 ..
             } => {
-                write!(f, "postgres://{user}@{host}:{port}/{database}")
+                let scheme = if *redshift { "redshift" } else { "postgres" };
+                write!(
+                    f,
+                    "{scheme}://{user}@{host}:{port}/{database}?sslmode={}",
+                    tls.mode.as_str()
+                )
             }
             WarehouseUrl::Sqlite { path, .. } => write!(f, "sqlite:{}", path.display()),
         }
@@ -211,6 +298,33 @@ mod tests {
         }
         assert!(!u.to_string().contains("s3cr"));
         assert!(!format!("{u:?}").contains("s3cr"));
+    }
+
+    #[test]
+    fn sslmode_and_sslrootcert_take_libpq_values() {
+        let tls = |u: &str| match WarehouseUrl::parse(u, None).unwrap() {
+            WarehouseUrl::Postgres { tls, port, .. } => (tls, port),
+            _ => panic!("not postgres"),
+        };
+        assert_eq!(tls("postgres://u@h/db").0.mode, SslMode::Prefer);
+        for mode in ["disable", "prefer", "require", "verify-ca", "verify-full"] {
+            let (t, _) = tls(&format!("postgres://u@h/db?sslmode={mode}"));
+            assert_eq!(t.mode.as_str(), mode);
+        }
+        let (t, _) = tls("postgres://u@h/db?sslmode=verify-full&sslrootcert=/etc/ca.pem");
+        assert_eq!(
+            t.root_cert.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        let e = WarehouseUrl::parse("postgres://u:pw@h/db?sslmode=allow-ish", None).unwrap_err();
+        assert!(e.to_string().contains("sslmode `allow-ish`"), "{e}");
+        assert!(!e.to_string().contains("pw@"));
+        // Redshift: TLS verified by default, its own port, its own kind.
+        let (t, port) = tls("redshift://u@cluster.abc.us-east-1.redshift.amazonaws.com/dev");
+        assert_eq!((t.mode, port), (SslMode::VerifyFull, 5439));
+        let u = WarehouseUrl::parse("redshift://u@h/dev", None).unwrap();
+        assert_eq!(u.kind(), "redshift");
+        assert_eq!(u.to_string(), "redshift://u@h:5439/dev?sslmode=verify-full");
     }
 
     #[test]

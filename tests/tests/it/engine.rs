@@ -1,5 +1,5 @@
-//! The diff engine on real warehouses: every case runs on PostgreSQL (the test cluster)
-//! and on SQLite (a temporary file), and both must produce the figures the test derived
+//! The diff engine on real warehouses: every case runs on PostgreSQL (the test cluster,
+//! over plain TCP and over TLS) and on SQLite (a temporary file), and both must produce the figures the test derived
 //! on its own from the data it loaded.
 
 use std::collections::{BTreeMap, HashMap};
@@ -72,6 +72,11 @@ pub async fn load_named(
     let pg = warehouse::connect(&url, &ConnectOptions::default())
         .await
         .expect("connect to PostgreSQL");
+    // The same cluster over TLS (verify-full against the CA the test script made).
+    let url = WarehouseUrl::parse(&prdiff_tests::pg_tls_url(), None).unwrap();
+    let pg_tls = warehouse::connect(&url, &ConnectOptions::default())
+        .await
+        .expect("connect to PostgreSQL over TLS");
 
     let dir = tempfile::tempdir().unwrap();
     let (p, q) = (dir.path().join("prod.db"), dir.path().join("pr.db"));
@@ -88,6 +93,13 @@ pub async fn load_named(
         Loaded {
             kind: "postgres",
             wh: pg,
+            prod_schema: prod_schema.into(),
+            pr_schema: pr_schema.into(),
+            _dir: None,
+        },
+        Loaded {
+            kind: "postgres-tls",
+            wh: pg_tls,
             prod_schema: prod_schema.into(),
             pr_schema: pr_schema.into(),
             _dir: None,

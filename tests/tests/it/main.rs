@@ -11,4 +11,5 @@ mod security;
 mod stores;
 mod sync;
 mod template;
+mod tls;
 mod webhook;
