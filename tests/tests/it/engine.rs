@@ -1,5 +1,6 @@
 //! The diff engine on real warehouses: every case runs on PostgreSQL (the test cluster,
-//! over plain TCP and over TLS) and on SQLite (a temporary file), and both must produce the figures the test derived
+//! over plain TCP, over TLS, and through the Redshift driver and dialect) and on SQLite
+//! (a temporary file), and both must produce the figures the test derived
 //! on its own from the data it loaded.
 
 use std::collections::{BTreeMap, HashMap};
@@ -77,6 +78,11 @@ pub async fn load_named(
     let pg_tls = warehouse::connect(&url, &ConnectOptions::default())
         .await
         .expect("connect to PostgreSQL over TLS");
+    // And through the Redshift driver and dialect.
+    let url = WarehouseUrl::parse(&prdiff_tests::redshift_on_postgres_url().await, None).unwrap();
+    let redshift = warehouse::connect(&url, &ConnectOptions::default())
+        .await
+        .expect("connect to PostgreSQL as Redshift");
 
     let dir = tempfile::tempdir().unwrap();
     let (p, q) = (dir.path().join("prod.db"), dir.path().join("pr.db"));
@@ -100,6 +106,13 @@ pub async fn load_named(
         Loaded {
             kind: "postgres-tls",
             wh: pg_tls,
+            prod_schema: prod_schema.into(),
+            pr_schema: pr_schema.into(),
+            _dir: None,
+        },
+        Loaded {
+            kind: "redshift-dialect-on-postgres",
+            wh: redshift,
             prod_schema: prod_schema.into(),
             pr_schema: pr_schema.into(),
             _dir: None,
