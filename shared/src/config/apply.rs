@@ -178,6 +178,16 @@ pub async fn apply(
     let mut sources: Vec<DataSource> = Vec::new();
     for ds in file.data_sources {
         let id = ds.id.clone();
+        if !crate::warehouse::has_driver(ds.kind.as_str()) {
+            problems.push(FieldError {
+                field: format!("data_source \"{id}\".kind"),
+                problem: format!(
+                    "this build of prdiff has no driver for {} (builds with one: {}); a run would fail every model",
+                    ds.kind.as_str(),
+                    crate::warehouse::DRIVERS.join(", ")
+                ),
+            });
+        }
         let stored = ds
             .map_secrets(|_, s| {
                 let r = resolve(

@@ -123,6 +123,21 @@ impl Default for ConnectOptions {
     }
 }
 
+/// The data source kinds this build can diff (its cargo features).
+pub const DRIVERS: &[&str] = &[
+    #[cfg(feature = "postgres")]
+    "postgres",
+    #[cfg(feature = "postgres")]
+    "redshift",
+    #[cfg(feature = "sqlite")]
+    "sqlite",
+];
+
+/// Whether this build has a driver for data sources of `kind` (`postgres`, `snowflake`, …).
+pub fn has_driver(kind: &str) -> bool {
+    DRIVERS.contains(&kind)
+}
+
 /// Opens a warehouse from a URL (`postgres://…`, `sqlite:PATH`).
 pub async fn connect(
     url: &WarehouseUrl,

@@ -248,6 +248,29 @@ async fn invalid_values_are_refused_before_dbt_cloud_is_asked() {
 }
 
 #[tokio::test]
+async fn a_kind_this_build_cannot_diff_is_refused_naming_the_field() {
+    let dbt = dbt_cloud().await;
+    let e = embedded();
+    for kind in ["bigquery", "databricks", "duckdb"] {
+        assert!(!prdiff_shared::warehouse::has_driver(kind));
+        let text = write_file(
+            e.dir.path(),
+            &dbt,
+            &[("kind = \"postgres\"", &format!("kind = \"{kind}\""))],
+        );
+        let err = e.apply(&text).await.unwrap_err();
+        assert!(err.is_usage(), "{kind}: {err}");
+        let p = problems(err);
+        assert_eq!(p[0].0, "data_source \"warehouse\".kind", "{kind}: {p:?}");
+        assert!(p[0].1.contains(&format!("no driver for {kind}")), "{p:?}");
+        e.assert_empty().await;
+    }
+    for kind in ["postgres", "redshift", "sqlite"] {
+        assert!(prdiff_shared::warehouse::has_driver(kind), "{kind}");
+    }
+}
+
+#[tokio::test]
 async fn an_unreadable_secret_file_is_refused_naming_the_field() {
     let dbt = dbt_cloud().await;
     let e = embedded();
