@@ -52,6 +52,10 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 export PRDIFF_TEST_AWS_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
+# Redshift IAM authentication loads its AWS settings the standard way: point the Redshift
+# API at moto, with dummy credentials (moto accepts any).
+export AWS_ENDPOINT_URL_REDSHIFT="$PRDIFF_TEST_AWS_ENDPOINT"
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-testing}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-testing}"
 
 log "cfn-lint infra/template.yaml"
 .venv/bin/cfn-lint infra/template.yaml

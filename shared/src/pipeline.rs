@@ -145,6 +145,19 @@ pub fn warehouse_url(
                     root_cert: get("sslrootcert").map(std::path::PathBuf::from),
                 },
                 redshift,
+                iam: match get("iam") {
+                    Some(mode) if redshift => Some(
+                        crate::warehouse::RedshiftIam::from_settings(
+                            mode,
+                            get("cluster_id").or_else(|| get("workgroup")),
+                            get("region"),
+                            host,
+                        )
+                        .map_err(err)?,
+                    ),
+                    Some(_) => return Err(err("`iam` is for redshift data sources only".into())),
+                    None => None,
+                },
             })
         }
         DataSourceKind::Sqlite => {

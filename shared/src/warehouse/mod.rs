@@ -19,6 +19,8 @@ mod privileges;
 mod secret;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "redshift-iam")]
+mod redshift_iam;
 #[cfg(feature = "postgres")]
 mod tls;
 mod url;
@@ -28,7 +30,7 @@ pub use privileges::{
 };
 pub use secret::Password;
 
-pub use url::{SslMode, Tls, WarehouseUrl, WarehouseUrlError};
+pub use url::{RedshiftIam, SslMode, Tls, WarehouseUrl, WarehouseUrlError};
 
 /// The longest error text a driver passes on (in characters): errors reach logs, stored
 /// results and PR comments.

@@ -17,7 +17,11 @@ use crate::sql::{Dialect, Postgres, Redshift};
 const MAX_CONNECTIONS: usize = 3;
 
 pub struct PostgresWarehouse {
-    config: tokio_postgres::Config,
+    /// The connection settings; with Redshift IAM, the user and password are temporary
+    /// and renewed before they expire ([`PostgresWarehouse::config`]).
+    config: std::sync::Mutex<tokio_postgres::Config>,
+    /// Redshift IAM: how to renew the credentials, and when.
+    iam: Option<Iam>,
     tls: MakeRustlsConnect,
     dialect: &'static dyn Dialect,
     target: String,
@@ -42,6 +46,7 @@ impl PostgresWarehouse {
             options: server_options,
             tls,
             redshift,
+            iam,
         } = url
         else {
             return Err(WarehouseError::NoDriver("this URL"));
@@ -67,8 +72,13 @@ impl PostgresWarehouse {
                 retryable: false,
             })?;
         config.ssl_mode(ssl_mode);
+        let iam = match iam {
+            None => None,
+            Some(how) => Some(Iam::new(how, user, database, &url.to_string())?),
+        };
         let wh = PostgresWarehouse {
-            config,
+            config: std::sync::Mutex::new(config),
+            iam,
             tls: connector,
             dialect: if *redshift { &Redshift } else { &Postgres },
             target: url.to_string(),
@@ -83,9 +93,21 @@ impl PostgresWarehouse {
         Ok(wh)
     }
 
+    /// The settings for a new connection, with fresh IAM credentials when they are due.
+    async fn config(&self) -> Result<tokio_postgres::Config, WarehouseError> {
+        if let Some(iam) = &self.iam
+            && let Some((user, password)) = iam.due().await?
+        {
+            let mut config = self.config.lock().expect("config lock");
+            config.user(&user).password(password);
+        }
+        Ok(self.config.lock().expect("config lock").clone())
+    }
+
     async fn new_client(&self) -> Result<Client, WarehouseError> {
         let (client, connection) = self
-            .config
+            .config()
+            .await?
             .connect(self.tls.clone())
             .await
             .map_err(|e| connect_error(&self.target, e))?;
@@ -199,6 +221,61 @@ impl PostgresWarehouse {
         let rows = tx.query(sql, &[]).await?;
         tx.rollback().await?;
         Ok(rows)
+    }
+}
+
+/// Redshift IAM authentication: the settings and the current credentials' renewal time.
+struct Iam {
+    #[cfg_attr(not(feature = "redshift-iam"), allow(dead_code))]
+    how: super::RedshiftIam,
+    #[cfg_attr(not(feature = "redshift-iam"), allow(dead_code))]
+    user: String,
+    #[cfg_attr(not(feature = "redshift-iam"), allow(dead_code))]
+    database: String,
+    #[cfg_attr(not(feature = "redshift-iam"), allow(dead_code))]
+    target: String,
+    #[cfg_attr(not(feature = "redshift-iam"), allow(dead_code))]
+    refresh_at: Mutex<Option<std::time::SystemTime>>,
+}
+
+impl Iam {
+    fn new(
+        how: &super::RedshiftIam,
+        user: &str,
+        database: &str,
+        target: &str,
+    ) -> Result<Self, WarehouseError> {
+        if cfg!(not(feature = "redshift-iam")) {
+            return Err(WarehouseError::NoDriver(
+                "Redshift IAM authentication (cargo feature redshift-iam)",
+            ));
+        }
+        Ok(Iam {
+            how: how.clone(),
+            user: user.to_owned(),
+            database: database.to_owned(),
+            target: target.to_owned(),
+            refresh_at: Mutex::new(None),
+        })
+    }
+
+    /// New credentials when none were fetched yet or they are about to expire.
+    #[cfg(feature = "redshift-iam")]
+    async fn due(&self) -> Result<Option<(String, String)>, WarehouseError> {
+        let mut refresh_at = self.refresh_at.lock().await;
+        if refresh_at.is_some_and(|t| std::time::SystemTime::now() < t) {
+            return Ok(None);
+        }
+        let c =
+            super::redshift_iam::credentials(&self.how, &self.user, &self.database, &self.target)
+                .await?;
+        *refresh_at = Some(c.refresh_at);
+        Ok(Some((c.user, c.password)))
+    }
+
+    #[cfg(not(feature = "redshift-iam"))]
+    async fn due(&self) -> Result<Option<(String, String)>, WarehouseError> {
+        Ok(None)
     }
 }
 

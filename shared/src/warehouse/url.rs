@@ -55,6 +55,78 @@ pub struct Tls {
     pub root_cert: Option<PathBuf>,
 }
 
+/// Redshift IAM authentication: temporary credentials from the Redshift API instead of a
+/// stored password (`iam=cluster` or `iam=serverless` in the URL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedshiftIam {
+    /// A provisioned cluster: `GetClusterCredentials` for the URL's user.
+    Cluster {
+        cluster_id: String,
+        region: Option<String>,
+    },
+    /// A Redshift Serverless workgroup: `GetCredentials`.
+    Serverless {
+        workgroup: String,
+        region: Option<String>,
+    },
+}
+
+impl RedshiftIam {
+    /// From the `iam` setting (`cluster` | `serverless`), with the cluster id or workgroup
+    /// and region taken from the endpoint's host name when not given
+    /// (`<cluster>.<id>.<region>.redshift.amazonaws.com`,
+    /// `<workgroup>.<account>.<region>.redshift-serverless.amazonaws.com`).
+    pub fn from_settings(
+        mode: &str,
+        name: Option<&str>,
+        region: Option<&str>,
+        host: &str,
+    ) -> Result<Self, String> {
+        let labels: Vec<&str> = host.split('.').collect();
+        let from_host = |suffix: &str| {
+            (labels.len() == 6 && labels[3..].join(".") == suffix)
+                .then(|| (labels[0].to_owned(), labels[2].to_owned()))
+        };
+        let (what, suffix) = match mode {
+            "cluster" => ("cluster_id", "redshift.amazonaws.com"),
+            "serverless" => ("workgroup", "redshift-serverless.amazonaws.com"),
+            other => {
+                return Err(format!(
+                    "iam `{other}` is not one of cluster, serverless"
+                ));
+            }
+        };
+        let derived = from_host(suffix);
+        let name = name
+            .map(str::to_owned)
+            .or_else(|| derived.as_ref().map(|(n, _)| n.clone()))
+            .ok_or_else(|| {
+                format!("iam={mode} needs {what}= (the host name does not say it)")
+            })?;
+        let region = region
+            .map(str::to_owned)
+            .or_else(|| derived.map(|(_, r)| r));
+        Ok(match mode {
+            "cluster" => RedshiftIam::Cluster {
+                cluster_id: name,
+                region,
+            },
+            _ => RedshiftIam::Serverless {
+                workgroup: name,
+                region,
+            },
+        })
+    }
+
+    pub fn region(&self) -> Option<&str> {
+        match self {
+            RedshiftIam::Cluster { region, .. } | RedshiftIam::Serverless { region, .. } => {
+                region.as_deref()
+            }
+        }
+    }
+}
+
 /// A parsed warehouse URL. `Display` never shows the password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WarehouseUrl {
@@ -71,6 +143,8 @@ pub enum WarehouseUrl {
         tls: Tls,
         /// Amazon Redshift (its SQL dialect, no PostgreSQL-only settings).
         redshift: bool,
+        /// Redshift only: temporary credentials from IAM instead of the password.
+        iam: Option<RedshiftIam>,
     },
     /// `sqlite:PATH[?attach=NAME=PATH&…]`: each attached database is a schema.
     Sqlite {
@@ -160,6 +234,7 @@ impl WarehouseUrl {
                     .map(|p| Password::new(decode(p)))
                     .or(pg_password.map(Password::new));
                 let mut options = None;
+                let (mut iam_mode, mut iam_name, mut region) = (None, None, None);
                 let mut tls = Tls {
                     mode: if redshift {
                         SslMode::VerifyFull
@@ -184,6 +259,15 @@ impl WarehouseUrl {
                         "sslrootcert" if !v.is_empty() => {
                             tls.root_cert = Some(PathBuf::from(v.into_owned()));
                         }
+                        "iam" | "cluster_id" | "workgroup" | "region" if !redshift => {
+                            return Err(malformed(
+                                &shown,
+                                &format!("`{k}` is for redshift:// URLs only"),
+                            ));
+                        }
+                        "iam" => iam_mode = Some(v.into_owned()),
+                        "cluster_id" | "workgroup" => iam_name = Some(v.into_owned()),
+                        "region" => region = Some(v.into_owned()),
                         other => {
                             return Err(malformed(
                                 &shown,
@@ -192,6 +276,18 @@ impl WarehouseUrl {
                         }
                     }
                 }
+                let iam = match iam_mode {
+                    Some(mode) => Some(
+                        RedshiftIam::from_settings(
+                            &mode,
+                            iam_name.as_deref(),
+                            region.as_deref(),
+                            host,
+                        )
+                        .map_err(|e| malformed(&shown, &e))?,
+                    ),
+                    None => None,
+                };
                 Ok(WarehouseUrl::Postgres {
                     user,
                     password,
@@ -204,6 +300,7 @@ impl WarehouseUrl {
                     options,
                     tls,
                     redshift,
+                    iam,
                 })
             }
             _ => Err(WarehouseUrlError::Scheme(redact(input))),
@@ -324,7 +421,41 @@ mod tests {
         assert_eq!((t.mode, port), (SslMode::VerifyFull, 5439));
         let u = WarehouseUrl::parse("redshift://u@h/dev", None).unwrap();
         assert_eq!(u.kind(), "redshift");
+        assert!(matches!(u, WarehouseUrl::Postgres { iam: None, .. }));
         assert_eq!(u.to_string(), "redshift://u@h:5439/dev?sslmode=verify-full");
+    }
+
+    #[test]
+    fn redshift_iam_takes_its_cluster_or_workgroup_from_the_url_or_the_host() {
+        let iam = |u: &str| match WarehouseUrl::parse(u, None) {
+            Ok(WarehouseUrl::Postgres { iam, .. }) => Ok(iam),
+            Ok(_) => panic!("not postgres"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(
+            iam("redshift://prdiff@analytics.c1x2y3.eu-west-1.redshift.amazonaws.com/dev?iam=cluster"),
+            Ok(Some(RedshiftIam::Cluster {
+                cluster_id: "analytics".into(),
+                region: Some("eu-west-1".into())
+            }))
+        );
+        assert_eq!(
+            iam("redshift://prdiff@wg.123456789012.us-east-1.redshift-serverless.amazonaws.com/dev?iam=serverless"),
+            Ok(Some(RedshiftIam::Serverless {
+                workgroup: "wg".into(),
+                region: Some("us-east-1".into())
+            }))
+        );
+        assert_eq!(
+            iam("redshift://prdiff@localhost/dev?iam=cluster&cluster_id=c1&region=us-west-2"),
+            Ok(Some(RedshiftIam::Cluster {
+                cluster_id: "c1".into(),
+                region: Some("us-west-2".into())
+            }))
+        );
+        assert!(iam("redshift://prdiff@localhost/dev?iam=cluster").unwrap_err().contains("cluster_id="));
+        assert!(iam("redshift://prdiff@localhost/dev?iam=token").unwrap_err().contains("iam `token`"));
+        assert!(iam("postgres://prdiff@localhost/dev?iam=cluster").unwrap_err().contains("redshift:// URLs only"));
     }
 
     #[test]

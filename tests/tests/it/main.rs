@@ -7,6 +7,7 @@ mod engine;
 mod githost;
 mod plan;
 mod privileges;
+mod redshift;
 mod security;
 mod stores;
 mod sync;
