@@ -16,11 +16,11 @@ use crate::sql::Dialect;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod privileges;
+#[cfg(feature = "redshift-iam")]
+mod redshift_iam;
 mod secret;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
-#[cfg(feature = "redshift-iam")]
-mod redshift_iam;
 #[cfg(feature = "postgres")]
 mod tls;
 mod url;

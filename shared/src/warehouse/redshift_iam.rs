@@ -57,7 +57,9 @@ pub(crate) async fn credentials(
                 .send()
                 .await
                 .map_err(|e| {
-                    let retryable = e.raw_response().is_none_or(|r| r.status().is_server_error());
+                    let retryable = e
+                        .raw_response()
+                        .is_none_or(|r| r.status().is_server_error());
                     fail(
                         format!(
                             "Redshift GetClusterCredentials for cluster {cluster_id}: {}",
@@ -81,7 +83,9 @@ pub(crate) async fn credentials(
                 .send()
                 .await
                 .map_err(|e| {
-                    let retryable = e.raw_response().is_none_or(|r| r.status().is_server_error());
+                    let retryable = e
+                        .raw_response()
+                        .is_none_or(|r| r.status().is_server_error());
                     fail(
                         format!(
                             "Redshift Serverless GetCredentials for workgroup {workgroup}: {}",

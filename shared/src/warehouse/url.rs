@@ -91,18 +91,14 @@ impl RedshiftIam {
             "cluster" => ("cluster_id", "redshift.amazonaws.com"),
             "serverless" => ("workgroup", "redshift-serverless.amazonaws.com"),
             other => {
-                return Err(format!(
-                    "iam `{other}` is not one of cluster, serverless"
-                ));
+                return Err(format!("iam `{other}` is not one of cluster, serverless"));
             }
         };
         let derived = from_host(suffix);
         let name = name
             .map(str::to_owned)
             .or_else(|| derived.as_ref().map(|(n, _)| n.clone()))
-            .ok_or_else(|| {
-                format!("iam={mode} needs {what}= (the host name does not say it)")
-            })?;
+            .ok_or_else(|| format!("iam={mode} needs {what}= (the host name does not say it)"))?;
         let region = region
             .map(str::to_owned)
             .or_else(|| derived.map(|(_, r)| r));
@@ -433,14 +429,18 @@ mod tests {
             Err(e) => Err(e.to_string()),
         };
         assert_eq!(
-            iam("redshift://prdiff@analytics.c1x2y3.eu-west-1.redshift.amazonaws.com/dev?iam=cluster"),
+            iam(
+                "redshift://prdiff@analytics.c1x2y3.eu-west-1.redshift.amazonaws.com/dev?iam=cluster"
+            ),
             Ok(Some(RedshiftIam::Cluster {
                 cluster_id: "analytics".into(),
                 region: Some("eu-west-1".into())
             }))
         );
         assert_eq!(
-            iam("redshift://prdiff@wg.123456789012.us-east-1.redshift-serverless.amazonaws.com/dev?iam=serverless"),
+            iam(
+                "redshift://prdiff@wg.123456789012.us-east-1.redshift-serverless.amazonaws.com/dev?iam=serverless"
+            ),
             Ok(Some(RedshiftIam::Serverless {
                 workgroup: "wg".into(),
                 region: Some("us-east-1".into())
@@ -453,9 +453,21 @@ mod tests {
                 region: Some("us-west-2".into())
             }))
         );
-        assert!(iam("redshift://prdiff@localhost/dev?iam=cluster").unwrap_err().contains("cluster_id="));
-        assert!(iam("redshift://prdiff@localhost/dev?iam=token").unwrap_err().contains("iam `token`"));
-        assert!(iam("postgres://prdiff@localhost/dev?iam=cluster").unwrap_err().contains("redshift:// URLs only"));
+        assert!(
+            iam("redshift://prdiff@localhost/dev?iam=cluster")
+                .unwrap_err()
+                .contains("cluster_id=")
+        );
+        assert!(
+            iam("redshift://prdiff@localhost/dev?iam=token")
+                .unwrap_err()
+                .contains("iam `token`")
+        );
+        assert!(
+            iam("postgres://prdiff@localhost/dev?iam=cluster")
+                .unwrap_err()
+                .contains("redshift:// URLs only")
+        );
     }
 
     #[test]
