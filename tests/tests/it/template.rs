@@ -1017,3 +1017,50 @@ fn diff_runner_in_a_vpc_needs_no_sqs_endpoint() {
         "the diff runner now links the SQS SDK: docs/deploy-vpc.md says it needs no SQS endpoint"
     );
 }
+
+#[test]
+fn redshift_credentials_are_granted_to_the_diff_role_only_for_the_listed_arns() {
+    let t = template();
+    let diff_role = role_of(&t, "DiffFunction");
+    let mut found = false;
+    for s in statements(&t) {
+        let actions: Vec<&str> = one_or_many(&s.st["Action"])
+            .into_iter()
+            .filter_map(Value::as_str)
+            .collect();
+        if !actions
+            .iter()
+            .any(|a| a.starts_with("redshift:") || a.starts_with("redshift-serverless:"))
+        {
+            continue;
+        }
+        found = true;
+        assert_eq!(
+            s.holder, diff_role,
+            "only the diff runner connects to Redshift"
+        );
+        assert_eq!(s.conditions, ["HasRedshiftIam"], "{actions:?}");
+        assert_eq!(
+            actions,
+            [
+                "redshift:GetClusterCredentials",
+                "redshift-serverless:GetCredentials"
+            ]
+        );
+        assert_eq!(
+            ref_of(&s.st["Resource"]),
+            Some("RedshiftCredentialArns"),
+            "exactly the ARNs the operator lists"
+        );
+    }
+    assert!(found, "the Redshift IAM statement exists");
+    assert!(!condition_holds(&t, "HasRedshiftIam", &[]));
+    assert!(condition_holds(
+        &t,
+        "HasRedshiftIam",
+        &[(
+            "RedshiftCredentialArns",
+            "arn:aws:redshift:eu-west-1:123456789012:dbuser:analytics/prdiff_ro"
+        )]
+    ));
+}
