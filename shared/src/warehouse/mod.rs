@@ -16,13 +16,17 @@ use crate::sql::Dialect;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod secret;
+#[cfg(feature = "snowflake")]
+pub mod snowflake;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod url;
 
 pub use secret::Password;
 
-pub use url::{WarehouseUrl, WarehouseUrlError};
+pub use url::{
+    SnowflakeAuth, SnowflakeTarget, WarehouseUrl, WarehouseUrlError, snowflake_default_host,
+};
 
 /// The longest error text a driver passes on (in characters): errors reach logs, stored
 /// results and PR comments.
@@ -111,7 +115,7 @@ impl Default for ConnectOptions {
     }
 }
 
-/// Opens a warehouse from a URL (`postgres://…`, `sqlite:PATH`).
+/// Opens a warehouse from a URL (`postgres://…`, `sqlite:PATH`, `snowflake://…`).
 pub async fn connect(
     url: &WarehouseUrl,
     options: &ConnectOptions,
@@ -123,6 +127,10 @@ pub async fn connect(
         )),
         #[cfg(feature = "sqlite")]
         WarehouseUrl::Sqlite { .. } => Ok(Box::new(sqlite::SqliteWarehouse::open(url, options)?)),
+        #[cfg(feature = "snowflake")]
+        WarehouseUrl::Snowflake(target) => Ok(Box::new(
+            snowflake::SnowflakeWarehouse::connect(target, options).await?,
+        )),
         #[allow(unreachable_patterns)]
         _ => Err(WarehouseError::NoDriver(url.kind())),
     }
