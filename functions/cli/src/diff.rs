@@ -124,10 +124,15 @@ fn sampling(args: &DiffArgs) -> Result<Option<SamplingSettings>, InputError> {
         .transpose()
 }
 
-fn build_request(args: &DiffArgs) -> Result<DiffRequest, InputError> {
-    let prod = Relation::parse(args.prod.as_deref().unwrap_or_default())
+/// `--prod`/`--pr` are read as the warehouse reads names: unquoted parts folded the way
+/// it folds unquoted identifiers (Snowflake: upper case), quoted parts exactly.
+fn build_request(
+    args: &DiffArgs,
+    dialect: &dyn prdiff_shared::sql::Dialect,
+) -> Result<DiffRequest, InputError> {
+    let prod = Relation::parse_for(args.prod.as_deref().unwrap_or_default(), dialect)
         .map_err(|e| InputError(format!("--prod: {e}")))?;
-    let pr = Relation::parse(args.pr.as_deref().unwrap_or_default())
+    let pr = Relation::parse_for(args.pr.as_deref().unwrap_or_default(), dialect)
         .map_err(|e| InputError(format!("--pr: {e}")))?;
     let clean = |v: &[String]| {
         v.iter()
@@ -263,7 +268,7 @@ async fn run_inner(args: &DiffArgs) -> anyhow::Result<()> {
         .await;
         return print(args.format, &report);
     }
-    let req = build_request(args)?;
+    let req = build_request(args, url.dialect())?;
     let wh = warehouse::connect(&url, &options)
         .await
         .context("connecting to the warehouse")?;

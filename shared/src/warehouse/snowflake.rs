@@ -9,7 +9,7 @@
 //!   wait answers `333333`/`333334` with a `getResultUrl` to follow until it is done.
 //! - `POST /queries/v1/abort-request`: cancels a statement by its request id; sent when
 //!   the client-side timeout fires and when the caller drops the future.
-//! - `POST /session?delete=true`: closes the session when the warehouse is dropped.
+//! - `POST /session?delete=true`: closes a session when it is dropped (with the warehouse).
 //!
 //! Every statement carries `STATEMENT_TIMEOUT_IN_SECONDS` as a statement parameter (the
 //! query-request body's `parameters`, as the connectors send theirs); the login also sets
@@ -43,8 +43,9 @@ use super::{
 };
 use crate::sql::{Dialect, Snowflake};
 
-/// Statements one diff runs at once: a Snowflake session runs concurrent statements, and
-/// the warehouse (not the session) bounds the work.
+/// Statements one diff runs at once, each on its own session (the virtual warehouse, not
+/// the session, bounds the work; one statement per session also suits stand-ins that
+/// serialise a session's statements).
 const PARALLELISM: usize = 3;
 
 /// How long past the statement timeout the client waits before it aborts the statement
@@ -54,10 +55,21 @@ const CLIENT_GRACE: Duration = Duration::from_secs(2);
 /// The lifetime of a key-pair login JWT (Snowflake accepts at most one hour).
 const JWT_LIFETIME_SECS: u64 = 59 * 60;
 
-/// A logged-in Snowflake session.
+/// A Snowflake warehouse: a small pool of logged-in sessions, one statement at a time on
+/// each (the engine runs a few statements at once).
 pub struct SnowflakeWarehouse {
-    session: Arc<Session>,
+    login: Login,
+    idle: tokio::sync::Mutex<Vec<Arc<Session>>>,
     statement_timeout: Duration,
+}
+
+/// What a login needs; the target holds the password or key (never printed).
+struct Login {
+    http: reqwest::Client,
+    target: SnowflakeTarget,
+    /// The URL as shown in messages (no secrets).
+    shown: String,
+    timeout_secs: u64,
 }
 
 struct Session {
@@ -70,22 +82,46 @@ struct Session {
 }
 
 impl SnowflakeWarehouse {
-    /// Logs in (password or key pair) and keeps the session.
+    /// Logs in (password or key pair) once, so a bad URL, password or key fails before any
+    /// work starts, and keeps the session.
     pub async fn connect(
         target: &SnowflakeTarget,
         options: &ConnectOptions,
     ) -> Result<Self, WarehouseError> {
         let shown = super::WarehouseUrl::Snowflake(target.clone()).to_string();
-        let connect_error = |message: String| WarehouseError::Connect {
-            target: shown.clone(),
-            source: error_text(&message).into(),
-        };
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
             .user_agent(concat!("prdiff/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| connect_error(crate::error_chain(&e)))?;
-        let timeout_secs = options.statement_timeout.as_secs().max(1);
+            .map_err(|e| WarehouseError::Connect {
+                target: shown.clone(),
+                source: error_text(&crate::error_chain(&e)).into(),
+            })?;
+        let login = Login {
+            http,
+            target: target.clone(),
+            shown,
+            timeout_secs: options.statement_timeout.as_secs().max(1),
+        };
+        let first = login.session().await?;
+        Ok(SnowflakeWarehouse {
+            login,
+            idle: tokio::sync::Mutex::new(vec![Arc::new(first)]),
+            statement_timeout: options.statement_timeout,
+        })
+    }
+}
+
+impl Login {
+    fn error(&self, message: String) -> WarehouseError {
+        WarehouseError::Connect {
+            target: self.shown.clone(),
+            source: error_text(&message).into(),
+        }
+    }
+
+    async fn session(&self) -> Result<Session, WarehouseError> {
+        let target = &self.target;
         let mut data = json!({
             "CLIENT_APP_ID": "prdiff",
             "CLIENT_APP_VERSION": env!("CARGO_PKG_VERSION"),
@@ -93,36 +129,33 @@ impl SnowflakeWarehouse {
             "LOGIN_NAME": target.user,
             "CLIENT_ENVIRONMENT": { "APPLICATION": "prdiff", "OS": std::env::consts::OS },
             "SESSION_PARAMETERS": {
-                "STATEMENT_TIMEOUT_IN_SECONDS": timeout_secs,
+                "STATEMENT_TIMEOUT_IN_SECONDS": self.timeout_secs,
                 "QUERY_TAG": "prdiff",
             },
         });
+        let jwt = |pem: &str| {
+            key_pair_jwt(&target.account, &target.user, pem, now_secs()).map_err(|e| self.error(e))
+        };
         match &target.auth {
             SnowflakeAuth::Password(p) => data["PASSWORD"] = json!(p.expose()),
             SnowflakeAuth::PrivateKeyPath(path) => {
                 let pem = std::fs::read_to_string(path).map_err(|e| {
-                    connect_error(format!(
+                    self.error(format!(
                         "cannot read the private key file {}: {e}",
                         path.display()
                     ))
                 })?;
                 data["AUTHENTICATOR"] = json!("SNOWFLAKE_JWT");
-                data["TOKEN"] = json!(
-                    key_pair_jwt(&target.account, &target.user, &pem, now_secs())
-                        .map_err(connect_error)?
-                );
+                data["TOKEN"] = json!(jwt(&pem)?);
             }
             SnowflakeAuth::PrivateKeyPem(pem) => {
                 data["AUTHENTICATOR"] = json!("SNOWFLAKE_JWT");
-                data["TOKEN"] = json!(
-                    key_pair_jwt(&target.account, &target.user, pem.expose(), now_secs())
-                        .map_err(connect_error)?
-                );
+                data["TOKEN"] = json!(jwt(pem.expose())?);
             }
         }
         let base = target.base_url();
         let mut url = reqwest::Url::parse(&format!("{base}/session/v1/login-request"))
-            .map_err(|e| connect_error(e.to_string()))?;
+            .map_err(|e| self.error(e.to_string()))?;
         {
             let mut q = url.query_pairs_mut();
             q.append_pair("requestId", &uuid4());
@@ -137,22 +170,23 @@ impl SnowflakeWarehouse {
                 q.append_pair("roleName", r);
             }
         }
-        let response = http
+        let response = self
+            .http
             .post(url)
             .header("Accept", "application/json")
             .json(&json!({ "data": data }))
             .timeout(Duration::from_secs(60))
             .send()
             .await
-            .map_err(|e| connect_error(crate::error_chain(&e)))?;
+            .map_err(|e| self.error(crate::error_chain(&e)))?;
         let status = response.status();
         let body: ApiResponse = response.json().await.map_err(|e| {
-            connect_error(format!(
+            self.error(format!(
                 "HTTP {status}: the login answer is not Snowflake's JSON: {e}"
             ))
         })?;
         if !body.success {
-            return Err(connect_error(format!(
+            return Err(self.error(format!(
                 "login refused [{}]: {}",
                 body.code_text(),
                 body.message.as_deref().unwrap_or("no message")
@@ -163,37 +197,35 @@ impl SnowflakeWarehouse {
             .as_ref()
             .and_then(|d| d.get("token"))
             .and_then(Value::as_str)
-            .ok_or_else(|| connect_error("the login answer carries no session token".into()))?;
-        Ok(SnowflakeWarehouse {
-            session: Arc::new(Session {
-                http,
-                base,
-                token: Password::new(token),
-                sequence: AtomicU64::new(0),
-            }),
-            statement_timeout: options.statement_timeout,
+            .ok_or_else(|| self.error("the login answer carries no session token".into()))?;
+        Ok(Session {
+            http: self.http.clone(),
+            base,
+            token: Password::new(token),
+            sequence: AtomicU64::new(0),
         })
     }
 }
 
-impl Drop for SnowflakeWarehouse {
+impl Drop for Session {
     /// Closes the session on the server (best effort, when a runtime is at hand).
     fn drop(&mut self) {
-        let session = self.session.clone();
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let url = format!("{}/session?delete=true&requestId={}", session.base, uuid4());
-                let sent = session
-                    .authorized(session.http.post(url))
-                    .json(&json!({}))
-                    .timeout(Duration::from_secs(10))
-                    .send()
-                    .await;
-                if let Err(e) = sent {
-                    tracing::debug!(error = %e, "could not close the Snowflake session");
-                }
-            });
-        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let request = self
+            .authorized(self.http.post(format!(
+                "{}/session?delete=true&requestId={}",
+                self.base,
+                uuid4()
+            )))
+            .json(&json!({}))
+            .timeout(Duration::from_secs(10));
+        rt.spawn(async move {
+            if let Err(e) = request.send().await {
+                tracing::debug!(error = %e, "could not close a Snowflake session");
+            }
+        });
     }
 }
 
@@ -207,15 +239,21 @@ impl Warehouse for SnowflakeWarehouse {
         PARALLELISM
     }
 
+    /// Runs one statement on an idle session (or a new one). If it outlives its timeout by
+    /// [`CLIENT_GRACE`], or the caller stops waiting, an abort request is sent for it.
     async fn query(&self, sql: &str) -> Result<Vec<Row>, WarehouseError> {
+        let idle = self.idle.lock().await.pop();
+        let session = match idle {
+            Some(s) => s,
+            None => Arc::new(self.login.session().await?),
+        };
         let request_id = uuid4();
-        let mut abort = AbortOnDrop(Some((self.session.clone(), request_id.clone())));
+        let mut abort = AbortOnDrop(Some((session.clone(), request_id.clone())));
         let started = std::time::Instant::now();
         let limit = self.statement_timeout + CLIENT_GRACE;
         let result = match tokio::time::timeout(
             limit,
-            self.session
-                .execute(sql, &request_id, self.statement_timeout),
+            session.execute(sql, &request_id, self.statement_timeout),
         )
         .await
         {
@@ -225,7 +263,7 @@ impl Warehouse for SnowflakeWarehouse {
                     timeout_ms = self.statement_timeout.as_millis() as u64,
                     "statement outlived its timeout: aborting it on the server"
                 );
-                // `abort` fires when dropped here.
+                // `abort` fires when dropped here; the session is not reused.
                 return Err(WarehouseError::Timeout(self.statement_timeout));
             }
         };
@@ -236,6 +274,12 @@ impl Warehouse for SnowflakeWarehouse {
             sql,
             "snowflake statement"
         );
+        {
+            let mut idle = self.idle.lock().await;
+            if idle.len() < PARALLELISM {
+                idle.push(session);
+            }
+        }
         result.map_err(|e| e.into_warehouse_error(self.statement_timeout))
     }
 }
@@ -294,7 +338,10 @@ impl CallError {
                 // 000630: statement reached its timeout; 000604: statement cancelled.
                 if code == "000630" || code == "000604" {
                     WarehouseError::Timeout(timeout)
-                } else if state.starts_with("42") || state.starts_with("22") {
+                } else if state.starts_with("42")
+                    || state.starts_with("22")
+                    || compilation_error(&code)
+                {
                     // Compilation errors (syntax, unknown object or column, no
                     // privilege) and data exceptions: the input's to fix.
                     WarehouseError::Rejected { message }
@@ -307,6 +354,13 @@ impl CallError {
             },
         }
     }
+}
+
+/// Whether a Snowflake error code is a SQL compilation error (numbered 000900–002999:
+/// 000904 invalid identifier, 001003 syntax error, 002003 object does not exist, 002043
+/// object does not exist or operation cannot be performed, …).
+fn compilation_error(code: &str) -> bool {
+    code.len() == 6 && code.parse::<u32>().is_ok_and(|n| (900..3000).contains(&n))
 }
 
 impl std::fmt::Display for CallError {
@@ -1229,6 +1283,20 @@ mod tests {
         .into_warehouse_error(Duration::from_secs(1));
         assert!(matches!(e, WarehouseError::Rejected { .. }), "{e}");
         assert!(e.to_string().contains("Object 'X' does not exist"), "{e}");
+        let e = CallError::Server {
+            code: "000904".into(),
+            sql_state: None,
+            message: "SQL compilation error: invalid identifier 'NOPE'".into(),
+        }
+        .into_warehouse_error(Duration::from_secs(1));
+        assert!(matches!(e, WarehouseError::Rejected { .. }), "{e}");
+        let e = CallError::Server {
+            code: "390114".into(),
+            sql_state: Some("08001".into()),
+            message: "Authentication token has expired.".into(),
+        }
+        .into_warehouse_error(Duration::from_secs(1));
+        assert!(e.is_retryable(), "{e}");
     }
 
     #[test]

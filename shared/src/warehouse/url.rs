@@ -180,6 +180,16 @@ impl WarehouseUrl {
         }
     }
 
+    /// The SQL dialect of the warehouse this URL names (known before connecting, e.g. to
+    /// resolve relation names the way the warehouse will).
+    pub fn dialect(&self) -> &'static dyn crate::sql::Dialect {
+        match self {
+            WarehouseUrl::Postgres { .. } => &crate::sql::Postgres,
+            WarehouseUrl::Sqlite { .. } => &crate::sql::Sqlite,
+            WarehouseUrl::Snowflake(_) => &crate::sql::Snowflake,
+        }
+    }
+
     /// `postgres`, `sqlite` or `snowflake`.
     pub fn kind(&self) -> &'static str {
         match self {
