@@ -111,8 +111,10 @@ pub fn warehouse_url(
     let get = |k: &str| source.connection.get(k).map(String::as_str);
     match source.kind {
         DataSourceKind::Postgres | DataSourceKind::Redshift => {
+            let redshift = source.kind == DataSourceKind::Redshift;
             let host = get("host").ok_or_else(|| err("connection has no `host`".into()))?;
             let port = match get("port") {
+                None if redshift => 5439,
                 None => 5432,
                 Some(p) => p
                     .parse()
@@ -130,6 +132,32 @@ pub fn warehouse_url(
                     .ok_or_else(|| err("connection has no `database`".into()))?
                     .to_owned(),
                 options: get("options").map(str::to_owned),
+                tls: crate::warehouse::Tls {
+                    mode: match get("sslmode") {
+                        None if redshift => crate::warehouse::SslMode::VerifyFull,
+                        None => crate::warehouse::SslMode::Prefer,
+                        Some(m) => crate::warehouse::SslMode::parse(m).ok_or_else(|| {
+                            err(format!(
+                                "sslmode {m:?} is not one of disable, prefer, require, verify-ca, verify-full"
+                            ))
+                        })?,
+                    },
+                    root_cert: get("sslrootcert").map(std::path::PathBuf::from),
+                },
+                redshift,
+                iam: match get("iam") {
+                    Some(mode) if redshift => Some(
+                        crate::warehouse::RedshiftIam::from_settings(
+                            mode,
+                            get("cluster_id").or_else(|| get("workgroup")),
+                            get("region"),
+                            host,
+                        )
+                        .map_err(err)?,
+                    ),
+                    Some(_) => return Err(err("`iam` is for redshift data sources only".into())),
+                    None => None,
+                },
             })
         }
         DataSourceKind::Sqlite => {
@@ -210,30 +238,11 @@ fn snowflake_target(source: &DataSource, secret: Option<String>) -> Result<Wareh
     }))
 }
 
-/// Whether this build can connect to a data source of `kind` (its driver's cargo feature
-/// is on). Kinds with no driver yet are reported by [`warehouse_url`] when used.
-pub fn driver_missing(kind: DataSourceKind) -> Option<&'static str> {
-    match kind {
-        DataSourceKind::Snowflake if !cfg!(feature = "snowflake") => Some("snowflake"),
-        DataSourceKind::Postgres | DataSourceKind::Redshift if !cfg!(feature = "postgres") => {
-            Some("postgres")
-        }
-        DataSourceKind::Sqlite if !cfg!(feature = "sqlite") => Some("sqlite"),
-        _ => None,
-    }
-}
-
-/// Problems with a data source's connection settings that apply can catch before anything
-/// is stored: a driver this build lacks, Snowflake keys that are missing or unknown.
+/// Problems with a data source's connection settings that apply and check can catch
+/// before anything is stored or connected: Snowflake keys that are missing or unknown. (A
+/// kind this build has no driver for is refused by apply on its own.)
 pub fn data_source_problems(source: &DataSource) -> Vec<String> {
-    let kind = source.kind;
-    if let Some(feature) = driver_missing(kind) {
-        return vec![format!(
-            "this build of prdiff has no {} driver (cargo feature `{feature}`)",
-            kind.as_str()
-        )];
-    }
-    match kind {
+    match source.kind {
         // A stand-in secret: only the connection keys are checked here.
         DataSourceKind::Snowflake => match snowflake_target(source, Some("-".into())) {
             Ok(_) => Vec::new(),

@@ -11,6 +11,51 @@ pub fn pg_url() -> String {
         .expect("PRDIFF_TEST_PG_URL is not set: run the tests through scripts/test.sh")
 }
 
+/// The test cluster over TLS (`PRDIFF_TEST_PG_TLS_URL`): a role admitted only over TLS,
+/// `sslmode=verify-full` against the CA `scripts/test.sh` made.
+pub fn pg_tls_url() -> String {
+    std::env::var("PRDIFF_TEST_PG_TLS_URL")
+        .expect("PRDIFF_TEST_PG_TLS_URL is not set: run the tests through scripts/test.sh")
+}
+
+/// The test cluster read through the Redshift driver and dialect (`redshift://`, plain
+/// TCP): what of Redshift's SQL can run on PostgreSQL runs here. Two Redshift functions
+/// PostgreSQL lacks get stand-ins with the same signature, created once: `FNV_HASH`
+/// (sampling's key hash; MD5-based here, so not Redshift's values, the same role) and
+/// `ROUND(DOUBLE PRECISION, INTEGER)` (Redshift rounds floats to a scale; PostgreSQL only
+/// numerics).
+pub async fn redshift_on_postgres_url() -> String {
+    static READY: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    READY
+        .get_or_init(|| async {
+            let mut client = pg_client().await;
+            let tx = client.transaction().await.unwrap();
+            tx.batch_execute(
+                "SELECT pg_advisory_xact_lock(8675309);
+                 CREATE OR REPLACE FUNCTION public.fnv_hash(v text, seed bigint) RETURNS bigint
+                 LANGUAGE sql IMMUTABLE AS
+                 $$ SELECT ('x' || substr(md5(seed::text || ':' || v), 1, 16))::bit(64)::bigint $$;
+                 CREATE OR REPLACE FUNCTION public.round(v double precision, s integer)
+                 RETURNS double precision LANGUAGE sql IMMUTABLE AS
+                 $$ SELECT pg_catalog.round(v::numeric, s)::double precision $$;",
+            )
+            .await
+            .expect("create the FNV_HASH stand-in");
+            tx.commit().await.unwrap();
+        })
+        .await;
+    let mut url = url::Url::parse(&pg_url()).unwrap();
+    url.set_scheme("redshift").ok();
+    let text = url.as_str().replacen("postgres://", "redshift://", 1);
+    if text.contains("sslmode=") {
+        text
+    } else if text.contains('?') {
+        format!("{text}&sslmode=disable")
+    } else {
+        format!("{text}?sslmode=disable")
+    }
+}
+
 /// The endpoint of moto's server (`PRDIFF_TEST_AWS_ENDPOINT`).
 pub fn aws_endpoint() -> String {
     std::env::var("PRDIFF_TEST_AWS_ENDPOINT")

@@ -80,9 +80,14 @@ pub enum ConfigCommand {
         #[command(flatten)]
         backend: Backend,
     },
-    /// Check a stored configuration: data source, secrets, dbt Cloud account and jobs.
+    /// Check a stored configuration: data source, secrets, dbt Cloud account and jobs, and
+    /// the warehouse: connect with the stored secret, run `SELECT 1`, and warn about any
+    /// write or administrative privilege of the role (warnings keep exit code 0).
     Check {
         id: String,
+        /// Do not connect to the warehouse.
+        #[arg(long)]
+        no_warehouse_check: bool,
         #[command(flatten)]
         backend: Backend,
     },
@@ -278,7 +283,11 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
                 format!("no configuration or data source {id:?}"),
             ))
         }
-        ConfigCommand::Check { id, backend } => {
+        ConfigCommand::Check {
+            id,
+            no_warehouse_check,
+            backend,
+        } => {
             let cid = ConfigId::parse(id).map_err(|e| (exit::USAGE, e))?;
             let (store, secrets) = adapters(&backend).await?;
             let lines = apply::check(
@@ -286,6 +295,7 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
                 store.as_ref(),
                 secrets.as_ref(),
                 &HttpDbtCloud::default(),
+                !no_warehouse_check,
             )
             .await
             .map_err(|e| (exit::FAILURE, prdiff_shared::error_chain(&e)))?
@@ -295,7 +305,11 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
                 ok &= l.ok;
                 out!(
                     "{:<4} {}: {}",
-                    if l.ok { "ok" } else { "FAIL" },
+                    match (l.ok, l.warning) {
+                        (false, _) => "FAIL",
+                        (true, true) => "WARN",
+                        (true, false) => "ok",
+                    },
                     l.what,
                     l.detail
                 );

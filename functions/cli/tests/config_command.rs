@@ -88,7 +88,8 @@ fn apply_list_show_check_and_delete_work_end_to_end() {
     );
     assert!(!text(&show.stdout).contains("dbtc_cli"));
 
-    // dbt Cloud is unreachable here: check reports it and exits 1; the rest is fine.
+    // dbt Cloud is unreachable here and demo.db does not exist: check reports both and
+    // exits 1 (without creating the file); the rest is fine.
     let check = prdiff(dir.path(), &["check", "demo"]);
     assert_eq!(check.status.code(), Some(1));
     let lines = text(&check.stdout);
@@ -97,6 +98,11 @@ fn apply_list_show_check_and_delete_work_end_to_end() {
         "{lines}"
     );
     assert!(lines.contains("FAIL dbt Cloud account and jobs"), "{lines}");
+    assert!(
+        lines.contains("FAIL warehouse connection: sqlite:demo.db: demo.db does not exist"),
+        "{lines}"
+    );
+    assert!(!dir.path().join("demo.db").exists());
 
     let in_use = prdiff(dir.path(), &["delete", "warehouse"]);
     assert_eq!(in_use.status.code(), Some(2));
@@ -155,4 +161,100 @@ fn apply_writes_a_private_database_and_secrets_directory_whatever_the_umask() {
     for f in files {
         assert_eq!(mode(&f), 0o600, "{}", f.display());
     }
+}
+
+/// A dbt Cloud stand-in on a loopback port: account 1 with jobs 10 and 11, for any key.
+/// Serves until the test process ends.
+fn fake_dbt_cloud() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            // Skip the headers.
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("");
+            let body = if path.starts_with("/api/v2/accounts/1/jobs/") {
+                r#"{"data": [{"id": 10, "name": "artifacts"}, {"id": 11, "name": "ci"}]}"#
+            } else if path.starts_with("/api/v2/accounts/") {
+                r#"{"data": [{"id": 1, "name": "Acme"}]}"#
+            } else {
+                r#"{"data": null}"#
+            };
+            let _ = write!(
+                reader.get_mut(),
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                 connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Needs the PostgreSQL test cluster (`PRDIFF_TEST_PG_URL`, as `scripts/test.sh` sets):
+/// its default user is a superuser, which the check reports as a warning, exit code 0.
+#[test]
+fn check_prints_warehouse_privilege_warnings_and_still_exits_0() {
+    let pg = std::env::var("PRDIFF_TEST_PG_URL")
+        .expect("PRDIFF_TEST_PG_URL is not set: run the tests through scripts/test.sh");
+    // postgres://USER@HOST:PORT/DB
+    let rest = pg.strip_prefix("postgres://").expect("a postgres:// URL");
+    let (user, rest) = rest.split_once('@').unwrap();
+    let (hostport, db) = rest.split_once('/').unwrap();
+    let (host, port) = hostport.split_once(':').unwrap();
+    let file = FILE
+        .replace(
+            r#"kind = "sqlite"
+connection = { path = "demo.db" }"#,
+            &format!(
+                r#"kind = "postgres"
+connection = {{ host = "{host}", port = "{port}", database = "{db}", user = "{user}" }}"#
+            ),
+        )
+        .replace("http://127.0.0.1:9", &fake_dbt_cloud());
+    assert!(file.contains("kind = \"postgres\""));
+    let dir = setup(&file);
+    let out = prdiff(dir.path(), &["apply", "-f", "prdiff.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let check = prdiff(dir.path(), &["check", "demo"]);
+    let lines = text(&check.stdout);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{lines}{}",
+        text(&check.stderr)
+    );
+    assert!(lines.contains("ok   dbt Cloud account and jobs"), "{lines}");
+    assert!(lines.contains("ok   warehouse connection: "), "{lines}");
+    assert!(
+        lines.contains(&format!(
+            "WARN warehouse privilege SUPERUSER: role {user} is a superuser"
+        )),
+        "{lines}"
+    );
+    assert!(
+        lines.contains(&format!("revoke: ALTER ROLE \"{user}\" NOSUPERUSER;")),
+        "{lines}"
+    );
+
+    // --no-warehouse-check: no warehouse line at all.
+    let check = prdiff(dir.path(), &["check", "demo", "--no-warehouse-check"]);
+    assert_eq!(check.status.code(), Some(0));
+    let lines = text(&check.stdout);
+    assert!(
+        lines.contains("ok   data source: warehouse (postgres)"),
+        "{lines}"
+    );
+    assert!(!lines.contains("warehouse connection"), "{lines}");
+    assert!(!lines.contains("warehouse privilege"), "{lines}");
 }

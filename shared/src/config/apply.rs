@@ -6,6 +6,7 @@
 //! transaction, the data sources and configurations. Any failed check writes nothing.
 
 use std::path::Path;
+use std::time::Duration;
 
 use secrecy::SecretString;
 
@@ -16,6 +17,7 @@ use super::{
 use crate::dbtcloud::{DbtCloudApi, DbtCloudClient, DbtCloudError};
 use crate::secrets::{Secrets, SecretsError};
 use crate::store::{ConfigStore, StoreError};
+use crate::warehouse::{self, ConnectOptions, PrivilegeScope, WarehouseUrl};
 
 /// Opens a dbt Cloud client for an access URL and key (a fake in tests).
 pub trait DbtCloudConnector: Send + Sync {
@@ -176,6 +178,16 @@ pub async fn apply(
     let mut sources: Vec<DataSource> = Vec::new();
     for ds in file.data_sources {
         let id = ds.id.clone();
+        if !crate::warehouse::has_driver(ds.kind.as_str()) {
+            problems.push(FieldError {
+                field: format!("data_source \"{id}\".kind"),
+                problem: format!(
+                    "this build of prdiff has no driver for {} (builds with one: {}); a run would fail every model",
+                    ds.kind.as_str(),
+                    crate::warehouse::DRIVERS.join(", ")
+                ),
+            });
+        }
         let stored = ds
             .map_secrets(|_, s| {
                 let r = resolve(
@@ -368,17 +380,41 @@ pub async fn check_dbt_cloud_ids(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckLine {
     pub what: String,
+    /// False: the configuration cannot work as it is (the check fails).
     pub ok: bool,
+    /// Works, but should change (a warehouse role that can write); the check still passes.
+    pub warning: bool,
     pub detail: String,
 }
 
-/// Checks a stored configuration: its data source exists, every secret reads, and dbt
-/// Cloud confirms the account and jobs. `None` when there is no such configuration.
+impl CheckLine {
+    fn new(what: impl Into<String>, ok: bool, detail: impl Into<String>) -> Self {
+        CheckLine {
+            what: what.into(),
+            ok,
+            warning: false,
+            detail: detail.into(),
+        }
+    }
+
+    fn warning(what: impl Into<String>, detail: impl Into<String>) -> Self {
+        CheckLine {
+            warning: true,
+            ..CheckLine::new(what, true, detail)
+        }
+    }
+}
+
+/// Checks a stored configuration: its data source exists, every secret reads, dbt Cloud
+/// confirms the account and jobs and, with `check_warehouse`, the warehouse accepts the
+/// stored credentials and the role cannot write ([`check_warehouse`]). `None` when there
+/// is no such configuration.
 pub async fn check(
     id: &ConfigId,
     store: &dyn ConfigStore,
     secrets: &dyn Secrets,
     dbt: &dyn DbtCloudConnector,
+    check_warehouse: bool,
 ) -> Result<Option<Vec<CheckLine>>, ApplyError> {
     let Some(config) = store.get_config(id).await? else {
         return Ok(None);
@@ -389,26 +425,26 @@ pub async fn check(
         .as_ref()
         .map(crate::pipeline::data_source_problems)
         .unwrap_or_default();
-    lines.push(CheckLine {
-        what: "data source".into(),
-        ok: ds.is_some() && ds_problems.is_empty(),
-        detail: match &ds {
+    lines.push(CheckLine::new(
+        "data source",
+        ds.is_some() && ds_problems.is_empty(),
+        match &ds {
             Some(d) if ds_problems.is_empty() => format!("{} ({})", d.id, d.kind.as_str()),
             Some(d) => format!("{} ({}): {}", d.id, d.kind.as_str(), ds_problems.join("; ")),
             None => format!("{} is not registered", config.data_source),
         },
-    });
+    ));
     let mut dbt_key = None;
     for name in config.secret_names() {
         let got = secrets.get(name).await;
-        lines.push(CheckLine {
-            what: format!("secret {name}"),
-            ok: got.is_ok(),
-            detail: match &got {
+        lines.push(CheckLine::new(
+            format!("secret {name}"),
+            got.is_ok(),
+            match &got {
                 Ok(_) => "readable".into(),
                 Err(e) => e.to_string(),
             },
-        });
+        ));
         if name == &config.dbt_cloud.api_key {
             dbt_key = got.ok();
         }
@@ -416,10 +452,10 @@ pub async fn check(
     if let Some(key) = dbt_key {
         match check_dbt_cloud_ids(&config, key, dbt).await {
             Ok(problems) => {
-                lines.push(CheckLine {
-                    what: "dbt Cloud account and jobs".into(),
-                    ok: problems.is_empty(),
-                    detail: if problems.is_empty() {
+                lines.push(CheckLine::new(
+                    "dbt Cloud account and jobs",
+                    problems.is_empty(),
+                    if problems.is_empty() {
                         format!(
                             "account {} sees jobs {} and {}",
                             config.dbt_cloud.account_id,
@@ -436,16 +472,96 @@ pub async fn check(
                             .collect::<Vec<_>>()
                             .join("; ")
                     },
-                });
+                ));
             }
-            Err(e) => lines.push(CheckLine {
-                what: "dbt Cloud account and jobs".into(),
-                ok: false,
-                detail: format!("{e}: {}", e.source_chain()),
-            }),
+            Err(e) => lines.push(CheckLine::new(
+                "dbt Cloud account and jobs",
+                false,
+                format!("{e}: {}", e.source_chain()),
+            )),
         }
     }
+    if check_warehouse && let Some(ds) = &ds {
+        lines.extend(self::check_warehouse(ds, secrets).await);
+    }
     Ok(Some(lines))
+}
+
+/// How long each statement of the warehouse check may run.
+const CHECK_STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Connects to a data source with its stored secret, runs `SELECT 1`, and asks the catalog
+/// which write or administrative rights the role holds (PostgreSQL and Redshift; see
+/// [`crate::warehouse::privilege_warnings`]). A connection that fails is a failed line
+/// carrying the warehouse's own error; each right the role should not have is a warning.
+pub async fn check_warehouse(source: &DataSource, secrets: &dyn Secrets) -> Vec<CheckLine> {
+    const CONNECTION: &str = "warehouse connection";
+    let fail = |detail: String| vec![CheckLine::new(CONNECTION, false, detail)];
+    let secret = match &source.secret {
+        None => None,
+        Some(name) => match secrets.get(name).await {
+            Ok(v) => Some(secrecy::ExposeSecret::expose_secret(&v).to_owned()),
+            Err(e) => return fail(format!("secret {name}: {e}")),
+        },
+    };
+    let url = match crate::pipeline::warehouse_url(source, secret) {
+        Ok(u) => u,
+        Err(e) => return fail(e.to_string()),
+    };
+    // The SQLite driver creates a missing file; a check must not.
+    if let WarehouseUrl::Sqlite { path, .. } = &url
+        && !path.exists()
+    {
+        return fail(format!("{url}: {} does not exist", path.display()));
+    }
+    let options = ConnectOptions {
+        statement_timeout: CHECK_STATEMENT_TIMEOUT,
+    };
+    let wh = match warehouse::connect(&url, &options).await {
+        Ok(w) => w,
+        Err(e) => return fail(crate::error_chain(&e)),
+    };
+    match wh.query("SELECT 1").await {
+        Ok(rows) if rows == [vec![Some("1".to_owned())]] => {}
+        Ok(rows) => return fail(format!("{url}: SELECT 1 returned {rows:?}")),
+        Err(e) => return fail(format!("{url}: SELECT 1: {}", crate::error_chain(&e))),
+    }
+    let mut lines = vec![CheckLine::new(
+        CONNECTION,
+        true,
+        format!("{url}: connected, SELECT 1 ran"),
+    )];
+    let kind = source.kind.as_str();
+    if !warehouse::privileges_checked(kind) {
+        lines.push(CheckLine::new(
+            "warehouse privileges",
+            true,
+            format!(
+                "not checked for {kind}: docs/warehouse-privileges.md says how to \
+                 make its access read-only"
+            ),
+        ));
+        return lines;
+    }
+    match warehouse::privilege_warnings_as(kind, wh.as_ref(), &PrivilegeScope::AllSchemas).await {
+        Ok(warnings) if warnings.is_empty() => lines.push(CheckLine::new(
+            "warehouse privileges",
+            true,
+            "read-only: no superuser or role attribute, no CREATE on the database or a \
+             schema, no write on a table, no write role",
+        )),
+        Ok(warnings) => lines.extend(warnings.into_iter().map(|w| {
+            CheckLine::warning(
+                format!("warehouse privilege {}", w.privilege),
+                format!("{}; revoke: {}", w.detail, w.revoke),
+            )
+        })),
+        Err(e) => lines.push(CheckLine::warning(
+            "warehouse privileges",
+            format!("could not be read: {}", crate::error_chain(&e)),
+        )),
+    }
+    lines
 }
 
 trait SourceChain {

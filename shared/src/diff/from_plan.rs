@@ -157,7 +157,7 @@ mod tests {
         assert!(
             refused
                 .to_string()
-                .starts_with("not diffed: unsafe filter: function nextval()"),
+                .starts_with("unsafe filter: function nextval()"),
             "{refused}"
         );
     }

@@ -15,17 +15,26 @@ use crate::sql::Dialect;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+mod privileges;
+#[cfg(feature = "redshift-iam")]
+mod redshift_iam;
 mod secret;
 #[cfg(feature = "snowflake")]
 pub mod snowflake;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+#[cfg(feature = "postgres")]
+mod tls;
 mod url;
 
+pub use privileges::{
+    PrivilegeScope, PrivilegeWarning, privilege_warnings, privilege_warnings_as, privileges_checked,
+};
 pub use secret::Password;
 
 pub use url::{
-    SnowflakeAuth, SnowflakeTarget, WarehouseUrl, WarehouseUrlError, snowflake_default_host,
+    RedshiftIam, SnowflakeAuth, SnowflakeTarget, SslMode, Tls, WarehouseUrl, WarehouseUrlError,
+    snowflake_default_host,
 };
 
 /// The longest error text a driver passes on (in characters): errors reach logs, stored
@@ -54,6 +63,9 @@ pub enum WarehouseError {
         target: String,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+        /// Whether trying again could succeed (unreachable or busy: yes; refused
+        /// credentials, an unknown database, a failed TLS handshake: no).
+        retryable: bool,
     },
     /// The warehouse refused the SQL as written (syntax, unknown column in a filter, no
     /// permission): an input problem, not worth retrying.
@@ -72,7 +84,10 @@ impl WarehouseError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            WarehouseError::Connect { .. } | WarehouseError::Other { .. }
+            WarehouseError::Connect {
+                retryable: true,
+                ..
+            } | WarehouseError::Other { .. }
         )
     }
 }
@@ -115,7 +130,25 @@ impl Default for ConnectOptions {
     }
 }
 
-/// Opens a warehouse from a URL (`postgres://…`, `sqlite:PATH`, `snowflake://…`).
+/// The data source kinds this build can diff (its cargo features).
+pub const DRIVERS: &[&str] = &[
+    #[cfg(feature = "postgres")]
+    "postgres",
+    #[cfg(feature = "postgres")]
+    "redshift",
+    #[cfg(feature = "snowflake")]
+    "snowflake",
+    #[cfg(feature = "sqlite")]
+    "sqlite",
+];
+
+/// Whether this build has a driver for data sources of `kind` (`postgres`, `snowflake`, …).
+pub fn has_driver(kind: &str) -> bool {
+    DRIVERS.contains(&kind)
+}
+
+/// Opens a warehouse from a URL (`postgres://…`, `redshift://…`, `sqlite:PATH`,
+/// `snowflake://…`).
 pub async fn connect(
     url: &WarehouseUrl,
     options: &ConnectOptions,
@@ -128,8 +161,9 @@ pub async fn connect(
         #[cfg(feature = "sqlite")]
         WarehouseUrl::Sqlite { .. } => Ok(Box::new(sqlite::SqliteWarehouse::open(url, options)?)),
         #[cfg(feature = "snowflake")]
+        // Boxed: the login's future is large, and callers nest `connect` deeply.
         WarehouseUrl::Snowflake(target) => Ok(Box::new(
-            snowflake::SnowflakeWarehouse::connect(target, options).await?,
+            Box::pin(snowflake::SnowflakeWarehouse::connect(target, options)).await?,
         )),
         #[allow(unreachable_patterns)]
         _ => Err(WarehouseError::NoDriver(url.kind())),

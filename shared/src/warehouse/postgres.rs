@@ -1,21 +1,29 @@
-//! PostgreSQL (and Redshift) driver over tokio-postgres.
+//! PostgreSQL (and Redshift) driver over tokio-postgres, with TLS through rustls
+//! ([`super::tls`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::Mutex;
+use tokio_postgres::Client;
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{ConnectOptions, Row, Warehouse, WarehouseError, WarehouseUrl, error_text};
-use crate::sql::{Dialect, Postgres};
+use crate::sql::{Dialect, Postgres, Redshift};
 
 /// Connections kept for one diff: the engine runs the per-side counts beside the join.
 const MAX_CONNECTIONS: usize = 3;
 
 pub struct PostgresWarehouse {
-    config: tokio_postgres::Config,
+    /// The connection settings; with Redshift IAM, the user and password are temporary
+    /// and renewed before they expire ([`PostgresWarehouse::config`]).
+    config: std::sync::Mutex<tokio_postgres::Config>,
+    /// Redshift IAM: how to renew the credentials, and when.
+    iam: Option<Iam>,
+    tls: MakeRustlsConnect,
+    dialect: &'static dyn Dialect,
     target: String,
     statement_timeout: Duration,
     idle: Mutex<Vec<Client>>,
@@ -36,6 +44,9 @@ impl PostgresWarehouse {
             port,
             database,
             options: server_options,
+            tls,
+            redshift,
+            iam,
         } = url
         else {
             return Err(WarehouseError::NoDriver("this URL"));
@@ -54,12 +65,27 @@ impl PostgresWarehouse {
         if let Some(o) = server_options {
             config.options(o);
         }
+        let (connector, ssl_mode) =
+            super::tls::connector(tls).map_err(|e| WarehouseError::Connect {
+                target: url.to_string(),
+                source: e.into(),
+                retryable: false,
+            })?;
+        config.ssl_mode(ssl_mode);
+        let iam = match iam {
+            None => None,
+            Some(how) => Some(Iam::new(how, user, database, &url.to_string())?),
+        };
         let wh = PostgresWarehouse {
-            config,
+            config: std::sync::Mutex::new(config),
+            iam,
+            tls: connector,
+            dialect: if *redshift { &Redshift } else { &Postgres },
             target: url.to_string(),
             statement_timeout: options.statement_timeout,
             idle: Mutex::new(Vec::new()),
-            no_worker_setting: AtomicBool::new(false),
+            // Redshift has no parallel query setting.
+            no_worker_setting: AtomicBool::new(*redshift),
         };
         // Connect once now so a bad URL or password fails before any work starts.
         let client = wh.new_client().await?;
@@ -67,15 +93,24 @@ impl PostgresWarehouse {
         Ok(wh)
     }
 
+    /// The settings for a new connection, with fresh IAM credentials when they are due.
+    async fn config(&self) -> Result<tokio_postgres::Config, WarehouseError> {
+        if let Some(iam) = &self.iam
+            && let Some((user, password)) = iam.due().await?
+        {
+            let mut config = self.config.lock().expect("config lock");
+            config.user(&user).password(password);
+        }
+        Ok(self.config.lock().expect("config lock").clone())
+    }
+
     async fn new_client(&self) -> Result<Client, WarehouseError> {
-        let (client, connection) =
-            self.config
-                .connect(NoTls)
-                .await
-                .map_err(|e| WarehouseError::Connect {
-                    target: self.target.clone(),
-                    source: Box::new(e),
-                })?;
+        let (client, connection) = self
+            .config()
+            .await?
+            .connect(self.tls.clone())
+            .await
+            .map_err(|e| connect_error(&self.target, e))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "postgres connection closed");
@@ -88,7 +123,7 @@ impl PostgresWarehouse {
 #[async_trait]
 impl Warehouse for PostgresWarehouse {
     fn dialect(&self) -> &'static dyn Dialect {
-        &Postgres
+        self.dialect
     }
 
     fn parallelism(&self) -> usize {
@@ -122,7 +157,7 @@ impl PostgresWarehouse {
             Some(c) if !c.is_closed() => c,
             _ => self.new_client().await?,
         };
-        let mut cancel = CancelOnDrop(Some(client.cancel_token()));
+        let mut cancel = CancelOnDrop(Some((client.cancel_token(), self.tls.clone())));
         let started = std::time::Instant::now();
         let serial = beside && !self.no_worker_setting.load(Ordering::Relaxed);
         let limit = self.statement_timeout + CLIENT_GRACE;
@@ -164,7 +199,8 @@ impl PostgresWarehouse {
         sql: &str,
         serial: bool,
     ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
-        let setup = Postgres
+        let setup = self
+            .dialect
             .statement_setup(self.statement_timeout.as_millis() as u64)
             .join("; ");
         let tx = client.build_transaction().read_only(true).start().await?;
@@ -188,19 +224,74 @@ impl PostgresWarehouse {
     }
 }
 
+/// Redshift IAM authentication: the settings and the current credentials' renewal time.
+struct Iam {
+    #[cfg_attr(not(feature = "redshift-iam"), allow(dead_code))]
+    how: super::RedshiftIam,
+    #[cfg_attr(not(feature = "redshift-iam"), allow(dead_code))]
+    user: String,
+    #[cfg_attr(not(feature = "redshift-iam"), allow(dead_code))]
+    database: String,
+    #[cfg_attr(not(feature = "redshift-iam"), allow(dead_code))]
+    target: String,
+    #[cfg_attr(not(feature = "redshift-iam"), allow(dead_code))]
+    refresh_at: Mutex<Option<std::time::SystemTime>>,
+}
+
+impl Iam {
+    fn new(
+        how: &super::RedshiftIam,
+        user: &str,
+        database: &str,
+        target: &str,
+    ) -> Result<Self, WarehouseError> {
+        if cfg!(not(feature = "redshift-iam")) {
+            return Err(WarehouseError::NoDriver(
+                "Redshift IAM authentication (cargo feature redshift-iam)",
+            ));
+        }
+        Ok(Iam {
+            how: how.clone(),
+            user: user.to_owned(),
+            database: database.to_owned(),
+            target: target.to_owned(),
+            refresh_at: Mutex::new(None),
+        })
+    }
+
+    /// New credentials when none were fetched yet or they are about to expire.
+    #[cfg(feature = "redshift-iam")]
+    async fn due(&self) -> Result<Option<(String, String)>, WarehouseError> {
+        let mut refresh_at = self.refresh_at.lock().await;
+        if refresh_at.is_some_and(|t| std::time::SystemTime::now() < t) {
+            return Ok(None);
+        }
+        let c =
+            super::redshift_iam::credentials(&self.how, &self.user, &self.database, &self.target)
+                .await?;
+        *refresh_at = Some(c.refresh_at);
+        Ok(Some((c.user, c.password)))
+    }
+
+    #[cfg(not(feature = "redshift-iam"))]
+    async fn due(&self) -> Result<Option<(String, String)>, WarehouseError> {
+        Ok(None)
+    }
+}
+
 /// Sends a cancel request for the connection's running statement when dropped while set:
 /// a client-side timeout, or a caller that stopped waiting, must not leave the statement
 /// running on the server.
-struct CancelOnDrop(Option<tokio_postgres::CancelToken>);
+struct CancelOnDrop(Option<(tokio_postgres::CancelToken, MakeRustlsConnect)>);
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        let Some(token) = self.0.take() else {
+        let Some((token, tls)) = self.0.take() else {
             return;
         };
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                if let Err(e) = token.cancel_query(NoTls).await {
+                if let Err(e) = token.cancel_query(tls).await {
                     tracing::warn!(error = %e, "could not cancel a statement on the server");
                 }
             });
@@ -274,6 +365,27 @@ fn map_error(e: tokio_postgres::Error, timeout: Duration) -> WarehouseError {
     }
     WarehouseError::Other {
         message: error_text(&crate::error_chain(&e)),
+    }
+}
+
+/// A failed connection, with the server's own message. Retrying cannot help when the
+/// server refused who we are or what we asked for (authentication, an unknown database,
+/// a refused or failed TLS handshake); it can when the server was unreachable or busy.
+fn connect_error(target: &str, e: tokio_postgres::Error) -> WarehouseError {
+    let retryable = match e.as_db_error() {
+        Some(db) => {
+            let code = db.code().code();
+            !(code.starts_with("28") || code.starts_with("3D") || code.starts_with("42"))
+        }
+        None => {
+            let text = crate::error_chain(&e).to_lowercase();
+            !(text.contains("tls") || text.contains("certificate") || text.contains("ssl"))
+        }
+    };
+    WarehouseError::Connect {
+        target: target.to_owned(),
+        source: Box::new(e),
+        retryable,
     }
 }
 

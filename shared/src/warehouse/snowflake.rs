@@ -96,6 +96,7 @@ impl SnowflakeWarehouse {
             .map_err(|e| WarehouseError::Connect {
                 target: shown.clone(),
                 source: error_text(&crate::error_chain(&e)).into(),
+                retryable: false,
             })?;
         let login = Login {
             http,
@@ -113,10 +114,22 @@ impl SnowflakeWarehouse {
 }
 
 impl Login {
+    /// A login that cannot succeed as configured (refused credentials, a bad key, an
+    /// unknown database): not worth retrying.
     fn error(&self, message: String) -> WarehouseError {
         WarehouseError::Connect {
             target: self.shown.clone(),
             source: error_text(&message).into(),
+            retryable: false,
+        }
+    }
+
+    /// Unreachable or busy: trying again could succeed.
+    fn transient(&self, message: String) -> WarehouseError {
+        WarehouseError::Connect {
+            target: self.shown.clone(),
+            source: error_text(&message).into(),
+            retryable: true,
         }
     }
 
@@ -178,12 +191,15 @@ impl Login {
             .timeout(Duration::from_secs(60))
             .send()
             .await
-            .map_err(|e| self.error(crate::error_chain(&e)))?;
+            .map_err(|e| self.transient(crate::error_chain(&e)))?;
         let status = response.status();
         let body: ApiResponse = response.json().await.map_err(|e| {
-            self.error(format!(
-                "HTTP {status}: the login answer is not Snowflake's JSON: {e}"
-            ))
+            let message = format!("HTTP {status}: the login answer is not Snowflake's JSON: {e}");
+            if status.is_server_error() || status.as_u16() == 429 {
+                self.transient(message)
+            } else {
+                self.error(message)
+            }
         })?;
         if !body.success {
             return Err(self.error(format!(

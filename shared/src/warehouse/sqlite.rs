@@ -30,6 +30,7 @@ impl SqliteWarehouse {
         let connect_err = |e: rusqlite::Error| WarehouseError::Connect {
             target: url.to_string(),
             source: Box::new(e),
+            retryable: false,
         };
         // Every file is opened read-only: no statement can change one, whatever it does to
         // the session. Without a main file, attached files are read through an in-memory
@@ -45,6 +46,7 @@ impl SqliteWarehouse {
             return Err(WarehouseError::Connect {
                 target: url.to_string(),
                 source: format!("{} does not exist", path.display()).into(),
+                retryable: false,
             });
         }
         .map_err(connect_err)?;
@@ -57,6 +59,7 @@ impl SqliteWarehouse {
                         p.display()
                     )
                     .into(),
+                    retryable: false,
                 });
             }
             conn.execute("ATTACH DATABASE ?1 AS ?2", (read_only_uri(p), name))

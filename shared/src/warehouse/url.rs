@@ -5,10 +5,129 @@ use std::path::PathBuf;
 
 use super::secret::Password;
 
+/// How a PostgreSQL connection uses TLS: libpq's `sslmode` values, with libpq's meaning
+/// (<https://www.postgresql.org/docs/current/libpq-ssl.html#LIBPQ-SSL-PROTECTION>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain TCP only.
+    Disable,
+    /// TLS when the server offers it, else plain; the certificate is not checked (unless
+    /// `sslrootcert` is given: then as `verify-ca`).
+    Prefer,
+    /// TLS only; the certificate is not checked (unless `sslrootcert` is given: then as
+    /// `verify-ca`).
+    Require,
+    /// TLS only; the certificate must chain to a trusted root.
+    VerifyCa,
+    /// TLS only; the certificate must chain to a trusted root and name the host.
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "disable" => SslMode::Disable,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// TLS settings of a PostgreSQL or Redshift connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    pub mode: SslMode,
+    /// PEM file of the certificate authorities to trust (`sslrootcert`); without it, the
+    /// system's roots.
+    pub root_cert: Option<PathBuf>,
+}
+
+/// Redshift IAM authentication: temporary credentials from the Redshift API instead of a
+/// stored password (`iam=cluster` or `iam=serverless` in the URL).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedshiftIam {
+    /// A provisioned cluster: `GetClusterCredentials` for the URL's user.
+    Cluster {
+        cluster_id: String,
+        region: Option<String>,
+    },
+    /// A Redshift Serverless workgroup: `GetCredentials`.
+    Serverless {
+        workgroup: String,
+        region: Option<String>,
+    },
+}
+
+impl RedshiftIam {
+    /// From the `iam` setting (`cluster` | `serverless`), with the cluster id or workgroup
+    /// and region taken from the endpoint's host name when not given
+    /// (`<cluster>.<id>.<region>.redshift.amazonaws.com`,
+    /// `<workgroup>.<account>.<region>.redshift-serverless.amazonaws.com`).
+    pub fn from_settings(
+        mode: &str,
+        name: Option<&str>,
+        region: Option<&str>,
+        host: &str,
+    ) -> Result<Self, String> {
+        let labels: Vec<&str> = host.split('.').collect();
+        let from_host = |suffix: &str| {
+            (labels.len() == 6 && labels[3..].join(".") == suffix)
+                .then(|| (labels[0].to_owned(), labels[2].to_owned()))
+        };
+        let (what, suffix) = match mode {
+            "cluster" => ("cluster_id", "redshift.amazonaws.com"),
+            "serverless" => ("workgroup", "redshift-serverless.amazonaws.com"),
+            other => {
+                return Err(format!("iam `{other}` is not one of cluster, serverless"));
+            }
+        };
+        let derived = from_host(suffix);
+        let name = name
+            .map(str::to_owned)
+            .or_else(|| derived.as_ref().map(|(n, _)| n.clone()))
+            .ok_or_else(|| format!("iam={mode} needs {what}= (the host name does not say it)"))?;
+        let region = region
+            .map(str::to_owned)
+            .or_else(|| derived.map(|(_, r)| r));
+        Ok(match mode {
+            "cluster" => RedshiftIam::Cluster {
+                cluster_id: name,
+                region,
+            },
+            _ => RedshiftIam::Serverless {
+                workgroup: name,
+                region,
+            },
+        })
+    }
+
+    pub fn region(&self) -> Option<&str> {
+        match self {
+            RedshiftIam::Cluster { region, .. } | RedshiftIam::Serverless { region, .. } => {
+                region.as_deref()
+            }
+        }
+    }
+}
+
 /// A parsed warehouse URL. `Display` never shows the password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WarehouseUrl {
-    /// `postgres://user[:password]@host[:port]/db[?options=…]`
+    /// `postgres://user[:password]@host[:port]/db[?options=…&sslmode=…&sslrootcert=…]`, or
+    /// `redshift://…` (Redshift's dialect, port 5439 and `sslmode=verify-full` by default).
     Postgres {
         user: String,
         password: Option<Password>,
@@ -17,6 +136,11 @@ pub enum WarehouseUrl {
         database: String,
         /// Server options (`-c work_mem=256MB`), from the `options` query parameter.
         options: Option<String>,
+        tls: Tls,
+        /// Amazon Redshift (its SQL dialect, no PostgreSQL-only settings).
+        redshift: bool,
+        /// Redshift only: temporary credentials from IAM instead of the password.
+        iam: Option<RedshiftIam>,
     },
     /// `sqlite:PATH[?attach=NAME=PATH&…]`: each attached database is a schema.
     Sqlite {
@@ -75,7 +199,9 @@ pub fn snowflake_default_host(account: &str) -> String {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WarehouseUrlError {
-    #[error("warehouse URL `{0}` has an unsupported scheme (expected postgres://… or sqlite:PATH)")]
+    #[error(
+        "warehouse URL `{0}` has an unsupported scheme (expected postgres://…, redshift://… or sqlite:PATH)"
+    )]
     Scheme(String),
     #[error("warehouse URL `{url}` is malformed: {reason}")]
     Malformed { url: String, reason: String },
@@ -129,7 +255,8 @@ impl WarehouseUrl {
             }
         })?;
         match parsed.scheme() {
-            "postgres" | "postgresql" => {
+            scheme @ ("postgres" | "postgresql" | "redshift") => {
+                let redshift = scheme == "redshift";
                 let shown = redact(input);
                 let host = parsed
                     .host_str()
@@ -151,10 +278,40 @@ impl WarehouseUrl {
                     .map(|p| Password::new(decode(p)))
                     .or(pg_password.map(Password::new));
                 let mut options = None;
+                let (mut iam_mode, mut iam_name, mut region) = (None, None, None);
+                let mut tls = Tls {
+                    mode: if redshift {
+                        SslMode::VerifyFull
+                    } else {
+                        SslMode::Prefer
+                    },
+                    root_cert: None,
+                };
                 for (k, v) in parsed.query_pairs() {
                     match &*k {
                         "options" => options = Some(v.into_owned()),
-                        "sslmode" if v == "disable" || v == "prefer" => {}
+                        "sslmode" => {
+                            tls.mode = SslMode::parse(&v).ok_or_else(|| {
+                                malformed(
+                                    &shown,
+                                    &format!(
+                                        "sslmode `{v}` is not one of disable, prefer, require, verify-ca, verify-full"
+                                    ),
+                                )
+                            })?;
+                        }
+                        "sslrootcert" if !v.is_empty() => {
+                            tls.root_cert = Some(PathBuf::from(v.into_owned()));
+                        }
+                        "iam" | "cluster_id" | "workgroup" | "region" if !redshift => {
+                            return Err(malformed(
+                                &shown,
+                                &format!("`{k}` is for redshift:// URLs only"),
+                            ));
+                        }
+                        "iam" => iam_mode = Some(v.into_owned()),
+                        "cluster_id" | "workgroup" => iam_name = Some(v.into_owned()),
+                        "region" => region = Some(v.into_owned()),
                         other => {
                             return Err(malformed(
                                 &shown,
@@ -163,6 +320,18 @@ impl WarehouseUrl {
                         }
                     }
                 }
+                let iam = match iam_mode {
+                    Some(mode) => Some(
+                        RedshiftIam::from_settings(
+                            &mode,
+                            iam_name.as_deref(),
+                            region.as_deref(),
+                            host,
+                        )
+                        .map_err(|e| malformed(&shown, &e))?,
+                    ),
+                    None => None,
+                };
                 Ok(WarehouseUrl::Postgres {
                     user,
                     password,
@@ -170,9 +339,12 @@ impl WarehouseUrl {
                         .trim_start_matches('[')
                         .trim_end_matches(']')
                         .to_owned(),
-                    port: parsed.port().unwrap_or(5432),
+                    port: parsed.port().unwrap_or(if redshift { 5439 } else { 5432 }),
                     database,
                     options,
+                    tls,
+                    redshift,
+                    iam,
                 })
             }
             "snowflake" => parse_snowflake(&parsed, &redact(input)).map(WarehouseUrl::Snowflake),
@@ -184,15 +356,17 @@ impl WarehouseUrl {
     /// resolve relation names the way the warehouse will).
     pub fn dialect(&self) -> &'static dyn crate::sql::Dialect {
         match self {
+            WarehouseUrl::Postgres { redshift: true, .. } => &crate::sql::Redshift,
             WarehouseUrl::Postgres { .. } => &crate::sql::Postgres,
             WarehouseUrl::Sqlite { .. } => &crate::sql::Sqlite,
             WarehouseUrl::Snowflake(_) => &crate::sql::Snowflake,
         }
     }
 
-    /// `postgres`, `sqlite` or `snowflake`.
+    /// `postgres`, `redshift`, `sqlite` or `snowflake`.
     pub fn kind(&self) -> &'static str {
         match self {
+            WarehouseUrl::Postgres { redshift: true, .. } => "redshift",
             WarehouseUrl::Postgres { .. } => "postgres",
             WarehouseUrl::Sqlite { .. } => "sqlite",
             WarehouseUrl::Snowflake(_) => "snowflake",
@@ -322,9 +496,16 @@ impl fmt::Display for WarehouseUrl {
                 host,
                 port,
                 database,
+                tls,
+                redshift,
                 ..
             } => {
-                write!(f, "postgres://{user}@{host}:{port}/{database}")
+                let scheme = if *redshift { "redshift" } else { "postgres" };
+                write!(
+                    f,
+                    "{scheme}://{user}@{host}:{port}/{database}?sslmode={}",
+                    tls.mode.as_str()
+                )
             }
             WarehouseUrl::Sqlite { path, .. } => write!(f, "sqlite:{}", path.display()),
             WarehouseUrl::Snowflake(t) => {
@@ -377,6 +558,83 @@ mod tests {
         }
         assert!(!u.to_string().contains("s3cr"));
         assert!(!format!("{u:?}").contains("s3cr"));
+    }
+
+    #[test]
+    fn sslmode_and_sslrootcert_take_libpq_values() {
+        let tls = |u: &str| match WarehouseUrl::parse(u, None).unwrap() {
+            WarehouseUrl::Postgres { tls, port, .. } => (tls, port),
+            _ => panic!("not postgres"),
+        };
+        assert_eq!(tls("postgres://u@h/db").0.mode, SslMode::Prefer);
+        for mode in ["disable", "prefer", "require", "verify-ca", "verify-full"] {
+            let (t, _) = tls(&format!("postgres://u@h/db?sslmode={mode}"));
+            assert_eq!(t.mode.as_str(), mode);
+        }
+        let (t, _) = tls("postgres://u@h/db?sslmode=verify-full&sslrootcert=/etc/ca.pem");
+        assert_eq!(
+            t.root_cert.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        let e = WarehouseUrl::parse("postgres://u:pw@h/db?sslmode=allow-ish", None).unwrap_err();
+        assert!(e.to_string().contains("sslmode `allow-ish`"), "{e}");
+        assert!(!e.to_string().contains("pw@"));
+        // Redshift: TLS verified by default, its own port, its own kind.
+        let (t, port) = tls("redshift://u@cluster.abc.us-east-1.redshift.amazonaws.com/dev");
+        assert_eq!((t.mode, port), (SslMode::VerifyFull, 5439));
+        let u = WarehouseUrl::parse("redshift://u@h/dev", None).unwrap();
+        assert_eq!(u.kind(), "redshift");
+        assert!(matches!(u, WarehouseUrl::Postgres { iam: None, .. }));
+        assert_eq!(u.to_string(), "redshift://u@h:5439/dev?sslmode=verify-full");
+    }
+
+    #[test]
+    fn redshift_iam_takes_its_cluster_or_workgroup_from_the_url_or_the_host() {
+        let iam = |u: &str| match WarehouseUrl::parse(u, None) {
+            Ok(WarehouseUrl::Postgres { iam, .. }) => Ok(iam),
+            Ok(_) => panic!("not postgres"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(
+            iam(
+                "redshift://prdiff@analytics.c1x2y3.eu-west-1.redshift.amazonaws.com/dev?iam=cluster"
+            ),
+            Ok(Some(RedshiftIam::Cluster {
+                cluster_id: "analytics".into(),
+                region: Some("eu-west-1".into())
+            }))
+        );
+        assert_eq!(
+            iam(
+                "redshift://prdiff@wg.123456789012.us-east-1.redshift-serverless.amazonaws.com/dev?iam=serverless"
+            ),
+            Ok(Some(RedshiftIam::Serverless {
+                workgroup: "wg".into(),
+                region: Some("us-east-1".into())
+            }))
+        );
+        assert_eq!(
+            iam("redshift://prdiff@localhost/dev?iam=cluster&cluster_id=c1&region=us-west-2"),
+            Ok(Some(RedshiftIam::Cluster {
+                cluster_id: "c1".into(),
+                region: Some("us-west-2".into())
+            }))
+        );
+        assert!(
+            iam("redshift://prdiff@localhost/dev?iam=cluster")
+                .unwrap_err()
+                .contains("cluster_id=")
+        );
+        assert!(
+            iam("redshift://prdiff@localhost/dev?iam=token")
+                .unwrap_err()
+                .contains("iam `token`")
+        );
+        assert!(
+            iam("postgres://prdiff@localhost/dev?iam=cluster")
+                .unwrap_err()
+                .contains("redshift:// URLs only")
+        );
     }
 
     #[test]

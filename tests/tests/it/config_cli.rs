@@ -172,10 +172,16 @@ async fn apply_stores_configs_and_data_sources_and_moves_secret_values_to_the_se
     assert!(e.dir.path().join("secrets").exists());
 
     // check: data source, secrets and dbt Cloud all fine.
-    let lines = apply::check(&stored.name, &e.store, &e.secrets, &HttpDbtCloud::default())
-        .await
-        .unwrap()
-        .unwrap();
+    let lines = apply::check(
+        &stored.name,
+        &e.store,
+        &e.secrets,
+        &HttpDbtCloud::default(),
+        false,
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert!(lines.iter().all(|l| l.ok), "{lines:?}");
     assert_eq!(lines.len(), 4);
 }
@@ -242,6 +248,29 @@ async fn invalid_values_are_refused_before_dbt_cloud_is_asked() {
 }
 
 #[tokio::test]
+async fn a_kind_this_build_cannot_diff_is_refused_naming_the_field() {
+    let dbt = dbt_cloud().await;
+    let e = embedded();
+    for kind in ["bigquery", "databricks", "duckdb"] {
+        assert!(!prdiff_shared::warehouse::has_driver(kind));
+        let text = write_file(
+            e.dir.path(),
+            &dbt,
+            &[("kind = \"postgres\"", &format!("kind = \"{kind}\""))],
+        );
+        let err = e.apply(&text).await.unwrap_err();
+        assert!(err.is_usage(), "{kind}: {err}");
+        let p = problems(err);
+        assert_eq!(p[0].0, "data_source \"warehouse\".kind", "{kind}: {p:?}");
+        assert!(p[0].1.contains(&format!("no driver for {kind}")), "{p:?}");
+        e.assert_empty().await;
+    }
+    for kind in ["postgres", "redshift", "sqlite"] {
+        assert!(prdiff_shared::warehouse::has_driver(kind), "{kind}");
+    }
+}
+
+#[tokio::test]
 async fn an_unreadable_secret_file_is_refused_naming_the_field() {
     let dbt = dbt_cloud().await;
     let e = embedded();
@@ -271,7 +300,7 @@ async fn check_reports_a_missing_secret() {
     )
     .unwrap();
     let fresh = LocalSecrets::with_env_and_dir(Some(e.dir.path().join("secrets")));
-    let lines = apply::check(&id, &e.store, &fresh, &HttpDbtCloud::default())
+    let lines = apply::check(&id, &e.store, &fresh, &HttpDbtCloud::default(), false)
         .await
         .unwrap()
         .unwrap();
@@ -283,7 +312,8 @@ async fn check_reports_a_missing_secret() {
             &ConfigId::parse("nope").unwrap(),
             &e.store,
             &fresh,
-            &HttpDbtCloud::default()
+            &HttpDbtCloud::default(),
+            false
         )
         .await
         .unwrap()
@@ -323,10 +353,16 @@ async fn apply_against_the_aws_adapters_writes_dynamodb_and_secrets_manager() {
         .await
         .unwrap();
     assert_eq!(key.expose_secret(), "dbtc_good");
-    let lines = apply::check(&id, store.as_ref(), &secrets, &HttpDbtCloud::default())
-        .await
-        .unwrap()
-        .unwrap();
+    let lines = apply::check(
+        &id,
+        store.as_ref(),
+        &secrets,
+        &HttpDbtCloud::default(),
+        false,
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert!(lines.iter().all(|l| l.ok), "{lines:?}");
 
     // A failing apply leaves both stores as they were.

@@ -1,6 +1,7 @@
-//! The diff engine on real warehouses: every case runs on PostgreSQL (the test cluster),
-//! on SQLite (a temporary file) and on Snowflake (the fakesnow stand-in over DuckDB), and
-//! all must produce the figures the test derived on its own from the data it loaded.
+//! The diff engine on real warehouses: every case runs on PostgreSQL (the test cluster,
+//! over plain TCP, over TLS, and through the Redshift driver and dialect), on SQLite (a
+//! temporary file) and on Snowflake (the fakesnow stand-in over DuckDB), and all must
+//! produce the figures the test derived on its own from the data it loaded.
 //!
 //! On Snowflake the cases' unquoted names are stored upper case, as Snowflake stores them:
 //! relations are resolved the way prdiff resolves dbt's unquoted `relation_name`
@@ -114,6 +115,16 @@ pub async fn load_named(
     let pg = warehouse::connect(&url, &ConnectOptions::default())
         .await
         .expect("connect to PostgreSQL");
+    // The same cluster over TLS (verify-full against the CA the test script made).
+    let url = WarehouseUrl::parse(&prdiff_tests::pg_tls_url(), None).unwrap();
+    let pg_tls = warehouse::connect(&url, &ConnectOptions::default())
+        .await
+        .expect("connect to PostgreSQL over TLS");
+    // And through the Redshift driver and dialect.
+    let url = WarehouseUrl::parse(&prdiff_tests::redshift_on_postgres_url().await, None).unwrap();
+    let redshift = warehouse::connect(&url, &ConnectOptions::default())
+        .await
+        .expect("connect to PostgreSQL as Redshift");
 
     let dir = tempfile::tempdir().unwrap();
     let (p, q) = (dir.path().join("prod.db"), dir.path().join("pr.db"));
@@ -135,6 +146,20 @@ pub async fn load_named(
         Loaded {
             kind: "postgres",
             wh: pg,
+            prod_schema: prod_schema.into(),
+            pr_schema: pr_schema.into(),
+            _dir: None,
+        },
+        Loaded {
+            kind: "postgres-tls",
+            wh: pg_tls,
+            prod_schema: prod_schema.into(),
+            pr_schema: pr_schema.into(),
+            _dir: None,
+        },
+        Loaded {
+            kind: "redshift-dialect-on-postgres",
+            wh: redshift,
             prod_schema: prod_schema.into(),
             pr_schema: pr_schema.into(),
             _dir: None,
