@@ -24,7 +24,10 @@ pub enum Format {
 #[derive(clap::Args, Debug)]
 pub struct DiffArgs {
     /// Warehouse URL: postgres://user[:password]@host:port/db (password also from
-    /// PGPASSWORD) or sqlite:PATH[?attach=SCHEMA=PATH…].
+    /// PGPASSWORD), sqlite:PATH[?attach=SCHEMA=PATH…] or
+    /// snowflake://USER[:PASSWORD]@ACCOUNT/DATABASE[?warehouse=…&role=…&private_key_path=…]
+    /// (docs/warehouses/snowflake.md). Unquoted parts of --prod/--pr are resolved as the
+    /// warehouse resolves them (Snowflake: upper case).
     #[arg(long)]
     pub warehouse: String,
     /// Production relation: schema.table or database.schema.table.

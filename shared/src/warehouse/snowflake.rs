@@ -82,8 +82,8 @@ struct Session {
 }
 
 impl SnowflakeWarehouse {
-    /// Logs in (password or key pair) once, so a bad URL, password or key fails before any
-    /// work starts, and keeps the session.
+    /// Logs in (password or key pair) now, so a bad URL, password or key fails before any
+    /// work starts, and keeps the sessions.
     pub async fn connect(
         target: &SnowflakeTarget,
         options: &ConnectOptions,
@@ -104,10 +104,15 @@ impl SnowflakeWarehouse {
             shown,
             timeout_secs: options.statement_timeout.as_secs().max(1),
         };
-        let first = login.session().await?;
+        // Every session the engine will use, logged in at once: a diff runs its per-side
+        // counts beside the join from the start, and a login takes a round trip or more.
+        let mut idle = Vec::with_capacity(PARALLELISM);
+        for session in futures::future::join_all((0..PARALLELISM).map(|_| login.session())).await {
+            idle.push(Arc::new(session?));
+        }
         Ok(SnowflakeWarehouse {
             login,
-            idle: tokio::sync::Mutex::new(vec![Arc::new(first)]),
+            idle: tokio::sync::Mutex::new(idle),
             statement_timeout: options.statement_timeout,
         })
     }
