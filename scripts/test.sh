@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one test command (README "Run the tests"; .ci/run calls it).
 #
-# On a fresh machine it: creates ./.venv with the Python tools the tests start (moto),
-# starts a throw-away PostgreSQL cluster and moto's server on free loopback ports,
+# On a fresh machine it: creates ./.venv with the Python tools the tests start (moto,
+# fakesnow), starts a throw-away PostgreSQL cluster, moto's server and fakesnow (the
+# Snowflake stand-in) on free loopback ports,
 # runs `cargo fmt --check`, `cargo clippy -D warnings` and every test, and stops what it
 # started — also when a step fails.
 set -euo pipefail
@@ -18,11 +19,13 @@ log() { printf '\n==> %s\n' "$*" >&2; }
 WORK="$(mktemp -d /tmp/prdiff-test.XXXXXX)"
 chmod 755 "$WORK"
 MOTO_PID=""
+FAKESNOW_PID=""
 
 cleanup() {
   local rc=$?
   set +e
   if [ -n "$MOTO_PID" ]; then kill "$MOTO_PID" 2>/dev/null; wait "$MOTO_PID" 2>/dev/null; fi
+  if [ -n "$FAKESNOW_PID" ]; then kill "$FAKESNOW_PID" 2>/dev/null; wait "$FAKESNOW_PID" 2>/dev/null; fi
   pg_stop
   rm -rf "$WORK"
   exit $rc
@@ -56,6 +59,17 @@ export PRDIFF_TEST_AWS_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
 # API at moto, with dummy credentials (moto accepts any).
 export AWS_ENDPOINT_URL_REDSHIFT="$PRDIFF_TEST_AWS_ENDPOINT"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-testing}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-testing}"
+
+log "fakesnow (Snowflake stand-in)"
+FAKESNOW_PORT="$(free_port)"
+.venv/bin/python scripts/fakesnow_server.py --host 127.0.0.1 --port "$FAKESNOW_PORT" >"$WORK/fakesnow.log" 2>&1 &
+FAKESNOW_PID=$!
+for _ in $(seq 1 150); do
+  if python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1',$FAKESNOW_PORT)))" 2>/dev/null; then break; fi
+  if ! kill -0 "$FAKESNOW_PID" 2>/dev/null; then cat "$WORK/fakesnow.log"; exit 1; fi
+  sleep 0.2
+done
+export PRDIFF_TEST_SNOWFLAKE_URL="snowflake://prdiff:test@fakesnow/PRDIFF?host=127.0.0.1&port=$FAKESNOW_PORT&protocol=http"
 
 log "cfn-lint infra/template.yaml"
 .venv/bin/cfn-lint infra/template.yaml

@@ -1,5 +1,8 @@
 //! The diff-runner Lambda: wiring only. Settings are read once, AWS clients built once,
 //! then every SQS batch goes to [`prdiff_diff::handle_batch`].
+// The handler's future nests the warehouse drivers' (Snowflake's HTTP client included)
+// deeper than the compiler's default layout depth of 128.
+#![recursion_limit = "256"]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -19,6 +19,8 @@ mod privileges;
 #[cfg(feature = "redshift-iam")]
 mod redshift_iam;
 mod secret;
+#[cfg(feature = "snowflake")]
+pub mod snowflake;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "postgres")]
@@ -30,7 +32,10 @@ pub use privileges::{
 };
 pub use secret::Password;
 
-pub use url::{RedshiftIam, SslMode, Tls, WarehouseUrl, WarehouseUrlError};
+pub use url::{
+    RedshiftIam, SnowflakeAuth, SnowflakeTarget, SslMode, Tls, WarehouseUrl, WarehouseUrlError,
+    snowflake_default_host,
+};
 
 /// The longest error text a driver passes on (in characters): errors reach logs, stored
 /// results and PR comments.
@@ -131,6 +136,8 @@ pub const DRIVERS: &[&str] = &[
     "postgres",
     #[cfg(feature = "postgres")]
     "redshift",
+    #[cfg(feature = "snowflake")]
+    "snowflake",
     #[cfg(feature = "sqlite")]
     "sqlite",
 ];
@@ -140,7 +147,8 @@ pub fn has_driver(kind: &str) -> bool {
     DRIVERS.contains(&kind)
 }
 
-/// Opens a warehouse from a URL (`postgres://…`, `sqlite:PATH`).
+/// Opens a warehouse from a URL (`postgres://…`, `redshift://…`, `sqlite:PATH`,
+/// `snowflake://…`).
 pub async fn connect(
     url: &WarehouseUrl,
     options: &ConnectOptions,
@@ -152,6 +160,11 @@ pub async fn connect(
         )),
         #[cfg(feature = "sqlite")]
         WarehouseUrl::Sqlite { .. } => Ok(Box::new(sqlite::SqliteWarehouse::open(url, options)?)),
+        #[cfg(feature = "snowflake")]
+        // Boxed: the login's future is large, and callers nest `connect` deeply.
+        WarehouseUrl::Snowflake(target) => Ok(Box::new(
+            Box::pin(snowflake::SnowflakeWarehouse::connect(target, options)).await?,
+        )),
         #[allow(unreachable_patterns)]
         _ => Err(WarehouseError::NoDriver(url.kind())),
     }
