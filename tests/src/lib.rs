@@ -102,13 +102,10 @@ pub fn repo_root() -> std::path::PathBuf {
         .to_path_buf()
 }
 
-/// `../shared/fixtures` beside the repository (read-only, handed to the project).
-pub fn shared_fixtures() -> std::path::PathBuf {
-    repo_root()
-        .parent()
-        .unwrap()
-        .join("shared")
-        .join("fixtures")
+/// The repository's test fixtures, `tests/fixtures` (recorded public payloads and dbt
+/// artifacts, provenance in its `SOURCES.md`).
+pub fn fixtures() -> std::path::PathBuf {
+    repo_root().join("tests").join("fixtures")
 }
 
 /// The URL of the Snowflake stand-in (`PRDIFF_TEST_SNOWFLAKE_URL`: fakesnow, started by

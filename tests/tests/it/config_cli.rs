@@ -17,7 +17,7 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn dbt_fixture(name: &str) -> serde_json::Value {
-    let p = prdiff_tests::shared_fixtures().join("dbt_cloud").join(name);
+    let p = prdiff_tests::fixtures().join("dbt_cloud").join(name);
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
