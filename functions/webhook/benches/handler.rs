@@ -165,6 +165,9 @@ fn main() {
                 .map(|i| {
                     let mut v = base.clone();
                     v["pull_request"]["head"]["sha"] = format!("{i:040x}").into();
+                    // Distinct bodies per set: the handler refuses a body it has seen under
+                    // another delivery id (a replay).
+                    v["pull_request"]["title"] = format!("{prefix}-{i}").into();
                     request(&format!("{prefix}-{i}"), serde_json::to_vec(&v).unwrap())
                 })
                 .collect()
