@@ -210,6 +210,8 @@ fn check_prints_warehouse_privilege_warnings_and_still_exits_0() {
     let rest = pg.strip_prefix("postgres://").expect("a postgres:// URL");
     let (user, rest) = rest.split_once('@').unwrap();
     let (hostport, db) = rest.split_once('/').unwrap();
+    // scripts/test.sh adds `?sslmode=disable`: the database name ends before it.
+    let db = db.split('?').next().unwrap();
     let (host, port) = hostport.split_once(':').unwrap();
     let file = FILE
         .replace(
