@@ -452,6 +452,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_snowflake_data_source_logs_in_with_its_secret_as_password_or_pem_key() {
+        use crate::warehouse::SnowflakeAuth;
+        let source: DataSource = serde_json::from_value(serde_json::json!({
+            "id": "sf",
+            "kind": "snowflake",
+            "connection": { "account": "myorg-acme", "user": "PRDIFF", "database": "ANALYTICS",
+                            "warehouse": "WH", "role": "READER" },
+            "secret": "prdiff/data-source/sf"
+        }))
+        .unwrap();
+        let WarehouseUrl::Snowflake(t) = warehouse_url(&source, Some("s3cret".into())).unwrap()
+        else {
+            panic!("not snowflake")
+        };
+        assert_eq!(
+            t.auth,
+            SnowflakeAuth::Password(crate::warehouse::Password::new("s3cret"))
+        );
+        assert_eq!(t.host, "myorg-acme.snowflakecomputing.com");
+        assert_eq!((t.port, t.protocol.as_str()), (443, "https"));
+        assert_eq!(t.role.as_deref(), Some("READER"));
+
+        let pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----\n";
+        let url = warehouse_url(&source, Some(pem.into())).unwrap();
+        let WarehouseUrl::Snowflake(t) = &url else {
+            panic!("not snowflake")
+        };
+        assert!(matches!(&t.auth, SnowflakeAuth::PrivateKeyPem(k) if k.expose() == pem));
+        for shown in [url.to_string(), format!("{url:?}")] {
+            assert!(
+                !shown.contains("MIIEvQ") && !shown.contains("BEGIN"),
+                "{shown}"
+            );
+        }
+        let e = warehouse_url(&source, None).unwrap_err();
+        assert!(e.to_string().contains("needs a secret"), "{e}");
+    }
+
+    #[test]
     fn a_stored_outcome_round_trips_through_json() {
         let err = StoredOutcome::Error("relation does not exist".into());
         let json = serde_json::to_string(&err).unwrap();

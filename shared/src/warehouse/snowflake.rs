@@ -849,22 +849,33 @@ fn arrow_column_text(
                     .position(|f| f.name() == name)
                     .map(|p| s.column(p).clone())
             };
-            let (Some(epoch), Some(fraction)) = (col("epoch"), col("fraction")) else {
+            // With a `fraction` (scale above 7, or TIMESTAMP_TZ above 3) the epoch is in
+            // seconds; without, it is in units of 10^-scale seconds.
+            let Some(epoch) = col("epoch") else {
                 return Err(CallError::Transport(format!(
-                    "an Arrow struct column of type {logical} without epoch/fraction"
+                    "an Arrow struct column of type {logical} without an epoch"
                 )));
             };
             let epoch = epoch
                 .as_primitive_opt::<Int64Type>()
                 .ok_or_else(|| CallError::Transport("timestamp epoch is not int64".into()))?
                 .clone();
-            let fraction = fraction
-                .as_primitive_opt::<Int32Type>()
-                .ok_or_else(|| CallError::Transport("timestamp fraction is not int32".into()))?
-                .clone();
+            let fraction = match col("fraction") {
+                Some(f) => Some(
+                    f.as_primitive_opt::<Int32Type>()
+                        .ok_or_else(|| {
+                            CallError::Transport("timestamp fraction is not int32".into())
+                        })?
+                        .clone(),
+                ),
+                None => None,
+            };
             let tz = col("timezone").and_then(|c| c.as_primitive_opt::<Int32Type>().cloned());
             each(&|i| {
-                let nanos = epoch.value(i) as i128 * 1_000_000_000 + fraction.value(i) as i128;
+                let nanos = match &fraction {
+                    Some(f) => epoch.value(i) as i128 * 1_000_000_000 + f.value(i) as i128,
+                    None => scaled_to_nanos(epoch.value(i) as i128, scale)?,
+                };
                 let offset = tz.as_ref().map(|t| t.value(i) as i64 - 1440);
                 timestamp_text(nanos, scale, offset.unwrap_or(0), offset.is_some())
             })
@@ -1271,6 +1282,28 @@ mod tests {
                     s("1970-01-01 00:00:00.000")
                 ],
             ]
+        );
+    }
+
+    #[test]
+    fn timestamp_tz_structs_without_a_fraction_carry_a_scaled_epoch() {
+        use arrow_array::{Int32Array, Int64Array, StructArray};
+        use arrow_schema::Field;
+        use std::sync::Arc;
+        // TIMESTAMP_TZ(3): epoch in milliseconds, offset +01:00 (1440 + 60).
+        let ts = StructArray::from(vec![
+            (
+                Arc::new(Field::new("epoch", DataType::Int64, false)),
+                Arc::new(Int64Array::from(vec![1_709_251_199_500])) as Arc<dyn Array>,
+            ),
+            (
+                Arc::new(Field::new("timezone", DataType::Int32, false)),
+                Arc::new(Int32Array::from(vec![1500])) as Arc<dyn Array>,
+            ),
+        ]);
+        assert_eq!(
+            arrow_column_text(&ts, "timestamp_tz", 3).unwrap(),
+            vec![Some("2024-03-01 00:59:59.500 +01:00".to_owned())]
         );
     }
 

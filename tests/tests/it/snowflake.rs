@@ -136,41 +136,47 @@ async fn key_pair_login_sends_a_jwt_the_registered_public_key_verifies() {
         )
         .unwrap();
         let wh = warehouse::connect(&u, &options(30)).await.unwrap();
-        let login = requests_to(&server, "/session/v1/login-request").await;
-        assert_eq!(login.len(), 1);
-        let data = &body(&login[0])["data"];
-        assert_eq!(data["AUTHENTICATOR"], "SNOWFLAKE_JWT");
-        assert_eq!(data["LOGIN_NAME"], "ci_user");
-        assert_eq!(data["ACCOUNT_NAME"], "MYORG-ACME");
-        assert!(data.get("PASSWORD").is_none(), "{data}");
+        let logins = requests_to(&server, "/session/v1/login-request").await;
         assert_eq!(
-            data["SESSION_PARAMETERS"]["STATEMENT_TIMEOUT_IN_SECONDS"],
-            30
+            logins.len(),
+            3,
+            "one login per session the engine uses at once"
         );
-        let q: std::collections::HashMap<_, _> = login[0].url.query_pairs().collect();
-        assert_eq!(q["databaseName"], "ANALYTICS");
-        let token = data["TOKEN"].as_str().unwrap();
-        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        let claims = jsonwebtoken::decode::<Value>(
-            token,
-            &jsonwebtoken::DecodingKey::from_rsa_pem(public_pem.as_bytes()).unwrap(),
-            &validation,
-        )
-        .expect("signed RS256 by the user's key")
-        .claims;
-        assert_eq!(
-            claims["iss"],
-            format!("MYORG-ACME.CI_USER.{fingerprint}"),
-            "{}",
-            key.display()
-        );
-        assert_eq!(claims["sub"], "MYORG-ACME.CI_USER");
-        let (iat, exp) = (
-            claims["iat"].as_u64().unwrap(),
-            claims["exp"].as_u64().unwrap(),
-        );
-        assert!(exp > iat && exp - iat <= 3600, "{claims}");
+        for login in &logins {
+            let data = &body(login)["data"];
+            assert_eq!(data["AUTHENTICATOR"], "SNOWFLAKE_JWT");
+            assert_eq!(data["LOGIN_NAME"], "ci_user");
+            assert_eq!(data["ACCOUNT_NAME"], "MYORG-ACME");
+            assert!(data.get("PASSWORD").is_none(), "{data}");
+            assert_eq!(
+                data["SESSION_PARAMETERS"]["STATEMENT_TIMEOUT_IN_SECONDS"],
+                30
+            );
+            let q: std::collections::HashMap<_, _> = login.url.query_pairs().collect();
+            assert_eq!(q["databaseName"], "ANALYTICS");
+            let token = data["TOKEN"].as_str().unwrap();
+            let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+            validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+            let claims = jsonwebtoken::decode::<Value>(
+                token,
+                &jsonwebtoken::DecodingKey::from_rsa_pem(public_pem.as_bytes()).unwrap(),
+                &validation,
+            )
+            .expect("signed RS256 by the user's key")
+            .claims;
+            assert_eq!(
+                claims["iss"],
+                format!("MYORG-ACME.CI_USER.{fingerprint}"),
+                "{}",
+                key.display()
+            );
+            assert_eq!(claims["sub"], "MYORG-ACME.CI_USER");
+            let (iat, exp) = (
+                claims["iat"].as_u64().unwrap(),
+                claims["exp"].as_u64().unwrap(),
+            );
+            assert!(exp > iat && exp - iat <= 3600, "{claims}");
+        }
         drop(wh);
     }
 }
