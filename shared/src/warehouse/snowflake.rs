@@ -91,6 +91,9 @@ impl SnowflakeWarehouse {
         let shown = super::WarehouseUrl::Snowflake(target.clone()).to_string();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
+            // Shorter than common servers' keep-alive (uvicorn, fakesnow's server: 5 s), so
+            // an idle session's next statement rarely meets a connection closed under it.
+            .pool_idle_timeout(Duration::from_secs(4))
             .user_agent(concat!("prdiff/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| WarehouseError::Connect {
@@ -482,12 +485,23 @@ impl Session {
         req: reqwest::RequestBuilder,
         timeout: Duration,
     ) -> Result<ApiResponse, CallError> {
-        let response = self
-            .authorized(req)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| CallError::Transport(crate::error_chain(&e)))?;
+        let req = self.authorized(req).timeout(timeout);
+        // A pooled connection the server closed while it was idle fails the next request
+        // before any answer ("connection closed before message completed"): send it once
+        // more on a fresh connection. prdiff sends only reads, and the request id lets
+        // Snowflake recognise a statement it already has.
+        let mut retried = false;
+        let response = loop {
+            let attempt = req.try_clone().expect("a JSON or empty body clones");
+            match attempt.send().await {
+                Ok(r) => break r,
+                Err(e) if !retried && e.is_request() && !e.is_timeout() => {
+                    tracing::debug!(error = %e, "request failed before an answer: once more");
+                    retried = true;
+                }
+                Err(e) => return Err(CallError::Transport(crate::error_chain(&e))),
+            }
+        };
         let status = response.status();
         let bytes = response
             .bytes()
