@@ -20,7 +20,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-TARGETS_ALL=(webhook manifest config)
+TARGETS_ALL=(webhook manifest config filter)
 SANITIZER="${FUZZ_SANITIZER:-address}"
 
 usage() {

@@ -1,16 +1,6 @@
 //! Row filters (`prdiff_shared::sql::filter::parse_filter`): every dialect, any text.
 //! A filter that is accepted renders (`SafeFilter::sql`) to text that is accepted again
 //! by the same dialect, so what reaches the warehouse is always a checked filter.
-//!
-//! Not built yet: `parse_filter` is not in prdiff-shared. To enable, add to
-//! fuzz/Cargo.toml
-//!     [[bin]]
-//!     name = "filter"
-//!     path = "fuzz_targets/filter.rs"
-//!     test = false
-//!     doc = false
-//!     bench = false
-//! and add `filter` to TARGETS in scripts/fuzz.sh.
 
 #![no_main]
 
