@@ -2,8 +2,8 @@
 # The one test command (README "Run the tests"; .ci/run calls it).
 #
 # On a fresh machine it: creates ./.venv with the Python tools the tests start (moto,
-# fakesnow), starts a throw-away PostgreSQL cluster, moto's server and fakesnow (the
-# Snowflake stand-in) on free loopback ports,
+# fakesnow) and .venvs/brickhouse, starts a throw-away PostgreSQL cluster, moto's server and fakesnow (the
+# Snowflake stand-in) and brickhouse (the Databricks API stand-in) on free loopback ports,
 # runs `cargo fmt --check`, `cargo clippy -D warnings` and every test, and stops what it
 # started — also when a step fails.
 set -euo pipefail
@@ -20,12 +20,14 @@ WORK="$(mktemp -d /tmp/prdiff-test.XXXXXX)"
 chmod 755 "$WORK"
 MOTO_PID=""
 FAKESNOW_PID=""
+BRICKHOUSE_PID=""
 
 cleanup() {
   local rc=$?
   set +e
   if [ -n "$MOTO_PID" ]; then kill "$MOTO_PID" 2>/dev/null; wait "$MOTO_PID" 2>/dev/null; fi
   if [ -n "$FAKESNOW_PID" ]; then kill "$FAKESNOW_PID" 2>/dev/null; wait "$FAKESNOW_PID" 2>/dev/null; fi
+  if [ -n "$BRICKHOUSE_PID" ]; then kill "$BRICKHOUSE_PID" 2>/dev/null; wait "$BRICKHOUSE_PID" 2>/dev/null; fi
   pg_stop
   rm -rf "$WORK"
   exit $rc
@@ -38,6 +40,14 @@ REQ_HASH="$(sha256sum scripts/requirements-test.txt | cut -c1-16)"
 if [ "$(cat .venv/.req-hash 2>/dev/null)" != "$REQ_HASH" ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
   echo "$REQ_HASH" > .venv/.req-hash
+fi
+
+BH_VENV=.venvs/brickhouse
+if [ ! -x "$BH_VENV/bin/python" ]; then mkdir -p .venvs && python3 -m venv "$BH_VENV"; fi
+BH_HASH="$(sha256sum scripts/requirements-brickhouse.txt | cut -c1-16)"
+if [ "$(cat "$BH_VENV/.req-hash" 2>/dev/null)" != "$BH_HASH" ]; then
+  "$BH_VENV/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-brickhouse.txt
+  echo "$BH_HASH" > "$BH_VENV/.req-hash"
 fi
 
 log "PostgreSQL (temporary cluster, plain TCP and TLS with a CA made here)"
@@ -70,6 +80,18 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 export PRDIFF_TEST_SNOWFLAKE_URL="snowflake://prdiff:test@fakesnow/PRDIFF?host=127.0.0.1&port=$FAKESNOW_PORT&protocol=http"
+
+log "brickhouse (Databricks API stand-in: the driver's protocol, not the diff SQL)"
+BRICKHOUSE_PORT="$(free_port)"
+"$BH_VENV/bin/brickhouse" init --workspace "$WORK/brickhouse" >"$WORK/brickhouse.log" 2>&1
+"$BH_VENV/bin/brickhouse" serve --workspace "$WORK/brickhouse" --host 127.0.0.1 --port "$BRICKHOUSE_PORT" >>"$WORK/brickhouse.log" 2>&1 &
+BRICKHOUSE_PID=$!
+for _ in $(seq 1 150); do
+  if python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1',$BRICKHOUSE_PORT)))" 2>/dev/null; then break; fi
+  if ! kill -0 "$BRICKHOUSE_PID" 2>/dev/null; then cat "$WORK/brickhouse.log"; exit 1; fi
+  sleep 0.2
+done
+export PRDIFF_TEST_DATABRICKS_API="http://127.0.0.1:$BRICKHOUSE_PORT"
 
 log "cfn-lint infra/template.yaml"
 .venv/bin/cfn-lint infra/template.yaml

@@ -165,6 +165,7 @@ pub fn warehouse_url(
             WarehouseUrl::parse(&format!("sqlite:{path}"), None).map_err(|e| err(e.to_string()))
         }
         DataSourceKind::Snowflake => snowflake_target(source, secret).map_err(err),
+        DataSourceKind::Databricks => databricks_target(source, secret).map_err(err),
         other => Err(err(format!(
             "no warehouse driver for {} in this build",
             other.as_str()
@@ -238,6 +239,81 @@ fn snowflake_target(source: &DataSource, secret: Option<String>) -> Result<Wareh
     }))
 }
 
+/// The connection keys a Databricks data source may have.
+pub const DATABRICKS_CONNECTION_KEYS: &[&str] = &[
+    "host",
+    "warehouse_id",
+    "http_path",
+    "catalog",
+    "schema",
+    "client_id",
+    "port",
+    "protocol",
+];
+
+/// A Databricks data source's warehouse and credentials. The secret is a personal access
+/// token, or the service principal's OAuth client secret when `client_id` is set.
+fn databricks_target(source: &DataSource, secret: Option<String>) -> Result<WarehouseUrl, String> {
+    use crate::warehouse::{DatabricksAuth, DatabricksTarget, Password};
+    let c = &source.connection;
+    if let Some(k) = c
+        .keys()
+        .find(|k| !DATABRICKS_CONNECTION_KEYS.contains(&k.as_str()))
+    {
+        return Err(format!(
+            "unknown connection key `{k}` for databricks (expected {})",
+            DATABRICKS_CONNECTION_KEYS.join(", ")
+        ));
+    }
+    let get = |k: &str| c.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let host = get("host")
+        .ok_or("connection has no `host`")?
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_owned();
+    let warehouse_id = match (get("warehouse_id"), get("http_path")) {
+        (Some(id), None) => DatabricksTarget::warehouse_id_from_path(id),
+        (None, Some(path)) => DatabricksTarget::warehouse_id_from_path(path),
+        (Some(_), Some(_)) => return Err("give `warehouse_id` or `http_path`, not both".into()),
+        (None, None) => return Err("connection has no `warehouse_id` (or `http_path`)".into()),
+    }
+    .ok_or("`warehouse_id` is one id, or `http_path` is /sql/1.0/warehouses/ID")?;
+    let protocol = match get("protocol") {
+        None | Some("https") => "https",
+        Some("http") if crate::warehouse::is_loopback_host(&host) => "http",
+        Some("http") => return Err("protocol http is for a stand-in on this machine only".into()),
+        Some(p) => return Err(format!("protocol {p:?} is not https or http")),
+    };
+    let port = match get("port") {
+        None if protocol == "http" => 80,
+        None => 443,
+        Some(p) => p
+            .parse()
+            .map_err(|_| format!("port {p:?} is not a number"))?,
+    };
+    let secret = secret
+        .filter(|s| !s.trim().is_empty())
+        .ok_or(
+            "a databricks data source needs a secret (a personal access token, or the OAuth client secret with `client_id`)",
+        )?;
+    let auth = match get("client_id") {
+        Some(id) => DatabricksAuth::OAuthM2m {
+            client_id: id.to_owned(),
+            client_secret: Password::new(secret.trim()),
+        },
+        None => DatabricksAuth::Token(Password::new(secret.trim())),
+    };
+    Ok(WarehouseUrl::Databricks(DatabricksTarget {
+        host,
+        port,
+        protocol: protocol.to_owned(),
+        warehouse_id,
+        catalog: get("catalog").map(str::to_owned),
+        schema: get("schema").map(str::to_owned),
+        auth,
+    }))
+}
+
 /// Problems with a data source's connection settings that apply and check can catch
 /// before anything is stored or connected: Snowflake keys that are missing or unknown. (A
 /// kind this build has no driver for is refused by apply on its own.)
@@ -245,6 +321,10 @@ pub fn data_source_problems(source: &DataSource) -> Vec<String> {
     match source.kind {
         // A stand-in secret: only the connection keys are checked here.
         DataSourceKind::Snowflake => match snowflake_target(source, Some("-".into())) {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![e],
+        },
+        DataSourceKind::Databricks => match databricks_target(source, Some("-".into())) {
             Ok(_) => Vec::new(),
             Err(e) => vec![e],
         },
@@ -488,6 +568,72 @@ mod tests {
         }
         let e = warehouse_url(&source, None).unwrap_err();
         assert!(e.to_string().contains("needs a secret"), "{e}");
+    }
+
+    #[test]
+    fn a_databricks_data_source_uses_its_secret_as_token_or_oauth_client_secret() {
+        use crate::warehouse::{DatabricksAuth, Password};
+        let source = |connection: serde_json::Value| -> DataSource {
+            serde_json::from_value(serde_json::json!({
+                "id": "dbx",
+                "kind": "databricks",
+                "connection": connection,
+                "secret": "prdiff/data-source/dbx"
+            }))
+            .unwrap()
+        };
+        let pat = source(serde_json::json!({
+            "host": "https://dbc-1234.cloud.databricks.com/",
+            "http_path": "/sql/1.0/warehouses/abc123",
+            "catalog": "main", "schema": "analytics"
+        }));
+        let url = warehouse_url(&pat, Some("dapi-s3cret".into())).unwrap();
+        let WarehouseUrl::Databricks(t) = &url else {
+            panic!("not databricks")
+        };
+        assert_eq!(t.host, "dbc-1234.cloud.databricks.com");
+        assert_eq!(t.warehouse_id, "abc123");
+        assert_eq!(t.base_url(), "https://dbc-1234.cloud.databricks.com:443");
+        assert_eq!(t.auth, DatabricksAuth::Token(Password::new("dapi-s3cret")));
+        for shown in [url.to_string(), format!("{url:?}")] {
+            assert!(!shown.contains("dapi-s3cret"), "{shown}");
+        }
+        let e = warehouse_url(&pat, None).unwrap_err();
+        assert!(e.to_string().contains("needs a secret"), "{e}");
+
+        let m2m = source(serde_json::json!({
+            "host": "dbc-1234.cloud.databricks.com", "warehouse_id": "abc123",
+            "client_id": "sp-uuid"
+        }));
+        let WarehouseUrl::Databricks(t) = warehouse_url(&m2m, Some("oauth-s3cret".into())).unwrap()
+        else {
+            panic!("not databricks")
+        };
+        assert_eq!(
+            t.auth,
+            DatabricksAuth::OAuthM2m {
+                client_id: "sp-uuid".into(),
+                client_secret: Password::new("oauth-s3cret")
+            }
+        );
+        for (connection, why) in [
+            (serde_json::json!({"warehouse_id": "w"}), "no `host`"),
+            (serde_json::json!({"host": "h"}), "no `warehouse_id`"),
+            (
+                serde_json::json!({"host": "h", "warehouse_id": "w", "token": "x"}),
+                "unknown connection key `token`",
+            ),
+            (
+                serde_json::json!({"host": "h.example", "warehouse_id": "w", "protocol": "http"}),
+                "this machine only",
+            ),
+        ] {
+            let problems = data_source_problems(&source(connection));
+            assert!(
+                problems.iter().any(|p| p.contains(why)),
+                "{why}: {problems:?}"
+            );
+        }
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub struct DiffArgs {
     /// Warehouse URL: postgres://user[:password]@host:port/db (password also from
     /// PGPASSWORD), sqlite:PATH[?attach=SCHEMA=PATH…] or
     /// snowflake://USER[:PASSWORD]@ACCOUNT/DATABASE[?warehouse=…&role=…&private_key_path=…]
-    /// (docs/warehouses/snowflake.md). Unquoted parts of --prod/--pr are resolved as the
+    /// (docs/warehouses/snowflake.md), databricks://HOST/WAREHOUSE_ID[?catalog=…&schema=…]
+    /// with DATABRICKS_TOKEN or DATABRICKS_CLIENT_ID/_SECRET in the environment
+    /// (docs/warehouses/databricks.md). Unquoted parts of --prod/--pr are resolved as the
     /// warehouse resolves them (Snowflake: upper case).
     #[arg(long)]
     pub warehouse: String,

@@ -208,6 +208,12 @@ pub async fn apply(
                         .into(),
             });
         }
+        if stored.secret.is_none() && stored.kind == crate::config::DataSourceKind::Databricks {
+            problems.push(FieldError {
+                field: format!("data_source \"{id}\".secret"),
+                problem: "a databricks data source needs a secret (a personal access token, or the OAuth client secret with `client_id`)".into(),
+            });
+        }
         for problem in crate::pipeline::data_source_problems(&stored) {
             problems.push(FieldError {
                 field: format!("data_source \"{id}\""),

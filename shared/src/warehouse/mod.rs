@@ -13,6 +13,8 @@ use async_trait::async_trait;
 
 use crate::sql::Dialect;
 
+#[cfg(feature = "databricks")]
+pub mod databricks;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod privileges;
@@ -33,8 +35,8 @@ pub use privileges::{
 pub use secret::Password;
 
 pub use url::{
-    RedshiftIam, SnowflakeAuth, SnowflakeTarget, SslMode, Tls, WarehouseUrl, WarehouseUrlError,
-    snowflake_default_host,
+    DatabricksAuth, DatabricksTarget, RedshiftIam, SnowflakeAuth, SnowflakeTarget, SslMode, Tls,
+    WarehouseUrl, WarehouseUrlError, is_loopback_host, snowflake_default_host,
 };
 
 /// The longest error text a driver passes on (in characters): errors reach logs, stored
@@ -132,6 +134,8 @@ impl Default for ConnectOptions {
 
 /// The data source kinds this build can diff (its cargo features).
 pub const DRIVERS: &[&str] = &[
+    #[cfg(feature = "databricks")]
+    "databricks",
     #[cfg(feature = "postgres")]
     "postgres",
     #[cfg(feature = "postgres")]
@@ -164,6 +168,10 @@ pub async fn connect(
         // Boxed: the login's future is large, and callers nest `connect` deeply.
         WarehouseUrl::Snowflake(target) => Ok(Box::new(
             Box::pin(snowflake::SnowflakeWarehouse::connect(target, options)).await?,
+        )),
+        #[cfg(feature = "databricks")]
+        WarehouseUrl::Databricks(target) => Ok(Box::new(
+            databricks::DatabricksWarehouse::connect(target, options).await?,
         )),
         #[allow(unreachable_patterns)]
         _ => Err(WarehouseError::NoDriver(url.kind())),

@@ -149,6 +149,70 @@ pub enum WarehouseUrl {
     },
     /// `snowflake://USER[:PASSWORD]@ACCOUNT/DATABASE?warehouse=…&role=…&schema=…&private_key_path=…&host=…&port=…&protocol=https|http`
     Snowflake(SnowflakeTarget),
+    /// `databricks://HOST[:PORT]/WAREHOUSE_ID?catalog=…&schema=…&client_id=…&protocol=https|http`;
+    /// the token or OAuth client secret comes from the environment or the secret store.
+    Databricks(DatabricksTarget),
+}
+
+/// A Databricks SQL warehouse and how prdiff authenticates to it. `Debug` never shows the
+/// token or the client secret (both are [`Password`]s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabricksTarget {
+    /// The workspace host (`dbc-1234abcd-5678.cloud.databricks.com`).
+    pub host: String,
+    pub port: u16,
+    /// `https` (the default) or `http` (loopback stand-ins only).
+    pub protocol: String,
+    pub warehouse_id: String,
+    /// The default catalog and schema of every statement (as `USE CATALOG` / `USE SCHEMA`).
+    pub catalog: Option<String>,
+    pub schema: Option<String>,
+    pub auth: DatabricksAuth,
+}
+
+/// How prdiff authenticates to Databricks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabricksAuth {
+    /// A personal access token (or any bearer token), sent as `Authorization: Bearer`.
+    Token(Password),
+    /// OAuth machine-to-machine: a service principal's client id and secret, exchanged at
+    /// the workspace's `/oidc/v1/token` for short-lived access tokens.
+    OAuthM2m {
+        client_id: String,
+        client_secret: Password,
+    },
+}
+
+impl DatabricksTarget {
+    /// `protocol://host:port`, the base of every REST call.
+    pub fn base_url(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("{}://{host}:{}", self.protocol, self.port)
+    }
+
+    /// The warehouse id from a path: the id itself, or a `/sql/1.0/warehouses/ID` HTTP path
+    /// as dbt-databricks' profiles write it.
+    pub fn warehouse_id_from_path(path: &str) -> Option<String> {
+        let path = path.trim_matches('/');
+        let id = path
+            .strip_prefix("sql/1.0/warehouses/")
+            .or_else(|| path.strip_prefix("sql/1.0/endpoints/"))
+            .unwrap_or(path);
+        (!id.is_empty() && !id.contains('/')).then(|| id.to_owned())
+    }
+}
+
+/// Whether a host is this machine (where `protocol=http` is allowed).
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Where and as whom prdiff logs in to Snowflake. `Debug` never shows the password or
@@ -348,6 +412,8 @@ impl WarehouseUrl {
                 })
             }
             "snowflake" => parse_snowflake(&parsed, &redact(input)).map(WarehouseUrl::Snowflake),
+            "databricks" => parse_databricks(&parsed, &redact(input), &|k| std::env::var(k).ok())
+                .map(WarehouseUrl::Databricks),
             _ => Err(WarehouseUrlError::Scheme(redact(input))),
         }
     }
@@ -360,6 +426,7 @@ impl WarehouseUrl {
             WarehouseUrl::Postgres { .. } => &crate::sql::Postgres,
             WarehouseUrl::Sqlite { .. } => &crate::sql::Sqlite,
             WarehouseUrl::Snowflake(_) => &crate::sql::Snowflake,
+            WarehouseUrl::Databricks(_) => &crate::sql::Databricks,
         }
     }
 
@@ -370,6 +437,7 @@ impl WarehouseUrl {
             WarehouseUrl::Postgres { .. } => "postgres",
             WarehouseUrl::Sqlite { .. } => "sqlite",
             WarehouseUrl::Snowflake(_) => "snowflake",
+            WarehouseUrl::Databricks(_) => "databricks",
         }
     }
 }
@@ -462,6 +530,99 @@ fn parse_snowflake(parsed: &::url::Url, shown: &str) -> Result<SnowflakeTarget, 
     })
 }
 
+/// A `databricks://` URL. Credentials never come from the URL: the token from
+/// `DATABRICKS_TOKEN`, or OAuth M2M from `DATABRICKS_CLIENT_ID` (or the `client_id`
+/// parameter) and `DATABRICKS_CLIENT_SECRET` (the Databricks SDKs' variables).
+fn parse_databricks(
+    parsed: &::url::Url,
+    shown: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<DatabricksTarget, WarehouseUrlError> {
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(malformed(
+            shown,
+            "credentials do not go in a databricks:// URL (set DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET)",
+        ));
+    }
+    let host = parsed
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| malformed(shown, "no host (databricks://HOST/WAREHOUSE_ID)"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let warehouse_id = DatabricksTarget::warehouse_id_from_path(parsed.path())
+        .map(|id| decode(&id))
+        .ok_or_else(|| {
+            malformed(
+                shown,
+                "the path is the SQL warehouse id (databricks://HOST/WAREHOUSE_ID)",
+            )
+        })?;
+    let (mut catalog, mut schema, mut client_id, mut protocol) = (None, None, None, None);
+    for (k, v) in parsed.query_pairs() {
+        let v = v.into_owned();
+        if v.is_empty() {
+            return Err(malformed(shown, &format!("parameter `{k}` is empty")));
+        }
+        match &*k {
+            "catalog" => catalog = Some(v),
+            "schema" => schema = Some(v),
+            "client_id" => client_id = Some(v),
+            "protocol" if v == "https" || v == "http" => protocol = Some(v),
+            "protocol" => return Err(malformed(shown, "`protocol` is https or http")),
+            other => {
+                return Err(malformed(
+                    shown,
+                    &format!(
+                        "unsupported parameter `{other}` (catalog, schema, client_id, protocol)"
+                    ),
+                ));
+            }
+        }
+    }
+    let protocol = protocol.unwrap_or_else(|| "https".to_owned());
+    if protocol == "http" && !is_loopback_host(&host) {
+        return Err(malformed(
+            shown,
+            "protocol=http is for a stand-in on this machine only (the token would cross the network in clear)",
+        ));
+    }
+    let env = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+    let auth = match (
+        client_id.or_else(|| env("DATABRICKS_CLIENT_ID")),
+        env("DATABRICKS_TOKEN"),
+    ) {
+        (Some(client_id), _) => DatabricksAuth::OAuthM2m {
+            client_secret: Password::new(env("DATABRICKS_CLIENT_SECRET").ok_or_else(|| {
+                malformed(
+                    shown,
+                    "OAuth M2M (a client id) needs DATABRICKS_CLIENT_SECRET in the environment",
+                )
+            })?),
+            client_id,
+        },
+        (None, Some(token)) => DatabricksAuth::Token(Password::new(token)),
+        (None, None) => {
+            return Err(malformed(
+                shown,
+                "no credentials: set DATABRICKS_TOKEN, or DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET",
+            ));
+        }
+    };
+    Ok(DatabricksTarget {
+        port: parsed
+            .port()
+            .unwrap_or(if protocol == "http" { 80 } else { 443 }),
+        protocol,
+        host,
+        warehouse_id,
+        catalog,
+        schema,
+        auth,
+    })
+}
+
 fn decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
         .decode_utf8_lossy()
@@ -523,6 +684,24 @@ impl fmt::Display for WarehouseUrl {
                 }
                 if t.host != snowflake_default_host(&t.account) {
                     write!(f, "{sep}host={}&port={}", t.host, t.port)?;
+                }
+                Ok(())
+            }
+            WarehouseUrl::Databricks(t) => {
+                write!(f, "databricks://{}/{}", t.host, t.warehouse_id)?;
+                let mut sep = '?';
+                for (k, v) in [("catalog", &t.catalog), ("schema", &t.schema)] {
+                    if let Some(v) = v {
+                        write!(f, "{sep}{k}={v}")?;
+                        sep = '&';
+                    }
+                }
+                if let DatabricksAuth::OAuthM2m { client_id, .. } = &t.auth {
+                    write!(f, "{sep}client_id={client_id}")?;
+                    sep = '&';
+                }
+                if t.protocol != "https" || t.port != 443 {
+                    write!(f, "{sep}protocol={}&port={}", t.protocol, t.port)?;
                 }
                 Ok(())
             }
@@ -741,6 +920,105 @@ mod tests {
             assert!(e.contains(why), "{url}: {e}");
             assert!(!e.contains("topsecret"), "{e}");
         }
+    }
+
+    fn databricks(url: &str, env: &[(&str, &str)]) -> Result<DatabricksTarget, String> {
+        let parsed = ::url::Url::parse(url).unwrap();
+        let env = |k: &str| {
+            env.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        parse_databricks(&parsed, &redact(url), &env).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn databricks_urls_take_the_warehouse_and_credentials_from_the_environment() {
+        let t = databricks(
+            "databricks://dbc-1234.cloud.databricks.com/abc123def?catalog=main&schema=analytics",
+            &[("DATABRICKS_TOKEN", "dapi-secret")],
+        )
+        .unwrap();
+        assert_eq!(t.warehouse_id, "abc123def");
+        assert_eq!(t.base_url(), "https://dbc-1234.cloud.databricks.com:443");
+        assert_eq!(
+            (t.catalog.as_deref(), t.schema.as_deref()),
+            (Some("main"), Some("analytics"))
+        );
+        assert_eq!(t.auth, DatabricksAuth::Token(Password::new("dapi-secret")));
+        let u = WarehouseUrl::Databricks(t);
+        assert_eq!(u.kind(), "databricks");
+        assert_eq!(u.dialect().name(), "databricks");
+        for shown in [u.to_string(), format!("{u:?}")] {
+            assert!(!shown.contains("dapi-secret"), "{shown}");
+        }
+        assert_eq!(
+            u.to_string(),
+            "databricks://dbc-1234.cloud.databricks.com/abc123def?catalog=main&schema=analytics"
+        );
+
+        // dbt-databricks' http_path works as the path; a client id means OAuth M2M.
+        let t = databricks(
+            "databricks://127.0.0.1:8123/sql/1.0/warehouses/wh1?protocol=http&client_id=sp-1",
+            &[
+                ("DATABRICKS_CLIENT_SECRET", "oauth-secret"),
+                ("DATABRICKS_TOKEN", "ignored"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(t.warehouse_id, "wh1");
+        assert_eq!(t.base_url(), "http://127.0.0.1:8123");
+        assert_eq!(
+            t.auth,
+            DatabricksAuth::OAuthM2m {
+                client_id: "sp-1".into(),
+                client_secret: Password::new("oauth-secret")
+            }
+        );
+        let shown = WarehouseUrl::Databricks(t).to_string();
+        assert!(!shown.contains("oauth-secret"), "{shown}");
+        assert!(shown.contains("client_id=sp-1"), "{shown}");
+    }
+
+    #[test]
+    fn bad_databricks_urls_say_what_is_missing_without_secrets() {
+        let token = [("DATABRICKS_TOKEN", "dapi-secret")];
+        for (url, env, why) in [
+            ("databricks://h.example/", &token[..], "warehouse id"),
+            ("databricks://h.example/a/b", &token[..], "warehouse id"),
+            ("databricks://h.example/wh", &[][..], "no credentials"),
+            (
+                "databricks://token:dapi-secret@h.example/wh",
+                &token[..],
+                "credentials do not go in",
+            ),
+            (
+                "databricks://h.example/wh?client_id=sp",
+                &token[..],
+                "DATABRICKS_CLIENT_SECRET",
+            ),
+            (
+                "databricks://h.example/wh?protocol=http",
+                &token[..],
+                "this machine only",
+            ),
+            (
+                "databricks://h.example/wh?protocol=ftp",
+                &token[..],
+                "https or http",
+            ),
+            (
+                "databricks://h.example/wh?http_path=x",
+                &token[..],
+                "unsupported parameter",
+            ),
+        ] {
+            let e = databricks(url, env).unwrap_err();
+            assert!(e.contains(why), "{url}: {e}");
+            assert!(!e.contains("dapi-secret"), "{e}");
+        }
+        assert!(is_loopback_host("localhost") && is_loopback_host("[::1]"));
+        assert!(!is_loopback_host("10.0.0.1"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! prdiff's integration tests: one binary, one module per area. The harness
 //! (`prdiff_tests`) reaches the services `scripts/test.sh` started.
 mod config_cli;
+mod databricks;
 mod dbtcloud;
 mod e2e;
 mod engine;
