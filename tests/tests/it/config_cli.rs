@@ -340,6 +340,75 @@ connection = { account = "a", user = "PRDIFF", database = "ANALYTICS", protocol 
     e.assert_empty().await;
 }
 
+/// Built with the `databricks` feature (as the CLI, the diff Lambda and serve are): a
+/// Databricks data source is accepted with its keys and a secret (the token, or the OAuth
+/// client secret with `client_id`), and refused, naming the problem, without them.
+#[tokio::test]
+async fn a_databricks_data_source_is_accepted_with_its_keys_and_refused_without() {
+    assert!(prdiff_shared::warehouse::has_driver("databricks"));
+    let dbt = dbt_cloud().await;
+    let dbx = r#"kind = "databricks"
+connection = { host = "dbc-1234.cloud.databricks.com", http_path = "/sql/1.0/warehouses/abc123", client_id = "sp-uuid" }"#;
+    let postgres = r#"kind = "postgres"
+connection = { host = "db.internal", port = "5432", database = "analytics", user = "prdiff_ro" }"#;
+    let e = embedded();
+    let text = write_file(e.dir.path(), &dbt, &[(postgres, dbx)]);
+    let report = e.apply(&text).await.unwrap();
+    assert_eq!(report.data_sources.len(), 1);
+    let stored = e.store.list_data_sources().await.unwrap();
+    assert_eq!(stored[0].kind.as_str(), "databricks");
+    // The stored source builds an OAuth M2M login with the stored secret.
+    let url =
+        prdiff_shared::pipeline::warehouse_url(&stored[0], Some("pg-password".into())).unwrap();
+    assert_eq!(url.kind(), "databricks");
+    assert!(!format!("{url} {url:?}").contains("pg-password"));
+
+    for (edit, field_problem) in [
+        (
+            r#"kind = "databricks"
+connection = { http_path = "/sql/1.0/warehouses/abc123" }"#,
+            "connection has no `host`",
+        ),
+        (
+            r#"kind = "databricks"
+connection = { host = "h.example", warehouse_id = "w", token = "dapi-x" }"#,
+            "unknown connection key `token`",
+        ),
+        (
+            r#"kind = "databricks"
+connection = { host = "h.example", warehouse_id = "w", protocol = "http" }"#,
+            "this machine only",
+        ),
+    ] {
+        let e = embedded();
+        let text = write_file(e.dir.path(), &dbt, &[(postgres, edit)]);
+        let p = problems(e.apply(&text).await.unwrap_err());
+        assert!(
+            p.iter()
+                .any(|(f, m)| f == "data_source \"warehouse\"" && m.contains(field_problem)),
+            "{field_problem}: {p:?}"
+        );
+        assert!(!format!("{p:?}").contains("dapi-x"));
+        e.assert_empty().await;
+    }
+    let e = embedded();
+    let text = write_file(
+        e.dir.path(),
+        &dbt,
+        &[
+            (postgres, dbx),
+            ("secret = { file = \"wh.password\" }\n", ""),
+        ],
+    );
+    let p = problems(e.apply(&text).await.unwrap_err());
+    assert!(
+        p.iter()
+            .any(|(f, m)| f == "data_source \"warehouse\".secret" && m.contains("needs a secret")),
+        "{p:?}"
+    );
+    e.assert_empty().await;
+}
+
 #[tokio::test]
 async fn an_unreadable_secret_file_is_refused_naming_the_field() {
     let dbt = dbt_cloud().await;
