@@ -266,6 +266,12 @@ impl CallError {
                 message,
             } => {
                 let sql_state = sql_state.as_deref().unwrap_or_default();
+                // Data exceptions quote the offending value, which comes from the rows.
+                let message = if sql_state.starts_with("22") {
+                    redact_quoted(message)
+                } else {
+                    message.clone()
+                };
                 let text = error_text(&if sql_state.is_empty() {
                     format!("[{code}] {message}")
                 } else {
@@ -675,6 +681,27 @@ fn wait_timeout(statement_timeout: Duration) -> String {
     }
 }
 
+/// `text` with every single-quoted span replaced by `'…'`.
+fn redact_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('\'') {
+        out.push_str(&rest[..start]);
+        match rest[start + 1..].find('\'') {
+            Some(len) => {
+                out.push_str("'…'");
+                rest = &rest[start + len + 2..];
+            }
+            None => {
+                out.push_str("'…");
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 // ---------------------------------------------------------------------------------------
 // Values as text
 
@@ -808,6 +835,19 @@ mod tests {
             stmt("CANCELED", "CANCELED", None).into_warehouse_error(t, "databricks://h/w"),
             WarehouseError::Timeout(d) if d == t
         ));
+        let cast = CallError::Statement {
+            state: "FAILED".into(),
+            code: "BAD_REQUEST".into(),
+            sql_state: Some("22018".into()),
+            message: "[CAST_INVALID_INPUT] The value 'jane@example.com' of the type \"STRING\" cannot be cast to \"INT\"".into(),
+        };
+        let e = cast.into_warehouse_error(t, "databricks://h/w");
+        assert!(
+            matches!(&e, WarehouseError::Rejected { message }
+                if message.contains("The value '…' of the type") && !message.contains("jane")),
+            "{e:?}"
+        );
+        assert_eq!(redact_quoted("a 'x' b 'y"), "a '…' b '…");
         let e = stmt("FAILED", "INTERNAL_ERROR", None).into_warehouse_error(t, "databricks://h/w");
         assert!(e.is_retryable(), "{e:?}");
         let http = |status: u16, code: &str| CallError::Http {
