@@ -1,6 +1,10 @@
 //! The diff-runner Lambda: wiring only. Settings are read once, AWS clients built once,
 //! then every SQS batch goes to [`prdiff_diff::handle_batch`].
 
+// The Lambda runtime's service future around `handle_batch` is deeper than rustc's
+// default layout query depth (Rust 1.95 refuses it at 128).
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 use std::time::Duration;
 
