@@ -18,11 +18,13 @@ log() { printf '\n==> %s\n' "$*" >&2; }
 WORK="$(mktemp -d /tmp/prdiff-test.XXXXXX)"
 chmod 755 "$WORK"
 MOTO_PID=""
+BQ_PID=""
 
 cleanup() {
   local rc=$?
   set +e
   if [ -n "$MOTO_PID" ]; then kill "$MOTO_PID" 2>/dev/null; wait "$MOTO_PID" 2>/dev/null; fi
+  if [ -n "$BQ_PID" ]; then kill "$BQ_PID" 2>/dev/null; wait "$BQ_PID" 2>/dev/null; fi
   pg_stop
   rm -rf "$WORK"
   exit $rc
@@ -56,6 +58,24 @@ export PRDIFF_TEST_AWS_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
 # API at moto, with dummy credentials (moto accepts any).
 export AWS_ENDPOINT_URL_REDSHIFT="$PRDIFF_TEST_AWS_ENDPOINT"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-testing}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-testing}"
+
+log "bqemulator (BigQuery stand-in: its REST API over DuckDB)"
+BQ_PORT="$(free_port)"
+BQ_GRPC_PORT="$(free_port)"
+.venv/bin/python scripts/bqemulator_launch.py start --rest-port "$BQ_PORT" --grpc-port "$BQ_GRPC_PORT" \
+  --project prdiff-test --log-level warning >"$WORK/bqemulator.log" 2>&1 &
+BQ_PID=$!
+BQ_READY=""
+for _ in $(seq 1 150); do
+  if python3 -c "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:$BQ_PORT/bigquery/v2/projects/prdiff-test/queries', data=b'{\"query\":\"SELECT 1\",\"useLegacySql\":false}', headers={'content-type': 'application/json'}), timeout=5)" 2>/dev/null; then
+    BQ_READY=1
+    break
+  fi
+  sleep 0.2
+done
+if [ -z "$BQ_READY" ]; then cat "$WORK/bqemulator.log" >&2; echo "bqemulator did not start" >&2; exit 1; fi
+# A loopback endpoint: the driver fetches no Google token for it.
+export PRDIFF_TEST_BIGQUERY_URL="bigquery://prdiff-test?endpoint=http://127.0.0.1:$BQ_PORT"
 
 log "cfn-lint infra/template.yaml"
 .venv/bin/cfn-lint infra/template.yaml

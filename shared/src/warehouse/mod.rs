@@ -13,6 +13,8 @@ use async_trait::async_trait;
 
 use crate::sql::Dialect;
 
+#[cfg(feature = "bigquery")]
+pub mod bigquery;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod privileges;
@@ -30,7 +32,9 @@ pub use privileges::{
 };
 pub use secret::Password;
 
-pub use url::{RedshiftIam, SslMode, Tls, WarehouseUrl, WarehouseUrlError};
+pub use url::{
+    BIGQUERY_ENDPOINT, BigQueryUrl, RedshiftIam, SslMode, Tls, WarehouseUrl, WarehouseUrlError,
+};
 
 /// The longest error text a driver passes on (in characters): errors reach logs, stored
 /// results and PR comments.
@@ -133,6 +137,8 @@ pub const DRIVERS: &[&str] = &[
     "redshift",
     #[cfg(feature = "sqlite")]
     "sqlite",
+    #[cfg(feature = "bigquery")]
+    "bigquery",
 ];
 
 /// Whether this build has a driver for data sources of `kind` (`postgres`, `snowflake`, …).
@@ -140,7 +146,7 @@ pub fn has_driver(kind: &str) -> bool {
     DRIVERS.contains(&kind)
 }
 
-/// Opens a warehouse from a URL (`postgres://…`, `sqlite:PATH`).
+/// Opens a warehouse from a URL (`postgres://…`, `bigquery://…`, `sqlite:PATH`).
 pub async fn connect(
     url: &WarehouseUrl,
     options: &ConnectOptions,
@@ -152,6 +158,12 @@ pub async fn connect(
         )),
         #[cfg(feature = "sqlite")]
         WarehouseUrl::Sqlite { .. } => Ok(Box::new(sqlite::SqliteWarehouse::open(url, options)?)),
+        #[cfg(feature = "bigquery")]
+        // Boxed: its future (token source discovery, the first query) is deep, and every
+        // caller's async state machine would otherwise embed it.
+        WarehouseUrl::BigQuery(bq) => Ok(Box::new(
+            Box::pin(bigquery::BigQueryWarehouse::connect(bq, options)).await?,
+        )),
         #[allow(unreachable_patterns)]
         _ => Err(WarehouseError::NoDriver(url.kind())),
     }
