@@ -40,6 +40,9 @@ const CLIENT_GRACE: Duration = Duration::from_secs(2);
 /// connection.
 const PARALLELISM: usize = 3;
 
+/// How often a request that could not be sent is sent again.
+const SEND_RETRIES: u32 = 2;
+
 /// The longest a single HTTP request may take (a page of results, a token).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -231,6 +234,8 @@ impl Inner {
             "timeoutMs": POLL_WAIT.min(self.statement_timeout).as_millis() as u64,
             "jobTimeoutMs": self.statement_timeout.as_millis().max(1).to_string(),
             "dryRun": dry_run,
+            // Idempotency: a retried request does not start a second job.
+            "requestId": request_id(),
         });
         if let Some(l) = &self.location {
             body["location"] = json!(l);
@@ -353,23 +358,39 @@ impl Inner {
         params: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, WarehouseError> {
-        let mut req = self.http.request(method, url);
-        if !params.is_empty() {
-            req = req.query(params);
-        }
-        if let Some(t) = self.token().await? {
-            req = req.bearer_auth(t.as_str());
-        }
-        req = match body {
-            Some(b) => req.json(b),
-            // `jobs.cancel` is a POST without a body.
-            None => req.header(reqwest::header::CONTENT_LENGTH, "0"),
+        // A request that could not be sent (a pooled connection the server had just
+        // closed, a reset) is sent again: every call here is idempotent (`jobs.query`
+        // carries a `requestId`, polls and cancels are repeatable).
+        let mut attempt = 0;
+        let resp = loop {
+            let mut req = self.http.request(method.clone(), url);
+            if !params.is_empty() {
+                req = req.query(params);
+            }
+            if let Some(t) = self.token().await? {
+                req = req.bearer_auth(t.as_str());
+            }
+            req = match body {
+                Some(b) => req.json(b),
+                // `jobs.cancel` is a POST without a body.
+                None => req.header(reqwest::header::CONTENT_LENGTH, "0"),
+            };
+            match req.send().await {
+                Ok(r) => break r,
+                Err(e) if attempt < SEND_RETRIES && !e.is_timeout() => {
+                    attempt += 1;
+                    tracing::debug!(error = %e.without_url(), attempt, "BigQuery request not sent: again");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
+                }
+                Err(e) => {
+                    return Err(WarehouseError::Connect {
+                        target: self.target.clone(),
+                        source: Box::new(e.without_url()),
+                        retryable: true,
+                    });
+                }
+            }
         };
-        let resp = req.send().await.map_err(|e| WarehouseError::Connect {
-            target: self.target.clone(),
-            source: Box::new(e.without_url()),
-            retryable: true,
-        })?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| WarehouseError::Other {
             message: error_text(&format!("reading BigQuery's response: {}", e.without_url())),
@@ -565,6 +586,22 @@ fn key_error(e: &gcp_auth::Error) -> String {
     }
 }
 
+/// A random UUID (version 4), as BigQuery recommends for `requestId`.
+fn request_id() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
 /// A path segment with everything but unreserved characters percent-encoded.
 fn path_segment(s: &str) -> String {
     const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -721,6 +758,15 @@ mod tests {
             !text.contains("12345678") && !text.contains("secret-value"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn request_ids_are_uuids() {
+        let (a, b) = (request_id(), request_id());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(a.as_bytes()[14], b'4');
+        assert!(a.split('-').map(str::len).eq([8, 4, 4, 4, 12]));
     }
 
     #[test]

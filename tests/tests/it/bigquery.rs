@@ -134,6 +134,7 @@ async fn an_incomplete_job_is_polled_and_every_page_read() {
     assert_eq!(post["jobTimeoutMs"], "30000");
     assert_eq!(post["timeoutMs"], 10000);
     assert_eq!(post["dryRun"], false);
+    assert_eq!(post["requestId"].as_str().map(str::len), Some(36));
     assert_eq!(
         post["defaultDataset"],
         json!({"projectId": "proj-1", "datasetId": "analytics"})
@@ -602,9 +603,9 @@ fn engine_scripts_translate_to_google_sql() {
     assert_eq!(dataset_name("PR-\"Schema\"_1_2"), "PR__Schema__1_2");
 }
 
-/// The diff engine through the driver and the BigQuery dialect on bqemulator, on cases
-/// of the engine tests (`engine.rs`) with the figures PostgreSQL and SQLite give there.
-/// (Those tests do not run on BigQuery yet: see docs/warehouses/bigquery.md.)
+/// The diff engine through the driver and the BigQuery dialect on bqemulator, on three
+/// cases of the engine tests (`engine.rs`, which run every case on BigQuery too) with the
+/// figures PostgreSQL and SQLite give there: a quick check of the whole path.
 #[tokio::test]
 async fn the_diff_engine_gives_the_engine_tests_figures_on_the_emulator() {
     use prdiff_shared::diff::{self, DiffRequest, PerSide};
