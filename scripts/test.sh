@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one test command (README "Run the tests"; .ci/run calls it).
 #
-# On a fresh machine it: creates ./.venv with the Python tools the tests start (moto),
-# starts a throw-away PostgreSQL cluster and moto's server on free loopback ports,
+# On a fresh machine it: creates ./.venv with the Python tools the tests start (moto,
+# fakesnow, bqemulator), starts a throw-away PostgreSQL cluster, moto's server, fakesnow
+# (the Snowflake stand-in) and bqemulator (the BigQuery stand-in) on free loopback ports,
 # runs `cargo fmt --check`, `cargo clippy -D warnings` and every test, and stops what it
 # started — also when a step fails.
 set -euo pipefail
@@ -18,12 +19,14 @@ log() { printf '\n==> %s\n' "$*" >&2; }
 WORK="$(mktemp -d /tmp/prdiff-test.XXXXXX)"
 chmod 755 "$WORK"
 MOTO_PID=""
+FAKESNOW_PID=""
 BQ_PID=""
 
 cleanup() {
   local rc=$?
   set +e
   if [ -n "$MOTO_PID" ]; then kill "$MOTO_PID" 2>/dev/null; wait "$MOTO_PID" 2>/dev/null; fi
+  if [ -n "$FAKESNOW_PID" ]; then kill "$FAKESNOW_PID" 2>/dev/null; wait "$FAKESNOW_PID" 2>/dev/null; fi
   if [ -n "$BQ_PID" ]; then kill "$BQ_PID" 2>/dev/null; wait "$BQ_PID" 2>/dev/null; fi
   pg_stop
   rm -rf "$WORK"
@@ -37,6 +40,14 @@ REQ_HASH="$(sha256sum scripts/requirements-test.txt | cut -c1-16)"
 if [ "$(cat .venv/.req-hash 2>/dev/null)" != "$REQ_HASH" ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
   echo "$REQ_HASH" > .venv/.req-hash
+fi
+# bqemulator needs an older sqlglot than fakesnow: its own venv.
+BQ_VENV=.venvs/bigquery
+if [ ! -x "$BQ_VENV/bin/python" ]; then python3 -m venv "$BQ_VENV"; fi
+BQ_REQ_HASH="$(sha256sum scripts/requirements-bigquery.txt | cut -c1-16)"
+if [ "$(cat "$BQ_VENV/.req-hash" 2>/dev/null)" != "$BQ_REQ_HASH" ]; then
+  "$BQ_VENV/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-bigquery.txt
+  echo "$BQ_REQ_HASH" > "$BQ_VENV/.req-hash"
 fi
 
 log "PostgreSQL (temporary cluster, plain TCP and TLS with a CA made here)"
@@ -59,10 +70,21 @@ export PRDIFF_TEST_AWS_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
 export AWS_ENDPOINT_URL_REDSHIFT="$PRDIFF_TEST_AWS_ENDPOINT"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-testing}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-testing}"
 
+log "fakesnow (Snowflake stand-in)"
+FAKESNOW_PORT="$(free_port)"
+.venv/bin/python scripts/fakesnow_server.py --host 127.0.0.1 --port "$FAKESNOW_PORT" >"$WORK/fakesnow.log" 2>&1 &
+FAKESNOW_PID=$!
+for _ in $(seq 1 150); do
+  if python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1',$FAKESNOW_PORT)))" 2>/dev/null; then break; fi
+  if ! kill -0 "$FAKESNOW_PID" 2>/dev/null; then cat "$WORK/fakesnow.log"; exit 1; fi
+  sleep 0.2
+done
+export PRDIFF_TEST_SNOWFLAKE_URL="snowflake://prdiff:test@fakesnow/PRDIFF?host=127.0.0.1&port=$FAKESNOW_PORT&protocol=http"
+
 log "bqemulator (BigQuery stand-in: its REST API over DuckDB)"
 BQ_PORT="$(free_port)"
 BQ_GRPC_PORT="$(free_port)"
-.venv/bin/python scripts/bqemulator_launch.py start --rest-port "$BQ_PORT" --grpc-port "$BQ_GRPC_PORT" \
+"$BQ_VENV/bin/python" scripts/bqemulator_launch.py start --rest-port "$BQ_PORT" --grpc-port "$BQ_GRPC_PORT" \
   --project prdiff-test --log-level warning >"$WORK/bqemulator.log" 2>&1 &
 BQ_PID=$!
 BQ_READY=""

@@ -52,6 +52,12 @@ pub mod sql;
 pub mod store;
 pub mod warehouse;
 
+/// The repository's test fixtures (`tests/fixtures`), for this crate's own unit tests.
+#[cfg(test)]
+pub(crate) fn test_fixtures() -> &'static std::path::Path {
+    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures"))
+}
+
 /// An error and its causes on one line (`cannot read x.json: No such file or directory`),
 /// leaving out a cause whose text the line already carries (wrappers that repeat it).
 pub fn error_chain(e: &dyn std::error::Error) -> String {

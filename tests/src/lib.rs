@@ -102,13 +102,131 @@ pub fn repo_root() -> std::path::PathBuf {
         .to_path_buf()
 }
 
-/// `../shared/fixtures` beside the repository (read-only, handed to the project).
-pub fn shared_fixtures() -> std::path::PathBuf {
-    repo_root()
-        .parent()
-        .unwrap()
-        .join("shared")
-        .join("fixtures")
+/// The repository's test fixtures, `tests/fixtures` (recorded public payloads and dbt
+/// artifacts, provenance in its `SOURCES.md`).
+pub fn fixtures() -> std::path::PathBuf {
+    repo_root().join("tests").join("fixtures")
+}
+
+/// The URL of the Snowflake stand-in (`PRDIFF_TEST_SNOWFLAKE_URL`: fakesnow, started by
+/// `scripts/test.sh` through `scripts/fakesnow_server.py`).
+pub fn snowflake_url() -> String {
+    std::env::var("PRDIFF_TEST_SNOWFLAKE_URL")
+        .expect("PRDIFF_TEST_SNOWFLAKE_URL is not set: run the tests through scripts/test.sh")
+}
+
+/// A minimal admin client for the Snowflake stand-in, for setting up data: it logs in with
+/// the test URL's password and posts statements through the connector REST protocol
+/// (`/session/v1/login-request`, `/queries/v1/query-request`), independently of prdiff's
+/// driver, and may write. One session: `USE SCHEMA` holds for its later statements.
+pub struct SnowflakeAdmin {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl SnowflakeAdmin {
+    pub async fn connect() -> SnowflakeAdmin {
+        use prdiff_shared::warehouse::{SnowflakeAuth, WarehouseUrl};
+        let url = WarehouseUrl::parse(&snowflake_url(), None).expect("PRDIFF_TEST_SNOWFLAKE_URL");
+        let WarehouseUrl::Snowflake(t) = url else {
+            panic!("PRDIFF_TEST_SNOWFLAKE_URL is not a snowflake:// URL")
+        };
+        let SnowflakeAuth::Password(password) = &t.auth else {
+            panic!("the test Snowflake URL logs in with a password")
+        };
+        let http = reqwest::Client::new();
+        let base = t.base_url();
+        let answer: serde_json::Value = http
+            .post(format!(
+                "{base}/session/v1/login-request?databaseName={}",
+                t.database
+            ))
+            .json(&serde_json::json!({ "data": {
+                "ACCOUNT_NAME": t.account.to_uppercase(),
+                "LOGIN_NAME": t.user,
+                "PASSWORD": password.expose(),
+                "SESSION_PARAMETERS": {},
+            }}))
+            .send()
+            .await
+            .expect("reach the Snowflake stand-in")
+            .json()
+            .await
+            .expect("a JSON login answer");
+        let token = answer["data"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("login to the Snowflake stand-in failed: {answer}"))
+            .to_owned();
+        SnowflakeAdmin { http, base, token }
+    }
+
+    /// Runs one statement; the error is the server's message.
+    pub async fn execute(&self, sql: &str) -> Result<serde_json::Value, String> {
+        let request_id = format!("{:032x}", rand::random::<u128>());
+        let answer: serde_json::Value = self
+            .http
+            .post(format!(
+                "{}/queries/v1/query-request?requestId={request_id}",
+                self.base
+            ))
+            .header(
+                "Authorization",
+                format!("Snowflake Token=\"{}\"", self.token),
+            )
+            .header("Accept", "application/snowflake")
+            .json(&serde_json::json!({ "sqlText": sql, "asyncExec": false, "sequenceId": 1 }))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        if answer["success"].as_bool() == Some(true) {
+            Ok(answer)
+        } else {
+            Err(format!("{}: {}", answer["code"], answer["message"]))
+        }
+    }
+
+    /// Runs every statement of a `;`-separated script (semicolons inside quotes kept).
+    pub async fn run_script(&self, script: &str) -> Result<(), String> {
+        for statement in split_statements(script) {
+            self.execute(&statement).await.map_err(|e| {
+                format!(
+                    "{e} (in `{}`)",
+                    statement.chars().take(200).collect::<String>()
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A script's statements: split at `;` outside single- and double-quoted text.
+pub fn split_statements(script: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut quote: Option<char> = None;
+    for c in script.chars() {
+        match (quote, c) {
+            (None, ';') => {
+                if !current.trim().is_empty() {
+                    out.push(current.trim().to_owned());
+                }
+                current.clear();
+                continue;
+            }
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), _) if c == q => quote = None,
+            _ => {}
+        }
+        current.push(c);
+    }
+    if !current.trim().is_empty() {
+        out.push(current.trim().to_owned());
+    }
+    out
 }
 
 /// The BigQuery stand-in's URL (`PRDIFF_TEST_BIGQUERY_URL`): bqemulator on a loopback

@@ -24,7 +24,10 @@ pub enum Format {
 #[derive(clap::Args, Debug)]
 pub struct DiffArgs {
     /// Warehouse URL: postgres://user[:password]@host:port/db (password also from
-    /// PGPASSWORD) or sqlite:PATH[?attach=SCHEMA=PATH…].
+    /// PGPASSWORD), sqlite:PATH[?attach=SCHEMA=PATH…] or
+    /// snowflake://USER[:PASSWORD]@ACCOUNT/DATABASE[?warehouse=…&role=…&private_key_path=…]
+    /// (docs/warehouses/snowflake.md). Unquoted parts of --prod/--pr are resolved as the
+    /// warehouse resolves them (Snowflake: upper case).
     #[arg(long)]
     pub warehouse: String,
     /// Production relation: schema.table or database.schema.table.
@@ -124,10 +127,15 @@ fn sampling(args: &DiffArgs) -> Result<Option<SamplingSettings>, InputError> {
         .transpose()
 }
 
-fn build_request(args: &DiffArgs) -> Result<DiffRequest, InputError> {
-    let prod = Relation::parse(args.prod.as_deref().unwrap_or_default())
+/// `--prod`/`--pr` are read as the warehouse reads names: unquoted parts folded the way
+/// it folds unquoted identifiers (Snowflake: upper case), quoted parts exactly.
+fn build_request(
+    args: &DiffArgs,
+    dialect: &dyn prdiff_shared::sql::Dialect,
+) -> Result<DiffRequest, InputError> {
+    let prod = Relation::parse_for(args.prod.as_deref().unwrap_or_default(), dialect)
         .map_err(|e| InputError(format!("--prod: {e}")))?;
-    let pr = Relation::parse(args.pr.as_deref().unwrap_or_default())
+    let pr = Relation::parse_for(args.pr.as_deref().unwrap_or_default(), dialect)
         .map_err(|e| InputError(format!("--pr: {e}")))?;
     let clean = |v: &[String]| {
         v.iter()
@@ -263,7 +271,7 @@ async fn run_inner(args: &DiffArgs) -> anyhow::Result<()> {
         .await;
         return print(args.format, &report);
     }
-    let req = build_request(args)?;
+    let req = build_request(args, url.dialect())?;
     let wh = warehouse::connect(&url, &options)
         .await
         .context("connecting to the warehouse")?;

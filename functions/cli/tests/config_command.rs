@@ -206,11 +206,9 @@ fn fake_dbt_cloud() -> String {
 fn check_prints_warehouse_privilege_warnings_and_still_exits_0() {
     let pg = std::env::var("PRDIFF_TEST_PG_URL")
         .expect("PRDIFF_TEST_PG_URL is not set: run the tests through scripts/test.sh");
-    // postgres://USER@HOST:PORT/DB
-    let rest = pg.strip_prefix("postgres://").expect("a postgres:// URL");
-    let (user, rest) = rest.split_once('@').unwrap();
-    let (hostport, db) = rest.split_once('/').unwrap();
-    let (host, port) = hostport.split_once(':').unwrap();
+    let pg = url::Url::parse(&pg).expect("a postgres:// URL");
+    let (user, host, port) = (pg.username(), pg.host_str().unwrap(), pg.port().unwrap());
+    let db = pg.path().trim_start_matches('/');
     let file = FILE
         .replace(
             r#"kind = "sqlite"

@@ -29,11 +29,11 @@ fn psql(sql: &str) {
     );
 }
 
-/// The requests a stand-in saw: `x-amz-target` header and body.
+/// The requests a stand-in received: `x-amz-target` header and body.
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
 
 /// Answers every request with `GetCredentials`' response for `db_user`; keeps the
-/// requests' `x-amz-target` header and body.
+/// requests it received.
 fn serverless_api(db_user: String) -> (String, Seen) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

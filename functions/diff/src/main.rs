@@ -1,8 +1,7 @@
 //! The diff-runner Lambda: wiring only. Settings are read once, AWS clients built once,
 //! then every SQS batch goes to [`prdiff_diff::handle_batch`].
-
-// The Lambda runtime's service future around `handle_batch` is deeper than rustc's
-// default layout query depth (Rust 1.95 refuses it at 128).
+// The handler's future nests the warehouse drivers' (Snowflake's HTTP client included)
+// deeper than the compiler's default layout depth of 128.
 #![recursion_limit = "256"]
 
 use std::sync::Arc;

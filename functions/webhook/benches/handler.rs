@@ -26,10 +26,12 @@ const SECRET: &str = "bench-secret";
 const ITERATIONS: usize = 5_000;
 
 fn fixture() -> serde_json::Value {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/github/pull_request.opened.json");
+    let path = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/github/pull_request.opened.json"
+    ));
     serde_json::from_slice(
-        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
     )
     .unwrap()
 }
@@ -163,6 +165,9 @@ fn main() {
                 .map(|i| {
                     let mut v = base.clone();
                     v["pull_request"]["head"]["sha"] = format!("{i:040x}").into();
+                    // Distinct bodies per set: the handler refuses a body it has seen under
+                    // another delivery id (a replay).
+                    v["pull_request"]["title"] = format!("{prefix}-{i}").into();
                     request(&format!("{prefix}-{i}"), serde_json::to_vec(&v).unwrap())
                 })
                 .collect()

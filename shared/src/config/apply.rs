@@ -200,6 +200,20 @@ pub async fn apply(
                 Ok::<_, std::convert::Infallible>(keep(r, &mut to_write))
             })
             .expect("infallible");
+        if stored.secret.is_none() && stored.kind == crate::config::DataSourceKind::Snowflake {
+            problems.push(FieldError {
+                field: format!("data_source \"{id}\".secret"),
+                problem:
+                    "a snowflake data source needs a secret (the password or a PEM private key)"
+                        .into(),
+            });
+        }
+        for problem in crate::pipeline::data_source_problems(&stored) {
+            problems.push(FieldError {
+                field: format!("data_source \"{id}\""),
+                problem,
+            });
+        }
         sources.push(stored);
     }
 
@@ -407,11 +421,16 @@ pub async fn check(
     };
     let mut lines = Vec::new();
     let ds = store.get_data_source(&config.data_source).await?;
+    let ds_problems = ds
+        .as_ref()
+        .map(crate::pipeline::data_source_problems)
+        .unwrap_or_default();
     lines.push(CheckLine::new(
         "data source",
-        ds.is_some(),
+        ds.is_some() && ds_problems.is_empty(),
         match &ds {
-            Some(d) => format!("{} ({})", d.id, d.kind.as_str()),
+            Some(d) if ds_problems.is_empty() => format!("{} ({})", d.id, d.kind.as_str()),
+            Some(d) => format!("{} ({}): {}", d.id, d.kind.as_str(), ds_problems.join("; ")),
             None => format!("{} is not registered", config.data_source),
         },
     ));

@@ -143,6 +143,37 @@ fn a_cron_that_does_not_parse_is_refused() {
     );
 }
 
+/// Found with the `config` fuzz target (docs/security.md, Fuzzing): these parsed, never
+/// matched, and made every scheduled sync tick search croner's ~3000 years for each such
+/// configuration (2.7 s per evaluation under AddressSanitizer).
+#[test]
+fn a_cron_that_never_matches_is_refused() {
+    for never in [
+        "0 0 30 2 *",
+        "0 0 31 2 *",
+        "0 0 * * 7L",
+        "0 0 31 4,6,9,11 *",
+    ] {
+        let err = with("\"0 */6 * * *\"", &format!("{never:?}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("never matches"), "{never}: {err}");
+    }
+    // Rare but real dates are kept: Feb 29, the last Sunday, the fifth Friday.
+    for rare in [
+        "0 0 29 2 *",
+        "0 0 * * 0L",
+        "0 30 2 * * 5L",
+        "0 0 * * 5#5",
+        "0 0 0 29 2 *",
+    ] {
+        assert!(
+            with("\"0 */6 * * *\"", &format!("{rare:?}")).is_ok(),
+            "{rare}"
+        );
+    }
+}
+
 #[test]
 fn a_pattern_that_does_not_compile_is_refused() {
     for bad in ["[z-a].md\n", "models/{a,b.sql\n"] {

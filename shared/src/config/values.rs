@@ -378,7 +378,11 @@ impl From<Probability> for f64 {
     }
 }
 
-/// A cron expression (5 fields, or 6 with seconds), checked by parsing it.
+/// croner searches for a next time up to the year 5000; this is 401 years before that.
+const CRON_PROBE_YEAR: i32 = 4599;
+
+/// A cron expression (5 fields, or 6 with seconds), checked by parsing it and by finding
+/// a time it matches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct CronSchedule(String);
@@ -386,10 +390,22 @@ pub struct CronSchedule(String);
 impl CronSchedule {
     pub fn parse(s: impl Into<String>) -> Result<Self, String> {
         let s = s.into();
-        croner::Cron::new(&s)
+        let cron = croner::Cron::new(&s)
             .with_seconds_optional()
             .parse()
             .map_err(|e| format!("cron expression {s:?} does not parse: {e}"))?;
+        // An expression can parse and still never match (`0 0 30 2 *`; `0 0 * * 7L`, which
+        // croner 2.2 never matches although `0L` works). The scheduled sync would never
+        // run it, and would search day by day up to the year 5000, where croner gives up,
+        // on every tick. The calendar repeats every 400 years, so a search over croner's
+        // last 400 years finds a time for every expression that has one, at a bounded cost.
+        let probe = chrono::NaiveDate::from_ymd_opt(CRON_PROBE_YEAR, 1, 1)
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .expect("a valid constant date")
+            .and_utc();
+        if cron.find_next_occurrence(&probe, true).is_err() {
+            return Err(format!("cron expression {s:?} never matches a date"));
+        }
         Ok(Self(s))
     }
     pub fn as_str(&self) -> &str {

@@ -510,11 +510,10 @@ mod tests {
 
     #[test]
     fn a_run_from_the_fixtures_parses() {
-        let body = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures/dbt_cloud/data-mie.run_get_response.json"
-        ))
-        .expect("the shared dbt Cloud fixtures beside the repository");
+        let body = std::fs::read_to_string(
+            crate::test_fixtures().join("dbt_cloud/data-mie.run_get_response.json"),
+        )
+        .expect("the dbt Cloud fixture under tests/fixtures");
         let env: Envelope<Run> = serde_json::from_str(&body).unwrap();
         assert_eq!(env.data.id, 36_053_848);
         assert_eq!(env.data.status, status::SUCCESS);

@@ -172,22 +172,28 @@ impl Node {
     /// The relation dbt built this node into: `relation_name` when dbt recorded one,
     /// else `database.schema.alias` (falling back to the name), as dbt renders it.
     pub fn relation(&self) -> Option<Relation> {
-        if let Some(parsed) = self
-            .relation_name
-            .as_deref()
-            .and_then(|r| Relation::parse(r).ok())
-        {
+        self.relation_in(None)
+    }
+
+    /// [`Node::relation`] as the manifest's warehouse resolves it: unquoted names folded
+    /// the way it folds unquoted identifiers ([`Relation::parse_for`]; Snowflake: upper
+    /// case).
+    pub fn relation_in(&self, dialect: Option<&dyn crate::sql::Dialect>) -> Option<Relation> {
+        if let Some(parsed) = self.relation_name.as_deref().and_then(|r| match dialect {
+            Some(d) => Relation::parse_for(r, d).ok(),
+            None => Relation::parse(r).ok(),
+        }) {
             return Some(parsed);
         }
         if self.config.materialized.as_deref() == Some("ephemeral") {
             return None;
         }
         let name = self.alias.as_deref().unwrap_or(&self.name);
-        Some(Relation::new(
-            self.database.as_deref(),
-            self.schema.as_deref(),
-            name,
-        ))
+        let r = Relation::new(self.database.as_deref(), self.schema.as_deref(), name);
+        Some(match dialect {
+            Some(d) => r.folded_for(d),
+            None => r,
+        })
     }
 
     /// Models, seeds and snapshots: the nodes that become tables or views worth diffing.
@@ -201,6 +207,14 @@ impl Node {
 }
 
 impl Manifest {
+    /// The SQL dialect of the warehouse dbt built this manifest for
+    /// (`metadata.adapter_type`), when prdiff knows it.
+    pub fn dialect(&self) -> Option<&'static dyn crate::sql::Dialect> {
+        self.adapter_type
+            .as_deref()
+            .and_then(crate::sql::dialect_by_name)
+    }
+
     /// Reads a manifest file, streaming: the file is never held in memory whole, so
     /// peak memory is the typed manifest plus a 1 MB buffer (parsing from a reader is
     /// measured as fast as parsing a slice here, because most bytes are skipped).

@@ -175,3 +175,41 @@ fn a_manifest_given_as_run_results_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_snowflake_manifest_names_relations_as_snowflake_resolves_them() {
+    let mut v = v12(json!({
+        "model.p.a": {"resource_type": "model", "name": "a",
+                      "relation_name": "analytics.dbt_pr_1_2.orders"},
+        "model.p.b": {"resource_type": "model", "name": "b",
+                      "relation_name": "analytics.\"Quoted\".\"Mixed Case\""},
+        "model.p.c": {"resource_type": "model", "name": "c", "relation_name": null,
+                      "database": "analytics", "schema": "dbt_pr_1_2", "alias": "c_v2"},
+    }));
+    v["metadata"]["adapter_type"] = json!("snowflake");
+    let m = manifest(v).unwrap();
+    let d = m.dialect();
+    assert_eq!(d.map(|d| d.name()), Some("snowflake"));
+    let rel = |id: &str| m.nodes[id].relation_in(d).unwrap();
+    assert_eq!(
+        rel("model.p.a"),
+        Relation::new(Some("ANALYTICS"), Some("DBT_PR_1_2"), "ORDERS")
+    );
+    assert_eq!(
+        rel("model.p.b"),
+        Relation::new(Some("ANALYTICS"), Some("Quoted"), "Mixed Case")
+    );
+    assert_eq!(
+        rel("model.p.c"),
+        Relation::new(Some("ANALYTICS"), Some("DBT_PR_1_2"), "C_V2")
+    );
+    // Without the adapter (or on PostgreSQL), names stay as written.
+    assert_eq!(
+        m.nodes["model.p.a"].relation(),
+        Some(Relation::new(
+            Some("analytics"),
+            Some("dbt_pr_1_2"),
+            "orders"
+        ))
+    );
+}

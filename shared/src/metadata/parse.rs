@@ -372,11 +372,9 @@ mod tests {
 
     #[test]
     fn every_fixture_manifest_version_reads() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/fixtures/dbt_artifacts/manifests");
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return; // fixtures live beside the repository; the integration tests require them
-        };
+        let dir = crate::test_fixtures().join("dbt_artifacts/manifests");
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let mut read = 0;
         for e in entries {
             let path = e.unwrap().path();
             let p = parse(&std::fs::read(&path).unwrap(), None)
@@ -386,6 +384,8 @@ mod tests {
                 "{}",
                 path.display()
             );
+            read += 1;
         }
+        assert_eq!(read, 6, "the v7 to v12 manifests");
     }
 }

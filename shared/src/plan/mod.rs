@@ -274,6 +274,7 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Plan {
             Some(plan_model(
                 node,
                 prod.nodes.get(id),
+                (prod.dialect(), pr.dialect()),
                 reasons,
                 is_downstream,
                 pr_run_results,
@@ -301,7 +302,7 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Plan {
             action: Action::Skip,
             reasons: Vec::new(),
             skip_reason: Some(skip),
-            prod_relation: old.relation(),
+            prod_relation: old.relation_in(prod.dialect()),
             pr_relation: None,
             primary_key: Vec::new(),
             primary_key_source: None,
@@ -374,6 +375,10 @@ fn snapshot_defaults(options: &mut ModelOptions) {
 fn plan_model(
     node: &Node,
     old: Option<&Node>,
+    (prod_dialect, pr_dialect): (
+        Option<&'static dyn crate::sql::Dialect>,
+        Option<&'static dyn crate::sql::Dialect>,
+    ),
     reasons: Vec<Reason>,
     is_downstream: bool,
     run_results: Option<&RunResults>,
@@ -404,14 +409,19 @@ fn plan_model(
     let result = run_results.and_then(|rr| rr.get(&node.unique_id));
     let pr_relation = result
         .and_then(|r| r.relation_name.as_deref())
-        .and_then(|r| Relation::parse(r).ok())
-        .or_else(|| node.relation());
+        .and_then(|r| match pr_dialect {
+            Some(d) => Relation::parse_for(r, d).ok(),
+            None => Relation::parse(r).ok(),
+        })
+        .or_else(|| node.relation_in(pr_dialect));
     let pr_relation = if node.is_ephemeral() {
         None
     } else {
         pr_relation
     };
-    let prod_relation = old.filter(|o| !o.is_ephemeral()).and_then(Node::relation);
+    let prod_relation = old
+        .filter(|o| !o.is_ephemeral())
+        .and_then(|o| o.relation_in(prod_dialect));
 
     let skip_reason = if old.is_none() {
         Some(SkipReason::NewModel)

@@ -100,6 +100,13 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         quote_doubling(ident, '"', '"')
     }
 
+    /// An identifier written without quotes, as the warehouse resolves it. prdiff always
+    /// quotes what it generates, so names that reach it unquoted (dbt's `relation_name`
+    /// on Snowflake) are folded here first. By default kept as written.
+    fn fold_unquoted(&self, ident: &str) -> String {
+        ident.to_owned()
+    }
+
     /// A relation as SQL: every present part quoted.
     fn relation(&self, r: &Relation) -> String {
         r.parts()

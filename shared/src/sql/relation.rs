@@ -43,6 +43,29 @@ impl Relation {
     /// double quotes or backticks (as dbt's `relation_name` is), in which case dots inside
     /// them are kept and a doubled quote stands for one quote character.
     pub fn parse(input: &str) -> Result<Self, RelationError> {
+        Self::parse_folding(input, &|s: &str| s.to_owned())
+    }
+
+    /// [`Relation::parse`] for a warehouse: parts written without quotes are resolved the
+    /// way the warehouse resolves unquoted identifiers
+    /// ([`Dialect::fold_unquoted`](super::Dialect::fold_unquoted); Snowflake: upper
+    /// case), quoted parts are kept exactly. dbt renders `relation_name` unquoted on
+    /// Snowflake (`analytics.dbt_pr_12.orders` names `ANALYTICS.DBT_PR_12.ORDERS`).
+    pub fn parse_for(input: &str, dialect: &dyn super::Dialect) -> Result<Self, RelationError> {
+        Self::parse_folding(input, &|s: &str| dialect.fold_unquoted(s))
+    }
+
+    /// The relation with every part folded as `dialect` folds unquoted identifiers, for
+    /// relations assembled from unquoted names (dbt's `database`, `schema`, `alias`).
+    pub fn folded_for(&self, dialect: &dyn super::Dialect) -> Self {
+        Relation {
+            database: self.database.as_deref().map(|d| dialect.fold_unquoted(d)),
+            schema: self.schema.as_deref().map(|s| dialect.fold_unquoted(s)),
+            name: dialect.fold_unquoted(&self.name),
+        }
+    }
+
+    fn parse_folding(input: &str, fold: &dyn Fn(&str) -> String) -> Result<Self, RelationError> {
         let input = input.trim();
         if input.is_empty() {
             return Err(RelationError::Empty);
@@ -78,7 +101,8 @@ impl Relation {
                     if current.is_empty() && !quoted_part {
                         return Err(RelationError::EmptyPart(input.to_owned()));
                     }
-                    parts.push(std::mem::take(&mut current));
+                    let part = std::mem::take(&mut current);
+                    parts.push(if quoted_part { part } else { fold(&part) });
                     quoted_part = false;
                 }
                 _ => current.push(c),
@@ -87,7 +111,7 @@ impl Relation {
         if current.is_empty() && !quoted_part {
             return Err(RelationError::EmptyPart(input.to_owned()));
         }
-        parts.push(current);
+        parts.push(if quoted_part { current } else { fold(&current) });
         let mut it = parts.into_iter();
         match (it.next(), it.next(), it.next(), it.next()) {
             (Some(n), None, None, None) => Ok(Relation {
@@ -180,6 +204,28 @@ mod tests {
             Relation::parse("\"abc"),
             Err(RelationError::Unterminated(_))
         ));
+    }
+
+    #[test]
+    fn snowflake_folds_unquoted_parts_to_upper_case_and_keeps_quoted_ones() {
+        let sf = &crate::sql::Snowflake;
+        assert_eq!(
+            Relation::parse_for("analytics.dbt_pr_12.orders", sf).unwrap(),
+            Relation::new(Some("ANALYTICS"), Some("DBT_PR_12"), "ORDERS")
+        );
+        assert_eq!(
+            Relation::parse_for(r#"ANALYTICS."dbt_PR"."Mixed Case""#, sf).unwrap(),
+            Relation::new(Some("ANALYTICS"), Some("dbt_PR"), "Mixed Case")
+        );
+        // Other warehouses keep what was written.
+        assert_eq!(
+            Relation::parse_for("Analytics.Orders", &crate::sql::Postgres).unwrap(),
+            Relation::new(None, Some("Analytics"), "Orders")
+        );
+        assert_eq!(
+            Relation::new(Some("db"), Some("s"), "t").folded_for(sf),
+            Relation::new(Some("DB"), Some("S"), "T")
+        );
     }
 
     #[test]

@@ -1,7 +1,10 @@
-//! Snowflake (through its SQL API). <https://docs.snowflake.com/en/sql-reference>
+//! Snowflake. <https://docs.snowflake.com/en/sql-reference>
 //!
-//! Snowflake upper-cases unquoted identifiers; prdiff always quotes, so relation and
-//! column names must be given as stored (dbt's `relation_name` already is).
+//! Snowflake upper-cases unquoted identifiers; prdiff always quotes, so relation names
+//! that reach it unquoted (dbt renders `relation_name` without quotes on Snowflake) are
+//! folded to upper case first ([`Dialect::fold_unquoted`], applied by
+//! [`Relation::parse_for`]). Column names come from the catalog, as stored; key and
+//! column names from PR yaml are matched case-insensitively by the engine.
 
 use super::{Dialect, Relation, string_literal};
 
@@ -13,6 +16,12 @@ impl Dialect for Snowflake {
         "snowflake"
     }
 
+    /// Unquoted identifiers are stored and resolved in upper case.
+    /// <https://docs.snowflake.com/en/sql-reference/identifiers-syntax#unquoted-identifiers>
+    fn fold_unquoted(&self, ident: &str) -> String {
+        ident.to_ascii_uppercase()
+    }
+
     fn null_safe_ne(&self, a: &str, b: &str) -> String {
         format!("{a} IS DISTINCT FROM {b}")
     }
@@ -22,8 +31,13 @@ impl Dialect for Snowflake {
         format!("COUNT_IF({cond})")
     }
 
+    /// An array of the key's values as JSON. Each value goes in as a VARIANT, which is
+    /// what ARRAY_CONSTRUCT makes of it anyway; spelled out, stand-ins that build typed
+    /// lists (fakesnow over DuckDB) accept keys of mixed types too.
+    /// <https://docs.snowflake.com/en/sql-reference/functions/array_construct>
     fn key_identity(&self, cols: &[String]) -> String {
-        format!("TO_JSON(ARRAY_CONSTRUCT({}))", cols.join(", "))
+        let values: Vec<String> = cols.iter().map(|c| format!("TO_VARIANT({c})")).collect();
+        format!("TO_JSON(ARRAY_CONSTRUCT({}))", values.join(", "))
     }
 
     fn double_type(&self) -> &'static str {
@@ -55,7 +69,10 @@ impl Dialect for Snowflake {
         format!("BITAND(HASH({key_text}, {seed}), 4294967295)")
     }
 
-    /// `data_type` alone says `NUMBER` and `TIMESTAMP_NTZ`: add scale and precision.
+    /// `data_type` alone says `NUMBER` and `TIMESTAMP_NTZ`: add scale and precision. The
+    /// documentation calls `DATETIME_PRECISION` "not applicable for Snowflake", so a NULL
+    /// there leaves the type without a precision (a NULL in `||` would blank the whole
+    /// type). <https://docs.snowflake.com/en/sql-reference/info-schema/columns>
     fn columns_query(&self, r: &Relation) -> String {
         let mut conds = vec![format!("table_name = {}", string_literal(&r.name))];
         if let Some(s) = &r.schema {
@@ -68,7 +85,7 @@ impl Dialect for Snowflake {
         format!(
             "SELECT column_name, data_type || CASE \
              WHEN data_type = 'NUMBER' THEN '(' || numeric_precision || ',' || numeric_scale || ')' \
-             WHEN data_type LIKE 'TIMESTAMP%' THEN '(' || datetime_precision || ')' \
+             WHEN data_type LIKE 'TIMESTAMP%' THEN COALESCE('(' || datetime_precision || ')', '') \
              ELSE '' END FROM {catalog} WHERE {} ORDER BY ordinal_position",
             conds.join(" AND ")
         )

@@ -21,6 +21,8 @@ mod privileges;
 #[cfg(feature = "redshift-iam")]
 mod redshift_iam;
 mod secret;
+#[cfg(feature = "snowflake")]
+pub mod snowflake;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "postgres")]
@@ -33,7 +35,8 @@ pub use privileges::{
 pub use secret::Password;
 
 pub use url::{
-    BIGQUERY_ENDPOINT, BigQueryUrl, RedshiftIam, SslMode, Tls, WarehouseUrl, WarehouseUrlError,
+    BIGQUERY_ENDPOINT, BigQueryUrl, RedshiftIam, SnowflakeAuth, SnowflakeTarget, SslMode, Tls,
+    WarehouseUrl, WarehouseUrlError, snowflake_default_host,
 };
 
 /// The longest error text a driver passes on (in characters): errors reach logs, stored
@@ -135,6 +138,8 @@ pub const DRIVERS: &[&str] = &[
     "postgres",
     #[cfg(feature = "postgres")]
     "redshift",
+    #[cfg(feature = "snowflake")]
+    "snowflake",
     #[cfg(feature = "sqlite")]
     "sqlite",
     #[cfg(feature = "bigquery")]
@@ -146,7 +151,8 @@ pub fn has_driver(kind: &str) -> bool {
     DRIVERS.contains(&kind)
 }
 
-/// Opens a warehouse from a URL (`postgres://…`, `bigquery://…`, `sqlite:PATH`).
+/// Opens a warehouse from a URL (`postgres://…`, `redshift://…`, `sqlite:PATH`,
+/// `snowflake://…`, `bigquery://…`).
 pub async fn connect(
     url: &WarehouseUrl,
     options: &ConnectOptions,
@@ -163,6 +169,11 @@ pub async fn connect(
         // caller's async state machine would otherwise embed it.
         WarehouseUrl::BigQuery(bq) => Ok(Box::new(
             Box::pin(bigquery::BigQueryWarehouse::connect(bq, options)).await?,
+        )),
+        #[cfg(feature = "snowflake")]
+        // Boxed: the login's future is large, and callers nest `connect` deeply.
+        WarehouseUrl::Snowflake(target) => Ok(Box::new(
+            Box::pin(snowflake::SnowflakeWarehouse::connect(target, options)).await?,
         )),
         #[allow(unreachable_patterns)]
         _ => Err(WarehouseError::NoDriver(url.kind())),

@@ -266,9 +266,14 @@ impl Iam {
         if refresh_at.is_some_and(|t| std::time::SystemTime::now() < t) {
             return Ok(None);
         }
-        let c =
-            super::redshift_iam::credentials(&self.how, &self.user, &self.database, &self.target)
-                .await?;
+        // Boxed: the AWS SDK's futures are deep, and every caller's future would carry them.
+        let c = Box::pin(super::redshift_iam::credentials(
+            &self.how,
+            &self.user,
+            &self.database,
+            &self.target,
+        ))
+        .await?;
         *refresh_at = Some(c.refresh_at);
         Ok(Some((c.user, c.password)))
     }

@@ -151,6 +151,54 @@ pub enum WarehouseUrl {
         path: PathBuf,
         attach: Vec<(String, PathBuf)>,
     },
+    /// `snowflake://USER[:PASSWORD]@ACCOUNT/DATABASE?warehouse=…&role=…&schema=…&private_key_path=…&host=…&port=…&protocol=https|http`
+    Snowflake(SnowflakeTarget),
+}
+
+/// Where and as whom prdiff logs in to Snowflake. `Debug` never shows the password or
+/// the private key (both are [`Password`]s).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnowflakeTarget {
+    /// The account identifier (`myorg-myaccount`, `xy12345.eu-west-1`), as written.
+    pub account: String,
+    pub user: String,
+    pub auth: SnowflakeAuth,
+    pub database: String,
+    pub warehouse: Option<String>,
+    pub role: Option<String>,
+    pub schema: Option<String>,
+    /// `<account>.snowflakecomputing.com` unless given.
+    pub host: String,
+    pub port: u16,
+    /// `https` (the default) or `http` (stand-ins only).
+    pub protocol: String,
+}
+
+/// How prdiff authenticates to Snowflake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnowflakeAuth {
+    Password(Password),
+    /// Key-pair authentication with an unencrypted PEM private key read from this file.
+    PrivateKeyPath(PathBuf),
+    /// Key-pair authentication with this PEM private key (from a secret store).
+    PrivateKeyPem(Password),
+}
+
+impl SnowflakeTarget {
+    /// `protocol://host:port`, the base of every REST call.
+    pub fn base_url(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("{}://{host}:{}", self.protocol, self.port)
+    }
+}
+
+/// The default Snowflake host of an account identifier.
+pub fn snowflake_default_host(account: &str) -> String {
+    format!("{}.snowflakecomputing.com", account.to_ascii_lowercase())
 }
 
 /// The settings of a BigQuery connection. `Debug` never shows the service-account key.
@@ -417,19 +465,121 @@ impl WarehouseUrl {
                 bq.check_endpoint().map_err(|e| malformed(input, &e))?;
                 Ok(WarehouseUrl::BigQuery(bq))
             }
+            "snowflake" => parse_snowflake(&parsed, &redact(input)).map(WarehouseUrl::Snowflake),
             _ => Err(WarehouseUrlError::Scheme(redact(input))),
         }
     }
 
-    /// `postgres`, `redshift`, `bigquery` or `sqlite`.
+    /// The SQL dialect of the warehouse this URL names (known before connecting, e.g. to
+    /// resolve relation names the way the warehouse will).
+    pub fn dialect(&self) -> &'static dyn crate::sql::Dialect {
+        match self {
+            WarehouseUrl::Postgres { redshift: true, .. } => &crate::sql::Redshift,
+            WarehouseUrl::Postgres { .. } => &crate::sql::Postgres,
+            WarehouseUrl::Sqlite { .. } => &crate::sql::Sqlite,
+            WarehouseUrl::Snowflake(_) => &crate::sql::Snowflake,
+            WarehouseUrl::BigQuery(_) => &crate::sql::BigQuery,
+        }
+    }
+
+    /// `postgres`, `redshift`, `sqlite`, `snowflake` or `bigquery`.
     pub fn kind(&self) -> &'static str {
         match self {
             WarehouseUrl::Postgres { redshift: true, .. } => "redshift",
             WarehouseUrl::Postgres { .. } => "postgres",
             WarehouseUrl::BigQuery(_) => "bigquery",
             WarehouseUrl::Sqlite { .. } => "sqlite",
+            WarehouseUrl::Snowflake(_) => "snowflake",
         }
     }
+}
+
+fn parse_snowflake(parsed: &::url::Url, shown: &str) -> Result<SnowflakeTarget, WarehouseUrlError> {
+    let account = parsed
+        .host_str()
+        .map(decode)
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| malformed(shown, "no account (snowflake://USER@ACCOUNT/DATABASE)"))?;
+    if parsed.port().is_some() {
+        return Err(malformed(
+            shown,
+            "the account takes no port (use the `port` parameter)",
+        ));
+    }
+    let user = decode(parsed.username());
+    if user.is_empty() {
+        return Err(malformed(
+            shown,
+            "no user (snowflake://USER@ACCOUNT/DATABASE)",
+        ));
+    }
+    let database = decode(parsed.path().trim_start_matches('/'));
+    if database.is_empty() || database.contains('/') {
+        return Err(malformed(
+            shown,
+            "the path is one database name (snowflake://USER@ACCOUNT/DATABASE)",
+        ));
+    }
+    let (mut warehouse, mut role, mut schema, mut key_path, mut host, mut port, mut protocol) =
+        (None, None, None, None, None, None, None);
+    for (k, v) in parsed.query_pairs() {
+        let v = v.into_owned();
+        if v.is_empty() {
+            return Err(malformed(shown, &format!("parameter `{k}` is empty")));
+        }
+        match &*k {
+            "warehouse" => warehouse = Some(v),
+            "role" => role = Some(v),
+            "schema" => schema = Some(v),
+            "private_key_path" => key_path = Some(PathBuf::from(v)),
+            "host" => host = Some(v),
+            "port" => {
+                port = Some(
+                    v.parse::<u16>()
+                        .map_err(|_| malformed(shown, "`port` is not a port number"))?,
+                )
+            }
+            "protocol" if v == "https" || v == "http" => protocol = Some(v),
+            "protocol" => return Err(malformed(shown, "`protocol` is https or http")),
+            other => {
+                return Err(malformed(
+                    shown,
+                    &format!(
+                        "unsupported parameter `{other}` (warehouse, role, schema, private_key_path, host, port, protocol)"
+                    ),
+                ));
+            }
+        }
+    }
+    let auth = match (parsed.password(), key_path) {
+        (Some(_), Some(_)) => {
+            return Err(malformed(
+                shown,
+                "give a password or a private_key_path, not both",
+            ));
+        }
+        (Some(p), None) => SnowflakeAuth::Password(Password::new(decode(p))),
+        (None, Some(path)) => SnowflakeAuth::PrivateKeyPath(path),
+        (None, None) => {
+            return Err(malformed(
+                shown,
+                "no password and no private_key_path (snowflake://USER:PASSWORD@… or ?private_key_path=…)",
+            ));
+        }
+    };
+    let protocol = protocol.unwrap_or_else(|| "https".to_owned());
+    Ok(SnowflakeTarget {
+        host: host.unwrap_or_else(|| snowflake_default_host(&account)),
+        port: port.unwrap_or(if protocol == "http" { 80 } else { 443 }),
+        protocol,
+        account,
+        user,
+        auth,
+        database,
+        warehouse,
+        role,
+        schema,
+    })
 }
 
 fn decode(s: &str) -> String {
@@ -497,6 +647,24 @@ impl fmt::Display for WarehouseUrl {
                 Ok(())
             }
             WarehouseUrl::Sqlite { path, .. } => write!(f, "sqlite:{}", path.display()),
+            WarehouseUrl::Snowflake(t) => {
+                write!(f, "snowflake://{}@{}/{}", t.user, t.account, t.database)?;
+                let mut sep = '?';
+                for (k, v) in [
+                    ("warehouse", &t.warehouse),
+                    ("role", &t.role),
+                    ("schema", &t.schema),
+                ] {
+                    if let Some(v) = v {
+                        write!(f, "{sep}{k}={v}")?;
+                        sep = '&';
+                    }
+                }
+                if t.host != snowflake_default_host(&t.account) {
+                    write!(f, "{sep}host={}&port={}", t.host, t.port)?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -702,6 +870,85 @@ mod tests {
                 ]
             }
         );
+    }
+
+    #[test]
+    fn snowflake_urls_parse_with_defaults_and_never_show_secrets() {
+        let u = WarehouseUrl::parse(
+            "snowflake://prdiff_ci:pa%3Ass@myorg-acme/ANALYTICS?warehouse=CI_WH&role=PRDIFF_READER&schema=PUBLIC",
+            None,
+        )
+        .unwrap();
+        let WarehouseUrl::Snowflake(t) = &u else {
+            panic!("not snowflake: {u:?}")
+        };
+        assert_eq!(
+            (t.account.as_str(), t.user.as_str(), t.database.as_str()),
+            ("myorg-acme", "prdiff_ci", "ANALYTICS")
+        );
+        assert_eq!(t.auth, SnowflakeAuth::Password(Password::new("pa:ss")));
+        assert_eq!(t.warehouse.as_deref(), Some("CI_WH"));
+        assert_eq!(t.role.as_deref(), Some("PRDIFF_READER"));
+        assert_eq!(t.schema.as_deref(), Some("PUBLIC"));
+        assert_eq!(
+            t.base_url(),
+            "https://myorg-acme.snowflakecomputing.com:443"
+        );
+        assert_eq!(u.kind(), "snowflake");
+        for shown in [u.to_string(), format!("{u:?}")] {
+            assert!(
+                !shown.contains("pa:ss") && !shown.contains("pa%3Ass"),
+                "{shown}"
+            );
+        }
+        assert_eq!(
+            u.to_string(),
+            "snowflake://prdiff_ci@myorg-acme/ANALYTICS?warehouse=CI_WH&role=PRDIFF_READER&schema=PUBLIC"
+        );
+
+        let u = WarehouseUrl::parse(
+            "snowflake://ci@acme/DB?private_key_path=/run/keys/ci.p8&host=127.0.0.1&port=8123&protocol=http",
+            None,
+        )
+        .unwrap();
+        let WarehouseUrl::Snowflake(t) = &u else {
+            panic!("not snowflake")
+        };
+        assert_eq!(
+            t.auth,
+            SnowflakeAuth::PrivateKeyPath("/run/keys/ci.p8".into())
+        );
+        assert_eq!(t.base_url(), "http://127.0.0.1:8123");
+        assert!(u.to_string().contains("host=127.0.0.1&port=8123"), "{u}");
+    }
+
+    #[test]
+    fn bad_snowflake_urls_say_what_is_missing_without_the_password() {
+        for (url, why) in [
+            ("snowflake://u:topsecret@acme", "database"),
+            (
+                "snowflake://u@acme/DB",
+                "no password and no private_key_path",
+            ),
+            ("snowflake://:topsecret@acme/DB", "no user"),
+            (
+                "snowflake://u:topsecret@acme/DB?private_key_path=/k",
+                "not both",
+            ),
+            (
+                "snowflake://u:topsecret@acme/DB?protocol=ftp",
+                "https or http",
+            ),
+            ("snowflake://u:topsecret@acme/DB?port=x", "port"),
+            (
+                "snowflake://u:topsecret@acme/DB?authenticator=oauth",
+                "unsupported parameter",
+            ),
+        ] {
+            let e = WarehouseUrl::parse(url, None).unwrap_err().to_string();
+            assert!(e.contains(why), "{url}: {e}");
+            assert!(!e.contains("topsecret"), "{e}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn dbt_fixture(name: &str) -> serde_json::Value {
-    let p = prdiff_tests::shared_fixtures().join("dbt_cloud").join(name);
+    let p = prdiff_tests::fixtures().join("dbt_cloud").join(name);
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
@@ -265,9 +265,79 @@ async fn a_kind_this_build_cannot_diff_is_refused_naming_the_field() {
         assert!(p[0].1.contains(&format!("no driver for {kind}")), "{p:?}");
         e.assert_empty().await;
     }
-    for kind in ["postgres", "redshift", "sqlite", "bigquery"] {
+    for kind in ["postgres", "redshift", "sqlite", "snowflake", "bigquery"] {
         assert!(prdiff_shared::warehouse::has_driver(kind), "{kind}");
     }
+}
+
+/// This test binary is built with the `snowflake` feature (as the CLI, the diff Lambda and
+/// serve are): a Snowflake data source is accepted with its connection keys and a secret,
+/// and refused, naming the problem, without them. A build without the feature refuses the
+/// kind (the test above's path: `has_driver`).
+#[tokio::test]
+async fn a_snowflake_data_source_is_accepted_with_its_keys_and_refused_without() {
+    assert!(prdiff_shared::warehouse::has_driver("snowflake"));
+    let dbt = dbt_cloud().await;
+    let sf = r#"kind = "snowflake"
+connection = { account = "myorg-acme", user = "PRDIFF", database = "ANALYTICS", warehouse = "CI_WH", role = "PRDIFF_READER" }"#;
+    let postgres = r#"kind = "postgres"
+connection = { host = "db.internal", port = "5432", database = "analytics", user = "prdiff_ro" }"#;
+    let e = embedded();
+    let text = write_file(e.dir.path(), &dbt, &[(postgres, sf)]);
+    let report = e.apply(&text).await.unwrap();
+    assert_eq!(report.data_sources.len(), 1);
+    let stored = e.store.list_data_sources().await.unwrap();
+    assert_eq!(stored[0].kind.as_str(), "snowflake");
+    // The stored source builds a Snowflake login with the stored secret as the password.
+    let url =
+        prdiff_shared::pipeline::warehouse_url(&stored[0], Some("pg-password".into())).unwrap();
+    assert_eq!(url.kind(), "snowflake");
+    assert!(!format!("{url} {url:?}").contains("pg-password"));
+
+    for (edit, field_problem) in [
+        (
+            r#"kind = "snowflake"
+connection = { user = "PRDIFF", database = "ANALYTICS" }"#,
+            "connection has no `account`",
+        ),
+        (
+            r#"kind = "snowflake"
+connection = { account = "a", user = "PRDIFF", database = "ANALYTICS", password = "x" }"#,
+            "unknown connection key `password`",
+        ),
+        (
+            r#"kind = "snowflake"
+connection = { account = "a", user = "PRDIFF", database = "ANALYTICS", protocol = "ftp" }"#,
+            "is not https or http",
+        ),
+    ] {
+        let e = embedded();
+        let text = write_file(e.dir.path(), &dbt, &[(postgres, edit)]);
+        let err = e.apply(&text).await.unwrap_err();
+        let p = problems(err);
+        assert!(
+            p.iter()
+                .any(|(f, m)| f == "data_source \"warehouse\"" && m.contains(field_problem)),
+            "{field_problem}: {p:?}"
+        );
+        e.assert_empty().await;
+    }
+    let e = embedded();
+    let text = write_file(
+        e.dir.path(),
+        &dbt,
+        &[
+            (postgres, sf),
+            ("secret = { file = \"wh.password\" }\n", ""),
+        ],
+    );
+    let p = problems(e.apply(&text).await.unwrap_err());
+    assert!(
+        p.iter()
+            .any(|(f, m)| f == "data_source \"warehouse\".secret" && m.contains("needs a secret")),
+        "{p:?}"
+    );
+    e.assert_empty().await;
 }
 
 #[tokio::test]

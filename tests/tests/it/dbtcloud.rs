@@ -1,5 +1,5 @@
 //! The dbt Cloud v2 client against wiremock, answering with the shapes of the real
-//! responses in `../shared/fixtures/dbt_cloud`.
+//! responses in `tests/fixtures/dbt_cloud`.
 
 use prdiff_shared::config::{DbtAccountId, DbtJobId};
 use prdiff_shared::dbtcloud::{DbtCloudApi, DbtCloudClient, DbtCloudError, status};
@@ -9,7 +9,7 @@ use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn fixture(name: &str) -> Value {
-    let p = prdiff_tests::shared_fixtures().join("dbt_cloud").join(name);
+    let p = prdiff_tests::fixtures().join("dbt_cloud").join(name);
     serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
 }
 
@@ -166,7 +166,7 @@ async fn a_refused_key_says_what_was_being_read() {
 async fn an_artifact_is_the_raw_file_of_the_step_asked_for() {
     let server = MockServer::start().await;
     let body = std::fs::read(
-        prdiff_tests::shared_fixtures().join("dbt_cloud/data-mie.run_get_artifact_response.json"),
+        prdiff_tests::fixtures().join("dbt_cloud/data-mie.run_get_artifact_response.json"),
     )
     .unwrap();
     Mock::given(method("GET"))

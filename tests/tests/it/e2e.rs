@@ -655,7 +655,7 @@ impl Pipeline {
             return self.open_mr(delivery, head).await;
         }
         let mut body: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(prdiff_tests::shared_fixtures().join("github/pull_request.opened.json"))
+            &std::fs::read(prdiff_tests::fixtures().join("github/pull_request.opened.json"))
                 .unwrap(),
         )
         .unwrap();
@@ -671,7 +671,7 @@ impl Pipeline {
     async fn open_mr(&self, key: &str, head: &str) -> RunId {
         let mut body: serde_json::Value = serde_json::from_slice(
             &std::fs::read(
-                prdiff_tests::shared_fixtures().join("gitlab/gitlab-docs.merge_request.open.json"),
+                prdiff_tests::fixtures().join("gitlab/gitlab-docs.merge_request.open.json"),
             )
             .unwrap(),
         )
@@ -1234,8 +1234,7 @@ async fn through_prdiff_serve_a_pull_request_is_reported_once_even_across_a_rest
     // The signed webhook over HTTP, as GitHub sends it.
     let (addr, stop, task) = start_serve(&p, &db).await;
     let mut body: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(prdiff_tests::shared_fixtures().join("github/pull_request.opened.json"))
-            .unwrap(),
+        &std::fs::read(prdiff_tests::fixtures().join("github/pull_request.opened.json")).unwrap(),
     )
     .unwrap();
     body["pull_request"]["head"]["sha"] = HEAD.into();
@@ -1395,8 +1394,7 @@ async fn through_prdiff_serve_a_malicious_pr_manifest_gets_its_models_refused_an
 
     let (addr, stop, task) = start_serve(&p, &db).await;
     let mut body: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(prdiff_tests::shared_fixtures().join("github/pull_request.opened.json"))
-            .unwrap(),
+        &std::fs::read(prdiff_tests::fixtures().join("github/pull_request.opened.json")).unwrap(),
     )
     .unwrap();
     body["pull_request"]["head"]["sha"] = HEAD.into();

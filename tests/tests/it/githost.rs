@@ -18,14 +18,14 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 const SHA: &str = "ec26c3e57ca3a959ca5aad62de7213c562f8c821";
 
 fn rest(name: &str) -> Value {
-    let path = prdiff_tests::shared_fixtures()
+    let path = prdiff_tests::fixtures()
         .join("github/rest/pygithub-replay")
         .join(name);
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
 fn gitlab_fixture(name: &str) -> Value {
-    let path = prdiff_tests::shared_fixtures().join("gitlab").join(name);
+    let path = prdiff_tests::fixtures().join("gitlab").join(name);
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
@@ -664,9 +664,7 @@ async fn a_git_host_outage_answers_503_and_a_retry_is_processed() {
 }
 
 fn octokit(name: &str) -> Value {
-    let path = prdiff_tests::shared_fixtures()
-        .join("github/rest")
-        .join(name);
+    let path = prdiff_tests::fixtures().join("github/rest").join(name);
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 

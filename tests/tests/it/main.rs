@@ -10,6 +10,7 @@ mod plan;
 mod privileges;
 mod redshift;
 mod security;
+mod snowflake;
 mod stores;
 mod sync;
 mod template;

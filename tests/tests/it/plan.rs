@@ -13,7 +13,7 @@ use prdiff_shared::plan::{
 use prdiff_shared::sql::Relation;
 
 fn fixtures() -> PathBuf {
-    prdiff_tests::repo_root().join("tests/fixtures/plan")
+    prdiff_tests::fixtures().join("plan")
 }
 
 fn scenarios() -> Vec<String> {
@@ -572,13 +572,13 @@ fn the_plan_serialises_as_version_1_json_with_the_documented_fields() {
     assert_eq!(m["reasons"][0], "body");
 }
 
-fn shared_artifacts() -> PathBuf {
-    prdiff_tests::shared_fixtures().join("dbt_artifacts")
+fn dbt_artifacts() -> PathBuf {
+    prdiff_tests::fixtures().join("dbt_artifacts")
 }
 
 #[test]
 fn every_fixture_manifest_v7_to_v12_parses_and_plans() {
-    let dir = shared_artifacts().join("manifests");
+    let dir = dbt_artifacts().join("manifests");
     let mut versions = Vec::new();
     let mut previous: Option<Manifest> = None;
     for v in 7..=12 {
@@ -631,7 +631,7 @@ fn every_fixture_manifest_v7_to_v12_parses_and_plans() {
 
 #[test]
 fn every_fixture_run_results_v4_to_v6_parses() {
-    let dir = shared_artifacts();
+    let dir = dbt_artifacts();
     for (file, v) in [
         ("run_results/dbt-core.results.v4.run_results.json", 4),
         ("run_results/dbt-core.results.v5.run_results.json", 5),
@@ -648,11 +648,10 @@ fn every_fixture_run_results_v4_to_v6_parses() {
 
 #[test]
 fn jaffle_shop_datafold_options_and_primary_key_tag_are_read() {
-    let path = shared_artifacts().join("datafold-data-diff/target_manifest.json");
+    let path = dbt_artifacts().join("datafold-data-diff/target_manifest.json");
     let m = Manifest::load(&path).unwrap();
-    let rr =
-        RunResults::load(&shared_artifacts().join("datafold-data-diff/target_run_results.json"))
-            .unwrap();
+    let rr = RunResults::load(&dbt_artifacts().join("datafold-data-diff/target_run_results.json"))
+        .unwrap();
     let s = settings(false, false);
     let plan = plan(&PlanInputs {
         prod: &m,

@@ -25,8 +25,7 @@ const ARTIFACTS_JOB: u64 = 2;
 
 fn fixture_manifest() -> Vec<u8> {
     std::fs::read(
-        prdiff_tests::shared_fixtures()
-            .join("dbt_artifacts/manifests/dbt-core.state.v12.manifest.json"),
+        prdiff_tests::fixtures().join("dbt_artifacts/manifests/dbt-core.state.v12.manifest.json"),
     )
     .unwrap()
 }

@@ -6,8 +6,12 @@
 //! - every queue has a dead-letter queue (redrive policy) that keeps messages longer;
 //! - every SQS event source reports batch item failures, and its queue's visibility timeout
 //!   exceeds the consuming function's timeout;
-//! - no IAM statement grants a `*` action or a `*` resource, and secrets are readable only
-//!   under the stack's secret prefix;
+//! - no IAM statement grants a `*` action or a `*` resource (except the EC2 Describe calls
+//!   that AWS authorizes only on `*`, for the diff runner in a VPC), and secrets are readable
+//!   only under the stack's secret prefix;
+//! - only the diff runner can be placed in a VPC, only when both `DiffSubnetIds` and
+//!   `DiffSecurityGroupIds` are given, and only then does its role (and no other) get the
+//!   network-interface permissions Lambda needs;
 //! - every function is a Cargo Lambda build for arm64 on `provided.al2023` with JSON logs;
 //! - the diff runner's concurrency is the `DiffConcurrency` parameter;
 //! - the table is on demand with point-in-time recovery and TTL;
@@ -264,12 +268,13 @@ fn every_sqs_source_reports_batch_item_failures_and_outlasts_its_consumer() {
             );
             // The event source mapping receives with the function's role.
             let role = get_att(&p["Role"]).map(|(r, _)| r);
-            let can_receive = statements(&t).iter().any(|(holder, st)| {
-                Some(holder.as_str()) == role
-                    && one_or_many(&st["Action"])
+            let can_receive = statements(&t).iter().any(|s| {
+                s.conditions.is_empty()
+                    && Some(s.holder.as_str()) == role
+                    && one_or_many(&s.st["Action"])
                         .iter()
                         .any(|a| a.as_str() == Some("sqs:ReceiveMessage"))
-                    && one_or_many(&st["Resource"])
+                    && one_or_many(&s.st["Resource"])
                         .iter()
                         .any(|r| get_att(r) == Some((queue, "Arn")))
             });
@@ -285,10 +290,42 @@ fn every_sqs_source_reports_batch_item_failures_and_outlasts_its_consumer() {
     assert_eq!(consumed, sources, "every queue with a DLQ has a consumer");
 }
 
-/// Every policy statement of the template, by the resource that holds it. Each function
-/// runs as its own role of this template, and no role carries a managed policy (AWS's
-/// managed Lambda policies allow their actions on every resource).
-fn statements(t: &Value) -> Vec<(String, &Value)> {
+/// One policy statement, the resource that holds it, and the conditions it exists under.
+struct Statement<'a> {
+    holder: String,
+    /// Condition names that must all hold (`!X` for a condition that must not hold): a
+    /// statement or policy written as `!If [X, ..., !Ref AWS::NoValue]` exists only under X.
+    conditions: Vec<String>,
+    st: &'a Value,
+}
+
+/// The alternatives of a value that may be `!If [Cond, then, else]` (nested too), each with
+/// the conditions it needs; an `else` of `!Ref AWS::NoValue` is no alternative.
+fn branches(v: &Value) -> Vec<(Vec<String>, &Value)> {
+    match intrinsic(v) {
+        Some((tag, Value::Sequence(args))) if tag == "If" => {
+            assert_eq!(args.len(), 3, "!If takes a condition and two values: {v:?}");
+            let cond = args[0].as_str().expect("!If names a condition");
+            let mut out = Vec::new();
+            for (name, branch) in [(cond.to_owned(), &args[1]), (format!("!{cond}"), &args[2])] {
+                if ref_of(branch) == Some("AWS::NoValue") {
+                    continue;
+                }
+                for (mut conds, value) in branches(branch) {
+                    conds.insert(0, name.clone());
+                    out.push((conds, value));
+                }
+            }
+            out
+        }
+        _ => vec![(Vec::new(), v)],
+    }
+}
+
+/// Every policy statement of the template, by the resource that holds it, conditional ones
+/// included. Each function runs as its own role of this template, and no role carries a
+/// managed policy (AWS's managed Lambda policies allow their actions on every resource).
+fn statements(t: &Value) -> Vec<Statement<'_>> {
     let roles = resources(t, "AWS::IAM::Role");
     for (name, f) in resources(t, "AWS::Serverless::Function") {
         let p = &f["Properties"];
@@ -311,26 +348,41 @@ fn statements(t: &Value) -> Vec<(String, &Value)> {
         "AWS::IAM::ManagedPolicy",
     ] {
         for (name, r) in resources(t, ty) {
+            assert!(
+                r["Condition"].is_null(),
+                "{name}: a conditional policy is an `!If` inside the role (checked here)"
+            );
             let p = &r["Properties"];
             assert!(
                 p["ManagedPolicyArns"].is_null(),
                 "{name}: no managed policies (their actions and resources are not checked here)"
             );
-            let mut docs = vec![&p["PolicyDocument"]];
-            docs.extend(
-                one_or_many(&p["Policies"])
-                    .into_iter()
-                    .map(|p| &p["PolicyDocument"]),
-            );
-            for doc in docs {
+            let mut docs = branches(&p["PolicyDocument"]);
+            for policy in one_or_many(&p["Policies"]) {
+                for (conds, policy) in branches(policy) {
+                    docs.push((conds, &policy["PolicyDocument"]));
+                }
+            }
+            for (doc_conds, doc) in docs {
                 for s in one_or_many(&doc["Statement"]) {
-                    out.push((name.to_owned(), s));
+                    for (conds, st) in branches(s) {
+                        out.push(Statement {
+                            holder: name.to_owned(),
+                            conditions: doc_conds.iter().cloned().chain(conds).collect(),
+                            st,
+                        });
+                    }
                 }
             }
         }
     }
     out
 }
+
+/// Actions AWS authorizes only on `"Resource": "*"` (no resource-level permissions), that a
+/// statement may therefore grant on `*`: the read-only EC2 calls Lambda makes for a function
+/// in a VPC. Nothing else gets `*`.
+const STAR_ONLY_ACTIONS: [&str; 2] = ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"];
 
 #[test]
 fn no_policy_grants_a_wildcard_action_and_secrets_stay_under_the_prefix() {
@@ -341,7 +393,12 @@ fn no_policy_grants_a_wildcard_action_and_secrets_stay_under_the_prefix() {
         "the functions' statements were found"
     );
     let secrets_arn = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretPrefix}*";
-    for (name, s) in &statements {
+    for Statement {
+        holder: name,
+        conditions,
+        st: s,
+    } in &statements
+    {
         assert!(
             s["NotAction"].is_null() && s["NotResource"].is_null(),
             "{name}: no NotAction/NotResource"
@@ -361,7 +418,17 @@ fn no_policy_grants_a_wildcard_action_and_secrets_stay_under_the_prefix() {
             "{name}: a statement names its resources"
         );
         for r in &resources {
-            assert_ne!(r.as_str(), Some("*"), "{name}: resource * for {actions:?}");
+            if r.as_str() == Some("*") {
+                assert!(
+                    actions.iter().all(|a| STAR_ONLY_ACTIONS.contains(a)),
+                    "{name}: resource * for {actions:?}"
+                );
+                assert_eq!(
+                    conditions,
+                    &[IN_VPC],
+                    "{name}: the EC2 Describe actions exist only for the diff runner in a VPC"
+                );
+            }
         }
         if actions.iter().any(|a| a.starts_with("secretsmanager:")) {
             assert_eq!(actions, ["secretsmanager:GetSecretValue"], "{name}");
@@ -639,4 +706,361 @@ fn samconfig_builds_the_template_and_deploys_the_built_one() {
             .as_str()
             .is_some_and(|c| c.contains("CAPABILITY_IAM"))
     );
+}
+
+// ---------------------------------------------------------------- VPC placement
+// Only the diff runner connects to the warehouse, so only it can be placed in a VPC: with
+// both DiffSubnetIds and DiffSecurityGroupIds (condition DiffInVpc), and its role gets the
+// network-interface permissions Lambda needs then, and only then.
+
+/// The condition that places the diff runner in a VPC.
+const IN_VPC: &str = "DiffInVpc";
+
+/// A value of the condition evaluator: a string, a list (CommaDelimitedList) or a boolean.
+#[derive(Debug, Clone, PartialEq)]
+enum Cfn {
+    Str(String),
+    List(Vec<String>),
+    Bool(bool),
+}
+
+/// Evaluates a `Conditions` expression the way CloudFormation does, for the functions the
+/// template's conditions use (`Ref`, `Fn::Join`, `Fn::Equals`, `Fn::Not`, `Fn::And`,
+/// `Fn::Or`, `Condition`). `params` are the raw parameter values, as typed at deploy; a
+/// `CommaDelimitedList` is split on commas (`""` is `[""]`, as in CloudFormation).
+fn eval_condition(t: &Value, v: &Value, params: &BTreeMap<&str, &str>) -> Cfn {
+    let bool_of = |v: &Value| match eval_condition(t, v, params) {
+        Cfn::Bool(b) => b,
+        other => panic!("expected a condition, got {other:?} from {v:?}"),
+    };
+    let args = |v: &Value| -> Vec<Value> {
+        v.as_sequence()
+            .unwrap_or_else(|| panic!("arguments are a list: {v:?}"))
+            .clone()
+    };
+    // Tags first: `as_str` and `as_sequence` also see through `!Tag value`.
+    let Some((tag, arg)) = intrinsic(v) else {
+        return match v {
+            Value::String(s) => Cfn::Str(s.clone()),
+            Value::Sequence(items) => Cfn::List(
+                items
+                    .iter()
+                    .map(|i| match eval_condition(t, i, params) {
+                        Cfn::Str(s) => s,
+                        other => panic!("list items are strings, got {other:?}"),
+                    })
+                    .collect(),
+            ),
+            other => panic!("not a condition expression: {other:?}"),
+        };
+    };
+    match tag.as_str() {
+        "Ref" => {
+            let name = arg.as_str().expect("!Ref names a parameter");
+            let param = &t["Parameters"][name];
+            let raw = params
+                .get(name)
+                .copied()
+                .or_else(|| param["Default"].as_str())
+                .unwrap_or_else(|| panic!("no value for parameter {name}"));
+            match param["Type"].as_str() {
+                Some("CommaDelimitedList") => {
+                    Cfn::List(raw.split(',').map(|s| s.trim().to_owned()).collect())
+                }
+                _ => Cfn::Str(raw.to_owned()),
+            }
+        }
+        "Join" => {
+            let a = args(arg);
+            let delimiter = a[0].as_str().expect("!Join delimiter is a literal");
+            match eval_condition(t, &a[1], params) {
+                Cfn::List(items) => Cfn::Str(items.join(delimiter)),
+                other => panic!("!Join takes a list, got {other:?}"),
+            }
+        }
+        "Equals" => {
+            let a = args(arg);
+            Cfn::Bool(eval_condition(t, &a[0], params) == eval_condition(t, &a[1], params))
+        }
+        "Not" => Cfn::Bool(!bool_of(&args(arg)[0])),
+        "And" => Cfn::Bool(args(arg).iter().all(bool_of)),
+        "Or" => Cfn::Bool(args(arg).iter().any(bool_of)),
+        "Condition" => {
+            let name = arg.as_str().expect("!Condition names a condition");
+            let def = &t["Conditions"][name];
+            assert!(!def.is_null(), "condition {name} is defined");
+            Cfn::Bool(bool_of(def))
+        }
+        other => panic!("the evaluator does not know Fn::{other} (extend it)"),
+    }
+}
+
+fn condition_holds(t: &Value, name: &str, params: &[(&str, &str)]) -> bool {
+    let def = &t["Conditions"][name];
+    assert!(!def.is_null(), "condition {name} is defined");
+    match eval_condition(t, def, &params.iter().copied().collect()) {
+        Cfn::Bool(b) => b,
+        other => panic!("{name} evaluates to {other:?}"),
+    }
+}
+
+/// The role the function runs as (`Role: !GetAtt <role>.Arn`).
+fn role_of<'a>(t: &'a Value, function: &str) -> &'a str {
+    get_att(&t["Resources"][function]["Properties"]["Role"])
+        .unwrap_or_else(|| panic!("{function}: Role is !GetAtt <role>.Arn"))
+        .0
+}
+
+#[test]
+fn diff_function_is_in_a_vpc_only_under_the_condition_with_the_two_parameters() {
+    let t = template();
+    for name in ["DiffSubnetIds", "DiffSecurityGroupIds"] {
+        let p = &t["Parameters"][name];
+        assert_eq!(p["Type"].as_str(), Some("CommaDelimitedList"), "{name}");
+        assert_eq!(
+            p["Default"].as_str(),
+            Some(""),
+            "{name}: off by default (no VPC)"
+        );
+        assert!(
+            p["Description"]
+                .as_str()
+                .is_some_and(|d| d.contains("docs/deploy-vpc.md")),
+            "{name}: the description points at the VPC deploy guide"
+        );
+    }
+    let vpc = &t["Resources"]["DiffFunction"]["Properties"]["VpcConfig"];
+    let Some((tag, Value::Sequence(args))) = intrinsic(vpc) else {
+        panic!("DiffFunction.VpcConfig is !If [{IN_VPC}, ..., !Ref AWS::NoValue], got {vpc:?}");
+    };
+    assert_eq!(tag, "If");
+    assert_eq!(args.len(), 3);
+    assert_eq!(args[0].as_str(), Some(IN_VPC));
+    assert_eq!(
+        ref_of(&args[2]),
+        Some("AWS::NoValue"),
+        "outside the condition the function has no VpcConfig at all"
+    );
+    let config = args[1].as_mapping().expect("VpcConfig is a mapping");
+    assert_eq!(
+        config
+            .keys()
+            .filter_map(Value::as_str)
+            .collect::<BTreeSet<_>>(),
+        BTreeSet::from(["SecurityGroupIds", "SubnetIds"])
+    );
+    assert_eq!(ref_of(&args[1]["SubnetIds"]), Some("DiffSubnetIds"));
+    assert_eq!(
+        ref_of(&args[1]["SecurityGroupIds"]),
+        Some("DiffSecurityGroupIds")
+    );
+    // The stack says where the diff runner ended up: a half-given pair is visible.
+    let output = &t["Outputs"]["DiffNetwork"]["Value"];
+    assert!(
+        matches!(intrinsic(output), Some((tag, Value::Sequence(a))) if tag == "If" && a[0].as_str() == Some(IN_VPC)),
+        "the DiffNetwork output depends on {IN_VPC}: {output:?}"
+    );
+}
+
+#[test]
+fn the_vpc_condition_needs_both_subnets_and_security_groups() {
+    let t = template();
+    let subnets = "subnet-0a1b2c3d4e5f60718,subnet-0f1e2d3c4b5a69788";
+    let groups = "sg-0123456789abcdef0";
+    let cases: [(&[(&str, &str)], bool); 7] = [
+        (&[], false),
+        (&[("DiffSubnetIds", subnets)], false),
+        (&[("DiffSecurityGroupIds", groups)], false),
+        (
+            &[("DiffSubnetIds", ""), ("DiffSecurityGroupIds", groups)],
+            false,
+        ),
+        (
+            &[("DiffSubnetIds", ","), ("DiffSecurityGroupIds", groups)],
+            false,
+        ),
+        (
+            &[("DiffSubnetIds", subnets), ("DiffSecurityGroupIds", groups)],
+            true,
+        ),
+        (
+            &[
+                ("DiffSubnetIds", "subnet-0a1b2c3d4e5f60718"),
+                (
+                    "DiffSecurityGroupIds",
+                    "sg-0123456789abcdef0,sg-0fedcba9876543210",
+                ),
+            ],
+            true,
+        ),
+    ];
+    for (params, expected) in cases {
+        assert_eq!(
+            condition_holds(&t, IN_VPC, params),
+            expected,
+            "{IN_VPC} with {params:?}"
+        );
+    }
+}
+
+#[test]
+fn network_interface_permissions_are_on_the_diff_role_only_and_only_in_a_vpc() {
+    let t = template();
+    let diff_role = role_of(&t, "DiffFunction");
+    // What Lambda needs to manage a VPC function's network interfaces (AWS's
+    // AWSLambdaVPCAccessExecutionRole, logs aside).
+    let required = [
+        "ec2:CreateNetworkInterface",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+    ];
+    let allowed: BTreeSet<&str> = required
+        .into_iter()
+        .chain(["ec2:DescribeSubnets"])
+        .collect();
+    let mut granted = BTreeSet::new();
+    for s in statements(&t) {
+        let actions: Vec<&str> = one_or_many(&s.st["Action"])
+            .into_iter()
+            .filter_map(Value::as_str)
+            .collect();
+        if !actions.iter().any(|a| a.starts_with("ec2:")) {
+            continue;
+        }
+        assert_eq!(
+            s.holder, diff_role,
+            "only the diff runner's role gets EC2 actions ({actions:?})"
+        );
+        assert_eq!(
+            s.conditions,
+            [IN_VPC],
+            "{actions:?} exist only under {IN_VPC}, exactly the VpcConfig's condition"
+        );
+        for a in &actions {
+            assert!(allowed.contains(a), "{a} is more than Lambda needs");
+        }
+        // AWS authorizes DescribeNetworkInterfaces only on `*`: a narrower resource would
+        // make every deploy in a VPC fail.
+        if actions.contains(&"ec2:DescribeNetworkInterfaces") {
+            assert_eq!(
+                s.st["Resource"].as_str(),
+                Some("*"),
+                "ec2:DescribeNetworkInterfaces works only on Resource *"
+            );
+        }
+        granted.extend(actions);
+    }
+    for a in required {
+        assert!(
+            granted.contains(a),
+            "{diff_role} lacks {a} under {IN_VPC}: Lambda cannot create the function in a VPC"
+        );
+    }
+}
+
+#[test]
+fn no_function_but_the_diff_runner_can_be_placed_in_a_vpc() {
+    let t = template();
+    assert!(
+        t["Globals"]["Function"]["VpcConfig"].is_null(),
+        "a VpcConfig in Globals would put every function in the VPC"
+    );
+    let mut checked = 0;
+    for (name, f) in resources(&t, "AWS::Serverless::Function")
+        .into_iter()
+        .chain(resources(&t, "AWS::Lambda::Function"))
+    {
+        if name == "DiffFunction" {
+            assert!(!f["Properties"]["VpcConfig"].is_null());
+            continue;
+        }
+        checked += 1;
+        assert!(
+            f["Properties"]["VpcConfig"].is_null(),
+            "{name} has a VpcConfig: only the diff runner talks to the warehouse"
+        );
+    }
+    assert_eq!(checked, FUNCTIONS.len() - 1);
+}
+
+/// docs/deploy-vpc.md says the diff runner in a VPC needs no SQS endpoint: the event source
+/// mapping reads its queue from outside the VPC and the function itself never calls SQS.
+#[test]
+fn diff_runner_in_a_vpc_needs_no_sqs_endpoint() {
+    let t = template();
+    let diff_role = role_of(&t, "DiffFunction");
+    for s in statements(&t).iter().filter(|s| s.holder == diff_role) {
+        for a in one_or_many(&s.st["Action"])
+            .into_iter()
+            .filter_map(Value::as_str)
+        {
+            assert!(
+                !a.starts_with("sqs:")
+                    || [
+                        "sqs:ReceiveMessage",
+                        "sqs:DeleteMessage",
+                        "sqs:GetQueueAttributes"
+                    ]
+                    .contains(&a),
+                "{diff_role} may call {a}: the function would then need an SQS endpoint in a \
+                 VPC (update docs/deploy-vpc.md and the DiffSubnetIds description)"
+            );
+        }
+    }
+    let manifest = repo_root().join("functions/diff/Cargo.toml");
+    let cargo: toml::Table = std::fs::read_to_string(&manifest).unwrap().parse().unwrap();
+    let deps = cargo["dependencies"].as_table().expect("[dependencies]");
+    assert!(
+        !deps.contains_key("aws-sdk-sqs"),
+        "the diff runner now links the SQS SDK: docs/deploy-vpc.md says it needs no SQS endpoint"
+    );
+}
+
+#[test]
+fn redshift_credentials_are_granted_to_the_diff_role_only_for_the_listed_arns() {
+    let t = template();
+    let diff_role = role_of(&t, "DiffFunction");
+    let mut found = false;
+    for s in statements(&t) {
+        let actions: Vec<&str> = one_or_many(&s.st["Action"])
+            .into_iter()
+            .filter_map(Value::as_str)
+            .collect();
+        if !actions
+            .iter()
+            .any(|a| a.starts_with("redshift:") || a.starts_with("redshift-serverless:"))
+        {
+            continue;
+        }
+        found = true;
+        assert_eq!(
+            s.holder, diff_role,
+            "only the diff runner connects to Redshift"
+        );
+        assert_eq!(s.conditions, ["HasRedshiftIam"], "{actions:?}");
+        assert_eq!(
+            actions,
+            [
+                "redshift:GetClusterCredentials",
+                "redshift-serverless:GetCredentials"
+            ]
+        );
+        assert_eq!(
+            ref_of(&s.st["Resource"]),
+            Some("RedshiftCredentialArns"),
+            "exactly the ARNs the operator lists"
+        );
+    }
+    assert!(found, "the Redshift IAM statement exists");
+    assert!(!condition_holds(&t, "HasRedshiftIam", &[]));
+    assert!(condition_holds(
+        &t,
+        "HasRedshiftIam",
+        &[(
+            "RedshiftCredentialArns",
+            "arn:aws:redshift:eu-west-1:123456789012:dbuser:analytics/prdiff_ro"
+        )]
+    ));
 }

@@ -129,7 +129,7 @@ fn gh_pr_key() -> PrKey {
 }
 
 pub fn fixture(rel: &str) -> Vec<u8> {
-    std::fs::read(prdiff_tests::shared_fixtures().join(rel)).unwrap()
+    std::fs::read(prdiff_tests::fixtures().join(rel)).unwrap()
 }
 
 pub fn sign(body: &[u8]) -> String {

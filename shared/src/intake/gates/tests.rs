@@ -1,7 +1,5 @@
 //! Parsers over every real fixture payload, and the gates over parsed events.
 
-use std::path::PathBuf;
-
 use crate::config::Provider;
 use crate::config::tests::stored_example;
 use crate::intake::{HostEvent, IntakeError, PrAction, github, gitlab};
@@ -9,9 +7,7 @@ use crate::intake::{HostEvent, IntakeError, PrAction, github, gitlab};
 use super::{all_files_ignored, check_event};
 
 fn fixture(rel: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures")
-        .join(rel);
+    let path = crate::test_fixtures().join(rel);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
