@@ -299,6 +299,54 @@ impl BigQueryAdmin {
         );
         body
     }
+    /// The `(name, type)` of each column of table `dataset.table` (`tables.get`).
+    pub async fn table_fields(&self, dataset: &str, table: &str) -> Vec<(String, String)> {
+        let resp = self
+            .http
+            .get(format!("{}/datasets/{dataset}/tables/{table}", self.base))
+            .send()
+            .await
+            .expect("tables.get");
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        assert!(status.is_success(), "{dataset}.{table}: {status} {body}");
+        body["schema"]["fields"]
+            .as_array()
+            .expect("a schema")
+            .iter()
+            .map(|f| {
+                (
+                    f["name"].as_str().unwrap_or_default().to_owned(),
+                    f["type"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Adds `rows` (`{"json": {column: value}}` each) to `dataset.table` in one
+    /// `tabledata.insertAll` request; panics on any error or rejected row.
+    pub async fn insert_all(&self, dataset: &str, table: &str, rows: Vec<serde_json::Value>) {
+        let n = rows.len();
+        let resp = self
+            .http
+            .post(format!(
+                "{}/datasets/{dataset}/tables/{table}/insertAll",
+                self.base
+            ))
+            .json(&serde_json::json!({ "rows": rows }))
+            .send()
+            .await
+            .expect("tabledata.insertAll");
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        let rejected = body["insertErrors"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty());
+        assert!(
+            status.is_success() && !rejected,
+            "inserting {n} rows into {dataset}.{table}: {status} {body}"
+        );
+    }
 }
 
 impl Default for BigQueryAdmin {

@@ -559,27 +559,177 @@ pub fn google_sql(script: &str, dataset: &str) -> Vec<String> {
     statements
 }
 
-/// Loads an engine test's prod and PR scripts into two new datasets on bqemulator and
-/// connects the driver; returns it with the two dataset names.
+/// The rows of a GoogleSQL `INSERT INTO `DATASET`.`TABLE` VALUES (…), (…)` whose values
+/// are all literals (numbers, strings, NULL, TRUE, FALSE), as text (NULL as `None`), with
+/// the table's name; `None` for any other statement.
+pub fn literal_rows(statement: &str) -> Option<(String, Vec<Vec<Option<String>>>)> {
+    let rest = statement.strip_prefix("INSERT INTO ")?;
+    let (_dataset, rest) = backticked(rest)?;
+    let (table, rest) = backticked(rest.strip_prefix('.')?)?;
+    let mut s = rest.trim_start().strip_prefix("VALUES")?.trim_start();
+    let mut rows = Vec::new();
+    loop {
+        s = s.strip_prefix('(')?;
+        let mut row = Vec::new();
+        loop {
+            s = s.trim_start();
+            let (value, rest) = literal(s)?;
+            row.push(value);
+            s = rest.trim_start();
+            if let Some(rest) = s.strip_prefix(',') {
+                s = rest;
+            } else {
+                s = s.strip_prefix(')')?.trim_start();
+                break;
+            }
+        }
+        rows.push(row);
+        match s.strip_prefix(',') {
+            Some(rest) => s = rest.trim_start(),
+            None if s.is_empty() => return Some((table, rows)),
+            None => return None,
+        }
+    }
+}
+
+/// A backtick-quoted name at the start of `s` (backslash escapes undone), and the rest.
+fn backticked(s: &str) -> Option<(String, &str)> {
+    let mut chars = s.strip_prefix('`')?.char_indices();
+    let mut name = String::new();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => name.push(chars.next()?.1),
+            '`' => return Some((name, &s[i + 2..])),
+            c => name.push(c),
+        }
+    }
+    None
+}
+
+/// One literal at the start of `s` as text (`None` for NULL), and the rest.
+fn literal(s: &str) -> Option<(Option<String>, &str)> {
+    if let Some(body) = s.strip_prefix('\'') {
+        let mut text = String::new();
+        let mut chars = body.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => text.push(chars.next()?.1),
+                '\'' => return Some((Some(text), &body[i + 1..])),
+                c => text.push(c),
+            }
+        }
+        return None;
+    }
+    let end = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+')))
+        .unwrap_or(s.len());
+    let (word, rest) = s.split_at(end);
+    match word.to_ascii_uppercase().as_str() {
+        "NULL" => Some((None, rest)),
+        "TRUE" | "FALSE" => Some((Some(word.to_ascii_lowercase()), rest)),
+        _ if word.parse::<f64>().is_ok_and(f64::is_finite) => Some((Some(word.to_owned()), rest)),
+        _ => None,
+    }
+}
+
+/// Datasets already loaded in this test run, by the scripts they hold: a case whose data
+/// another case (or an earlier load) already put on the emulator reads those datasets
+/// (the diff only reads).
+type LoadedScripts = std::collections::HashMap<(String, String), (String, String)>;
+static LOADED: std::sync::OnceLock<tokio::sync::Mutex<LoadedScripts>> = std::sync::OnceLock::new();
+
+/// Loads an engine test's prod and PR scripts into two new datasets on bqemulator (once
+/// per run for the same scripts) and connects the driver; returns it with the two
+/// dataset names. Consecutive literal-only `INSERT … VALUES` statements into one table
+/// of plain columns (INT64, FLOAT64, NUMERIC, STRING, BOOL, DATE) go in as one
+/// `tabledata.insertAll` request: the emulator translates every statement with sqlglot,
+/// which takes seconds for a thousand-row `VALUES` list; anything else runs as a query.
 pub async fn load_for_engine(
     prod_schema: &str,
     pr_schema: &str,
     prod_sql: &str,
     pr_sql: &str,
 ) -> (Box<dyn Warehouse>, String, String) {
-    let admin = prdiff_tests::BigQueryAdmin::new();
-    let (prod_ds, pr_ds) = (dataset_name(prod_schema), dataset_name(pr_schema));
-    for (ds, sql) in [(&prod_ds, prod_sql), (&pr_ds, pr_sql)] {
-        admin.create_dataset(ds).await;
-        for statement in google_sql(sql, ds) {
-            admin.exec(&statement).await;
+    let mut loaded = LOADED.get_or_init(Default::default).lock().await;
+    let key = (prod_sql.to_owned(), pr_sql.to_owned());
+    let (prod_ds, pr_ds) = match loaded.get(&key) {
+        Some(names) => names.clone(),
+        None => {
+            let admin = prdiff_tests::BigQueryAdmin::new();
+            let (prod_ds, pr_ds) = (dataset_name(prod_schema), dataset_name(pr_schema));
+            for (ds, sql) in [(&prod_ds, prod_sql), (&pr_ds, pr_sql)] {
+                admin.create_dataset(ds).await;
+                load_script(&admin, ds, sql).await;
+            }
+            loaded.insert(key, (prod_ds.clone(), pr_ds.clone()));
+            (prod_ds, pr_ds)
         }
-    }
+    };
+    drop(loaded);
     let url = WarehouseUrl::parse(&prdiff_tests::bigquery_url(), None).unwrap();
     let wh = warehouse::connect(&url, &ConnectOptions::default())
         .await
         .expect("connect to bqemulator");
     (wh, prod_ds, pr_ds)
+}
+
+/// Runs `sql` (the engine tests' dialect) in dataset `ds`, bulk-inserting literal rows.
+async fn load_script(admin: &prdiff_tests::BigQueryAdmin, ds: &str, sql: &str) {
+    const BULK_TYPES: &[&str] = &[
+        "INTEGER", "INT64", "FLOAT", "FLOAT64", "NUMERIC", "STRING", "BOOLEAN", "BOOL", "DATE",
+    ];
+    // Rows waiting for one insertAll: table, its columns, rows as JSON.
+    let mut pending: Option<(String, Vec<String>, Vec<Value>)> = None;
+    async fn flush(
+        admin: &prdiff_tests::BigQueryAdmin,
+        ds: &str,
+        pending: &mut Option<(String, Vec<String>, Vec<Value>)>,
+    ) {
+        if let Some((table, _, rows)) = pending.take() {
+            // bqemulator 1.4.0 leaves the result of a DDL statement unread on its DuckDB
+            // connection, and insertAll then fails with "connection has an unfinished
+            // result" (HTTP 500); a query that reads its result clears it.
+            admin.exec("SELECT 1").await;
+            admin.insert_all(ds, &table, rows).await;
+        }
+    }
+    for statement in google_sql(sql, ds) {
+        let Some((table, rows)) = literal_rows(&statement) else {
+            flush(admin, ds, &mut pending).await;
+            admin.exec(&statement).await;
+            continue;
+        };
+        if pending.as_ref().is_some_and(|(t, _, _)| *t != table) {
+            flush(admin, ds, &mut pending).await;
+        }
+        if pending.is_none() {
+            let fields = admin.table_fields(ds, &table).await;
+            if !fields.iter().all(|(_, t)| BULK_TYPES.contains(&t.as_str())) {
+                admin.exec(&statement).await;
+                continue;
+            }
+            let names = fields.into_iter().map(|(n, _)| n).collect();
+            pending = Some((table.clone(), names, Vec::new()));
+        }
+        let (_, names, json_rows) = pending.as_mut().unwrap();
+        if rows.iter().any(|r| r.len() != names.len()) {
+            flush(admin, ds, &mut pending).await;
+            admin.exec(&statement).await;
+            continue;
+        }
+        for row in rows {
+            let object: serde_json::Map<String, Value> = names
+                .iter()
+                .cloned()
+                .zip(
+                    row.into_iter()
+                        .map(|v| v.map_or(Value::Null, Value::String)),
+                )
+                .collect();
+            json_rows.push(json!({ "json": object }));
+        }
+    }
+    flush(admin, ds, &mut pending).await;
 }
 
 #[test]
@@ -601,6 +751,35 @@ fn engine_scripts_translate_to_google_sql() {
         ]
     );
     assert_eq!(dataset_name("PR-\"Schema\"_1_2"), "PR__Schema__1_2");
+
+    let (table, rows) = literal_rows(&got[1]).expect("literal rows");
+    assert_eq!(table, "select");
+    let text = |v: &str| Some(v.to_owned());
+    assert_eq!(
+        rows,
+        vec![vec![
+            text("1"),
+            text("it's"),
+            text("1.5"),
+            text("2024-01-01 10:00:00.123"),
+            text("2.50"),
+            text("true")
+        ]]
+    );
+    let (_, rows) = literal_rows(&got[2]).expect("literal rows");
+    assert_eq!(rows, vec![vec![text("2"), text("a\\b"), None]]);
+    let (_, rows) = literal_rows("INSERT INTO `d`.`t` VALUES (1, -2.5), (3, NULL)").unwrap();
+    assert_eq!(
+        rows,
+        vec![vec![text("1"), text("-2.5")], vec![text("3"), None]]
+    );
+    // Anything but literals runs as a statement.
+    assert_eq!(literal_rows(&got[3]), None);
+    assert_eq!(
+        literal_rows("INSERT INTO `d`.`t` VALUES (1, CAST('NaN' AS FLOAT64))"),
+        None
+    );
+    assert_eq!(literal_rows("INSERT INTO `d`.`t` VALUES (1, 2) , (3"), None);
 }
 
 /// The diff engine through the driver and the BigQuery dialect on bqemulator, on three
