@@ -2,8 +2,9 @@
 # The one test command (README "Run the tests"; .ci/run calls it).
 #
 # On a fresh machine it: creates ./.venv with the Python tools the tests start (moto,
-# fakesnow) and .venvs/brickhouse, starts a throw-away PostgreSQL cluster, moto's server and fakesnow (the
-# Snowflake stand-in) and brickhouse (the Databricks API stand-in) on free loopback ports,
+# fakesnow) and .venvs/{bigquery,brickhouse}, starts a throw-away PostgreSQL cluster, moto's
+# server, fakesnow (the Snowflake stand-in), bqemulator (the BigQuery stand-in) and brickhouse
+# (the Databricks API stand-in) on free loopback ports,
 # runs `cargo fmt --check`, `cargo clippy -D warnings` and every test, and stops what it
 # started — also when a step fails.
 set -euo pipefail
@@ -20,6 +21,7 @@ WORK="$(mktemp -d /tmp/prdiff-test.XXXXXX)"
 chmod 755 "$WORK"
 MOTO_PID=""
 FAKESNOW_PID=""
+BQ_PID=""
 BRICKHOUSE_PID=""
 
 cleanup() {
@@ -27,6 +29,7 @@ cleanup() {
   set +e
   if [ -n "$MOTO_PID" ]; then kill "$MOTO_PID" 2>/dev/null; wait "$MOTO_PID" 2>/dev/null; fi
   if [ -n "$FAKESNOW_PID" ]; then kill "$FAKESNOW_PID" 2>/dev/null; wait "$FAKESNOW_PID" 2>/dev/null; fi
+  if [ -n "$BQ_PID" ]; then kill "$BQ_PID" 2>/dev/null; wait "$BQ_PID" 2>/dev/null; fi
   if [ -n "$BRICKHOUSE_PID" ]; then kill "$BRICKHOUSE_PID" 2>/dev/null; wait "$BRICKHOUSE_PID" 2>/dev/null; fi
   pg_stop
   rm -rf "$WORK"
@@ -40,6 +43,14 @@ REQ_HASH="$(sha256sum scripts/requirements-test.txt | cut -c1-16)"
 if [ "$(cat .venv/.req-hash 2>/dev/null)" != "$REQ_HASH" ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
   echo "$REQ_HASH" > .venv/.req-hash
+fi
+# bqemulator needs an older sqlglot than fakesnow: its own venv.
+BQ_VENV=.venvs/bigquery
+if [ ! -x "$BQ_VENV/bin/python" ]; then python3 -m venv "$BQ_VENV"; fi
+BQ_REQ_HASH="$(sha256sum scripts/requirements-bigquery.txt | cut -c1-16)"
+if [ "$(cat "$BQ_VENV/.req-hash" 2>/dev/null)" != "$BQ_REQ_HASH" ]; then
+  "$BQ_VENV/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-bigquery.txt
+  echo "$BQ_REQ_HASH" > "$BQ_VENV/.req-hash"
 fi
 
 BH_VENV=.venvs/brickhouse
@@ -80,6 +91,24 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 export PRDIFF_TEST_SNOWFLAKE_URL="snowflake://prdiff:test@fakesnow/PRDIFF?host=127.0.0.1&port=$FAKESNOW_PORT&protocol=http"
+
+log "bqemulator (BigQuery stand-in: its REST API over DuckDB)"
+BQ_PORT="$(free_port)"
+BQ_GRPC_PORT="$(free_port)"
+"$BQ_VENV/bin/python" scripts/bqemulator_launch.py start --rest-port "$BQ_PORT" --grpc-port "$BQ_GRPC_PORT" \
+  --project prdiff-test --log-level warning >"$WORK/bqemulator.log" 2>&1 &
+BQ_PID=$!
+BQ_READY=""
+for _ in $(seq 1 150); do
+  if python3 -c "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:$BQ_PORT/bigquery/v2/projects/prdiff-test/queries', data=b'{\"query\":\"SELECT 1\",\"useLegacySql\":false}', headers={'content-type': 'application/json'}), timeout=5)" 2>/dev/null; then
+    BQ_READY=1
+    break
+  fi
+  sleep 0.2
+done
+if [ -z "$BQ_READY" ]; then cat "$WORK/bqemulator.log" >&2; echo "bqemulator did not start" >&2; exit 1; fi
+# A loopback endpoint: the driver fetches no Google token for it.
+export PRDIFF_TEST_BIGQUERY_URL="bigquery://prdiff-test?endpoint=http://127.0.0.1:$BQ_PORT"
 
 log "brickhouse (Databricks API stand-in: the driver's protocol, not the diff SQL)"
 BRICKHOUSE_PORT="$(free_port)"

@@ -160,6 +160,40 @@ pub fn warehouse_url(
                 },
             })
         }
+        DataSourceKind::Bigquery => {
+            let project = get("project")
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| err("connection has no `project`".into()))?;
+            let bq = crate::warehouse::BigQueryUrl {
+                project: project.to_owned(),
+                location: get("location").map(str::to_owned),
+                dataset: get("dataset").map(str::to_owned),
+                endpoint: get("endpoint").map(str::to_owned),
+                maximum_bytes_billed: match get("maximum_bytes_billed") {
+                    None => None,
+                    Some(n) => Some(n.parse().map_err(|_| {
+                        err(format!(
+                            "maximum_bytes_billed {n:?} is not a number of bytes"
+                        ))
+                    })?),
+                },
+                // The secret is a service-account key (JSON); without one, Application
+                // Default Credentials (workload identity, the metadata server).
+                credentials: secret.map(crate::warehouse::Password::new),
+            };
+            bq.check_endpoint().map_err(err)?;
+            if let Some(unknown) = source.connection.keys().find(|k| {
+                !matches!(
+                    k.as_str(),
+                    "project" | "location" | "dataset" | "endpoint" | "maximum_bytes_billed"
+                )
+            }) {
+                return Err(err(format!(
+                    "connection key `{unknown}` is not one of project, location, dataset, endpoint, maximum_bytes_billed"
+                )));
+            }
+            Ok(WarehouseUrl::BigQuery(bq))
+        }
         DataSourceKind::Sqlite => {
             let path = get("path").ok_or_else(|| err("connection has no `path`".into()))?;
             WarehouseUrl::parse(&format!("sqlite:{path}"), None).map_err(|e| err(e.to_string()))
@@ -530,6 +564,58 @@ pub async fn publish_waiting(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bigquery_data_source_maps_to_its_url_with_the_key_as_credentials() {
+        let source = |pairs: &[(&str, &str)]| DataSource {
+            id: crate::config::DataSourceId::parse("bq").unwrap(),
+            kind: DataSourceKind::Bigquery,
+            connection: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            secret: None,
+        };
+        let key = r#"{"type":"service_account","private_key":"-----BEGIN PRIVATE KEY-----"}"#;
+        let url = warehouse_url(
+            &source(&[
+                ("project", "proj-1"),
+                ("location", "EU"),
+                ("dataset", "analytics"),
+                ("maximum_bytes_billed", "5000000000"),
+            ]),
+            Some(key.into()),
+        )
+        .unwrap();
+        let WarehouseUrl::BigQuery(bq) = &url else {
+            panic!("not bigquery: {url}")
+        };
+        assert_eq!(bq.project, "proj-1");
+        assert_eq!(bq.location.as_deref(), Some("EU"));
+        assert_eq!(bq.dataset.as_deref(), Some("analytics"));
+        assert_eq!(bq.maximum_bytes_billed, Some(5_000_000_000));
+        assert_eq!(bq.credentials.as_ref().unwrap().expose(), key);
+        assert!(!format!("{url} {url:?}").contains("PRIVATE"));
+
+        for (pairs, why) in [
+            (&[("location", "EU")][..], "no `project`"),
+            (
+                &[("project", "p"), ("maximum_bytes_billed", "lots")][..],
+                "maximum_bytes_billed",
+            ),
+            (
+                &[("project", "p"), ("endpoint", "http://bq.example")][..],
+                "non-loopback",
+            ),
+            (
+                &[("project", "p"), ("host", "x")][..],
+                "connection key `host`",
+            ),
+        ] {
+            let e = warehouse_url(&source(pairs), None).unwrap_err();
+            assert!(e.to_string().contains(why), "{pairs:?}: {e}");
+        }
+    }
 
     #[test]
     fn a_snowflake_data_source_logs_in_with_its_secret_as_password_or_pem_key() {

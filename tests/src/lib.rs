@@ -228,3 +228,129 @@ pub fn split_statements(script: &str) -> Vec<String> {
     }
     out
 }
+
+/// The BigQuery stand-in's URL (`PRDIFF_TEST_BIGQUERY_URL`): bqemulator on a loopback
+/// port, `bigquery://PROJECT?endpoint=http://127.0.0.1:PORT` (no authentication).
+pub fn bigquery_url() -> String {
+    std::env::var("PRDIFF_TEST_BIGQUERY_URL")
+        .expect("PRDIFF_TEST_BIGQUERY_URL is not set: run the tests through scripts/test.sh")
+}
+
+/// A writing client for the BigQuery stand-in, for setting up data (the driver only
+/// reads): datasets through `datasets.insert`, statements through `jobs.query`.
+pub struct BigQueryAdmin {
+    http: reqwest::Client,
+    base: String,
+    pub project: String,
+}
+
+impl BigQueryAdmin {
+    pub fn new() -> Self {
+        let url = url::Url::parse(&bigquery_url()).unwrap();
+        let project = url.host_str().expect("a project").to_owned();
+        let endpoint = url
+            .query_pairs()
+            .find(|(k, _)| k == "endpoint")
+            .map(|(_, v)| v.into_owned())
+            .expect("PRDIFF_TEST_BIGQUERY_URL has an endpoint");
+        BigQueryAdmin {
+            http: reqwest::Client::new(),
+            base: format!(
+                "{}/bigquery/v2/projects/{project}",
+                endpoint.trim_end_matches('/')
+            ),
+            project,
+        }
+    }
+
+    /// Creates dataset `name`.
+    pub async fn create_dataset(&self, name: &str) {
+        let resp = self
+            .http
+            .post(format!("{}/datasets", self.base))
+            .json(&serde_json::json!({
+                "datasetReference": {"projectId": self.project, "datasetId": name}
+            }))
+            .send()
+            .await
+            .expect("datasets.insert");
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        assert!(
+            status.is_success(),
+            "creating dataset {name}: {status} {body}"
+        );
+    }
+
+    /// Runs one GoogleSQL statement and returns the response; panics on any error.
+    pub async fn exec(&self, sql: &str) -> serde_json::Value {
+        let resp = self
+            .http
+            .post(format!("{}/queries", self.base))
+            .json(&serde_json::json!({"query": sql, "useLegacySql": false, "timeoutMs": 60000}))
+            .send()
+            .await
+            .expect("jobs.query");
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        assert!(
+            status.is_success() && body.get("errors").is_none() && body["jobComplete"] == true,
+            "{sql}: {status} {body}"
+        );
+        body
+    }
+    /// The `(name, type)` of each column of table `dataset.table` (`tables.get`).
+    pub async fn table_fields(&self, dataset: &str, table: &str) -> Vec<(String, String)> {
+        let resp = self
+            .http
+            .get(format!("{}/datasets/{dataset}/tables/{table}", self.base))
+            .send()
+            .await
+            .expect("tables.get");
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        assert!(status.is_success(), "{dataset}.{table}: {status} {body}");
+        body["schema"]["fields"]
+            .as_array()
+            .expect("a schema")
+            .iter()
+            .map(|f| {
+                (
+                    f["name"].as_str().unwrap_or_default().to_owned(),
+                    f["type"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Adds `rows` (`{"json": {column: value}}` each) to `dataset.table` in one
+    /// `tabledata.insertAll` request; panics on any error or rejected row.
+    pub async fn insert_all(&self, dataset: &str, table: &str, rows: Vec<serde_json::Value>) {
+        let n = rows.len();
+        let resp = self
+            .http
+            .post(format!(
+                "{}/datasets/{dataset}/tables/{table}/insertAll",
+                self.base
+            ))
+            .json(&serde_json::json!({ "rows": rows }))
+            .send()
+            .await
+            .expect("tabledata.insertAll");
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        let rejected = body["insertErrors"]
+            .as_array()
+            .is_some_and(|e| !e.is_empty());
+        assert!(
+            status.is_success() && !rejected,
+            "inserting {n} rows into {dataset}.{table}: {status} {body}"
+        );
+    }
+}
+
+impl Default for BigQueryAdmin {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -70,12 +70,14 @@ pub enum ConfigCommand {
     },
     /// Show a configuration (or data source) as JSON; secrets by name only.
     Show {
+        /// The configuration name or data source id.
         id: String,
         #[command(flatten)]
         backend: Backend,
     },
     /// Delete a configuration (or data source). Its secrets stay in the secret store.
     Delete {
+        /// The configuration name or data source id.
         id: String,
         #[command(flatten)]
         backend: Backend,
@@ -84,6 +86,7 @@ pub enum ConfigCommand {
     /// the warehouse: connect with the stored secret, run `SELECT 1`, and warn about any
     /// write or administrative privilege of the role (warnings keep exit code 0).
     Check {
+        /// The configuration name.
         id: String,
         /// Do not connect to the warehouse.
         #[arg(long)]
@@ -95,6 +98,44 @@ pub enum ConfigCommand {
 
 type Adapters = (Arc<dyn ConfigStore>, Arc<dyn Secrets>);
 
+/// The embedded backend's secrets directory: `--secrets-dir`, else `<db>.secrets`.
+fn secrets_dir(b: &Backend) -> PathBuf {
+    b.secrets_dir
+        .clone()
+        .unwrap_or_else(|| with_suffix(&b.db, ".secrets"))
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// The files and directories of the embedded backend that do not exist yet, so that a
+/// command that fails can remove what it created.
+struct NewFiles(Vec<PathBuf>);
+
+impl NewFiles {
+    fn before(b: &Backend) -> Self {
+        if b.backend != BackendKind::Embedded {
+            return Self(Vec::new());
+        }
+        let mut paths = vec![b.db.clone(), secrets_dir(b)];
+        paths.extend(["-wal", "-shm", "-journal"].map(|s| with_suffix(&b.db, s)));
+        Self(paths.into_iter().filter(|p| !p.exists()).collect())
+    }
+
+    fn remove(&self) {
+        for p in &self.0 {
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(p)
+            } else {
+                std::fs::remove_file(p)
+            };
+        }
+    }
+}
+
 async fn adapters(b: &Backend) -> Result<Adapters, (u8, String)> {
     match b.backend {
         BackendKind::Embedded => {
@@ -104,14 +145,9 @@ async fn adapters(b: &Backend) -> Result<Adapters, (u8, String)> {
                     format!("cannot open {}: {e}", b.db.display()),
                 )
             })?;
-            let dir = b.secrets_dir.clone().unwrap_or_else(|| {
-                let mut p = b.db.clone().into_os_string();
-                p.push(".secrets");
-                PathBuf::from(p)
-            });
             Ok((
                 Arc::new(store),
-                Arc::new(LocalSecrets::with_env_and_dir(Some(dir))),
+                Arc::new(LocalSecrets::with_env_and_dir(Some(secrets_dir(b)))),
             ))
         }
         BackendKind::Aws => aws_adapters(b).await,
@@ -173,28 +209,34 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
         } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| (exit::USAGE, format!("cannot read {}: {e}", file.display())))?;
-            let (store, secrets) = adapters(&backend).await?;
-            let base = file.parent().unwrap_or(Path::new("."));
-            let report = apply::apply(
-                &text,
-                base,
-                store.as_ref(),
-                secrets.as_ref(),
-                &HttpDbtCloud::default(),
-                !no_dbt_check,
-            )
-            .await
-            .map_err(|e| {
-                let code = if e.is_usage() {
-                    exit::USAGE
-                } else {
-                    exit::FAILURE
-                };
-                (
-                    code,
-                    format!("{}: {}", file.display(), prdiff_shared::error_chain(&e)),
+            // A failed apply leaves no embedded database or secrets directory behind.
+            let created = NewFiles::before(&backend);
+            let applied = async {
+                let (store, secrets) = adapters(&backend).await?;
+                let base = file.parent().unwrap_or(Path::new("."));
+                apply::apply(
+                    &text,
+                    base,
+                    store.as_ref(),
+                    secrets.as_ref(),
+                    &HttpDbtCloud::default(),
+                    !no_dbt_check,
                 )
-            })?;
+                .await
+                .map_err(|e| {
+                    let code = if e.is_usage() {
+                        exit::USAGE
+                    } else {
+                        exit::FAILURE
+                    };
+                    (
+                        code,
+                        format!("{}: {}", file.display(), prdiff_shared::error_chain(&e)),
+                    )
+                })
+            }
+            .await;
+            let report = applied.inspect_err(|_| created.remove())?;
             for id in &report.data_sources {
                 out!("data source {id}: applied");
             }

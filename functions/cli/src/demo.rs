@@ -26,6 +26,7 @@ pub const PR_SCHEMA: &str = "dbt_cloud_pr_4242_17";
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
+    /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Markdown)]
     pub format: Format,
     /// Keep the demo warehouse in this directory instead of a temporary one.
@@ -54,7 +55,7 @@ pub async fn run(args: DemoArgs) -> u8 {
     match run_inner(&args).await {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("prdiff demo: {e:#}");
+            eprintln!("prdiff demo: {}", crate::error_text(&e));
             exit::FAILURE
         }
     }
@@ -102,5 +103,19 @@ async fn run_inner(args: &DemoArgs) -> anyhow::Result<()> {
     )
     .await;
     crate::diff::print(args.format, &report)?;
+    if args.dir.is_some() {
+        eprint!("{}", kept_note(&dir));
+    }
     Ok(())
+}
+
+/// Where `--dir` kept the demo warehouse, and the `prdiff diff` that reads it again.
+fn kept_note(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "prdiff demo: the demo warehouse is in {d}: prod.db (schema {PROD_SCHEMA}) and pr.db \
+         (schema {PR_SCHEMA}). Diff one of its models again with:\n  \
+         prdiff diff --warehouse 'sqlite:{d}/main.db?attach={PROD_SCHEMA}={d}/prod.db&attach={PR_SCHEMA}={d}/pr.db' \
+         --prod {PROD_SCHEMA}.orders --pr {PR_SCHEMA}.orders --pk order_id\n"
+    )
 }

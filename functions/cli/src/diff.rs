@@ -3,7 +3,6 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use prdiff_shared::diff::from_plan::{PrSchemas, check_request, request_for};
 use prdiff_shared::diff::{self, DiffRequest, DiffResult, SamplingSettings};
 use prdiff_shared::manifest::{Manifest, RunResults};
@@ -16,8 +15,11 @@ use crate::exit;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Format {
+    /// Plain text for a terminal.
     Text,
+    /// The markdown of the pull request comment.
     Markdown,
+    /// One JSON object per diff (`"version": 1`).
     Json,
 }
 
@@ -86,24 +88,29 @@ pub struct DiffArgs {
     /// Mask these columns' values in sample rows (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub mask_columns: Vec<String>,
-    /// Sample tables at least this many rows: half-width of every estimated share.
+    /// Turns sampling on: every share estimated from the sample is within ± this (e.g.
+    /// 0.001) at --sampling-confidence. Applies to tables of at least
+    /// --sampling-threshold rows; without it every table is diffed exactly.
     #[arg(long)]
     pub sampling_tolerance: Option<f64>,
-    /// Confidence of the sampled intervals.
+    /// Confidence of the sampled intervals, in (0, 1).
     #[arg(long, default_value_t = 0.99)]
     pub sampling_confidence: f64,
-    /// Tables with fewer rows than this are diffed exactly.
+    /// With --sampling-tolerance: tables with fewer rows than this (on both sides) are
+    /// diffed exactly.
     #[arg(long, default_value_t = 1_000_000)]
     pub sampling_threshold: u64,
     /// Seed of the key hash that chooses the sample.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Sample rows to show per kind of difference.
+    /// Example rows to show per kind of difference (only in prod, only in the PR,
+    /// changed); 0 shows none.
     #[arg(long, default_value_t = 5)]
     pub samples: usize,
-    /// Statement timeout, in seconds.
-    #[arg(long, default_value_t = 600)]
+    /// Statement timeout, in seconds (at least 1).
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
     pub timeout: u64,
+    /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -217,7 +224,7 @@ pub async fn run(args: DiffArgs) -> u8 {
     match run_inner(&args).await {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("prdiff diff: {e:#}");
+            eprintln!("prdiff diff: {}", crate::error_text(&e));
             if e.downcast_ref::<InputError>().is_some()
                 || e.downcast_ref::<diff::DiffError>()
                     .is_some_and(|d| d.is_input_error())
@@ -256,9 +263,7 @@ async fn run_inner(args: &DiffArgs) -> anyhow::Result<()> {
             pr_run_results: rr.as_ref(),
             settings: &settings,
         });
-        let wh = warehouse::connect(&url, &options)
-            .await
-            .context("connecting to the warehouse")?;
+        let wh = warehouse::connect(&url, &options).await?;
         let report = with_progress(
             "diffing",
             diff_plan(
@@ -274,9 +279,7 @@ async fn run_inner(args: &DiffArgs) -> anyhow::Result<()> {
         return print(args.format, &report);
     }
     let req = build_request(args, url.dialect())?;
-    let wh = warehouse::connect(&url, &options)
-        .await
-        .context("connecting to the warehouse")?;
+    let wh = warehouse::connect(&url, &options).await?;
     let result: DiffResult = with_progress("diffing", diff::diff(wh.as_ref(), &req)).await?;
     let report = report::Report {
         title: format!("prdiff: {} → {}", req.prod, req.pr),

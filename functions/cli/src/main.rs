@@ -12,9 +12,12 @@ mod queue;
 mod serve;
 mod sync;
 
-/// Data diffs for dbt pull requests.
+/// Data diffs for dbt pull requests. `diff` compares two relations in a warehouse; `demo`
+/// runs it on an embedded example; `plan` says which models a pull request diffs; `config` manages CI configurations and
+/// data sources; `sync` and `metadata` fetch and show model metadata from dbt Cloud;
+/// `serve` runs the whole pipeline in one process; `queue` inspects and replays its queues.
 #[derive(Parser)]
-#[command(name = "prdiff", version, about, propagate_version = true)]
+#[command(name = "prdiff", version, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,6 +54,22 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// Usage or input error: bad URL, unknown relation, unreadable file, invalid config.
     pub const USAGE: u8 = 2;
+}
+
+/// An error and its causes on one line, each cause once: a cause whose text the line
+/// already holds (an error that prints its source, then the source itself) is left out.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 fn main() -> ExitCode {

@@ -32,13 +32,16 @@ pub struct PlanArgs {
     /// Columns to ignore in every model, .gitignore syntax, one pattern per line.
     #[arg(long, value_name = "FILE")]
     pub ignore_columns: Option<PathBuf>,
+    /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// One line per model, for a terminal.
     Text,
+    /// The plan as JSON (`"version": 1`).
     Json,
 }
 

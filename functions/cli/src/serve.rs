@@ -1,8 +1,9 @@
 //! `prdiff serve`: the whole product in one process on the embedded adapters. The wiring
 //! lives in the `prdiff-serve` crate; this module reads arguments and waits for a signal.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use prdiff_serve::{Database, HttpLimits, Server, Settings};
@@ -67,9 +68,11 @@ pub async fn run(args: ServeArgs) -> u8 {
     // Logs on stderr; `RUST_LOG` filters (default info), `PRDIFF_LOG_FORMAT=json` for JSON lines.
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // Colour only on a terminal: a log file or journal gets plain text.
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = if std::env::var("PRDIFF_LOG_FORMAT").is_ok_and(|v| v == "json") {
         fmt.json().try_init()
     } else {
@@ -114,10 +117,14 @@ pub async fn run(args: ServeArgs) -> u8 {
         (args.sync_tick_seconds > 0).then(|| Duration::from_secs(args.sync_tick_seconds));
     settings.shutdown_grace = Duration::from_secs(args.shutdown_grace_seconds);
 
+    // Serve refuses to start when the file is in use, the webhook secret is missing or the
+    // address is taken; it then removes the files it created for this start.
+    let created = new_files(&args.db);
     let db = match Database::open(&args.db, args.secrets_dir) {
         Ok(db) => db,
         Err(e) => {
             eprintln!("error: {e}");
+            remove(&created);
             return exit::USAGE;
         }
     };
@@ -125,6 +132,9 @@ pub async fn run(args: ServeArgs) -> u8 {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
+            // Closes the database and releases the lock before their files go.
+            drop(db);
+            remove(&created);
             return exit::USAGE;
         }
     };
@@ -139,6 +149,24 @@ pub async fn run(args: ServeArgs) -> u8 {
     server.run(stop).await;
     eprintln!("prdiff serve: stopped");
     exit::OK
+}
+
+/// The database's files (the file, its journal files, the lock) that do not exist yet.
+fn new_files(db: &Path) -> Vec<PathBuf> {
+    let mut paths = vec![db.to_owned(), prdiff_serve::lock_path(db)];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        paths.push(PathBuf::from(p));
+    }
+    paths.retain(|p| !p.exists());
+    paths
+}
+
+fn remove(paths: &[PathBuf]) {
+    for p in paths {
+        let _ = std::fs::remove_file(p);
+    }
 }
 
 /// Installs the SIGINT (Ctrl-C) and SIGTERM handlers now; the future resolves on either.

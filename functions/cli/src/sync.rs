@@ -38,6 +38,7 @@ pub enum StoreKind {
 /// Store options (the same flags and variables as `prdiff config`).
 #[derive(clap::Args, Debug)]
 pub struct StoreArgs {
+    /// `aws` (DynamoDB + Secrets Manager) or `embedded` (SQLite file + secrets directory).
     #[arg(long, env = "PRDIFF_BACKEND", value_enum, default_value = "aws")]
     backend: StoreKind,
     /// DynamoDB table of the stack (aws backend).
@@ -67,6 +68,7 @@ pub struct SyncArgs {
 pub enum MetadataCommand {
     /// Print the stored metadata of a model (by name or unique id) as JSON.
     Show {
+        /// The model's name (`orders`) or unique id (`model.shop.orders`).
         model: String,
         /// The configuration; may be left out when there is only one.
         #[arg(long = "config")]

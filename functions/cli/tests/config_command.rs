@@ -98,9 +98,13 @@ fn apply_list_show_check_and_delete_work_end_to_end() {
         "{lines}"
     );
     assert!(lines.contains("FAIL dbt Cloud account and jobs"), "{lines}");
+    let warehouse = lines
+        .lines()
+        .find(|l| l.starts_with("FAIL warehouse connection: "))
+        .unwrap_or_else(|| panic!("{lines}"));
     assert!(
-        lines.contains("FAIL warehouse connection: sqlite:demo.db: demo.db does not exist"),
-        "{lines}"
+        warehouse.ends_with("sqlite:demo.db: demo.db does not exist"),
+        "{warehouse}"
     );
     assert!(!dir.path().join("demo.db").exists());
 
@@ -255,4 +259,77 @@ connection = {{ host = "{host}", port = "{port}", database = "{db}", user = "{us
     );
     assert!(!lines.contains("warehouse connection"), "{lines}");
     assert!(!lines.contains("warehouse privilege"), "{lines}");
+}
+
+#[test]
+fn a_failed_apply_creates_no_database_and_no_secrets_directory() {
+    // Invalid (tolerance out of range), and valid but with a secret file that is missing.
+    for file in [
+        FILE.replace("tolerance = 0.01", "tolerance = 1.5"),
+        FILE.replace("\"gh.token\"", "\"missing.token\""),
+    ] {
+        let dir = setup(&file);
+        let out = prdiff(
+            dir.path(),
+            &["apply", "-f", "prdiff.toml", "--no-dbt-check"],
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("prdiff.db"))
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}
+
+#[test]
+fn a_failed_apply_leaves_an_existing_database_in_place() {
+    let dir = setup(FILE);
+    let ok = prdiff(
+        dir.path(),
+        &["apply", "-f", "prdiff.toml", "--no-dbt-check"],
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    std::fs::write(
+        dir.path().join("prdiff.toml"),
+        FILE.replace("tolerance = 0.01", "tolerance = 1.5"),
+    )
+    .unwrap();
+    let bad = prdiff(
+        dir.path(),
+        &["apply", "-f", "prdiff.toml", "--no-dbt-check"],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(dir.path().join("prdiff.db").exists());
+    let list = prdiff(dir.path(), &["list"]);
+    assert!(
+        text(&list.stdout).contains("demo"),
+        "{}",
+        text(&list.stdout)
+    );
+}
+
+#[test]
+fn check_connects_to_a_sqlite_source_made_only_of_attached_files() {
+    let dir = setup(&FILE.replace(
+        r#"connection = { path = "demo.db" }"#,
+        r#"connection = { path = "wh/main.db?attach=prod=wh/prod.db&attach=dbt_cloud_pr_4242_17=wh/pr.db" }"#,
+    ));
+    let demo = Command::new(env!("CARGO_BIN_EXE_prdiff"))
+        .current_dir(dir.path())
+        .args(["demo", "--dir", "wh"])
+        .output()
+        .unwrap();
+    assert_eq!(demo.status.code(), Some(0), "{}", text(&demo.stderr));
+    let apply = prdiff(
+        dir.path(),
+        &["apply", "-f", "prdiff.toml", "--no-dbt-check"],
+    );
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply.stderr));
+    // dbt Cloud is unreachable (exit 1), but the warehouse line is fine.
+    let check = prdiff(dir.path(), &["check", "demo"]);
+    let lines = text(&check.stdout);
+    assert!(lines.contains("ok   warehouse connection"), "{lines}");
+    assert!(!dir.path().join("wh/main.db").exists());
 }

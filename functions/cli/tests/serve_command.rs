@@ -17,6 +17,17 @@ fn serve(dir: &Path, with_secret: bool) -> Command {
 /// `prdiff serve …`, or with `shell` set, `sh -c '<shell>; exec prdiff serve …'` (a umask
 /// or ulimit for serve alone: std has no call for them, and unsafe code is out).
 fn serve_after(dir: &Path, with_secret: bool, shell: Option<&str>) -> Command {
+    serve_with(dir, with_secret, shell, "127.0.0.1:0", "0")
+}
+
+/// `prdiff serve` on `listen`, checking sync schedules every `sync_tick` seconds.
+fn serve_with(
+    dir: &Path,
+    with_secret: bool,
+    shell: Option<&str>,
+    listen: &str,
+    sync_tick: &str,
+) -> Command {
     let bin = env!("CARGO_BIN_EXE_prdiff");
     let mut c = match shell {
         None => Command::new(bin),
@@ -29,9 +40,14 @@ fn serve_after(dir: &Path, with_secret: bool, shell: Option<&str>) -> Command {
         }
     };
     c.current_dir(dir)
-        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .args(["serve", "--listen", listen, "--db"])
         .arg(dir.join("prdiff.db"))
-        .args(["--sync-tick-seconds", "0", "--shutdown-grace-seconds", "5"])
+        .args([
+            "--sync-tick-seconds",
+            sync_tick,
+            "--shutdown-grace-seconds",
+            "5",
+        ])
         .env_remove("PRDIFF_DB")
         .env_remove("PRDIFF_LISTEN")
         .env_remove("PRDIFF_SECRETS_DIR")
@@ -404,4 +420,123 @@ fn strip_colours(line: &str) -> String {
         }
     }
     out
+}
+
+/// The names in `dir` that start with `prdiff.db` (the database, its journals, its lock).
+fn database_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("prdiff.db"))
+        .collect()
+}
+
+#[test]
+fn serve_that_cannot_start_leaves_no_database_or_lock_behind() {
+    // The address is taken.
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let o = serve_with(dir.path(), true, None, &addr, "0")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&addr), "{err}");
+    assert_eq!(database_files(dir.path()), Vec::<String>::new(), "{err}");
+    // The webhook secret is missing.
+    let o = serve(dir.path(), false).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(database_files(dir.path()), Vec::<String>::new());
+    // A database that was there before stays.
+    let (mut child, _addr, _err) = start(dir.path());
+    kill(&child, "-TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).code(),
+        Some(0)
+    );
+    let o = serve_with(dir.path(), true, None, &addr, "0")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(dir.path().join("prdiff.db").exists());
+}
+
+#[test]
+fn a_failing_scheduled_sync_is_logged_once_in_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dbt.key"), "dbtc_serve\n").unwrap();
+    std::fs::write(dir.path().join("gh.token"), "ghp_serve\n").unwrap();
+    // dbt Cloud at an address that refuses connections: every sync fails.
+    std::fs::write(
+        dir.path().join("prdiff.toml"),
+        r#"
+[[data_source]]
+id = "warehouse"
+kind = "sqlite"
+connection = { path = "demo.db" }
+
+[[ci_config]]
+name = "nightly"
+data_source = "warehouse"
+sync_schedule = "* * * * *"
+repository = { provider = "github", full_name = "acme/analytics" }
+git_auth = { kind = "token", token = { file = "gh.token" } }
+dbt_cloud = { access_url = "http://127.0.0.1:9", account_id = 1, api_key = { file = "dbt.key" }, artifacts_job_id = 10, pr_job_id = 11 }
+"#,
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_prdiff"))
+        .current_dir(dir.path())
+        .args(["config", "apply", "-f", "prdiff.toml", "--no-dbt-check"])
+        .args(["--backend", "embedded", "--db", "prdiff.db"])
+        .env_remove("PRDIFF_SECRETS_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // Stderr is a pipe here, not a terminal.
+    let mut child = serve_with(dir.path(), true, None, "127.0.0.1:0", "3600")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    let start = Instant::now();
+    let mut line = String::new();
+    while start.elapsed() < Duration::from_secs(60) {
+        line.clear();
+        if err.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        seen.push(line.trim_end().to_owned());
+        if line.contains("sync failed") {
+            break;
+        }
+    }
+    // Anything else the tick logs comes right after the first line.
+    std::thread::sleep(Duration::from_millis(500));
+    kill(&child, "-TERM");
+    assert_eq!(
+        wait_exit(&mut child, Duration::from_secs(10)).code(),
+        Some(0)
+    );
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    seen.extend(rest.lines().map(str::to_owned));
+
+    let failures: Vec<&String> = seen.iter().filter(|l| l.contains("sync failed")).collect();
+    assert_eq!(failures.len(), 1, "{seen:#?}");
+    assert!(failures[0].contains("nightly"), "{seen:#?}");
+    assert!(
+        seen.iter().all(|l| !l.contains('\u{1b}')),
+        "colour codes in a log that is not a terminal: {seen:#?}"
+    );
 }

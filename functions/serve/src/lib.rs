@@ -32,7 +32,7 @@ use prdiff_shared::githost::{GitHosts, HttpGitHosts, HttpSettings};
 use prdiff_shared::messages::Message;
 use prdiff_shared::metadata::MetadataStore;
 use prdiff_shared::metadata::embedded::EmbeddedMetadata;
-use prdiff_shared::metadata::sync::{self, SyncDeps};
+use prdiff_shared::metadata::sync::{self, SyncDeps, SyncError};
 use prdiff_shared::queue::Queue;
 use prdiff_shared::queue::embedded::{Delivery, EmbeddedQueue, EmbeddedQueues};
 use prdiff_shared::secrets::local::LocalSecrets;
@@ -418,9 +418,13 @@ impl Server {
                 {
                     Ok(_) => Settle::Done,
                     Err(e) if e.is_retryable() => Settle::Retry(e.chain()),
-                    // Recorded on the configuration's sync state; retrying cannot help.
+                    // Retrying cannot help. A failed sync was logged and recorded on the
+                    // configuration's sync state by `sync` itself; only a configuration
+                    // that could not be read is logged here.
                     Err(e) => {
-                        tracing::warn!(error = %e.chain(), "sync failed");
+                        if matches!(e, SyncError::UnknownConfig(_) | SyncError::Config(_)) {
+                            tracing::warn!(error = %e.chain(), "sync failed");
+                        }
                         Settle::Done
                     }
                 }
@@ -586,13 +590,12 @@ async fn schedule(deps: Arc<SyncDeps>, every: Duration, mut stop: watch::Receive
             .instrument(tracing::info_span!("scheduled_sync", now))
             .await
         {
+            // Each configuration's sync logs its own outcome, success or failure; only a
+            // sync state that could not be read or written is logged here.
             Ok(out) => {
                 for (id, r) in &out.synced {
-                    match r {
-                        Ok(o) => {
-                            tracing::info!(config = %id, unchanged = o.unchanged, added = o.added.len(), updated = o.updated.len(), removed = o.removed.len(), "synced")
-                        }
-                        Err(e) => tracing::warn!(config = %id, error = %e.chain(), "sync failed"),
+                    if let Err(e @ SyncError::Store(_)) = r {
+                        tracing::warn!(config = %id, error = %e.chain(), "sync failed");
                     }
                 }
             }

@@ -17,7 +17,7 @@ use super::{
 use crate::dbtcloud::{DbtCloudApi, DbtCloudClient, DbtCloudError};
 use crate::secrets::{Secrets, SecretsError};
 use crate::store::{ConfigStore, StoreError};
-use crate::warehouse::{self, ConnectOptions, PrivilegeScope, WarehouseUrl};
+use crate::warehouse::{self, ConnectOptions, PrivilegeScope};
 
 /// Opens a dbt Cloud client for an access URL and key (a fake in tests).
 pub trait DbtCloudConnector: Send + Sync {
@@ -514,12 +514,8 @@ pub async fn check_warehouse(source: &DataSource, secrets: &dyn Secrets) -> Vec<
         Ok(u) => u,
         Err(e) => return fail(e.to_string()),
     };
-    // The SQLite driver creates a missing file; a check must not.
-    if let WarehouseUrl::Sqlite { path, .. } = &url
-        && !path.exists()
-    {
-        return fail(format!("{url}: {} does not exist", path.display()));
-    }
+    // The SQLite driver opens every file read-only and refuses a missing one (without a
+    // main file, a URL with attached files reads them through an in-memory main database).
     let options = ConnectOptions {
         statement_timeout: CHECK_STATEMENT_TIMEOUT,
     };

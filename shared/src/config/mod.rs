@@ -1,4 +1,4 @@
-//! CI configurations and data sources (SPEC §3): the operator's settings per repository.
+//! CI configurations and data sources: the operator's settings per repository.
 //!
 //! Every value is a newtype built by parsing, so a [`CiConfig`] that exists is valid: the
 //! CLI refuses a bad file before anything is written, and a stored item that no longer
@@ -80,7 +80,7 @@ pub struct DbtCloudSettings<S> {
     pub pr_job_id: Option<DbtJobId>,
 }
 
-/// Sampling (SPEC §5.4).
+/// Sampling settings: how precisely a sampled diff estimates its shares.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Sampling {

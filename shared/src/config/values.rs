@@ -115,7 +115,7 @@ string_newtype!(
     }
 );
 
-/// The dbt tag (or column `meta` key) that marks primary-key columns (SPEC §5.2).
+/// The dbt tag (or column `meta` key) that marks primary-key columns.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PrimaryKeyTag(String);

@@ -13,6 +13,8 @@ use async_trait::async_trait;
 
 use crate::sql::Dialect;
 
+#[cfg(feature = "bigquery")]
+pub mod bigquery;
 #[cfg(feature = "databricks")]
 pub mod databricks;
 #[cfg(feature = "postgres")]
@@ -35,8 +37,9 @@ pub use privileges::{
 pub use secret::Password;
 
 pub use url::{
-    DatabricksAuth, DatabricksTarget, RedshiftIam, SnowflakeAuth, SnowflakeTarget, SslMode, Tls,
-    WarehouseUrl, WarehouseUrlError, is_loopback_host, snowflake_default_host,
+    BIGQUERY_ENDPOINT, BigQueryUrl, DatabricksAuth, DatabricksTarget, RedshiftIam, SnowflakeAuth,
+    SnowflakeTarget, SslMode, Tls, WarehouseUrl, WarehouseUrlError, is_loopback_host,
+    snowflake_default_host,
 };
 
 /// The longest error text a driver passes on (in characters): errors reach logs, stored
@@ -144,6 +147,8 @@ pub const DRIVERS: &[&str] = &[
     "snowflake",
     #[cfg(feature = "sqlite")]
     "sqlite",
+    #[cfg(feature = "bigquery")]
+    "bigquery",
 ];
 
 /// Whether this build has a driver for data sources of `kind` (`postgres`, `snowflake`, …).
@@ -152,7 +157,7 @@ pub fn has_driver(kind: &str) -> bool {
 }
 
 /// Opens a warehouse from a URL (`postgres://…`, `redshift://…`, `sqlite:PATH`,
-/// `snowflake://…`).
+/// `snowflake://…`, `bigquery://…`).
 pub async fn connect(
     url: &WarehouseUrl,
     options: &ConnectOptions,
@@ -164,6 +169,12 @@ pub async fn connect(
         )),
         #[cfg(feature = "sqlite")]
         WarehouseUrl::Sqlite { .. } => Ok(Box::new(sqlite::SqliteWarehouse::open(url, options)?)),
+        #[cfg(feature = "bigquery")]
+        // Boxed: its future (token source discovery, the first query) is deep, and every
+        // caller's async state machine would otherwise embed it.
+        WarehouseUrl::BigQuery(bq) => Ok(Box::new(
+            Box::pin(bigquery::BigQueryWarehouse::connect(bq, options)).await?,
+        )),
         #[cfg(feature = "snowflake")]
         // Boxed: the login's future is large, and callers nest `connect` deeply.
         WarehouseUrl::Snowflake(target) => Ok(Box::new(

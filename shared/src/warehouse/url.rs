@@ -142,6 +142,10 @@ pub enum WarehouseUrl {
         /// Redshift only: temporary credentials from IAM instead of the password.
         iam: Option<RedshiftIam>,
     },
+    /// `bigquery://PROJECT[?location=…&dataset=…&endpoint=…&maximum_bytes_billed=…]`:
+    /// Google BigQuery through its REST API (v2). Relations are `DATASET.TABLE` or
+    /// `PROJECT.DATASET.TABLE`.
+    BigQuery(BigQueryUrl),
     /// `sqlite:PATH[?attach=NAME=PATH&…]`: each attached database is a schema.
     Sqlite {
         path: PathBuf,
@@ -261,10 +265,78 @@ pub fn snowflake_default_host(account: &str) -> String {
     format!("{}.snowflakecomputing.com", account.to_ascii_lowercase())
 }
 
+/// The settings of a BigQuery connection. `Debug` never shows the service-account key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BigQueryUrl {
+    /// The project the query jobs run (and are billed) in.
+    pub project: String,
+    /// Where the jobs run (`US`, `EU`, `europe-west1`, …); BigQuery's default without it.
+    pub location: Option<String>,
+    /// The dataset unqualified table names resolve in.
+    pub dataset: Option<String>,
+    /// The API's base URL (`https://bigquery.googleapis.com` without it). A loopback
+    /// `http://` endpoint (an emulator) is called without authentication; any other
+    /// endpoint must be `https://`.
+    pub endpoint: Option<String>,
+    /// The cost guard: a query that would bill more bytes fails without running
+    /// (`maximumBytesBilled`).
+    pub maximum_bytes_billed: Option<u64>,
+    /// A service-account key (its JSON), from the secret store; without it, Application
+    /// Default Credentials (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud's, the metadata
+    /// server).
+    pub credentials: Option<Password>,
+}
+
+/// The BigQuery API's public endpoint.
+pub const BIGQUERY_ENDPOINT: &str = "https://bigquery.googleapis.com";
+
+impl BigQueryUrl {
+    /// The API's base URL, without a trailing slash.
+    pub fn endpoint(&self) -> &str {
+        self.endpoint
+            .as_deref()
+            .unwrap_or(BIGQUERY_ENDPOINT)
+            .trim_end_matches('/')
+    }
+
+    /// Whether the endpoint is a loopback address (an emulator): then no token is fetched.
+    pub fn is_loopback(&self) -> bool {
+        let Some(e) = &self.endpoint else {
+            return false;
+        };
+        let Ok(u) = ::url::Url::parse(e) else {
+            return false;
+        };
+        match u.host() {
+            Some(::url::Host::Ipv4(a)) => a.is_loopback(),
+            Some(::url::Host::Ipv6(a)) => a.is_loopback(),
+            Some(::url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            None => false,
+        }
+    }
+
+    /// Checks the endpoint: `https://`, or `http://` on a loopback address only (a token
+    /// never travels in clear text).
+    pub fn check_endpoint(&self) -> Result<(), String> {
+        let Some(e) = &self.endpoint else {
+            return Ok(());
+        };
+        let u = ::url::Url::parse(e).map_err(|err| format!("endpoint `{e}`: {err}"))?;
+        match u.scheme() {
+            "https" => Ok(()),
+            "http" if self.is_loopback() => Ok(()),
+            "http" => Err(format!(
+                "endpoint `{e}` is plain http on a non-loopback address (https:// only)"
+            )),
+            other => Err(format!("endpoint `{e}`: scheme `{other}` (https:// only)")),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WarehouseUrlError {
     #[error(
-        "warehouse URL `{0}` has an unsupported scheme (expected postgres://…, redshift://… or sqlite:PATH)"
+        "warehouse URL `{0}` has an unsupported scheme (expected postgres://…, redshift://…, bigquery://… or sqlite:PATH)"
     )]
     Scheme(String),
     #[error("warehouse URL `{url}` is malformed: {reason}")]
@@ -411,6 +483,52 @@ impl WarehouseUrl {
                     iam,
                 })
             }
+            "bigquery" => {
+                let project = decode(parsed.host_str().unwrap_or(""));
+                if project.is_empty() {
+                    return Err(malformed(input, "no project (bigquery://PROJECT)"));
+                }
+                if !matches!(parsed.path(), "" | "/") {
+                    return Err(malformed(
+                        input,
+                        "the project is the host part; settings go in ?dataset=…&location=…",
+                    ));
+                }
+                let mut bq = BigQueryUrl {
+                    project,
+                    location: None,
+                    dataset: None,
+                    endpoint: None,
+                    maximum_bytes_billed: None,
+                    credentials: None,
+                };
+                for (k, v) in parsed.query_pairs() {
+                    let v = v.into_owned();
+                    match &*k {
+                        "location" => bq.location = Some(v),
+                        "dataset" => bq.dataset = Some(v),
+                        "endpoint" => bq.endpoint = Some(v),
+                        "maximum_bytes_billed" => {
+                            bq.maximum_bytes_billed = Some(v.parse().map_err(|_| {
+                                malformed(
+                                    input,
+                                    &format!("maximum_bytes_billed `{v}` is not a number of bytes"),
+                                )
+                            })?);
+                        }
+                        other => {
+                            return Err(malformed(
+                                input,
+                                &format!(
+                                    "unsupported parameter `{other}` (location, dataset, endpoint, maximum_bytes_billed)"
+                                ),
+                            ));
+                        }
+                    }
+                }
+                bq.check_endpoint().map_err(|e| malformed(input, &e))?;
+                Ok(WarehouseUrl::BigQuery(bq))
+            }
             "snowflake" => parse_snowflake(&parsed, &redact(input)).map(WarehouseUrl::Snowflake),
             "databricks" => parse_databricks(&parsed, &redact(input), &|k| std::env::var(k).ok())
                 .map(WarehouseUrl::Databricks),
@@ -426,15 +544,17 @@ impl WarehouseUrl {
             WarehouseUrl::Postgres { .. } => &crate::sql::Postgres,
             WarehouseUrl::Sqlite { .. } => &crate::sql::Sqlite,
             WarehouseUrl::Snowflake(_) => &crate::sql::Snowflake,
+            WarehouseUrl::BigQuery(_) => &crate::sql::BigQuery,
             WarehouseUrl::Databricks(_) => &crate::sql::Databricks,
         }
     }
 
-    /// `postgres`, `redshift`, `sqlite` or `snowflake`.
+    /// `postgres`, `redshift`, `sqlite`, `snowflake` or `bigquery`.
     pub fn kind(&self) -> &'static str {
         match self {
             WarehouseUrl::Postgres { redshift: true, .. } => "redshift",
             WarehouseUrl::Postgres { .. } => "postgres",
+            WarehouseUrl::BigQuery(_) => "bigquery",
             WarehouseUrl::Sqlite { .. } => "sqlite",
             WarehouseUrl::Snowflake(_) => "snowflake",
             WarehouseUrl::Databricks(_) => "databricks",
@@ -668,6 +788,25 @@ impl fmt::Display for WarehouseUrl {
                     tls.mode.as_str()
                 )
             }
+            WarehouseUrl::BigQuery(bq) => {
+                write!(f, "bigquery://{}", bq.project)?;
+                let mut sep = '?';
+                for (k, v) in [
+                    ("location", bq.location.clone()),
+                    ("dataset", bq.dataset.clone()),
+                    ("endpoint", bq.endpoint.clone()),
+                    (
+                        "maximum_bytes_billed",
+                        bq.maximum_bytes_billed.map(|n| n.to_string()),
+                    ),
+                ] {
+                    if let Some(v) = v {
+                        write!(f, "{sep}{k}={v}")?;
+                        sep = '&';
+                    }
+                }
+                Ok(())
+            }
             WarehouseUrl::Sqlite { path, .. } => write!(f, "sqlite:{}", path.display()),
             WarehouseUrl::Snowflake(t) => {
                 write!(f, "snowflake://{}@{}/{}", t.user, t.account, t.database)?;
@@ -814,6 +953,75 @@ mod tests {
                 .unwrap_err()
                 .contains("redshift:// URLs only")
         );
+    }
+
+    #[test]
+    fn bigquery_urls_take_project_settings_and_never_show_the_key() {
+        let u = WarehouseUrl::parse(
+            "bigquery://my-proj?location=EU&dataset=analytics&maximum_bytes_billed=1000000000",
+            None,
+        )
+        .unwrap();
+        let WarehouseUrl::BigQuery(mut bq) = u.clone() else {
+            panic!("not bigquery")
+        };
+        assert_eq!(bq.project, "my-proj");
+        assert_eq!(bq.location.as_deref(), Some("EU"));
+        assert_eq!(bq.dataset.as_deref(), Some("analytics"));
+        assert_eq!(bq.maximum_bytes_billed, Some(1_000_000_000));
+        assert_eq!(bq.endpoint(), BIGQUERY_ENDPOINT);
+        assert!(!bq.is_loopback());
+        assert_eq!(u.kind(), "bigquery");
+        assert_eq!(
+            u.to_string(),
+            "bigquery://my-proj?location=EU&dataset=analytics&maximum_bytes_billed=1000000000"
+        );
+        bq.credentials = Some(Password::new(r#"{"private_key":"-----BEGIN PRIVATE"}"#));
+        let with_key = WarehouseUrl::BigQuery(bq);
+        assert!(!format!("{with_key:?}").contains("PRIVATE"));
+        assert!(!with_key.to_string().contains("PRIVATE"));
+
+        // An emulator on a loopback address: plain http, no token.
+        for ep in [
+            "http://127.0.0.1:9050",
+            "http://localhost:9050/",
+            "http://[::1]:9050",
+        ] {
+            let u = WarehouseUrl::parse(&format!("bigquery://p?endpoint={ep}"), None).unwrap();
+            let WarehouseUrl::BigQuery(bq) = u else {
+                panic!("not bigquery")
+            };
+            assert!(bq.is_loopback(), "{ep}");
+            assert!(!bq.endpoint().ends_with('/'));
+        }
+        let e = WarehouseUrl::parse("bigquery://p?endpoint=http://bq.example:80", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("non-loopback"), "{e}");
+        let WarehouseUrl::BigQuery(bq) =
+            WarehouseUrl::parse("bigquery://p?endpoint=https://127.0.0.2.nip.io", None).unwrap()
+        else {
+            panic!("not bigquery")
+        };
+        assert!(
+            !bq.is_loopback(),
+            "a name that merely contains 127.0.0.x is not loopback"
+        );
+        for (bad, why) in [
+            ("bigquery://", "no project"),
+            ("bigquery://p/ds", "settings go in"),
+            (
+                "bigquery://p?maximum_bytes_billed=1GB",
+                "maximum_bytes_billed `1GB`",
+            ),
+            (
+                "bigquery://p?keyfile=/x.json",
+                "unsupported parameter `keyfile`",
+            ),
+        ] {
+            let e = WarehouseUrl::parse(bad, None).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -251,7 +251,7 @@ async fn invalid_values_are_refused_before_dbt_cloud_is_asked() {
 async fn a_kind_this_build_cannot_diff_is_refused_naming_the_field() {
     let dbt = dbt_cloud().await;
     let e = embedded();
-    for kind in ["bigquery", "duckdb"] {
+    for kind in ["duckdb"] {
         assert!(!prdiff_shared::warehouse::has_driver(kind));
         let text = write_file(
             e.dir.path(),
@@ -265,7 +265,14 @@ async fn a_kind_this_build_cannot_diff_is_refused_naming_the_field() {
         assert!(p[0].1.contains(&format!("no driver for {kind}")), "{p:?}");
         e.assert_empty().await;
     }
-    for kind in ["postgres", "redshift", "sqlite", "snowflake", "databricks"] {
+    for kind in [
+        "postgres",
+        "redshift",
+        "sqlite",
+        "snowflake",
+        "bigquery",
+        "databricks",
+    ] {
         assert!(prdiff_shared::warehouse::has_driver(kind), "{kind}");
     }
 }

@@ -1,5 +1,6 @@
 //! prdiff's integration tests: one binary, one module per area. The harness
 //! (`prdiff_tests`) reaches the services `scripts/test.sh` started.
+mod bigquery;
 mod config_cli;
 mod databricks;
 mod dbtcloud;
