@@ -605,11 +605,12 @@ pub async fn handle_dead_letter(
         Ok(Message::Poll(p)) => (p.run_id, None),
         Ok(Message::Diff(d)) => (d.run_id, Some(d.model)),
         Ok(Message::Sync(s)) => {
-            tracing::error!(config = %s.config_id, cause, "a sync message is in the dead-letter queue");
+            // Logged when it was dead-lettered; every tick sees it again, so only debug here.
+            tracing::debug!(config = %s.config_id, cause, "a sync message is in the dead-letter queue");
             return Ok(DeadLetterOutcome::Nothing);
         }
         Err(e) => {
-            tracing::error!(error = %e, cause, "an unreadable message is in the dead-letter queue");
+            tracing::debug!(error = %e, cause, "an unreadable message is in the dead-letter queue");
             return Ok(DeadLetterOutcome::Nothing);
         }
     };

@@ -525,6 +525,12 @@ async fn start_for_config(
                 &description,
             );
             let outcome = deps.runs.start_run(&run).await?;
+            if let StartOutcome::Started {
+                superseded: Some(old),
+            } = &outcome
+            {
+                superseded_status(deps, config, &host, old, &run).await?;
+            }
             if matches!(outcome, StartOutcome::Started { .. }) {
                 host.set_status(
                     &pr.repository,
