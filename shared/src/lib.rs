@@ -42,6 +42,7 @@ pub mod localdb;
 pub mod manifest;
 pub mod messages;
 pub mod metadata;
+pub mod outcome;
 pub mod pipeline;
 pub mod plan;
 pub mod queue;

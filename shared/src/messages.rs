@@ -44,6 +44,18 @@ pub struct PollMessage {
     pub attempt: u32,
     /// Unix seconds after which the poller gives up and fails the run.
     pub deadline_unix: u64,
+    /// The waiting text the sticky comment shows since the previous poll: the comment is
+    /// edited only when the text changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shown: Option<String>,
+    /// Polls so far that found the finished run's artifacts not ready (not saved yet, 404,
+    /// or not JSON): retried a few times before the run fails.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub artifact_waits: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Diff one model of a run.
@@ -133,6 +145,8 @@ mod tests {
             head_sha: CommitSha::parse("ec26c3e57ca3a959ca5aad62de7213c562f8c821").unwrap(),
             attempt: 0,
             deadline_unix: 1_700_000_000,
+            shown: None,
+            artifact_waits: 0,
         })
     }
 

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{CiConfig, DataSource, DataSourceKind};
 use crate::diff::{DiffRequest, DiffResult, SamplingSettings};
-use crate::githost::{CommitStatus, GitHost, GitHostError, StatusState};
+use crate::githost::{CommitStatus, GitHost, GitHostError};
+use crate::outcome::{self, Counts, Ending};
 use crate::report::{self, Header, ModelEntry, Report, SkippedEntry};
 use crate::sql::Relation;
 use crate::store::CiRun;
@@ -374,10 +375,28 @@ pub fn build_report(
     summary: &Summary,
     results: &[(String, String)],
 ) -> Report {
+    build_report_missing(
+        config,
+        run,
+        summary,
+        results,
+        "no result was recorded for this model",
+    )
+}
+
+/// [`build_report`] for a run that ended before every model had a result: each model
+/// without one says `missing` (why it was not diffed).
+pub fn build_report_missing(
+    config: &CiConfig,
+    run: &CiRun,
+    summary: &Summary,
+    results: &[(String, String)],
+    missing: &str,
+) -> Report {
     let mut entries = Vec::new();
     for (uid, name) in &summary.models {
         let outcome = match results.iter().find(|(m, _)| m == uid) {
-            None => Err("no result was recorded for this model".to_owned()),
+            None => Err(missing.to_owned()),
             Some((_, body)) => match serde_json::from_str::<StoredOutcome>(body) {
                 Ok(StoredOutcome::Ok(r)) => Ok(*r),
                 Ok(StoredOutcome::Error(e)) => Err(e),
@@ -430,112 +449,336 @@ pub fn with_marker(config: &CiConfig, body: &str) -> String {
     }
 }
 
-/// The commit status description of a finished report (≤ 140 characters).
+/// The commit status description of a finished report (≤ 140 characters), by the
+/// outcome rule with status reporting on.
 pub fn status_description(report: &Report) -> String {
-    let n = report.entries.len();
-    let differing = report
-        .entries
-        .iter()
-        .filter(|e| matches!(&e.outcome, Ok(r) if r.has_differences()))
-        .count();
-    let failed = report.entries.iter().filter(|e| e.outcome.is_err()).count();
-    let mut s = if n == 0 {
-        "prdiff: no models to diff".to_owned()
-    } else {
-        format!(
-            "prdiff: {n} model{} diffed, {differing} with differences",
-            if n == 1 { "" } else { "s" }
-        )
-    };
-    if failed > 0 {
-        s.push_str(&format!(", {failed} failed"));
-    }
-    if !report.skipped.is_empty() {
-        s.push_str(&format!(", {} not diffed", report.skipped.len()));
-    }
-    crate::githost::shorten(&s, 140)
+    outcome::final_status(&Ending::Reported(Counts::of(report)), true).description
 }
 
-/// Publishes a finished report: the sticky comment (created once, edited after) and the
-/// final commit status.
+/// `s` escaped like a table cell (no markdown, HTML or mentions) but whole, up to 2000
+/// characters: a headline or waiting message says everything it has to.
+pub fn escape_text(s: &str) -> String {
+    let chars: Vec<char> = crate::githost::shorten(s, 2000).chars().collect();
+    chars
+        .chunks(40)
+        .map(|c| report::escape_cell(&c.iter().collect::<String>()))
+        .collect()
+}
+
+/// `body` (which starts with the report's `## ` heading) with `headline` right under the
+/// heading.
+fn with_headline(body: &str, headline: &str) -> String {
+    match body.split_once('\n') {
+        Some((first, rest)) if first.starts_with("## ") => {
+            format!("{first}\n\n**{headline}**\n{rest}")
+        }
+        _ => format!("**{headline}**\n\n{body}"),
+    }
+}
+
+/// Publishes a finished report: the sticky comment (created once, edited after) under the
+/// outcome's headline, and the final commit status by the outcome rule, linking to the
+/// comment.
 pub async fn publish_report(
     host: &dyn GitHost,
     config: &CiConfig,
     run: &CiRun,
     report: &Report,
 ) -> Result<(), GitHostError> {
-    // Fit GitHub's comment limit (GitLab's is larger) by dropping detail, leaving room for
-    // the marker line.
-    let marker = config.comment_marker();
-    let limit = report::GITHUB_COMMENT_LIMIT - marker.chars().count() - 1;
-    let body = with_marker(config, &report::markdown_within(report, limit));
-    host.upsert_comment(
-        &run.pr.repository,
-        run.pr.number,
-        &config.comment_marker(),
-        &body,
-    )
-    .await?;
-    host.set_status(
-        &run.pr.repository,
-        &run.head_sha,
-        &CommitStatus {
-            state: StatusState::Success,
-            context: config.status_context(),
-            description: status_description(report),
-            target_url: None,
-        },
-    )
-    .await
+    let fin = outcome::final_status(
+        &Ending::Reported(Counts::of(report)),
+        config.status_reporting,
+    );
+    publish_final(host, config, run, &fin, Some(report), None).await
 }
 
-/// Ends a run that could not be diffed: a note in the sticky comment and a status that
-/// follows the configuration's CI-status-reporting setting (failure when on, success
-/// when off so the PR is never blocked).
+/// Ends a run that could not complete: the cause in the sticky comment (with what happened
+/// to every model when the run got as far as diffing: `partial`) and a final status by the
+/// outcome rule — failure when status reporting is on, success "(not blocking)" when off.
+/// `link` is the dbt Cloud run's page, shown in the comment.
 pub async fn publish_failure(
     host: &dyn GitHost,
     config: &CiConfig,
     run: &CiRun,
     message: &str,
-    target_url: Option<String>,
+    link: Option<String>,
+    partial: Option<&Report>,
 ) -> Result<(), GitHostError> {
-    let link = target_url
+    let fin = outcome::final_status(
+        &Ending::Incomplete(message.to_owned()),
+        config.status_reporting,
+    );
+    publish_final(host, config, run, &fin, partial, link).await
+}
+
+async fn publish_final(
+    host: &dyn GitHost,
+    config: &CiConfig,
+    run: &CiRun,
+    fin: &outcome::FinalStatus,
+    report: Option<&Report>,
+    link: Option<String>,
+) -> Result<(), GitHostError> {
+    let link = link.filter(|u| u.starts_with("https://") || u.starts_with("http://"));
+    let link_md = link
         .as_deref()
-        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
         .map(|u| format!(" ([dbt Cloud run]({u}))"))
         .unwrap_or_default();
-    let body = format!(
-        "{}\n## prdiff · {}\n\n❌ {}{link}\n",
-        config.comment_marker(),
-        report::escape_cell(config.name.as_str()),
-        report::escape_cell(message),
-    );
-    host.upsert_comment(
-        &run.pr.repository,
-        run.pr.number,
-        &config.comment_marker(),
-        &body,
-    )
-    .await?;
-    let (state, description) = if config.status_reporting {
-        (StatusState::Failure, format!("prdiff: {message}"))
-    } else {
-        (
-            StatusState::Success,
-            format!("prdiff (not blocking): {message}"),
-        )
+    let marker = config.comment_marker();
+    let body = match report {
+        Some(report) => {
+            // Fit GitHub's comment limit (GitLab's is larger) by dropping detail, leaving
+            // room for the marker line and the headline.
+            let headline = format!("{}{link_md}", escape_text(&fin.headline));
+            let limit = report::GITHUB_COMMENT_LIMIT
+                - marker.chars().count()
+                - headline.chars().count()
+                - 16;
+            with_marker(
+                config,
+                &with_headline(&report::markdown_within(report, limit), &headline),
+            )
+        }
+        None => format!(
+            "{marker}\n## prdiff · {}\n\n{}{link_md}\n",
+            report::escape_cell(config.name.as_str()),
+            escape_text(&fin.headline),
+        ),
     };
+    let comment = host
+        .upsert_comment(&run.pr.repository, run.pr.number, &marker, &body)
+        .await?;
     host.set_status(
         &run.pr.repository,
         &run.head_sha,
         &CommitStatus {
-            state,
+            state: fin.state,
             context: config.status_context(),
-            description: crate::githost::shorten(&description, 140),
-            target_url,
+            description: fin.description.clone(),
+            target_url: comment.url.or(link),
         },
     )
     .await
+}
+
+/// Why [`end_run`] could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum EndError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    GitHost(#[from] GitHostError),
+}
+
+impl EndError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            EndError::Store(e) => e.is_retryable(),
+            EndError::GitHost(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// Ends an open run that cannot complete: moves it to `to` (failed, cancelled or
+/// superseded) with `why`, then tells the PR — the cause in the sticky comment (with each
+/// model's result, or why it has none, when the run got as far as diffing) and the final
+/// status by the outcome rule. False (nothing published) when the run was already final:
+/// whoever ended it told the PR.
+pub async fn end_run(
+    runs: &dyn crate::store::RunStore,
+    hosts: &dyn crate::githost::GitHosts,
+    config: &CiConfig,
+    run: &CiRun,
+    to: crate::store::RunState,
+    why: &str,
+    link: Option<String>,
+) -> Result<bool, EndError> {
+    use crate::store::StoreError;
+    let mut current = run.clone();
+    let ended = loop {
+        if current.state.is_final() {
+            return Ok(false);
+        }
+        match runs
+            .transition(&current.id, current.state, to, Some(why))
+            .await
+        {
+            Ok(r) => break r,
+            Err(StoreError::Conflict(_)) => match runs.get_run(&run.id).await? {
+                Some(r) => current = r,
+                None => return Ok(false),
+            },
+            Err(StoreError::InvalidTransition { .. }) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let partial = match runs.fanout_summary(&ended.id).await? {
+        Some(s) => match serde_json::from_str::<Summary>(&s) {
+            Ok(summary) => {
+                let results = runs.results(&ended.id).await?;
+                Some(build_report_missing(
+                    config,
+                    &ended,
+                    &summary,
+                    &results,
+                    &format!("not diffed: {why}"),
+                ))
+            }
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let host = hosts.for_config(config).await?;
+    publish_failure(host.as_ref(), config, &ended, why, link, partial.as_ref()).await?;
+    Ok(true)
+}
+
+/// How long a run may stay open, as the webhook sets it (`PRDIFF_RUN_DEADLINE_SECONDS`).
+pub const DEFAULT_RUN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(4 * 3600);
+
+/// The sweep of the scheduled tick: ends every open run created more than `deadline`
+/// before `now`, whether or not a message for it is still alive. Returns the runs it
+/// ended; one that cannot be ended now is logged and left for the next tick.
+pub async fn sweep_deadlines(
+    configs: &dyn crate::store::ConfigStore,
+    runs: &dyn crate::store::RunStore,
+    hosts: &dyn crate::githost::GitHosts,
+    deadline: std::time::Duration,
+    now: u64,
+) -> Result<Vec<crate::store::RunId>, crate::store::StoreError> {
+    use crate::store::RunState;
+    let mut ended = Vec::new();
+    for run in runs.open_runs().await? {
+        if run.created_at.saturating_add(deadline.as_secs()) > now {
+            continue;
+        }
+        let secs = deadline.as_secs();
+        let limit = if secs.is_multiple_of(3600) {
+            format!("{} h", secs / 3600)
+        } else {
+            format!("{} min", secs / 60)
+        };
+        let why = match run.state {
+            RunState::Diffing => format!("the diff did not finish within {limit}"),
+            _ => format!(
+                "no finished dbt Cloud run for commit {} within {limit}",
+                run.head_sha
+                    .as_str()
+                    .get(..7)
+                    .unwrap_or(run.head_sha.as_str())
+            ),
+        };
+        let result = match configs.get_config(&run.config_id).await? {
+            Some(config) => end_run(runs, hosts, &config, &run, RunState::Failed, &why, None).await,
+            // No configuration, no PR to tell: the run only stops being open.
+            None => runs
+                .transition(&run.id, run.state, RunState::Failed, Some(&why))
+                .await
+                .map(|_| true)
+                .map_err(EndError::from),
+        };
+        match result {
+            Ok(true) => {
+                tracing::warn!(run_id = %run.id, reason = %why, "run past its deadline ended");
+                ended.push(run.id.clone());
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(run_id = %run.id, error = %crate::error_chain(&e), "could not end a run past its deadline")
+            }
+        }
+    }
+    Ok(ended)
+}
+
+/// What a dead-lettered message did to its run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadLetterOutcome {
+    /// The run was ended with a failure naming the cause.
+    Ended(crate::store::RunId),
+    /// A model's failure was recorded; the run goes on with its other models.
+    ModelFailed(crate::store::RunId),
+    /// The run was already final, or the message belongs to no run (sync, unreadable).
+    Nothing,
+}
+
+/// A message that failed too often and waits in a dead-letter queue: the run it belongs
+/// to ends with a failure naming `cause`. A diff message fails only its model (recorded as
+/// its result); when it was the last one, the run ends and the report shows every model.
+/// The message itself stays in the dead-letter queue for replay. Safe to call again.
+pub async fn handle_dead_letter(
+    configs: &dyn crate::store::ConfigStore,
+    runs: &dyn crate::store::RunStore,
+    hosts: &dyn crate::githost::GitHosts,
+    body: &str,
+    cause: &str,
+) -> Result<DeadLetterOutcome, EndError> {
+    use crate::messages::Message;
+    use crate::store::RunState;
+    let (run_id, model) = match Message::from_json(body) {
+        Ok(Message::Poll(p)) => (p.run_id, None),
+        Ok(Message::Diff(d)) => (d.run_id, Some(d.model)),
+        Ok(Message::Sync(s)) => {
+            // Logged when it was dead-lettered; every tick sees it again, so only debug here.
+            tracing::debug!(config = %s.config_id, cause, "a sync message is in the dead-letter queue");
+            return Ok(DeadLetterOutcome::Nothing);
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, cause, "an unreadable message is in the dead-letter queue");
+            return Ok(DeadLetterOutcome::Nothing);
+        }
+    };
+    let Some(run) = runs.get_run(&run_id).await? else {
+        return Ok(DeadLetterOutcome::Nothing);
+    };
+    if run.state.is_final() {
+        return Ok(DeadLetterOutcome::Nothing);
+    }
+    let Some(config) = configs.get_config(&run.config_id).await? else {
+        return Ok(DeadLetterOutcome::Nothing);
+    };
+    if let Some(model) = model
+        && run.state == RunState::Diffing
+    {
+        let name = runs
+            .model_work(&run.id, &model)
+            .await?
+            .and_then(|w| serde_json::from_str::<WorkItem>(&w).ok())
+            .map_or(model.clone(), |w| w.name);
+        let outcome = StoredOutcome::Error(format!("not diffed: {cause}"));
+        let body = serde_json::to_string(&outcome).expect("outcomes serialize");
+        let recorded = runs.record_result(&run.id, &model, &body).await?;
+        if recorded.remaining > 0 {
+            tracing::warn!(run_id = %run.id, model = %name, cause, "dead-lettered model recorded as failed");
+            return Ok(DeadLetterOutcome::ModelFailed(run.id));
+        }
+        let why = format!("the diff of {name} failed repeatedly: {cause}");
+        return Ok(
+            if end_run(runs, hosts, &config, &run, RunState::Failed, &why, None).await? {
+                DeadLetterOutcome::Ended(run.id)
+            } else {
+                DeadLetterOutcome::Nothing
+            },
+        );
+    }
+    let why = format!("polling dbt Cloud failed repeatedly: {cause}");
+    Ok(
+        if end_run(runs, hosts, &config, &run, RunState::Failed, &why, None).await? {
+            DeadLetterOutcome::Ended(run.id)
+        } else {
+            DeadLetterOutcome::Nothing
+        },
+    )
+}
+
+/// The text of the sticky comment while prdiff waits for dbt Cloud.
+pub fn waiting_body(config: &CiConfig, message: &str) -> String {
+    format!(
+        "{}\n## prdiff · {}\n\n⏳ {}\n",
+        config.comment_marker(),
+        report::escape_cell(config.name.as_str()),
+        escape_text(message),
+    )
 }
 
 /// The sticky comment while prdiff waits for dbt Cloud.
@@ -545,17 +788,11 @@ pub async fn publish_waiting(
     run: &CiRun,
     message: &str,
 ) -> Result<(), GitHostError> {
-    let body = format!(
-        "{}\n## prdiff · {}\n\n⏳ {}\n",
-        config.comment_marker(),
-        report::escape_cell(config.name.as_str()),
-        report::escape_cell(message),
-    );
     host.upsert_comment(
         &run.pr.repository,
         run.pr.number,
         &config.comment_marker(),
-        &body,
+        &waiting_body(config, message),
     )
     .await?;
     Ok(())
@@ -720,6 +957,15 @@ mod tests {
                 "{why}: {problems:?}"
             );
         }
+    }
+
+    #[test]
+    fn text_is_escaped_whole() {
+        let long = format!("{} | <b>@team</b>", "word ".repeat(30));
+        let e = escape_text(&long);
+        assert!(e.ends_with("\\| &lt;b&gt;&#64;team&lt;/b&gt;"), "{e}");
+        assert!(!e.contains('…'));
+        assert_eq!(escape_text(&"x".repeat(3000)).chars().count(), 2000);
     }
 
     #[test]

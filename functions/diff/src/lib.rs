@@ -123,6 +123,12 @@ pub async fn handle_batch(event: SqsEvent, deps: &Deps) -> SqsBatchResponse {
                 tracing::warn!(message_id = %id, error = %e, "diff failed; will be retried");
                 response.add_failure(id);
             }
+            Err(e @ (DiffRunError::Message(_) | DiffRunError::WrongKind(_))) => {
+                // Unreadable: reported as failed so that, after the queue's receive limit,
+                // it waits in the dead-letter queue (alarmed, replayable).
+                tracing::error!(message_id = %id, error = %e, "unreadable diff message; left for the dead-letter queue");
+                response.add_failure(id);
+            }
             Err(e) => tracing::error!(message_id = %id, error = %e, "diff message dropped"),
         }
     }

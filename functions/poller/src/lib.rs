@@ -2,16 +2,20 @@
 //!
 //! ```text
 //! poll message → run still open? → PR job's runs: trigger names the PR, git_sha = head
-//!   not there / queued / running → re-send with the next delay (until the deadline)
-//!   cancelled → superseded quietly        error → failed (link; status per setting)
-//!   success → PR manifest + run_results, production manifest (artifacts job) → plan
+//!   not there / queued / running → re-send after a tenth of the job's typical run time
+//!                                  (60 s to 900 s), until the deadline
+//!   cancelled → superseded quietly when the PR has a newer run, else failed (status, comment)
+//!   error → failed (link; status per the outcome rule)
+//!   success → artifacts saved? manifest.json / run_results.json there and JSON? (else look
+//!             again soon, a few times) → production manifest (artifacts job) → plan
 //!           → fan-out in the run store → one diff message per model → diffing
 //! ```
 //!
 //! [`handle_batch`] answers an SQS batch with the ids of the messages to retry
 //! (`ReportBatchItemFailures`), so one bad message does not fail the others. Errors that a
 //! retry cannot fix (bad credentials, a missing job, unreadable artifacts) end the run with
-//! a status and a note in the sticky comment instead of cycling to the DLQ.
+//! a status and a note in the sticky comment instead of cycling to the DLQ; unreadable
+//! messages are reported as failed so they reach the DLQ.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -36,29 +40,57 @@ use tracing::Instrument;
 /// Tunables of the poller, read once by `main.rs`.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Delay before the first re-poll; doubles each attempt up to [`Settings::max_delay`].
+    /// The shortest wait between two polls: a finished dbt Cloud run is noticed within
+    /// this, or within 10 % of the job's typical duration when that is longer.
     pub first_delay: Duration,
-    /// At most SQS's 900 s.
+    /// The longest wait between two polls (at most SQS's 900 s).
     pub max_delay: Duration,
     /// Pages of 100 runs searched for the PR's run (newest first).
     pub run_pages: usize,
+    /// Wait before looking again at a finished run whose artifacts are not ready (not
+    /// saved yet, 404, not JSON).
+    pub artifact_delay: Duration,
+    /// Looks at artifacts that are not ready before the run fails.
+    pub artifact_waits: u32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            first_delay: Duration::from_secs(30),
+            first_delay: Duration::from_secs(60),
             max_delay: MAX_DELAY,
             run_pages: 3,
+            artifact_delay: Duration::from_secs(20),
+            artifact_waits: 6,
         }
     }
 }
 
 impl Settings {
-    /// The delay before poll attempt `attempt + 1`: exponential, capped.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        prdiff_shared::queue::doubling_delay(self.first_delay, attempt).min(self.max_delay)
+    /// The wait before the next poll when the job's finished runs typically take
+    /// `typical` (from dbt Cloud's run history): 10 % of it, at least
+    /// [`first_delay`](Self::first_delay), at most [`max_delay`](Self::max_delay).
+    pub fn delay(&self, typical: Option<Duration>) -> Duration {
+        let tenth = typical.map_or(Duration::ZERO, |t| t / 10);
+        tenth
+            .max(self.first_delay)
+            .min(self.max_delay.min(MAX_DELAY))
     }
+}
+
+/// The typical (median) duration of a job's finished successful runs among `runs`.
+pub fn typical_duration(runs: &[Run]) -> Option<Duration> {
+    let mut d: Vec<u64> = runs
+        .iter()
+        .filter(|r| r.status == status::SUCCESS)
+        .filter_map(Run::duration_secs)
+        .take(20)
+        .collect();
+    if d.is_empty() {
+        return None;
+    }
+    d.sort_unstable();
+    Some(Duration::from_secs(d[d.len() / 2]))
 }
 
 /// What the handler uses.
@@ -124,8 +156,13 @@ pub enum PollOutcome {
     },
     /// The deadline passed: the run failed.
     TimedOut,
-    /// The dbt Cloud run was cancelled: the run is superseded, quietly.
+    /// The dbt Cloud run was cancelled and a newer commit of the PR has its own run: the
+    /// run is superseded, quietly.
     Superseded { dbt_run: u64 },
+    /// The dbt Cloud run on the PR's current head was cancelled: the run failed.
+    DbtCancelled { dbt_run: u64 },
+    /// The dbt Cloud run succeeded but its artifacts are not ready: polled again soon.
+    AwaitingArtifacts { dbt_run: u64, delay: Duration },
     /// The dbt Cloud run errored: the run failed.
     DbtFailed { dbt_run: u64 },
     /// Planned and fanned out: this many diff messages were sent.
@@ -146,9 +183,15 @@ pub async fn handle_batch(event: SqsEvent, deps: &Deps) -> SqsBatchResponse {
                 tracing::warn!(message_id = %id, error = %e, "poll failed; will be retried");
                 response.add_failure(id);
             }
+            Err(e @ (PollError::Message(_) | PollError::WrongKind(_))) => {
+                // Unreadable: reported as failed so that, after the queue's receive limit,
+                // it waits in the dead-letter queue (alarmed, replayable).
+                tracing::error!(message_id = %id, error = %e, "unreadable poll message; left for the dead-letter queue");
+                response.add_failure(id);
+            }
             Err(e) => {
                 // Nothing to retry: the same bytes fail again. The run (if any) has been
-                // ended by handle_message; the message is dropped, not dead-lettered.
+                // ended by handle_message.
                 tracing::error!(message_id = %id, error = %e, "poll message dropped");
             }
         }
@@ -240,22 +283,59 @@ async fn poll_config(
     };
     let key = deps.secrets.get(&config.dbt_cloud.api_key).await?;
     let dbt = deps.dbt.connect(&config.dbt_cloud.access_url, key);
-    let account = config.dbt_cloud.account_id;
     let host = deps.hosts.for_config(config).await?;
 
-    let found = find_pr_run(dbt.as_ref(), config, pr_job, run, deps.settings.run_pages).await?;
+    let (found, typical) =
+        match find_pr_run(dbt.as_ref(), config, pr_job, run, deps.settings.run_pages).await {
+            Ok(f) => f,
+            // An answer that is not the JSON it should be (an error page with 200): looked
+            // at again a few times before it is taken as final.
+            Err(PollError::DbtCloud(e @ DbtCloudError::Decode { .. }))
+                if msg.artifact_waits < deps.settings.artifact_waits =>
+            {
+                tracing::warn!(error = %e, "dbt Cloud's answer is not readable; polling again");
+                let delay = deps.settings.delay(None);
+                let again = Message::Poll(PollMessage {
+                    attempt: msg.attempt + 1,
+                    artifact_waits: msg.artifact_waits + 1,
+                    ..msg.clone()
+                });
+                deps.poll_queue.send(&again, delay).await?;
+                return Ok(PollOutcome::Waiting {
+                    dbt_run: None,
+                    delay,
+                });
+            }
+            Err(e) => return Err(e),
+        };
     match found.as_ref().map(|r| r.status) {
         Some(status::SUCCESS) => {}
         Some(status::CANCELLED) => {
-            let id = found.as_ref().map_or(0, |r| r.id);
-            end_quietly(
-                deps,
-                run,
-                RunState::Superseded,
-                &format!("dbt Cloud run {id} was cancelled (a newer commit)"),
-            )
-            .await?;
-            return Ok(PollOutcome::Superseded { dbt_run: id });
+            let r = found.expect("matched Some");
+            // Cancelled because the PR moved on (the newer head has its own CI run): quiet.
+            // Cancelled on the PR's current head (by hand, or dbt Cloud's timeout): the
+            // run cannot complete, and the PR is told.
+            let current = deps.runs.current_run(&config.name, &run.pr).await?;
+            if current.as_ref().is_some_and(|c| c.id != run.id) {
+                end_quietly(
+                    deps,
+                    run,
+                    RunState::Superseded,
+                    &format!("dbt Cloud run {} was cancelled (a newer commit)", r.id),
+                )
+                .await?;
+                return Ok(PollOutcome::Superseded { dbt_run: r.id });
+            }
+            let why = format!(
+                "dbt Cloud run {} was cancelled{}",
+                r.id,
+                r.status_message
+                    .as_deref()
+                    .map(|m| format!(": {}", m.chars().take(200).collect::<String>()))
+                    .unwrap_or_default()
+            );
+            end_with_status(deps, config, run, &why, run_url(&r)).await?;
+            return Ok(PollOutcome::DbtCancelled { dbt_run: r.id });
         }
         Some(status::ERROR) => {
             let r = found.expect("matched Some");
@@ -289,10 +369,14 @@ async fn poll_config(
                     short(run.head_sha.as_str())
                 ),
             };
-            pipeline::publish_waiting(host.as_ref(), config, run, &text).await?;
-            let delay = deps.settings.delay(msg.attempt);
+            // The comment is edited only when what it says changes.
+            if msg.shown.as_deref() != Some(text.as_str()) {
+                pipeline::publish_waiting(host.as_ref(), config, run, &text).await?;
+            }
+            let delay = deps.settings.delay(typical);
             let again = Message::Poll(PollMessage {
                 attempt: msg.attempt + 1,
+                shown: Some(text),
                 ..msg.clone()
             });
             deps.poll_queue.send(&again, delay).await?;
@@ -307,25 +391,64 @@ async fn poll_config(
         dbt_run = pr_run.id,
         "dbt Cloud run succeeded; reading artifacts"
     );
-    let pr_manifest_bytes = dbt
-        .artifact(account, pr_run.id, "manifest.json", None)
-        .await?;
-    let pr_results_bytes = dbt
-        .artifact(account, pr_run.id, "run_results.json", None)
-        .await?;
-    let (prod_run, base_note) = production_run(dbt.as_ref(), config, run).await?;
-    let prod_bytes = dbt
-        .artifact(account, prod_run.id, "manifest.json", None)
-        .await?;
-    let pr_origin = format!("dbt Cloud run {} manifest.json", pr_run.id);
-    let prod_origin = format!("dbt Cloud run {} manifest.json", prod_run.id);
-    let pr = Manifest::from_slice(&pr_manifest_bytes, Path::new(&pr_origin))?;
-    let prod = Manifest::from_slice(&prod_bytes, Path::new(&prod_origin))?;
-    let rr = RunResults::from_slice(
-        &pr_results_bytes,
-        Path::new(&format!("dbt Cloud run {} run_results.json", pr_run.id)),
-    )?;
-    drop((pr_manifest_bytes, pr_results_bytes, prod_bytes));
+    // dbt Cloud stores a run's artifacts a little after it succeeds: until it says they
+    // are saved, or while they answer 404 or are not JSON yet, look again soon, a bounded
+    // number of times.
+    let artifacts = async {
+        if pr_run.artifacts_saved == Some(false) {
+            return Err(NotReady(format!(
+                "dbt Cloud has not saved the artifacts of run {} yet",
+                pr_run.id
+            )));
+        }
+        let pr_manifest_bytes = artifact(dbt.as_ref(), config, pr_run.id, "manifest.json").await?;
+        let pr_results_bytes =
+            artifact(dbt.as_ref(), config, pr_run.id, "run_results.json").await?;
+        let (prod_run, base_note) = production_run(dbt.as_ref(), config, run)
+            .await
+            .map_err(Ready)?;
+        let prod_bytes = artifact(dbt.as_ref(), config, prod_run.id, "manifest.json").await?;
+        let pr_origin = format!("dbt Cloud run {} manifest.json", pr_run.id);
+        let prod_origin = format!("dbt Cloud run {} manifest.json", prod_run.id);
+        let pr = parsed(Manifest::from_slice(
+            &pr_manifest_bytes,
+            Path::new(&pr_origin),
+        ))?;
+        let prod = parsed(Manifest::from_slice(&prod_bytes, Path::new(&prod_origin)))?;
+        let rr = parsed(RunResults::from_slice(
+            &pr_results_bytes,
+            Path::new(&format!("dbt Cloud run {} run_results.json", pr_run.id)),
+        ))?;
+        Ok((pr, prod, rr, base_note))
+    }
+    .await;
+    let (pr, prod, rr, base_note) = match artifacts {
+        Ok(a) => a,
+        Err(Ready(e)) => return Err(e),
+        Err(NotReady(why)) if msg.artifact_waits < deps.settings.artifact_waits => {
+            let delay = deps.settings.artifact_delay;
+            tracing::info!(reason = %why, waits = msg.artifact_waits, "artifacts not ready; polling again");
+            let again = Message::Poll(PollMessage {
+                attempt: msg.attempt + 1,
+                artifact_waits: msg.artifact_waits + 1,
+                ..msg.clone()
+            });
+            deps.poll_queue.send(&again, delay).await?;
+            return Ok(PollOutcome::AwaitingArtifacts {
+                dbt_run: pr_run.id,
+                delay,
+            });
+        }
+        Err(NotReady(why)) => {
+            let why = format!(
+                "{why} (still after {} looks over {} s)",
+                msg.artifact_waits + 1,
+                deps.settings.artifact_delay.as_secs() * u64::from(msg.artifact_waits)
+            );
+            end_with_status(deps, config, run, &why, run_url(&pr_run)).await?;
+            return Ok(PollOutcome::Ended(why));
+        }
+    };
     let settings = PlanSettings {
         slim_ci: config.slim_ci,
         downstream: config.diff_downstream,
@@ -416,6 +539,45 @@ async fn poll_config(
     Ok(PollOutcome::FannedOut { models: n })
 }
 
+/// Why the artifacts could not be read: `NotReady` may pass on a later look (not saved
+/// yet, 404, not JSON); `Ready` is any other error, handled as usual.
+enum ArtifactProblem {
+    NotReady(String),
+    Ready(PollError),
+}
+use ArtifactProblem::{NotReady, Ready};
+
+impl From<PollError> for ArtifactProblem {
+    fn from(e: PollError) -> Self {
+        Ready(e)
+    }
+}
+
+/// One artifact of a finished run; a 404 means "not stored yet" here.
+async fn artifact(
+    dbt: &dyn DbtCloudApi,
+    config: &CiConfig,
+    run: u64,
+    path: &str,
+) -> Result<Vec<u8>, ArtifactProblem> {
+    match dbt
+        .artifact(config.dbt_cloud.account_id, run, path, None)
+        .await
+    {
+        Ok(b) => Ok(b),
+        Err(DbtCloudError::Http { status: 404, .. }) => Err(NotReady(format!(
+            "dbt Cloud has no {path} for run {run} yet (404)"
+        ))),
+        Err(e) => Err(Ready(e.into())),
+    }
+}
+
+/// An artifact that does not parse may be a half-stored file or an error page answered
+/// with 200: looked at again a few times.
+fn parsed<T>(r: Result<T, ArtifactError>) -> Result<T, ArtifactProblem> {
+    r.map_err(|e| NotReady(prdiff_shared::error_chain(&e)))
+}
+
 /// Sends one diff message per model of the run's fan-out.
 async fn resend_diffs(deps: &Deps, run: &CiRun) -> Result<usize, PollError> {
     let summary: Summary = match deps.runs.fanout_summary(&run.id).await? {
@@ -439,30 +601,35 @@ async fn resend_diffs(deps: &Deps, run: &CiRun) -> Result<usize, PollError> {
     Ok(summary.models.len())
 }
 
-/// The newest run of the PR job built for this PR at its head commit.
+/// The newest run of the PR job built for this PR at its head commit, and the job's
+/// typical run duration (from the newest page of its runs).
 async fn find_pr_run(
     dbt: &dyn DbtCloudApi,
     config: &CiConfig,
     job: prdiff_shared::config::DbtJobId,
     run: &CiRun,
     pages: usize,
-) -> Result<Option<Run>, PollError> {
+) -> Result<(Option<Run>, Option<Duration>), PollError> {
+    let mut typical = None;
     for page in 0..pages.max(1) {
         let runs = dbt
             .runs(config.dbt_cloud.account_id, job, 100, page * 100)
             .await?;
+        if page == 0 {
+            typical = typical_duration(&runs);
+        }
         let last = runs.len() < 100;
         if let Some(r) = runs
             .into_iter()
             .find(|r| r.is_for_pr(run.pr.number) && r.sha() == Some(run.head_sha.as_str()))
         {
-            return Ok(Some(r));
+            return Ok((Some(r), typical));
         }
         if last {
             break;
         }
     }
-    Ok(None)
+    Ok((None, typical))
 }
 
 /// The artifacts job's run whose manifest is production: at the base commit (merge-base
@@ -566,35 +733,57 @@ async fn end_with_status(
     why: &str,
     url: Option<String>,
 ) -> Result<(), PollError> {
-    match deps
-        .runs
-        .transition(&run.id, run.state, RunState::Failed, Some(why))
-        .await
+    match pipeline::end_run(
+        deps.runs.as_ref(),
+        deps.hosts.as_ref(),
+        config,
+        run,
+        RunState::Failed,
+        why,
+        url,
+    )
+    .await
     {
-        Ok(_) => {}
-        Err(StoreError::Conflict(_) | StoreError::InvalidTransition { .. }) => {
-            // Superseded or cancelled meanwhile: its PR commit is no longer current.
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
+        Ok(_) => Ok(()),
+        Err(pipeline::EndError::Store(e)) => Err(e.into()),
+        Err(pipeline::EndError::GitHost(e)) => Err(e.into()),
     }
-    let host = deps.hosts.for_config(config).await?;
-    pipeline::publish_failure(host.as_ref(), config, run, why, url).await?;
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn run(id: u64, state: u32, created: &str, finished: Option<&str>) -> Run {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "status": state, "created_at": created, "finished_at": finished,
+        }))
+        .unwrap()
+    }
+
     #[test]
-    fn delays_double_from_the_first_and_stop_at_fifteen_minutes() {
-        let s = Settings {
-            first_delay: Duration::from_secs(30),
-            ..Default::default()
-        };
-        let d: Vec<u64> = (0..8).map(|a| s.delay(a).as_secs()).collect();
-        assert_eq!(d, [30, 60, 120, 240, 480, 900, 900, 900]);
-        assert_eq!(s.delay(u32::MAX).as_secs(), 900);
+    fn the_poll_delay_is_a_tenth_of_the_typical_run_at_least_a_minute_at_most_fifteen() {
+        let s = Settings::default();
+        let secs = |t: Option<u64>| s.delay(t.map(Duration::from_secs)).as_secs();
+        // No history: one minute. A 17-minute job: noticed within 102 s, not after 31 min.
+        assert_eq!(secs(None), 60);
+        assert_eq!(secs(Some(300)), 60);
+        assert_eq!(secs(Some(17 * 60)), 102);
+        assert_eq!(secs(Some(3600)), 360);
+        assert_eq!(secs(Some(10 * 3600)), 900);
+    }
+
+    #[test]
+    fn the_typical_duration_is_the_median_of_finished_successful_runs() {
+        let t0 = "2026-11-27 10:00:00.000000+00:00";
+        let runs = [
+            run(9, status::RUNNING, t0, None),
+            run(8, status::SUCCESS, t0, Some("2026-11-27 10:17:00+00:00")),
+            run(7, status::ERROR, t0, Some("2026-11-27 12:00:00+00:00")),
+            run(6, status::SUCCESS, t0, Some("2026-11-27 10:15:00+00:00")),
+            run(5, status::SUCCESS, t0, Some("2026-11-27 11:00:00+00:00")),
+        ];
+        assert_eq!(typical_duration(&runs), Some(Duration::from_secs(17 * 60)));
+        assert_eq!(typical_duration(&runs[..1]), None);
     }
 }

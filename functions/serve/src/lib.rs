@@ -198,6 +198,9 @@ pub struct Settings {
     pub retry_delay: Duration,
     /// How long the work in hand may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// How often open runs past their deadline and dead-lettered messages are looked
+    /// for; `None` turns it off.
+    pub lifecycle_tick: Option<Duration>,
 }
 
 impl Settings {
@@ -213,6 +216,7 @@ impl Settings {
             max_receives: 5,
             retry_delay: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            lifecycle_tick: Some(Duration::from_secs(60)),
         }
     }
 
@@ -412,7 +416,11 @@ impl Server {
                     Err(e) => return Settle::Fail(chain(&e)),
                 };
                 let span = tracing::info_span!("sync", config = %msg.config_id);
-                match sync::sync_config(&deps, &msg.config_id, unix_now())
+                let sha = match &msg.reason {
+                    prdiff_shared::messages::SyncReason::Push { sha } => Some(sha.as_str()),
+                    prdiff_shared::messages::SyncReason::Schedule => None,
+                };
+                match sync::sync_config_at(&deps, &msg.config_id, unix_now(), sha)
                     .instrument(span)
                     .await
                 {
@@ -433,6 +441,14 @@ impl Server {
 
         if let Some(every) = settings.sync_tick {
             tasks.spawn(schedule(syncer, every, stop.clone()));
+        }
+        if let Some(every) = settings.lifecycle_tick {
+            tasks.spawn(lifecycle(
+                services.clone(),
+                every,
+                settings.webhook.run_deadline + DEADLINE_GRACE,
+                stop.clone(),
+            ));
         }
 
         tracing::info!(diff_workers = settings.diff_workers, "prdiff serve running");
@@ -573,6 +589,83 @@ impl Consumer {
             // The lease runs out and the message comes back: at least once, never lost.
             tracing::error!(queue = q.name(), id = d.id, error = %chain(&e), "cannot settle the message");
         }
+    }
+}
+
+/// The sweep waits this long past a run's deadline, so the poller (which checks the same
+/// deadline on each poll) ends it first when its poll message is alive.
+pub const DEADLINE_GRACE: Duration = Duration::from_secs(300);
+
+/// One pass of the lifecycle tick: ends open runs past `deadline` and the runs of
+/// dead-lettered messages (the dead letters stay, for replay). Returns the runs ended.
+pub async fn lifecycle_pass(
+    services: &Services,
+    deadline: Duration,
+    now: u64,
+) -> Vec<prdiff_shared::store::RunId> {
+    let mut ended = match prdiff_shared::pipeline::sweep_deadlines(
+        services.configs.as_ref(),
+        services.runs.as_ref(),
+        services.hosts.as_ref(),
+        deadline,
+        now,
+    )
+    .await
+    {
+        Ok(ended) => ended,
+        Err(e) => {
+            tracing::error!(error = %chain(&e), "deadline sweep could not list open runs");
+            Vec::new()
+        }
+    };
+    let dead = match services.queues.dead_letters() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %chain(&e), "cannot read the dead letters");
+            return ended;
+        }
+    };
+    for d in dead {
+        let cause = format!(
+            "its {} message is in the dead letters after {} deliveries ({})",
+            d.queue, d.receives, d.reason
+        );
+        match prdiff_shared::pipeline::handle_dead_letter(
+            services.configs.as_ref(),
+            services.runs.as_ref(),
+            services.hosts.as_ref(),
+            &d.body,
+            &cause,
+        )
+        .await
+        {
+            Ok(prdiff_shared::pipeline::DeadLetterOutcome::Ended(run)) => ended.push(run),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(id = d.id, error = %chain(&e), "could not end the run of a dead letter")
+            }
+        }
+    }
+    ended
+}
+
+/// The lifecycle tick: every `every`, [`lifecycle_pass`].
+async fn lifecycle(
+    services: Services,
+    every: Duration,
+    deadline: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
+        lifecycle_pass(&services, deadline, unix_now())
+            .instrument(tracing::info_span!("lifecycle"))
+            .await;
     }
 }
 

@@ -91,6 +91,104 @@ pub async fn handle_schedule(event: EventBridgeEvent, deps: &Deps) -> Result<Val
     Ok(json!({ "synced": synced, "not_due": not_due }))
 }
 
+/// What the scheduled tick needs to end runs: past their deadline, or whose messages
+/// wait in a dead-letter queue.
+pub struct Lifecycle {
+    pub configs: std::sync::Arc<dyn prdiff_shared::store::ConfigStore>,
+    pub runs: std::sync::Arc<dyn prdiff_shared::store::RunStore>,
+    pub hosts: std::sync::Arc<dyn prdiff_shared::githost::GitHosts>,
+    /// The poll, diff and sync dead-letter queues.
+    pub dead_letters: Vec<std::sync::Arc<dyn prdiff_shared::queue::DeadLetters>>,
+    /// Open runs older than this are ended (the webhook's run deadline plus a grace).
+    pub deadline: std::time::Duration,
+}
+
+/// The run sweep of the scheduled tick: ends open runs past the deadline, and the runs
+/// of messages in the dead-letter queues (which stay there, for replay).
+pub async fn lifecycle_tick(l: &Lifecycle, now: u64) -> Value {
+    use prdiff_shared::pipeline::{self, DeadLetterOutcome};
+    let mut ended: Vec<String> = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    match pipeline::sweep_deadlines(
+        l.configs.as_ref(),
+        l.runs.as_ref(),
+        l.hosts.as_ref(),
+        l.deadline,
+        now,
+    )
+    .await
+    {
+        Ok(ids) => ended.extend(ids.iter().map(|i| i.to_string())),
+        Err(e) => errors.push(format!(
+            "deadline sweep: {}",
+            prdiff_shared::error_chain(&e)
+        )),
+    }
+    for dlq in &l.dead_letters {
+        let bodies = match dlq.peek_dead().await {
+            Ok(b) => b,
+            Err(e) => {
+                errors.push(format!(
+                    "{} DLQ: {}",
+                    dlq.name(),
+                    prdiff_shared::error_chain(&e)
+                ));
+                continue;
+            }
+        };
+        let cause = format!(
+            "its {} message failed too often and is in the dead-letter queue",
+            dlq.name()
+        );
+        for body in bodies {
+            match pipeline::handle_dead_letter(
+                l.configs.as_ref(),
+                l.runs.as_ref(),
+                l.hosts.as_ref(),
+                &body,
+                &cause,
+            )
+            .await
+            {
+                Ok(DeadLetterOutcome::Ended(id)) => ended.push(id.to_string()),
+                Ok(_) => {}
+                Err(e) => errors.push(format!(
+                    "{} DLQ: {}",
+                    dlq.name(),
+                    prdiff_shared::error_chain(&e)
+                )),
+            }
+        }
+    }
+    for e in &errors {
+        tracing::error!(error = %e, "run sweep");
+    }
+    json!({ "runs_ended": ended, "errors": errors })
+}
+
+/// [`handle`], with the run sweep on each scheduled tick (the Lambda's wiring).
+pub async fn handle_with_lifecycle(
+    event: Value,
+    deps: &Deps,
+    lifecycle: &Lifecycle,
+) -> Result<Value, HandlerError> {
+    if event.get("Records").is_some() {
+        return handle(event, deps).await;
+    }
+    let eb: EventBridgeEvent = serde_json::from_value(event).map_err(HandlerError::UnknownEvent)?;
+    let now = eb
+        .time
+        .map(|t| t.timestamp().max(0) as u64)
+        .unwrap_or_else(unix_now);
+    // The sweep runs first: a failing sync must not keep PRs pending.
+    let swept = lifecycle_tick(lifecycle, now)
+        .instrument(tracing::info_span!("run_sweep", now))
+        .await;
+    let mut out = handle_schedule(eb, deps).await?;
+    out["runs"] = swept;
+    Ok(out)
+}
+
 /// A batch of sync messages, one sync each.
 pub async fn handle_sqs(event: SqsEvent, deps: &Deps, now: u64) -> SqsBatchResponse {
     let mut failures = Vec::new();
@@ -99,7 +197,12 @@ pub async fn handle_sqs(event: SqsEvent, deps: &Deps, now: u64) -> SqsBatchRespo
         let fail = match Message::from_json(record.body.as_deref().unwrap_or_default()) {
             Ok(Message::Sync(msg)) => {
                 let span = tracing::info_span!("sync", config = %msg.config_id, message_id = %id);
-                match sync::sync_config(deps, &msg.config_id, now)
+                // A push syncs the pushed commit's artifacts run, the schedule the newest.
+                let sha = match &msg.reason {
+                    prdiff_shared::messages::SyncReason::Push { sha } => Some(sha.as_str()),
+                    prdiff_shared::messages::SyncReason::Schedule => None,
+                };
+                match sync::sync_config_at(deps, &msg.config_id, now, sha)
                     .instrument(span)
                     .await
                 {

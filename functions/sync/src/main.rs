@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use prdiff_shared::config::apply::HttpDbtCloud;
+use prdiff_shared::githost::{HttpGitHosts, HttpSettings};
 use prdiff_shared::metadata::dynamodb::DynamoMetadata;
+use prdiff_shared::queue::DeadLetters;
+use prdiff_shared::queue::sqs::{SqsDeadLetters, SqsQueue};
 use prdiff_shared::secrets::aws::SecretsManager;
 use prdiff_shared::store::dynamodb::DynamoStore;
-use prdiff_sync::{Deps, HandlerError, handle};
+use prdiff_sync::{Deps, HandlerError, Lifecycle, handle_with_lifecycle};
 use serde_json::Value;
 
 /// A handler failure as Lambda reports it: a stable error type and the message.
@@ -33,18 +36,44 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let table = prdiff_shared::runtime::required("PRDIFF_TABLE")?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamo = aws_sdk_dynamodb::Client::new(&aws);
+    let store = Arc::new(DynamoStore::new(dynamo.clone(), table.clone()));
+    let secrets = Arc::new(SecretsManager::new(
+        aws_sdk_secretsmanager::Client::new(&aws),
+        Duration::from_secs(300),
+    ));
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let mut dead_letters: Vec<Arc<dyn DeadLetters>> = Vec::new();
+    for (name, var) in [
+        ("poll", "PRDIFF_POLL_DLQ_URL"),
+        ("diff", "PRDIFF_DIFF_DLQ_URL"),
+        ("sync", "PRDIFF_SYNC_DLQ_URL"),
+    ] {
+        dead_letters.push(Arc::new(SqsDeadLetters {
+            name: name.to_owned(),
+            queue: SqsQueue::new(sqs.clone(), prdiff_shared::runtime::required(var)?),
+        }));
+    }
+    let deadline = prdiff_shared::runtime::seconds("PRDIFF_RUN_DEADLINE_SECONDS")?
+        .unwrap_or(prdiff_shared::pipeline::DEFAULT_RUN_DEADLINE)
+        + Duration::from_secs(300);
+    let lifecycle = Lifecycle {
+        configs: store.clone(),
+        runs: store.clone(),
+        hosts: Arc::new(HttpGitHosts::new(secrets.clone(), HttpSettings::default())),
+        dead_letters,
+        deadline,
+    };
     let deps = Deps {
-        configs: Arc::new(DynamoStore::new(dynamo.clone(), table.clone())),
+        configs: store,
         metadata: Arc::new(DynamoMetadata::new(dynamo, table)),
-        secrets: Arc::new(SecretsManager::new(
-            aws_sdk_secretsmanager::Client::new(&aws),
-            Duration::from_secs(300),
-        )),
+        secrets,
         dbt: Arc::new(HttpDbtCloud::default()),
     };
-    let deps = &deps;
+    let (deps, lifecycle) = (&deps, &lifecycle);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle(event.payload, deps).await.map_err(Failure)
+        handle_with_lifecycle(event.payload, deps, lifecycle)
+            .await
+            .map_err(Failure)
     }))
     .await
 }

@@ -525,6 +525,12 @@ async fn start_for_config(
                 &description,
             );
             let outcome = deps.runs.start_run(&run).await?;
+            if let StartOutcome::Started {
+                superseded: Some(old),
+            } = &outcome
+            {
+                superseded_status(deps, config, &host, old, &run).await?;
+            }
             if matches!(outcome, StartOutcome::Started { .. }) {
                 host.set_status(
                     &pr.repository,
@@ -552,7 +558,12 @@ async fn start_for_config(
     };
     let run = new_run(config, pr, key, base_sha, RunState::Received, "");
     let (run_id, superseded) = match deps.runs.start_run(&run).await? {
-        StartOutcome::Started { superseded } => (run.id.clone(), superseded),
+        StartOutcome::Started { superseded } => {
+            if let Some(old) = &superseded {
+                superseded_status(deps, config, &host, old, &run).await?;
+            }
+            (run.id.clone(), superseded)
+        }
         // A run for this head and base got past `received` already: nothing to do.
         StartOutcome::AlreadyOpen(existing) if existing.state != RunState::Received => {
             return Ok(Outcome::AlreadyRunning(existing.id));
@@ -588,6 +599,40 @@ async fn start_for_config(
     })
 }
 
+/// The final status of a superseded run's commit: "superseded by <sha>". Only when the
+/// new run is for another commit — on the same commit the new run's status takes over.
+async fn superseded_status(
+    deps: &Deps,
+    config: &CiConfig,
+    host: &Arc<dyn prdiff_shared::githost::GitHost>,
+    old: &RunId,
+    new: &CiRun,
+) -> Result<(), HandlerError> {
+    let Some(old) = deps.runs.get_run(old).await? else {
+        return Ok(());
+    };
+    if old.head_sha == new.head_sha {
+        return Ok(());
+    }
+    let why = format!("superseded by {}", &new.head_sha.as_str()[..7]);
+    let fin = prdiff_shared::outcome::final_status(
+        &prdiff_shared::outcome::Ending::Incomplete(why),
+        config.status_reporting,
+    );
+    host.set_status(
+        &old.pr.repository,
+        &old.head_sha,
+        &CommitStatus {
+            state: fin.state,
+            context: config.status_context(),
+            description: fin.description,
+            target_url: None,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 /// Pending status, delayed poll message, then `received → waiting_for_dbt`.
 async fn finish_intake(
     deps: &Deps,
@@ -613,6 +658,8 @@ async fn finish_intake(
         head_sha: pr.head_sha.clone(),
         attempt: 0,
         deadline_unix: unix_now() + deps.settings.run_deadline.as_secs(),
+        shown: None,
+        artifact_waits: 0,
     });
     deps.poll_queue
         .send(&message, deps.settings.poll_delay)
@@ -646,6 +693,9 @@ fn new_run(
     }
 }
 
+/// Why a run ends when its pull request is closed or merged.
+pub const CLOSED_REASON: &str = "the pull request was closed before the diff finished";
+
 async fn closed(
     deps: &Deps,
     configs: &[CiConfig],
@@ -661,23 +711,27 @@ async fn closed(
             if run.state.is_final() {
                 break;
             }
-            match deps
-                .runs
-                .transition(
-                    &run.id,
-                    run.state,
-                    RunState::Cancelled,
-                    Some("pull request closed"),
-                )
-                .await
+            // The run ends, and the PR says so: no pending status or "waiting" comment
+            // is left behind.
+            match prdiff_shared::pipeline::end_run(
+                deps.runs.as_ref(),
+                deps.hosts.as_ref(),
+                config,
+                &run,
+                RunState::Cancelled,
+                CLOSED_REASON,
+                None,
+            )
+            .await
             {
-                Ok(_) => {
+                Ok(true) => {
                     tracing::info!(run_id = %run.id, config = %config.name, "run cancelled");
                     cancelled.push(json!({ "config": config.name, "run_id": run.id }));
                     break;
                 }
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
+                Ok(false) => continue,
+                Err(prdiff_shared::pipeline::EndError::Store(e)) => return Err(e.into()),
+                Err(prdiff_shared::pipeline::EndError::GitHost(e)) => return Err(e.into()),
             }
         }
     }

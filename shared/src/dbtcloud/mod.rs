@@ -92,6 +92,10 @@ pub struct Run {
     pub created_at: Option<String>,
     #[serde(default)]
     pub finished_at: Option<String>,
+    /// Whether the run's artifacts are stored yet: dbt Cloud saves them a little after the
+    /// run succeeds. `None` when the answer does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts_saved: Option<bool>,
     /// The run's page in dbt Cloud (for people).
     #[serde(default)]
     pub href: Option<String>,
@@ -125,6 +129,12 @@ impl Run {
     /// `created_at` as Unix seconds.
     pub fn created_unix(&self) -> Option<u64> {
         self.created_at.as_deref().and_then(parse_timestamp)
+    }
+
+    /// Seconds from creation (the trigger) to the end, for a finished run.
+    pub fn duration_secs(&self) -> Option<u64> {
+        let end = self.finished_at.as_deref().and_then(parse_timestamp)?;
+        end.checked_sub(self.created_unix()?)
     }
 }
 
@@ -525,5 +535,8 @@ mod tests {
             env.data.created_unix(),
             parse_timestamp("2021-12-07T10:32:24Z")
         );
+        assert_eq!(env.data.artifacts_saved, Some(true));
+        // created 10:32:24.3, finished 10:34:14.4 (the answer's `duration` is 00:01:50).
+        assert_eq!(env.data.duration_secs(), Some(110));
     }
 }

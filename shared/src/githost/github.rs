@@ -90,6 +90,8 @@ struct Comment {
     id: u64,
     #[serde(default)]
     body: Option<String>,
+    #[serde(default)]
+    html_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -346,7 +348,13 @@ impl GitHost for GitHub {
             }
         };
         let c: Comment = json("comment", resp).await?;
-        Ok(CommentRef { id: c.id, created })
+        Ok(CommentRef {
+            id: c.id,
+            created,
+            url: c
+                .html_url
+                .filter(|u| u.starts_with("https://") || u.starts_with("http://")),
+        })
     }
 
     async fn labels(&self, repo: &RepoName, number: u64) -> Result<Vec<String>, GitHostError> {

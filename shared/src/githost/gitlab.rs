@@ -96,6 +96,17 @@ impl GitLab {
         )
     }
 
+    /// The web page of a merge request note: the project's page (the instance root, the
+    /// API root without `/api/v4`, then the project path), `/-/merge_requests/<iid>`, and
+    /// the note's anchor.
+    fn note_url(&self, repo: &RepoName, iid: u64, note: u64) -> Option<String> {
+        let root = self.base.strip_suffix("/api/v4")?;
+        Some(format!(
+            "{root}/{}/-/merge_requests/{iid}#note_{note}",
+            repo.as_str()
+        ))
+    }
+
     fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         rb.header("private-token", self.token.expose_secret())
     }
@@ -246,7 +257,11 @@ impl GitHost for GitLab {
             }
         };
         let n: Note = json("note", resp).await?;
-        Ok(CommentRef { id: n.id, created })
+        Ok(CommentRef {
+            id: n.id,
+            created,
+            url: self.note_url(repo, number, n.id),
+        })
     }
 
     async fn labels(&self, repo: &RepoName, number: u64) -> Result<Vec<String>, GitHostError> {

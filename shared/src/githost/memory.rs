@@ -155,12 +155,14 @@ impl GitHost for MemoryGitHost {
             return Ok(CommentRef {
                 id: c.0,
                 created: false,
+                url: Some(format!("memory://{}/{number}#comment-{}", key(repo), c.0)),
             });
         }
         list.push((next, body.to_owned()));
         Ok(CommentRef {
             id: next,
             created: true,
+            url: Some(format!("memory://{}/{number}#comment-{next}", key(repo))),
         })
     }
 

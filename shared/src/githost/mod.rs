@@ -50,6 +50,9 @@ pub struct CommentRef {
     pub id: u64,
     /// False when an existing comment carrying the marker was edited.
     pub created: bool,
+    /// The comment's page for people (GitHub `html_url`; GitLab the merge request page
+    /// with `#note_<id>`), when the host gives one: a commit status links to it.
+    pub url: Option<String>,
 }
 
 /// Why a git host call failed.

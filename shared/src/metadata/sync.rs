@@ -41,6 +41,30 @@ pub async fn latest_successful_run(
     Ok(None)
 }
 
+/// The newest run of the artifacts job built at commit `sha` (any status).
+pub async fn run_for_commit(
+    api: &dyn DbtCloudApi,
+    account: DbtAccountId,
+    job: DbtJobId,
+    sha: &str,
+) -> Result<Option<Run>, DbtCloudError> {
+    let mut offset = 0;
+    while offset < RUNS_SEARCHED {
+        let page = api.runs(account, job, 100, offset).await?;
+        if let Some(run) = page
+            .iter()
+            .find(|r| r.sha().is_some_and(|s| s.eq_ignore_ascii_case(sha)))
+        {
+            return Ok(Some(run.clone()));
+        }
+        if page.len() < 100 {
+            break;
+        }
+        offset += page.len();
+    }
+    Ok(None)
+}
+
 /// An artifact of a run, `None` when the run has no such file (dbt Cloud answers 404).
 pub async fn artifact_if_present(
     api: &dyn DbtCloudApi,
@@ -77,6 +101,15 @@ pub enum SyncError {
     DbtCloud(#[source] DbtCloudError),
     #[error("artifacts job {job} has no successful run yet")]
     NoRun { job: DbtJobId },
+    /// A sync on push waits for the artifacts job's run of the pushed commit.
+    #[error("artifacts job {job} has no finished run for commit {sha} yet")]
+    PushRunPending { job: DbtJobId, sha: String },
+    #[error("run {run} of artifacts job {job} for commit {sha} did not succeed")]
+    PushRunFailed {
+        job: DbtJobId,
+        run: u64,
+        sha: String,
+    },
     #[error("run {run} of the artifacts job has no manifest.json")]
     NoManifest { run: u64 },
     #[error("the artifacts job's manifest cannot be read")]
@@ -94,7 +127,12 @@ impl SyncError {
             SyncError::Store(e) => e.is_retryable(),
             // A run may appear or be fixed later; the schedule retries anyway.
             SyncError::NoRun { .. } | SyncError::NoManifest { .. } => true,
-            SyncError::UnknownConfig(_) | SyncError::Parse(_) => false,
+            // Redelivered (with the queue's delay) until the run is there, then in the
+            // dead-letter queue; the schedule syncs the newest run anyway.
+            SyncError::PushRunPending { .. } => true,
+            SyncError::UnknownConfig(_) | SyncError::Parse(_) | SyncError::PushRunFailed { .. } => {
+                false
+            }
         }
     }
 
@@ -155,18 +193,41 @@ pub async fn sync_config(
     id: &ConfigId,
     now: u64,
 ) -> Result<SyncOutcome, SyncError> {
+    sync_config_at(deps, id, now, None).await
+}
+
+/// [`sync_config`] from the artifacts job's run of commit `sha` (a push to the default
+/// branch) instead of its newest successful run. While that run is missing or unfinished
+/// the error is [`SyncError::PushRunPending`] (retryable: the queue delivers the message
+/// again later, up to its receive limit).
+pub async fn sync_config_at(
+    deps: &SyncDeps,
+    id: &ConfigId,
+    now: u64,
+    sha: Option<&str>,
+) -> Result<SyncOutcome, SyncError> {
     let config = deps
         .configs
         .get_config(id)
         .await
         .map_err(SyncError::Config)?
         .ok_or_else(|| SyncError::UnknownConfig(id.clone()))?;
-    sync(deps, &config, now).await
+    sync_at(deps, &config, now, sha).await
 }
 
 /// Syncs one configuration, recording the outcome in its state: on failure the error is
 /// recorded and stored models stay as they were.
 pub async fn sync(deps: &SyncDeps, config: &CiConfig, now: u64) -> Result<SyncOutcome, SyncError> {
+    sync_at(deps, config, now, None).await
+}
+
+/// [`sync`] from the run of commit `sha` when given (see [`sync_config_at`]).
+pub async fn sync_at(
+    deps: &SyncDeps,
+    config: &CiConfig,
+    now: u64,
+    sha: Option<&str>,
+) -> Result<SyncOutcome, SyncError> {
     let id = &config.name;
     let mut state = deps
         .metadata
@@ -175,7 +236,7 @@ pub async fn sync(deps: &SyncDeps, config: &CiConfig, now: u64) -> Result<SyncOu
         .map_err(SyncError::Store)?
         .unwrap_or_default();
     state.last_attempt_at = Some(now);
-    let result = sync_inner(deps, config, &mut state).await;
+    let result = sync_inner(deps, config, &mut state, sha).await;
     match &result {
         Ok(outcome) => {
             state.last_success_at = Some(now);
@@ -201,6 +262,7 @@ async fn sync_inner(
     deps: &SyncDeps,
     config: &CiConfig,
     state: &mut SyncState,
+    sha: Option<&str>,
 ) -> Result<SyncOutcome, SyncError> {
     let id = &config.name;
     let dbt_settings = &config.dbt_cloud;
@@ -212,10 +274,33 @@ async fn sync_inner(
     let api = deps.dbt.connect(&dbt_settings.access_url, key);
     let account = dbt_settings.account_id;
     let job = dbt_settings.artifacts_job_id;
-    let run = latest_successful_run(api.as_ref(), account, job)
-        .await
-        .map_err(SyncError::DbtCloud)?
-        .ok_or(SyncError::NoRun { job })?;
+    let run = match sha {
+        None => latest_successful_run(api.as_ref(), account, job)
+            .await
+            .map_err(SyncError::DbtCloud)?
+            .ok_or(SyncError::NoRun { job })?,
+        Some(sha) => {
+            let pending = || SyncError::PushRunPending {
+                job,
+                sha: sha.to_owned(),
+            };
+            let run = run_for_commit(api.as_ref(), account, job, sha)
+                .await
+                .map_err(SyncError::DbtCloud)?
+                .ok_or_else(pending)?;
+            match run.status {
+                run_status::SUCCESS => run,
+                run_status::ERROR | run_status::CANCELLED => {
+                    return Err(SyncError::PushRunFailed {
+                        job,
+                        run: run.id,
+                        sha: sha.to_owned(),
+                    });
+                }
+                _ => return Err(pending()),
+            }
+        }
+    };
     let manifest = artifact_if_present(api.as_ref(), account, run.id, "manifest.json")
         .await
         .map_err(SyncError::DbtCloud)?

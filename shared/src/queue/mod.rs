@@ -54,6 +54,16 @@ pub trait Queue: Send + Sync {
     async fn send(&self, message: &Message, delay: Duration) -> Result<(), QueueError>;
 }
 
+/// A dead-letter queue, read without removing anything: its messages stay for replay.
+#[async_trait]
+pub trait DeadLetters: Send + Sync {
+    /// The name shown in causes (`poll`, `diff`, `sync`).
+    fn name(&self) -> &str;
+    /// Bodies of the messages waiting there (as many as one look finds; a message seen
+    /// before may be seen again).
+    async fn peek_dead(&self) -> Result<Vec<String>, QueueError>;
+}
+
 /// `first × 2ⁿ`, capped at [`MAX_DELAY`]: the growing wait between re-polls and retries.
 pub fn doubling_delay(first: Duration, n: u32) -> Duration {
     first

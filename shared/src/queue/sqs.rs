@@ -64,6 +64,59 @@ impl SqsQueue {
     }
 }
 
+impl SqsQueue {
+    /// Reads up to `max` messages without deleting them: each stays in the queue and is
+    /// visible again after `hold`. A dead-letter queue is read this way, so its messages
+    /// are kept for replay.
+    pub async fn peek(&self, max: i32, hold: Duration) -> Result<Vec<String>, QueueError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, 10))
+            .visibility_timeout(hold.as_secs().min(43_200) as i32)
+            .send()
+            .await
+            .map_err(|e| QueueError::Receive {
+                queue: self.url.clone(),
+                source: Box::new(e),
+            })?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| m.body)
+            .collect())
+    }
+}
+
+/// A dead-letter queue on SQS, with the name its causes use.
+pub struct SqsDeadLetters {
+    pub name: String,
+    pub queue: SqsQueue,
+}
+
+#[async_trait]
+impl super::DeadLetters for SqsDeadLetters {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Up to ten receives of ten messages, each held out of sight for two minutes (so one
+    /// look does not see a message twice) and then visible again, still in the queue.
+    async fn peek_dead(&self) -> Result<Vec<String>, QueueError> {
+        let mut bodies = Vec::new();
+        for _ in 0..10 {
+            let got = self.queue.peek(10, Duration::from_secs(120)).await?;
+            if got.is_empty() {
+                break;
+            }
+            bodies.extend(got);
+        }
+        Ok(bodies)
+    }
+}
+
 #[async_trait]
 impl Queue for SqsQueue {
     async fn send(&self, message: &Message, delay: Duration) -> Result<(), QueueError> {

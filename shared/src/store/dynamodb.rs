@@ -287,7 +287,14 @@ impl DynamoStore {
             }
             let was = old.state;
             old.state = RunState::Superseded;
-            old.reason = Some(format!("superseded by {}", run.id));
+            old.reason = Some(format!(
+                "superseded by {} (run {})",
+                run.head_sha
+                    .as_str()
+                    .get(..7)
+                    .unwrap_or(run.head_sha.as_str()),
+                run.id
+            ));
             old.updated_at = unix_now();
             writes.push(
                 TransactWriteItem::builder()
@@ -556,6 +563,47 @@ impl RunStore for DynamoStore {
 
     async fn get_run(&self, id: &RunId) -> Result<Option<CiRun>, StoreError> {
         self.read_run(id.as_str()).await
+    }
+
+    /// A Scan of the run items in an open state (the scheduled sweep, every few minutes):
+    /// it reads the whole table, so its cost grows with the stored runs and results.
+    async fn open_runs(&self) -> Result<Vec<CiRun>, StoreError> {
+        let mut runs = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :run AND #state IN (:r, :w, :d)")
+                .expression_attribute_names("#state", "state")
+                .expression_attribute_values(":run", s("RUN"))
+                .expression_attribute_values(":r", s(RunState::Received.as_str()))
+                .expression_attribute_values(":w", s(RunState::WaitingForDbt.as_str()))
+                .expression_attribute_values(":d", s(RunState::Diffing.as_str()))
+                .projection_expression("#pk, #body")
+                .expression_attribute_names("#pk", "pk")
+                .expression_attribute_names("#body", "body")
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(backend)?;
+            for item in out.items.unwrap_or_default() {
+                let id = item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .map(|pk| pk.trim_start_matches("RUN#").to_owned())
+                    .unwrap_or_default();
+                runs.push(body_of::<CiRun>(&id, &item)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        runs.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(runs)
     }
 
     async fn current_run(

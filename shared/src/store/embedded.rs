@@ -270,7 +270,14 @@ impl RunStore for EmbeddedStore {
                 return Ok(StartOutcome::AlreadyOpen(old));
             }
             old.state = RunState::Superseded;
-            old.reason = Some(format!("superseded by {}", run.id));
+            old.reason = Some(format!(
+                "superseded by {} (run {})",
+                run.head_sha
+                    .as_str()
+                    .get(..7)
+                    .unwrap_or(run.head_sha.as_str()),
+                run.id
+            ));
             old.updated_at = unix_now();
             Self::write_run(&tx, &old)?;
             superseded = Some(old.id);
@@ -298,6 +305,21 @@ impl RunStore for EmbeddedStore {
 
     async fn get_run(&self, id: &RunId) -> Result<Option<CiRun>, StoreError> {
         Self::read_run(&self.conn(), id.as_str())
+    }
+
+    async fn open_runs(&self) -> Result<Vec<CiRun>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, body FROM runs WHERE state IN ('received', 'waiting_for_dbt', 'diffing') ORDER BY id",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        rows.iter().map(|(id, b)| decode(id, b)).collect()
     }
 
     async fn current_run(

@@ -355,6 +355,9 @@ pub trait RunStore: Send + Sync {
     /// The current run of a PR under a configuration, open or not.
     async fn current_run(&self, config: &ConfigId, pr: &PrKey)
     -> Result<Option<CiRun>, StoreError>;
+    /// Every run in an open state (received, waiting_for_dbt, diffing), oldest first: the
+    /// scheduled sweep ends those past their deadline.
+    async fn open_runs(&self) -> Result<Vec<CiRun>, StoreError>;
     /// Moves a run from `from` to `to`, only if it is still in `from` (conditional write).
     async fn transition(
         &self,

@@ -341,8 +341,14 @@ fn new_comment(comments: &Comments, req: &wiremock::Request) -> wiremock::Respon
     let mut c = comments.lock().unwrap();
     let id = 1000 + c.len() as u64;
     c.push((id, body["body"].as_str().unwrap().to_owned()));
-    wiremock::ResponseTemplate::new(201)
-        .set_body_json(serde_json::json!({"id": id, "body": body["body"]}))
+    wiremock::ResponseTemplate::new(201).set_body_json(
+        serde_json::json!({"id": id, "body": body["body"], "html_url": comment_url(id)}),
+    )
+}
+
+/// A GitHub comment's `html_url` (GitLab's note answer has none; prdiff builds it).
+fn comment_url(id: u64) -> String {
+    format!("https://github.com/Codertocat/Hello-World/pull/{PR_NUMBER}#issuecomment-{id}")
 }
 
 /// An edit of the comment whose id ends the path.
@@ -355,8 +361,9 @@ fn edit_comment(comments: &Comments, req: &wiremock::Request) -> wiremock::Respo
         .find(|(i, _)| *i == id)
         .expect("edits an existing comment");
     slot.1 = body["body"].as_str().unwrap().to_owned();
-    wiremock::ResponseTemplate::new(200)
-        .set_body_json(serde_json::json!({"id": id, "body": body["body"]}))
+    wiremock::ResponseTemplate::new(200).set_body_json(
+        serde_json::json!({"id": id, "body": body["body"], "html_url": comment_url(id)}),
+    )
 }
 
 /// A commit status for the sha ending the path; GitHub names the check `context`, GitLab
@@ -706,6 +713,7 @@ impl Pipeline {
                 .then(|| "Database Error in model orders".into()),
             created_at: Some("2026-11-27 10:00:00.000000+00:00".into()),
             finished_at: None,
+            artifacts_saved: None,
             href: Some(format!(
                 "https://ab123.us1.dbt.com/deploy/1/projects/1/runs/{id}/"
             )),
@@ -739,6 +747,7 @@ impl Pipeline {
             status_message: None,
             created_at: Some("2026-01-01T09:00:00Z".into()),
             finished_at: None,
+            artifacts_saved: Some(true),
             href: None,
             trigger: None,
         });
@@ -836,7 +845,8 @@ async fn happy_path(p: &Pipeline, race: bool) {
         );
         p.pr_run(900, HEAD, status::RUNNING, None);
     }
-    assert!(delays.windows(2).all(|w| w[0] < w[1]), "{delays:?}");
+    // No finished run of the job to learn from: a minute between polls.
+    assert!(delays.iter().all(|d| *d == 60), "{delays:?}");
     let waiting = p.comments();
     assert_eq!(waiting.len(), 1, "one sticky comment");
     assert!(
@@ -930,7 +940,15 @@ async fn a_second_push_supersedes_the_first_run_quietly() {
         "{out:?}"
     );
     assert_eq!(run_state(&p, &second).await, RunState::WaitingForDbt);
-    assert!(p.final_statuses(HEAD).is_empty());
+    // The first commit's check ends, naming the commit that replaced it.
+    assert_eq!(
+        p.final_statuses(HEAD),
+        [(
+            StatusState::Failure,
+            "prdiff: superseded by 0d1a26e".to_owned()
+        )]
+    );
+    assert!(p.final_statuses(NEWER_HEAD).is_empty());
 }
 
 #[tokio::test]
@@ -951,8 +969,10 @@ async fn a_failed_dbt_run_fails_the_check_with_its_link() {
         last.description.contains("dbt Cloud run 902 failed"),
         "{last:?}"
     );
-    assert!(last.target_url.as_deref().unwrap().contains("/runs/902/"));
-    assert!(p.comments()[0].contains("/runs/902/"));
+    // The check links to the comment, which links to the dbt Cloud run.
+    let (id, comment) = p.host.comments().pop().unwrap();
+    assert_eq!(last.target_url.as_deref(), Some(comment_url(id).as_str()));
+    assert!(comment.contains("/runs/902/"), "{comment}");
 }
 
 #[tokio::test]
@@ -984,7 +1004,7 @@ async fn without_an_artifacts_run_at_the_merge_base_the_newest_earlier_one_is_us
 }
 
 #[tokio::test]
-async fn a_model_failing_in_the_warehouse_is_a_row_of_the_report_not_a_failed_run() {
+async fn a_model_failing_in_the_warehouse_is_a_row_of_the_report_and_fails_the_check() {
     let p = Pipeline::embedded(&config("shop", "")).await;
     let run = p.open_pr("e2e-w1", HEAD).await;
     p.prod_run(502, BASE);
@@ -1014,9 +1034,15 @@ async fn a_model_failing_in_the_warehouse_is_a_row_of_the_report_not_a_failed_ru
         customers.contains("failed") && customers.contains("customers\\_missing"),
         "the warehouse's error is the model's row: {report}"
     );
+    // A failed model fails the check (status reporting is on).
     let statuses = p.final_statuses(HEAD);
-    assert_eq!(statuses[0].0, StatusState::Success);
-    assert!(statuses[0].1.contains("1 failed"), "{statuses:?}");
+    assert_eq!(
+        statuses,
+        [(
+            StatusState::Failure,
+            "prdiff: 1 of 2 models failed, 1 with differences".to_owned()
+        )]
+    );
 }
 
 #[tokio::test]
@@ -1032,6 +1058,19 @@ async fn a_gitlab_merge_request_is_diffed_and_reported_once_as_a_note() {
     assert!(
         all.iter()
             .any(|(sha, st)| sha == HEAD && st.state == StatusState::Pending)
+    );
+    // The final status links to the note on the merge request page.
+    let (note, _) = p.host.comments().pop().unwrap();
+    let last = &all.last().unwrap().1;
+    assert_eq!(
+        last.target_url.as_deref(),
+        Some(
+            format!(
+                "{}/{GITLAB_PROJECT}/-/merge_requests/{PR_NUMBER}#note_{note}",
+                p._github_server.uri()
+            )
+            .as_str()
+        )
     );
 }
 
@@ -1434,3 +1473,7 @@ async fn through_prdiff_serve_a_malicious_pr_manifest_gets_its_models_refused_an
     );
     assert_eq!(large_objects().await, before, "no large object written");
 }
+
+/// What the pull request shows when a run ends in each way: the outcome rule, runs that
+/// cannot complete, dbt Cloud timing.
+mod outcomes;

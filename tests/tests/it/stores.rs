@@ -391,7 +391,7 @@ async fn a_corrupt_stored_configuration_is_reported_not_used() {
     ));
 }
 
-async fn sqs_queue() -> SqsQueue {
+pub async fn sqs_queue() -> SqsQueue {
     let cfg = moto().await;
     let client = aws_sdk_sqs::Client::new(&cfg);
     let url = client

@@ -385,6 +385,75 @@ async fn a_revoked_key_is_recorded_and_a_push_message_for_it_is_not_retried() {
 }
 
 #[tokio::test]
+async fn a_push_syncs_the_pushed_commit_s_run_waiting_for_it_not_the_newest() {
+    const PUSHED: &str = "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c";
+    const NEWER: &str = "981c5cf1ba299e942c6c277c38c8dec9b0738dd0";
+    let env = Env::new("").await;
+    let runs = |pushed_status: u32| {
+        json!({"status": {"code": 200, "is_success": true}, "data": [
+            {"id": 303, "status": 10, "job_definition_id": ARTIFACTS_JOB, "git_sha": NEWER},
+            {"id": 302, "status": pushed_status, "job_definition_id": ARTIFACTS_JOB, "git_sha": PUSHED}
+        ]})
+    };
+    let serve = |status: u32| {
+        let dbt = &env.dbt;
+        let body = runs(status);
+        async move {
+            dbt.reset().await;
+            Mock::given(method("GET"))
+                .and(path(format!("/api/v2/accounts/{ACCOUNT}/runs/")))
+                .respond_with(ResponseTemplate::new(200).set_body_json(body))
+                .mount(dbt)
+                .await;
+            // Only the pushed commit's run has artifacts here: syncing any other fails.
+            Mock::given(method("GET"))
+                .and(path(format!(
+                    "/api/v2/accounts/{ACCOUNT}/runs/302/artifacts/manifest.json"
+                )))
+                .respond_with(ResponseTemplate::new(200).set_body_bytes(fixture_manifest()))
+                .mount(dbt)
+                .await;
+        }
+    };
+    let body = prdiff_shared::messages::Message::Sync(prdiff_shared::messages::SyncMessage {
+        config_id: env.config.name.clone(),
+        reason: prdiff_shared::messages::SyncReason::Push {
+            sha: prdiff_shared::config::CommitSha::parse(PUSHED).unwrap(),
+        },
+    })
+    .to_json();
+    let event = json!({"Records": [{"messageId": "p-1", "body": body, "eventSource": "aws:sqs"}]});
+    // The pushed commit's run is still running: the message comes back later.
+    serve(3).await;
+    let resp = prdiff_sync::handle(event.clone(), &env.deps).await.unwrap();
+    assert_eq!(
+        resp,
+        json!({"batchItemFailures": [{"itemIdentifier": "p-1"}]})
+    );
+    let state = env.metadata.state(&env.config.name).await.unwrap().unwrap();
+    assert!(
+        state
+            .last_error
+            .unwrap()
+            .contains(&format!("no finished run for commit {PUSHED}")),
+        "recorded"
+    );
+    // Done: synced from that run, not from the newer commit's.
+    serve(10).await;
+    let resp = prdiff_sync::handle(event.clone(), &env.deps).await.unwrap();
+    assert_eq!(resp, json!({"batchItemFailures": []}));
+    let state = env.metadata.state(&env.config.name).await.unwrap().unwrap();
+    assert_eq!(state.run_id, Some(302));
+    assert_eq!(state.last_error, None);
+    // A failed run of the pushed commit is recorded, not retried.
+    serve(20).await;
+    let resp = prdiff_sync::handle(event, &env.deps).await.unwrap();
+    assert_eq!(resp, json!({"batchItemFailures": []}));
+    let state = env.metadata.state(&env.config.name).await.unwrap().unwrap();
+    assert!(state.last_error.unwrap().contains("did not succeed"));
+}
+
+#[tokio::test]
 async fn a_schedule_is_due_across_its_tick_boundary_and_catches_up_once_after_a_gap() {
     let env = Env::new("sync_schedule = \"0 * * * *\"").await;
     env.serve_run(100, fixture_manifest(), None).await;

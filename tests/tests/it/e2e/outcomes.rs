@@ -1,0 +1,531 @@
+//! Every way a run ends, end to end (the webhook, poller and diff runner handlers, serve's
+//! lifecycle pass on the embedded store, the sync Lambda's tick on moto): the final commit
+//! status, its description, and what the sticky comment says.
+
+use super::*;
+use prdiff_shared::queue::DeadLetters;
+use prdiff_shared::queue::sqs::SqsDeadLetters;
+use prdiff_shared::store::unix_now;
+
+const FOUR_HOURS: Duration = Duration::from_secs(4 * 3600);
+
+/// The PR run's run_results with `models` built into relations that do not exist.
+fn missing_relations(models: &[&str]) -> Vec<u8> {
+    let mut results: serde_json::Value = serde_json::from_slice(&built().pr_run_results).unwrap();
+    for r in results["results"].as_array_mut().unwrap() {
+        for m in models {
+            if r["unique_id"] == format!("model.e2e_shop.{m}") {
+                let rel = r["relation_name"]
+                    .as_str()
+                    .unwrap()
+                    .replace(m, &format!("{m}_missing"));
+                r["relation_name"] = rel.into();
+            }
+        }
+    }
+    serde_json::to_vec(&results).unwrap()
+}
+
+/// The last status set on `head` (any state).
+fn last_status(p: &Pipeline, head: &str) -> CommitStatus {
+    p.host
+        .statuses()
+        .into_iter()
+        .rev()
+        .find(|(sha, _)| sha == head)
+        .map(|(_, st)| st)
+        .unwrap_or_else(|| panic!("no status on {head}"))
+}
+
+/// The one sticky comment (id, body).
+fn sticky(p: &Pipeline) -> (u64, String) {
+    let all = p.host.comments();
+    assert_eq!(all.len(), 1, "one sticky comment: {all:?}");
+    all[0].clone()
+}
+
+async fn patches(p: &Pipeline) -> usize {
+    p._github_server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "PATCH")
+        .count()
+}
+
+#[tokio::test]
+async fn a_run_whose_every_model_fails_ends_in_failure_with_the_counts_and_a_link() {
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    let run = p.open_pr("o-all-1", HEAD).await;
+    p.prod_run(510, BASE);
+    p.pr_run(
+        910,
+        HEAD,
+        status::SUCCESS,
+        Some(missing_relations(&["orders", "customers"])),
+    );
+    p.deliver_polls().await;
+    p.deliver_diffs().await;
+    assert_eq!(run_state(&p, &run).await, RunState::Done);
+    assert_eq!(
+        p.final_statuses(HEAD),
+        [(
+            StatusState::Failure,
+            "prdiff: 2 of 2 models failed, 0 with differences".to_owned()
+        )]
+    );
+    let (id, comment) = sticky(&p);
+    assert!(comment.contains("❌ 2 of 2 models failed"), "{comment}");
+    for m in ["orders", "customers"] {
+        let cells = row(&comment, m).join("|");
+        assert!(cells.contains("failed"), "{m}: {comment}");
+    }
+    // The check links to the comment.
+    assert_eq!(
+        last_status(&p, HEAD).target_url.as_deref(),
+        Some(comment_url(id).as_str())
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_warehouse_login_fails_every_model_and_the_check() {
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    // The data source logs in as a user the cluster does not have.
+    let configs = p.webhook.configs.clone();
+    let mut source = configs
+        .get_data_source(&DataSourceId::parse("wh").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    source
+        .connection
+        .insert("user".into(), "prdiff_no_such_user".into());
+    let config = configs
+        .get_config(&prdiff_shared::config::ConfigId::parse("shop").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    configs.put_all(&[source], &[config]).await.unwrap();
+    let run = p.open_pr("o-pw-1", HEAD).await;
+    p.prod_run(511, BASE);
+    p.pr_run(911, HEAD, status::SUCCESS, None);
+    p.deliver_polls().await;
+    // Delivered as the queue's last attempt: whatever the error, it is the model's result.
+    let msgs: Vec<Message> = p.diffs.drain().into_iter().map(|(m, _)| m).collect();
+    let resp = prdiff_diff::handle_batch(sqs_event(&msgs, 5), &p.differ).await;
+    assert!(resp.batch_item_failures.is_empty(), "{resp:?}");
+    assert_eq!(run_state(&p, &run).await, RunState::Done);
+    let statuses = p.final_statuses(HEAD);
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert_eq!(statuses[0].0, StatusState::Failure);
+    assert!(
+        statuses[0].1.starts_with("prdiff: 2 of 2 models failed"),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_status_reporting_off_failed_models_do_not_block_the_pr() {
+    let p = Pipeline::embedded(&config("shop", "status_reporting = false")).await;
+    p.open_pr("o-off-1", HEAD).await;
+    p.prod_run(512, BASE);
+    p.pr_run(
+        912,
+        HEAD,
+        status::SUCCESS,
+        Some(missing_relations(&["customers"])),
+    );
+    p.deliver_polls().await;
+    p.deliver_diffs().await;
+    assert_eq!(
+        p.final_statuses(HEAD),
+        [(
+            StatusState::Success,
+            "prdiff (not blocking): 1 of 2 models failed, 1 with differences".to_owned()
+        )]
+    );
+    let (_, comment) = sticky(&p);
+    assert!(comment.contains("not blocking"), "{comment}");
+    assert!(row(&comment, "customers").join("|").contains("failed"));
+}
+
+#[tokio::test]
+async fn a_dbt_cloud_run_cancelled_on_the_current_head_fails_the_run_and_says_so() {
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    let run = p.open_pr("o-cx-1", HEAD).await;
+    p.pr_run(913, HEAD, status::CANCELLED, None);
+    let out = p.deliver_polls().await;
+    assert_eq!(
+        out,
+        [prdiff_poller::PollOutcome::DbtCancelled { dbt_run: 913 }]
+    );
+    assert_eq!(run_state(&p, &run).await, RunState::Failed);
+    let statuses = p.final_statuses(HEAD);
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert_eq!(statuses[0].0, StatusState::Failure);
+    assert!(
+        statuses[0].1.contains("dbt Cloud run 913 was cancelled"),
+        "{statuses:?}"
+    );
+    let (_, comment) = sticky(&p);
+    assert!(
+        comment.contains("dbt Cloud run 913 was cancelled") && comment.contains("/runs/913/"),
+        "{comment}"
+    );
+    assert!(!comment.contains('⏳'), "{comment}");
+    assert!(p.poll.drain().is_empty(), "not polled again");
+}
+
+#[tokio::test]
+async fn closing_the_pr_while_waiting_finalises_the_status_and_the_comment() {
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    let run = p.open_pr("o-cl-1", HEAD).await;
+    p.deliver_polls().await;
+    assert!(sticky(&p).1.contains('⏳'));
+    let body =
+        std::fs::read(prdiff_tests::fixtures().join("github/pull_request.closed.json")).unwrap();
+    let resp = prdiff_webhook::handle(&github("pull_request", "o-cl-2", body), &p.webhook).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.body["status"], "cancelled");
+    assert_eq!(run_state(&p, &run).await, RunState::Cancelled);
+    assert_eq!(
+        p.final_statuses(HEAD),
+        [(
+            StatusState::Failure,
+            format!("prdiff: {}", prdiff_webhook::CLOSED_REASON)
+        )]
+    );
+    let (_, comment) = sticky(&p);
+    assert!(
+        comment.contains("closed before the diff finished") && !comment.contains('⏳'),
+        "{comment}"
+    );
+    // The late poll ends quietly.
+    let out = p.deliver_polls().await;
+    assert_eq!(
+        out,
+        [prdiff_poller::PollOutcome::Closed(RunState::Cancelled)]
+    );
+}
+
+#[tokio::test]
+async fn unreadable_poll_and_diff_messages_are_left_for_the_dead_letter_queue() {
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    let event = |id: &str, body: &str| -> SqsEvent {
+        serde_json::from_value(serde_json::json!({ "Records": [{
+            "messageId": id, "receiptHandle": "rh", "body": body,
+            "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+            "eventSource": "aws:sqs", "awsRegion": "eu-west-1"
+        }]}))
+        .unwrap()
+    };
+    let resp = prdiff_poller::handle_batch(event("bad-poll", "{not json"), &p.poller).await;
+    assert_eq!(resp.batch_item_failures.len(), 1);
+    assert_eq!(resp.batch_item_failures[0].item_identifier, "bad-poll");
+    let resp = prdiff_diff::handle_batch(
+        event("bad-diff", r#"{"version":1,"kind":"diff"}"#),
+        &p.differ,
+    )
+    .await;
+    assert_eq!(resp.batch_item_failures.len(), 1);
+    assert_eq!(resp.batch_item_failures[0].item_identifier, "bad-diff");
+}
+
+#[tokio::test]
+async fn serve_s_tick_ends_a_run_past_its_deadline_with_no_message_alive() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("prdiff.db");
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    let run = p.open_pr("o-dl-1", HEAD).await;
+    p.poll.drain(); // the poll message is lost
+    let services = serve_services(&p, &db);
+    let none = prdiff_serve::lifecycle_pass(&services, FOUR_HOURS, unix_now()).await;
+    assert!(none.is_empty(), "not yet due: {none:?}");
+    let ended = prdiff_serve::lifecycle_pass(&services, FOUR_HOURS, unix_now() + 5 * 3600).await;
+    assert_eq!(ended, std::slice::from_ref(&run));
+    assert_eq!(run_state(&p, &run).await, RunState::Failed);
+    assert_eq!(
+        p.final_statuses(HEAD),
+        [(
+            StatusState::Failure,
+            "prdiff: no finished dbt Cloud run for commit ec26c3e within 4 h".to_owned()
+        )]
+    );
+    assert!(sticky(&p).1.contains("within 4 h"));
+    // A second pass changes nothing.
+    let again = prdiff_serve::lifecycle_pass(&services, FOUR_HOURS, unix_now() + 5 * 3600).await;
+    assert!(again.is_empty());
+    assert_eq!(p.final_statuses(HEAD).len(), 1);
+}
+
+#[tokio::test]
+async fn a_run_past_its_deadline_while_diffing_reports_every_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("prdiff.db");
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    let run = p.open_pr("o-dd-1", HEAD).await;
+    p.prod_run(513, BASE);
+    p.pr_run(914, HEAD, status::SUCCESS, None);
+    p.deliver_polls().await;
+    // One model is diffed; the other's message is lost.
+    let msgs: Vec<Message> = p.diffs.drain().into_iter().map(|(m, _)| m).collect();
+    assert_eq!(msgs.len(), 2);
+    let resp = prdiff_diff::handle_batch(sqs_event(&msgs[..1], 1), &p.differ).await;
+    assert!(resp.batch_item_failures.is_empty());
+    let ended =
+        prdiff_serve::lifecycle_pass(&serve_services(&p, &db), FOUR_HOURS, unix_now() + 5 * 3600)
+            .await;
+    assert_eq!(ended, std::slice::from_ref(&run));
+    assert_eq!(
+        p.final_statuses(HEAD),
+        [(
+            StatusState::Failure,
+            "prdiff: the diff did not finish within 4 h".to_owned()
+        )]
+    );
+    let (_, comment) = sticky(&p);
+    let Message::Diff(first) = &msgs[0] else {
+        panic!("a diff message")
+    };
+    let (done, lost) = if first.model.ends_with("orders") {
+        ("orders", "customers")
+    } else {
+        ("customers", "orders")
+    };
+    assert!(
+        !row(&comment, done).join("|").contains("failed"),
+        "{comment}"
+    );
+    assert!(
+        row(&comment, lost)
+            .join("|")
+            .contains("not diffed: the diff did not finish within 4 h"),
+        "{comment}"
+    );
+}
+
+#[tokio::test]
+async fn serve_s_tick_ends_the_run_of_a_dead_lettered_poll_and_keeps_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("prdiff.db");
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    let run = p.open_pr("o-dq-1", HEAD).await;
+    let (msg, _) = p.poll.drain().pop().unwrap();
+    let services = serve_services(&p, &db);
+    let q = services.queues.queue(prdiff_serve::POLL_QUEUE);
+    q.send(&msg, Duration::ZERO).await.unwrap();
+    let d = q.receive(Duration::from_secs(60)).unwrap().unwrap();
+    q.dead_letter(&d, "dbt Cloud answered 503 for an hour")
+        .unwrap();
+    let ended = prdiff_serve::lifecycle_pass(&services, FOUR_HOURS, unix_now()).await;
+    assert_eq!(ended, std::slice::from_ref(&run));
+    assert_eq!(run_state(&p, &run).await, RunState::Failed);
+    let statuses = p.final_statuses(HEAD);
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert_eq!(statuses[0].0, StatusState::Failure);
+    assert!(
+        statuses[0]
+            .1
+            .contains("polling dbt Cloud failed repeatedly"),
+        "{statuses:?}"
+    );
+    let (_, comment) = sticky(&p);
+    assert!(comment.contains("503 for an hour"), "{comment}");
+    assert_eq!(
+        services.queues.dead_letters().unwrap().len(),
+        1,
+        "kept for replay"
+    );
+}
+
+#[tokio::test]
+async fn the_sync_lambda_tick_on_moto_ends_dead_lettered_and_overdue_runs() {
+    let store = Arc::new(crate::stores::dynamo_store().await);
+    let p = Pipeline::over(store.clone(), store.clone(), &config("shop", "")).await;
+    let run = p.open_pr("o-lq-1", HEAD).await;
+    let (msg, _) = p.poll.drain().pop().unwrap();
+    let dlq = crate::stores::sqs_queue().await;
+    dlq.send(&msg, Duration::ZERO).await.unwrap();
+    let lifecycle = prdiff_sync::Lifecycle {
+        configs: store.clone(),
+        runs: store.clone(),
+        hosts: p.webhook.hosts.clone(),
+        dead_letters: vec![Arc::new(SqsDeadLetters {
+            name: "poll".into(),
+            queue: dlq.clone(),
+        }) as Arc<dyn DeadLetters>],
+        deadline: FOUR_HOURS,
+    };
+    let out = prdiff_sync::lifecycle_tick(&lifecycle, unix_now()).await;
+    assert_eq!(out["runs_ended"], serde_json::json!([run.to_string()]));
+    assert_eq!(out["errors"], serde_json::json!([]));
+    assert_eq!(run_state(&p, &run).await, RunState::Failed);
+    let statuses = p.final_statuses(HEAD);
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert_eq!(statuses[0].0, StatusState::Failure);
+    assert!(statuses[0].1.contains("dead-letter queue"), "{statuses:?}");
+    // The message is still in the dead-letter queue (held out of sight for a while).
+    let client = aws_sdk_sqs::Client::new(&crate::stores::moto().await);
+    let attrs = client
+        .get_queue_attributes()
+        .queue_url(dlq.url())
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    let count = |k: aws_sdk_sqs::types::QueueAttributeName| -> u64 {
+        attrs.get(&k).map_or(0, |v| v.parse().unwrap())
+    };
+    assert_eq!(
+        count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        1
+    );
+
+    // A newer commit's run whose poll is lost: swept past the deadline.
+    let newer = p.open_pr("o-lq-2", NEWER_HEAD).await;
+    p.poll.drain();
+    let out = prdiff_sync::lifecycle_tick(&lifecycle, unix_now() + 5 * 3600).await;
+    assert_eq!(out["runs_ended"], serde_json::json!([newer.to_string()]));
+    assert_eq!(run_state(&p, &newer).await, RunState::Failed);
+    assert_eq!(
+        p.final_statuses(NEWER_HEAD),
+        [(
+            StatusState::Failure,
+            "prdiff: no finished dbt Cloud run for commit 0d1a26e within 4 h".to_owned()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn artifacts_not_saved_missing_or_unreadable_are_waited_for() {
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    let run = p.open_pr("o-ar-1", HEAD).await;
+    p.prod_run(514, BASE);
+    p.pr_run(915, HEAD, status::SUCCESS, None);
+    let set_saved = |saved: bool| {
+        let mut runs = p.dbt.runs.lock().unwrap();
+        runs.get_mut(&915).unwrap().artifacts_saved = Some(saved);
+    };
+    let awaiting = |out: &[prdiff_poller::PollOutcome]| {
+        assert!(
+            matches!(
+                out,
+                [prdiff_poller::PollOutcome::AwaitingArtifacts { dbt_run: 915, .. }]
+            ),
+            "{out:?}"
+        );
+    };
+    // Succeeded, artifacts not saved yet.
+    set_saved(false);
+    awaiting(&p.deliver_polls().await);
+    // Saved, but manifest.json still answers 404.
+    set_saved(true);
+    let manifest = p
+        .dbt
+        .artifacts
+        .lock()
+        .unwrap()
+        .remove(&(915, "manifest.json".to_owned()))
+        .unwrap();
+    awaiting(&p.deliver_polls().await);
+    // A 200 that is not JSON.
+    p.dbt
+        .put_artifact(915, "manifest.json", b"<html>busy</html>".to_vec());
+    awaiting(&p.deliver_polls().await);
+    // Ready.
+    p.dbt.put_artifact(915, "manifest.json", manifest);
+    assert_eq!(
+        p.deliver_polls().await,
+        [prdiff_poller::PollOutcome::FannedOut { models: 2 }]
+    );
+    assert_eq!(run_state(&p, &run).await, RunState::Diffing);
+    assert!(p.final_statuses(HEAD).is_empty());
+}
+
+#[tokio::test]
+async fn artifacts_that_never_come_end_the_run_after_a_few_looks_without_blaming_the_ids() {
+    let mut p = Pipeline::embedded(&config("shop", "")).await;
+    p.poller.settings.artifact_waits = 2;
+    let run = p.open_pr("o-ar-2", HEAD).await;
+    p.prod_run(515, BASE);
+    p.pr_run(916, HEAD, status::SUCCESS, None);
+    p.dbt
+        .artifacts
+        .lock()
+        .unwrap()
+        .remove(&(916, "manifest.json".to_owned()));
+    for _ in 0..2 {
+        let out = p.deliver_polls().await;
+        assert!(
+            matches!(
+                out[..],
+                [prdiff_poller::PollOutcome::AwaitingArtifacts { .. }]
+            ),
+            "{out:?}"
+        );
+    }
+    let out = p.deliver_polls().await;
+    assert!(
+        matches!(out[..], [prdiff_poller::PollOutcome::Ended(_)]),
+        "{out:?}"
+    );
+    assert_eq!(run_state(&p, &run).await, RunState::Failed);
+    let st = last_status(&p, HEAD);
+    assert_eq!(st.state, StatusState::Failure);
+    assert!(
+        st.description.contains("no manifest.json for run 916 yet"),
+        "{st:?}"
+    );
+    assert!(!st.description.contains("account id"), "{st:?}");
+}
+
+#[tokio::test]
+async fn re_polls_follow_the_job_s_typical_duration_and_the_comment_is_edited_only_on_change() {
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    p.open_pr("o-rp-1", HEAD).await;
+    // Three earlier PR runs of the job took 17 minutes from trigger to end.
+    for (id, pr) in [(801, 90), (802, 91), (803, 92)] {
+        p.dbt.put_run(Run {
+            id,
+            account_id: Some(ACCOUNT),
+            job_definition_id: Some(pr_job()),
+            status: status::SUCCESS,
+            git_sha: Some(BASE.into()),
+            git_branch: None,
+            status_message: None,
+            created_at: Some("2026-11-20 10:00:00.000000+00:00".into()),
+            finished_at: Some("2026-11-20 10:17:00.000000+00:00".into()),
+            artifacts_saved: Some(true),
+            href: None,
+            trigger: Some(Trigger {
+                github_pull_request_id: Some(pr),
+                ..Default::default()
+            }),
+        });
+    }
+    let delays = |p: &Pipeline| -> Vec<u64> {
+        p.poll
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, d)| d.as_secs())
+            .collect()
+    };
+    p.deliver_polls().await;
+    assert_eq!(delays(&p), [102], "a tenth of 17 minutes");
+    assert_eq!(patches(&p).await, 0, "the comment was created");
+    p.pr_run(917, HEAD, status::RUNNING, None);
+    p.deliver_polls().await;
+    assert_eq!(patches(&p).await, 1, "new text: edited");
+    for _ in 0..3 {
+        p.deliver_polls().await;
+    }
+    assert_eq!(patches(&p).await, 1, "same text: not edited again");
+    assert_eq!(delays(&p), [102]);
+    assert!(sticky(&p).1.contains("waiting for dbt Cloud run 917"));
+}
