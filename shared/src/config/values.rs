@@ -459,9 +459,8 @@ impl IgnoreRule {
             return Ok(None);
         }
         let negated = line.starts_with('!');
-        if negated {
-            line = &line[1..];
-        } else if line.starts_with("\\!") || line.starts_with("\\#") {
+        // `!` negates; a backslash escapes a leading `!` or `#`.
+        if negated || line.starts_with("\\!") || line.starts_with("\\#") {
             line = &line[1..];
         }
         let dir_only = line.ends_with('/') && !line.ends_with("\\/");

@@ -13,6 +13,12 @@ pub struct Sqlite;
 pub const HASH_FUNCTION: &str = "prdiff_hash32";
 
 impl Dialect for Sqlite {
+    /// A result row holds at most 2 000 columns (`SQLITE_MAX_COLUMN`): a pass returns about
+    /// 20 aggregates and two per reported column.
+    fn max_reported_columns(&self) -> Option<usize> {
+        Some(900)
+    }
+
     fn name(&self) -> &'static str {
         "sqlite"
     }

@@ -1,5 +1,6 @@
 //! prdiff's integration tests: one binary, one module per area. The harness
 //! (`prdiff_tests`) reaches the services `scripts/test.sh` started.
+mod completeness;
 mod config_cli;
 mod dbtcloud;
 mod e2e;
@@ -14,4 +15,5 @@ mod stores;
 mod sync;
 mod template;
 mod tls;
+mod warehouse_errors;
 mod webhook;
