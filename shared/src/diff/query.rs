@@ -367,6 +367,11 @@ impl ComparePlan {
         bucket: Option<SampleBucket>,
     ) -> String {
         let windowed = kind == JoinKind::Windowed;
+        let fence = if self.group.is_some() {
+            d.column_group_fence()
+        } else {
+            d.optimization_fence()
+        };
         // The pass carries example rows (`pl`) instead of returning example keys (not in a
         // column group: a wide row would not fit).
         let carry = kind != JoinKind::Plain && self.group.is_none();
@@ -469,7 +474,7 @@ impl ComparePlan {
             side(Side::Prod),
             side(Side::Pr),
             on.join(" AND "),
-            d.optimization_fence()
+            fence
         );
 
         let keys = |t: &str| {
@@ -547,7 +552,7 @@ impl ComparePlan {
         };
         let gated = format!(
             "SELECT x.*, ({interesting}) AS dx{payload} FROM ({derived}) x{}",
-            d.optimization_fence()
+            fence
         );
         let g = |cond: &str| format!("x.dx AND {cond}");
         // Rows a joined row stands for: one, or `dn` for a representative.

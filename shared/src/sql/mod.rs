@@ -315,6 +315,12 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         ""
     }
 
+    /// [`Dialect::optimization_fence`] for the passes of a wide model's column groups
+    /// (whose rows carry one test of every column).
+    fn column_group_fence(&self) -> &'static str {
+        self.optimization_fence()
+    }
+
     /// Settings for one statement, e.g. its timeout. Drivers with transactions (PostgreSQL,
     /// Redshift) run them as `SET LOCAL` inside the statement's own read-only transaction,
     /// so nothing a statement does to the session outlives it.
