@@ -36,6 +36,78 @@ pub struct Summary {
     /// Plan warnings, shown as notes.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Models new in the PR or removed by it whose rows are counted (their work items
+    /// count one relation): the count joins their line in the list of models not diffed.
+    #[serde(default)]
+    pub counted: Vec<Counted>,
+    /// Models materialized differently in production and the PR, by name.
+    #[serde(default)]
+    pub materializations: std::collections::BTreeMap<String, crate::plan::MaterializationChange>,
+}
+
+/// A model whose rows are counted instead of diffed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counted {
+    pub unique_id: String,
+    pub name: String,
+    pub side: CountSide,
+}
+
+/// Which relation a count reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountSide {
+    /// A model new in the PR: its PR relation.
+    Pr,
+    /// A model the PR removes: its production relation.
+    Prod,
+}
+
+/// The work item that counts a new or removed model's rows, or `None` when the plan skips
+/// the model for another reason or has no relation to count. A new model's relation must
+/// be in the PR's schemas (`pr_schemas`), like every relation a PR names.
+pub fn count_item(
+    m: &crate::plan::PlannedModel,
+    pr_schemas: Option<&crate::diff::from_plan::PrSchemas>,
+) -> Option<(WorkItem, Counted)> {
+    use crate::plan::SkipReason;
+    let (side, rel) = match m.skip_reason? {
+        SkipReason::NewModel => (CountSide::Pr, m.pr_relation.clone()?),
+        SkipReason::Removed => (CountSide::Prod, m.prod_relation.clone()?),
+        _ => return None,
+    };
+    if side == CountSide::Pr && pr_schemas.is_some_and(|s| !s.contains(&rel)) {
+        return None;
+    }
+    let item = WorkItem {
+        name: m.name.clone(),
+        prod: rel.clone(),
+        pr: rel,
+        primary_key: Vec::new(),
+        filter: None,
+        include_columns: Vec::new(),
+        exclude_columns: Vec::new(),
+        masked_columns: Vec::new(),
+        count: Some(side),
+    };
+    let counted = Counted {
+        unique_id: m.unique_id.clone(),
+        name: m.name.clone(),
+        side,
+    };
+    Some((item, counted))
+}
+
+/// A counted model's line: the skip reason and its rows (or why they could not be counted).
+pub fn counted_reason(reason: &str, side: CountSide, outcome: Result<u64, &str>) -> String {
+    let side = match side {
+        CountSide::Pr => "in the PR",
+        CountSide::Prod => "in production",
+    };
+    match outcome {
+        Ok(n) => format!("{reason} · {} rows {side}", report::format_count(n)),
+        Err(e) => format!("{reason} · rows {side} not counted: {e}"),
+    }
 }
 
 /// One model's diff, as the diff runner needs it (a [`DiffRequest`] without the closures).
@@ -49,6 +121,10 @@ pub struct WorkItem {
     pub include_columns: Vec<String>,
     pub exclude_columns: Vec<String>,
     pub masked_columns: Vec<String>,
+    /// Count this side's relation (`prod` and `pr` are then the same relation) instead of
+    /// diffing: a model new in the PR or removed by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<CountSide>,
 }
 
 impl WorkItem {
@@ -62,7 +138,18 @@ impl WorkItem {
             include_columns: req.include_columns.clone(),
             exclude_columns: req.exclude_columns.clone(),
             masked_columns: req.masked_columns.clone(),
+            count: None,
         }
+    }
+
+    /// How a CI model gets a key: what the planner reads, with the configuration's key tag.
+    pub fn no_key_hint(primary_key_tag: &str) -> String {
+        format!(
+            "To match rows, mark the key column(s) with the primary key tag `{tag}` (column \
+             `meta: {{{tag}: true}}` or `tags: [{tag}]`), name them in the model's \
+             `meta: {{primary_key: <column>}}`, or add a `unique` test.",
+            tag = primary_key_tag
+        )
     }
 
     /// The request, with the configuration's sampling.
@@ -408,21 +495,79 @@ pub fn build_report_missing(
             outcome,
         });
     }
+    let skipped = skipped_entries(summary, results);
     Report {
         title: format!("prdiff · {}", config.name),
         header: Some(header(config, run, summary)),
         entries,
-        skipped: summary
-            .skipped
-            .iter()
-            .map(|(name, reason)| SkippedEntry {
-                name: name.clone(),
-                reason: reason.clone(),
-            })
-            .collect(),
+        skipped,
         downstream: summary.downstream.clone(),
         metadata: Default::default(),
+        materializations: summary.materializations.clone(),
     }
+}
+
+/// The models not diffed, each with its reason; a new or removed model's reason says its
+/// rows (or why they could not be counted), and a changed materialization is named.
+pub fn skipped_entries(summary: &Summary, results: &[(String, String)]) -> Vec<SkippedEntry> {
+    summary
+        .skipped
+        .iter()
+        .map(|(name, reason)| {
+            let counted = summary.counted.iter().find(|c| &c.name == name);
+            let reason = match counted {
+                None => reason.clone(),
+                Some(c) => {
+                    let stored = results.iter().find(|(m, _)| m == &c.unique_id);
+                    match stored.map(|(_, body)| serde_json::from_str::<StoredOutcome>(body)) {
+                        None => reason.clone(),
+                        Some(Ok(StoredOutcome::Ok(r))) => {
+                            let n = match c.side {
+                                CountSide::Pr => r.rows.pr,
+                                CountSide::Prod => r.rows.prod,
+                            };
+                            counted_reason(reason, c.side, Ok(n))
+                        }
+                        Some(Ok(StoredOutcome::Error(e))) => {
+                            counted_reason(reason, c.side, Err(&e))
+                        }
+                        Some(Err(e)) => counted_reason(reason, c.side, Err(&e.to_string())),
+                    }
+                }
+            };
+            let mut reason = reason;
+            if let Some(m) = summary.materializations.get(name) {
+                reason.push_str(" · ");
+                reason.push_str(&m.text());
+            }
+            SkippedEntry {
+                name: name.clone(),
+                reason,
+            }
+        })
+        .collect()
+}
+
+/// Counts a work item's relation (see [`WorkItem::count`]) as a result whose counted
+/// side's rows are the count.
+pub async fn count_work(
+    wh: &dyn crate::warehouse::Warehouse,
+    work: &WorkItem,
+    side: CountSide,
+) -> Result<DiffResult, crate::diff::DiffError> {
+    let rel = match side {
+        CountSide::Pr => &work.pr,
+        CountSide::Prod => &work.prod,
+    };
+    let n = crate::diff::count_rows(wh, rel).await?;
+    Ok(DiffResult::counted(
+        &work.prod,
+        &work.pr,
+        match side {
+            CountSide::Pr => crate::diff::PerSide { prod: 0, pr: n },
+            CountSide::Prod => crate::diff::PerSide { prod: n, pr: 0 },
+        },
+    ))
 }
 
 /// The report header of a run.
@@ -458,11 +603,7 @@ pub fn status_description(report: &Report) -> String {
 /// `s` escaped like a table cell (no markdown, HTML or mentions) but whole, up to 2000
 /// characters: a headline or waiting message says everything it has to.
 pub fn escape_text(s: &str) -> String {
-    let chars: Vec<char> = crate::githost::shorten(s, 2000).chars().collect();
-    chars
-        .chunks(40)
-        .map(|c| report::escape_cell(&c.iter().collect::<String>()))
-        .collect()
+    report::escape_text(&crate::githost::shorten(s, 2000))
 }
 
 /// `body` (which starts with the report's `## ` heading) with `headline` right under the
@@ -966,6 +1107,78 @@ mod tests {
         assert!(e.ends_with("\\| &lt;b&gt;&#64;team&lt;/b&gt;"), "{e}");
         assert!(!e.contains('…'));
         assert_eq!(escape_text(&"x".repeat(3000)).chars().count(), 2000);
+    }
+
+    #[test]
+    fn new_and_removed_models_get_their_row_counts_and_materialization_changes_are_named() {
+        let rel = Relation::parse("dbt_cloud_pr_1_2.fresh").unwrap();
+        let count = |rows: crate::diff::PerSide| {
+            serde_json::to_string(&StoredOutcome::Ok(Box::new(DiffResult::counted(
+                &rel, &rel, rows,
+            ))))
+            .unwrap()
+        };
+        let summary = Summary {
+            skipped: vec![
+                ("fresh".into(), "new model".into()),
+                ("gone".into(), "removed in this PR".into()),
+                ("broken".into(), "new model".into()),
+                ("view_now".into(), "ephemeral".into()),
+            ],
+            counted: vec![
+                Counted {
+                    unique_id: "model.p.fresh".into(),
+                    name: "fresh".into(),
+                    side: CountSide::Pr,
+                },
+                Counted {
+                    unique_id: "model.p.gone".into(),
+                    name: "gone".into(),
+                    side: CountSide::Prod,
+                },
+                Counted {
+                    unique_id: "model.p.broken".into(),
+                    name: "broken".into(),
+                    side: CountSide::Pr,
+                },
+            ],
+            materializations: [(
+                "view_now".to_owned(),
+                crate::plan::MaterializationChange {
+                    prod: "table".into(),
+                    pr: "ephemeral".into(),
+                },
+            )]
+            .into(),
+            ..Default::default()
+        };
+        let results = vec![
+            (
+                "model.p.fresh".to_owned(),
+                count(crate::diff::PerSide { prod: 0, pr: 1234 }),
+            ),
+            (
+                "model.p.gone".to_owned(),
+                count(crate::diff::PerSide { prod: 56, pr: 0 }),
+            ),
+            (
+                "model.p.broken".to_owned(),
+                serde_json::to_string(&StoredOutcome::Error("relation missing".into())).unwrap(),
+            ),
+        ];
+        let reasons: Vec<String> = skipped_entries(&summary, &results)
+            .into_iter()
+            .map(|s| s.reason)
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "new model · 1,234 rows in the PR",
+                "removed in this PR · 56 rows in production",
+                "new model · rows in the PR not counted: relation missing",
+                "ephemeral · materialized as `table` in production and as `ephemeral` in this PR",
+            ]
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use prdiff_shared::diff::from_plan::{PrSchemas, check_request, request_for};
 use prdiff_shared::diff::{self, DiffRequest, DiffResult, SamplingSettings};
 use prdiff_shared::manifest::{Manifest, RunResults};
+use prdiff_shared::pipeline;
 use prdiff_shared::plan::{self, Plan, PlanInputs, PlanSettings};
 use prdiff_shared::report;
 use prdiff_shared::sql::Relation;
@@ -160,6 +161,7 @@ fn build_request(
     req.sample_rows = args.samples;
     req.seed = args.seed;
     req.sampling = sampling(args)?;
+    req.no_key_hint = Some("Pass the key column(s) with `--pk`.".into());
     Ok(req)
 }
 
@@ -306,6 +308,11 @@ pub async fn diff_plan(
         ..Default::default()
     };
     for m in &plan.models {
+        if let Some(change) = &m.materialization_change {
+            report
+                .materializations
+                .insert(m.name.clone(), change.clone());
+        }
         let req = request_for(m, pr.nodes.get(&m.unique_id), sampling, None);
         if let Some(refused) = req
             .as_ref()
@@ -318,21 +325,49 @@ pub async fn diff_plan(
             continue;
         }
         match req {
-            Some(req) => {
-                let outcome = diff::diff(wh, &req).await.map_err(|e| e.to_string());
+            Some(mut req) => {
+                req.no_key_hint = Some(
+                    "To match rows, mark the key column(s) with the primary key tag \
+                     (`--pk-tag`, `primary-key` by default: column `meta: {primary-key: true}` \
+                     or `tags: [primary-key]`), or diff the two relations with `--prod`, `--pr` \
+                     and `--pk`."
+                        .into(),
+                );
+                let outcome = diff::diff(wh, &req)
+                    .await
+                    .map_err(|e| prdiff_shared::error_chain(&e));
                 report.entries.push(report::ModelEntry {
                     name: m.name.clone(),
                     outcome,
                 });
             }
-            None => report.skipped.push(report::SkippedEntry {
-                name: m.name.clone(),
-                reason: m
+            None => {
+                let mut reason = m
                     .skip_reason
                     .map(report::skip_reason_text)
                     .unwrap_or("no relation to compare")
-                    .to_owned(),
-            }),
+                    .to_owned();
+                // New and removed models: their rows are counted.
+                if let Some((work, counted)) = pipeline::count_item(m, pr_schemas) {
+                    let n = pipeline::count_work(wh, &work, counted.side)
+                        .await
+                        .map(|r| r.rows.pr.max(r.rows.prod))
+                        .map_err(|e| prdiff_shared::error_chain(&e));
+                    reason = pipeline::counted_reason(
+                        &reason,
+                        counted.side,
+                        n.as_ref().map(|n| *n).map_err(String::as_str),
+                    );
+                }
+                if let Some(change) = &m.materialization_change {
+                    reason.push_str(" · ");
+                    reason.push_str(&change.text());
+                }
+                report.skipped.push(report::SkippedEntry {
+                    name: m.name.clone(),
+                    reason,
+                })
+            }
         }
     }
     report

@@ -261,23 +261,43 @@ async fn diff_model(
     };
     let wh = match warehouse::connect(&url, &options).await {
         Ok(w) => w,
-        Err(e) if e.is_retryable() => return transient(e.to_string()),
-        Err(e) => return Ok(StoredOutcome::Error(format!("cannot connect: {e}"))),
+        Err(e) if e.is_retryable() => {
+            let message = prdiff_shared::error_chain(&e);
+            tracing::warn!(error = %message, "warehouse unavailable: retrying through the queue");
+            return transient(message);
+        }
+        Err(e) => {
+            let message = prdiff_shared::error_chain(&e);
+            tracing::warn!(error = %message, "cannot connect to the warehouse");
+            return Ok(StoredOutcome::Error(message));
+        }
     };
-    let req = work.request(pipeline::sampling_for(config, source.kind));
+    let mut req = work.request(pipeline::sampling_for(config, source.kind));
+    req.no_key_hint = Some(WorkItem::no_key_hint(config.primary_key_tag.as_str()));
     let started = std::time::Instant::now();
-    let result =
-        tokio::time::timeout(deps.settings.model_timeout, diff::diff(wh.as_ref(), &req)).await;
+    let run = async {
+        match work.count {
+            // A model new in the PR or removed by it: its rows are counted.
+            Some(side) => pipeline::count_work(wh.as_ref(), &work, side).await,
+            None => diff::diff(wh.as_ref(), &req).await,
+        }
+    };
+    let result = tokio::time::timeout(deps.settings.model_timeout, run).await;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     match result {
         Ok(Ok(r)) => {
             tracing::info!(elapsed_ms, differs = r.has_differences(), "model diffed");
             Ok(StoredOutcome::Ok(Box::new(r)))
         }
-        Ok(Err(e)) if e.is_retryable() => transient(e.to_string()),
+        Ok(Err(e)) if e.is_retryable() => {
+            let message = prdiff_shared::error_chain(&e);
+            tracing::warn!(elapsed_ms, error = %message, "warehouse error: retrying through the queue");
+            transient(message)
+        }
         Ok(Err(e)) => {
-            tracing::warn!(elapsed_ms, error = %e, "model failed");
-            Ok(StoredOutcome::Error(prdiff_shared::error_chain(&e)))
+            let message = prdiff_shared::error_chain(&e);
+            tracing::warn!(elapsed_ms, error = %message, "model failed");
+            Ok(StoredOutcome::Error(message))
         }
         Err(_) => {
             tracing::warn!(elapsed_ms, "model timed out");

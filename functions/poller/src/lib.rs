@@ -486,6 +486,11 @@ async fn poll_config(
     );
     let mut work = Vec::new();
     for m in &the_plan.models {
+        if let Some(change) = &m.materialization_change {
+            summary
+                .materializations
+                .insert(m.name.clone(), change.clone());
+        }
         let req = request_for(m, pr.nodes.get(&m.unique_id), None, None);
         if let Some(refused) = req
             .as_ref()
@@ -507,13 +512,23 @@ async fn poll_config(
                     serde_json::to_string(&item).expect("work items serialize"),
                 ));
             }
-            None => summary.skipped.push((
-                m.name.clone(),
-                m.skip_reason
-                    .map(report::skip_reason_text)
-                    .unwrap_or("no relation to compare")
-                    .to_owned(),
-            )),
+            None => {
+                // New and removed models: their rows are counted.
+                if let Some((item, counted)) = pipeline::count_item(m, Some(&pr_schemas)) {
+                    work.push((
+                        m.unique_id.clone(),
+                        serde_json::to_string(&item).expect("work items serialize"),
+                    ));
+                    summary.counted.push(counted);
+                }
+                summary.skipped.push((
+                    m.name.clone(),
+                    m.skip_reason
+                        .map(report::skip_reason_text)
+                        .unwrap_or("no relation to compare")
+                        .to_owned(),
+                ))
+            }
         }
     }
     let fanout = FanOut {
@@ -589,7 +604,8 @@ async fn resend_diffs(deps: &Deps, run: &CiRun) -> Result<usize, PollError> {
         })?,
         None => return Ok(0),
     };
-    for (uid, _) in &summary.models {
+    let counted = summary.counted.iter().map(|c| &c.unique_id);
+    for uid in summary.models.iter().map(|(uid, _)| uid).chain(counted) {
         let m = Message::Diff(DiffMessage {
             run_id: run.id.clone(),
             config_id: run.config_id.clone(),
@@ -598,7 +614,7 @@ async fn resend_diffs(deps: &Deps, run: &CiRun) -> Result<usize, PollError> {
         });
         deps.diff_queue.send(&m, Duration::ZERO).await?;
     }
-    Ok(summary.models.len())
+    Ok(summary.models.len() + summary.counted.len())
 }
 
 /// The newest run of the PR job built for this PR at its head commit, and the job's

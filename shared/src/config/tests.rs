@@ -280,3 +280,99 @@ fn data_source_kind_names_match_the_file_format() {
         );
     }
 }
+
+/// The files-to-ignore example of the Datafold documentation ("exclude everything except
+/// the /dbt folder, but not the dbt .md files"), case by case.
+#[test]
+fn files_to_ignore_follows_the_documented_example() {
+    let patterns = IgnorePatterns::parse("*\n!dbt/*\ndbt/*.md\n").unwrap();
+    let cases = [
+        ("README.md", true),
+        ("airflow/dags/x.py", true),
+        ("dbt/models/x.sql", false),
+        ("dbt/dbt_project.yml", false),
+        ("dbt/README.md", true),
+        ("dbt/models/docs.md", true),
+    ];
+    for (path, ignored) in cases {
+        assert_eq!(patterns.is_ignored(path), ignored, "{path}");
+    }
+    assert!(!patterns.all_ignored(["README.md", "dbt/models/x.sql"]));
+    assert!(patterns.all_ignored(["README.md", "dbt/models/docs.md"]));
+}
+
+/// Where the rules agree with git (no `*` meant to stop at `/`, no re-include below an
+/// excluded directory), the matcher gives git's answer: checked against the `ignore`
+/// crate's gitignore matcher for every pattern set and path below.
+#[test]
+fn files_to_ignore_agrees_with_git_where_the_rules_agree() {
+    let pattern_sets = [
+        "docs/\n*.md\n!models/**/*.md\n",
+        "*.md\n!README.md\n",
+        "/build\n",
+        "build/\n",
+        "target\n",
+        "models/staging/**\n",
+        "**/tmp\n",
+        "# a comment\n\n*.log\n!keep.log\n",
+        "a/**/b.sql\n",
+        "seeds/*.csv\n",
+        "\\#notes\n",
+        "logs/\n!logs/\n",
+    ];
+    let paths = [
+        "README.md",
+        "docs/index.html",
+        "docs/a/README.md",
+        "models/staging/schema.md",
+        "models/staging/stg_orders.sql",
+        "models/orders.sql",
+        "build",
+        "build/x.txt",
+        "src/build/x.txt",
+        "target/debug/x",
+        "x/target",
+        "a/tmp/y",
+        "tmp/z",
+        "app.log",
+        "keep.log",
+        "sub/keep.log",
+        "a/b.sql",
+        "a/x/y/b.sql",
+        "seeds/raw.csv",
+        "#notes",
+        "logs/today.txt",
+    ];
+    for set in pattern_sets {
+        let ours = IgnorePatterns::parse(set).unwrap();
+        let mut git = ignore::gitignore::GitignoreBuilder::new("");
+        for line in set.lines() {
+            git.add_line(None, line).unwrap();
+        }
+        let git = git.build().unwrap();
+        for path in paths {
+            let expected = git.matched_path_or_any_parents(path, false).is_ignore();
+            assert_eq!(
+                ours.is_ignored(path),
+                expected,
+                "patterns {set:?}, path {path}"
+            );
+        }
+    }
+}
+
+/// The two documented differences from git.
+#[test]
+fn files_to_ignore_differs_from_git_in_two_documented_rules() {
+    // `*` crosses `/`: git would need `dbt/**/*.md`.
+    let p = IgnorePatterns::parse("dbt/*.md\n").unwrap();
+    assert!(p.is_ignored("dbt/models/docs.md"));
+    assert!(!p.is_ignored("dbt/models/x.sql"));
+    // A negation re-includes a file below an excluded directory.
+    let p = IgnorePatterns::parse("docs/\n!docs/keep.md\n").unwrap();
+    assert!(p.is_ignored("docs/index.html"));
+    assert!(!p.is_ignored("docs/keep.md"));
+    // Invalid globs are refused with their line number.
+    let err = IgnorePatterns::parse("ok\nbad[\n").err().unwrap();
+    assert!(err.contains("files_to_ignore line 2"), "{err}");
+}

@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use serde::{Deserialize, Serialize};
 
 /// Declares a string newtype whose only constructor is `parse` with the given check.
@@ -427,45 +426,122 @@ impl From<CronSchedule> for String {
 }
 
 /// Files to ignore, in .gitignore syntax: one pattern per line, `#` comments, `!` negates,
-/// later lines override earlier ones. Matching uses the `ignore` crate's gitignore matcher
-/// (globset underneath), so the semantics are git's.
+/// a trailing `/` matches directories only, a pattern without a `/` (other than a trailing
+/// one) matches a file or directory name at any depth, and the last matching line decides.
+///
+/// Two rules follow Datafold's files-to-ignore rather than git (docs/configuration-ignore.md):
+/// `*` and `?` also match `/` (so `dbt/*.md` matches `dbt/models/docs.md`), and a negated
+/// line re-includes a file even when one of its parent directories is excluded (git cannot
+/// re-include below an excluded directory). Each line is one `globset` glob; a line matches
+/// a path when it matches the path or one of its parent directories.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct IgnorePatterns {
     text: String,
-    matcher: Gitignore,
+    rules: Vec<IgnoreRule>,
+}
+
+#[derive(Clone)]
+struct IgnoreRule {
+    glob: globset::GlobMatcher,
+    negated: bool,
+    /// A trailing `/`: the line matches directories (parents of a changed file) only.
+    dir_only: bool,
+    /// No `/` in the line (other than a trailing one): matched against each name.
+    basename: bool,
+}
+
+impl IgnoreRule {
+    /// Parses one line; `None` for blank lines and comments.
+    fn parse(line: &str) -> Result<Option<Self>, String> {
+        let mut line = trim_unescaped_trailing_spaces(line);
+        if line.is_empty() || line.starts_with('#') {
+            return Ok(None);
+        }
+        let negated = line.starts_with('!');
+        // `!` negates; a backslash escapes a leading `!` or `#`.
+        if negated || line.starts_with("\\!") || line.starts_with("\\#") {
+            line = &line[1..];
+        }
+        let dir_only = line.ends_with('/') && !line.ends_with("\\/");
+        let line = line.strip_suffix('/').filter(|_| dir_only).unwrap_or(line);
+        let basename = !line.contains('/');
+        let pattern = line.strip_prefix('/').unwrap_or(line);
+        if pattern.is_empty() {
+            return Err("the pattern is empty".into());
+        }
+        let glob = globset::GlobBuilder::new(pattern)
+            .literal_separator(false)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| e.kind().to_string())?
+            .compile_matcher();
+        Ok(Some(Self {
+            glob,
+            negated,
+            dir_only,
+            basename,
+        }))
+    }
+
+    /// Whether the line matches `path` (a file) or one of its parent directories.
+    fn matches(&self, path: &str) -> bool {
+        let mut candidates = Vec::new();
+        for (i, c) in path.char_indices() {
+            if c == '/' {
+                candidates.push(&path[..i]);
+            }
+        }
+        if !self.dir_only {
+            candidates.push(path);
+        }
+        candidates.into_iter().any(|candidate| {
+            let subject = if self.basename {
+                candidate.rsplit('/').next().unwrap_or(candidate)
+            } else {
+                candidate
+            };
+            self.glob.is_match(subject)
+        })
+    }
+}
+
+/// Git ignores trailing spaces unless the last one is escaped with a backslash.
+fn trim_unescaped_trailing_spaces(line: &str) -> &str {
+    let trimmed = line.trim_end_matches(' ');
+    if trimmed.ends_with('\\') && trimmed.len() < line.len() {
+        &line[..trimmed.len() + 1]
+    } else {
+        trimmed
+    }
 }
 
 impl IgnorePatterns {
     pub fn parse(text: impl Into<String>) -> Result<Self, String> {
         let text = text.into();
-        // Root "" makes the matcher take repository-relative paths as they are.
-        let mut builder = GitignoreBuilder::new("");
+        let mut rules = Vec::new();
         for (n, line) in text.lines().enumerate() {
-            builder
-                .add_line(None, line)
+            let rule = IgnoreRule::parse(line.trim_end_matches('\r'))
                 .map_err(|e| format!("files_to_ignore line {}: {e}", n + 1))?;
+            rules.extend(rule);
         }
-        let matcher = builder
-            .build()
-            .map_err(|e| format!("files_to_ignore: {e}"))?;
-        Ok(Self { text, matcher })
+        Ok(Self { text, rules })
     }
 
     /// True when no pattern is set (the gate is off).
     pub fn is_empty(&self) -> bool {
-        self.matcher.is_empty()
+        self.rules.is_empty()
     }
 
-    /// Whether `path` (repository-relative, `/`-separated) is ignored, directly or through
-    /// one of its parent directories.
+    /// Whether `path` (repository-relative, `/`-separated) is ignored: the last line that
+    /// matches it, directly or through one of its parent directories, decides.
     pub fn is_ignored(&self, path: &str) -> bool {
         let path = path.trim_start_matches('/');
-        !self.is_empty()
-            && self
-                .matcher
-                .matched_path_or_any_parents(path, false)
-                .is_ignore()
+        self.rules
+            .iter()
+            .rev()
+            .find(|r| r.matches(path))
+            .is_some_and(|r| !r.negated)
     }
 
     /// Whether every one of `paths` is ignored (false for an empty list: a PR that changes

@@ -74,6 +74,9 @@ pub struct DiffRequest {
     /// Exact diffs of relations at least this large (by the catalog's estimate) take their
     /// example rows from a small keyed sample run beside the join.
     pub example_sample_min_rows: u64,
+    /// How to give a model without a key one, in the caller's terms (the configured key
+    /// tag in CI, `--pk` in the CLI): appended to the result's "no primary key" note.
+    pub no_key_hint: Option<String>,
 }
 
 impl std::fmt::Debug for DiffRequest {
@@ -106,9 +109,13 @@ impl DiffRequest {
             pilot_rows: sampling::PILOT_ROWS as u64,
             column_ignore: None,
             example_sample_min_rows: EXAMPLE_SAMPLE_MIN_ROWS,
+            no_key_hint: None,
         }
     }
 }
+
+/// The note of a result without a key (followed by the request's `no_key_hint`).
+pub const NO_KEY_NOTE: &str = "no primary key: rows were not matched; only the schema, row counts and column profiles were compared.";
 
 /// Why a diff could not be computed.
 #[derive(Debug, thiserror::Error)]
@@ -134,8 +141,14 @@ pub enum DiffError {
     /// The filter failed [`parse_filter`]'s checks: the model is not diffed.
     #[error(transparent)]
     UnsafeFilter(#[from] UnsafeFilter),
-    #[error("the warehouse rejected the filter or a generated query: {source}")]
+    #[error("the warehouse rejected a query prdiff generated: {source}")]
     Rejected {
+        #[source]
+        source: WarehouseError,
+    },
+    /// As `Rejected`, for a request with a filter (the filter is part of every query).
+    #[error("the warehouse rejected a diff query, which includes the model's filter: {source}")]
+    RejectedWithFilter {
         #[source]
         source: WarehouseError,
     },
@@ -156,6 +169,7 @@ impl DiffError {
                 | DiffError::EmptyKey
                 | DiffError::UnsafeFilter(_)
                 | DiffError::Rejected { .. }
+                | DiffError::RejectedWithFilter { .. }
         )
     }
 
@@ -355,6 +369,28 @@ impl<'de> Deserialize<'de> for SampleRow {
 }
 
 impl DiffResult {
+    /// The result of counting one relation (a model new in the PR or removed by it): its
+    /// rows, and nothing compared.
+    pub fn counted(prod: &Relation, pr: &Relation, rows: PerSide) -> Self {
+        DiffResult {
+            version: 1,
+            prod: prod.to_string(),
+            pr: pr.to_string(),
+            rows,
+            primary_key: Vec::new(),
+            primary_key_issues: KeyIssuesPerSide::default(),
+            exclusive: None,
+            matched: None,
+            changed: None,
+            unchanged: None,
+            columns: Vec::new(),
+            schema: SchemaDiff::default(),
+            sampled: None,
+            samples: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
     /// Whether anything differs at all.
     pub fn has_differences(&self) -> bool {
         let s = &self.schema;
@@ -467,6 +503,10 @@ async fn ask(wh: &dyn Warehouse, sql: &str, lane: Lane) -> Result<Vec<Row>, Diff
     })
 }
 
+/// One join pass. A model wider than the warehouse's select lists allow
+/// ([`Dialect::max_reported_columns`]) is joined once per column group, one group after
+/// the other; every group's pass counts the same rows (and each tests every column for
+/// `changed`), so the merged aggregates read as one pass over every column.
 async fn run_join(
     wh: &dyn Warehouse,
     plan: &ComparePlan,
@@ -474,9 +514,50 @@ async fn run_join(
     bucket: Option<SampleBucket>,
     lane: Lane,
 ) -> Result<Aggregates, DiffError> {
-    let sql = plan.join_query(wh.dialect(), kind, bucket);
-    let mut rows = ask(wh, &sql, lane).await?;
-    Aggregates::new(&join_names(plan.columns.len()), rows.pop())
+    let Some(groups) = plan.column_groups(wh.dialect().max_reported_columns()) else {
+        let sql = plan.join_query(wh.dialect(), kind, bucket);
+        let mut rows = ask(wh, &sql, lane).await?;
+        return Aggregates::new(&join_names(plan.columns.len()), rows.pop());
+    };
+    let mut merged: Option<Aggregates> = None;
+    for g in &groups {
+        let sql = g.join_query(wh.dialect(), kind, bucket);
+        let mut rows = ask(wh, &sql, lane).await?;
+        let range = g.group.clone().expect("a column group");
+        let mut names: Vec<String> = query::JOIN_AGGREGATES
+            .iter()
+            .chain(query::JOIN_EXAMPLES)
+            .map(|s| s.to_string())
+            .collect();
+        names.extend(range.clone().map(|i| format!("changed_{i}")));
+        names.extend(range.map(|i| format!("ex_changed_{i}")));
+        let agg = Aggregates::new(&names, rows.pop())?;
+        match &mut merged {
+            None => merged = Some(agg),
+            Some(m) => {
+                if m.int("matched")? != agg.int("matched")?
+                    || m.int("changed")? != agg.int("changed")?
+                {
+                    return Err(DiffError::Protocol(
+                        "column groups of one pass counted different rows".into(),
+                    ));
+                }
+                m.values.extend(
+                    agg.values
+                        .into_iter()
+                        .filter(|(k, _)| k.starts_with("changed_") || k.starts_with("ex_changed_")),
+                );
+            }
+        }
+    }
+    merged.ok_or_else(|| DiffError::Protocol("no column group".into()))
+}
+
+/// Whether a pass over `plan` carries its example rows (see [`JoinKind::Carry`]): not in
+/// column groups, whose examples are read by key.
+fn carries_examples(wh: &dyn Warehouse, plan: &ComparePlan) -> bool {
+    plan.column_groups(wh.dialect().max_reported_columns())
+        .is_none()
 }
 
 /// Whether a plain pass's counts can be trusted: every row it was given appears in it
@@ -679,6 +760,7 @@ fn resolve_request(
             columns: compare,
             filter: filter.map(|f| f.sql().to_owned()),
             integer_key,
+            group: None,
         },
         key_names,
         columns,
@@ -687,8 +769,34 @@ fn resolve_request(
     })
 }
 
+/// The rows of one relation: for models new in the PR or removed by it, which have no
+/// counterpart to diff against. A relation with no columns visible is unknown, as in
+/// [`diff`].
+pub async fn count_rows(wh: &dyn Warehouse, rel: &Relation) -> Result<u64, DiffError> {
+    columns(wh, rel, "counted").await?;
+    let plan = ComparePlan {
+        prod: rel.clone(),
+        pr: rel.clone(),
+        key: Vec::new(),
+        columns: Vec::new(),
+        filter: None,
+        integer_key: false,
+        group: None,
+    };
+    Ok(run_counts(wh, &plan, Side::Prod, Lane::Critical).await?.0)
+}
+
 /// Runs the diff described by `req` on `wh`.
 pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, DiffError> {
+    match diff_unlabelled(wh, req).await {
+        Err(DiffError::Rejected { source }) if req.filter.is_some() => {
+            Err(DiffError::RejectedWithFilter { source })
+        }
+        other => other,
+    }
+}
+
+async fn diff_unlabelled(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, DiffError> {
     let d = wh.dialect();
     // The filter is PR input: checked before anything reaches the warehouse.
     let filter = req
@@ -726,7 +834,10 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
     if plan.key.is_empty() {
         profile(wh, &plan, &mut result, &mut columns).await?;
         result.columns = columns;
-        notes.push("no primary key: rows were not matched. Declare one in the model's meta (datafold: {datadiff: {primary_key: …}}), tag a column with the primary key tag, or add a unique test.".to_owned());
+        notes.push(match &req.no_key_hint {
+            Some(hint) => format!("{NO_KEY_NOTE} {hint}"),
+            None => NO_KEY_NOTE.to_owned(),
+        });
         result.notes = notes;
         return Ok(result);
     }
@@ -769,7 +880,10 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
     // which would otherwise cost a scan of each side after the join.
     let stand_in_rate = estimate
         .filter(|n| {
-            req.sampling.is_none() && req.sample_rows > 0 && *n >= req.example_sample_min_rows
+            req.sampling.is_none()
+                && req.sample_rows > 0
+                && *n >= req.example_sample_min_rows
+                && carries_examples(wh, &plan)
         })
         .map(|n| EXAMPLE_SAMPLE_KEYS / n as f64);
     let (((prod_rows, prod_nulls), (pr_rows, pr_nulls)), early_join, early_pass, stand_in) = if req
@@ -837,17 +951,22 @@ pub async fn diff(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffResult, D
             run_join(wh, &plan, JoinKind::Windowed, None, Lane::Critical).await?
         };
         fill_exact(&agg, (prod_nulls, pr_nulls), &mut result, &mut columns)?;
-        if !clean {
-            let i = result.primary_key_issues;
-            notes.push(format!(
-                "duplicate keys: {} prod rows ({} keys) and {} PR rows ({} keys) share a key with another row and were left out of row matching; {} prod and {} PR rows have a key duplicated on the other side",
-                i.prod.duplicates, i.prod.duplicate_keys, i.pr.duplicates, i.pr.duplicate_keys, i.prod.unmatchable, i.pr.unmatchable
-            ));
-        }
         let stand_in = stand_in.as_ref().filter(|_| clean);
-        result.samples = samples(wh, &plan, req, &agg, !clean, stand_in).await?;
+        let carried = !clean && carries_examples(wh, &plan);
+        result.samples = samples(wh, &plan, req, &agg, carried, stand_in).await?;
     }
     let i = result.primary_key_issues;
+    if i.prod.duplicates + i.pr.duplicates + i.prod.unmatchable + i.pr.unmatchable > 0 {
+        let about = if result.sampled.is_some() {
+            " (estimated from the sample)"
+        } else {
+            ""
+        };
+        notes.push(format!(
+            "duplicate keys{about}: {} prod rows ({} keys) and {} PR rows ({} keys) share a key with another row and were left out of row matching; {} prod and {} PR rows have a key duplicated on the other side",
+            i.prod.duplicates, i.prod.duplicate_keys, i.pr.duplicates, i.pr.duplicate_keys, i.prod.unmatchable, i.pr.unmatchable
+        ));
+    }
     if i.prod.nulls + i.pr.nulls > 0 {
         notes.push(format!(
             "NULL keys: {} prod rows and {} PR rows have a NULL key and cannot be matched",
@@ -1075,16 +1194,46 @@ async fn sampled(
         "unmatchable.pr",
         &mut intervals,
     );
+    // The estimates above scale each side's parts by its own sample, and `matched` by
+    // prod's: with duplicate keys on one side the two samples differ in make-up, and the
+    // parts would not add up to the side's rows. The reported figures are made to add up:
+    // `matched` (the mean of both sides' estimates, at most either side's rows), then each
+    // side's rest shared among its exclusive, duplicated and unmatchable rows in the
+    // sample's proportions.
+    let matched_q = if sq == 0 {
+        0
+    } else {
+        (matched_n as f64 / sq as f64 * nonnull.1 as f64).round() as u64
+    };
+    let matched = matched.midpoint(matched_q).min(nonnull.0).min(nonnull.1);
+    let [only_prod, dup_p, unm_p] = share_out(
+        nonnull.0 - matched,
+        [
+            agg.int("only_prod")?,
+            agg.int("p_dup_rows")?,
+            agg.int("p_unmatchable")?,
+        ],
+        [only_prod, dup_p, unm_p],
+    );
+    let [only_pr, dup_q, unm_q] = share_out(
+        nonnull.1 - matched,
+        [
+            agg.int("only_pr")?,
+            agg.int("q_dup_rows")?,
+            agg.int("q_unmatchable")?,
+        ],
+        [only_pr, dup_q, unm_q],
+    );
     r.primary_key_issues.prod = KeyIssues {
         nulls: r.rows.prod - nonnull.0,
         duplicates: dup_p,
-        duplicate_keys: dup_keys_p,
+        duplicate_keys: dup_keys_p.min(dup_p / 2),
         unmatchable: unm_p,
     };
     r.primary_key_issues.pr = KeyIssues {
         nulls: r.rows.pr - nonnull.1,
         duplicates: dup_q,
-        duplicate_keys: dup_keys_q,
+        duplicate_keys: dup_keys_q.min(dup_q / 2),
         unmatchable: unm_q,
     };
     r.exclusive = Some(PerSide {
@@ -1115,8 +1264,47 @@ async fn sampled(
         method,
         intervals,
     });
-    r.samples = samples(wh, plan, req, &agg, true, None).await?;
+    r.samples = samples(wh, plan, req, &agg, carries_examples(wh, plan), None).await?;
     Ok(true)
+}
+
+/// `total` shared out in proportion to `weights` (largest remainders; exact integers that
+/// add up to `total`). With all weights zero, `fallback` (the independent estimates) sets
+/// the proportions, and failing that the first part takes everything.
+fn share_out(total: u64, weights: [u64; 3], fallback: [u64; 3]) -> [u64; 3] {
+    let w = if weights.iter().any(|w| *w > 0) {
+        weights
+    } else if fallback.iter().any(|w| *w > 0) {
+        fallback
+    } else {
+        [1, 0, 0]
+    };
+    let sum: u64 = w.iter().sum();
+    let exact: Vec<f64> = w
+        .iter()
+        .map(|x| *x as f64 * total as f64 / sum as f64)
+        .collect();
+    let mut out = [0u64; 3];
+    for (o, e) in out.iter_mut().zip(&exact) {
+        *o = e.floor() as u64;
+    }
+    let mut left = total - out.iter().sum::<u64>();
+    let mut order: Vec<usize> = (0..3).collect();
+    order.sort_by(|a, b| {
+        let ra = exact[*a] - exact[*a].floor();
+        let rb = exact[*b] - exact[*b].floor();
+        rb.total_cmp(&ra)
+    });
+    for i in order {
+        if left == 0 {
+            break;
+        }
+        if w[i] > 0 {
+            out[i] += 1;
+            left -= 1;
+        }
+    }
+    out
 }
 
 /// The key-hash bucket range holding a share `rate` of the keys.

@@ -49,6 +49,11 @@ pub struct ComparePlan {
     pub filter: Option<String>,
     /// Both sides' key is a single integer column: sample with the integer hash.
     pub integer_key: bool,
+    /// A wide model's column group: the join reports changed counts and example keys for
+    /// these columns only (by their index in `columns`), tests every column for the row's
+    /// `changed`, and carries no example rows (they are read by key afterwards). `None`:
+    /// every column. See [`ComparePlan::column_groups`].
+    pub group: Option<std::ops::Range<usize>>,
 }
 
 /// Which side of the diff a fragment is for.
@@ -154,6 +159,19 @@ impl ExampleRow {
     }
 }
 
+/// `a OR b OR …` as a balanced tree of parenthesised halves: its depth grows with the log
+/// of the number of terms (SQLite refuses expressions deeper than 1 000).
+fn balanced_or(terms: &[String]) -> String {
+    match terms {
+        [] => "1 = 0".to_owned(),
+        [one] => one.clone(),
+        _ => {
+            let (a, b) = terms.split_at(terms.len() / 2);
+            format!("({} OR {})", balanced_or(a), balanced_or(b))
+        }
+    }
+}
+
 fn alias_k(i: usize) -> String {
     format!("k{i}")
 }
@@ -163,6 +181,26 @@ fn alias_c(i: usize) -> String {
 }
 
 impl ComparePlan {
+    /// The plan split into column groups of at most `size` reported columns, for a
+    /// warehouse whose select lists cannot hold a pass over every column at once (see
+    /// [`Dialect::max_reported_columns`]); `None` when one pass fits.
+    pub fn column_groups(&self, size: Option<usize>) -> Option<Vec<ComparePlan>> {
+        let size = size?.max(1);
+        if self.columns.len() <= size {
+            return None;
+        }
+        let n = self.columns.len();
+        Some(
+            (0..n)
+                .step_by(size)
+                .map(|start| ComparePlan {
+                    group: Some(start..(start + size).min(n)),
+                    ..self.clone()
+                })
+                .collect(),
+        )
+    }
+
     fn relation(&self, side: Side) -> &Relation {
         match side {
             Side::Prod => &self.prod,
@@ -329,10 +367,21 @@ impl ComparePlan {
         bucket: Option<SampleBucket>,
     ) -> String {
         let windowed = kind == JoinKind::Windowed;
-        // The pass carries example rows (`pl`) instead of returning example keys.
-        let carry = kind != JoinKind::Plain;
+        let fence = if self.group.is_some() {
+            d.column_group_fence()
+        } else {
+            d.optimization_fence()
+        };
+        // The pass carries example rows (`pl`) instead of returning example keys (not in a
+        // column group: a wide row would not fit).
+        let carry = kind != JoinKind::Plain && self.group.is_none();
         let nk = self.key.len();
         let nc = self.columns.len();
+        // The columns this pass reports on.
+        let reported: Vec<usize> = match &self.group {
+            Some(g) => g.clone().collect(),
+            None => (0..nc).collect(),
+        };
         let (pa, qa) = (PROD_ALIAS, PR_ALIAS);
         // Per side: the relation (or windowed representatives), the key expressions and the
         // compared expressions over the aliased joined row.
@@ -390,16 +439,25 @@ impl ComparePlan {
             flags.push(format!("{pa}.dn AS pdn"));
             flags.push(format!("{qa}.dn AS qdn"));
         }
-        for i in 0..nc {
+        let differs = |i: usize| -> String {
             let ne = d.null_safe_ne(&col_of(Side::Prod, i), &col_of(Side::Pr, i));
             // Windowed sides carry values already normalised.
             match &self.columns[i].raw_joined {
-                Some((rp, rq)) if !windowed => flags.push(format!(
-                    "CASE WHEN {rp} = {rq} THEN {} ELSE {ne} END AS d{i}",
+                Some((rp, rq)) if !windowed => format!(
+                    "CASE WHEN {rp} = {rq} THEN {} ELSE {ne} END",
                     d.false_literal()
-                )),
-                _ => flags.push(format!("{ne} AS d{i}")),
+                ),
+                _ => ne,
             }
+        };
+        for &i in &reported {
+            flags.push(format!("{} AS d{i}", differs(i)));
+        }
+        // A column group: whether any column of the row differs, as one expression (one
+        // entry of the select list however wide the model).
+        if self.group.is_some() {
+            let all: Vec<String> = (0..nc).map(|i| format!("({})", differs(i))).collect();
+            flags.push(format!("{} AS dall", balanced_or(&all)));
         }
         // Samples are small: pass the normalised values up for the example rows (see `pl`
         // below). The plain exact pass reads its examples afterwards: carrying every value
@@ -416,7 +474,7 @@ impl ComparePlan {
             side(Side::Prod),
             side(Side::Pr),
             on.join(" AND "),
-            d.optimization_fence()
+            fence
         );
 
         let keys = |t: &str| {
@@ -443,7 +501,9 @@ impl ComparePlan {
         // Which sides a joined row has: keys carry no NULL, so the first key column tells.
         let on_p = "x.pk0 IS NOT NULL";
         let on_q = "x.qk0 IS NOT NULL";
-        let any = if nc == 0 {
+        let any = if self.group.is_some() {
+            "x.dall".to_owned()
+        } else if nc == 0 {
             "1 = 0".to_owned()
         } else {
             (0..nc)
@@ -492,7 +552,7 @@ impl ComparePlan {
         };
         let gated = format!(
             "SELECT x.*, ({interesting}) AS dx{payload} FROM ({derived}) x{}",
-            d.optimization_fence()
+            fence
         );
         let g = |cond: &str| format!("x.dx AND {cond}");
         // Rows a joined row stands for: one, or `dn` for a representative.
@@ -585,13 +645,13 @@ impl ComparePlan {
             format!("{} AS ex_changed_min", min_where(&text("p"), &changed)),
             format!("{} AS ex_changed_max", max_where(&text("p"), &changed)),
         ];
-        for i in 0..nc {
+        for &i in &reported {
             items.push(format!(
                 "{} AS changed_{i}",
                 d.count_where(&g(&format!("{both} AND x.d{i}")))
             ));
         }
-        for i in 0..nc {
+        for &i in &reported {
             items.push(format!(
                 "{} AS ex_changed_{i}",
                 min_where(&text("p"), &g(&format!("{both} AND x.d{i}")))

@@ -108,6 +108,39 @@ pub struct PlannedModel {
     pub options: ModelOptions,
     /// Selected only because it is downstream of a modified model.
     pub downstream: bool,
+    /// The model's materialization when production and the PR differ (`table` → `view`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub materialization_change: Option<MaterializationChange>,
+}
+
+/// A model materialized one way in production and another in the PR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct MaterializationChange {
+    pub prod: String,
+    pub pr: String,
+}
+
+impl MaterializationChange {
+    /// The change between two nodes' `config.materialized`, if both name one and they
+    /// differ.
+    pub fn between(prod: &Node, pr: &Node) -> Option<Self> {
+        let (a, b) = (
+            prod.config.materialized.as_deref()?.trim(),
+            pr.config.materialized.as_deref()?.trim(),
+        );
+        (!a.eq_ignore_ascii_case(b)).then(|| MaterializationChange {
+            prod: a.to_owned(),
+            pr: b.to_owned(),
+        })
+    }
+
+    /// The change in words, for reports.
+    pub fn text(&self) -> String {
+        format!(
+            "materialized as `{}` in production and as `{}` in this PR",
+            self.prod, self.pr
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -309,6 +342,7 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Plan {
             primary_key_hint: None,
             options: ModelOptions::default(),
             downstream: false,
+            materialization_change: None,
         });
     }
 
@@ -461,6 +495,7 @@ fn plan_model(
         primary_key_source,
         options,
         downstream: is_downstream,
+        materialization_change: old.and_then(|o| MaterializationChange::between(o, node)),
     }
 }
 

@@ -308,3 +308,45 @@ fn a_changed_source_selects_what_reads_it_as_downstream_and_descriptions_do_not_
     );
     assert_eq!(plan_of(&none, &prod, true, true).modified_sources, [src_id]);
 }
+
+#[test]
+fn a_materialization_change_is_recorded_on_the_model() {
+    let prod = manifest(
+        nodes(vec![model("a", json!({})), model("b", json!({}))]),
+        json!({}),
+        json!({}),
+    );
+    let pr = manifest(
+        nodes(vec![
+            model(
+                "a",
+                json!({"config": {"materialized": "view", "enabled": true}}),
+            ),
+            model(
+                "b",
+                json!({"config": {"materialized": "TABLE", "enabled": true}}),
+            ),
+        ]),
+        json!({}),
+        json!({}),
+    );
+    let p = plan_of(&prod, &pr, false, false);
+    let a = p.models.iter().find(|m| m.name == "a").unwrap();
+    assert_eq!(
+        a.materialization_change,
+        Some(MaterializationChange {
+            prod: "table".into(),
+            pr: "view".into()
+        })
+    );
+    assert!(
+        a.materialization_change
+            .as_ref()
+            .unwrap()
+            .text()
+            .contains("`view`")
+    );
+    // Only the case differs: the same materialization.
+    let b = p.models.iter().find(|m| m.name == "b").unwrap();
+    assert_eq!(b.materialization_change, None);
+}

@@ -58,6 +58,9 @@ pub struct Report {
     pub downstream: Vec<String>,
     /// Owners and descriptions from the synced metadata, by model name.
     pub metadata: std::collections::BTreeMap<String, ModelMeta>,
+    /// Models materialized differently in production and the PR, by name: named in the
+    /// model's summary row and details.
+    pub materializations: std::collections::BTreeMap<String, crate::plan::MaterializationChange>,
 }
 
 /// A skip reason in words, for reports.
@@ -79,12 +82,29 @@ pub fn skip_reason_text(r: crate::plan::SkipReason) -> &'static str {
 /// Longest value shown in a sample cell.
 const MAX_CELL: usize = 60;
 
+/// How much of a failure the summary table shows; the model's details section shows the
+/// whole text, up to [`MAX_FAILURE_TEXT`].
+const FAILURE_NOTE: usize = 100;
+
+/// The most of one model's failure a report shows (in characters): the warehouse's own
+/// error (capped by the driver) with prdiff's context around it.
+pub const MAX_FAILURE_TEXT: usize = crate::warehouse::MAX_ERROR_TEXT + 300;
+
 /// Makes `s` safe inside a markdown table cell: no pipes, no HTML, no @-mentions, no
 /// line breaks, no markdown emphasis, bounded length.
 pub fn escape_cell(s: &str) -> String {
+    escape_at_most(s, MAX_CELL)
+}
+
+/// [`escape_cell`] without its length bound: for text whose length is bounded already.
+pub fn escape_text(s: &str) -> String {
+    escape_at_most(s, usize::MAX)
+}
+
+fn escape_at_most(s: &str, max: usize) -> String {
     let mut out = String::with_capacity(s.len());
     for (i, c) in s.chars().enumerate() {
-        if i >= MAX_CELL {
+        if i >= max {
             out.push('…');
             break;
         }
@@ -146,6 +166,11 @@ fn value(v: &Option<String>) -> String {
         None => "NULL".to_owned(),
         Some(s) => code(s),
     }
+}
+
+/// A count with thousands separators (`1,234,567`).
+pub fn format_count(n: u64) -> String {
+    fmt_n(n)
 }
 
 fn fmt_n(n: u64) -> String {
@@ -329,9 +354,18 @@ pub fn markdown_within(report: &Report, limit: usize) -> String {
     render(report, Detail::NoSkippedList, lo)
 }
 
-fn summary_row(out: &mut String, e: &ModelEntry) {
+fn summary_row(out: &mut String, e: &ModelEntry, report: &Report) {
     match &e.outcome {
         Ok(r) => {
+            let mut schema = schema_text(r);
+            if let Some(m) = report.materializations.get(&e.name) {
+                let change = format!("{} → {}", code(&m.prod), code(&m.pr));
+                schema = if schema == "—" {
+                    change
+                } else {
+                    format!("{schema}, {change}")
+                };
+            }
             let a = approx(r);
             let cols = r
                 .columns
@@ -352,7 +386,7 @@ fn summary_row(out: &mut String, e: &ModelEntry) {
                 } else {
                     "—".to_owned()
                 },
-                schema_text(r),
+                schema,
                 key_issue_text(r)
             );
         }
@@ -361,7 +395,7 @@ fn summary_row(out: &mut String, e: &ModelEntry) {
                 out,
                 "| {} | ⚠️ failed: {} | | | | | | |",
                 code(&e.name),
-                escape_cell(msg)
+                escape_text(&truncate_chars(msg.trim(), FAILURE_NOTE))
             );
         }
     }
@@ -380,7 +414,7 @@ fn render(report: &Report, detail: Detail, max_rows: usize) -> String {
         );
         let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
         for e in entries.iter().take(max_rows) {
-            summary_row(&mut out, e);
+            summary_row(&mut out, e, report);
         }
         if entries.len() > max_rows {
             let _ = writeln!(
@@ -392,9 +426,12 @@ fn render(report: &Report, detail: Detail, max_rows: usize) -> String {
     }
     if detail < Detail::SummaryOnly {
         for e in entries {
-            if let Ok(r) = &e.outcome {
-                out.push('\n');
-                model_details(&mut out, &e.name, r, detail, report.metadata.get(&e.name));
+            out.push('\n');
+            let meta = report.metadata.get(&e.name);
+            let materialization = report.materializations.get(&e.name);
+            match &e.outcome {
+                Ok(r) => model_details(&mut out, &e.name, r, detail, meta, materialization),
+                Err(msg) => failure_details(&mut out, &e.name, msg, meta, materialization),
             }
         }
     } else if !entries.is_empty() {
@@ -482,20 +519,15 @@ pub fn truncate_chars(s: &str, max: usize) -> String {
     t
 }
 
-fn model_details(
-    out: &mut String,
-    name: &str,
-    r: &DiffResult,
-    detail: Detail,
-    meta: Option<&ModelMeta>,
-) {
+/// The opening of a model's collapsible section: its name, owner and description.
+fn details_opening(out: &mut String, name: &str, status: &str, meta: Option<&ModelMeta>) {
     let owner = meta
         .and_then(|m| m.owner.as_deref())
         .map(|o| format!(" · owner {}", html(o)))
         .unwrap_or_default();
     let _ = writeln!(
         out,
-        "<details><summary><code>{}</code>{owner}</summary>\n",
+        "<details><summary><code>{}</code>{status}{owner}</summary>\n",
         html(name)
     );
     if let Some(d) = meta
@@ -504,6 +536,49 @@ fn model_details(
     {
         let _ = writeln!(out, "_{}_\n", escape_cell_long(&truncate_chars(d, 300)));
     }
+}
+
+/// A failed model's section: the whole failure (the warehouse's class, code and message),
+/// escaped, up to [`MAX_FAILURE_TEXT`] characters.
+fn failure_details(
+    out: &mut String,
+    name: &str,
+    msg: &str,
+    meta: Option<&ModelMeta>,
+    materialization: Option<&crate::plan::MaterializationChange>,
+) {
+    details_opening(out, name, " · ⚠️ failed", meta);
+    materialization_line(out, materialization);
+    let _ = writeln!(
+        out,
+        "**Failed:** {}",
+        escape_text(&truncate_chars(msg.trim(), MAX_FAILURE_TEXT))
+    );
+    let _ = writeln!(out, "\n</details>");
+}
+
+/// The model's materialization change, as a line of its details.
+fn materialization_line(out: &mut String, m: Option<&crate::plan::MaterializationChange>) {
+    if let Some(m) = m {
+        let _ = writeln!(
+            out,
+            "Materialization changed: {} in production, {} in this PR.\n",
+            code(&m.prod),
+            code(&m.pr)
+        );
+    }
+}
+
+fn model_details(
+    out: &mut String,
+    name: &str,
+    r: &DiffResult,
+    detail: Detail,
+    meta: Option<&ModelMeta>,
+    materialization: Option<&crate::plan::MaterializationChange>,
+) {
+    details_opening(out, name, "", meta);
+    materialization_line(out, materialization);
     let _ = write!(out, "prod {} → PR {}", code(&r.prod), code(&r.pr));
     if !r.primary_key.is_empty() {
         let keys: Vec<String> = r.primary_key.iter().map(|k| code(k)).collect();

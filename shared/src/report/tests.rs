@@ -119,6 +119,13 @@ fn report() -> Report {
                 description: Some("One row per order.".into()),
             },
         )]),
+        materializations: BTreeMap::from([(
+            "orders".to_owned(),
+            crate::plan::MaterializationChange {
+                prod: "table".into(),
+                pr: "incremental".into(),
+            },
+        )]),
     }
 }
 
@@ -229,4 +236,54 @@ fn status_descriptions_stay_within_140_characters() {
     r.entries.clear();
     assert_eq!(status_description(&r), "No models to diff, 1 not diffed");
     assert_eq!(truncate_chars(&"é".repeat(200), 140).chars().count(), 140);
+}
+
+/// A failure's whole text (class, code, message) reaches the model's details section,
+/// escaped; the summary table shows its start.
+#[test]
+fn failed_models_show_their_whole_error_in_a_details_section() {
+    let cause = format!(
+        "warehouse error: insufficient privilege [SQLSTATE 42501]: permission denied for table orders <b>@team</b> | {}end-of-message",
+        "x ".repeat(200)
+    );
+    let report = Report {
+        title: "t".into(),
+        entries: vec![ModelEntry {
+            name: "orders".into(),
+            outcome: Err(cause.clone()),
+        }],
+        ..Default::default()
+    };
+    let md = markdown(&report);
+    assert_tables_whole(&md);
+    let row = md.lines().find(|l| l.starts_with("| `orders`")).unwrap();
+    assert!(row.contains("SQLSTATE 42501"), "{row}");
+    assert!(!row.contains("end-of-message"), "{row}");
+    assert!(
+        md.contains("<details><summary><code>orders</code> · ⚠️ failed</summary>"),
+        "{md}"
+    );
+    let section = &md[md.find("**Failed:**").unwrap()..];
+    assert!(section.contains("end-of-message"), "{section}");
+    assert!(
+        section.contains("permission denied for table orders"),
+        "{section}"
+    );
+    assert!(
+        !section.contains("<b>") && !section.contains("@team"),
+        "{section}"
+    );
+    // Longer failures are cut at the per-model cap, not at a cell's width.
+    let huge = "y".repeat(5 * MAX_FAILURE_TEXT);
+    let report = Report {
+        entries: vec![ModelEntry {
+            name: "big".into(),
+            outcome: Err(huge),
+        }],
+        ..report
+    };
+    let md = markdown(&report);
+    let line = md.lines().find(|l| l.starts_with("**Failed:**")).unwrap();
+    let ys = line.chars().filter(|&c| c == 'y').count();
+    assert_eq!(ys, MAX_FAILURE_TEXT - 1, "{line}");
 }

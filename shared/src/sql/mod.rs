@@ -178,6 +178,20 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         self.cast(expr, self.text_type())
     }
 
+    /// The most compared columns one diff pass reports on, for warehouses that limit a
+    /// select list (each reported column adds two aggregates); a wider model is diffed in
+    /// column groups. `None`: no limit.
+    fn max_reported_columns(&self) -> Option<usize> {
+        None
+    }
+
+    /// For a column type the warehouse cannot compare with `=` (PostgreSQL's `json`,
+    /// `xml` and geometric types), the canonical text `expr` is compared as; `None` for
+    /// types with an equality operator.
+    fn text_for_comparison(&self, _expr: &str, _ty: &ColumnType) -> Option<String> {
+        None
+    }
+
     /// A query returning one number, the catalog's estimate of the relation's rows, or
     /// `None` where the warehouse keeps none. Only ever sizes a sample's first pass (so it
     /// can run beside the exact counts); no reported figure comes from it.
@@ -299,6 +313,12 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// rather than inlined into every expression that uses them.
     fn optimization_fence(&self) -> &'static str {
         ""
+    }
+
+    /// [`Dialect::optimization_fence`] for the passes of a wide model's column groups
+    /// (whose rows carry one test of every column).
+    fn column_group_fence(&self) -> &'static str {
+        self.optimization_fence()
     }
 
     /// Settings for one statement, e.g. its timeout. Drivers with transactions (PostgreSQL,

@@ -120,6 +120,35 @@ impl Dialect for Postgres {
         pg_columns_query(r)
     }
 
+    /// "target lists can have at most 1664 entries": a pass returns about 20 aggregates
+    /// and two per reported column.
+    fn max_reported_columns(&self) -> Option<usize> {
+        Some(800)
+    }
+
+    /// Types without an equality operator (no default b-tree operator class), and arrays
+    /// of them: compared as text. `json` goes through `jsonb` first, so key order and
+    /// white space do not count as differences (as for a `jsonb` column).
+    /// <https://www.postgresql.org/docs/current/datatype-json.html>
+    fn text_for_comparison(&self, expr: &str, ty: &ColumnType) -> Option<String> {
+        let lower = ty.raw.trim().to_ascii_lowercase();
+        let (base, array) = match lower.strip_suffix("[]") {
+            Some(b) => (b.trim(), true),
+            None => (lower.as_str(), false),
+        };
+        const NO_EQUALITY: [&str; 10] = [
+            "json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle", "jsonpath",
+        ];
+        if !NO_EQUALITY.contains(&base) {
+            return None;
+        }
+        Some(if base == "json" && !array {
+            format!("CAST(CAST({expr} AS JSONB) AS TEXT)")
+        } else {
+            self.cast_to_text(expr)
+        })
+    }
+
     /// `pg_class.reltuples`, kept by `ANALYZE` and autovacuum; -1 (or 0 before 14) when the
     /// table was never analysed, which the engine treats as unknown.
     /// <https://www.postgresql.org/docs/current/catalog-pg-class.html>

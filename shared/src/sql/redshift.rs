@@ -8,6 +8,11 @@ use super::{Dialect, Relation};
 pub struct Redshift;
 
 impl Dialect for Redshift {
+    /// As on PostgreSQL, whose limit on select lists (1 664 entries) Redshift keeps.
+    fn max_reported_columns(&self) -> Option<usize> {
+        Some(800)
+    }
+
     fn name(&self) -> &'static str {
         "redshift"
     }

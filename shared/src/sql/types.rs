@@ -121,6 +121,13 @@ pub(super) fn normalise<D: Dialect + ?Sized>(
     other: &ColumnType,
 ) -> String {
     use TypeFamily::*;
+    // No equality operator on either side: both compare as canonical text.
+    if let Some(text) = d.text_for_comparison(expr, own) {
+        return text;
+    }
+    if d.text_for_comparison(expr, other).is_some() {
+        return d.cast_to_text(expr);
+    }
     if own.same_as(other) {
         return expr.to_owned();
     }

@@ -43,8 +43,8 @@ pub use url::{
 };
 
 /// The longest error text a driver passes on (in characters): errors reach logs, stored
-/// results and PR comments.
-pub const MAX_ERROR_TEXT: usize = 500;
+/// results and PR comments (the model's details section shows it whole).
+pub const MAX_ERROR_TEXT: usize = 1000;
 
 /// `text` cut to [`MAX_ERROR_TEXT`] characters.
 pub(crate) fn error_text(text: &str) -> String {
@@ -76,6 +76,11 @@ pub enum WarehouseError {
     /// permission): an input problem, not worth retrying.
     #[error("the warehouse rejected the query: {message}")]
     Rejected { message: String },
+    /// The warehouse refused the credentials or a privilege (PostgreSQL classes 28 and
+    /// 42501, Snowflake's authentication and authorization codes): permanent until an
+    /// operator changes the grant or the secret.
+    #[error("the warehouse refused access: {message}")]
+    Denied { message: String },
     #[error("the query ran longer than the statement timeout ({0:?}) and was cancelled")]
     Timeout(Duration),
     #[error("warehouse error: {message}")]

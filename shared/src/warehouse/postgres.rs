@@ -347,20 +347,11 @@ fn read_row(row: &tokio_postgres::Row) -> Result<Row, WarehouseError> {
 fn map_error(e: tokio_postgres::Error, timeout: Duration) -> WarehouseError {
     if let Some(db) = e.as_db_error() {
         let code = db.code().code();
-        let text = if code.starts_with("22") {
-            redact_quoted(db.message())
-        } else {
-            db.message().to_owned()
-        };
-        let message = error_text(&match db.hint() {
-            Some(h) => format!(
-                "{} [SQLSTATE {code}]: {text} (hint: {h})",
-                sqlstate_class(code)
-            ),
-            None => format!("{} [SQLSTATE {code}]: {text}", sqlstate_class(code)),
-        });
+        let message = describe_db_error(db);
         return if code == "57014" {
             WarehouseError::Timeout(timeout)
+        } else if permanent_access_error(code) {
+            WarehouseError::Denied { message }
         } else if code.starts_with("42") || code.starts_with("22") || code == "25006" {
             // Syntax or access rule violations, data exceptions, read-only violations.
             WarehouseError::Rejected { message }
@@ -373,23 +364,53 @@ fn map_error(e: tokio_postgres::Error, timeout: Duration) -> WarehouseError {
     }
 }
 
-/// A failed connection, with the server's own message. Retrying cannot help when the
-/// server refused who we are or what we asked for (authentication, an unknown database,
-/// a refused or failed TLS handshake); it can when the server was unreachable or busy.
+/// Authentication (class 28: wrong password, no `pg_hba.conf` entry, …) and missing
+/// privileges (42501): retrying cannot help.
+fn permanent_access_error(code: &str) -> bool {
+    code.starts_with("28") || code == "42501"
+}
+
+/// The server's error in prdiff's words: class, SQLSTATE, message and hint (see
+/// [`map_error`] for what is left out and redacted).
+fn describe_db_error(db: &tokio_postgres::error::DbError) -> String {
+    let code = db.code().code();
+    let text = if code.starts_with("22") {
+        redact_quoted(db.message())
+    } else {
+        db.message().to_owned()
+    };
+    error_text(&match db.hint() {
+        Some(h) => format!(
+            "{} [SQLSTATE {code}]: {text} (hint: {h})",
+            sqlstate_class(code)
+        ),
+        None => format!("{} [SQLSTATE {code}]: {text}", sqlstate_class(code)),
+    })
+}
+
+/// A failed connection, with the server's own message (tokio-postgres says only "db
+/// error" for it). Retrying cannot help when the server refused who we are or what we
+/// asked for (authentication, an unknown database, a refused or failed TLS handshake); it
+/// can when the server was unreachable or busy.
 fn connect_error(target: &str, e: tokio_postgres::Error) -> WarehouseError {
-    let retryable = match e.as_db_error() {
+    let (retryable, message) = match e.as_db_error() {
         Some(db) => {
             let code = db.code().code();
-            !(code.starts_with("28") || code.starts_with("3D") || code.starts_with("42"))
+            let permanent =
+                permanent_access_error(code) || code.starts_with("3D") || code.starts_with("42");
+            (!permanent, describe_db_error(db))
         }
         None => {
-            let text = crate::error_chain(&e).to_lowercase();
-            !(text.contains("tls") || text.contains("certificate") || text.contains("ssl"))
+            let text = crate::error_chain(&e);
+            let lower = text.to_lowercase();
+            let tls =
+                lower.contains("tls") || lower.contains("certificate") || lower.contains("ssl");
+            (!tls, error_text(&text))
         }
     };
     WarehouseError::Connect {
         target: target.to_owned(),
-        source: Box::new(e),
+        source: message.into(),
         retryable,
     }
 }
@@ -397,6 +418,9 @@ fn connect_error(target: &str, e: tokio_postgres::Error) -> WarehouseError {
 /// The name of a SQLSTATE class
 /// (<https://www.postgresql.org/docs/current/errcodes-appendix.html>).
 fn sqlstate_class(code: &str) -> &'static str {
+    if code == "42501" {
+        return "insufficient privilege";
+    }
     match code.get(..2).unwrap_or("") {
         "08" => "connection exception",
         "0A" => "feature not supported",

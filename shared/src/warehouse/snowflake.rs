@@ -362,6 +362,8 @@ impl CallError {
                 // 000630: statement reached its timeout; 000604: statement cancelled.
                 if code == "000630" || code == "000604" {
                     WarehouseError::Timeout(timeout)
+                } else if access_denied(&code, &state) {
+                    WarehouseError::Denied { message }
                 } else if state.starts_with("42")
                     || state.starts_with("22")
                     || compilation_error(&code)
@@ -378,6 +380,18 @@ impl CallError {
             },
         }
     }
+}
+
+/// Authentication and authorization failures that another try cannot fix: the 390xxx
+/// login codes (390100 incorrect username or password, 390144 invalid JWT, …) except the
+/// session ones a new login renews (390104, 390111, 390112, 390114), SQLSTATE class 28,
+/// and insufficient privileges (003001, SQLSTATE 42501).
+fn access_denied(code: &str, state: &str) -> bool {
+    const SESSION: [&str; 4] = ["390104", "390111", "390112", "390114"];
+    (code.starts_with("390") && !SESSION.contains(&code))
+        || state.starts_with("28")
+        || state == "42501"
+        || code == "003001"
 }
 
 /// Whether a Snowflake error code is a SQL compilation error (numbered 000900–002999:
@@ -1365,6 +1379,21 @@ mod tests {
         }
         .into_warehouse_error(Duration::from_secs(1));
         assert!(e.is_retryable(), "{e}");
+        for (code, state) in [
+            ("390100", "08004"),
+            ("390144", "08004"),
+            ("003001", "42501"),
+        ] {
+            let e = CallError::Server {
+                code: code.into(),
+                sql_state: Some(state.into()),
+                message: "Incorrect username or password was specified.".into(),
+            }
+            .into_warehouse_error(Duration::from_secs(1));
+            assert!(matches!(e, WarehouseError::Denied { .. }), "{code}: {e}");
+            assert!(!e.is_retryable(), "{e}");
+            assert!(e.to_string().contains(code), "{e}");
+        }
     }
 
     #[test]

@@ -885,8 +885,25 @@ async fn a_model_without_a_key_gets_schema_counts_and_null_profile() {
     let prod = "CREATE TABLE t (a integer, b text); INSERT INTO t VALUES (1, NULL), (2, 'x'), (NULL, 'y');";
     let pr = "CREATE TABLE t (a integer, b text); INSERT INTO t VALUES (1, NULL), (2, NULL);";
     for l in load(prod, pr).await {
-        let r = run(&l, &l.request("t", &[])).await;
+        let mut req = l.request("t", &[]);
+        req.no_key_hint = Some(prdiff_shared::pipeline::WorkItem::no_key_hint("pk"));
+        let r = run(&l, &req).await;
         let k = l.kind;
+        let note = r
+            .notes
+            .iter()
+            .find(|n| n.contains("no primary key"))
+            .unwrap();
+        // The note points at what the planner reads (the configured tag), not at yaml it
+        // ignores.
+        assert!(
+            note.contains("`pk`") && note.contains("unique"),
+            "{k}: {note}"
+        );
+        assert!(
+            !note.contains("datafold") && !note.contains("datadiff"),
+            "{k}: {note}"
+        );
         assert_eq!(r.rows, PerSide { prod: 3, pr: 2 }, "{k}");
         assert_eq!(r.matched, None, "{k}");
         assert_eq!(r.columns[0].nulls, Some(PerSide { prod: 1, pr: 0 }), "{k}");

@@ -1,6 +1,7 @@
 //! prdiff's integration tests: one binary, one module per area. The harness
 //! (`prdiff_tests`) reaches the services `scripts/test.sh` started.
 mod bigquery;
+mod completeness;
 mod config_cli;
 mod databricks;
 mod dbtcloud;
@@ -16,4 +17,5 @@ mod stores;
 mod sync;
 mod template;
 mod tls;
+mod warehouse_errors;
 mod webhook;

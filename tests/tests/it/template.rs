@@ -16,6 +16,8 @@
 //! - the diff runner's concurrency is the `DiffConcurrency` parameter;
 //! - the table is on demand with point-in-time recovery and TTL;
 //! - the webhook function's environment satisfies what the webhook binary reads.
+//! - each function's role grants exactly the AWS actions its code calls (derived from the
+//!   adapters' SDK calls and the adapter methods each function's code path uses).
 //!
 //! CloudFormation short forms (`!Ref`, `!GetAtt`, `!Sub`) parse as YAML tagged values.
 
@@ -1063,4 +1065,500 @@ fn redshift_credentials_are_granted_to_the_diff_role_only_for_the_listed_arns() 
             "arn:aws:redshift:eu-west-1:123456789012:dbuser:analytics/prdiff_ro"
         )]
     ));
+}
+
+// ------------------------------------------------------------------ IAM from the code
+//
+// Each function's role must grant exactly the AWS actions its code calls. The actions are
+// derived from the sources, not listed by hand:
+// 1. each AWS adapter's trait methods → the SDK operations their bodies call (following
+//    `self.helper(` calls within the adapter and the trait's default methods), each
+//    operation's IAM action being its name in PascalCase under the adapter's service;
+// 2. each function's code path (its crate and the shared modules it hands its adapters
+//    to) → the adapter trait methods it calls on them.
+// The platform adds what Lambda itself does with the role: log writes, the SQS event
+// source's receive/delete/attributes calls, and the VPC network interfaces.
+
+/// SDK operations (snake case, as the Rust SDK names the fluent builders) of the services
+/// prdiff uses; a call to any of them in an adapter is an action its role needs.
+const SDK_OPERATIONS: [(&str, &[&str]); 5] = [
+    (
+        "dynamodb",
+        &[
+            "get_item",
+            "put_item",
+            "update_item",
+            "delete_item",
+            "query",
+            "scan",
+            "batch_get_item",
+            "batch_write_item",
+            "transact_get_items",
+            "transact_write_items",
+            "describe_table",
+        ],
+    ),
+    (
+        "sqs",
+        &[
+            "send_message",
+            "send_message_batch",
+            "receive_message",
+            "delete_message",
+            "delete_message_batch",
+            "change_message_visibility",
+            "get_queue_attributes",
+            "get_queue_url",
+        ],
+    ),
+    (
+        "secretsmanager",
+        &[
+            "get_secret_value",
+            "batch_get_secret_value",
+            "describe_secret",
+            "put_secret_value",
+            "create_secret",
+            "update_secret",
+        ],
+    ),
+    (
+        "redshift",
+        &[
+            "get_cluster_credentials",
+            "get_cluster_credentials_with_iam",
+        ],
+    ),
+    ("redshift-serverless", &["get_credentials"]),
+];
+
+/// The AWS adapters: the trait they implement (or `None` for a module whose every call is
+/// on the path of whoever reaches it), their source and the file with the trait (for its
+/// default methods).
+const ADAPTERS: [(Option<&str>, &str, &str); 6] = [
+    (
+        Some("ConfigStore"),
+        "shared/src/store/dynamodb.rs",
+        "shared/src/store/mod.rs",
+    ),
+    (
+        Some("RunStore"),
+        "shared/src/store/dynamodb.rs",
+        "shared/src/store/mod.rs",
+    ),
+    (
+        Some("Queue"),
+        "shared/src/queue/sqs.rs",
+        "shared/src/queue/mod.rs",
+    ),
+    (
+        Some("Secrets"),
+        "shared/src/secrets/aws.rs",
+        "shared/src/secrets/mod.rs",
+    ),
+    (
+        Some("MetadataStore"),
+        "shared/src/metadata/dynamodb.rs",
+        "shared/src/metadata/mod.rs",
+    ),
+    (None, "shared/src/warehouse/redshift_iam.rs", ""),
+];
+
+/// Each function's code path: its crate's sources and the shared files it hands an
+/// adapter to (each must be named by the crate, checked below). The diff runner reaches
+/// Redshift's IAM credentials through the warehouse drivers.
+/// A function's logical id, its crate's sources, and `(module, file)` of the shared code
+/// its adapters are handed to.
+type CodePath = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+const CODE_PATHS: [CodePath; 4] = [
+    (
+        "WebhookFunction",
+        "functions/webhook/src",
+        &[("githost", "shared/src/githost/mod.rs")],
+    ),
+    (
+        "PollerFunction",
+        "functions/poller/src",
+        &[("githost", "shared/src/githost/mod.rs")],
+    ),
+    (
+        "DiffFunction",
+        "functions/diff/src",
+        &[
+            ("githost", "shared/src/githost/mod.rs"),
+            ("metadata", "shared/src/metadata/mod.rs"),
+            ("warehouse", "shared/src/warehouse/redshift_iam.rs"),
+        ],
+    ),
+    (
+        "SyncFunction",
+        "functions/sync/src",
+        &[
+            ("metadata::sync", "shared/src/metadata/sync.rs"),
+            ("metadata", "shared/src/metadata/mod.rs"),
+        ],
+    ),
+];
+
+/// The names through which code reaches an adapter (fields of the functions' `Deps`, and
+/// the parameters of the shared functions they are handed to).
+const ADAPTER_RECEIVERS: [&str; 9] = [
+    "runs",
+    "configs",
+    "secrets",
+    "poll_queue",
+    "diff_queue",
+    "sync_queue",
+    "queue",
+    "metadata",
+    "store",
+];
+
+/// A Rust source without comments, whitespace (so a call split over lines reads as one
+/// token run) and `#[cfg(test)]` modules (tests use other adapters). String contents
+/// stay: they do not contain SDK call shapes.
+fn squeeze(text: &str) -> String {
+    let mut s: String = text
+        .lines()
+        .map(|l| match l.find("//") {
+            Some(i) if !l[..i].contains('"') => &l[..i],
+            _ => l,
+        })
+        .collect::<String>()
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let mut from = 0;
+    while let Some(at) = s[from..].find("#[cfg(") {
+        let i = from + at;
+        // The attribute (`#[cfg(test)]`, `#[cfg(all(test, feature = "x"))]`) and what follows.
+        let Some(end) = s[i..].find(")]").map(|e| i + e + 2) else {
+            break;
+        };
+        if !(s[i..end].contains("test") && s[end..].starts_with("mod")) {
+            from = end;
+            continue;
+        }
+        let rest = &s[i..];
+        let (Some(open), semi) = (rest.find('{'), rest.find(';')) else {
+            break;
+        };
+        if let Some(semi) = semi.filter(|x| *x < open) {
+            // `mod tests;`: the module is another file.
+            s.replace_range(i..=i + semi, "");
+            continue;
+        }
+        let close = matching(s.as_bytes(), i + open);
+        s.replace_range(i..=close, "");
+    }
+    s
+}
+
+/// The functions of a squeezed source with a body: (name, body, the impl block's trait).
+fn functions_of(src: &str) -> Vec<(String, String, Option<String>)> {
+    let bytes = src.as_bytes();
+    // Trait impl blocks: `impl<...>TraitforType{` spans, and trait definitions.
+    let mut blocks: Vec<(usize, usize, String)> = Vec::new();
+    for (i, _) in src.match_indices("impl") {
+        // The keyword, not part of a name (`simple`).
+        if src[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+        {
+            continue;
+        }
+        let head_end = src[i..].find('{').map(|e| i + e);
+        let Some(open) = head_end else { continue };
+        let head = &src[i..open];
+        if let Some(f) = head.find("for") {
+            let trait_name: String = head[4..f]
+                .trim_start_matches(|c| c != '>' && head[4..f].contains('<'))
+                .trim_start_matches('>')
+                .rsplit("::")
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            blocks.push((open, matching(bytes, open), trait_name));
+        }
+    }
+    for (i, _) in src.match_indices("pubtrait") {
+        let open = i + src[i..].find('{').unwrap();
+        let name: String = src[i + 8..open]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        blocks.push((open, matching(bytes, open), name));
+    }
+    let mut out = Vec::new();
+    for (i, _) in src.match_indices("fn") {
+        // `fn` as a keyword: after `;`, `{`, `}`, `)`, `]` (attributes), `pub`, `async`,
+        // `const` or `(crate)`, and followed by a name.
+        let before = &src[..i];
+        if !(before.ends_with(['{', '}', ';', ']', ')'])
+            || before.ends_with("pub")
+            || before.ends_with("async"))
+        {
+            continue;
+        }
+        let name: String = src[i + 2..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        if name.is_empty() {
+            continue;
+        }
+        let rest = &src[i..];
+        let (Some(brace), semi) = (rest.find('{'), rest.find(';')) else {
+            continue;
+        };
+        if semi.is_some_and(|s| s < brace) {
+            continue; // a declaration without a body
+        }
+        let open = i + brace;
+        let close = matching(bytes, open);
+        let trait_name = blocks
+            .iter()
+            .filter(|(o, c, _)| *o < i && i < *c)
+            .map(|(_, _, t)| t.clone())
+            .next();
+        out.push((name, src[open..=close].to_owned(), trait_name));
+    }
+    out
+}
+
+/// The index of the `}` closing the `{` at `open`.
+fn matching(bytes: &[u8], open: usize) -> usize {
+    let mut depth = 0usize;
+    for (k, b) in bytes.iter().enumerate().skip(open) {
+        match b {
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return k;
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("unbalanced braces from {open}")
+}
+
+/// The IAM actions a squeezed body calls directly.
+fn sdk_actions(body: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (service, ops) in SDK_OPERATIONS {
+        for op in ops {
+            if body.contains(&format!(".{op}()")) {
+                let pascal: String = op
+                    .split('_')
+                    .map(|w| w[..1].to_uppercase() + &w[1..])
+                    .collect();
+                out.insert(format!("{service}:{pascal}"));
+            }
+        }
+    }
+    out
+}
+
+/// `trait method → IAM actions` for every adapter (`*` for modules without a trait).
+fn adapter_actions() -> BTreeMap<(String, String), BTreeSet<String>> {
+    let mut out = BTreeMap::new();
+    for (trait_name, file, trait_file) in ADAPTERS {
+        let src = squeeze(&std::fs::read_to_string(repo_root().join(file)).unwrap());
+        let mut fns = functions_of(&src);
+        if !trait_file.is_empty() {
+            let t = squeeze(&std::fs::read_to_string(repo_root().join(trait_file)).unwrap());
+            // Default methods the adapter does not override.
+            for f in functions_of(&t) {
+                if f.2.as_deref() == trait_name && !fns.iter().any(|g| g.0 == f.0 && g.2 == f.2) {
+                    fns.push(f);
+                }
+            }
+        }
+        // Fixed point over `self.helper(` / `Self::helper(` / `helper(` calls in the file.
+        let direct: Vec<BTreeSet<String>> = fns.iter().map(|f| sdk_actions(&f.1)).collect();
+        let mut actions = direct.clone();
+        loop {
+            let mut changed = false;
+            for (i, (_, body, _)) in fns.iter().enumerate() {
+                for (j, (callee, _, _)) in fns.iter().enumerate() {
+                    if i == j {
+                        continue;
+                    }
+                    let calls = [format!("self.{callee}("), format!("Self::{callee}(")]
+                        .iter()
+                        .any(|p| body.contains(p.as_str()))
+                        || body.match_indices(&format!("{callee}(")).any(|(k, _)| {
+                            let prev = body[..k].chars().next_back().unwrap_or(' ');
+                            !(prev.is_alphanumeric() || prev == '_' || prev == '.' || prev == ':')
+                        });
+                    if calls {
+                        let add: Vec<String> =
+                            actions[j].difference(&actions[i]).cloned().collect();
+                        if !add.is_empty() {
+                            actions[i].extend(add);
+                            changed = true;
+                        }
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        for (k, (name, _, in_trait)) in fns.iter().enumerate() {
+            match trait_name {
+                Some(t) if in_trait.as_deref() == Some(t) => {
+                    out.insert((t.to_owned(), name.clone()), actions[k].clone());
+                }
+                None => {
+                    out.entry(("*".to_owned(), file.to_owned()))
+                        .or_insert_with(BTreeSet::new)
+                        .extend(actions[k].clone());
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// The AWS actions a function's code path calls, and the adapter methods that need them.
+fn code_actions(
+    adapters: &BTreeMap<(String, String), BTreeSet<String>>,
+    crate_dir: &str,
+    shared: &[(&str, &str)],
+) -> BTreeMap<String, Vec<String>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo_root().join(crate_dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    let own: String = files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (module, file) in shared {
+        assert!(
+            own.contains(&format!("{module}::")) || own.contains(&format!("{module}::{{")),
+            "{crate_dir} names `{module}`, the module of {file}"
+        );
+        files.push(repo_root().join(file));
+    }
+    let text: String = files
+        .iter()
+        .map(|p| squeeze(&std::fs::read_to_string(p).unwrap()))
+        .collect();
+    for ((trait_name, method), actions) in adapters {
+        let used = if trait_name == "*" {
+            shared.iter().any(|(_, f)| f == method)
+        } else {
+            ADAPTER_RECEIVERS
+                .iter()
+                .any(|r| text.contains(&format!("{r}.{method}(")))
+        };
+        if used {
+            for a in actions {
+                out.entry(a.clone())
+                    .or_default()
+                    .push(format!("{trait_name}::{method}"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_adapters_sdk_calls_are_found() {
+    let adapters = adapter_actions();
+    let get = |t: &str, m: &str| adapters.get(&(t.to_owned(), m.to_owned())).cloned();
+    // A few the parser must see, directly and through helpers and default methods.
+    let set = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(
+        get("RunStore", "release_delivery"),
+        Some(set(&["dynamodb:DeleteItem"]))
+    );
+    assert_eq!(get("RunStore", "get_run"), Some(set(&["dynamodb:GetItem"])));
+    assert_eq!(
+        get("ConfigStore", "configs_for_repository"),
+        get("ConfigStore", "list_configs")
+    );
+    assert_eq!(get("Queue", "send"), Some(set(&["sqs:SendMessage"])));
+    assert_eq!(
+        get("Secrets", "get"),
+        Some(set(&["secretsmanager:GetSecretValue"]))
+    );
+    assert!(
+        get("MetadataStore", "put_models")
+            .unwrap()
+            .contains("dynamodb:BatchWriteItem")
+    );
+    assert_eq!(
+        adapters[&(
+            "*".to_owned(),
+            "shared/src/warehouse/redshift_iam.rs".to_owned()
+        )],
+        set(&[
+            "redshift:GetClusterCredentials",
+            "redshift-serverless:GetCredentials"
+        ])
+    );
+}
+
+#[test]
+fn each_role_grants_exactly_the_aws_actions_its_code_calls() {
+    let t = template();
+    let adapters = adapter_actions();
+    let all = statements(&t);
+    for (function, crate_dir, shared) in CODE_PATHS {
+        let called = code_actions(&adapters, crate_dir, shared);
+        let mut expected: BTreeSet<String> = called.keys().cloned().collect();
+        // What Lambda does with the role.
+        expected.extend(["logs:CreateLogStream".into(), "logs:PutLogEvents".into()]);
+        let props = &t["Resources"][function]["Properties"];
+        let consumes_sqs = props["Events"]
+            .as_mapping()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .any(|e| e["Type"].as_str() == Some("SQS"));
+        if consumes_sqs {
+            expected.extend([
+                "sqs:ReceiveMessage".into(),
+                "sqs:DeleteMessage".into(),
+                "sqs:GetQueueAttributes".into(),
+            ]);
+        }
+        let role = role_of(&t, function);
+        let mut granted = BTreeSet::new();
+        for s in all.iter().filter(|s| s.holder == role) {
+            for a in one_or_many(&s.st["Action"]) {
+                let a = a.as_str().unwrap().to_owned();
+                // Lambda manages a VPC function's network interfaces (checked above).
+                if !a.starts_with("ec2:") {
+                    granted.insert(a);
+                }
+            }
+        }
+        let missing: Vec<String> = expected
+            .difference(&granted)
+            .map(|a| match called.get(a) {
+                Some(by) => format!("{a} (called by {})", by.join(", ")),
+                None => a.clone(),
+            })
+            .collect();
+        assert!(missing.is_empty(), "{function}: {role} lacks {missing:?}");
+        let unused: Vec<&String> = granted.difference(&expected).collect();
+        assert!(
+            unused.is_empty(),
+            "{function}: {role} grants {unused:?}, which its code never calls"
+        );
+    }
 }
