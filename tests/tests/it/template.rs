@@ -1201,6 +1201,8 @@ const CODE_PATHS: [CodePath; 4] = [
         &[
             ("metadata::sync", "shared/src/metadata/sync.rs"),
             ("metadata", "shared/src/metadata/mod.rs"),
+            // The scheduled tick also ends overdue and dead-lettered runs.
+            ("pipeline", "shared/src/pipeline.rs"),
         ],
     ),
 ];
