@@ -595,6 +595,13 @@ fn resolve_request(
         key_types.push((p.1.family, q.1.family));
     }
     let integer_key = key.len() == 1 && key_types[0] == (TypeFamily::Integer, TypeFamily::Integer);
+    let whole = |f: TypeFamily| {
+        matches!(
+            f,
+            TypeFamily::Integer | TypeFamily::Decimal { scale: Some(0) }
+        )
+    };
+    let whole_number_key = key.len() == 1 && whole(key_types[0].0) && whole(key_types[0].1);
 
     let mut included: Option<Vec<String>> = None;
     if !req.include_columns.is_empty() {
@@ -679,6 +686,7 @@ fn resolve_request(
             columns: compare,
             filter: filter.map(|f| f.sql().to_owned()),
             integer_key,
+            whole_number_key,
         },
         key_names,
         columns,
