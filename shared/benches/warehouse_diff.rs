@@ -10,7 +10,8 @@
 //!
 //! `PRDIFF_BENCH_URL` (warehouse URL), `PRDIFF_BENCH_PROD`, `PRDIFF_BENCH_PR` (relations),
 //! `PRDIFF_BENCH_PK` (key column), `PRDIFF_BENCH_FLOOR_SQL` (the statement),
-//! `PRDIFF_BENCH_REPEATS` (default 3).
+//! `PRDIFF_BENCH_REPEATS` (default 3). With `RUST_LOG=prdiff_shared=debug`, every
+//! statement's time is logged to stderr.
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,13 @@ fn median(mut v: Vec<Duration>) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
+    }
     let url = WarehouseUrl::parse(&env("PRDIFF_BENCH_URL"), None).expect("PRDIFF_BENCH_URL");
     let floor = env("PRDIFF_BENCH_FLOOR_SQL");
     let repeats: usize = std::env::var("PRDIFF_BENCH_REPEATS")
