@@ -4,9 +4,13 @@
 # on the same tables, for PRDIFF_BENCH_ROWS rows (default 100000,1000000). The emulator
 # generates the tables itself (one CREATE TABLE … AS SELECT per side).
 #
-# prdiff is timed end to end (process start, catalog queries, every statement); the
-# hand-written statement from request to complete result. Median of PRDIFF_BENCH_RUNS
-# (default 3). PRDIFF_BENCH_PROFILE=dev uses a debug build instead of --release.
+# Two figures for prdiff (median of PRDIFF_BENCH_RUNS, default 3):
+# - connected: the bench binary shared/benches/warehouse_diff.rs opens one client, warms
+#   it, then times prdiff's whole diff (catalog queries, counts, join, example rows) and the
+#   hand-written statement alternately, both as jobs through prdiff's own BigQuery client
+#   (request to complete, decoded result). The ratio is of these two.
+# - end to end: the `prdiff diff` process (start, every statement).
+# PRDIFF_BENCH_PROFILE=dev uses debug builds instead of release ones.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -21,10 +25,14 @@ PROFILE="${PRDIFF_BENCH_PROFILE:-release}"
 if [ "$PROFILE" = dev ]; then
   cargo build -p prdiff-cli --bin prdiff
   BIN="${CARGO_TARGET_DIR:-target}/debug/prdiff"
+  BENCH_PROFILE=(--profile dev)
 else
   cargo build --release -p prdiff-cli --bin prdiff
   BIN="${CARGO_TARGET_DIR:-target}/release/prdiff"
+  BENCH_PROFILE=()
 fi
+BENCH=(cargo bench -q -p prdiff-shared --features bigquery --bench warehouse_diff "${BENCH_PROFILE[@]}")
+"${BENCH[@]}" --no-run
 RUNS="${PRDIFF_BENCH_RUNS:-3}"
 
 WORK="$(mktemp -d /tmp/prdiff-bench-bq.XXXXXX)"
@@ -37,7 +45,7 @@ trap cleanup EXIT INT TERM
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
-printf '%-10s %12s %14s %7s\n' rows "prdiff (s)" "one stmt (s)" ratio
+printf '%-10s %16s %14s %7s %16s\n' rows "prdiff conn (s)" "one stmt (s)" ratio "prdiff e2e (s)"
 IFS=',' read -r -a SIZES <<<"${PRDIFF_BENCH_ROWS:-100000,1000000}"
 for N in "${SIZES[@]}"; do
   PORT="$(free_port)"
@@ -50,19 +58,12 @@ for N in "${SIZES[@]}"; do
   done
   python3 scripts/bench_bigquery.py fill "$PORT" "$N"
   URL="bigquery://prdiff-bench?endpoint=http://127.0.0.1:$PORT"
+  # Connected: prdiff's diff and the hand-written statement, same client.
+  PRDIFF_BENCH_URL="$URL" PRDIFF_BENCH_PROD=prod.t PRDIFF_BENCH_PR=pr.t PRDIFF_BENCH_PK=id \
+    PRDIFF_BENCH_FLOOR_SQL="$(python3 scripts/bench_bigquery.py sql)" PRDIFF_BENCH_REPEATS="$RUNS" \
+    "${BENCH[@]}" >"$WORK/connected.json"
   # The same figures from both, or the timing means nothing.
-  "$BIN" diff --warehouse "$URL" --prod prod.t --pr pr.t --pk id --format json >"$WORK/prdiff.json"
-  BASE="$(python3 scripts/bench_bigquery.py baseline "$PORT" "$RUNS")"
-  python3 - "$WORK/prdiff.json" "$BASE" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1])); b = json.loads(sys.argv[2])["figures"]
-got = {"prod_rows": r["rows"]["prod"], "pr_rows": r["rows"]["pr"],
-       "only_prod": r["exclusive"]["prod"], "only_pr": r["exclusive"]["pr"],
-       "matched": r["matched"], "changed": r["changed"],
-       **{c["name"]: c["changed"] for c in r["columns"]}}
-if got != b:
-    sys.exit(f"prdiff and the hand-written statement disagree:\n{got}\n{b}")
-PY
+  python3 scripts/bench_bigquery.py check "$WORK/connected.json"
   T=()
   for _ in $(seq 1 "$RUNS"); do
     S=$(date +%s.%N)
@@ -70,8 +71,8 @@ PY
     E=$(date +%s.%N)
     T+=("$(awk "BEGIN {print $E - $S}")")
   done
-  P="$(printf '%s\n' "${T[@]}" | median)"
-  B="$(echo "$BASE" | python3 -c 'import json,sys; print(json.load(sys.stdin)["seconds"])')"
-  printf '%-10s %12.2f %14.2f %6.2fx\n' "$N" "$P" "$B" "$(awk "BEGIN {print $P / $B}")"
+  E2E="$(printf '%s\n' "${T[@]}" | median)"
+  read -r P B < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["diff_seconds"], d["floor_seconds"])' "$WORK/connected.json")
+  printf '%-10s %16.2f %14.2f %6.2fx %16.2f\n' "$N" "$P" "$B" "$(awk "BEGIN {print $P / $B}")" "$E2E"
   kill "$BQ_PID"; wait "$BQ_PID" 2>/dev/null || true; BQ_PID=""
 done

@@ -1,15 +1,13 @@
 """Helpers for scripts/bench_snowflake.sh (run with the test venv's python).
 
   fill DIR ROWS        writes DIR/PRDIFF.db (DuckDB) with PROD.T and PR.T of ROWS rows
-  baseline PORT RUNS   runs the hand-written single-statement diff RUNS times through
-                       the Snowflake connector on fakesnow; prints the median seconds of
-                       execute+fetch and the figures as JSON
+  sql                  prints the hand-written single-statement diff
+  check FILE           checks that the bench binary's output (FILE) has the same figures
+                       from prdiff and from the hand-written statement
 """
 
 import json
-import statistics
 import sys
-import time
 
 # The PR side: every 100th row's QTY + 1, every 250th row's LABEL changed, every 1000th
 # row (id % 1000 = 1) removed, 100 new rows after the last id.
@@ -53,29 +51,28 @@ def fill(directory: str, rows: int) -> None:
     con.close()
 
 
-def baseline(port: int, runs: int) -> None:
-    import snowflake.connector
+NAMES = ["prod_rows", "pr_rows", "only_prod", "only_pr", "matched", "changed",
+         "qty", "label", "price", "day"]
 
-    con = snowflake.connector.connect(
-        user="prdiff", password="bench", account="fakesnow", database="PRDIFF",
-        host="127.0.0.1", port=port, protocol="http", network_timeout=600,
-        session_parameters={"CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False},
-    )
-    cur = con.cursor()
-    times, row = [], None
-    for _ in range(runs):
-        started = time.perf_counter()
-        cur.execute(BASELINE)
-        row = cur.fetchone()
-        times.append(time.perf_counter() - started)
-    names = [d[0].lower() for d in cur.description]
-    print(json.dumps({"seconds": statistics.median(times), "figures": dict(zip(names, row))}))
+
+def check(path: str) -> None:
+    out = json.load(open(path))
+    floor = dict(zip(NAMES, (int(v) for v in out["floor"])))
+    r = out["diff"]
+    got = {"prod_rows": r["rows"]["prod"], "pr_rows": r["rows"]["pr"],
+           "only_prod": r["exclusive"]["prod"], "only_pr": r["exclusive"]["pr"],
+           "matched": r["matched"], "changed": r["changed"],
+           **{c["name"].lower(): c["changed"] for c in r["columns"]}}
+    if got != floor:
+        sys.exit(f"prdiff and the hand-written statement disagree:\n{got}\n{floor}")
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "fill":
         fill(sys.argv[2], int(sys.argv[3]))
-    elif sys.argv[1] == "baseline":
-        baseline(int(sys.argv[2]), int(sys.argv[3]))
+    elif sys.argv[1] == "sql":
+        print(BASELINE)
+    elif sys.argv[1] == "check":
+        check(sys.argv[2])
     else:
         sys.exit(__doc__)

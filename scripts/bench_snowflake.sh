@@ -4,9 +4,13 @@
 # PRDIFF_BENCH_ROWS rows (default 100000,1000000). The tables are written straight into the
 # DuckDB file fakesnow then serves (loading through the connector is slow).
 #
-# prdiff is timed end to end (process start, login, catalog queries, every statement);
-# the hand-written statement only for its execute and fetch. Median of PRDIFF_BENCH_RUNS
-# (default 3). PRDIFF_BENCH_PROFILE=dev uses a debug build instead of --release.
+# Two figures for prdiff (median of PRDIFF_BENCH_RUNS, default 3):
+# - connected: the bench binary shared/benches/warehouse_diff.rs opens one connection,
+#   warms it, then times prdiff's whole diff (catalog queries, counts, join, example rows)
+#   and the hand-written statement alternately, both through prdiff's own Snowflake client
+#   (request, execute, fetch and decode; no login). The ratio is of these two.
+# - end to end: the `prdiff diff` process (start, logins, every statement).
+# PRDIFF_BENCH_PROFILE=dev uses debug builds instead of release ones.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -20,10 +24,14 @@ PROFILE="${PRDIFF_BENCH_PROFILE:-release}"
 if [ "$PROFILE" = dev ]; then
   cargo build -p prdiff-cli --bin prdiff
   BIN="${CARGO_TARGET_DIR:-target}/debug/prdiff"
+  BENCH_PROFILE=(--profile dev)
 else
   cargo build --release -p prdiff-cli --bin prdiff
   BIN="${CARGO_TARGET_DIR:-target}/release/prdiff"
+  BENCH_PROFILE=()
 fi
+BENCH=(cargo bench -q -p prdiff-shared --features snowflake --bench warehouse_diff "${BENCH_PROFILE[@]}")
+"${BENCH[@]}" --no-run
 RUNS="${PRDIFF_BENCH_RUNS:-3}"
 
 WORK="$(mktemp -d /tmp/prdiff-bench-sf.XXXXXX)"
@@ -36,7 +44,7 @@ trap cleanup EXIT INT TERM
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
-printf '%-10s %12s %14s %7s\n' rows "prdiff (s)" "one stmt (s)" ratio
+printf '%-10s %16s %14s %7s %16s\n' rows "prdiff conn (s)" "one stmt (s)" ratio "prdiff e2e (s)"
 IFS=',' read -r -a SIZES <<<"${PRDIFF_BENCH_ROWS:-100000,1000000}"
 for N in "${SIZES[@]}"; do
   DB="$WORK/db-$N"; mkdir -p "$DB"
@@ -49,19 +57,12 @@ for N in "${SIZES[@]}"; do
     sleep 0.2
   done
   URL="snowflake://prdiff:bench@fakesnow/PRDIFF?host=127.0.0.1&port=$PORT&protocol=http"
+  # Connected: prdiff's diff and the hand-written statement, same client, same session pool.
+  PRDIFF_BENCH_URL="$URL" PRDIFF_BENCH_PROD=prod.t PRDIFF_BENCH_PR=pr.t PRDIFF_BENCH_PK=id \
+    PRDIFF_BENCH_FLOOR_SQL="$(.venv/bin/python scripts/bench_snowflake.py sql)" PRDIFF_BENCH_REPEATS="$RUNS" \
+    "${BENCH[@]}" >"$WORK/connected.json"
   # The same figures from both, or the timing means nothing.
-  "$BIN" diff --warehouse "$URL" --prod prod.t --pr pr.t --pk id --format json >"$WORK/prdiff.json"
-  BASE="$(.venv/bin/python scripts/bench_snowflake.py baseline "$PORT" "$RUNS")"
-  .venv/bin/python - "$WORK/prdiff.json" "$BASE" <<'PY'
-import json, sys
-r = json.load(open(sys.argv[1])); b = json.loads(sys.argv[2])["figures"]
-got = {"prod_rows": r["rows"]["prod"], "pr_rows": r["rows"]["pr"],
-       "only_prod": r["exclusive"]["prod"], "only_pr": r["exclusive"]["pr"],
-       "matched": r["matched"], "changed": r["changed"],
-       **{c["name"].lower(): c["changed"] for c in r["columns"]}}
-if got != b:
-    sys.exit(f"prdiff and the hand-written statement disagree:\n{got}\n{b}")
-PY
+  .venv/bin/python scripts/bench_snowflake.py check "$WORK/connected.json"
   T=()
   for _ in $(seq 1 "$RUNS"); do
     S=$(date +%s.%N)
@@ -69,8 +70,8 @@ PY
     E=$(date +%s.%N)
     T+=("$(awk "BEGIN {print $E - $S}")")
   done
-  P="$(printf '%s\n' "${T[@]}" | median)"
-  B="$(echo "$BASE" | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["seconds"])')"
-  printf '%-10s %12.2f %14.2f %6.2fx\n' "$N" "$P" "$B" "$(awk "BEGIN {print $P / $B}")"
+  E2E="$(printf '%s\n' "${T[@]}" | median)"
+  read -r P B < <(.venv/bin/python -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["diff_seconds"], d["floor_seconds"])' "$WORK/connected.json")
+  printf '%-10s %16.2f %14.2f %6.2fx %16.2f\n' "$N" "$P" "$B" "$(awk "BEGIN {print $P / $B}")" "$E2E"
   kill "$FAKESNOW_PID"; wait "$FAKESNOW_PID" 2>/dev/null || true; FAKESNOW_PID=""
 done

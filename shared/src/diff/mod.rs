@@ -676,6 +676,13 @@ fn resolve_request(
         key_types.push((p.1.family, q.1.family));
     }
     let integer_key = key.len() == 1 && key_types[0] == (TypeFamily::Integer, TypeFamily::Integer);
+    let whole = |f: TypeFamily| {
+        matches!(
+            f,
+            TypeFamily::Integer | TypeFamily::Decimal { scale: Some(0) }
+        )
+    };
+    let whole_number_key = key.len() == 1 && whole(key_types[0].0) && whole(key_types[0].1);
 
     let mut included: Option<Vec<String>> = None;
     if !req.include_columns.is_empty() {
@@ -761,6 +768,7 @@ fn resolve_request(
             filter: filter.map(|f| f.sql().to_owned()),
             integer_key,
             group: None,
+            whole_number_key,
         },
         key_names,
         columns,
@@ -782,6 +790,7 @@ pub async fn count_rows(wh: &dyn Warehouse, rel: &Relation) -> Result<u64, DiffE
         filter: None,
         integer_key: false,
         group: None,
+        whole_number_key: false,
     };
     Ok(run_counts(wh, &plan, Side::Prod, Lane::Critical).await?.0)
 }

@@ -54,6 +54,10 @@ pub struct ComparePlan {
     /// `changed`, and carries no example rows (they are read by key afterwards). `None`:
     /// every column. See [`ComparePlan::column_groups`].
     pub group: Option<std::ops::Range<usize>>,
+    /// Both sides' key is a single whole-number column (an integer, or a decimal of scale
+    /// 0, as every Snowflake integer is): example rows are looked up by number, which the
+    /// warehouse can prune on, rather than by the key's text.
+    pub whole_number_key: bool,
 }
 
 /// Which side of the diff a fragment is for.
@@ -684,7 +688,7 @@ impl ComparePlan {
             .map(|k| string_literal(k))
             .collect::<Vec<_>>()
             .join(", ");
-        let cond = if self.integer_key && keys.iter().all(|k| k.parse::<i64>().is_ok()) {
+        let cond = if self.whole_number_key && keys.iter().all(|k| k.parse::<i64>().is_ok()) {
             format!("s.{} IN ({})", alias_k(0), keys.join(", "))
         } else {
             format!("{} IN ({list})", d.key_text(&key_cols))

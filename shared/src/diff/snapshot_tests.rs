@@ -71,6 +71,7 @@ fn fixed_queries(d: &dyn Dialect) -> Vec<(&'static str, String)> {
     let mut single = plan.clone();
     single.key.truncate(1);
     single.integer_key = true;
+    single.whole_number_key = true;
     let bucket = Some(SampleBucket {
         seed: 7,
         threshold: 42_949_673,
@@ -179,4 +180,44 @@ fn identifiers_are_quoted_so_hostile_names_survive() {
             assert_eq!(id.value, ident, "{}: {sql}", d.name());
         }
     }
+}
+
+#[test]
+fn a_whole_number_key_is_looked_up_by_number_and_any_other_by_text() {
+    let d = crate::sql::dialect_by_name("snowflake").expect("snowflake dialect");
+    let req = DiffRequest::new(
+        Relation::new(None, Some("PROD"), "T"),
+        Relation::new(None, Some("PR"), "T"),
+        vec!["id".to_owned()],
+    );
+    let keys = ["1".to_owned(), "20".to_owned()];
+    let lookup = |key_type: &str| {
+        let cols = vec![
+            ("ID".to_owned(), d.parse_type(key_type)),
+            ("V".to_owned(), d.parse_type("TEXT")),
+        ];
+        let plan = resolve_request(d, &req, None, &cols, &cols)
+            .expect("resolves")
+            .plan;
+        // Sampling's integer hash is for integer types only: NUMBER(38,0) can exceed it.
+        assert!(!plan.integer_key || key_type == "INTEGER", "{key_type}");
+        plan.rows_by_key_query(d, Side::Pr, &keys, 4)
+    };
+    // Snowflake's integers are NUMBER(38,0).
+    for by_number in ["NUMBER(38,0)", "INTEGER"] {
+        let sql = lookup(by_number);
+        assert!(sql.contains("WHERE s.k0 IN (1, 20)"), "{by_number}: {sql}");
+    }
+    for by_text in ["NUMBER(12,2)", "NUMBER", "TEXT"] {
+        let sql = lookup(by_text);
+        assert!(sql.contains("IN ('1', '20')"), "{by_text}: {sql}");
+    }
+    // A key text that is not a 64-bit integer falls back to text.
+    let cols = vec![("ID".to_owned(), d.parse_type("NUMBER(38,0)"))];
+    let plan = resolve_request(d, &req, None, &cols, &cols)
+        .expect("resolves")
+        .plan;
+    let big = ["99999999999999999999".to_owned()];
+    let sql = plan.rows_by_key_query(d, Side::Pr, &big, 2);
+    assert!(sql.contains("IN ('99999999999999999999')"), "{sql}");
 }
