@@ -16,7 +16,7 @@
 //! | [`manifest`] | reading dbt `manifest.json` / `run_results.json` (v7–v12 / v4–v6) |
 //! | [`plan`] | which models a PR changes, their relations, keys and per-model options |
 //! | [`report`] | rendering diffs as text, markdown (the PR comment) and JSON |
-//! | [`config`] | CI configurations and data sources (SPEC §3): validated newtypes, the TOML file |
+//! | [`config`] | CI configurations and data sources: validated newtypes, the TOML file |
 //! | [`intake`] | webhook deliveries: signature checks, GitHub/GitLab event parsing, the gates |
 //! | [`store`] | configuration store and run store ports (run state machine, delivery dedupe) |
 //! | [`secrets`] | the secret store port: Secrets Manager with a TTL cache, env/file/in-process |
@@ -27,6 +27,7 @@
 //! | [`metadata`] | model metadata synced from the production manifest: store port, sync, due-ness |
 //! | [`dbtcloud`] | dbt Cloud Administrative API v2 client (accounts, jobs, runs, artifacts) |
 //! | [`pipeline`] | what the poller and diff runner share: fan-out items, the run's report, PR comment and status |
+//! | [`outcome`] | the outcome rule: a finished run's status, description and comment headline |
 //!
 //! Ports (small traits) sit in a module root; adapters are sibling files. Every port has an
 //! in-process adapter so the whole path runs in one process (`prdiff serve`, tests).

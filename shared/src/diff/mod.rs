@@ -1,4 +1,4 @@
-//! The model diff (SPEC 5.3): production relation vs PR relation, inside the warehouse.
+//! The model diff: production relation vs PR relation, inside the warehouse.
 //!
 //! # How a diff runs
 //!

@@ -1,4 +1,4 @@
-//! Sampling arithmetic (SPEC 5.4): sample sizes and confidence intervals.
+//! Sampling arithmetic: sample sizes and confidence intervals.
 //!
 //! # The formulas
 //!
@@ -33,7 +33,7 @@ pub const PILOT_ROWS: f64 = 20_000.0;
 /// all of a column; shares in between take a second pass.
 pub const FIRST_PASS_PRIOR: f64 = 0.02;
 
-/// Sampling settings of a CI configuration (SPEC section 3).
+/// Sampling settings of a CI configuration.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SamplingSettings {
     /// Tables with fewer rows than this (on both sides) are diffed exactly.

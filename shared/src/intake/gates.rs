@@ -1,4 +1,4 @@
-//! The gates a pull request event passes before it starts a run (SPEC §3): skip PRs,
+//! The gates a pull request event passes before it starts a run: skip PRs,
 //! draft, required label, files to ignore. Pure functions over the configuration and the
 //! event, so every rule is unit-tested without a git host.
 

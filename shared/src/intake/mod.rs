@@ -1,6 +1,6 @@
 //! Webhook intake: checking that a delivery really comes from the git host, reading
 //! GitHub / GitLab payloads into one [`HostEvent`], and the gates that decide whether a
-//! pull request event starts a run (SPEC §1 step 3).
+//! pull request event starts a run.
 //!
 //! Provider JSON shapes stay private to `github.rs` and `gitlab.rs`; the webhook handler
 //! sees only the domain types below.

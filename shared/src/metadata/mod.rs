@@ -1,4 +1,4 @@
-//! Model metadata synced from the production manifest (SPEC §1 step 6): descriptions,
+//! Model metadata synced from the production manifest: descriptions,
 //! columns, tags, meta, owners, materializations and relations of every model, seed,
 //! snapshot and source, kept per configuration so reports can name owners and describe
 //! the models a PR touches.
