@@ -535,6 +535,8 @@ struct Pipeline {
     _dbt_server: wiremock::MockServer,
     poll: Arc<RecordingQueue>,
     diffs: Arc<RecordingQueue>,
+    /// The secrets every handler reads (the warehouse password, tokens).
+    secrets: Arc<LocalSecrets>,
     /// The repository is on GitLab (merge request hooks, notes, GitLab statuses).
     gitlab: bool,
 }
@@ -636,7 +638,7 @@ impl Pipeline {
         let differ = prdiff_diff::Deps {
             configs,
             runs: runs.clone(),
-            secrets,
+            secrets: secrets.clone(),
             hosts: hosts.clone(),
             metadata: None,
             settings: prdiff_diff::Settings::default(),
@@ -652,6 +654,7 @@ impl Pipeline {
             _dbt_server: dbt_server,
             poll,
             diffs,
+            secrets,
             gitlab,
         }
     }

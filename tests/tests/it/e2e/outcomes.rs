@@ -125,6 +125,153 @@ async fn a_wrong_warehouse_login_fails_every_model_and_the_check() {
     );
 }
 
+/// The failed model's collapsible section in the comment, `<details>` to `</details>`.
+fn failure_section<'a>(comment: &'a str, model: &str) -> &'a str {
+    let open = format!("<details><summary><code>{model}</code> · ⚠️ failed");
+    let start = comment
+        .find(&open)
+        .unwrap_or_else(|| panic!("no failure section for {model}:\n{comment}"));
+    let len = comment[start..]
+        .find("</details>")
+        .unwrap_or_else(|| panic!("unclosed section for {model}:\n{comment}"));
+    &comment[start..start + len]
+}
+
+#[tokio::test]
+async fn a_wrong_warehouse_password_fails_every_model_on_the_first_delivery() {
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    // The cluster asks `prdiff_pw` for a password (scripts/lib.sh); this one is wrong.
+    let configs = p.webhook.configs.clone();
+    let mut source = configs
+        .get_data_source(&DataSourceId::parse("wh").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    source.connection.insert("user".into(), "prdiff_pw".into());
+    let secret = SecretName::parse("prdiff/wh/wrong-password").unwrap();
+    p.secrets.insert(&secret, "not-the-password");
+    source.secret = Some(secret);
+    let config = configs
+        .get_config(&prdiff_shared::config::ConfigId::parse("shop").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    configs.put_all(&[source], &[config]).await.unwrap();
+    let run = p.open_pr("o-pw-2", HEAD).await;
+    p.prod_run(516, BASE);
+    p.pr_run(918, HEAD, status::SUCCESS, None);
+    p.deliver_polls().await;
+    // The first delivery: a transient error would be handed back to the queue for a retry.
+    let msgs: Vec<Message> = p.diffs.drain().into_iter().map(|(m, _)| m).collect();
+    assert_eq!(msgs.len(), 2);
+    let resp = prdiff_diff::handle_batch(sqs_event(&msgs, 1), &p.differ).await;
+    assert!(
+        resp.batch_item_failures.is_empty(),
+        "not redelivered: {resp:?}"
+    );
+    assert!(p.diffs.drain().is_empty());
+    assert_eq!(run_state(&p, &run).await, RunState::Done);
+    assert_eq!(
+        p.final_statuses(HEAD),
+        [(
+            StatusState::Failure,
+            "prdiff: 2 of 2 models failed, 0 with differences".to_owned()
+        )]
+    );
+    let (_, comment) = sticky(&p);
+    for m in ["orders", "customers"] {
+        let section = failure_section(&comment, m);
+        assert!(
+            section.contains("password authentication failed for user \"prdiff\\_pw\""),
+            "PostgreSQL's own message: {section}"
+        );
+        assert!(!section.contains("not-the-password"), "{section}");
+    }
+}
+
+#[tokio::test]
+async fn a_long_warehouse_error_is_complete_and_escaped_in_the_model_s_details() {
+    let b = built();
+    // A reader who may read everything but the PR's copy of `customers`, under a long name:
+    // PostgreSQL's "permission denied for table …" is well past 60 characters.
+    let long = "customers_kept_from_this_reader_by_a_missing_grant";
+    let role = prdiff_tests::unique_name("e2e_reader");
+    let (prod, pr) = (&b.prod_schema, &b.pr_schema);
+    prdiff_tests::pg_client()
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE \"{pr}\".\"{long}\" AS SELECT * FROM \"{pr}\".customers;
+             CREATE ROLE \"{role}\" LOGIN;
+             GRANT USAGE ON SCHEMA \"{prod}\", \"{pr}\" TO \"{role}\";
+             GRANT SELECT ON ALL TABLES IN SCHEMA \"{prod}\" TO \"{role}\";
+             GRANT SELECT ON \"{pr}\".orders, \"{pr}\".customers TO \"{role}\";"
+        ))
+        .await
+        .unwrap();
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    let configs = p.webhook.configs.clone();
+    let mut source = configs
+        .get_data_source(&DataSourceId::parse("wh").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    source.connection.insert("user".into(), role.clone());
+    let config = configs
+        .get_config(&prdiff_shared::config::ConfigId::parse("shop").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    configs.put_all(&[source], &[config]).await.unwrap();
+    let run = p.open_pr("o-long-1", HEAD).await;
+    p.prod_run(517, BASE);
+    let mut results: serde_json::Value = serde_json::from_slice(&b.pr_run_results).unwrap();
+    for r in results["results"].as_array_mut().unwrap() {
+        if r["unique_id"] == "model.e2e_shop.customers" {
+            let rel = r["relation_name"]
+                .as_str()
+                .unwrap()
+                .replace("customers", long);
+            r["relation_name"] = rel.into();
+        }
+    }
+    p.pr_run(
+        919,
+        HEAD,
+        status::SUCCESS,
+        Some(serde_json::to_vec(&results).unwrap()),
+    );
+    p.deliver_polls().await;
+    p.deliver_diffs().await;
+    assert_eq!(run_state(&p, &run).await, RunState::Done);
+    let (_, comment) = sticky(&p);
+    let section = failure_section(&comment, "customers");
+    // PostgreSQL's message and SQLSTATE, escaped for markdown, not cut.
+    let message = format!("permission denied for table {long}");
+    assert!(message.chars().count() > 60);
+    let escaped = message.replace('_', "\\_");
+    assert!(section.contains(&escaped), "{escaped}\nnot in:\n{section}");
+    assert!(section.contains("SQLSTATE 42501"), "{section}");
+    assert!(!section.contains('…'), "{section}");
+    assert_eq!(
+        p.final_statuses(HEAD),
+        [(
+            StatusState::Failure,
+            "prdiff: 1 of 2 models failed, 1 with differences".to_owned()
+        )]
+    );
+    prdiff_tests::pg_client()
+        .await
+        .batch_execute(&format!(
+            "DROP TABLE \"{pr}\".\"{long}\";
+             REVOKE ALL ON ALL TABLES IN SCHEMA \"{prod}\" FROM \"{role}\";
+             REVOKE ALL ON ALL TABLES IN SCHEMA \"{pr}\" FROM \"{role}\";
+             REVOKE ALL ON SCHEMA \"{prod}\", \"{pr}\" FROM \"{role}\";
+             DROP ROLE \"{role}\";"
+        ))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn with_status_reporting_off_failed_models_do_not_block_the_pr() {
     let p = Pipeline::embedded(&config("shop", "status_reporting = false")).await;
