@@ -272,6 +272,67 @@ async fn a_long_warehouse_error_is_complete_and_escaped_in_the_model_s_details()
         .unwrap();
 }
 
+/// The files-to-ignore example "exclude everything except the /dbt folder, but not the dbt
+/// .md files".
+const DBT_ONLY: &str = "files_to_ignore = \"\"\"\n*\n!dbt/*\ndbt/*.md\n\"\"\"";
+
+#[tokio::test]
+async fn with_the_dbt_folder_example_a_model_change_is_diffed() {
+    let p = Pipeline::embedded(&config("shop", DBT_ONLY)).await;
+    *p.host.files.lock().unwrap() = vec!["dbt/models/x.sql".into()];
+    let run = p.open_pr("o-ig-1", HEAD).await;
+    p.prod_run(518, BASE);
+    p.pr_run(920, HEAD, status::SUCCESS, None);
+    p.deliver_polls().await;
+    p.deliver_diffs().await;
+    assert_eq!(run_state(&p, &run).await, RunState::Done);
+    let statuses = p.final_statuses(HEAD);
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert_eq!(statuses[0].0, StatusState::Success);
+    assert_eq!(statuses[0].1, "prdiff: 2 models diffed, 1 with differences");
+    let (_, comment) = sticky(&p);
+    assert_eq!(row(&comment, "orders")[2], "1,000 → 999", "{comment}");
+}
+
+#[tokio::test]
+async fn with_the_dbt_folder_example_docs_only_changes_are_skipped_with_the_reason() {
+    for (i, changed) in [
+        vec!["dbt/README.md"],
+        vec!["README.md"],
+        vec!["README.md", "dbt/README.md", "airflow/dags/x.py"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let p = Pipeline::embedded(&config("shop", DBT_ONLY)).await;
+        *p.host.files.lock().unwrap() = changed.iter().map(|f| (*f).to_owned()).collect();
+        let mut body: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(prdiff_tests::fixtures().join("github/pull_request.opened.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        body["pull_request"]["head"]["sha"] = HEAD.into();
+        let req = github(
+            "pull_request",
+            &format!("o-ig-skip-{i}"),
+            serde_json::to_vec(&body).unwrap(),
+        );
+        let resp = prdiff_webhook::handle(&req, &p.webhook).await;
+        assert_eq!(resp.status, 200, "{changed:?}: {}", resp.body);
+        assert_eq!(resp.body["status"], "ignored", "{changed:?}: {}", resp.body);
+        let reason = format!(
+            "prdiff skipped: all {} changed files match files_to_ignore",
+            changed.len()
+        );
+        assert_eq!(
+            p.final_statuses(HEAD),
+            [(StatusState::Success, reason)],
+            "{changed:?}"
+        );
+        assert!(p.poll.drain().is_empty(), "{changed:?}: nothing to poll");
+    }
+}
+
 #[tokio::test]
 async fn with_status_reporting_off_failed_models_do_not_block_the_pr() {
     let p = Pipeline::embedded(&config("shop", "status_reporting = false")).await;
