@@ -333,6 +333,94 @@ async fn with_the_dbt_folder_example_docs_only_changes_are_skipped_with_the_reas
     }
 }
 
+/// A second PR build (schema, manifest, run_results): `customers` becomes a view and a new
+/// model `regions` (7 rows) is added; `orders` is unchanged.
+fn built_reshaped() -> &'static (String, Vec<u8>, Vec<u8>) {
+    static BUILT: std::sync::OnceLock<(String, Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        built();
+        let dir = tempfile::tempdir().unwrap().keep();
+        let project = dir.join("pr");
+        copy_dir(
+            &prdiff_tests::repo_root().join("examples/e2e_shop"),
+            &project,
+        );
+        let customers = project.join("models/customers.sql");
+        let sql = std::fs::read_to_string(&customers).unwrap();
+        std::fs::write(
+            &customers,
+            format!("{{{{ config(materialized='view') }}}}\n{sql}"),
+        )
+        .unwrap();
+        std::fs::write(
+            project.join("models/regions.sql"),
+            "select g as id, 'region ' || g as name\nfrom generate_series(1, 7) as g\n",
+        )
+        .unwrap();
+        let yml = project.join("models/schema.yml");
+        let mut schema_yml = std::fs::read_to_string(&yml).unwrap();
+        schema_yml.push_str(
+            "  - name: regions\n    columns:\n      - name: id\n        tags: [primary-key]\n",
+        );
+        std::fs::write(&yml, schema_yml).unwrap();
+        let schema = format!("dbt_cloud_pr_{}_{PR_NUMBER}_reshaped", pr_job());
+        let target = dir.join("target");
+        dbt(&project, &schema, &target);
+        (
+            schema,
+            std::fs::read(target.join("manifest.json")).unwrap(),
+            std::fs::read(target.join("run_results.json")).unwrap(),
+        )
+    })
+}
+
+#[tokio::test]
+async fn a_new_model_shows_its_pr_rows_and_a_table_to_view_change_is_named() {
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    let run = p.open_pr("o-new-1", HEAD).await;
+    p.prod_run(519, BASE);
+    let (schema, manifest, run_results) = built_reshaped();
+    p.pr_run(921, HEAD, status::SUCCESS, Some(run_results.clone()));
+    p.dbt.put_artifact(921, "manifest.json", manifest.clone());
+    p.dbt
+        .runs
+        .lock()
+        .unwrap()
+        .get_mut(&921)
+        .unwrap()
+        .trigger
+        .as_mut()
+        .unwrap()
+        .schema_override = Some(schema.clone());
+    assert_eq!(
+        p.deliver_polls().await,
+        [prdiff_poller::PollOutcome::FannedOut { models: 3 }]
+    );
+    p.deliver_diffs().await;
+    assert_eq!(run_state(&p, &run).await, RunState::Done);
+    let (_, comment) = sticky(&p);
+    // | model | rows prod → PR | added | removed | changed | columns changed | schema | …
+    let customers = row(&comment, "customers");
+    assert_eq!(customers[2], "100 → 100", "{comment}");
+    assert_eq!(customers[7], "`table` → `view`", "{comment}");
+    assert!(
+        comment.contains("Materialization changed: `table` in production, `view` in this PR."),
+        "{comment}"
+    );
+    let regions = row(&comment, "regions");
+    assert!(
+        regions[2].starts_with("new model") && regions[2].ends_with("7 rows in the PR"),
+        "{comment}"
+    );
+    assert_eq!(
+        p.final_statuses(HEAD),
+        [(
+            StatusState::Success,
+            "prdiff: 2 models diffed, 0 with differences, 1 not diffed".to_owned()
+        )]
+    );
+}
+
 #[tokio::test]
 async fn with_status_reporting_off_failed_models_do_not_block_the_pr() {
     let p = Pipeline::embedded(&config("shop", "status_reporting = false")).await;
