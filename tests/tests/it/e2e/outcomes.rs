@@ -421,6 +421,103 @@ async fn a_new_model_shows_its_pr_rows_and_a_table_to_view_change_is_named() {
     );
 }
 
+/// The shop with a model `events` whose `payload` column is `json` (no equality operator),
+/// built with real dbt into `schema`; returns (manifest, run_results).
+fn build_with_events(schema: &str, payload: &str) -> (Vec<u8>, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let project = dir.join("project");
+    copy_dir(
+        &prdiff_tests::repo_root().join("examples/e2e_shop"),
+        &project,
+    );
+    std::fs::write(
+        project.join("models/events.sql"),
+        format!("select g as id, ({payload})::json as payload\nfrom generate_series(1, 10) as g\n"),
+    )
+    .unwrap();
+    let yml = project.join("models/schema.yml");
+    let mut schema_yml = std::fs::read_to_string(&yml).unwrap();
+    schema_yml.push_str(
+        "  - name: events\n    columns:\n      - name: id\n        tags: [primary-key]\n",
+    );
+    std::fs::write(&yml, schema_yml).unwrap();
+    let target = dir.join("target");
+    dbt(&project, schema, &target);
+    (
+        std::fs::read(target.join("manifest.json")).unwrap(),
+        std::fs::read(target.join("run_results.json")).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn through_serve_a_json_column_is_diffed_ignoring_key_order_and_spacing() {
+    built();
+    // Production writes `{"a": g, "b": 1}`; the PR the same objects with the keys swapped
+    // and other spacing, except row 10, whose `b` really changed.
+    let prod_schema = prdiff_tests::unique_name("e2e_json_prod");
+    let (prod_manifest, _) = build_with_events(&prod_schema, "'{\"a\": ' || g || ', \"b\": 1}'");
+    let pr_schema = format!("dbt_cloud_pr_{}_{PR_NUMBER}_json", pr_job());
+    let (pr_manifest, pr_results) = build_with_events(
+        &pr_schema,
+        "'{  \"b\":' || case when g = 10 then 2 else 1 end || ',\"a\":' || g || '}'",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("prdiff.db");
+    let store = Arc::new(EmbeddedStore::open(&db).unwrap());
+    let p = Pipeline::over(store.clone(), store, &config("shop", "")).await;
+    p.prod_run(520, BASE);
+    p.dbt.put_artifact(520, "manifest.json", prod_manifest);
+    p.pr_run(922, HEAD, status::SUCCESS, Some(pr_results));
+    p.dbt.put_artifact(922, "manifest.json", pr_manifest);
+    p.dbt
+        .runs
+        .lock()
+        .unwrap()
+        .get_mut(&922)
+        .unwrap()
+        .trigger
+        .as_mut()
+        .unwrap()
+        .schema_override = Some(pr_schema.clone());
+
+    let (addr, stop, task) = start_serve(&p, &db).await;
+    let mut body: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(prdiff_tests::fixtures().join("github/pull_request.opened.json")).unwrap(),
+    )
+    .unwrap();
+    body["pull_request"]["head"]["sha"] = HEAD.into();
+    let req = github(
+        "pull_request",
+        "o-json-1",
+        serde_json::to_vec(&body).unwrap(),
+    );
+    let mut post = reqwest::Client::new().post(format!("http://{addr}/webhook"));
+    for (k, v) in &req.headers {
+        post = post.header(k.as_str(), v.as_str());
+    }
+    let resp = post.body(req.body.clone()).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    eventually("the final status", Duration::from_secs(60), || {
+        !p.final_statuses(HEAD).is_empty()
+    })
+    .await;
+    stop.send(()).unwrap();
+    task.await.unwrap();
+
+    let (_, comment) = sticky(&p);
+    // | model | rows prod → PR | added | removed | changed | columns changed | …
+    let events = row(&comment, "events");
+    assert_eq!(events[2..7], ["10 → 10", "0", "0", "1", "1"], "{comment}");
+    assert!(!comment.contains("failed"), "{comment}");
+    assert_eq!(
+        p.final_statuses(HEAD),
+        [(
+            StatusState::Success,
+            "prdiff: 3 models diffed, 1 with differences".to_owned()
+        )]
+    );
+}
+
 #[tokio::test]
 async fn with_status_reporting_off_failed_models_do_not_block_the_pr() {
     let p = Pipeline::embedded(&config("shop", "status_reporting = false")).await;
