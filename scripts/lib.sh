@@ -35,7 +35,9 @@ pg_tls_files() {
 
 # pg_start WORKDIR [extra server settings…]
 # With PG_TLS=1 the cluster also serves TLS (certificates from pg_tls_files in WORKDIR/tls)
-# and has a role `prdiff_tls` that may only connect over TLS; it exports PG_TLS_DIR.
+# and has a role `prdiff_tls` that may only connect over TLS; it exports PG_TLS_DIR. The user
+# `prdiff_pw` must log in with a password (it has none, so every login fails the way a wrong
+# password does).
 pg_start() {
   local work="$1"; shift
   PG_DATA="$work/pg"
@@ -57,6 +59,7 @@ pg_start() {
     cat >"$PG_DATA/pg_hba.conf" <<HBA
 local all all trust
 hostnossl all prdiff_tls 127.0.0.1/32 reject
+host all prdiff_pw 127.0.0.1/32 scram-sha-256
 host all all 127.0.0.1/32 trust
 HBA
     if [ "$(id -u)" = 0 ]; then chown postgres "$PG_DATA/pg_hba.conf"; fi

@@ -401,6 +401,8 @@ fn record_status(
 struct FakeGitHub {
     comments: Comments,
     statuses: Statuses,
+    /// The PR's changed files (`GET /pulls/{n}/files`).
+    files: Arc<Mutex<Vec<String>>>,
 }
 
 impl FakeGitHub {
@@ -415,6 +417,28 @@ impl FakeGitHub {
             .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
                 "status": "ahead", "merge_base_commit": {"sha": BASE}, "commits": [], "files": []
             })))
+            .mount(&server)
+            .await;
+        let files = self.files.clone();
+        Mock::given(method("GET"))
+            .and(path(format!("{base}/pulls/{PR_NUMBER}/files")))
+            .and(header("authorization", "Bearer ghp_test"))
+            .respond_with(move |_: &Request| {
+                // GitHub's "list pull request files" entries (one page, no Link header).
+                let entries: Vec<serde_json::Value> = files
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|f| {
+                        serde_json::json!({
+                            "sha": "bbcd538c8e72b8c175046e27cc8f907076331401",
+                            "filename": f, "status": "modified",
+                            "additions": 1, "deletions": 1, "changes": 2
+                        })
+                    })
+                    .collect();
+                ResponseTemplate::new(200).set_body_json(entries)
+            })
             .mount(&server)
             .await;
         let comments = self.comments.clone();
@@ -535,6 +559,8 @@ struct Pipeline {
     _dbt_server: wiremock::MockServer,
     poll: Arc<RecordingQueue>,
     diffs: Arc<RecordingQueue>,
+    /// The secrets every handler reads (the warehouse password, tokens).
+    secrets: Arc<LocalSecrets>,
     /// The repository is on GitLab (merge request hooks, notes, GitLab statuses).
     gitlab: bool,
 }
@@ -636,7 +662,7 @@ impl Pipeline {
         let differ = prdiff_diff::Deps {
             configs,
             runs: runs.clone(),
-            secrets,
+            secrets: secrets.clone(),
             hosts: hosts.clone(),
             metadata: None,
             settings: prdiff_diff::Settings::default(),
@@ -652,6 +678,7 @@ impl Pipeline {
             _dbt_server: dbt_server,
             poll,
             diffs,
+            secrets,
             gitlab,
         }
     }

@@ -125,6 +125,399 @@ async fn a_wrong_warehouse_login_fails_every_model_and_the_check() {
     );
 }
 
+/// The failed model's collapsible section in the comment, `<details>` to `</details>`.
+fn failure_section<'a>(comment: &'a str, model: &str) -> &'a str {
+    let open = format!("<details><summary><code>{model}</code> · ⚠️ failed");
+    let start = comment
+        .find(&open)
+        .unwrap_or_else(|| panic!("no failure section for {model}:\n{comment}"));
+    let len = comment[start..]
+        .find("</details>")
+        .unwrap_or_else(|| panic!("unclosed section for {model}:\n{comment}"));
+    &comment[start..start + len]
+}
+
+#[tokio::test]
+async fn a_wrong_warehouse_password_fails_every_model_on_the_first_delivery() {
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    // The cluster asks `prdiff_pw` for a password (scripts/lib.sh); this one is wrong.
+    let configs = p.webhook.configs.clone();
+    let mut source = configs
+        .get_data_source(&DataSourceId::parse("wh").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    source.connection.insert("user".into(), "prdiff_pw".into());
+    let secret = SecretName::parse("prdiff/wh/wrong-password").unwrap();
+    p.secrets.insert(&secret, "not-the-password");
+    source.secret = Some(secret);
+    let config = configs
+        .get_config(&prdiff_shared::config::ConfigId::parse("shop").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    configs.put_all(&[source], &[config]).await.unwrap();
+    let run = p.open_pr("o-pw-2", HEAD).await;
+    p.prod_run(516, BASE);
+    p.pr_run(918, HEAD, status::SUCCESS, None);
+    p.deliver_polls().await;
+    // The first delivery: a transient error would be handed back to the queue for a retry.
+    let msgs: Vec<Message> = p.diffs.drain().into_iter().map(|(m, _)| m).collect();
+    assert_eq!(msgs.len(), 2);
+    let resp = prdiff_diff::handle_batch(sqs_event(&msgs, 1), &p.differ).await;
+    assert!(
+        resp.batch_item_failures.is_empty(),
+        "not redelivered: {resp:?}"
+    );
+    assert!(p.diffs.drain().is_empty());
+    assert_eq!(run_state(&p, &run).await, RunState::Done);
+    assert_eq!(
+        p.final_statuses(HEAD),
+        [(
+            StatusState::Failure,
+            "prdiff: 2 of 2 models failed, 0 with differences".to_owned()
+        )]
+    );
+    let (_, comment) = sticky(&p);
+    for m in ["orders", "customers"] {
+        let section = failure_section(&comment, m);
+        assert!(
+            section.contains("password authentication failed for user \"prdiff\\_pw\""),
+            "PostgreSQL's own message: {section}"
+        );
+        assert!(!section.contains("not-the-password"), "{section}");
+    }
+}
+
+#[tokio::test]
+async fn a_long_warehouse_error_is_complete_and_escaped_in_the_model_s_details() {
+    let b = built();
+    // A reader who may read everything but the PR's copy of `customers`, under a long name:
+    // PostgreSQL's "permission denied for table …" is well past 60 characters.
+    let long = "customers_kept_from_this_reader_by_a_missing_grant";
+    let role = prdiff_tests::unique_name("e2e_reader");
+    let (prod, pr) = (&b.prod_schema, &b.pr_schema);
+    prdiff_tests::pg_client()
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE \"{pr}\".\"{long}\" AS SELECT * FROM \"{pr}\".customers;
+             CREATE ROLE \"{role}\" LOGIN;
+             GRANT USAGE ON SCHEMA \"{prod}\", \"{pr}\" TO \"{role}\";
+             GRANT SELECT ON ALL TABLES IN SCHEMA \"{prod}\" TO \"{role}\";
+             GRANT SELECT ON \"{pr}\".orders, \"{pr}\".customers TO \"{role}\";"
+        ))
+        .await
+        .unwrap();
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    let configs = p.webhook.configs.clone();
+    let mut source = configs
+        .get_data_source(&DataSourceId::parse("wh").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    source.connection.insert("user".into(), role.clone());
+    let config = configs
+        .get_config(&prdiff_shared::config::ConfigId::parse("shop").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    configs.put_all(&[source], &[config]).await.unwrap();
+    let run = p.open_pr("o-long-1", HEAD).await;
+    p.prod_run(517, BASE);
+    let mut results: serde_json::Value = serde_json::from_slice(&b.pr_run_results).unwrap();
+    for r in results["results"].as_array_mut().unwrap() {
+        if r["unique_id"] == "model.e2e_shop.customers" {
+            let rel = r["relation_name"]
+                .as_str()
+                .unwrap()
+                .replace("customers", long);
+            r["relation_name"] = rel.into();
+        }
+    }
+    p.pr_run(
+        919,
+        HEAD,
+        status::SUCCESS,
+        Some(serde_json::to_vec(&results).unwrap()),
+    );
+    p.deliver_polls().await;
+    p.deliver_diffs().await;
+    assert_eq!(run_state(&p, &run).await, RunState::Done);
+    let (_, comment) = sticky(&p);
+    let section = failure_section(&comment, "customers");
+    // PostgreSQL's message and SQLSTATE, escaped for markdown, not cut.
+    let message = format!("permission denied for table {long}");
+    assert!(message.chars().count() > 60);
+    let escaped = message.replace('_', "\\_");
+    assert!(section.contains(&escaped), "{escaped}\nnot in:\n{section}");
+    assert!(section.contains("SQLSTATE 42501"), "{section}");
+    assert!(!section.contains('…'), "{section}");
+    assert_eq!(
+        p.final_statuses(HEAD),
+        [(
+            StatusState::Failure,
+            "prdiff: 1 of 2 models failed, 1 with differences".to_owned()
+        )]
+    );
+    prdiff_tests::pg_client()
+        .await
+        .batch_execute(&format!(
+            "DROP TABLE \"{pr}\".\"{long}\";
+             REVOKE ALL ON ALL TABLES IN SCHEMA \"{prod}\" FROM \"{role}\";
+             REVOKE ALL ON ALL TABLES IN SCHEMA \"{pr}\" FROM \"{role}\";
+             REVOKE ALL ON SCHEMA \"{prod}\", \"{pr}\" FROM \"{role}\";
+             DROP ROLE \"{role}\";"
+        ))
+        .await
+        .unwrap();
+}
+
+/// The files-to-ignore example "exclude everything except the /dbt folder, but not the dbt
+/// .md files".
+const DBT_ONLY: &str = "files_to_ignore = \"\"\"\n*\n!dbt/*\ndbt/*.md\n\"\"\"";
+
+#[tokio::test]
+async fn with_the_dbt_folder_example_a_model_change_is_diffed() {
+    let p = Pipeline::embedded(&config("shop", DBT_ONLY)).await;
+    *p.host.files.lock().unwrap() = vec!["dbt/models/x.sql".into()];
+    let run = p.open_pr("o-ig-1", HEAD).await;
+    p.prod_run(518, BASE);
+    p.pr_run(920, HEAD, status::SUCCESS, None);
+    p.deliver_polls().await;
+    p.deliver_diffs().await;
+    assert_eq!(run_state(&p, &run).await, RunState::Done);
+    let statuses = p.final_statuses(HEAD);
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert_eq!(statuses[0].0, StatusState::Success);
+    assert_eq!(statuses[0].1, "prdiff: 2 models diffed, 1 with differences");
+    let (_, comment) = sticky(&p);
+    assert_eq!(row(&comment, "orders")[2], "1,000 → 999", "{comment}");
+}
+
+#[tokio::test]
+async fn with_the_dbt_folder_example_docs_only_changes_are_skipped_with_the_reason() {
+    for (i, changed) in [
+        vec!["dbt/README.md"],
+        vec!["README.md"],
+        vec!["README.md", "dbt/README.md", "airflow/dags/x.py"],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let p = Pipeline::embedded(&config("shop", DBT_ONLY)).await;
+        *p.host.files.lock().unwrap() = changed.iter().map(|f| (*f).to_owned()).collect();
+        let mut body: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(prdiff_tests::fixtures().join("github/pull_request.opened.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        body["pull_request"]["head"]["sha"] = HEAD.into();
+        let req = github(
+            "pull_request",
+            &format!("o-ig-skip-{i}"),
+            serde_json::to_vec(&body).unwrap(),
+        );
+        let resp = prdiff_webhook::handle(&req, &p.webhook).await;
+        assert_eq!(resp.status, 200, "{changed:?}: {}", resp.body);
+        assert_eq!(resp.body["status"], "ignored", "{changed:?}: {}", resp.body);
+        let reason = format!(
+            "prdiff skipped: all {} changed files match files_to_ignore",
+            changed.len()
+        );
+        assert_eq!(
+            p.final_statuses(HEAD),
+            [(StatusState::Success, reason)],
+            "{changed:?}"
+        );
+        assert!(p.poll.drain().is_empty(), "{changed:?}: nothing to poll");
+    }
+}
+
+/// A second PR build (schema, manifest, run_results): `customers` becomes a view and a new
+/// model `regions` (7 rows) is added; `orders` is unchanged.
+fn built_reshaped() -> &'static (String, Vec<u8>, Vec<u8>) {
+    static BUILT: std::sync::OnceLock<(String, Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        built();
+        let dir = tempfile::tempdir().unwrap().keep();
+        let project = dir.join("pr");
+        copy_dir(
+            &prdiff_tests::repo_root().join("examples/e2e_shop"),
+            &project,
+        );
+        let customers = project.join("models/customers.sql");
+        let sql = std::fs::read_to_string(&customers).unwrap();
+        std::fs::write(
+            &customers,
+            format!("{{{{ config(materialized='view') }}}}\n{sql}"),
+        )
+        .unwrap();
+        std::fs::write(
+            project.join("models/regions.sql"),
+            "select g as id, 'region ' || g as name\nfrom generate_series(1, 7) as g\n",
+        )
+        .unwrap();
+        let yml = project.join("models/schema.yml");
+        let mut schema_yml = std::fs::read_to_string(&yml).unwrap();
+        schema_yml.push_str(
+            "  - name: regions\n    columns:\n      - name: id\n        tags: [primary-key]\n",
+        );
+        std::fs::write(&yml, schema_yml).unwrap();
+        let schema = format!("dbt_cloud_pr_{}_{PR_NUMBER}_reshaped", pr_job());
+        let target = dir.join("target");
+        dbt(&project, &schema, &target);
+        (
+            schema,
+            std::fs::read(target.join("manifest.json")).unwrap(),
+            std::fs::read(target.join("run_results.json")).unwrap(),
+        )
+    })
+}
+
+#[tokio::test]
+async fn a_new_model_shows_its_pr_rows_and_a_table_to_view_change_is_named() {
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    let run = p.open_pr("o-new-1", HEAD).await;
+    p.prod_run(519, BASE);
+    let (schema, manifest, run_results) = built_reshaped();
+    p.pr_run(921, HEAD, status::SUCCESS, Some(run_results.clone()));
+    p.dbt.put_artifact(921, "manifest.json", manifest.clone());
+    p.dbt
+        .runs
+        .lock()
+        .unwrap()
+        .get_mut(&921)
+        .unwrap()
+        .trigger
+        .as_mut()
+        .unwrap()
+        .schema_override = Some(schema.clone());
+    assert_eq!(
+        p.deliver_polls().await,
+        [prdiff_poller::PollOutcome::FannedOut { models: 3 }]
+    );
+    p.deliver_diffs().await;
+    assert_eq!(run_state(&p, &run).await, RunState::Done);
+    let (_, comment) = sticky(&p);
+    // | model | rows prod → PR | added | removed | changed | columns changed | schema | …
+    let customers = row(&comment, "customers");
+    assert_eq!(customers[2], "100 → 100", "{comment}");
+    assert_eq!(customers[7], "`table` → `view`", "{comment}");
+    assert!(
+        comment.contains("Materialization changed: `table` in production, `view` in this PR."),
+        "{comment}"
+    );
+    let regions = row(&comment, "regions");
+    assert!(
+        regions[2].starts_with("new model") && regions[2].ends_with("7 rows in the PR"),
+        "{comment}"
+    );
+    assert_eq!(
+        p.final_statuses(HEAD),
+        [(
+            StatusState::Success,
+            "prdiff: 2 models diffed, 0 with differences, 1 not diffed".to_owned()
+        )]
+    );
+}
+
+/// The shop with a model `events` whose `payload` column is `json` (no equality operator),
+/// built with real dbt into `schema`; returns (manifest, run_results).
+fn build_with_events(schema: &str, payload: &str) -> (Vec<u8>, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let project = dir.join("project");
+    copy_dir(
+        &prdiff_tests::repo_root().join("examples/e2e_shop"),
+        &project,
+    );
+    std::fs::write(
+        project.join("models/events.sql"),
+        format!("select g as id, ({payload})::json as payload\nfrom generate_series(1, 10) as g\n"),
+    )
+    .unwrap();
+    let yml = project.join("models/schema.yml");
+    let mut schema_yml = std::fs::read_to_string(&yml).unwrap();
+    schema_yml.push_str(
+        "  - name: events\n    columns:\n      - name: id\n        tags: [primary-key]\n",
+    );
+    std::fs::write(&yml, schema_yml).unwrap();
+    let target = dir.join("target");
+    dbt(&project, schema, &target);
+    (
+        std::fs::read(target.join("manifest.json")).unwrap(),
+        std::fs::read(target.join("run_results.json")).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn through_serve_a_json_column_is_diffed_ignoring_key_order_and_spacing() {
+    built();
+    // Production writes `{"a": g, "b": 1}`; the PR the same objects with the keys swapped
+    // and other spacing, except row 10, whose `b` really changed.
+    let prod_schema = prdiff_tests::unique_name("e2e_json_prod");
+    let (prod_manifest, _) = build_with_events(&prod_schema, "'{\"a\": ' || g || ', \"b\": 1}'");
+    let pr_schema = format!("dbt_cloud_pr_{}_{PR_NUMBER}_json", pr_job());
+    let (pr_manifest, pr_results) = build_with_events(
+        &pr_schema,
+        "'{  \"b\":' || case when g = 10 then 2 else 1 end || ',\"a\":' || g || '}'",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("prdiff.db");
+    let store = Arc::new(EmbeddedStore::open(&db).unwrap());
+    let p = Pipeline::over(store.clone(), store, &config("shop", "")).await;
+    p.prod_run(520, BASE);
+    p.dbt.put_artifact(520, "manifest.json", prod_manifest);
+    p.pr_run(922, HEAD, status::SUCCESS, Some(pr_results));
+    p.dbt.put_artifact(922, "manifest.json", pr_manifest);
+    p.dbt
+        .runs
+        .lock()
+        .unwrap()
+        .get_mut(&922)
+        .unwrap()
+        .trigger
+        .as_mut()
+        .unwrap()
+        .schema_override = Some(pr_schema.clone());
+
+    let (addr, stop, task) = start_serve(&p, &db).await;
+    let mut body: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(prdiff_tests::fixtures().join("github/pull_request.opened.json")).unwrap(),
+    )
+    .unwrap();
+    body["pull_request"]["head"]["sha"] = HEAD.into();
+    let req = github(
+        "pull_request",
+        "o-json-1",
+        serde_json::to_vec(&body).unwrap(),
+    );
+    let mut post = reqwest::Client::new().post(format!("http://{addr}/webhook"));
+    for (k, v) in &req.headers {
+        post = post.header(k.as_str(), v.as_str());
+    }
+    let resp = post.body(req.body.clone()).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    eventually("the final status", Duration::from_secs(60), || {
+        !p.final_statuses(HEAD).is_empty()
+    })
+    .await;
+    stop.send(()).unwrap();
+    task.await.unwrap();
+
+    let (_, comment) = sticky(&p);
+    // | model | rows prod → PR | added | removed | changed | columns changed | …
+    let events = row(&comment, "events");
+    assert_eq!(events[2..7], ["10 → 10", "0", "0", "1", "1"], "{comment}");
+    assert!(!comment.contains("failed"), "{comment}");
+    assert_eq!(
+        p.final_statuses(HEAD),
+        [(
+            StatusState::Success,
+            "prdiff: 3 models diffed, 1 with differences".to_owned()
+        )]
+    );
+}
+
 #[tokio::test]
 async fn with_status_reporting_off_failed_models_do_not_block_the_pr() {
     let p = Pipeline::embedded(&config("shop", "status_reporting = false")).await;
