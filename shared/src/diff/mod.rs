@@ -460,11 +460,13 @@ impl Aggregates {
     }
 
     fn int(&self, name: &str) -> Result<u64, DiffError> {
+        // A name the query did not compute is a bug in the engine, never a zero; a NULL
+        // (a SUM over no rows) is a zero.
         let v = self
             .values
             .get(name)
-            .cloned()
-            .flatten()
+            .ok_or_else(|| DiffError::Protocol(format!("no aggregate named {name}")))?
+            .clone()
             .unwrap_or_else(|| "0".into());
         // SQLite may return a REAL for SUM; integers only ever come back whole.
         v.parse::<u64>()
