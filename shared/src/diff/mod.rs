@@ -38,7 +38,9 @@ use serde::{Deserialize, Serialize};
 use crate::sql::filter::{SafeFilter, UnsafeFilter, parse_filter};
 use crate::sql::{ColumnType, Dialect, Relation, TypeFamily};
 use crate::warehouse::{Row, Warehouse, WarehouseError};
-use query::{CompareColumn, ComparePlan, JoinKind, KeyColumn, SampleBucket, Side};
+use query::{
+    AggQuery, CompareColumn, ComparePlan, JoinAgg, JoinKind, KeyColumn, SampleBucket, Side,
+};
 pub use sampling::SamplingSettings;
 
 /// A predicate naming columns never to compare (the global "columns to ignore" list).
@@ -440,11 +442,11 @@ async fn columns(
 
 /// Named integer (or text) results of one aggregate row.
 struct Aggregates {
-    values: HashMap<String, Option<String>>,
+    values: HashMap<JoinAgg, Option<String>>,
 }
 
 impl Aggregates {
-    fn new(names: &[String], row: Option<Row>) -> Result<Self, DiffError> {
+    fn new(names: &[JoinAgg], row: Option<Row>) -> Result<Self, DiffError> {
         let row =
             row.ok_or_else(|| DiffError::Protocol("an aggregate query returned no row".into()))?;
         if row.len() != names.len() {
@@ -455,39 +457,30 @@ impl Aggregates {
             )));
         }
         Ok(Aggregates {
-            values: names.iter().cloned().zip(row).collect(),
+            values: names.iter().copied().zip(row).collect(),
         })
     }
 
-    fn int(&self, name: &str) -> Result<u64, DiffError> {
-        // A name the query did not compute is a bug in the engine, never a zero; a NULL
-        // (a SUM over no rows) is a zero.
+    fn int(&self, agg: JoinAgg) -> Result<u64, DiffError> {
+        // An aggregate the query did not compute is a bug in the engine, never a zero; a
+        // NULL (a SUM over no rows) is a zero.
         let v = self
             .values
-            .get(name)
-            .ok_or_else(|| DiffError::Protocol(format!("no aggregate named {name}")))?
+            .get(&agg)
+            .ok_or_else(|| DiffError::Protocol(format!("no aggregate named {}", agg.alias())))?
             .clone()
             .unwrap_or_else(|| "0".into());
         // SQLite may return a REAL for SUM; integers only ever come back whole.
         v.parse::<u64>()
             .or_else(|_| v.parse::<f64>().map(|f| f as u64))
-            .map_err(|_| DiffError::Protocol(format!("aggregate {name} is not a count: {v}")))
+            .map_err(|_| {
+                DiffError::Protocol(format!("aggregate {} is not a count: {v}", agg.alias()))
+            })
     }
 
-    fn text(&self, name: &str) -> Option<String> {
-        self.values.get(name).cloned().flatten()
+    fn text(&self, agg: JoinAgg) -> Option<String> {
+        self.values.get(&agg).cloned().flatten()
     }
-}
-
-fn join_names(n_columns: usize) -> Vec<String> {
-    let mut names: Vec<String> = query::JOIN_AGGREGATES
-        .iter()
-        .chain(query::JOIN_EXAMPLES)
-        .map(|s| s.to_string())
-        .collect();
-    names.extend((0..n_columns).map(|i| format!("changed_{i}")));
-    names.extend((0..n_columns).map(|i| format!("ex_changed_{i}")));
-    names
 }
 
 /// Where a statement runs: on the diff's critical path, or beside a longer one (see
@@ -517,38 +510,28 @@ async fn run_join(
     lane: Lane,
 ) -> Result<Aggregates, DiffError> {
     let Some(groups) = plan.column_groups(wh.dialect().max_reported_columns()) else {
-        let sql = plan.join_query(wh.dialect(), kind, bucket);
-        let mut rows = ask(wh, &sql, lane).await?;
-        return Aggregates::new(&join_names(plan.columns.len()), rows.pop());
+        let q = plan.join_query_named(wh.dialect(), kind, bucket);
+        let mut rows = ask(wh, &q.sql, lane).await?;
+        return Aggregates::new(&q.aggs, rows.pop());
     };
     let mut merged: Option<Aggregates> = None;
     for g in &groups {
-        let sql = g.join_query(wh.dialect(), kind, bucket);
-        let mut rows = ask(wh, &sql, lane).await?;
-        let range = g.group.clone().expect("a column group");
-        let mut names: Vec<String> = query::JOIN_AGGREGATES
-            .iter()
-            .chain(query::JOIN_EXAMPLES)
-            .map(|s| s.to_string())
-            .collect();
-        names.extend(range.clone().map(|i| format!("changed_{i}")));
-        names.extend(range.map(|i| format!("ex_changed_{i}")));
-        let agg = Aggregates::new(&names, rows.pop())?;
+        let q = g.join_query_named(wh.dialect(), kind, bucket);
+        let mut rows = ask(wh, &q.sql, lane).await?;
+        let agg = Aggregates::new(&q.aggs, rows.pop())?;
         match &mut merged {
             None => merged = Some(agg),
             Some(m) => {
-                if m.int("matched")? != agg.int("matched")?
-                    || m.int("changed")? != agg.int("changed")?
+                if m.int(JoinAgg::Matched)? != agg.int(JoinAgg::Matched)?
+                    || m.int(JoinAgg::Changed)? != agg.int(JoinAgg::Changed)?
                 {
                     return Err(DiffError::Protocol(
                         "column groups of one pass counted different rows".into(),
                     ));
                 }
-                m.values.extend(
-                    agg.values
-                        .into_iter()
-                        .filter(|(k, _)| k.starts_with("changed_") || k.starts_with("ex_changed_")),
-                );
+                m.values.extend(agg.values.into_iter().filter(|(k, _)| {
+                    matches!(k, JoinAgg::ChangedCol(_) | JoinAgg::ExChangedCol(_))
+                }));
             }
         }
     }
@@ -566,10 +549,10 @@ fn carries_examples(wh: &dyn Warehouse, plan: &ComparePlan) -> bool {
 /// exactly once (`rows` per side: the rows with a non-NULL key) and exclusive keys are
 /// distinct. Otherwise some key is duplicated and the pass must be redone windowed.
 fn plain_pass_is_clean(agg: &Aggregates, rows: (u64, u64)) -> Result<bool, DiffError> {
-    Ok(agg.int("p_in")? == rows.0
-        && agg.int("q_in")? == rows.1
-        && agg.int("only_prod")? == agg.int("only_prod_keys")?
-        && agg.int("only_pr")? == agg.int("only_pr_keys")?)
+    Ok(agg.int(JoinAgg::PIn)? == rows.0
+        && agg.int(JoinAgg::QIn)? == rows.1
+        && agg.int(JoinAgg::OnlyProd)? == agg.int(JoinAgg::OnlyProdKeys)?
+        && agg.int(JoinAgg::OnlyPr)? == agg.int(JoinAgg::OnlyPrKeys)?)
 }
 
 /// One sampled pass over the keys in `bucket`: both sides' sampled rows joined as they
@@ -583,7 +566,9 @@ async fn sample_pass(
     lane: Lane,
 ) -> Result<(Aggregates, SampleMethod), DiffError> {
     let agg = run_join(wh, plan, JoinKind::Carry, Some(bucket), lane).await?;
-    if agg.int("p_in")? == agg.int("p_keys")? && agg.int("q_in")? == agg.int("q_keys")? {
+    if agg.int(JoinAgg::PIn)? == agg.int(JoinAgg::PKeys)?
+        && agg.int(JoinAgg::QIn)? == agg.int(JoinAgg::QKeys)?
+    {
         return Ok((agg, SampleMethod::Joined));
     }
     tracing::info!(prod = %plan.prod, "duplicate keys in the sample: redoing it windowed");
@@ -599,19 +584,15 @@ async fn run_counts(
     side: Side,
     lane: Lane,
 ) -> Result<(u64, u64), DiffError> {
-    let mut rows = ask(wh, &plan.count_query(wh.dialect(), side), lane).await?;
-    let names = if plan.key.is_empty() {
-        vec!["row_count".to_owned()]
-    } else {
-        vec!["row_count".to_owned(), "null_keys".to_owned()]
-    };
-    let a = Aggregates::new(&names, rows.pop())?;
+    let AggQuery { sql, aggs } = plan.count_query_named(wh.dialect(), side);
+    let mut rows = ask(wh, &sql, lane).await?;
+    let a = Aggregates::new(&aggs, rows.pop())?;
     Ok((
-        a.int("row_count")?,
+        a.int(JoinAgg::RowCount)?,
         if plan.key.is_empty() {
             0
         } else {
-            a.int("null_keys")?
+            a.int(JoinAgg::NullKeys)?
         },
     ))
 }
@@ -1006,28 +987,28 @@ fn fill_exact(
     r.primary_key_issues = KeyIssuesPerSide {
         prod: KeyIssues {
             nulls: nulls.0,
-            duplicates: agg.int("p_dup_rows")?,
-            duplicate_keys: agg.int("p_dup_keys")?,
-            unmatchable: agg.int("p_unmatchable")?,
+            duplicates: agg.int(JoinAgg::PDupRows)?,
+            duplicate_keys: agg.int(JoinAgg::PDupKeys)?,
+            unmatchable: agg.int(JoinAgg::PUnmatchable)?,
         },
         pr: KeyIssues {
             nulls: nulls.1,
-            duplicates: agg.int("q_dup_rows")?,
-            duplicate_keys: agg.int("q_dup_keys")?,
-            unmatchable: agg.int("q_unmatchable")?,
+            duplicates: agg.int(JoinAgg::QDupRows)?,
+            duplicate_keys: agg.int(JoinAgg::QDupKeys)?,
+            unmatchable: agg.int(JoinAgg::QUnmatchable)?,
         },
     };
-    let matched = agg.int("matched")?;
-    let changed = agg.int("changed")?;
+    let matched = agg.int(JoinAgg::Matched)?;
+    let changed = agg.int(JoinAgg::Changed)?;
     r.exclusive = Some(PerSide {
-        prod: agg.int("only_prod")?,
-        pr: agg.int("only_pr")?,
+        prod: agg.int(JoinAgg::OnlyProd)?,
+        pr: agg.int(JoinAgg::OnlyPr)?,
     });
     r.matched = Some(matched);
     r.changed = Some(changed);
     r.unchanged = Some(matched - changed);
     for (i, c) in columns.iter_mut().enumerate() {
-        let n = agg.int(&format!("changed_{i}"))?;
+        let n = agg.int(JoinAgg::ChangedCol(i))?;
         c.changed = Some(n);
         c.changed_pct = Some(pct(n, matched).unwrap_or(0.0));
     }
@@ -1041,23 +1022,21 @@ async fn profile(
     columns: &mut [ColumnDiff],
 ) -> Result<(), DiffError> {
     let d = wh.dialect();
-    let mut names = vec!["row_count".to_owned()];
-    names.extend((0..plan.columns.len()).map(|i| format!("nulls_{i}")));
     let (ps, qs) = (
-        plan.profile_query(d, Side::Prod),
-        plan.profile_query(d, Side::Pr),
+        plan.profile_query_named(d, Side::Prod),
+        plan.profile_query_named(d, Side::Pr),
     );
-    let (mut p, mut q) = futures::try_join!(wh.query(&ps), wh.query(&qs))?;
-    let p = Aggregates::new(&names, p.pop())?;
-    let q = Aggregates::new(&names, q.pop())?;
+    let (mut p, mut q) = futures::try_join!(wh.query(&ps.sql), wh.query(&qs.sql))?;
+    let p = Aggregates::new(&ps.aggs, p.pop())?;
+    let q = Aggregates::new(&qs.aggs, q.pop())?;
     r.rows = PerSide {
-        prod: p.int("row_count")?,
-        pr: q.int("row_count")?,
+        prod: p.int(JoinAgg::RowCount)?,
+        pr: q.int(JoinAgg::RowCount)?,
     };
     for (i, c) in columns.iter_mut().enumerate() {
         c.nulls = Some(PerSide {
-            prod: p.int(&format!("nulls_{i}"))?,
-            pr: q.int(&format!("nulls_{i}"))?,
+            prod: p.int(JoinAgg::NullsCol(i))?,
+            pr: q.int(JoinAgg::NullsCol(i))?,
         });
     }
     Ok(())
@@ -1094,10 +1073,10 @@ async fn sampled(
             (agg, first_rate, method)
         }
     };
-    let (matched, changed) = (pilot.int("matched")?, pilot.int("changed")?);
+    let (matched, changed) = (pilot.int(JoinAgg::Matched)?, pilot.int(JoinAgg::Changed)?);
     let mut shares = vec![changed];
     for i in 0..plan.columns.len() {
-        shares.push(pilot.int(&format!("changed_{i}"))?);
+        shares.push(pilot.int(JoinAgg::ChangedCol(i))?);
     }
     let precise = shares
         .iter()
@@ -1110,7 +1089,7 @@ async fn sampled(
             .iter()
             .map(|x| wilson_hi(*x, matched, z))
             .fold(0.0, f64::max);
-        let p_in = pilot.int("p_in")?.max(1) as f64;
+        let p_in = pilot.int(JoinAgg::PIn)?.max(1) as f64;
         let matched_share = matched as f64 / p_in;
         let matched_est = (matched_share * nonnull.0 as f64).max(1.0);
         // At least a quarter more keys than the first pass: it was not enough.
@@ -1122,8 +1101,8 @@ async fn sampled(
         (agg, rate, method)
     };
 
-    let sp = agg.int("p_in")?;
-    let sq = agg.int("q_in")?;
+    let sp = agg.int(JoinAgg::PIn)?;
+    let sq = agg.int(JoinAgg::QIn)?;
     let mut intervals = BTreeMap::new();
     let scale = |x: u64,
                  n: u64,
@@ -1143,63 +1122,63 @@ async fn sampled(
         }
     };
     let only_prod = scale(
-        agg.int("only_prod")?,
+        agg.int(JoinAgg::OnlyProd)?,
         sp,
         nonnull.0,
         "exclusive.prod",
         &mut intervals,
     );
     let only_pr = scale(
-        agg.int("only_pr")?,
+        agg.int(JoinAgg::OnlyPr)?,
         sq,
         nonnull.1,
         "exclusive.pr",
         &mut intervals,
     );
-    let matched_n = agg.int("matched")?;
+    let matched_n = agg.int(JoinAgg::Matched)?;
     let matched = scale(matched_n, sp, nonnull.0, "matched", &mut intervals);
     let dup_p = scale(
-        agg.int("p_dup_rows")?,
+        agg.int(JoinAgg::PDupRows)?,
         sp,
         nonnull.0,
         "duplicates.prod",
         &mut intervals,
     );
     let dup_q = scale(
-        agg.int("q_dup_rows")?,
+        agg.int(JoinAgg::QDupRows)?,
         sq,
         nonnull.1,
         "duplicates.pr",
         &mut intervals,
     );
-    let changed_n = agg.int("changed")?;
+    let changed_n = agg.int(JoinAgg::Changed)?;
     let changed = scale(changed_n, matched_n, matched, "changed", &mut intervals);
     let (lo, hi) = sampling::wilson(changed_n, matched_n, z);
     intervals.insert("changed_pct".to_owned(), (100.0 * lo, 100.0 * hi));
 
     let dup_keys_p = scale(
-        agg.int("p_dup_keys")?,
+        agg.int(JoinAgg::PDupKeys)?,
         sp,
         nonnull.0,
         "duplicate_keys.prod",
         &mut intervals,
     );
     let dup_keys_q = scale(
-        agg.int("q_dup_keys")?,
+        agg.int(JoinAgg::QDupKeys)?,
         sq,
         nonnull.1,
         "duplicate_keys.pr",
         &mut intervals,
     );
     let unm_p = scale(
-        agg.int("p_unmatchable")?,
+        agg.int(JoinAgg::PUnmatchable)?,
         sp,
         nonnull.0,
         "unmatchable.prod",
         &mut intervals,
     );
     let unm_q = scale(
-        agg.int("q_unmatchable")?,
+        agg.int(JoinAgg::QUnmatchable)?,
         sq,
         nonnull.1,
         "unmatchable.pr",
@@ -1220,18 +1199,18 @@ async fn sampled(
     let [only_prod, dup_p, unm_p] = share_out(
         nonnull.0 - matched,
         [
-            agg.int("only_prod")?,
-            agg.int("p_dup_rows")?,
-            agg.int("p_unmatchable")?,
+            agg.int(JoinAgg::OnlyProd)?,
+            agg.int(JoinAgg::PDupRows)?,
+            agg.int(JoinAgg::PUnmatchable)?,
         ],
         [only_prod, dup_p, unm_p],
     );
     let [only_pr, dup_q, unm_q] = share_out(
         nonnull.1 - matched,
         [
-            agg.int("only_pr")?,
-            agg.int("q_dup_rows")?,
-            agg.int("q_unmatchable")?,
+            agg.int(JoinAgg::OnlyPr)?,
+            agg.int(JoinAgg::QDupRows)?,
+            agg.int(JoinAgg::QUnmatchable)?,
         ],
         [only_pr, dup_q, unm_q],
     );
@@ -1255,7 +1234,7 @@ async fn sampled(
     r.changed = Some(changed.min(matched));
     r.unchanged = Some(matched - changed.min(matched));
     for (i, c) in columns.iter_mut().enumerate() {
-        let x = agg.int(&format!("changed_{i}"))?;
+        let x = agg.int(JoinAgg::ChangedCol(i))?;
         let (lo, hi) = sampling::wilson(x, matched_n, z);
         c.changed_pct = Some(pct(x, matched_n).unwrap_or(0.0));
         c.changed = Some(if matched_n == 0 {
@@ -1406,20 +1385,20 @@ async fn samples(
     // Each example aggregate, by kind: a row carried by a pass (this one's, or the stand-in
     // sample's for the same aggregate), or a key to read.
     let mut names = vec![
-        ("only_prod", "ex_only_prod_min".to_owned()),
-        ("only_prod", "ex_only_prod_max".to_owned()),
-        ("only_pr", "ex_only_pr_min".to_owned()),
-        ("only_pr", "ex_only_pr_max".to_owned()),
-        ("changed", "ex_changed_min".to_owned()),
+        ("only_prod", JoinAgg::ExOnlyProdMin),
+        ("only_prod", JoinAgg::ExOnlyProdMax),
+        ("only_pr", JoinAgg::ExOnlyPrMin),
+        ("only_pr", JoinAgg::ExOnlyPrMax),
+        ("changed", JoinAgg::ExChangedMin),
     ];
-    names.extend((0..plan.columns.len()).map(|i| ("changed", format!("ex_changed_{i}"))));
-    names.push(("changed", "ex_changed_max".to_owned()));
+    names.extend((0..plan.columns.len()).map(|i| ("changed", JoinAgg::ExChangedCol(i))));
+    names.push(("changed", JoinAgg::ExChangedMax));
     let mut wanted: Vec<(&'static str, Example)> = Vec::new();
     for (kind, name) in names {
-        let Some(text) = agg.text(&name) else {
+        let Some(text) = agg.text(name) else {
             continue;
         };
-        let example = match stand_in.and_then(|s| s.text(&name)) {
+        let example = match stand_in.and_then(|s| s.text(name)) {
             Some(row) => Example::Carried(row),
             None if carried => Example::Carried(text),
             None => Example::Key(text),
@@ -1532,3 +1511,29 @@ async fn samples(
 
 #[cfg(test)]
 mod snapshot_tests;
+
+#[cfg(test)]
+mod aggregate_tests {
+    use super::{Aggregates, DiffError, JoinAgg};
+
+    #[test]
+    fn an_aggregate_the_query_did_not_return_is_an_error_not_zero() {
+        let row = vec![Some("7".to_owned()), None, Some("3.0".to_owned())];
+        let agg = Aggregates::new(
+            &[JoinAgg::Matched, JoinAgg::Changed, JoinAgg::ChangedCol(2)],
+            Some(row),
+        )
+        .expect("three names, three values");
+        assert_eq!(agg.int(JoinAgg::Matched).expect("read"), 7);
+        // NULL is a SUM over no rows; a whole REAL is SQLite's SUM.
+        assert_eq!(agg.int(JoinAgg::Changed).expect("read"), 0);
+        assert_eq!(agg.int(JoinAgg::ChangedCol(2)).expect("read"), 3);
+        for missing in [JoinAgg::ChangedCol(1), JoinAgg::OnlyProd] {
+            match agg.int(missing) {
+                Err(DiffError::Protocol(m)) => assert!(m.contains(&missing.alias()), "{m}"),
+                other => panic!("{missing:?}: {other:?}"),
+            }
+        }
+        assert!(Aggregates::new(&[JoinAgg::Matched], Some(vec![])).is_err());
+    }
+}

@@ -89,38 +89,118 @@ pub enum JoinKind {
     Windowed,
 }
 
-/// The names of the aggregates the join query returns, in order.
-pub const JOIN_AGGREGATES: &[&str] = &[
-    "p_in",
-    "q_in",
-    "p_dup_rows",
-    "q_dup_rows",
-    "p_dup_keys",
-    "q_dup_keys",
-    "p_unmatchable",
-    "q_unmatchable",
-    "only_prod",
-    "only_pr",
-    "only_prod_keys",
-    "only_pr_keys",
-    "p_keys",
-    "q_keys",
-    "matched",
-    "changed",
-];
+/// One aggregate a diff query returns: the query builders name their output columns with
+/// [`JoinAgg::alias`] and the engine reads the row back by the same value, so a name is
+/// written in one place only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JoinAgg {
+    /// Prod rows in the join (with a non-NULL key).
+    PIn,
+    /// PR rows in the join.
+    QIn,
+    /// Prod rows whose key is duplicated (windowed passes).
+    PDupRows,
+    /// PR rows whose key is duplicated (windowed passes).
+    QDupRows,
+    /// Duplicated prod key values (windowed passes).
+    PDupKeys,
+    /// Duplicated PR key values (windowed passes).
+    QDupKeys,
+    /// Unique prod keys whose PR counterpart is duplicated (windowed passes).
+    PUnmatchable,
+    /// Unique PR keys whose prod counterpart is duplicated (windowed passes).
+    QUnmatchable,
+    /// Rows only in prod.
+    OnlyProd,
+    /// Rows only in the PR.
+    OnlyPr,
+    /// Distinct keys only in prod (non-windowed passes).
+    OnlyProdKeys,
+    /// Distinct keys only in the PR (non-windowed passes).
+    OnlyPrKeys,
+    /// Distinct prod keys in the join (carrying passes).
+    PKeys,
+    /// Distinct PR keys in the join (carrying passes).
+    QKeys,
+    /// Rows matched on the key.
+    Matched,
+    /// Matched rows with any compared column changed.
+    Changed,
+    /// Example keys (or carried rows): least and greatest only in prod.
+    ExOnlyProdMin,
+    ExOnlyProdMax,
+    /// Example keys (or carried rows): least and greatest only in the PR.
+    ExOnlyPrMin,
+    ExOnlyPrMax,
+    /// Example keys (or carried rows): least and greatest changed.
+    ExChangedMin,
+    ExChangedMax,
+    /// Matched rows where compared column `i` changed.
+    ChangedCol(usize),
+    /// Example key (or carried row) where compared column `i` changed.
+    ExChangedCol(usize),
+    /// Rows of one side (count and profile queries).
+    RowCount,
+    /// Rows of one side with a NULL in the key (count query).
+    NullKeys,
+    /// Rows of one side where compared column `i` is NULL (profile query).
+    NullsCol(usize),
+}
 
-/// The example-key aggregates that follow [`JOIN_AGGREGATES`], then one changed count and
-/// one example key per compared column.
-pub const JOIN_EXAMPLES: &[&str] = &[
-    "ex_only_prod_min",
-    "ex_only_prod_max",
-    "ex_only_pr_min",
-    "ex_only_pr_max",
-    "ex_changed_min",
-    "ex_changed_max",
-];
+impl JoinAgg {
+    /// The column alias the query gives this aggregate.
+    pub fn alias(&self) -> String {
+        match self {
+            JoinAgg::PIn => "p_in".into(),
+            JoinAgg::QIn => "q_in".into(),
+            JoinAgg::PDupRows => "p_dup_rows".into(),
+            JoinAgg::QDupRows => "q_dup_rows".into(),
+            JoinAgg::PDupKeys => "p_dup_keys".into(),
+            JoinAgg::QDupKeys => "q_dup_keys".into(),
+            JoinAgg::PUnmatchable => "p_unmatchable".into(),
+            JoinAgg::QUnmatchable => "q_unmatchable".into(),
+            JoinAgg::OnlyProd => "only_prod".into(),
+            JoinAgg::OnlyPr => "only_pr".into(),
+            JoinAgg::OnlyProdKeys => "only_prod_keys".into(),
+            JoinAgg::OnlyPrKeys => "only_pr_keys".into(),
+            JoinAgg::PKeys => "p_keys".into(),
+            JoinAgg::QKeys => "q_keys".into(),
+            JoinAgg::Matched => "matched".into(),
+            JoinAgg::Changed => "changed".into(),
+            JoinAgg::ExOnlyProdMin => "ex_only_prod_min".into(),
+            JoinAgg::ExOnlyProdMax => "ex_only_prod_max".into(),
+            JoinAgg::ExOnlyPrMin => "ex_only_pr_min".into(),
+            JoinAgg::ExOnlyPrMax => "ex_only_pr_max".into(),
+            JoinAgg::ExChangedMin => "ex_changed_min".into(),
+            JoinAgg::ExChangedMax => "ex_changed_max".into(),
+            JoinAgg::ChangedCol(i) => format!("changed_{i}"),
+            JoinAgg::ExChangedCol(i) => format!("ex_changed_{i}"),
+            JoinAgg::RowCount => "row_count".into(),
+            JoinAgg::NullKeys => "null_keys".into(),
+            JoinAgg::NullsCol(i) => format!("nulls_{i}"),
+        }
+    }
+}
 
-/// One example row as a carrying join pass returns it (`pl`, the `ex_*` aggregates): the
+/// An aggregate query: its SQL and the aggregates of its one row, in select-list order.
+#[derive(Debug, Clone)]
+pub struct AggQuery {
+    pub sql: String,
+    pub aggs: Vec<JoinAgg>,
+}
+
+/// A select list of `(expression, aggregate)` items: the SQL text and the aggregates in
+/// order.
+fn select_list(items: Vec<(String, JoinAgg)>) -> (String, Vec<JoinAgg>) {
+    let sql = items
+        .iter()
+        .map(|(e, a)| format!("{e} AS {}", a.alias()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (sql, items.into_iter().map(|(_, a)| a).collect())
+}
+
+/// One example row as a carrying join pass returns it (`pl`, the `Ex*` aggregates of [`JoinAgg`]): the
 /// key's values, then each compared column's prod and PR value, all as text.
 ///
 /// On the wire every value is `N` (NULL) or `V<length>:<text>`, the length in characters,
@@ -302,7 +382,12 @@ impl ComparePlan {
     /// Rows and rows with a NULL in the key, for one side: the cheap scan that tells whether
     /// the join's counts can be trusted.
     pub fn count_query(&self, d: &dyn Dialect, side: Side) -> String {
-        let mut items = vec!["COUNT(*) AS row_count".to_owned()];
+        self.count_query_named(d, side).sql
+    }
+
+    /// [`ComparePlan::count_query`] with its aggregates.
+    pub fn count_query_named(&self, d: &dyn Dialect, side: Side) -> AggQuery {
+        let mut items = vec![("COUNT(*)".to_owned(), JoinAgg::RowCount)];
         if !self.key.is_empty() {
             let null = self
                 .key_exprs(side)
@@ -310,35 +395,43 @@ impl ComparePlan {
                 .map(|k| format!("{k} IS NULL"))
                 .collect::<Vec<_>>()
                 .join(" OR ");
-            items.push(format!("{} AS null_keys", d.count_where(&null)));
+            items.push((d.count_where(&null), JoinAgg::NullKeys));
         }
-        format!(
-            "SELECT {} FROM {}{}",
-            items.join(", "),
-            d.relation(self.relation(side)),
-            self.where_clause(d, side, None)
-        )
+        let (list, aggs) = select_list(items);
+        AggQuery {
+            sql: format!(
+                "SELECT {list} FROM {}{}",
+                d.relation(self.relation(side)),
+                self.where_clause(d, side, None)
+            ),
+            aggs,
+        }
     }
 
     /// Per compared column, rows where it is NULL: the profile of a model without a key.
     pub fn profile_query(&self, d: &dyn Dialect, side: Side) -> String {
-        let mut items = vec!["COUNT(*) AS row_count".to_owned()];
+        self.profile_query_named(d, side).sql
+    }
+
+    /// [`ComparePlan::profile_query`] with its aggregates.
+    pub fn profile_query_named(&self, d: &dyn Dialect, side: Side) -> AggQuery {
+        let mut items = vec![("COUNT(*)".to_owned(), JoinAgg::RowCount)];
         for (i, c) in self.columns.iter().enumerate() {
             let e = match side {
                 Side::Prod => &c.prod_expr,
                 Side::Pr => &c.pr_expr,
             };
-            items.push(format!(
-                "{} AS nulls_{i}",
-                d.count_where(&format!("{e} IS NULL"))
-            ));
+            items.push((d.count_where(&format!("{e} IS NULL")), JoinAgg::NullsCol(i)));
         }
-        format!(
-            "SELECT {} FROM {}{}",
-            items.join(", "),
-            d.relation(self.relation(side)),
-            self.where_clause(d, side, None)
-        )
+        let (list, aggs) = select_list(items);
+        AggQuery {
+            sql: format!(
+                "SELECT {list} FROM {}{}",
+                d.relation(self.relation(side)),
+                self.where_clause(d, side, None)
+            ),
+            aggs,
+        }
     }
 
     /// The one pass over the FULL OUTER JOIN on the key that yields every count.
@@ -370,6 +463,16 @@ impl ComparePlan {
         kind: JoinKind,
         bucket: Option<SampleBucket>,
     ) -> String {
+        self.join_query_named(d, kind, bucket).sql
+    }
+
+    /// [`ComparePlan::join_query`] with its aggregates.
+    pub fn join_query_named(
+        &self,
+        d: &dyn Dialect,
+        kind: JoinKind,
+        bucket: Option<SampleBucket>,
+    ) -> AggQuery {
         let windowed = kind == JoinKind::Windowed;
         let fence = if self.group.is_some() {
             d.column_group_fence()
@@ -582,86 +685,101 @@ impl ComparePlan {
         let min_where = |e: &str, c: &str| d.extreme_where(false, e, c);
         let max_where = |e: &str, c: &str| d.extreme_where(true, e, c);
         // An aggregate only some kinds of pass compute; the others return 0 under its name.
-        let only_if = |on: bool, expr: String, name: &str| {
+        let only_if = |on: bool, expr: String, agg: JoinAgg| {
             if on {
-                format!("{expr} AS {name}")
+                (expr, agg)
             } else {
-                format!("0 AS {name}")
+                ("0".to_owned(), agg)
             }
         };
-        let windowed_only = |expr: String, name: &str| only_if(windowed, expr, name);
+        let windowed_only = |expr: String, agg: JoinAgg| only_if(windowed, expr, agg);
         let carry = kind == JoinKind::Carry;
         let p_dup = g(&format!("{on_p} AND x.pdn > 1"));
         let q_dup = g(&format!("{on_q} AND x.qdn > 1"));
 
         let mut items = vec![
             if windowed {
-                format!("{} AS p_in", rows_where("pdn", on_p))
+                (rows_where("pdn", on_p), JoinAgg::PIn)
             } else {
-                "COUNT(x.pk0) AS p_in".to_owned()
+                ("COUNT(x.pk0)".to_owned(), JoinAgg::PIn)
             },
             if windowed {
-                format!("{} AS q_in", rows_where("qdn", on_q))
+                (rows_where("qdn", on_q), JoinAgg::QIn)
             } else {
-                "COUNT(x.qk0) AS q_in".to_owned()
+                ("COUNT(x.qk0)".to_owned(), JoinAgg::QIn)
             },
-            windowed_only(rows_where("pdn", &p_dup), "p_dup_rows"),
-            windowed_only(rows_where("qdn", &q_dup), "q_dup_rows"),
-            windowed_only(d.count_where(&p_dup), "p_dup_keys"),
-            windowed_only(d.count_where(&q_dup), "q_dup_keys"),
+            windowed_only(rows_where("pdn", &p_dup), JoinAgg::PDupRows),
+            windowed_only(rows_where("qdn", &q_dup), JoinAgg::QDupRows),
+            windowed_only(d.count_where(&p_dup), JoinAgg::PDupKeys),
+            windowed_only(d.count_where(&q_dup), JoinAgg::QDupKeys),
             windowed_only(
                 d.count_where(&g(&format!(
                     "{on_p} AND {on_q} AND x.pdn = 1 AND x.qdn > 1"
                 ))),
-                "p_unmatchable",
+                JoinAgg::PUnmatchable,
             ),
             windowed_only(
                 d.count_where(&g(&format!(
                     "{on_p} AND {on_q} AND x.qdn = 1 AND x.pdn > 1"
                 ))),
-                "q_unmatchable",
+                JoinAgg::QUnmatchable,
             ),
-            format!("{} AS only_prod", d.count_where(&only_prod)),
-            format!("{} AS only_pr", d.count_where(&only_pr)),
+            (d.count_where(&only_prod), JoinAgg::OnlyProd),
+            (d.count_where(&only_pr), JoinAgg::OnlyPr),
             only_if(
                 !windowed,
                 d.count_distinct_where(&ident("p"), &only_prod),
-                "only_prod_keys",
+                JoinAgg::OnlyProdKeys,
             ),
             only_if(
                 !windowed,
                 d.count_distinct_where(&ident("q"), &only_pr),
-                "only_pr_keys",
+                JoinAgg::OnlyPrKeys,
             ),
-            only_if(carry, d.count_distinct_where(&ident("p"), on_p), "p_keys"),
-            only_if(carry, d.count_distinct_where(&ident("q"), on_q), "q_keys"),
+            only_if(
+                carry,
+                d.count_distinct_where(&ident("p"), on_p),
+                JoinAgg::PKeys,
+            ),
+            only_if(
+                carry,
+                d.count_distinct_where(&ident("q"), on_q),
+                JoinAgg::QKeys,
+            ),
             // Without duplicates a row with a prod side is matched or only in prod.
             if windowed {
-                format!("{} AS matched", d.count_where(&both))
+                (d.count_where(&both), JoinAgg::Matched)
             } else {
-                format!("COUNT(x.pk0) - {} AS matched", d.count_where(&only_prod))
+                (
+                    format!("COUNT(x.pk0) - {}", d.count_where(&only_prod)),
+                    JoinAgg::Matched,
+                )
             },
-            format!("{} AS changed", d.count_where(&changed)),
-            format!("{} AS ex_only_prod_min", min_where(&text("p"), &only_prod)),
-            format!("{} AS ex_only_prod_max", max_where(&text("p"), &only_prod)),
-            format!("{} AS ex_only_pr_min", min_where(&text("q"), &only_pr)),
-            format!("{} AS ex_only_pr_max", max_where(&text("q"), &only_pr)),
-            format!("{} AS ex_changed_min", min_where(&text("p"), &changed)),
-            format!("{} AS ex_changed_max", max_where(&text("p"), &changed)),
+            (d.count_where(&changed), JoinAgg::Changed),
+            (min_where(&text("p"), &only_prod), JoinAgg::ExOnlyProdMin),
+            (max_where(&text("p"), &only_prod), JoinAgg::ExOnlyProdMax),
+            (min_where(&text("q"), &only_pr), JoinAgg::ExOnlyPrMin),
+            (max_where(&text("q"), &only_pr), JoinAgg::ExOnlyPrMax),
+            (min_where(&text("p"), &changed), JoinAgg::ExChangedMin),
+            (max_where(&text("p"), &changed), JoinAgg::ExChangedMax),
         ];
         for &i in &reported {
-            items.push(format!(
-                "{} AS changed_{i}",
-                d.count_where(&g(&format!("{both} AND x.d{i}")))
+            items.push((
+                d.count_where(&g(&format!("{both} AND x.d{i}"))),
+                JoinAgg::ChangedCol(i),
             ));
         }
         for &i in &reported {
-            items.push(format!(
-                "{} AS ex_changed_{i}",
-                min_where(&text("p"), &g(&format!("{both} AND x.d{i}")))
+            items.push((
+                min_where(&text("p"), &g(&format!("{both} AND x.d{i}"))),
+                JoinAgg::ExChangedCol(i),
             ));
         }
-        format!("SELECT {} FROM ({gated}) x", items.join(", "))
+        let (list, aggs) = select_list(items);
+        AggQuery {
+            sql: format!("SELECT {list} FROM ({gated}) x"),
+            aggs,
+        }
     }
 
     /// The rows of one side whose key text is one of `keys`: the sample rows of a report.

@@ -5,7 +5,7 @@ use sqlparser::ast::{Expr, SelectItem, SetExpr, Statement};
 use sqlparser::dialect as sp;
 use sqlparser::parser::Parser;
 
-use super::query::{ComparePlan, JoinKind, SampleBucket, Side};
+use super::query::{AggQuery, ComparePlan, JoinKind, SampleBucket, Side};
 use super::{DiffRequest, resolve_request};
 use crate::sql::{Dialect, Relation, all_dialects};
 
@@ -138,6 +138,68 @@ fn every_query_of_every_dialect_parses_back_as_one_statement() {
         for stmt in d.statement_setup(5_000) {
             Parser::parse_sql(pd.as_ref(), &stmt)
                 .unwrap_or_else(|e| panic!("{} setup `{stmt}`: {e}", d.name()));
+        }
+    }
+}
+
+/// The aliases of the outermost select list of `sql`, in order.
+fn select_aliases(pd: &dyn sp::Dialect, sql: &str) -> Vec<String> {
+    let parsed = Parser::parse_sql(pd, sql).unwrap_or_else(|e| panic!("{e}\n{sql}"));
+    let Statement::Query(q) = &parsed[0] else {
+        panic!("not a query: {sql}")
+    };
+    let SetExpr::Select(s) = q.body.as_ref() else {
+        panic!("not a select: {sql}")
+    };
+    s.projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::ExprWithAlias { alias, .. } => alias.value.clone(),
+            other => panic!("an aggregate without an alias: {other}"),
+        })
+        .collect()
+}
+
+#[test]
+fn the_aggregates_a_query_names_are_its_select_list_in_order() {
+    for d in all_dialects() {
+        let pd = parser_dialect(d.name());
+        let plan = plan_for(d);
+        let bucket = Some(SampleBucket {
+            seed: 7,
+            threshold: 42_949_673,
+        });
+        let mut plans = vec![plan.clone()];
+        plans.extend(plan.column_groups(Some(1)).expect("one column per group"));
+        let mut named: Vec<(String, AggQuery)> = vec![
+            ("count".into(), plan.count_query_named(d, Side::Prod)),
+            ("profile".into(), plan.profile_query_named(d, Side::Pr)),
+        ];
+        for (g, p) in plans.iter().enumerate() {
+            for (kind, b) in [
+                (JoinKind::Plain, None),
+                (JoinKind::Windowed, None),
+                (JoinKind::Carry, bucket),
+                (JoinKind::Windowed, bucket),
+            ] {
+                named.push((
+                    format!("join {kind:?} group {g}"),
+                    p.join_query_named(d, kind, b),
+                ));
+            }
+        }
+        for (name, q) in named {
+            let expected: Vec<String> = q.aggs.iter().map(|a| a.alias()).collect();
+            assert_eq!(
+                select_aliases(pd.as_ref(), &q.sql),
+                expected,
+                "{} {name}",
+                d.name()
+            );
+            let mut distinct = expected.clone();
+            distinct.sort();
+            distinct.dedup();
+            assert_eq!(distinct.len(), expected.len(), "{} {name}", d.name());
         }
     }
 }
