@@ -333,6 +333,89 @@ async fn with_the_dbt_folder_example_docs_only_changes_are_skipped_with_the_reas
     }
 }
 
+/// The GitHub `pull_request` fixture at `head`, into `base`, as `action`.
+fn pr_into(base: &str, head: &str, action: &str) -> Vec<u8> {
+    let mut body: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(prdiff_tests::fixtures().join("github/pull_request.opened.json")).unwrap(),
+    )
+    .unwrap();
+    body["action"] = action.into();
+    body["pull_request"]["head"]["sha"] = head.into();
+    body["pull_request"]["base"]["ref"] = base.into();
+    if action == "edited" {
+        body["changes"] = serde_json::json!({"base": {"ref": {"from": "master"}}});
+    }
+    serde_json::to_vec(&body).unwrap()
+}
+
+#[tokio::test]
+async fn with_a_base_branch_only_prs_into_it_are_diffed_and_others_are_skipped_with_the_reason() {
+    // The fixture's PR is into `master`; the configuration runs only for `master`.
+    let p = Pipeline::embedded(&config("shop", "base_branch = \"master\"")).await;
+    let req = github(
+        "pull_request",
+        "o-bb-skip",
+        pr_into("develop", HEAD, "opened"),
+    );
+    let resp = prdiff_webhook::handle(&req, &p.webhook).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.body["status"], "ignored", "{}", resp.body);
+    let reason = "prdiff skipped: base branch develop is not master";
+    assert_eq!(resp.body["skipped"][0]["reason"], reason, "{}", resp.body);
+    assert_eq!(
+        p.final_statuses(HEAD),
+        [(StatusState::Success, reason.to_owned())]
+    );
+    assert!(p.poll.drain().is_empty(), "nothing to poll");
+
+    // A PR into `master` runs to the end.
+    let run = p.open_pr("o-bb-run", NEWER_HEAD).await;
+    p.prod_run(519, BASE);
+    p.pr_run(921, NEWER_HEAD, status::SUCCESS, None);
+    p.deliver_polls().await;
+    p.deliver_diffs().await;
+    assert_eq!(run_state(&p, &run).await, RunState::Done);
+    assert_eq!(
+        p.final_statuses(NEWER_HEAD),
+        [(
+            StatusState::Success,
+            "prdiff: 2 models diffed, 1 with differences".to_owned()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn retargeting_a_pr_away_from_the_base_branch_supersedes_its_run_and_skips_it() {
+    let p = Pipeline::embedded(&config("shop", "base_branch = \"master\"")).await;
+    let run = p.open_pr("o-bb-open", HEAD).await;
+    let polls = p.poll.drain();
+    assert_eq!(polls.len(), 1);
+    let req = github(
+        "pull_request",
+        "o-bb-edit",
+        pr_into("develop", HEAD, "edited"),
+    );
+    let resp = prdiff_webhook::handle(&req, &p.webhook).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(run_state(&p, &run).await, RunState::Superseded);
+    let reason = "prdiff skipped: base branch develop is not master";
+    assert_eq!(
+        p.final_statuses(HEAD),
+        [(StatusState::Success, reason.to_owned())]
+    );
+    // The superseded run's poll ends without a word to the PR.
+    for (m, _) in &polls {
+        let out = prdiff_poller::handle_message(&m.to_json(), &p.poller)
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            prdiff_poller::PollOutcome::Closed(RunState::Superseded)
+        );
+    }
+    assert_eq!(p.final_statuses(HEAD).len(), 1);
+}
+
 /// A second PR build (schema, manifest, run_results): `customers` becomes a view and a new
 /// model `regions` (7 rows) is added; `orders` is unchanged.
 fn built_reshaped() -> &'static (String, Vec<u8>, Vec<u8>) {
