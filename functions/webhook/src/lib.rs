@@ -633,7 +633,7 @@ async fn superseded_status(
     let why = format!("superseded by {}", &new.head_sha.as_str()[..7]);
     let fin = prdiff_shared::outcome::final_status(
         &prdiff_shared::outcome::Ending::Incomplete(why),
-        config.status_reporting,
+        prdiff_shared::outcome::Rules::of(config),
     );
     host.set_status(
         &old.pr.repository,

@@ -198,6 +198,9 @@ pub struct CiConfigOf<S> {
     /// When set, only PRs into this branch run; others are skipped with a success status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_branch: Option<BranchName>,
+    /// On: NULL or duplicate keys on the PR side of a diffed model fail the run's status.
+    #[serde(default)]
+    pub fail_on_primary_key_issues: bool,
 }
 
 /// A stored CI configuration (secrets by name only).
@@ -271,6 +274,7 @@ impl<S> CiConfigOf<S> {
             sampling: self.sampling,
             pr_schema: self.pr_schema,
             base_branch: self.base_branch,
+            fail_on_primary_key_issues: self.fail_on_primary_key_issues,
         })
     }
 }

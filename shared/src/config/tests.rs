@@ -27,6 +27,7 @@ diff_downstream = false
 require_label = { enabled = true, name = "datafold" }
 sampling = { tolerance = 0.001, confidence = 0.99, threshold = 1000000 }
 base_branch = "main"
+fail_on_primary_key_issues = true
 
 [ci_config.repository]
 provider = "github"
@@ -71,6 +72,7 @@ fn the_documented_example_parses_with_every_field() {
     assert_eq!(c.require_label.required().unwrap().as_str(), "datafold");
     assert_eq!(c.sampling.threshold, Some(1_000_000));
     assert_eq!(c.base_branch.as_ref().unwrap().as_str(), "main");
+    assert!(c.fail_on_primary_key_issues);
     assert!(c.files_to_ignore.is_ignored("docs/index.html"));
     assert!(c.files_to_ignore.is_ignored("README.md"));
     assert!(!c.files_to_ignore.is_ignored("models/staging/schema.md"));
