@@ -5,14 +5,16 @@
 //! |---|---|---|
 //! | every planned model diffed (differences or not) | `success` | `success` |
 //! | a model failed | `failure`, counts | `success` "(not blocking)", counts |
+//! | `fail_on_primary_key_issues` and a diffed model has NULL or duplicate keys in the PR | `failure` "primary-key issues in N models", counts | `success` "(not blocking)", the same |
 //! | the run could not complete (dbt Cloud run failed or cancelled, deadline, dead letter, PR closed, superseded…) | `failure`, cause | `success` "(not blocking)", cause |
 //!
 //! Models the plan leaves out on purpose (ephemeral, no relation, refused) are "not
 //! diffed": they are listed with their reason and counted in the description, and do not
 //! fail the run.
 
+use crate::config::CiConfig;
 use crate::githost::{StatusState, shorten};
-use crate::report::Report;
+use crate::report::{ModelEntry, Report};
 
 /// The longest commit status description (GitHub's limit).
 pub const DESCRIPTION_MAX: usize = 140;
@@ -28,6 +30,31 @@ pub struct Counts {
     pub failed: usize,
     /// Models the plan left out, with a reason.
     pub not_diffed: usize,
+    /// Diffed models with NULL or duplicate keys on the PR side.
+    pub key_issues: usize,
+}
+
+/// Whether a diffed model has NULL or duplicate keys on the PR side.
+pub fn has_pr_key_issues(entry: &ModelEntry) -> bool {
+    matches!(&entry.outcome, Ok(r) if r.primary_key_issues.pr.nulls > 0 || r.primary_key_issues.pr.duplicates > 0)
+}
+
+/// What a configuration asks of the outcome rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Off: what would fail reports as success "(not blocking)".
+    pub status_reporting: bool,
+    /// On: NULL or duplicate keys on the PR side fail the run.
+    pub fail_on_primary_key_issues: bool,
+}
+
+impl Rules {
+    pub fn of(config: &CiConfig) -> Self {
+        Self {
+            status_reporting: config.status_reporting,
+            fail_on_primary_key_issues: config.fail_on_primary_key_issues,
+        }
+    }
 }
 
 impl Counts {
@@ -41,6 +68,11 @@ impl Counts {
                 .count(),
             failed: report.entries.iter().filter(|e| e.outcome.is_err()).count(),
             not_diffed: report.skipped.len(),
+            key_issues: report
+                .entries
+                .iter()
+                .filter(|e| has_pr_key_issues(e))
+                .count(),
         }
     }
 }
@@ -68,9 +100,8 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// The outcome rule (see the module documentation). `status_reporting` is the
-/// configuration's CI-status-reporting setting.
-pub fn final_status(ending: &Ending, status_reporting: bool) -> FinalStatus {
+/// The outcome rule (see the module documentation), under the configuration's `rules`.
+pub fn final_status(ending: &Ending, rules: Rules) -> FinalStatus {
     let (failed, summary) = match ending {
         Ending::Reported(c) => {
             let mut s = if c.models == 0 {
@@ -92,11 +123,18 @@ pub fn final_status(ending: &Ending, status_reporting: bool) -> FinalStatus {
             if c.not_diffed > 0 {
                 s.push_str(&format!(", {} not diffed", c.not_diffed));
             }
-            (c.failed > 0, s)
+            let key_failure = rules.fail_on_primary_key_issues && c.key_issues > 0;
+            if key_failure {
+                s = format!(
+                    "primary-key issues in {}, {s}",
+                    plural(c.key_issues, "model", "models")
+                );
+            }
+            (c.failed > 0 || key_failure, s)
         }
         Ending::Incomplete(why) => (true, why.trim().to_owned()),
     };
-    let (state, prefix, headline) = match (failed, status_reporting) {
+    let (state, prefix, headline) = match (failed, rules.status_reporting) {
         (false, _) => (StatusState::Success, "prdiff: ", format!("✅ {summary}")),
         (true, true) => (StatusState::Failure, "prdiff: ", format!("❌ {summary}")),
         (true, false) => (
@@ -122,7 +160,123 @@ mod tests {
             differing,
             failed,
             not_diffed,
+            key_issues: 0,
         })
+    }
+
+    fn rules(status_reporting: bool, fail_on_primary_key_issues: bool) -> Rules {
+        Rules {
+            status_reporting,
+            fail_on_primary_key_issues,
+        }
+    }
+
+    #[test]
+    fn primary_key_issues_fail_the_run_only_when_the_configuration_asks() {
+        use StatusState::{Failure, Success};
+        let keys = |models, differing, failed, key_issues| {
+            Ending::Reported(Counts {
+                models,
+                differing,
+                failed,
+                not_diffed: 0,
+                key_issues,
+            })
+        };
+        // (how it ended, status reporting, fail on key issues, state, description)
+        let table: Vec<(Ending, bool, bool, StatusState, &str)> = vec![
+            (
+                keys(2, 1, 0, 1),
+                true,
+                false,
+                Success,
+                "prdiff: 2 models diffed, 1 with differences",
+            ),
+            (
+                keys(2, 1, 0, 1),
+                true,
+                true,
+                Failure,
+                "prdiff: primary-key issues in 1 model, 2 models diffed, 1 with differences",
+            ),
+            (
+                keys(3, 0, 0, 2),
+                true,
+                true,
+                Failure,
+                "prdiff: primary-key issues in 2 models, 3 models diffed, 0 with differences",
+            ),
+            (
+                keys(2, 1, 0, 0),
+                true,
+                true,
+                Success,
+                "prdiff: 2 models diffed, 1 with differences",
+            ),
+            (
+                keys(2, 0, 1, 1),
+                true,
+                true,
+                Failure,
+                "prdiff: primary-key issues in 1 model, 1 of 2 models failed, 0 with differences",
+            ),
+            (
+                keys(2, 1, 0, 1),
+                false,
+                true,
+                Success,
+                "prdiff (not blocking): primary-key issues in 1 model, 2 models diffed, 1 with differences",
+            ),
+            (
+                Ending::Incomplete("dbt Cloud run 7 was cancelled".into()),
+                true,
+                true,
+                Failure,
+                "prdiff: dbt Cloud run 7 was cancelled",
+            ),
+        ];
+        for (ending, reporting, fail_on_keys, state, description) in table {
+            let got = final_status(&ending, rules(reporting, fail_on_keys));
+            assert_eq!(
+                (got.state, got.description.as_str()),
+                (state, description),
+                "{ending:?} reporting={reporting} keys={fail_on_keys}"
+            );
+        }
+    }
+
+    #[test]
+    fn counts_find_key_issues_on_the_pr_side_only() {
+        use crate::diff::KeyIssues;
+        use crate::report::ModelEntry;
+        let base = crate::report::tests::result("m", 0);
+        let entry = |prod: KeyIssues, pr: KeyIssues| {
+            let mut r = base.clone();
+            r.primary_key_issues.prod = prod;
+            r.primary_key_issues.pr = pr;
+            ModelEntry {
+                name: "m".into(),
+                outcome: Ok(r),
+            }
+        };
+        let none = KeyIssues::default();
+        let nulls = KeyIssues {
+            nulls: 1,
+            ..KeyIssues::default()
+        };
+        let dups = KeyIssues {
+            duplicates: 2,
+            duplicate_keys: 1,
+            ..KeyIssues::default()
+        };
+        assert!(!has_pr_key_issues(&entry(none, none)));
+        assert!(!has_pr_key_issues(&entry(dups, none)));
+        assert!(has_pr_key_issues(&entry(none, nulls)));
+        assert!(has_pr_key_issues(&entry(none, dups)));
+        assert!(!has_pr_key_issues(&ModelEntry {
+            name: "f".into(),
+            outcome: Err("boom".into()),
+        }));
     }
 
     #[test]
@@ -193,7 +347,7 @@ mod tests {
             ),
         ];
         for (ending, reporting, state, description) in table {
-            let got = final_status(&ending, reporting);
+            let got = final_status(&ending, rules(reporting, false));
             assert_eq!(
                 (got.state, got.description.as_str()),
                 (state, description.as_str()),
@@ -206,7 +360,7 @@ mod tests {
             };
             assert!(got.headline.starts_with(mark), "{}", got.headline);
         }
-        let got = final_status(&Ending::Incomplete(long), true);
+        let got = final_status(&Ending::Incomplete(long), rules(true, true));
         assert_eq!(got.description.chars().count(), DESCRIPTION_MAX);
         assert_eq!(got.state, Failure);
     }

@@ -597,7 +597,11 @@ pub fn with_marker(config: &CiConfig, body: &str) -> String {
 /// The commit status description of a finished report (≤ 140 characters), by the
 /// outcome rule with status reporting on.
 pub fn status_description(report: &Report) -> String {
-    outcome::final_status(&Ending::Reported(Counts::of(report)), true).description
+    let rules = outcome::Rules {
+        status_reporting: true,
+        fail_on_primary_key_issues: false,
+    };
+    outcome::final_status(&Ending::Reported(Counts::of(report)), rules).description
 }
 
 /// `s` escaped like a table cell (no markdown, HTML or mentions) but whole, up to 2000
@@ -619,17 +623,31 @@ fn with_headline(body: &str, headline: &str) -> String {
 
 /// Publishes a finished report: the sticky comment (created once, edited after) under the
 /// outcome's headline, and the final commit status by the outcome rule, linking to the
-/// comment.
+/// comment. When primary-key issues fail the run, the headline names the models.
 pub async fn publish_report(
     host: &dyn GitHost,
     config: &CiConfig,
     run: &CiRun,
     report: &Report,
 ) -> Result<(), GitHostError> {
-    let fin = outcome::final_status(
+    let mut fin = outcome::final_status(
         &Ending::Reported(Counts::of(report)),
-        config.status_reporting,
+        outcome::Rules::of(config),
     );
+    if config.fail_on_primary_key_issues {
+        let models: Vec<&str> = report
+            .entries
+            .iter()
+            .filter(|e| outcome::has_pr_key_issues(e))
+            .map(|e| e.name.as_str())
+            .collect();
+        if !models.is_empty() {
+            fin.headline.push_str(&format!(
+                " · NULL or duplicate primary keys in the PR: {}",
+                models.join(", ")
+            ));
+        }
+    }
     publish_final(host, config, run, &fin, Some(report), None).await
 }
 
@@ -647,7 +665,7 @@ pub async fn publish_failure(
 ) -> Result<(), GitHostError> {
     let fin = outcome::final_status(
         &Ending::Incomplete(message.to_owned()),
-        config.status_reporting,
+        outcome::Rules::of(config),
     );
     publish_final(host, config, run, &fin, partial, link).await
 }

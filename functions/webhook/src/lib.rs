@@ -511,40 +511,14 @@ async fn start_for_config(
         repository: pr.repository.clone(),
         number: pr.number,
     };
+    if let Some(description) = gates::other_base_branch(config, pr) {
+        tracing::info!(reason = %description, "gated");
+        return record_skip(deps, config, pr, &host, key, description).await;
+    }
     if !config.files_to_ignore.is_empty() {
         let files = host.changed_files(&pr.repository, pr.number).await?;
         if let Some(description) = gates::all_files_ignored(config, &files) {
-            // Record the skip so an older open run of this PR is superseded: its
-            // commit is no longer the PR's head.
-            let run = new_run(
-                config,
-                pr,
-                key,
-                pr.head_sha.clone(),
-                RunState::Skipped,
-                &description,
-            );
-            let outcome = deps.runs.start_run(&run).await?;
-            if let StartOutcome::Started {
-                superseded: Some(old),
-            } = &outcome
-            {
-                superseded_status(deps, config, &host, old, &run).await?;
-            }
-            if matches!(outcome, StartOutcome::Started { .. }) {
-                host.set_status(
-                    &pr.repository,
-                    &pr.head_sha,
-                    &CommitStatus {
-                        state: StatusState::Success,
-                        context: config.status_context(),
-                        description: description.clone(),
-                        target_url: None,
-                    },
-                )
-                .await?;
-            }
-            return Ok(Outcome::Skipped(description));
+            return record_skip(deps, config, pr, &host, key, description).await;
         }
     }
     let base_sha = match config.base_commit {
@@ -601,6 +575,48 @@ async fn start_for_config(
 
 /// The final status of a superseded run's commit: "superseded by <sha>". Only when the
 /// new run is for another commit — on the same commit the new run's status takes over.
+/// Records a PR the configuration skips (success status with the reason) so an older open
+/// run of this PR is superseded: its commit is no longer the PR's head, or its base is no
+/// longer the configuration's branch.
+async fn record_skip(
+    deps: &Deps,
+    config: &CiConfig,
+    pr: &PrEvent,
+    host: &Arc<dyn prdiff_shared::githost::GitHost>,
+    key: PrKey,
+    description: String,
+) -> Result<Outcome, HandlerError> {
+    let run = new_run(
+        config,
+        pr,
+        key,
+        pr.head_sha.clone(),
+        RunState::Skipped,
+        &description,
+    );
+    let outcome = deps.runs.start_run(&run).await?;
+    if let StartOutcome::Started {
+        superseded: Some(old),
+    } = &outcome
+    {
+        superseded_status(deps, config, host, old, &run).await?;
+    }
+    if matches!(outcome, StartOutcome::Started { .. }) {
+        host.set_status(
+            &pr.repository,
+            &pr.head_sha,
+            &CommitStatus {
+                state: StatusState::Success,
+                context: config.status_context(),
+                description: description.clone(),
+                target_url: None,
+            },
+        )
+        .await?;
+    }
+    Ok(Outcome::Skipped(description))
+}
+
 async fn superseded_status(
     deps: &Deps,
     config: &CiConfig,
@@ -617,7 +633,7 @@ async fn superseded_status(
     let why = format!("superseded by {}", &new.head_sha.as_str()[..7]);
     let fin = prdiff_shared::outcome::final_status(
         &prdiff_shared::outcome::Ending::Incomplete(why),
-        config.status_reporting,
+        prdiff_shared::outcome::Rules::of(config),
     );
     host.set_status(
         &old.pr.repository,

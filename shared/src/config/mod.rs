@@ -19,9 +19,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use values::{
-    BaseCommitSelection, CommitSha, ConfigId, CronSchedule, DataSourceId, DataSourceKind,
-    DbtAccountId, DbtJobId, IgnorePatterns, Label, PrSchemaPattern, PrimaryKeyTag, Probability,
-    Provider, RepoName, SecretName,
+    BaseCommitSelection, BranchName, CommitSha, ConfigId, CronSchedule, DataSourceId,
+    DataSourceKind, DbtAccountId, DbtJobId, IgnorePatterns, Label, PrSchemaPattern, PrimaryKeyTag,
+    Probability, Provider, RepoName, SecretName,
 };
 
 /// Where a secret value comes from in a configuration file. Files kept in git name the
@@ -195,6 +195,12 @@ pub struct CiConfigOf<S> {
     /// The schemas the PR job builds into; PR relations elsewhere are not diffed.
     #[serde(default)]
     pub pr_schema: PrSchemaPattern,
+    /// When set, only PRs into this branch run; others are skipped with a success status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_branch: Option<BranchName>,
+    /// On: NULL or duplicate keys on the PR side of a diffed model fail the run's status.
+    #[serde(default)]
+    pub fail_on_primary_key_issues: bool,
 }
 
 /// A stored CI configuration (secrets by name only).
@@ -267,6 +273,8 @@ impl<S> CiConfigOf<S> {
             require_label: self.require_label,
             sampling: self.sampling,
             pr_schema: self.pr_schema,
+            base_branch: self.base_branch,
+            fail_on_primary_key_issues: self.fail_on_primary_key_issues,
         })
     }
 }

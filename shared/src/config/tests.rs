@@ -26,6 +26,8 @@ slim_ci = true
 diff_downstream = false
 require_label = { enabled = true, name = "datafold" }
 sampling = { tolerance = 0.001, confidence = 0.99, threshold = 1000000 }
+base_branch = "main"
+fail_on_primary_key_issues = true
 
 [ci_config.repository]
 provider = "github"
@@ -69,6 +71,8 @@ fn the_documented_example_parses_with_every_field() {
     assert_eq!(c.repository.provider, Provider::Github);
     assert_eq!(c.require_label.required().unwrap().as_str(), "datafold");
     assert_eq!(c.sampling.threshold, Some(1_000_000));
+    assert_eq!(c.base_branch.as_ref().unwrap().as_str(), "main");
+    assert!(c.fail_on_primary_key_issues);
     assert!(c.files_to_ignore.is_ignored("docs/index.html"));
     assert!(c.files_to_ignore.is_ignored("README.md"));
     assert!(!c.files_to_ignore.is_ignored("models/staging/schema.md"));
@@ -375,4 +379,45 @@ fn files_to_ignore_differs_from_git_in_two_documented_rules() {
     // Invalid globs are refused with their line number.
     let err = IgnorePatterns::parse("ok\nbad[\n").err().unwrap();
     assert!(err.contains("files_to_ignore line 2"), "{err}");
+}
+
+#[test]
+fn base_branches_follow_git_s_branch_name_rules() {
+    for ok in ["main", "release/2.0", "feature-x_1", "staging"] {
+        assert!(BranchName::parse(ok).is_ok(), "{ok}");
+    }
+    for bad in [
+        "",
+        "refs/heads/main",
+        "a b",
+        "a..b",
+        "-main",
+        "main/",
+        "main.lock",
+        "a~1",
+        "a:b",
+        "we\\ird",
+        "x@{1}",
+        "a//b",
+    ] {
+        assert!(BranchName::parse(bad).is_err(), "{bad:?}");
+    }
+    let err = BranchName::parse("refs/heads/main").unwrap_err();
+    assert!(err.contains("without `refs/heads/`"), "{err}");
+}
+
+#[test]
+fn base_branch_is_optional_and_refused_when_malformed() {
+    let without = EXAMPLE.replace("base_branch = \"main\"\n", "");
+    assert!(without != EXAMPLE);
+    let file = ConfigFile::parse(&without, &[]).unwrap();
+    assert_eq!(file.ci_configs[0].base_branch, None);
+    let json = serde_json::to_string(&file.ci_configs[0]).unwrap();
+    assert!(!json.contains("base_branch"), "{json}");
+    let bad = EXAMPLE.replace("base_branch = \"main\"", "base_branch = \"main branch\"");
+    let err = ConfigFile::parse(&bad, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("base_branch") || err.contains("branch name"),
+        "{err}"
+    );
 }

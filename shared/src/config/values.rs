@@ -107,6 +107,29 @@ string_newtype!(
 );
 
 string_newtype!(
+    /// A branch name as the git host sends it for a pull request's base (`main`,
+    /// `release/2.0`), without `refs/heads/`. Checked against git's ref-name rules.
+    BranchName, "branch name", |s| {
+        if s.is_empty() || s.len() > 255 {
+            Some("must be 1 to 255 characters".into())
+        } else if s.starts_with("refs/") {
+            Some("give the branch name without `refs/heads/`".into())
+        } else if s.chars().any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c))
+            || s.contains("..")
+            || s.contains("@{")
+            || s.contains("//")
+            || s.starts_with(['/', '.', '-'])
+            || s.ends_with(['/', '.'])
+            || s.ends_with(".lock")
+        {
+            Some("is not a valid git branch name".into())
+        } else {
+            None
+        }
+    }
+);
+
+string_newtype!(
     /// A full 40-hex (SHA-1) or 64-hex (SHA-256) commit id, lower-cased.
     CommitSha, "commit sha", |s| {
         let hex = s.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));

@@ -1,5 +1,5 @@
 //! The gates a pull request event passes before it starts a run: skip PRs,
-//! draft, required label, files to ignore. Pure functions over the configuration and the
+//! draft, required label, base branch, files to ignore. Pure functions over the configuration and the
 //! event, so every rule is unit-tested without a git host.
 
 use super::{PrAction, PrEvent};
@@ -34,6 +34,19 @@ pub fn check_event(config: &CiConfig, event: &PrEvent) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The success-status description for a PR into a branch other than the configuration's
+/// `base_branch`, or `None` when the configuration runs for this PR's base.
+pub fn other_base_branch(config: &CiConfig, event: &PrEvent) -> Option<String> {
+    let wanted = config.base_branch.as_ref()?;
+    (event.base_branch != wanted.as_str()).then(|| {
+        format!(
+            "prdiff skipped: base branch {} is not {}",
+            event.base_branch,
+            wanted.as_str()
+        )
+    })
 }
 
 /// The success-status description for a PR whose changed files are all ignored, or `None`

@@ -789,4 +789,4 @@ mod escape_tests {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

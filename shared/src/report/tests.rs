@@ -20,7 +20,7 @@ fn column(name: &str, changed: u64, matched: u64) -> ColumnDiff {
     }
 }
 
-fn result(name: &str, changed: u64) -> DiffResult {
+pub(crate) fn result(name: &str, changed: u64) -> DiffResult {
     DiffResult {
         version: 1,
         prod: format!("analytics.prod.{name}"),

@@ -4,7 +4,7 @@ use crate::config::Provider;
 use crate::config::tests::stored_example;
 use crate::intake::{HostEvent, IntakeError, PrAction, github, gitlab};
 
-use super::{all_files_ignored, check_event};
+use super::{all_files_ignored, check_event, other_base_branch};
 
 fn fixture(rel: &str) -> Vec<u8> {
     let path = crate::test_fixtures().join(rel);
@@ -255,4 +255,58 @@ fn a_pr_touching_only_ignored_files_is_skipped_with_a_reason() {
     assert_eq!(all_files_ignored(&config, &mixed), None);
     let negated = vec!["models/staging/notes.md".to_owned()];
     assert_eq!(all_files_ignored(&config, &negated), None);
+}
+
+#[test]
+fn a_base_branch_limits_the_configuration_to_prs_into_that_branch() {
+    let github = pr(gh("pull_request", "pull_request.opened.json"));
+    assert_eq!(github.base_branch, "master");
+    let gitlab = pr(gl("Merge Request Hook", "gitlab-docs.merge_request.open.json").unwrap());
+    let any = stored_example(&[("base_branch = \"main\"\n", "")]);
+    let master = stored_example(&[("base_branch = \"main\"", "base_branch = \"master\"")]);
+    let main = stored_example(&[]);
+    let release = stored_example(&[("base_branch = \"main\"", "base_branch = \"release/2.0\"")]);
+    let mut into_release = github.clone();
+    into_release.base_branch = "release/2.0".into();
+    let mut into_release_old = github.clone();
+    into_release_old.base_branch = "release/2".into();
+    // (configuration, event, skip reason or None when it runs)
+    let cases: [(&_, &_, Option<&str>); 8] = [
+        (&any, &github, None),
+        (&any, &gitlab, None),
+        (&master, &github, None),
+        (&master, &gitlab, None),
+        (
+            &main,
+            &github,
+            Some("prdiff skipped: base branch master is not main"),
+        ),
+        (
+            &main,
+            &gitlab,
+            Some("prdiff skipped: base branch master is not main"),
+        ),
+        (&release, &into_release, None),
+        (
+            &release,
+            &into_release_old,
+            Some("prdiff skipped: base branch release/2 is not release/2.0"),
+        ),
+    ];
+    for (i, (config, event, want)) in cases.into_iter().enumerate() {
+        assert_eq!(
+            other_base_branch(config, event).as_deref(),
+            want,
+            "case {i}"
+        );
+    }
+    // The base branch gate does not replace the others: a draft into the base is gated.
+    let mut draft = github.clone();
+    draft.draft = true;
+    let master_no_label = stored_example(&[
+        ("base_branch = \"main\"", "base_branch = \"master\""),
+        ("enabled = true", "enabled = false"),
+    ]);
+    assert_eq!(other_base_branch(&master_no_label, &draft), None);
+    assert!(check_event(&master_no_label, &draft).is_err());
 }

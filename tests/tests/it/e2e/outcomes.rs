@@ -333,6 +333,160 @@ async fn with_the_dbt_folder_example_docs_only_changes_are_skipped_with_the_reas
     }
 }
 
+/// The GitHub `pull_request` fixture at `head`, into `base`, as `action`.
+fn pr_into(base: &str, head: &str, action: &str) -> Vec<u8> {
+    let mut body: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(prdiff_tests::fixtures().join("github/pull_request.opened.json")).unwrap(),
+    )
+    .unwrap();
+    body["action"] = action.into();
+    body["pull_request"]["head"]["sha"] = head.into();
+    body["pull_request"]["base"]["ref"] = base.into();
+    if action == "edited" {
+        body["changes"] = serde_json::json!({"base": {"ref": {"from": "master"}}});
+    }
+    serde_json::to_vec(&body).unwrap()
+}
+
+#[tokio::test]
+async fn with_a_base_branch_only_prs_into_it_are_diffed_and_others_are_skipped_with_the_reason() {
+    // The fixture's PR is into `master`; the configuration runs only for `master`.
+    let p = Pipeline::embedded(&config("shop", "base_branch = \"master\"")).await;
+    let req = github(
+        "pull_request",
+        "o-bb-skip",
+        pr_into("develop", HEAD, "opened"),
+    );
+    let resp = prdiff_webhook::handle(&req, &p.webhook).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.body["status"], "ignored", "{}", resp.body);
+    let reason = "prdiff skipped: base branch develop is not master";
+    assert_eq!(resp.body["skipped"][0]["reason"], reason, "{}", resp.body);
+    assert_eq!(
+        p.final_statuses(HEAD),
+        [(StatusState::Success, reason.to_owned())]
+    );
+    assert!(p.poll.drain().is_empty(), "nothing to poll");
+
+    // A PR into `master` runs to the end.
+    let run = p.open_pr("o-bb-run", NEWER_HEAD).await;
+    p.prod_run(519, BASE);
+    p.pr_run(921, NEWER_HEAD, status::SUCCESS, None);
+    p.deliver_polls().await;
+    p.deliver_diffs().await;
+    assert_eq!(run_state(&p, &run).await, RunState::Done);
+    assert_eq!(
+        p.final_statuses(NEWER_HEAD),
+        [(
+            StatusState::Success,
+            "prdiff: 2 models diffed, 1 with differences".to_owned()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn retargeting_a_pr_away_from_the_base_branch_supersedes_its_run_and_skips_it() {
+    let p = Pipeline::embedded(&config("shop", "base_branch = \"master\"")).await;
+    let run = p.open_pr("o-bb-open", HEAD).await;
+    let polls = p.poll.drain();
+    assert_eq!(polls.len(), 1);
+    let req = github(
+        "pull_request",
+        "o-bb-edit",
+        pr_into("develop", HEAD, "edited"),
+    );
+    let resp = prdiff_webhook::handle(&req, &p.webhook).await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(run_state(&p, &run).await, RunState::Superseded);
+    let reason = "prdiff skipped: base branch develop is not master";
+    assert_eq!(
+        p.final_statuses(HEAD),
+        [(StatusState::Success, reason.to_owned())]
+    );
+    // The superseded run's poll ends without a word to the PR.
+    for (m, _) in &polls {
+        let out = prdiff_poller::handle_message(&m.to_json(), &p.poller)
+            .await
+            .unwrap();
+        assert_eq!(
+            out,
+            prdiff_poller::PollOutcome::Closed(RunState::Superseded)
+        );
+    }
+    assert_eq!(p.final_statuses(HEAD).len(), 1);
+}
+
+/// The PR run's run_results with `customers` built into `relation` (same schema).
+fn customers_into(relation: &str) -> Vec<u8> {
+    let mut results: serde_json::Value = serde_json::from_slice(&built().pr_run_results).unwrap();
+    for r in results["results"].as_array_mut().unwrap() {
+        if r["unique_id"] == "model.e2e_shop.customers" {
+            let rel = r["relation_name"]
+                .as_str()
+                .unwrap()
+                .replace("customers", relation);
+            r["relation_name"] = rel.into();
+        }
+    }
+    serde_json::to_vec(&results).unwrap()
+}
+
+#[tokio::test]
+async fn with_fail_on_primary_key_issues_duplicate_pr_keys_fail_the_run_and_the_model_is_named() {
+    let b = built();
+    let pr = &b.pr_schema;
+    // The PR's customers with one key value twice.
+    let dup = prdiff_tests::unique_name("customers_dup");
+    prdiff_tests::pg_client()
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE \"{pr}\".\"{dup}\" AS
+               SELECT * FROM \"{pr}\".customers
+               UNION ALL SELECT * FROM \"{pr}\".customers WHERE id = (SELECT min(id) FROM \"{pr}\".customers);"
+        ))
+        .await
+        .unwrap();
+    let mut statuses = Vec::new();
+    for (i, extra) in ["fail_on_primary_key_issues = true", ""]
+        .into_iter()
+        .enumerate()
+    {
+        let p = Pipeline::embedded(&config("shop", extra)).await;
+        let run = p.open_pr(&format!("o-pk-{i}"), HEAD).await;
+        p.prod_run(523, BASE);
+        p.pr_run(924, HEAD, status::SUCCESS, Some(customers_into(&dup)));
+        p.deliver_polls().await;
+        p.deliver_diffs().await;
+        assert_eq!(run_state(&p, &run).await, RunState::Done, "{extra}");
+        let (_, comment) = sticky(&p);
+        let cells = row(&comment, "customers").join("|");
+        assert!(cells.contains("2 duplicate-key rows in PR"), "{comment}");
+        let named = comment.contains("NULL or duplicate primary keys in the PR: customers");
+        assert_eq!(named, i == 0, "{comment}");
+        let got = p.final_statuses(HEAD);
+        assert_eq!(got.len(), 1, "{got:?}");
+        statuses.push(got[0].clone());
+    }
+    assert_eq!(statuses[0].0, StatusState::Failure);
+    assert!(
+        statuses[0]
+            .1
+            .starts_with("prdiff: primary-key issues in 1 model, 2 models diffed, "),
+        "{statuses:?}"
+    );
+    // Without the setting the same run passes with the same counts.
+    assert_eq!(statuses[1].0, StatusState::Success);
+    assert_eq!(
+        statuses[0].1.replace("primary-key issues in 1 model, ", ""),
+        statuses[1].1
+    );
+    prdiff_tests::pg_client()
+        .await
+        .batch_execute(&format!("DROP TABLE \"{pr}\".\"{dup}\""))
+        .await
+        .unwrap();
+}
+
 /// A second PR build (schema, manifest, run_results): `customers` becomes a view and a new
 /// model `regions` (7 rows) is added; `orders` is unchanged.
 fn built_reshaped() -> &'static (String, Vec<u8>, Vec<u8>) {
