@@ -78,16 +78,7 @@ impl DatabricksWarehouse {
         options: &ConnectOptions,
     ) -> Result<Self, WarehouseError> {
         let shown = super::WarehouseUrl::Databricks(target.clone()).to_string();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(15))
-            .pool_idle_timeout(Duration::from_secs(4))
-            .user_agent(concat!("prdiff/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| WarehouseError::Connect {
-                target: shown.clone(),
-                source: error_text(&crate::error_chain(&e)).into(),
-                retryable: false,
-            })?;
+        let http = super::session_http_client(&shown)?;
         let client = Client {
             http,
             base: target.base_url(),

@@ -194,6 +194,25 @@ pub async fn connect(
     }
 }
 
+/// The HTTP client of a warehouse reached over a REST API with polled statements
+/// (Snowflake, Databricks): a bounded connect, and idle connections dropped after 4 s —
+/// shorter than common servers' keep-alive (uvicorn, the stand-ins: 5 s), so an idle
+/// session's next request rarely meets a connection closed under it. `shown` is the
+/// warehouse as named in messages.
+#[cfg(any(feature = "snowflake", feature = "databricks"))]
+pub(crate) fn session_http_client(shown: &str) -> Result<reqwest::Client, WarehouseError> {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(15))
+        .pool_idle_timeout(std::time::Duration::from_secs(4))
+        .user_agent(concat!("prdiff/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| WarehouseError::Connect {
+            target: shown.to_owned(),
+            source: error_text(&crate::error_chain(&e)).into(),
+            retryable: false,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -89,18 +89,7 @@ impl SnowflakeWarehouse {
         options: &ConnectOptions,
     ) -> Result<Self, WarehouseError> {
         let shown = super::WarehouseUrl::Snowflake(target.clone()).to_string();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(15))
-            // Shorter than common servers' keep-alive (uvicorn, fakesnow's server: 5 s), so
-            // an idle session's next statement rarely meets a connection closed under it.
-            .pool_idle_timeout(Duration::from_secs(4))
-            .user_agent(concat!("prdiff/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| WarehouseError::Connect {
-                target: shown.clone(),
-                source: error_text(&crate::error_chain(&e)).into(),
-                retryable: false,
-            })?;
+        let http = super::session_http_client(&shown)?;
         let login = Login {
             http,
             target: target.clone(),
