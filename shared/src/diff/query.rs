@@ -3,6 +3,7 @@
 //! Kept apart from execution so every query can be snapshot-tested for every dialect and
 //! parsed back with sqlparser, without a warehouse.
 
+pub use super::aggregates::{AggQuery, JoinAgg};
 use crate::sql::{Dialect, Relation, string_literal};
 
 /// The join's alias for the production side: [`KeyColumn::prod_joined`] and
@@ -87,106 +88,6 @@ pub enum JoinKind {
     /// One representative per key value on each side, carrying the example rows: samples
     /// and tables with duplicate keys.
     Windowed,
-}
-
-/// One aggregate a diff query returns: the query builders name their output columns with
-/// [`JoinAgg::alias`] and the engine reads the row back by the same value, so a name is
-/// written in one place only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum JoinAgg {
-    /// Prod rows in the join (with a non-NULL key).
-    PIn,
-    /// PR rows in the join.
-    QIn,
-    /// Prod rows whose key is duplicated (windowed passes).
-    PDupRows,
-    /// PR rows whose key is duplicated (windowed passes).
-    QDupRows,
-    /// Duplicated prod key values (windowed passes).
-    PDupKeys,
-    /// Duplicated PR key values (windowed passes).
-    QDupKeys,
-    /// Unique prod keys whose PR counterpart is duplicated (windowed passes).
-    PUnmatchable,
-    /// Unique PR keys whose prod counterpart is duplicated (windowed passes).
-    QUnmatchable,
-    /// Rows only in prod.
-    OnlyProd,
-    /// Rows only in the PR.
-    OnlyPr,
-    /// Distinct keys only in prod (non-windowed passes).
-    OnlyProdKeys,
-    /// Distinct keys only in the PR (non-windowed passes).
-    OnlyPrKeys,
-    /// Distinct prod keys in the join (carrying passes).
-    PKeys,
-    /// Distinct PR keys in the join (carrying passes).
-    QKeys,
-    /// Rows matched on the key.
-    Matched,
-    /// Matched rows with any compared column changed.
-    Changed,
-    /// Example keys (or carried rows): least and greatest only in prod.
-    ExOnlyProdMin,
-    ExOnlyProdMax,
-    /// Example keys (or carried rows): least and greatest only in the PR.
-    ExOnlyPrMin,
-    ExOnlyPrMax,
-    /// Example keys (or carried rows): least and greatest changed.
-    ExChangedMin,
-    ExChangedMax,
-    /// Matched rows where compared column `i` changed.
-    ChangedCol(usize),
-    /// Example key (or carried row) where compared column `i` changed.
-    ExChangedCol(usize),
-    /// Rows of one side (count and profile queries).
-    RowCount,
-    /// Rows of one side with a NULL in the key (count query).
-    NullKeys,
-    /// Rows of one side where compared column `i` is NULL (profile query).
-    NullsCol(usize),
-}
-
-impl JoinAgg {
-    /// The column alias the query gives this aggregate.
-    pub fn alias(&self) -> String {
-        match self {
-            JoinAgg::PIn => "p_in".into(),
-            JoinAgg::QIn => "q_in".into(),
-            JoinAgg::PDupRows => "p_dup_rows".into(),
-            JoinAgg::QDupRows => "q_dup_rows".into(),
-            JoinAgg::PDupKeys => "p_dup_keys".into(),
-            JoinAgg::QDupKeys => "q_dup_keys".into(),
-            JoinAgg::PUnmatchable => "p_unmatchable".into(),
-            JoinAgg::QUnmatchable => "q_unmatchable".into(),
-            JoinAgg::OnlyProd => "only_prod".into(),
-            JoinAgg::OnlyPr => "only_pr".into(),
-            JoinAgg::OnlyProdKeys => "only_prod_keys".into(),
-            JoinAgg::OnlyPrKeys => "only_pr_keys".into(),
-            JoinAgg::PKeys => "p_keys".into(),
-            JoinAgg::QKeys => "q_keys".into(),
-            JoinAgg::Matched => "matched".into(),
-            JoinAgg::Changed => "changed".into(),
-            JoinAgg::ExOnlyProdMin => "ex_only_prod_min".into(),
-            JoinAgg::ExOnlyProdMax => "ex_only_prod_max".into(),
-            JoinAgg::ExOnlyPrMin => "ex_only_pr_min".into(),
-            JoinAgg::ExOnlyPrMax => "ex_only_pr_max".into(),
-            JoinAgg::ExChangedMin => "ex_changed_min".into(),
-            JoinAgg::ExChangedMax => "ex_changed_max".into(),
-            JoinAgg::ChangedCol(i) => format!("changed_{i}"),
-            JoinAgg::ExChangedCol(i) => format!("ex_changed_{i}"),
-            JoinAgg::RowCount => "row_count".into(),
-            JoinAgg::NullKeys => "null_keys".into(),
-            JoinAgg::NullsCol(i) => format!("nulls_{i}"),
-        }
-    }
-}
-
-/// An aggregate query: its SQL and the aggregates of its one row, in select-list order.
-#[derive(Debug, Clone)]
-pub struct AggQuery {
-    pub sql: String,
-    pub aggs: Vec<JoinAgg>,
 }
 
 /// A select list of `(expression, aggregate)` items: the SQL text and the aggregates in

@@ -5,8 +5,9 @@ use sqlparser::ast::{Expr, SelectItem, SetExpr, Statement};
 use sqlparser::dialect as sp;
 use sqlparser::parser::Parser;
 
+use super::DiffRequest;
 use super::query::{AggQuery, ComparePlan, JoinKind, SampleBucket, Side};
-use super::{DiffRequest, resolve_request};
+use super::resolve::resolve_request;
 use crate::sql::{Dialect, Relation, all_dialects};
 
 fn parser_dialect(name: &str) -> Box<dyn sp::Dialect> {
