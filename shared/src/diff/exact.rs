@@ -1,6 +1,6 @@
-//! Step 2 of a diff: the row counts per side and the full join pass over both relations
-//! (`prod FULL OUTER JOIN pr ON key`), redone windowed when a key is duplicated; and, for
-//! a model without a key, the profile that stands in for the join.
+//! Steps 2 and 3 of a diff: the row counts per side and the full join pass over both
+//! relations (`prod FULL OUTER JOIN pr ON key`), redone windowed when a key is duplicated;
+//! and, for a model without a key, the profile that stands in for the join.
 //!
 //! What runs beside the counts is chosen here too: the exact join itself when the
 //! warehouse runs statements side by side, or a sampled diff's first pass

@@ -1,4 +1,4 @@
-//! Step 3 of a diff: example rows of each kind of difference (only in prod, only in the
+//! Step 4 of a diff: example rows of each kind of difference (only in prod, only in the
 //! PR, changed). A windowed or sampled pass carries them itself; after a plain exact pass
 //! the example keys' rows are read from both sides. Values of masked columns are replaced
 //! before they leave this module.

@@ -1,7 +1,8 @@
-//! Step 2, sampled: relations over the threshold are compared on a sample of keys. Both
-//! sides keep the rows whose key hash falls in the same bucket range, so the same keys are
-//! compared; the sample's counts are scaled to the exact row counts, each with its
-//! interval. This module holds the arithmetic (sample sizes, intervals) and the passes.
+//! Step 5 of a diff, sampling: relations over the threshold are compared on a sample of
+//! keys. Both sides keep the rows whose key hash falls in the same bucket range, so the
+//! same keys are compared; the sample's counts are scaled to the exact row counts, each
+//! with its interval. This module holds the arithmetic (sample sizes, intervals) and the
+//! passes.
 //!
 //! # The formulas
 //!

@@ -13,11 +13,12 @@
 //! What goes into the diff SQL is the parsed expression written back by sqlparser
 //! ([`SafeFilter::sql`]), never the raw text; it must parse back to the same tree.
 
+use std::borrow::Borrow;
 use std::fmt;
 
 use sqlparser::ast::{
-    BinaryOperator, CastKind, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments,
-    Ident, UnaryOperator, Value,
+    BinaryOperator, CaseWhen, CastKind, DataType, Expr, Function, FunctionArg, FunctionArgExpr,
+    FunctionArgumentList, FunctionArguments, Ident, UnaryOperator, Value,
 };
 use sqlparser::dialect as sp;
 use sqlparser::keywords::Keyword;
@@ -277,17 +278,9 @@ fn parse_one(dialect: &dyn sp::Dialect, sql: &str) -> Result<Expr, UnsafeFilter>
 }
 
 fn check(e: &Expr, d: &dyn Dialect) -> Result<(), UnsafeFilter> {
-    let all = |es: &[Expr]| es.iter().try_for_each(|e| check(e, d));
     match e {
         Expr::Identifier(id) => check_ident(id, d),
-        Expr::CompoundIdentifier(parts) => Err(refuse(format!(
-            "qualified name `{}`: a filter names its model's own columns only",
-            parts
-                .iter()
-                .map(|p| p.value.as_str())
-                .collect::<Vec<_>>()
-                .join(".")
-        ))),
+        Expr::CompoundIdentifier(parts) => Err(qualified_name(parts)),
         Expr::Value(v) => check_value(&v.value),
         Expr::TypedString { data_type, value } => {
             check_type(data_type)?;
@@ -302,52 +295,21 @@ fn check(e: &Expr, d: &dyn Dialect) -> Result<(), UnsafeFilter> {
         | Expr::IsNotFalse(inner)
         | Expr::IsUnknown(inner)
         | Expr::IsNotUnknown(inner) => check(inner, d),
-        Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => {
-            check(a, d)?;
-            check(b, d)
-        }
+        Expr::IsDistinctFrom(a, b) | Expr::IsNotDistinctFrom(a, b) => check_each([a, b], d),
         Expr::UnaryOp { op, expr } => match op {
             UnaryOperator::Not | UnaryOperator::Minus | UnaryOperator::Plus => check(expr, d),
             other => Err(refuse(format!(
                 "operator `{other}` is not allowed in a filter"
             ))),
         },
-        Expr::BinaryOp { left, op, right } => {
-            use BinaryOperator as B;
-            match op {
-                B::Plus
-                | B::Minus
-                | B::Multiply
-                | B::Divide
-                | B::Modulo
-                | B::StringConcat
-                | B::Gt
-                | B::Lt
-                | B::GtEq
-                | B::LtEq
-                | B::Eq
-                | B::NotEq
-                | B::And
-                | B::Or => {
-                    check(left, d)?;
-                    check(right, d)
-                }
-                other => Err(refuse(format!(
-                    "operator `{other}` is not allowed in a filter"
-                ))),
-            }
-        }
+        Expr::BinaryOp { left, op, right } => check_binary_op(left, op, right, d),
         Expr::InList { expr, list, .. } => {
             check(expr, d)?;
-            all(list)
+            check_each(list, d)
         }
         Expr::Between {
             expr, low, high, ..
-        } => {
-            check(expr, d)?;
-            check(low, d)?;
-            check(high, d)
-        }
+        } => check_each([expr, low, high], d),
         Expr::Like {
             expr,
             pattern,
@@ -360,56 +322,30 @@ fn check(e: &Expr, d: &dyn Dialect) -> Result<(), UnsafeFilter> {
             escape_char,
             ..
         } => {
-            check(expr, d)?;
-            check(pattern, d)?;
+            check_each([expr, pattern], d)?;
             escape_char.as_ref().map_or(Ok(()), check_value)
         }
-        Expr::Tuple(items) => all(items),
+        Expr::Tuple(items) => check_each(items, d),
         Expr::Case {
             operand,
             conditions,
             else_result,
             ..
-        } => {
-            if let Some(o) = operand {
-                check(o, d)?;
-            }
-            for c in conditions {
-                check(&c.condition, d)?;
-                check(&c.result, d)?;
-            }
-            else_result.as_ref().map_or(Ok(()), |e| check(e, d))
-        }
+        } => check_case(operand.as_deref(), conditions, else_result.as_deref(), d),
         Expr::Cast {
             kind,
             expr,
             data_type,
             format,
-        } => {
-            if format.is_some() {
-                return Err(refuse("CAST … FORMAT is not allowed in a filter"));
-            }
-            match kind {
-                CastKind::Cast | CastKind::TryCast | CastKind::SafeCast | CastKind::DoubleColon => {
-                }
-            }
-            check_type(data_type)?;
-            check(expr, d)
-        }
+        } => check_cast(kind, expr, data_type, format.is_some(), d),
         Expr::AtTimeZone {
             timestamp,
             time_zone,
-        } => {
-            check(timestamp, d)?;
-            check(time_zone, d)
-        }
+        } => check_each([timestamp, time_zone], d),
         Expr::Extract { expr, .. } | Expr::Ceil { expr, .. } | Expr::Floor { expr, .. } => {
             check(expr, d)
         }
-        Expr::Position { expr, r#in } => {
-            check(expr, d)?;
-            check(r#in, d)
-        }
+        Expr::Position { expr, r#in } => check_each([expr, r#in], d),
         Expr::Substring {
             expr,
             substring_from,
@@ -417,10 +353,7 @@ fn check(e: &Expr, d: &dyn Dialect) -> Result<(), UnsafeFilter> {
             ..
         } => {
             check(expr, d)?;
-            for e in [substring_from, substring_for].into_iter().flatten() {
-                check(e, d)?;
-            }
-            Ok(())
+            check_each([substring_from, substring_for].into_iter().flatten(), d)
         }
         Expr::Trim {
             expr,
@@ -429,66 +362,11 @@ fn check(e: &Expr, d: &dyn Dialect) -> Result<(), UnsafeFilter> {
             ..
         } => {
             check(expr, d)?;
-            if let Some(w) = trim_what {
-                check(w, d)?;
-            }
-            trim_characters.as_deref().map_or(Ok(()), all)
+            check_each(trim_what, d)?;
+            check_each(trim_characters.iter().flatten(), d)
         }
         Expr::Interval(i) => check(&i.value, d),
-        Expr::Function(f) => {
-            let name = match f.name.0.as_slice() {
-                [part] => match part.as_ident() {
-                    Some(id) if id.quote_style.is_none() => id.value.to_ascii_lowercase(),
-                    _ => return Err(refuse(format!("function name {} is not allowed", f.name))),
-                },
-                _ => {
-                    return Err(refuse(format!(
-                        "function {}: qualified function names are not allowed in a filter",
-                        f.name
-                    )));
-                }
-            };
-            if !ALLOWED_FUNCTIONS.contains(&name.as_str()) {
-                return Err(refuse(format!(
-                    "function {name}() is not allowed in a filter (only pure scalar functions such as coalesce, nullif, lower, upper, trim, substr, round, abs, date_trunc are)"
-                )));
-            }
-            if f.filter.is_some()
-                || f.over.is_some()
-                || f.null_treatment.is_some()
-                || !f.within_group.is_empty()
-                || !matches!(f.parameters, FunctionArguments::None)
-                || f.uses_odbc_syntax
-            {
-                return Err(refuse(format!(
-                    "function {name}(): window, aggregate and parameter syntax is not allowed in a filter"
-                )));
-            }
-            match &f.args {
-                FunctionArguments::None => Ok(()),
-                FunctionArguments::Subquery(_) => Err(refuse(format!(
-                    "function {name}(): subqueries are not allowed in a filter"
-                ))),
-                FunctionArguments::List(list) => {
-                    if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
-                        return Err(refuse(format!(
-                            "function {name}(): DISTINCT, ORDER BY and other argument clauses are not allowed in a filter"
-                        )));
-                    }
-                    for arg in &list.args {
-                        match arg {
-                            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => check(e, d)?,
-                            _ => {
-                                return Err(refuse(format!(
-                                    "function {name}(): only plain arguments are allowed in a filter"
-                                )));
-                            }
-                        }
-                    }
-                    Ok(())
-                }
-            }
-        }
+        Expr::Function(f) => check_function(f, d),
         Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => {
             Err(refuse("subqueries are not allowed in a filter"))
         }
@@ -498,6 +376,157 @@ fn check(e: &Expr, d: &dyn Dialect) -> Result<(), UnsafeFilter> {
             expr_kind(other)
         ))),
     }
+}
+
+/// Checks each expression in turn.
+fn check_each<'a, E: Borrow<Expr> + 'a>(
+    es: impl IntoIterator<Item = &'a E>,
+    d: &dyn Dialect,
+) -> Result<(), UnsafeFilter> {
+    es.into_iter().try_for_each(|e| check(e.borrow(), d))
+}
+
+fn qualified_name(parts: &[Ident]) -> UnsafeFilter {
+    refuse(format!(
+        "qualified name `{}`: a filter names its model's own columns only",
+        parts
+            .iter()
+            .map(|p| p.value.as_str())
+            .collect::<Vec<_>>()
+            .join(".")
+    ))
+}
+
+fn check_binary_op(
+    left: &Expr,
+    op: &BinaryOperator,
+    right: &Expr,
+    d: &dyn Dialect,
+) -> Result<(), UnsafeFilter> {
+    use BinaryOperator as B;
+    match op {
+        B::Plus
+        | B::Minus
+        | B::Multiply
+        | B::Divide
+        | B::Modulo
+        | B::StringConcat
+        | B::Gt
+        | B::Lt
+        | B::GtEq
+        | B::LtEq
+        | B::Eq
+        | B::NotEq
+        | B::And
+        | B::Or => {
+            check(left, d)?;
+            check(right, d)
+        }
+        other => Err(refuse(format!(
+            "operator `{other}` is not allowed in a filter"
+        ))),
+    }
+}
+
+fn check_case(
+    operand: Option<&Expr>,
+    conditions: &[CaseWhen],
+    else_result: Option<&Expr>,
+    d: &dyn Dialect,
+) -> Result<(), UnsafeFilter> {
+    if let Some(o) = operand {
+        check(o, d)?;
+    }
+    for c in conditions {
+        check(&c.condition, d)?;
+        check(&c.result, d)?;
+    }
+    else_result.map_or(Ok(()), |e| check(e, d))
+}
+
+fn check_cast(
+    kind: &CastKind,
+    expr: &Expr,
+    data_type: &DataType,
+    has_format: bool,
+    d: &dyn Dialect,
+) -> Result<(), UnsafeFilter> {
+    if has_format {
+        return Err(refuse("CAST … FORMAT is not allowed in a filter"));
+    }
+    match kind {
+        CastKind::Cast | CastKind::TryCast | CastKind::SafeCast | CastKind::DoubleColon => {}
+    }
+    check_type(data_type)?;
+    check(expr, d)
+}
+
+/// A function call: an allowed pure scalar function, called plainly.
+fn check_function(f: &Function, d: &dyn Dialect) -> Result<(), UnsafeFilter> {
+    let name = allowed_function_name(f)?;
+    if f.filter.is_some()
+        || f.over.is_some()
+        || f.null_treatment.is_some()
+        || !f.within_group.is_empty()
+        || !matches!(f.parameters, FunctionArguments::None)
+        || f.uses_odbc_syntax
+    {
+        return Err(refuse(format!(
+            "function {name}(): window, aggregate and parameter syntax is not allowed in a filter"
+        )));
+    }
+    match &f.args {
+        FunctionArguments::None => Ok(()),
+        FunctionArguments::Subquery(_) => Err(refuse(format!(
+            "function {name}(): subqueries are not allowed in a filter"
+        ))),
+        FunctionArguments::List(list) => check_function_args(&name, list, d),
+    }
+}
+
+/// The function's name, lower-cased, if it is unqualified, unquoted and allowed.
+fn allowed_function_name(f: &Function) -> Result<String, UnsafeFilter> {
+    let name = match f.name.0.as_slice() {
+        [part] => match part.as_ident() {
+            Some(id) if id.quote_style.is_none() => id.value.to_ascii_lowercase(),
+            _ => return Err(refuse(format!("function name {} is not allowed", f.name))),
+        },
+        _ => {
+            return Err(refuse(format!(
+                "function {}: qualified function names are not allowed in a filter",
+                f.name
+            )));
+        }
+    };
+    if !ALLOWED_FUNCTIONS.contains(&name.as_str()) {
+        return Err(refuse(format!(
+            "function {name}() is not allowed in a filter (only pure scalar functions such as coalesce, nullif, lower, upper, trim, substr, round, abs, date_trunc are)"
+        )));
+    }
+    Ok(name)
+}
+
+fn check_function_args(
+    name: &str,
+    list: &FunctionArgumentList,
+    d: &dyn Dialect,
+) -> Result<(), UnsafeFilter> {
+    if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
+        return Err(refuse(format!(
+            "function {name}(): DISTINCT, ORDER BY and other argument clauses are not allowed in a filter"
+        )));
+    }
+    for arg in &list.args {
+        match arg {
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => check(e, d)?,
+            _ => {
+                return Err(refuse(format!(
+                    "function {name}(): only plain arguments are allowed in a filter"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_ident(id: &Ident, d: &dyn Dialect) -> Result<(), UnsafeFilter> {

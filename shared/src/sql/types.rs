@@ -134,22 +134,7 @@ pub(super) fn normalise<D: Dialect + ?Sized>(
     match (own.family, other.family) {
         (Integer, Integer) => d.cast(expr, d.bigint_type()),
         (Integer | Decimal { .. }, Integer | Decimal { .. }) => {
-            match (own.scale(), other.scale()) {
-                // Already at the coarser scale: a warehouse that enforces the declared scale
-                // holds nothing finer, so rounding would change nothing (and costs a
-                // function call per row).
-                (Some(a), b)
-                    if b.is_none_or(|b| a <= b)
-                        && matches!(own.family, Decimal { .. })
-                        && d.enforces_declared_precision() =>
-                {
-                    expr.to_owned()
-                }
-                (Some(a), Some(b)) => d.round(expr, a.min(b)),
-                (Some(s), None) | (None, Some(s)) => d.round(expr, s),
-                // Both unconstrained decimals: compare by exact value.
-                (None, None) => expr.to_owned(),
-            }
+            normalise_exact_numbers(d, expr, own, other)
         }
         (Float { double: a }, Float { double: b }) => {
             if a && b {
@@ -174,31 +159,7 @@ pub(super) fn normalise<D: Dialect + ?Sized>(
                 precision: p2,
                 tz: tz2,
             },
-        ) => {
-            let mut e = expr.to_owned();
-            let mut tz = tz1;
-            if tz1 != tz2 {
-                if tz1 {
-                    e = d.timestamp_tz_to_utc(&e);
-                }
-                tz = false;
-            }
-            // Cast the finer side to the coarser precision; an undeclared precision is
-            // the warehouse's default (the finest) and always yields to a declared one.
-            match (p1, p2) {
-                (Some(a), Some(b)) if a > b => d.timestamp_to_precision(&e, b, tz),
-                (None, Some(b)) => d.timestamp_to_precision(&e, b, tz),
-                // A warehouse that does not enforce declared precision may hold finer
-                // values in the coarser column: cut both sides.
-                (Some(a), Some(b)) if !d.enforces_declared_precision() => {
-                    d.timestamp_to_precision(&e, a.min(b), tz)
-                }
-                (Some(a), None) if !d.enforces_declared_precision() => {
-                    d.timestamp_to_precision(&e, a, tz)
-                }
-                _ => e,
-            }
-        }
+        ) => normalise_timestamps(d, expr, (p1, tz1), (p2, tz2)),
         (Timestamp { tz, .. }, Date) => {
             let e = if tz {
                 d.timestamp_tz_to_utc(expr)
@@ -211,6 +172,62 @@ pub(super) fn normalise<D: Dialect + ?Sized>(
         (Text, Text) => d.cast_to_text(expr),
         (Boolean, Boolean) => expr.to_owned(),
         _ => d.cast_to_text(expr),
+    }
+}
+
+/// Integers and decimals of different declared types: rounded to the coarser scale.
+fn normalise_exact_numbers<D: Dialect + ?Sized>(
+    d: &D,
+    expr: &str,
+    own: &ColumnType,
+    other: &ColumnType,
+) -> String {
+    match (own.scale(), other.scale()) {
+        // Already at the coarser scale: a warehouse that enforces the declared scale
+        // holds nothing finer, so rounding would change nothing (and costs a
+        // function call per row).
+        (Some(a), b)
+            if b.is_none_or(|b| a <= b)
+                && matches!(own.family, TypeFamily::Decimal { .. })
+                && d.enforces_declared_precision() =>
+        {
+            expr.to_owned()
+        }
+        (Some(a), Some(b)) => d.round(expr, a.min(b)),
+        (Some(s), None) | (None, Some(s)) => d.round(expr, s),
+        // Both unconstrained decimals: compare by exact value.
+        (None, None) => expr.to_owned(),
+    }
+}
+
+/// Timestamps of different declared types, each as `(precision, with time zone)`: both
+/// in UTC without a zone when only one has one, and at the coarser precision.
+fn normalise_timestamps<D: Dialect + ?Sized>(
+    d: &D,
+    expr: &str,
+    (p1, tz1): (Option<u32>, bool),
+    (p2, tz2): (Option<u32>, bool),
+) -> String {
+    let mut e = expr.to_owned();
+    let mut tz = tz1;
+    if tz1 != tz2 {
+        if tz1 {
+            e = d.timestamp_tz_to_utc(&e);
+        }
+        tz = false;
+    }
+    // Cast the finer side to the coarser precision; an undeclared precision is
+    // the warehouse's default (the finest) and always yields to a declared one.
+    match (p1, p2) {
+        (Some(a), Some(b)) if a > b => d.timestamp_to_precision(&e, b, tz),
+        (None, Some(b)) => d.timestamp_to_precision(&e, b, tz),
+        // A warehouse that does not enforce declared precision may hold finer
+        // values in the coarser column: cut both sides.
+        (Some(a), Some(b)) if !d.enforces_declared_precision() => {
+            d.timestamp_to_precision(&e, a.min(b), tz)
+        }
+        (Some(a), None) if !d.enforces_declared_precision() => d.timestamp_to_precision(&e, a, tz),
+        _ => e,
     }
 }
 

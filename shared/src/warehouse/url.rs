@@ -349,39 +349,7 @@ impl WarehouseUrl {
     pub fn parse(input: &str, pg_password: Option<String>) -> Result<Self, WarehouseUrlError> {
         let input = input.trim();
         if let Some(rest) = input.strip_prefix("sqlite:") {
-            let rest = rest.strip_prefix("//").unwrap_or(rest);
-            let (path, query) = match rest.split_once('?') {
-                Some((p, q)) => (p, Some(q)),
-                None => (rest, None),
-            };
-            if path.is_empty() {
-                return Err(malformed(input, "the SQLite path is empty"));
-            }
-            let mut attach = Vec::new();
-            for pair in query.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
-                let (k, v) = pair
-                    .split_once('=')
-                    .ok_or_else(|| malformed(input, "query parameters are KEY=VALUE"))?;
-                if k != "attach" {
-                    return Err(malformed(
-                        input,
-                        &format!("unknown parameter `{k}` (only `attach=NAME=PATH`)"),
-                    ));
-                }
-                let v = decode(v);
-                let (name, p) = v
-                    .split_once('=')
-                    .or_else(|| v.split_once(':'))
-                    .ok_or_else(|| malformed(input, "attach takes NAME=PATH"))?;
-                if name.is_empty() || p.is_empty() {
-                    return Err(malformed(input, "attach takes NAME=PATH"));
-                }
-                attach.push((name.to_owned(), PathBuf::from(p)));
-            }
-            return Ok(WarehouseUrl::Sqlite {
-                path: PathBuf::from(decode(path)),
-                attach,
-            });
+            return parse_sqlite(input, rest.strip_prefix("//").unwrap_or(rest));
         }
         let parsed = ::url::Url::parse(input).map_err(|e| {
             if input.contains("://") {
@@ -392,143 +360,9 @@ impl WarehouseUrl {
         })?;
         match parsed.scheme() {
             scheme @ ("postgres" | "postgresql" | "redshift") => {
-                let redshift = scheme == "redshift";
-                let shown = redact(input);
-                let host = parsed
-                    .host_str()
-                    .filter(|h| !h.is_empty())
-                    .ok_or_else(|| malformed(&shown, "no host"))?;
-                let user = decode(parsed.username());
-                if user.is_empty() {
-                    return Err(malformed(&shown, "no user (postgres://USER@host/db)"));
-                }
-                let database = decode(parsed.path().trim_start_matches('/'));
-                if database.is_empty() {
-                    return Err(malformed(
-                        &shown,
-                        "no database name (postgres://user@host/DB)",
-                    ));
-                }
-                let password = parsed
-                    .password()
-                    .map(|p| Password::new(decode(p)))
-                    .or(pg_password.map(Password::new));
-                let mut options = None;
-                let (mut iam_mode, mut iam_name, mut region) = (None, None, None);
-                let mut tls = Tls {
-                    mode: if redshift {
-                        SslMode::VerifyFull
-                    } else {
-                        SslMode::Prefer
-                    },
-                    root_cert: None,
-                };
-                for (k, v) in parsed.query_pairs() {
-                    match &*k {
-                        "options" => options = Some(v.into_owned()),
-                        "sslmode" => {
-                            tls.mode = SslMode::parse(&v).ok_or_else(|| {
-                                malformed(
-                                    &shown,
-                                    &format!(
-                                        "sslmode `{v}` is not one of disable, prefer, require, verify-ca, verify-full"
-                                    ),
-                                )
-                            })?;
-                        }
-                        "sslrootcert" if !v.is_empty() => {
-                            tls.root_cert = Some(PathBuf::from(v.into_owned()));
-                        }
-                        "iam" | "cluster_id" | "workgroup" | "region" if !redshift => {
-                            return Err(malformed(
-                                &shown,
-                                &format!("`{k}` is for redshift:// URLs only"),
-                            ));
-                        }
-                        "iam" => iam_mode = Some(v.into_owned()),
-                        "cluster_id" | "workgroup" => iam_name = Some(v.into_owned()),
-                        "region" => region = Some(v.into_owned()),
-                        other => {
-                            return Err(malformed(
-                                &shown,
-                                &format!("unsupported parameter `{other}`"),
-                            ));
-                        }
-                    }
-                }
-                let iam = match iam_mode {
-                    Some(mode) => Some(
-                        RedshiftIam::from_settings(
-                            &mode,
-                            iam_name.as_deref(),
-                            region.as_deref(),
-                            host,
-                        )
-                        .map_err(|e| malformed(&shown, &e))?,
-                    ),
-                    None => None,
-                };
-                Ok(WarehouseUrl::Postgres {
-                    user,
-                    password,
-                    host: host
-                        .trim_start_matches('[')
-                        .trim_end_matches(']')
-                        .to_owned(),
-                    port: parsed.port().unwrap_or(if redshift { 5439 } else { 5432 }),
-                    database,
-                    options,
-                    tls,
-                    redshift,
-                    iam,
-                })
+                parse_postgres(&parsed, &redact(input), pg_password, scheme == "redshift")
             }
-            "bigquery" => {
-                let project = decode(parsed.host_str().unwrap_or(""));
-                if project.is_empty() {
-                    return Err(malformed(input, "no project (bigquery://PROJECT)"));
-                }
-                if !matches!(parsed.path(), "" | "/") {
-                    return Err(malformed(
-                        input,
-                        "the project is the host part; settings go in ?dataset=…&location=…",
-                    ));
-                }
-                let mut bq = BigQueryUrl {
-                    project,
-                    location: None,
-                    dataset: None,
-                    endpoint: None,
-                    maximum_bytes_billed: None,
-                    credentials: None,
-                };
-                for (k, v) in parsed.query_pairs() {
-                    let v = v.into_owned();
-                    match &*k {
-                        "location" => bq.location = Some(v),
-                        "dataset" => bq.dataset = Some(v),
-                        "endpoint" => bq.endpoint = Some(v),
-                        "maximum_bytes_billed" => {
-                            bq.maximum_bytes_billed = Some(v.parse().map_err(|_| {
-                                malformed(
-                                    input,
-                                    &format!("maximum_bytes_billed `{v}` is not a number of bytes"),
-                                )
-                            })?);
-                        }
-                        other => {
-                            return Err(malformed(
-                                input,
-                                &format!(
-                                    "unsupported parameter `{other}` (location, dataset, endpoint, maximum_bytes_billed)"
-                                ),
-                            ));
-                        }
-                    }
-                }
-                bq.check_endpoint().map_err(|e| malformed(input, &e))?;
-                Ok(WarehouseUrl::BigQuery(bq))
-            }
+            "bigquery" => parse_bigquery(&parsed, input).map(WarehouseUrl::BigQuery),
             "snowflake" => parse_snowflake(&parsed, &redact(input)).map(WarehouseUrl::Snowflake),
             "databricks" => parse_databricks(&parsed, &redact(input), &|k| std::env::var(k).ok())
                 .map(WarehouseUrl::Databricks),
@@ -560,6 +394,209 @@ impl WarehouseUrl {
             WarehouseUrl::Databricks(_) => "databricks",
         }
     }
+}
+
+/// `sqlite:PATH?attach=NAME=PATH&…` (`rest`: what follows `sqlite:` and an optional `//`).
+fn parse_sqlite(input: &str, rest: &str) -> Result<WarehouseUrl, WarehouseUrlError> {
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        return Err(malformed(input, "the SQLite path is empty"));
+    }
+    let mut attach = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| malformed(input, "query parameters are KEY=VALUE"))?;
+        if k != "attach" {
+            return Err(malformed(
+                input,
+                &format!("unknown parameter `{k}` (only `attach=NAME=PATH`)"),
+            ));
+        }
+        let v = decode(v);
+        let (name, p) = v
+            .split_once('=')
+            .or_else(|| v.split_once(':'))
+            .ok_or_else(|| malformed(input, "attach takes NAME=PATH"))?;
+        if name.is_empty() || p.is_empty() {
+            return Err(malformed(input, "attach takes NAME=PATH"));
+        }
+        attach.push((name.to_owned(), PathBuf::from(p)));
+    }
+    Ok(WarehouseUrl::Sqlite {
+        path: PathBuf::from(decode(path)),
+        attach,
+    })
+}
+
+/// `postgres://`, `postgresql://` and `redshift://` URLs (`shown`: the URL redacted).
+fn parse_postgres(
+    parsed: &::url::Url,
+    shown: &str,
+    pg_password: Option<String>,
+    redshift: bool,
+) -> Result<WarehouseUrl, WarehouseUrlError> {
+    let host = parsed
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| malformed(shown, "no host"))?;
+    let user = decode(parsed.username());
+    if user.is_empty() {
+        return Err(malformed(shown, "no user (postgres://USER@host/db)"));
+    }
+    let database = decode(parsed.path().trim_start_matches('/'));
+    if database.is_empty() {
+        return Err(malformed(
+            shown,
+            "no database name (postgres://user@host/DB)",
+        ));
+    }
+    let password = parsed
+        .password()
+        .map(|p| Password::new(decode(p)))
+        .or(pg_password.map(Password::new));
+    let params = postgres_params(parsed, shown, redshift)?;
+    let iam = match params.iam_mode {
+        Some(mode) => Some(
+            RedshiftIam::from_settings(
+                &mode,
+                params.iam_name.as_deref(),
+                params.region.as_deref(),
+                host,
+            )
+            .map_err(|e| malformed(shown, &e))?,
+        ),
+        None => None,
+    };
+    Ok(WarehouseUrl::Postgres {
+        user,
+        password,
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        port: parsed.port().unwrap_or(if redshift { 5439 } else { 5432 }),
+        database,
+        options: params.options,
+        tls: params.tls,
+        redshift,
+        iam,
+    })
+}
+
+/// The query parameters of a PostgreSQL or Redshift URL.
+struct PostgresParams {
+    options: Option<String>,
+    tls: Tls,
+    iam_mode: Option<String>,
+    iam_name: Option<String>,
+    region: Option<String>,
+}
+
+fn postgres_params(
+    parsed: &::url::Url,
+    shown: &str,
+    redshift: bool,
+) -> Result<PostgresParams, WarehouseUrlError> {
+    let mut p = PostgresParams {
+        options: None,
+        tls: Tls {
+            mode: if redshift {
+                SslMode::VerifyFull
+            } else {
+                SslMode::Prefer
+            },
+            root_cert: None,
+        },
+        iam_mode: None,
+        iam_name: None,
+        region: None,
+    };
+    for (k, v) in parsed.query_pairs() {
+        match &*k {
+            "options" => p.options = Some(v.into_owned()),
+            "sslmode" => {
+                p.tls.mode = SslMode::parse(&v).ok_or_else(|| {
+                    malformed(
+                        shown,
+                        &format!(
+                            "sslmode `{v}` is not one of disable, prefer, require, verify-ca, verify-full"
+                        ),
+                    )
+                })?;
+            }
+            "sslrootcert" if !v.is_empty() => {
+                p.tls.root_cert = Some(PathBuf::from(v.into_owned()));
+            }
+            "iam" | "cluster_id" | "workgroup" | "region" if !redshift => {
+                return Err(malformed(
+                    shown,
+                    &format!("`{k}` is for redshift:// URLs only"),
+                ));
+            }
+            "iam" => p.iam_mode = Some(v.into_owned()),
+            "cluster_id" | "workgroup" => p.iam_name = Some(v.into_owned()),
+            "region" => p.region = Some(v.into_owned()),
+            other => {
+                return Err(malformed(
+                    shown,
+                    &format!("unsupported parameter `{other}`"),
+                ));
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// `bigquery://PROJECT?dataset=…&location=…&endpoint=…&maximum_bytes_billed=…`.
+fn parse_bigquery(parsed: &::url::Url, input: &str) -> Result<BigQueryUrl, WarehouseUrlError> {
+    let project = decode(parsed.host_str().unwrap_or(""));
+    if project.is_empty() {
+        return Err(malformed(input, "no project (bigquery://PROJECT)"));
+    }
+    if !matches!(parsed.path(), "" | "/") {
+        return Err(malformed(
+            input,
+            "the project is the host part; settings go in ?dataset=…&location=…",
+        ));
+    }
+    let mut bq = BigQueryUrl {
+        project,
+        location: None,
+        dataset: None,
+        endpoint: None,
+        maximum_bytes_billed: None,
+        credentials: None,
+    };
+    for (k, v) in parsed.query_pairs() {
+        let v = v.into_owned();
+        match &*k {
+            "location" => bq.location = Some(v),
+            "dataset" => bq.dataset = Some(v),
+            "endpoint" => bq.endpoint = Some(v),
+            "maximum_bytes_billed" => {
+                bq.maximum_bytes_billed = Some(v.parse().map_err(|_| {
+                    malformed(
+                        input,
+                        &format!("maximum_bytes_billed `{v}` is not a number of bytes"),
+                    )
+                })?);
+            }
+            other => {
+                return Err(malformed(
+                    input,
+                    &format!(
+                        "unsupported parameter `{other}` (location, dataset, endpoint, maximum_bytes_billed)"
+                    ),
+                ));
+            }
+        }
+    }
+    bq.check_endpoint().map_err(|e| malformed(input, &e))?;
+    Ok(bq)
 }
 
 fn parse_snowflake(parsed: &::url::Url, shown: &str) -> Result<SnowflakeTarget, WarehouseUrlError> {
@@ -619,22 +656,7 @@ fn parse_snowflake(parsed: &::url::Url, shown: &str) -> Result<SnowflakeTarget, 
             }
         }
     }
-    let auth = match (parsed.password(), key_path) {
-        (Some(_), Some(_)) => {
-            return Err(malformed(
-                shown,
-                "give a password or a private_key_path, not both",
-            ));
-        }
-        (Some(p), None) => SnowflakeAuth::Password(Password::new(decode(p))),
-        (None, Some(path)) => SnowflakeAuth::PrivateKeyPath(path),
-        (None, None) => {
-            return Err(malformed(
-                shown,
-                "no password and no private_key_path (snowflake://USER:PASSWORD@… or ?private_key_path=…)",
-            ));
-        }
-    };
+    let auth = snowflake_auth(parsed, key_path, shown)?;
     let protocol = protocol.unwrap_or_else(|| "https".to_owned());
     Ok(SnowflakeTarget {
         host: host.unwrap_or_else(|| snowflake_default_host(&account)),
@@ -708,6 +730,51 @@ fn parse_databricks(
             "protocol=http is for a stand-in on this machine only (the token would cross the network in clear)",
         ));
     }
+    let auth = databricks_auth(client_id, env, shown)?;
+    Ok(DatabricksTarget {
+        port: parsed
+            .port()
+            .unwrap_or(if protocol == "http" { 80 } else { 443 }),
+        protocol,
+        host,
+        warehouse_id,
+        catalog,
+        schema,
+        auth,
+    })
+}
+
+/// A password in the URL or a private key file, not both.
+fn snowflake_auth(
+    parsed: &::url::Url,
+    key_path: Option<PathBuf>,
+    shown: &str,
+) -> Result<SnowflakeAuth, WarehouseUrlError> {
+    Ok(match (parsed.password(), key_path) {
+        (Some(_), Some(_)) => {
+            return Err(malformed(
+                shown,
+                "give a password or a private_key_path, not both",
+            ));
+        }
+        (Some(p), None) => SnowflakeAuth::Password(Password::new(decode(p))),
+        (None, Some(path)) => SnowflakeAuth::PrivateKeyPath(path),
+        (None, None) => {
+            return Err(malformed(
+                shown,
+                "no password and no private_key_path (snowflake://USER:PASSWORD@… or ?private_key_path=…)",
+            ));
+        }
+    })
+}
+
+/// A client id (URL or environment) means OAuth M2M with the secret from the environment;
+/// otherwise a token from the environment.
+fn databricks_auth(
+    client_id: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+    shown: &str,
+) -> Result<DatabricksAuth, WarehouseUrlError> {
     let env = |k: &str| env(k).filter(|v| !v.trim().is_empty());
     let auth = match (
         client_id.or_else(|| env("DATABRICKS_CLIENT_ID")),
@@ -730,17 +797,7 @@ fn parse_databricks(
             ));
         }
     };
-    Ok(DatabricksTarget {
-        port: parsed
-            .port()
-            .unwrap_or(if protocol == "http" { 80 } else { 443 }),
-        protocol,
-        host,
-        warehouse_id,
-        catalog,
-        schema,
-        auth,
-    })
+    Ok(auth)
 }
 
 fn decode(s: &str) -> String {
