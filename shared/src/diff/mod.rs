@@ -3,12 +3,20 @@
 //! # How a diff runs
 //!
 //! ```text
-//!  DiffRequest ──▶ resolve ──▶ ComparePlan ──▶ exact: counts ∥ join pass ──────┐
-//!   (+ filter     catalog,     (key, columns,   │  duplicates? redo windowed      │
-//!    checked)     key checks,   normalised       └▶ sampled: first pass ∥ counts, │
-//!                 schema diff   expressions)        second pass if imprecise ─────┤
-//!                                                                                 ▼
-//!                                 DiffResult ◀── result ◀── examples (carried or read by key)
+//! DiffRequest ── filter checked (parse_filter)
+//!     │
+//!     ▼
+//! resolve    both catalogs ─▶ ComparePlan (key, compared columns, normalised
+//!     │      expressions) + schema changes
+//!     ▼
+//! exact      row counts ∥ plain join pass ──duplicated key?──▶ windowed join pass
+//!     │      (no key: a NULL profile per column instead)
+//!     │   or, over the sampling threshold:
+//!     │  sampled  row counts ∥ first sampled pass ──imprecise?──▶ a larger pass
+//!     ▼
+//! examples   carried by the pass, or read by key from both sides; masked
+//!     ▼
+//! result     DiffResult, with notes on NULL and duplicated keys
 //! ```
 //!
 //! 1. **Resolve** ([`resolve`]). Both relations' columns and declared types; unknown
