@@ -11,6 +11,11 @@ over DuckDB. Two things are added here, before its server starts:
   prdiff's Snowflake dialect reads DATETIME_PRECISION to compare timestamps across a
   precision change. Snowflake documents the column as "not applicable"; prdiff's catalog
   query tolerates NULL there (see docs/warehouses/snowflake.md).
+- A statement's result `rowtype` names DuckDB's second/millisecond timestamps and 4-byte
+  floats (fakesnow 0.12 fails on them: "NotImplementedError") and gives every timestamp
+  column the scale its DuckDB type has (0, 3, 6 or 9), as Snowflake gives a
+  TIMESTAMP_NTZ(p) column scale p; fakesnow 0.12 says 9 for all. prdiff's Snowflake
+  driver reads a relation's columns from the rowtype of `SELECT * … LIMIT 0`.
 
 Usage: fakesnow_server.py --host 127.0.0.1 --port PORT [--db-path DIR]
 """
@@ -43,6 +48,24 @@ info_schema.SQL_CREATE_GLOBAL_INFORMATION_SCHEMA_COLUMNS_VIEW = _view
 
 # Imported after the patch: the server module creates its shared instance on import.
 import fakesnow.server  # noqa: E402
+from fakesnow import rowtype  # noqa: E402
+
+_TIMESTAMP_SCALES = {"TIMESTAMP_S": 0, "TIMESTAMP_MS": 3, "TIMESTAMP": 6, "TIMESTAMP WITH TIME ZONE": 6, "TIMESTAMP_NS": 9}
+rowtype.duckdb_to_sf_type.update({"TIMESTAMP_S": "timestamp_ntz", "TIMESTAMP_MS": "timestamp_ntz", "FLOAT": "real"})
+_describe_as_rowtype = rowtype.describe_as_rowtype
+
+
+def _describe_with_scales(describe_results: list) -> list:
+    infos = _describe_as_rowtype(describe_results)
+    for info, (_name, duck_type, *_rest) in zip(infos, describe_results, strict=True):
+        if duck_type in _TIMESTAMP_SCALES:
+            info["scale"] = _TIMESTAMP_SCALES[duck_type]
+    return infos
+
+
+if getattr(fakesnow.server, "describe_as_rowtype", None) is not _describe_as_rowtype:
+    sys.exit("fakesnow_server.py: this fakesnow's server no longer imports describe_as_rowtype; update the patch")
+fakesnow.server.describe_as_rowtype = _describe_with_scales
 import uvicorn  # noqa: E402
 from fakesnow.instance import FakeSnow  # noqa: E402
 

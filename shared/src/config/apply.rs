@@ -497,7 +497,7 @@ pub async fn check(
 const CHECK_STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Connects to a data source with its stored secret, runs `SELECT 1`, and asks the catalog
-/// which write or administrative rights the role holds (PostgreSQL and Redshift; see
+/// which write or administrative rights the role holds (PostgreSQL, Redshift and Snowflake; see
 /// [`crate::warehouse::privilege_warnings`]). A connection that fails is a failed line
 /// carrying the warehouse's own error; each right the role should not have is a warning.
 pub async fn check_warehouse(source: &DataSource, secrets: &dyn Secrets) -> Vec<CheckLine> {
@@ -549,8 +549,13 @@ pub async fn check_warehouse(source: &DataSource, secrets: &dyn Secrets) -> Vec<
         Ok(warnings) if warnings.is_empty() => lines.push(CheckLine::new(
             "warehouse privileges",
             true,
-            "read-only: no superuser or role attribute, no CREATE on the database or a \
-             schema, no write on a table, no write role",
+            if kind == "snowflake" {
+                "read-only: the role and the roles it inherits hold no ownership, write, \
+                 CREATE, MANAGE or system administrator role (SHOW GRANTS TO ROLE)"
+            } else {
+                "read-only: no superuser or role attribute, no CREATE on the database or a \
+                 schema, no write on a table, no write role"
+            },
         )),
         Ok(warnings) => lines.extend(warnings.into_iter().map(|w| {
             CheckLine::warning(
@@ -558,6 +563,10 @@ pub async fn check_warehouse(source: &DataSource, secrets: &dyn Secrets) -> Vec<
                 format!("{}; revoke: {}", w.detail, w.revoke),
             )
         })),
+        Err(e) if kind == "snowflake" => lines.push(CheckLine::warning(
+            "warehouse privileges",
+            format!("could not read grants: {}", crate::error_chain(&e)),
+        )),
         Err(e) => lines.push(CheckLine::warning(
             "warehouse privileges",
             format!("could not be read: {}", crate::error_chain(&e)),

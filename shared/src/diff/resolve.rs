@@ -32,7 +32,7 @@ pub(super) async fn columns(
     side: &'static str,
 ) -> Result<Vec<(String, ColumnType)>, DiffError> {
     let d = wh.dialect();
-    let rows = wh.query(&d.columns_query(rel)).await?;
+    let rows = wh.columns(rel).await?;
     if rows.is_empty() {
         return Err(DiffError::UnknownRelation {
             side,

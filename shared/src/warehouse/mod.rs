@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::sql::Dialect;
+use crate::sql::{Dialect, Relation};
 
 #[cfg(feature = "bigquery")]
 pub mod bigquery;
@@ -118,6 +118,15 @@ pub trait Warehouse: Send + Sync {
     /// rest (PostgreSQL: no parallel workers for it). By default, as [`Warehouse::query`].
     async fn query_beside(&self, sql: &str) -> Result<Vec<Row>, WarehouseError> {
         self.query(sql).await
+    }
+
+    /// The columns of `rel` in table order, one row each: its name, and its type as the
+    /// dialect's catalog query spells it ([`Dialect::columns_query`], which
+    /// [`Dialect::parse_type`] reads). No rows: the relation does not exist or none of its
+    /// columns is visible. By default, the dialect's catalog query; a driver that can learn
+    /// the same faster (Snowflake: from a statement's result metadata) overrides it.
+    async fn columns(&self, rel: &Relation) -> Result<Vec<Row>, WarehouseError> {
+        self.query(&self.dialect().columns_query(rel)).await
     }
 
     /// How many statements this warehouse can usefully run at once for one diff.

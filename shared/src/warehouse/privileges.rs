@@ -7,10 +7,13 @@
 //! returns one warning per kind of right, naming what to revoke. `docs/warehouse-privileges.md`
 //! lists the grants a read-only role needs per warehouse.
 //!
-//! Checked for PostgreSQL and Redshift; other dialects return no warnings (their catalogs
-//! are not queried yet; the docs say what to look at by hand).
+//! Checked for PostgreSQL, Redshift and Snowflake (`SHOW GRANTS TO ROLE`, in
+//! [`snowflake`]); other dialects return no warnings (their catalogs are not queried yet;
+//! the docs say what to look at by hand).
 
 use std::fmt;
+
+mod snowflake;
 
 use super::{Row, Warehouse, WarehouseError};
 use crate::sql::{Relation, string_literal};
@@ -50,7 +53,7 @@ pub enum PrivilegeScope {
 
 /// Whether [`privilege_warnings_as`] queries this dialect's catalog.
 pub fn privileges_checked(dialect: &str) -> bool {
-    matches!(dialect, "postgres" | "redshift")
+    matches!(dialect, "postgres" | "redshift" | "snowflake")
 }
 
 /// The role's write and administrative rights, for the warehouse's own dialect.
@@ -71,6 +74,8 @@ pub async fn privilege_warnings_as(
     match dialect {
         "postgres" => postgres(wh, scope).await,
         "redshift" => redshift(wh, scope).await,
+        // Account-wide: a Snowflake role's grants are not narrowed to relations.
+        "snowflake" => snowflake::snowflake(wh).await,
         _ => Ok(Vec::new()),
     }
 }
@@ -705,7 +710,7 @@ mod tests {
             rules: vec![],
             sent: Mutex::new(Vec::new()),
         };
-        for d in ["snowflake", "bigquery", "databricks", "duckdb", "sqlite"] {
+        for d in ["bigquery", "databricks", "duckdb", "sqlite"] {
             assert!(!privileges_checked(d));
             let w = privilege_warnings_as(d, &wh, &PrivilegeScope::AllSchemas)
                 .await
@@ -713,7 +718,11 @@ mod tests {
             assert!(w.is_empty());
         }
         assert!(wh.sent.lock().unwrap().is_empty());
-        assert!(privileges_checked("postgres") && privileges_checked("redshift"));
+        assert!(
+            privileges_checked("postgres")
+                && privileges_checked("redshift")
+                && privileges_checked("snowflake")
+        );
     }
 
     #[test]

@@ -41,7 +41,7 @@ use super::{
     ConnectOptions, Password, Row, SnowflakeAuth, SnowflakeTarget, Warehouse, WarehouseError,
     error_text,
 };
-use crate::sql::{Dialect, Snowflake};
+use crate::sql::{Dialect, Relation, Snowflake};
 
 /// Statements one diff runs at once, each on its own session (the virtual warehouse, not
 /// the session, bounds the work; one statement per session also suits stand-ins that
@@ -255,10 +255,62 @@ impl Warehouse for SnowflakeWarehouse {
     /// Runs one statement on an idle session (or a new one). If it outlives its timeout by
     /// [`CLIENT_GRACE`], or the caller stops waiting, an abort request is sent for it.
     async fn query(&self, sql: &str) -> Result<Vec<Row>, WarehouseError> {
+        Ok(self.run(sql).await?.rows)
+    }
+
+    /// The columns as the statement `SELECT * FROM rel LIMIT 0` describes them in its
+    /// answer's `rowtype` (name, type, precision, scale): Snowflake compiles the statement
+    /// and reads no data, where `INFORMATION_SCHEMA.COLUMNS` is a slower catalog query (and
+    /// leaves `DATETIME_PRECISION` empty). The types are spelled as that view spells them
+    /// (`NUMBER(p,s)`, `TEXT`, `FLOAT`, `TIMESTAMP_NTZ(9)` …). A relation that does not
+    /// exist or is not visible (`002003`, "does not exist or not authorized") has no
+    /// columns.
+    async fn columns(&self, rel: &Relation) -> Result<Vec<Row>, WarehouseError> {
+        let sql = format!("SELECT * FROM {} LIMIT 0", Snowflake.relation(rel));
+        match self.run(&sql).await {
+            Ok(answer) => Ok(answer
+                .rowtype
+                .iter()
+                .map(|c| vec![Some(c.name.clone()), Some(c.catalog_type())])
+                .collect()),
+            Err(RunError::Server { code, .. }) if code == OBJECT_NOT_FOUND => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Snowflake's error code for "Object '…' does not exist or not authorized" (also for a
+/// database or schema).
+const OBJECT_NOT_FOUND: &str = "002003";
+
+/// A statement's answer: its columns and rows.
+struct Answer {
+    rowtype: Vec<ColumnInfo>,
+    rows: Vec<Row>,
+}
+
+/// A failed statement: Snowflake's error code kept beside the error it becomes.
+enum RunError {
+    Server { code: String, error: WarehouseError },
+    Other(WarehouseError),
+}
+
+impl From<RunError> for WarehouseError {
+    fn from(e: RunError) -> Self {
+        match e {
+            RunError::Server { error, .. } | RunError::Other(error) => error,
+        }
+    }
+}
+
+impl SnowflakeWarehouse {
+    /// Runs one statement on an idle session (or a new one). If it outlives its timeout by
+    /// [`CLIENT_GRACE`], or the caller stops waiting, an abort request is sent for it.
+    async fn run(&self, sql: &str) -> Result<Answer, RunError> {
         let idle = self.idle.lock().await.pop();
         let session = match idle {
             Some(s) => s,
-            None => Arc::new(self.login.session().await?),
+            None => Arc::new(self.login.session().await.map_err(RunError::Other)?),
         };
         let request_id = uuid4();
         let mut abort = AbortOnDrop(Some((session.clone(), request_id.clone())));
@@ -277,7 +329,9 @@ impl Warehouse for SnowflakeWarehouse {
                     "statement outlived its timeout: aborting it on the server"
                 );
                 // `abort` fires when dropped here; the session is not reused.
-                return Err(WarehouseError::Timeout(self.statement_timeout));
+                return Err(RunError::Other(WarehouseError::Timeout(
+                    self.statement_timeout,
+                )));
             }
         };
         abort.0 = None;
@@ -293,7 +347,17 @@ impl Warehouse for SnowflakeWarehouse {
                 idle.push(session);
             }
         }
-        result.map_err(|e| e.into_warehouse_error(self.statement_timeout))
+        result.map_err(|e| {
+            let code = match &e {
+                CallError::Server { code, .. } => Some(code.clone()),
+                CallError::Transport(_) => None,
+            };
+            let error = e.into_warehouse_error(self.statement_timeout);
+            match code {
+                Some(code) => RunError::Server { code, error },
+                None => RunError::Other(error),
+            }
+        })
     }
 }
 
@@ -443,10 +507,38 @@ impl ApiResponse {
 /// One column of `rowtype`.
 #[derive(Debug, Clone, Deserialize)]
 struct ColumnInfo {
+    #[serde(default)]
+    name: String,
     #[serde(rename = "type", default)]
     kind: String,
     #[serde(default)]
+    precision: Option<i64>,
+    #[serde(default)]
     scale: Option<i64>,
+}
+
+impl ColumnInfo {
+    /// The column's type as `INFORMATION_SCHEMA.COLUMNS` spells it with precision and scale
+    /// (what the Snowflake dialect's catalog query returns): `NUMBER(p,s)` for `fixed`,
+    /// `FLOAT` for `real`, `TIMESTAMP_NTZ(scale)` …, and the type's own name upper-cased
+    /// otherwise (`TEXT`, `BOOLEAN`, `DATE`, `TIME`, `VARIANT`, `BINARY` …).
+    /// <https://docs.snowflake.com/en/sql-reference/info-schema/columns>
+    fn catalog_type(&self) -> String {
+        let kind = self.kind.to_ascii_uppercase();
+        match kind.as_str() {
+            "FIXED" => format!(
+                "NUMBER({},{})",
+                self.precision.unwrap_or(38),
+                self.scale.unwrap_or(0)
+            ),
+            "REAL" => "FLOAT".to_owned(),
+            k if k.starts_with("TIMESTAMP") => match self.scale {
+                Some(s) => format!("{k}({s})"),
+                None => kind,
+            },
+            _ => kind,
+        }
+    }
 }
 
 /// The parts of a query answer's `data` prdiff reads.
@@ -525,7 +617,7 @@ impl Session {
         sql: &str,
         request_id: &str,
         statement_timeout: Duration,
-    ) -> Result<Vec<Row>, CallError> {
+    ) -> Result<Answer, CallError> {
         let http_timeout = statement_timeout + CLIENT_GRACE * 2;
         let body = json!({
             "sqlText": sql,
@@ -596,7 +688,10 @@ impl Session {
                 read_json_rows(&rowset, &data.rowtype, &mut rows)?;
             }
         }
-        Ok(rows)
+        Ok(Answer {
+            rowtype: data.rowtype,
+            rows,
+        })
     }
 
     /// Downloads one result chunk from its URL with the headers Snowflake gave (or the
@@ -1183,7 +1278,9 @@ mod tests {
     #[test]
     fn json_values_become_the_engine_text() {
         let col = |kind: &str, scale: i64| ColumnInfo {
+            name: "C".into(),
             kind: kind.into(),
+            precision: None,
             scale: Some(scale),
         };
         let t = |v: &str, c: ColumnInfo| json_value_text(v, &c).unwrap();
@@ -1268,7 +1365,9 @@ mod tests {
         ]
         .iter()
         .map(|(k, s)| ColumnInfo {
+            name: "C".into(),
             kind: (*k).into(),
+            precision: None,
             scale: Some(*s),
         })
         .collect();
@@ -1383,6 +1482,46 @@ mod tests {
             assert!(!e.is_retryable(), "{e}");
             assert!(e.to_string().contains(code), "{e}");
         }
+    }
+
+    #[test]
+    fn rowtype_columns_are_spelled_as_the_catalog_spells_them() {
+        // Rowtype entries as the query-request answer carries them (the connectors read
+        // `name`, `type`, `precision`, `scale`).
+        let rowtype: Vec<ColumnInfo> = serde_json::from_value(json!([
+            {"name": "ID", "type": "fixed", "precision": 38, "scale": 0, "nullable": true},
+            {"name": "PRICE", "type": "fixed", "precision": 12, "scale": 2},
+            {"name": "F", "type": "real", "precision": null, "scale": null},
+            {"name": "S", "type": "text", "length": 16777216, "byteLength": 16777216},
+            {"name": "TS", "type": "timestamp_ntz", "precision": 0, "scale": 3},
+            {"name": "TZ", "type": "timestamp_tz", "precision": 0, "scale": 9},
+            {"name": "T", "type": "time", "precision": 0, "scale": 9},
+            {"name": "B", "type": "boolean"},
+            {"name": "V", "type": "variant"},
+        ]))
+        .unwrap();
+        let types: Vec<String> = rowtype.iter().map(ColumnInfo::catalog_type).collect();
+        assert_eq!(
+            types,
+            [
+                "NUMBER(38,0)",
+                "NUMBER(12,2)",
+                "FLOAT",
+                "TEXT",
+                "TIMESTAMP_NTZ(3)",
+                "TIMESTAMP_TZ(9)",
+                "TIME",
+                "BOOLEAN",
+                "VARIANT"
+            ]
+        );
+        assert_eq!(rowtype[1].name, "PRICE");
+        // The dialect reads them as the catalog query's types.
+        let d = crate::sql::Snowflake;
+        assert!(
+            d.parse_type(&types[1])
+                .same_as(&d.parse_type("NUMBER(12,2)"))
+        );
     }
 
     #[test]

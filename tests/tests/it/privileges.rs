@@ -558,3 +558,51 @@ async fn config_check_on_sqlite_opens_an_existing_file_says_privileges_are_unche
     );
     assert!(!missing.exists());
 }
+
+/// `config check` on the Snowflake stand-in: it connects with the stored password and runs
+/// `SELECT 1`; fakesnow 0.12 does not serve `SHOW GRANTS`, so the privilege line is a
+/// warning that carries the stand-in's own error, and the check still passes. (The
+/// reading of `SHOW GRANTS` rows is tested on documented rows in
+/// `prdiff_shared::warehouse::privileges::snowflake`.)
+#[tokio::test]
+async fn config_check_on_snowflake_degrades_to_a_warning_when_grants_cannot_be_read() {
+    let id = ConfigId::parse("analytics").unwrap();
+    let WarehouseUrl::Snowflake(t) = WarehouseUrl::parse(&prdiff_tests::snowflake_url(), None)
+        .expect("PRDIFF_TEST_SNOWFLAKE_URL")
+    else {
+        panic!("PRDIFF_TEST_SNOWFLAKE_URL is not a snowflake:// URL");
+    };
+    let warehouse::SnowflakeAuth::Password(password) = &t.auth else {
+        panic!("the stand-in's URL carries a password");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("secrets")).unwrap();
+    std::fs::write(dir.path().join("sf.password"), password.expose()).unwrap();
+    let source = format!(
+        "kind = \"snowflake\"\nconnection = {{ account = \"{}\", user = \"{}\", database = \"{}\", \
+         host = \"{}\", port = \"{}\", protocol = \"{}\" }}\nsecret = {{ file = \"sf.password\" }}",
+        t.account, t.user, t.database, t.host, t.port, t.protocol
+    );
+    let (store, secrets, dbt) = stored_config_with(dir.path(), &source).await;
+    let lines = apply::check(&id, &store, &secrets, &dbt, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(lines.iter().all(|l| l.ok), "{}", show(&lines));
+    let conn = lines
+        .iter()
+        .find(|l| l.what == "warehouse connection")
+        .expect("a connection line");
+    assert!(conn.detail.contains("SELECT 1 ran"), "{}", conn.detail);
+    assert!(!conn.detail.contains(password.expose()), "{}", conn.detail);
+    let last = lines.last().unwrap();
+    assert_eq!(last.what, "warehouse privileges", "{}", show(&lines));
+    assert!(last.warning, "{}", show(&lines));
+    assert!(
+        last.detail
+            .starts_with("could not read grants: the warehouse rejected the query: ")
+            && last.detail.contains("syntax error"),
+        "{}",
+        last.detail
+    );
+}
