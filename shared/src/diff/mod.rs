@@ -421,7 +421,13 @@ async fn columns(
     side: &'static str,
 ) -> Result<Vec<(String, ColumnType)>, DiffError> {
     let d = wh.dialect();
-    let rows = wh.query(&d.columns_query(rel)).await?;
+    let rows = match wh.columns(rel).await? {
+        Some(cols) => cols
+            .into_iter()
+            .map(|(n, t)| vec![Some(n), Some(t)])
+            .collect(),
+        None => wh.query(&d.columns_query(rel)).await?,
+    };
     if rows.is_empty() {
         return Err(DiffError::UnknownRelation {
             side,
@@ -543,6 +549,16 @@ async fn run_join(
 fn carries_examples(wh: &dyn Warehouse, plan: &ComparePlan) -> bool {
     plan.column_groups(wh.dialect().max_reported_columns())
         .is_none()
+}
+
+/// The exact join's kind: carrying its example rows where reading them by key afterwards
+/// would scan both relations again ([`crate::sql::Dialect::exact_join_carries_examples`]).
+fn exact_kind(wh: &dyn Warehouse, plan: &ComparePlan) -> JoinKind {
+    if wh.dialect().exact_join_carries_examples() && carries_examples(wh, plan) {
+        JoinKind::Carry
+    } else {
+        JoinKind::Plain
+    }
 }
 
 /// Whether a plain pass's counts can be trusted: every row it was given appears in it
@@ -896,7 +912,7 @@ async fn diff_unlabelled(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffRe
                 }
             }
         };
-        let join = run_join(wh, &plan, JoinKind::Plain, None, Lane::Critical);
+        let join = run_join(wh, &plan, exact_kind(wh, &plan), None, Lane::Critical);
         let ((c, stand_in), j) = futures::try_join!(beside, join)?;
         (c, Some(j), None, stand_in)
     } else if let Some(rate) = early_rate {
@@ -932,7 +948,7 @@ async fn diff_unlabelled(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffRe
     if !done {
         let agg = match early_join {
             Some(j) => j,
-            None => run_join(wh, &plan, JoinKind::Plain, None, Lane::Critical).await?,
+            None => run_join(wh, &plan, exact_kind(wh, &plan), None, Lane::Critical).await?,
         };
         // The join sees rows without NULL keys only.
         let clean = plain_pass_is_clean(&agg, (prod_rows - prod_nulls, pr_rows - pr_nulls))?;
@@ -944,7 +960,8 @@ async fn diff_unlabelled(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffRe
         };
         fill_exact(&agg, (prod_nulls, pr_nulls), &mut result, &mut columns)?;
         let stand_in = stand_in.as_ref().filter(|_| clean);
-        let carried = !clean && carries_examples(wh, &plan);
+        let carried =
+            (!clean || exact_kind(wh, &plan) == JoinKind::Carry) && carries_examples(wh, &plan);
         result.samples = samples(wh, &plan, req, &agg, carried, stand_in).await?;
     }
     let i = result.primary_key_issues;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::sql::Dialect;
+use crate::sql::{Dialect, Relation};
 
 #[cfg(feature = "bigquery")]
 pub mod bigquery;
@@ -32,7 +32,8 @@ mod tls;
 mod url;
 
 pub use privileges::{
-    PrivilegeScope, PrivilegeWarning, privilege_warnings, privilege_warnings_as, privileges_checked,
+    PrivilegeScope, PrivilegeWarning, privilege_warnings, privilege_warnings_as,
+    privileges_checked, privileges_ok_text,
 };
 pub use secret::Password;
 
@@ -123,6 +124,27 @@ pub trait Warehouse: Send + Sync {
     /// How many statements this warehouse can usefully run at once for one diff.
     fn parallelism(&self) -> usize {
         1
+    }
+
+    /// The columns of `rel` (name, type as the dialect's catalog names it) from the
+    /// driver's own API, in column order; an empty list for a relation that does not
+    /// exist. `None`: the driver has no such API, and the diff asks the catalog
+    /// ([`Dialect::columns_query`]).
+    async fn columns(
+        &self,
+        _rel: &Relation,
+    ) -> Result<Option<Vec<(String, String)>>, WarehouseError> {
+        Ok(None)
+    }
+
+    /// The write and administrative rights of the identity this driver connects as, read
+    /// through the warehouse's own API rather than SQL (BigQuery's IAM). `None`: the driver
+    /// has no such API ([`privilege_warnings`] reads the SQL catalog, or checks nothing).
+    async fn api_privilege_warnings(
+        &self,
+        _scope: &PrivilegeScope,
+    ) -> Option<Result<Vec<PrivilegeWarning>, WarehouseError>> {
+        None
     }
 }
 
