@@ -79,10 +79,12 @@ pub struct SampleBucket {
 pub enum JoinKind {
     /// The relations joined as they are; example rows are read afterwards. Exact diffs.
     Plain,
-    /// The same join, carrying the example rows' values up through it, and counting each
-    /// side's distinct keys so the pass itself tells whether a key was duplicated
-    /// (`p_keys`, `q_keys`): for samples, whose rows are few, so carrying and counting cost
-    /// less than reading the examples afterwards.
+    /// The same join, carrying the example rows' values up through it; a sampled one also
+    /// counts each side's distinct keys so the pass itself tells whether a key was
+    /// duplicated (`p_keys`, `q_keys`). For samples, whose rows are few, so carrying and
+    /// counting cost less than reading the examples afterwards, and for exact diffs where a
+    /// read by key would scan the relations again
+    /// ([`Dialect::exact_join_carries_examples`]).
     Carry,
     /// One representative per key value on each side, carrying the example rows: samples
     /// and tables with duplicate keys.
@@ -693,7 +695,9 @@ impl ComparePlan {
             }
         };
         let windowed_only = |expr: String, agg: JoinAgg| only_if(windowed, expr, agg);
-        let carry = kind == JoinKind::Carry;
+        // A sampled carrying pass counts each side's distinct keys to tell duplicates; an
+        // exact one (no bucket) knows each side's rows from the counts run beside it.
+        let carry = kind == JoinKind::Carry && bucket.is_some();
         let p_dup = g(&format!("{on_p} AND x.pdn > 1"));
         let q_dup = g(&format!("{on_q} AND x.qdn > 1"));
 

@@ -320,6 +320,9 @@ const WRITE_PERMISSIONS: &[(&str, &str, &str)] = &[
 /// The most tables one privilege check tests (`tables.testIamPermissions`, one request
 /// each), and how many requests are in flight at once.
 const MAX_CHECKED_TABLES: usize = 200;
+
+/// A table: project, dataset, table id.
+type TableRef = (String, String, String);
 const CHECKS_IN_FLIGHT: usize = 8;
 
 impl BigQueryWarehouse {
@@ -329,7 +332,7 @@ impl BigQueryWarehouse {
     async fn tables_in_scope(
         &self,
         scope: &PrivilegeScope,
-    ) -> Result<Vec<(String, String, String)>, WarehouseError> {
+    ) -> Result<Vec<TableRef>, WarehouseError> {
         let inner = &self.inner;
         if let PrivilegeScope::Relations(rels) = scope {
             return Ok(rels
@@ -406,7 +409,7 @@ impl BigQueryWarehouse {
         let permissions: Vec<&str> = WRITE_PERMISSIONS.iter().map(|(p, _, _)| *p).collect();
         let body = json!({ "permissions": permissions });
         let inner = &self.inner;
-        let held: Vec<((String, String, String), Vec<String>)> =
+        let held: Vec<(TableRef, Vec<String>)> =
             futures::stream::iter(tables.into_iter().map(|t| {
                 let body = &body;
                 async move {
@@ -443,7 +446,7 @@ impl BigQueryWarehouse {
 
 /// One warning per write permission held on any table, naming the tables and the roles
 /// that grant it.
-fn permission_warnings(held: &[((String, String, String), Vec<String>)]) -> Vec<PrivilegeWarning> {
+fn permission_warnings(held: &[(TableRef, Vec<String>)]) -> Vec<PrivilegeWarning> {
     const SHOWN: usize = 5;
     let mut out = Vec::new();
     for (permission, what, roles) in WRITE_PERMISSIONS {

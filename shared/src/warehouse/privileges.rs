@@ -368,7 +368,7 @@ async fn databricks(
     wh: &dyn Warehouse,
     scope: &PrivilegeScope,
 ) -> Result<Vec<PrivilegeWarning>, WarehouseError> {
-    let d = wh.dialect();
+    let d: &dyn crate::sql::Dialect = &crate::sql::Databricks;
     let list = |ps: &[&str]| {
         ps.iter()
             .map(|p| spark_literal(p))
