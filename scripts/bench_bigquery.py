@@ -5,6 +5,9 @@
   sql                  prints the hand-written single-statement diff
   check FILE           checks that the bench binary's output (FILE) has the same figures
                        from prdiff and from the hand-written statement
+  bytes PORT           the bytes BigQuery would process and bill for the hand-written
+                       statement and for prdiff's statements, derived from the tables'
+                       contents (bqemulator reports 0 for every job and every table)
 """
 
 import json
@@ -86,6 +89,53 @@ def check(path: str) -> None:
         sys.exit(f"prdiff and the hand-written statement disagree:\n{got}\n{floor}")
 
 
+# BigQuery's logical sizes per value (https://cloud.google.com/bigquery/pricing#data):
+# INT64 and DATE 8 bytes, NUMERIC 16, STRING 2 + its UTF-8 length. A query processes the
+# whole of every column it references, in every table it references; on-demand billing
+# counts at least 10 MB per table referenced.
+COLUMN_BYTES = "8 AS id, 8 AS qty, 2 + BYTE_LENGTH(label) AS label, 16 AS price, 8 AS day"
+MIN_BILLED_PER_TABLE = 10 * 1024 * 1024
+
+# The columns each of prdiff's statements references, per table (an exact diff on
+# BigQuery: a count of rows and NULL keys per side, and the join, which carries its example
+# rows; `RUST_LOG=prdiff_shared=debug` on the bench binary prints each statement).
+PRDIFF_STATEMENTS = [
+    ("count prod", {"prod": ["id"]}),
+    ("count pr", {"pr": ["id"]}),
+    ("join", {"prod": ["id", "qty", "label", "price", "day"],
+              "pr": ["id", "qty", "label", "price", "day"]}),
+]
+
+
+def column_bytes(port: int) -> dict:
+    out = {}
+    for ds in ("prod", "pr"):
+        sql = (f"SELECT SUM(id), SUM(qty), SUM(label), SUM(price), SUM(day) "
+               f"FROM (SELECT {COLUMN_BYTES} FROM {ds}.t)")
+        row = query(port, sql)["rows"][0]["f"]
+        out[ds] = dict(zip(["id", "qty", "label", "price", "day"], (int(c["v"]) for c in row)))
+    return out
+
+
+def bytes_report(port: int) -> None:
+    sizes = column_bytes(port)
+
+    def statement(tables: dict) -> tuple[int, int]:
+        per_table = [sum(sizes[t][c] for c in cols) for t, cols in tables.items()]
+        return sum(per_table), sum(max(b, MIN_BILLED_PER_TABLE) for b in per_table)
+
+    every = ["id", "qty", "label", "price", "day"]
+    floor = statement({"prod": every, "pr": every})
+    diff = [statement(t) for _, t in PRDIFF_STATEMENTS]
+    processed = sum(d[0] for d in diff)
+    billed = sum(d[1] for d in diff)
+    print(json.dumps({
+        "one_scan_processed": floor[0], "one_scan_billed": floor[1],
+        "prdiff_processed": processed, "prdiff_billed": billed,
+        "per_statement": {n: d[0] for (n, _), d in zip(PRDIFF_STATEMENTS, diff)},
+    }))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "fill":
         fill(int(sys.argv[2]), int(sys.argv[3]))
@@ -93,5 +143,7 @@ if __name__ == "__main__":
         print(BASELINE)
     elif sys.argv[1] == "check":
         check(sys.argv[2])
+    elif sys.argv[1] == "bytes":
+        bytes_report(int(sys.argv[2]))
     else:
         sys.exit(__doc__)

@@ -10,6 +10,9 @@
 #   hand-written statement alternately, both as jobs through prdiff's own BigQuery client
 #   (request to complete, decoded result). The ratio is of these two.
 # - end to end: the `prdiff diff` process (start, every statement).
+# Then the bytes BigQuery would process and bill (on-demand: at least 10 MB per table a
+# query references) for one scan of both tables and for prdiff's statements, derived from
+# the tables' contents by scripts/bench_bigquery.py (the emulator reports 0 bytes).
 # PRDIFF_BENCH_PROFILE=dev uses debug builds instead of release ones.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -74,5 +77,19 @@ for N in "${SIZES[@]}"; do
   E2E="$(printf '%s\n' "${T[@]}" | median)"
   read -r P B < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["diff_seconds"], d["floor_seconds"])' "$WORK/connected.json")
   printf '%-10s %16.2f %14.2f %6.2fx %16.2f\n' "$N" "$P" "$B" "$(awk "BEGIN {print $P / $B}")" "$E2E"
+  python3 scripts/bench_bigquery.py bytes "$PORT" >>"$WORK/bytes.txt"
   kill "$BQ_PID"; wait "$BQ_PID" 2>/dev/null || true; BQ_PID=""
 done
+echo
+python3 - "$WORK/bytes.txt" "${SIZES[@]}" <<'PY'
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+print(f"{'rows':<10} {'one scan (MB)':>14} {'prdiff (MB)':>12} {'ratio':>6}   billed: {'one scan':>9} {'prdiff':>7} {'ratio':>6}")
+for n, line in zip(sys.argv[2:], lines):
+    b = json.loads(line)
+    mb = lambda x: x / 1e6
+    print(f"{n:<10} {mb(b['one_scan_processed']):>14.2f} {mb(b['prdiff_processed']):>12.2f} "
+          f"{b['prdiff_processed'] / b['one_scan_processed']:>5.2f}x   billed: "
+          f"{mb(b['one_scan_billed']):>9.2f} {mb(b['prdiff_billed']):>7.2f} "
+          f"{b['prdiff_billed'] / b['one_scan_billed']:>5.2f}x")
+PY

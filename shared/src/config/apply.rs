@@ -549,13 +549,7 @@ pub async fn check_warehouse(source: &DataSource, secrets: &dyn Secrets) -> Vec<
         Ok(warnings) if warnings.is_empty() => lines.push(CheckLine::new(
             "warehouse privileges",
             true,
-            if kind == "snowflake" {
-                "read-only: the role and the roles it inherits hold no ownership, write, \
-                 CREATE, MANAGE or system administrator role (SHOW GRANTS TO ROLE)"
-            } else {
-                "read-only: no superuser or role attribute, no CREATE on the database or a \
-                 schema, no write on a table, no write role"
-            },
+            warehouse::privileges_ok_text(kind),
         )),
         Ok(warnings) => lines.extend(warnings.into_iter().map(|w| {
             CheckLine::warning(

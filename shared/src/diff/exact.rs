@@ -70,7 +70,7 @@ pub(super) async fn counts_and_first_pass(
             };
             Ok::<_, DiffError>((c, stand_in))
         };
-        let join = run_join(wh, plan, JoinKind::Plain, None, Lane::Critical);
+        let join = run_join(wh, plan, exact_kind(wh, plan), None, Lane::Critical);
         let ((counts, stand_in), join) = futures::try_join!(beside, join)?;
         return Ok(FirstPasses {
             counts: Counts::new(counts),
@@ -171,7 +171,7 @@ pub(super) async fn exact_pass(
 ) -> Result<(), DiffError> {
     let agg = match early_join {
         Some(j) => j,
-        None => run_join(wh, plan, JoinKind::Plain, None, Lane::Critical).await?,
+        None => run_join(wh, plan, exact_kind(wh, plan), None, Lane::Critical).await?,
     };
     // The join sees rows without NULL keys only.
     let clean = plain_pass_is_clean(&agg, counts.nonnull())?;
@@ -183,7 +183,8 @@ pub(super) async fn exact_pass(
     };
     fill_exact(&agg, counts.nulls, r)?;
     let stand_in = stand_in.as_ref().filter(|_| clean);
-    let carried = !clean && carries_examples(wh, plan);
+    let carried =
+        (!clean || exact_kind(wh, plan) == JoinKind::Carry) && carries_examples(wh, plan);
     r.samples = examples::samples(wh, plan, req, &agg, carried, stand_in).await?;
     Ok(())
 }
@@ -248,6 +249,16 @@ pub(super) async fn run_join(
 pub(super) fn carries_examples(wh: &dyn Warehouse, plan: &ComparePlan) -> bool {
     plan.column_groups(wh.dialect().max_reported_columns())
         .is_none()
+}
+
+/// The exact join's kind: carrying its example rows where reading them by key afterwards
+/// would scan both relations again ([`crate::sql::Dialect::exact_join_carries_examples`]).
+fn exact_kind(wh: &dyn Warehouse, plan: &ComparePlan) -> JoinKind {
+    if wh.dialect().exact_join_carries_examples() && carries_examples(wh, plan) {
+        JoinKind::Carry
+    } else {
+        JoinKind::Plain
+    }
 }
 
 /// Whether a plain pass's counts can be trusted: every row it was given appears in it

@@ -86,6 +86,12 @@ impl Dialect for BigQuery {
         )
     }
 
+    /// A query processes (and bills) every referenced column of a table whole: reading
+    /// example rows by key would cost another full scan of both relations.
+    fn exact_join_carries_examples(&self) -> bool {
+        true
+    }
+
     fn columns_query(&self, r: &Relation) -> String {
         let mut scope = Vec::new();
         if let Some(d) = &r.database {

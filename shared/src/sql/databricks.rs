@@ -1,7 +1,7 @@
 //! Databricks SQL (through the SQL Statement Execution API).
 //! <https://docs.databricks.com/en/sql/language-manual/index.html>
 
-use super::{Dialect, Relation, quote_doubling, string_literal};
+use super::{Dialect, Relation, quote_doubling};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Databricks;
@@ -62,9 +62,9 @@ impl Dialect for Databricks {
 
     /// Unity Catalog's `full_data_type` keeps precision and scale (`decimal(10,2)`).
     fn columns_query(&self, r: &Relation) -> String {
-        let mut conds = vec![format!("table_name = {}", string_literal(&r.name))];
+        let mut conds = vec![format!("table_name = {}", spark_literal(&r.name))];
         if let Some(s) = &r.schema {
-            conds.push(format!("table_schema = {}", string_literal(s)));
+            conds.push(format!("table_schema = {}", spark_literal(s)));
         }
         let catalog = match &r.database {
             Some(d) => format!("{}.information_schema.columns", self.quote_identifier(d)),
@@ -83,4 +83,11 @@ impl Dialect for Databricks {
             statement_timeout_ms.div_ceil(1000)
         )]
     }
+}
+
+/// A Databricks SQL string literal: a backslash escapes inside one (and a doubled quote
+/// would end it), so the backslash and the quote are both escaped with one.
+/// <https://docs.databricks.com/en/sql/language-manual/data-types/string-type.html>
+pub fn spark_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }

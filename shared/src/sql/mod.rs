@@ -20,7 +20,7 @@ pub(crate) mod sqlite;
 mod types;
 
 pub use bigquery::BigQuery;
-pub use databricks::Databricks;
+pub use databricks::{Databricks, spark_literal};
 pub use duckdb::DuckDb;
 pub use postgres::Postgres;
 pub use redshift::Redshift;
@@ -183,6 +183,13 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// column groups. `None`: no limit.
     fn max_reported_columns(&self) -> Option<usize> {
         None
+    }
+
+    /// Whether an exact diff's join carries its example rows up through the join instead
+    /// of reading them by key afterwards. Where a read by key scans (and bills) every
+    /// compared column of both relations again, as on BigQuery, carrying costs less.
+    fn exact_join_carries_examples(&self) -> bool {
+        false
     }
 
     /// For a column type the warehouse cannot compare with `=` (PostgreSQL's `json`,

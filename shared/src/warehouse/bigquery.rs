@@ -22,8 +22,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{BigQueryUrl, ConnectOptions, Row, Warehouse, WarehouseError, error_text};
-use crate::sql::{BigQuery, Dialect};
+use super::{
+    BigQueryUrl, ConnectOptions, PrivilegeScope, PrivilegeWarning, Row, Warehouse, WarehouseError,
+    error_text,
+};
+use crate::sql::{BigQuery, Dialect, Relation};
 
 /// The OAuth scope of the BigQuery API.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
@@ -52,7 +55,9 @@ pub struct BigQueryWarehouse {
 
 struct Inner {
     http: reqwest::Client,
-    /// `{endpoint}/bigquery/v2/projects/{project}`.
+    /// `{endpoint}/bigquery/v2`.
+    api: String,
+    /// `{api}/projects/{project}`.
     base: String,
     project: String,
     location: Option<String>,
@@ -118,6 +123,7 @@ impl BigQueryWarehouse {
         };
         let inner = Inner {
             http,
+            api: format!("{}/bigquery/v2", url.endpoint()),
             base: format!(
                 "{}/bigquery/v2/projects/{}",
                 url.endpoint(),
@@ -216,6 +222,343 @@ impl Warehouse for BigQueryWarehouse {
 
     async fn query(&self, sql: &str) -> Result<Vec<Row>, WarehouseError> {
         Ok(self.run(sql).await?.rows)
+    }
+
+    /// IAM's answer for each table in scope (`tables.testIamPermissions` with the write
+    /// permissions; the answer is the subset this identity holds).
+    async fn api_privilege_warnings(
+        &self,
+        scope: &PrivilegeScope,
+    ) -> Option<Result<Vec<PrivilegeWarning>, WarehouseError>> {
+        Some(self.iam_warnings(scope).await)
+    }
+
+    /// From the table resource (`tables.get`): one request, no query job; the catalog
+    /// query when the relation names no dataset.
+    async fn columns(&self, rel: &Relation) -> Result<Vec<Row>, WarehouseError> {
+        match self.table_columns(rel).await? {
+            Some(cols) => Ok(cols
+                .into_iter()
+                .map(|(name, ty)| vec![Some(name), Some(ty)])
+                .collect()),
+            None => self.query(&self.dialect().columns_query(rel)).await,
+        }
+    }
+}
+
+/// Write and administrative IAM permissions on a table, what each allows, and the
+/// predefined roles that grant it
+/// (<https://cloud.google.com/bigquery/docs/access-control#bigquery-roles>).
+const WRITE_PERMISSIONS: &[(&str, &str, &str)] = &[
+    (
+        "bigquery.tables.updateData",
+        "may insert, update, delete and truncate rows",
+        "roles/bigquery.dataEditor, roles/bigquery.dataOwner or roles/bigquery.admin",
+    ),
+    (
+        "bigquery.tables.update",
+        "may change the schema and metadata",
+        "roles/bigquery.dataEditor, roles/bigquery.dataOwner or roles/bigquery.admin",
+    ),
+    (
+        "bigquery.tables.delete",
+        "may delete the table",
+        "roles/bigquery.dataEditor, roles/bigquery.dataOwner or roles/bigquery.admin",
+    ),
+    (
+        "bigquery.tables.setIamPolicy",
+        "may grant others access to the table",
+        "roles/bigquery.dataOwner or roles/bigquery.admin",
+    ),
+];
+
+/// The most tables one privilege check tests (`tables.testIamPermissions`, one request
+/// each), and how many requests are in flight at once.
+const MAX_CHECKED_TABLES: usize = 200;
+
+/// A table: project, dataset, table id.
+type TableRef = (String, String, String);
+const CHECKS_IN_FLIGHT: usize = 8;
+
+impl BigQueryWarehouse {
+    /// The columns of `rel` from the table resource (`tables.get`), in column order.
+    /// Types are rendered as `INFORMATION_SCHEMA.COLUMNS.data_type` renders them; an
+    /// empty list for a table that does not exist; `None` without a dataset to look in.
+    pub async fn table_columns(
+        &self,
+        rel: &Relation,
+    ) -> Result<Option<Vec<(String, String)>>, WarehouseError> {
+        let Some(dataset) = rel.schema.as_ref().or(self.inner.dataset.as_ref()) else {
+            // No dataset to look in: the catalog query reports that in BigQuery's words.
+            return Ok(None);
+        };
+        let project = rel.database.as_ref().unwrap_or(&self.inner.project);
+        let url = format!(
+            "{}/projects/{}/datasets/{}/tables/{}",
+            self.inner.api,
+            path_segment(project),
+            path_segment(dataset),
+            path_segment(&rel.name)
+        );
+        let params = [("fields", "schema".to_owned())];
+        let table = match self
+            .inner
+            .call_status(reqwest::Method::GET, &url, &params, None)
+            .await?
+        {
+            Ok(v) => v,
+            // No such project, dataset or table (or none this identity may see).
+            Err((404, _)) => return Ok(Some(Vec::new())),
+            Err((status, body)) => {
+                return Err(api_error(
+                    status,
+                    &body,
+                    &self.inner.target,
+                    self.inner.statement_timeout,
+                ));
+            }
+        };
+        let fields = table
+            .get("schema")
+            .and_then(|s| s.get("fields"))
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        fields
+            .iter()
+            .map(|f| {
+                let name =
+                    f.get("name")
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| WarehouseError::Other {
+                            message: "a field of BigQuery's table schema has no name".into(),
+                        })?;
+                Ok((name.to_owned(), data_type(f)))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// The tables a privilege check tests: the scope's relations, or every table of the
+    /// data source's dataset (of every dataset of the project without one), at most
+    /// [`MAX_CHECKED_TABLES`].
+    async fn tables_in_scope(
+        &self,
+        scope: &PrivilegeScope,
+    ) -> Result<Vec<TableRef>, WarehouseError> {
+        let inner = &self.inner;
+        if let PrivilegeScope::Relations(rels) = scope {
+            return Ok(rels
+                .iter()
+                .filter_map(|r| {
+                    let dataset = r.schema.as_ref().or(inner.dataset.as_ref())?;
+                    let project = r.database.as_ref().unwrap_or(&inner.project);
+                    Some((project.clone(), dataset.clone(), r.name.clone()))
+                })
+                .take(MAX_CHECKED_TABLES)
+                .collect());
+        }
+        let datasets = match &inner.dataset {
+            Some(d) => vec![d.clone()],
+            None => {
+                let list = inner
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("{}/datasets", inner.base),
+                        &[("maxResults", "1000".to_owned())],
+                        None,
+                    )
+                    .await?;
+                list.get("datasets")
+                    .and_then(Value::as_array)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|d| {
+                        d.pointer("/datasetReference/datasetId")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned)
+                    })
+                    .collect()
+            }
+        };
+        let mut tables = Vec::new();
+        for d in datasets {
+            if tables.len() >= MAX_CHECKED_TABLES {
+                break;
+            }
+            let list = inner
+                .call(
+                    reqwest::Method::GET,
+                    &format!("{}/datasets/{}/tables", inner.base, path_segment(&d)),
+                    &[(
+                        "maxResults",
+                        (MAX_CHECKED_TABLES - tables.len()).to_string(),
+                    )],
+                    None,
+                )
+                .await?;
+            for t in list
+                .get("tables")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+            {
+                if let Some(id) = t.pointer("/tableReference/tableId").and_then(Value::as_str) {
+                    tables.push((inner.project.clone(), d.clone(), id.to_owned()));
+                }
+            }
+        }
+        tables.truncate(MAX_CHECKED_TABLES);
+        Ok(tables)
+    }
+
+    async fn iam_warnings(
+        &self,
+        scope: &PrivilegeScope,
+    ) -> Result<Vec<PrivilegeWarning>, WarehouseError> {
+        use futures::StreamExt;
+        let tables = self.tables_in_scope(scope).await?;
+        let permissions: Vec<&str> = WRITE_PERMISSIONS.iter().map(|(p, _, _)| *p).collect();
+        let body = json!({ "permissions": permissions });
+        let inner = &self.inner;
+        let held: Vec<(TableRef, Vec<String>)> =
+            futures::stream::iter(tables.into_iter().map(|t| {
+                let body = &body;
+                async move {
+                    let url = format!(
+                        "{}/projects/{}/datasets/{}/tables/{}:testIamPermissions",
+                        inner.api,
+                        path_segment(&t.0),
+                        path_segment(&t.1),
+                        path_segment(&t.2)
+                    );
+                    let resp = inner
+                        .call(reqwest::Method::POST, &url, &[], Some(body))
+                        .await?;
+                    let granted: Vec<String> = resp
+                        .get("permissions")
+                        .and_then(Value::as_array)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect();
+                    Ok::<_, WarehouseError>((t, granted))
+                }
+            }))
+            .buffered(CHECKS_IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        Ok(permission_warnings(&held))
+    }
+}
+
+/// One warning per write permission held on any table, naming the tables and the roles
+/// that grant it.
+fn permission_warnings(held: &[(TableRef, Vec<String>)]) -> Vec<PrivilegeWarning> {
+    const SHOWN: usize = 5;
+    let mut out = Vec::new();
+    for (permission, what, roles) in WRITE_PERMISSIONS {
+        let tables: Vec<String> = held
+            .iter()
+            .filter(|(_, granted)| granted.iter().any(|g| g == permission))
+            .map(|((p, d, t), _)| format!("{p}.{d}.{t}"))
+            .collect();
+        if tables.is_empty() {
+            continue;
+        }
+        let mut listing = tables[..tables.len().min(SHOWN)].join(", ");
+        if tables.len() > SHOWN {
+            listing.push_str(&format!(" and {} more", tables.len() - SHOWN));
+        }
+        out.push(PrivilegeWarning {
+            privilege: (*permission).to_owned(),
+            detail: format!(
+                "this identity {what} on {} table{}: {listing}",
+                tables.len(),
+                if tables.len() == 1 { "" } else { "s" }
+            ),
+            revoke: format!(
+                "remove {roles} from this identity on the project, the dataset and the table \
+                 (or the custom role that holds {permission}); reading needs only \
+                 roles/bigquery.dataViewer on the datasets and roles/bigquery.jobUser on the \
+                 project"
+            ),
+        });
+    }
+    out
+}
+
+/// A schema field's type as `INFORMATION_SCHEMA.COLUMNS.data_type` writes it: GoogleSQL
+/// names (the REST resource may use the legacy `INTEGER`, `FLOAT`, `BOOLEAN`, `RECORD`),
+/// parameters (`NUMERIC(10, 2)`, `STRING(20)`), `ARRAY<…>` for a repeated field,
+/// `STRUCT<name type, …>` for a record.
+/// <https://cloud.google.com/bigquery/docs/reference/rest/v2/tables#TableFieldSchema>
+fn data_type(field: &Value) -> String {
+    let inner = element_type(field);
+    if field.get("mode").and_then(Value::as_str) == Some("REPEATED") {
+        format!("ARRAY<{inner}>")
+    } else {
+        inner
+    }
+}
+
+fn element_type(field: &Value) -> String {
+    let raw = field
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    let t = match raw.as_str() {
+        "INTEGER" => "INT64",
+        "FLOAT" => "FLOAT64",
+        "BOOLEAN" => "BOOL",
+        "RECORD" => "STRUCT",
+        other => other,
+    };
+    // Integers in the REST resource are JSON strings (int64 format).
+    let param = |name: &str| match field.get(name) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    match t {
+        "STRUCT" => {
+            let fields = field
+                .get("fields")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let inner: Vec<String> = fields
+                .iter()
+                .map(|f| {
+                    format!(
+                        "{} {}",
+                        f.get("name").and_then(Value::as_str).unwrap_or(""),
+                        data_type(f)
+                    )
+                })
+                .collect();
+            format!("STRUCT<{}>", inner.join(", "))
+        }
+        "RANGE" => match field.get("rangeElementType") {
+            Some(e) => format!("RANGE<{}>", element_type(e)),
+            None => t.to_owned(),
+        },
+        "NUMERIC" | "BIGNUMERIC" => match (param("precision"), param("scale")) {
+            (Some(p), Some(s)) => format!("{t}({p}, {s})"),
+            (Some(p), None) => format!("{t}({p})"),
+            _ => t.to_owned(),
+        },
+        "STRING" | "BYTES" => match param("maxLength") {
+            Some(n) => format!("{t}({n})"),
+            None => t.to_owned(),
+        },
+        _ => t.to_owned(),
     }
 }
 
@@ -358,6 +701,22 @@ impl Inner {
         params: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, WarehouseError> {
+        self.call_status(method, url, params, body)
+            .await?
+            .map_err(|(status, value)| {
+                api_error(status, &value, &self.target, self.statement_timeout)
+            })
+    }
+
+    /// One API call: `Ok(Err((status, body)))` for a non-success status, for callers that
+    /// treat some statuses (a 404) as an answer.
+    async fn call_status(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        params: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Result<Value, (u16, Value)>, WarehouseError> {
         // A request that could not be sent (a pooled connection the server had just
         // closed, a reset) is sent again: every call here is idempotent (`jobs.query`
         // carries a `requestId`, polls and cancels are repeatable).
@@ -402,14 +761,9 @@ impl Inner {
                     message: format!("BigQuery answered {status} with a body that is not JSON"),
                 });
             }
-            return Ok(value);
+            return Ok(Ok(value));
         }
-        Err(api_error(
-            status.as_u16(),
-            &value,
-            &self.target,
-            self.statement_timeout,
-        ))
+        Ok(Err((status.as_u16(), value)))
     }
 }
 
@@ -757,6 +1111,44 @@ mod tests {
         assert!(
             !text.contains("12345678") && !text.contains("secret-value"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn schema_fields_render_as_information_schema_data_types() {
+        let f = |v: Value| data_type(&v);
+        assert_eq!(f(json!({"name": "a", "type": "INTEGER"})), "INT64");
+        assert_eq!(f(json!({"name": "a", "type": "INT64"})), "INT64");
+        assert_eq!(f(json!({"name": "a", "type": "FLOAT"})), "FLOAT64");
+        assert_eq!(f(json!({"name": "a", "type": "BOOLEAN"})), "BOOL");
+        assert_eq!(f(json!({"name": "a", "type": "TIMESTAMP"})), "TIMESTAMP");
+        assert_eq!(
+            f(json!({"name": "a", "type": "NUMERIC", "precision": "10", "scale": "4"})),
+            "NUMERIC(10, 4)"
+        );
+        assert_eq!(
+            f(json!({"name": "a", "type": "BIGNUMERIC", "precision": "40"})),
+            "BIGNUMERIC(40)"
+        );
+        assert_eq!(f(json!({"name": "a", "type": "NUMERIC"})), "NUMERIC");
+        assert_eq!(
+            f(json!({"name": "a", "type": "STRING", "maxLength": "20"})),
+            "STRING(20)"
+        );
+        assert_eq!(
+            f(json!({"name": "a", "type": "INTEGER", "mode": "REPEATED"})),
+            "ARRAY<INT64>"
+        );
+        assert_eq!(
+            f(json!({"name": "a", "type": "RECORD", "fields": [
+                {"name": "x", "type": "STRING"},
+                {"name": "y", "type": "FLOAT", "mode": "REPEATED"}
+            ]})),
+            "STRUCT<x STRING, y ARRAY<FLOAT64>>"
+        );
+        assert_eq!(
+            f(json!({"name": "a", "type": "RANGE", "rangeElementType": {"type": "DATE"}})),
+            "RANGE<DATE>"
         );
     }
 

@@ -32,7 +32,8 @@ mod tls;
 mod url;
 
 pub use privileges::{
-    PrivilegeScope, PrivilegeWarning, privilege_warnings, privilege_warnings_as, privileges_checked,
+    PrivilegeScope, PrivilegeWarning, privilege_warnings, privilege_warnings_as,
+    privileges_checked, privileges_ok_text,
 };
 pub use secret::Password;
 
@@ -124,7 +125,8 @@ pub trait Warehouse: Send + Sync {
     /// dialect's catalog query spells it ([`Dialect::columns_query`], which
     /// [`Dialect::parse_type`] reads). No rows: the relation does not exist or none of its
     /// columns is visible. By default, the dialect's catalog query; a driver that can learn
-    /// the same faster (Snowflake: from a statement's result metadata) overrides it.
+    /// the same faster (Snowflake: from a statement's result metadata; BigQuery: from
+    /// `tables.get`) overrides it.
     async fn columns(&self, rel: &Relation) -> Result<Vec<Row>, WarehouseError> {
         self.query(&self.dialect().columns_query(rel)).await
     }
@@ -132,6 +134,16 @@ pub trait Warehouse: Send + Sync {
     /// How many statements this warehouse can usefully run at once for one diff.
     fn parallelism(&self) -> usize {
         1
+    }
+
+    /// The write and administrative rights of the identity this driver connects as, read
+    /// through the warehouse's own API rather than SQL (BigQuery's IAM). `None`: the driver
+    /// has no such API ([`privilege_warnings`] reads the SQL catalog, or checks nothing).
+    async fn api_privilege_warnings(
+        &self,
+        _scope: &PrivilegeScope,
+    ) -> Option<Result<Vec<PrivilegeWarning>, WarehouseError>> {
+        None
     }
 }
 

@@ -7,16 +7,18 @@
 //! returns one warning per kind of right, naming what to revoke. `docs/warehouse-privileges.md`
 //! lists the grants a read-only role needs per warehouse.
 //!
-//! Checked for PostgreSQL, Redshift and Snowflake (`SHOW GRANTS TO ROLE`, in
-//! [`snowflake`]); other dialects return no warnings (their catalogs are not queried yet;
-//! the docs say what to look at by hand).
+//! Checked for PostgreSQL and Redshift (their catalogs), Snowflake (`SHOW GRANTS TO ROLE`,
+//! in [`snowflake`]), Databricks (Unity Catalog's `information_schema` privilege views and
+//! owners) and BigQuery (the driver's [`Warehouse::api_privilege_warnings`]: IAM's
+//! `tables.testIamPermissions`); other dialects return no warnings (the docs say what to
+//! look at by hand).
 
 use std::fmt;
 
 mod snowflake;
 
 use super::{Row, Warehouse, WarehouseError};
-use crate::sql::{Relation, string_literal};
+use crate::sql::{Relation, spark_literal, string_literal};
 
 /// A write or administrative right the role holds, and how to take it away.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +55,32 @@ pub enum PrivilegeScope {
 
 /// Whether [`privilege_warnings_as`] queries this dialect's catalog.
 pub fn privileges_checked(dialect: &str) -> bool {
-    matches!(dialect, "postgres" | "redshift" | "snowflake")
+    matches!(
+        dialect,
+        "postgres" | "redshift" | "snowflake" | "databricks" | "bigquery"
+    )
+}
+
+/// What a check that found nothing means, per dialect (for `config check`).
+pub fn privileges_ok_text(dialect: &str) -> &'static str {
+    match dialect {
+        "databricks" => {
+            "read-only: no MODIFY, MANAGE, ALL PRIVILEGES or CREATE on a catalog, schema or \
+             table, and no ownership"
+        }
+        "snowflake" => {
+            "read-only: the role and the roles it inherits hold no ownership, write, CREATE, \
+             MANAGE or system administrator role (SHOW GRANTS TO ROLE)"
+        }
+        "bigquery" => {
+            "read-only: no write permission (bigquery.tables.updateData, update, delete, \
+             setIamPolicy) on the tables checked"
+        }
+        _ => {
+            "read-only: no superuser or role attribute, no CREATE on the database or a \
+             schema, no write on a table, no write role"
+        }
+    }
 }
 
 /// The role's write and administrative rights, for the warehouse's own dialect.
@@ -76,6 +103,11 @@ pub async fn privilege_warnings_as(
         "redshift" => redshift(wh, scope).await,
         // Account-wide: a Snowflake role's grants are not narrowed to relations.
         "snowflake" => snowflake::snowflake(wh).await,
+        "databricks" => databricks(wh, scope).await,
+        "bigquery" => wh
+            .api_privilege_warnings(scope)
+            .await
+            .unwrap_or_else(|| Ok(Vec::new())),
         _ => Ok(Vec::new()),
     }
 }
@@ -306,6 +338,204 @@ async fn redshift(
             privilege: format!("member of {granted}"),
             detail: format!("user {role} {what}"),
             revoke: format!("REVOKE ROLE {} FROM {who};", quote(&granted)),
+        });
+    }
+    Ok(out)
+}
+
+/// Unity Catalog privileges that write or administer, per securable, in report order
+/// (<https://docs.databricks.com/en/data-governance/unity-catalog/manage-privileges/privileges.html>).
+const DATABRICKS_TABLE: &[&str] = &["ALL PRIVILEGES", "MANAGE", "MODIFY"];
+const DATABRICKS_SCHEMA: &[&str] = &[
+    "ALL PRIVILEGES",
+    "MANAGE",
+    "MODIFY",
+    "CREATE TABLE",
+    "CREATE MATERIALIZED VIEW",
+    "CREATE FUNCTION",
+    "CREATE VOLUME",
+    "CREATE MODEL",
+];
+const DATABRICKS_CATALOG: &[&str] = &[
+    "ALL PRIVILEGES",
+    "MANAGE",
+    "MODIFY",
+    "CREATE SCHEMA",
+    "CREATE TABLE",
+    "CREATE MATERIALIZED VIEW",
+    "CREATE FUNCTION",
+    "CREATE VOLUME",
+    "CREATE MODEL",
+];
+
+/// The principal (the user itself, or a group it belongs to) in `column`.
+fn databricks_mine(column: &str) -> String {
+    format!("({column} = current_user() OR is_account_group_member({column}))")
+}
+
+/// Unity Catalog: the current catalog's `information_schema` privilege views (grants to the
+/// user or any group it is a member of, inherited ones included) and owners. Each kind of
+/// right is one warning naming where it is held and the `REVOKE` that takes it away.
+async fn databricks(
+    wh: &dyn Warehouse,
+    scope: &PrivilegeScope,
+) -> Result<Vec<PrivilegeWarning>, WarehouseError> {
+    let d: &dyn crate::sql::Dialect = &crate::sql::Databricks;
+    let list = |ps: &[&str]| {
+        ps.iter()
+            .map(|p| spark_literal(p))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (schema_cond, table_cond) = match scope {
+        PrivilegeScope::AllSchemas => (String::new(), String::new()),
+        PrivilegeScope::Relations(rels) if rels.is_empty() => {
+            (" AND false".to_owned(), " AND false".to_owned())
+        }
+        PrivilegeScope::Relations(rels) => {
+            let schemas: Vec<String> = rels
+                .iter()
+                .map(|r| match &r.schema {
+                    Some(s) => format!("schema_name = {}", spark_literal(s)),
+                    None => "true".to_owned(),
+                })
+                .collect();
+            let tables: Vec<String> = rels
+                .iter()
+                .map(|r| match &r.schema {
+                    Some(s) => format!(
+                        "(table_schema = {} AND table_name = {})",
+                        spark_literal(s),
+                        spark_literal(&r.name)
+                    ),
+                    None => format!("table_name = {}", spark_literal(&r.name)),
+                })
+                .collect();
+            (
+                format!(" AND ({})", schemas.join(" OR ")),
+                format!(" AND ({})", tables.join(" OR ")),
+            )
+        }
+    };
+    let catalog_rows = wh
+        .query(&format!(
+            "SELECT privilege_type, catalog_name, grantee FROM information_schema.catalog_privileges \
+             WHERE {} AND privilege_type IN ({}) ORDER BY 1, 2, 3 LIMIT 1000",
+            databricks_mine("grantee"),
+            list(DATABRICKS_CATALOG)
+        ))
+        .await?;
+    let schema_rows = wh
+        .query(&format!(
+            "SELECT privilege_type, schema_name, grantee FROM information_schema.schema_privileges \
+             WHERE {} AND privilege_type IN ({}) AND schema_name <> 'information_schema'{schema_cond} \
+             ORDER BY 1, 2, 3 LIMIT 1000",
+            databricks_mine("grantee"),
+            list(DATABRICKS_SCHEMA)
+        ))
+        .await?;
+    let table_rows = wh
+        .query(&format!(
+            "SELECT privilege_type, table_schema || '.' || table_name, grantee \
+             FROM information_schema.table_privileges \
+             WHERE {} AND privilege_type IN ({}) AND table_schema <> 'information_schema'{table_cond} \
+             ORDER BY 1, 2, 3 LIMIT 1000",
+            databricks_mine("grantee"),
+            list(DATABRICKS_TABLE)
+        ))
+        .await?;
+    let owned_schemas = wh
+        .query(&format!(
+            "SELECT 'schema', schema_name, schema_owner FROM information_schema.schemata \
+             WHERE {} AND schema_name <> 'information_schema'{schema_cond} ORDER BY 2 LIMIT 1000",
+            databricks_mine("schema_owner")
+        ))
+        .await?;
+    let owned_tables = wh
+        .query(&format!(
+            "SELECT 'table', table_schema || '.' || table_name, table_owner \
+             FROM information_schema.tables \
+             WHERE {} AND table_schema <> 'information_schema'{table_cond} ORDER BY 2 LIMIT 1000",
+            databricks_mine("table_owner")
+        ))
+        .await?;
+
+    let mut out = Vec::new();
+    for (securable, rows, order) in [
+        ("CATALOG", &catalog_rows, DATABRICKS_CATALOG),
+        ("SCHEMA", &schema_rows, DATABRICKS_SCHEMA),
+        ("TABLE", &table_rows, DATABRICKS_TABLE),
+    ] {
+        for privilege in order {
+            let held: Vec<&Row> = rows.iter().filter(|r| text(r, 0) == *privilege).collect();
+            if held.is_empty() {
+                continue;
+            }
+            let mut objects: Vec<String> = held.iter().map(|r| text(r, 1)).collect();
+            objects.dedup();
+            let mut grantees: Vec<String> = held.iter().map(|r| text(r, 2)).collect();
+            grantees.sort();
+            grantees.dedup();
+            let what = match *privilege {
+                "ALL PRIVILEGES" => "every privilege, writes included",
+                "MANAGE" => "may grant and revoke privileges and drop the object",
+                "MODIFY" => "may insert, update and delete data",
+                "CREATE SCHEMA" => "may create schemas",
+                _ => "may create objects",
+            };
+            let on = |o: &str| match securable {
+                "TABLE" => {
+                    let (s, t) = o.split_once('.').unwrap_or(("", o));
+                    format!("{}.{}", d.quote_identifier(s), d.quote_identifier(t))
+                }
+                _ => d.quote_identifier(o),
+            };
+            let first = &held[0];
+            out.push(PrivilegeWarning {
+                privilege: format!("{privilege} on {}", securable.to_lowercase()),
+                detail: format!(
+                    "granted to {} ({what}) on {} {}{}: {}",
+                    listing(&grantees),
+                    objects.len(),
+                    securable.to_lowercase(),
+                    if objects.len() == 1 { "" } else { "s" },
+                    listing(&objects)
+                ),
+                revoke: format!(
+                    "REVOKE {privilege} ON {securable} {} FROM {}; (for each one; a grant \
+                     inherited from a catalog or schema is revoked there)",
+                    on(&text(first, 1)),
+                    d.quote_identifier(&text(first, 2))
+                ),
+            });
+        }
+    }
+    for (securable, rows) in [("SCHEMA", &owned_schemas), ("TABLE", &owned_tables)] {
+        if rows.is_empty() {
+            continue;
+        }
+        let objects: Vec<String> = rows.iter().map(|r| text(r, 1)).collect();
+        let owner = text(&rows[0], 2);
+        let first = &objects[0];
+        let name = match securable {
+            "TABLE" => {
+                let (s, t) = first.split_once('.').unwrap_or(("", first));
+                format!("{}.{}", d.quote_identifier(s), d.quote_identifier(t))
+            }
+            _ => d.quote_identifier(first),
+        };
+        out.push(PrivilegeWarning {
+            privilege: format!("owner of {}s", securable.to_lowercase()),
+            detail: format!(
+                "{owner} owns {} {}{} (an owner holds every privilege on it): {}",
+                objects.len(),
+                securable.to_lowercase(),
+                plural(objects.len()),
+                listing(&objects)
+            ),
+            revoke: format!(
+                "ALTER {securable} {name} OWNER TO `<another principal>`; (for each one)"
+            ),
         });
     }
     Ok(out)
@@ -710,7 +940,7 @@ mod tests {
             rules: vec![],
             sent: Mutex::new(Vec::new()),
         };
-        for d in ["bigquery", "databricks", "duckdb", "sqlite"] {
+        for d in ["duckdb", "sqlite"] {
             assert!(!privileges_checked(d));
             let w = privilege_warnings_as(d, &wh, &PrivilegeScope::AllSchemas)
                 .await
@@ -718,10 +948,114 @@ mod tests {
             assert!(w.is_empty());
         }
         assert!(wh.sent.lock().unwrap().is_empty());
+        assert!(privileges_checked("postgres") && privileges_checked("redshift"));
+        assert!(privileges_checked("snowflake"));
+        assert!(privileges_checked("databricks") && privileges_checked("bigquery"));
+        // BigQuery's check is its driver's API: a warehouse without one sends no SQL.
+        let w = privilege_warnings_as("bigquery", &wh, &PrivilegeScope::AllSchemas)
+            .await
+            .unwrap();
+        assert!(w.is_empty());
+        assert!(wh.sent.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn databricks_reads_unity_catalog_grants_to_the_user_and_its_groups_and_owners() {
+        let wh = Fake {
+            rules: vec![
+                (
+                    "information_schema.catalog_privileges",
+                    vec![row(&["CREATE SCHEMA", "main", "data-eng"])],
+                ),
+                (
+                    "information_schema.schema_privileges",
+                    vec![
+                        row(&["CREATE TABLE", "analytics", "ci@example.com"]),
+                        row(&["CREATE TABLE", "staging", "ci@example.com"]),
+                    ],
+                ),
+                (
+                    "information_schema.table_privileges",
+                    vec![
+                        row(&["MODIFY", "analytics.orders", "ci@example.com"]),
+                        row(&["MODIFY", "analytics.pay`ments", "ci@example.com"]),
+                    ],
+                ),
+                ("information_schema.schemata", vec![]),
+                (
+                    "information_schema.tables",
+                    vec![row(&["table", "analytics.orders", "ci@example.com"])],
+                ),
+            ],
+            sent: Mutex::new(Vec::new()),
+        };
+        let warnings = privilege_warnings_as("databricks", &wh, &PrivilegeScope::AllSchemas)
+            .await
+            .unwrap();
+        let names: Vec<&str> = warnings.iter().map(|w| w.privilege.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "CREATE SCHEMA on catalog",
+                "CREATE TABLE on schema",
+                "MODIFY on table",
+                "owner of tables"
+            ]
+        );
         assert!(
-            privileges_checked("postgres")
-                && privileges_checked("redshift")
-                && privileges_checked("snowflake")
+            warnings[1]
+                .detail
+                .contains("on 2 schemas: analytics, staging"),
+            "{}",
+            warnings[1]
+        );
+        assert!(
+            warnings[2]
+                .revoke
+                .starts_with("REVOKE MODIFY ON TABLE `analytics`.`orders` FROM `ci@example.com`;"),
+            "{}",
+            warnings[2]
+        );
+        assert!(warnings[0].detail.starts_with("granted to data-eng"));
+        assert!(
+            warnings[3]
+                .revoke
+                .starts_with("ALTER TABLE `analytics`.`orders` OWNER TO"),
+            "{}",
+            warnings[3]
+        );
+        let sent = wh.sent.lock().unwrap();
+        assert_eq!(sent.len(), 5);
+        for sql in sent.iter() {
+            assert!(
+                sql.contains("current_user()") && sql.contains("is_account_group_member("),
+                "{sql}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn databricks_scope_narrows_to_the_relations_as_literals() {
+        let wh = Fake {
+            rules: vec![],
+            sent: Mutex::new(Vec::new()),
+        };
+        let scope = PrivilegeScope::Relations(vec![Relation::new(None, Some("pr_1"), "o'rders")]);
+        assert_eq!(spark_literal("a\\' OR 1=1 --"), "'a\\\\\\' OR 1=1 --'");
+        let w = privilege_warnings_as("databricks", &wh, &scope)
+            .await
+            .unwrap();
+        assert!(w.is_empty());
+        let sent = wh.sent.lock().unwrap();
+        assert!(
+            sent[2].contains("AND ((table_schema = 'pr_1' AND table_name = 'o\\'rders'))"),
+            "{}",
+            sent[2]
+        );
+        assert!(
+            sent[1].contains("AND (schema_name = 'pr_1')"),
+            "{}",
+            sent[1]
         );
     }
 

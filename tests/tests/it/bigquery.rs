@@ -5,8 +5,11 @@
 
 use std::time::Duration;
 
+use prdiff_shared::sql::Relation;
 use prdiff_shared::warehouse::bigquery::BigQueryWarehouse;
-use prdiff_shared::warehouse::{self, ConnectOptions, Warehouse, WarehouseError, WarehouseUrl};
+use prdiff_shared::warehouse::{
+    self, ConnectOptions, PrivilegeScope, Warehouse, WarehouseError, WarehouseUrl,
+};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -850,4 +853,210 @@ async fn the_diff_engine_gives_the_engine_tests_figures_on_the_emulator() {
     assert_eq!(r.primary_key_issues.pr.nulls, 1);
     assert_eq!(r.matched, Some(1));
     assert_eq!(r.changed, Some(0));
+}
+
+// ---- columns from the table resource, privileges from IAM ------------------------------
+
+/// `tables.get` answers with the documented `Table` resource (legacy type names, NUMERIC
+/// parameters as strings); the driver renders the types as INFORMATION_SCHEMA does, and a
+/// missing table is an empty list (the diff's "does not exist").
+#[tokio::test]
+async fn columns_come_from_tables_get_and_a_missing_table_has_none() {
+    let server = MockServer::start().await;
+    mount_select_1(&server).await;
+    Mock::given(method("GET"))
+        .and(path(format!("{JOBS}/datasets/ds/tables/orders")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "kind": "bigquery#table",
+            "schema": {"fields": [
+                {"name": "id", "type": "INTEGER", "mode": "REQUIRED"},
+                {"name": "amount", "type": "NUMERIC", "precision": "12", "scale": "2"},
+                {"name": "ratio", "type": "FLOAT"},
+                {"name": "tags", "type": "STRING", "mode": "REPEATED"}
+            ]}
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/bigquery/v2/projects/other-proj/datasets/ds/tables/missing",
+        ))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"error": {
+            "code": 404, "message": "Not found: Table other-proj:ds.missing",
+            "errors": [{"reason": "notFound", "message": "Not found: Table other-proj:ds.missing"}],
+            "status": "NOT_FOUND"
+        }})))
+        .mount(&server)
+        .await;
+    let wh = BigQueryWarehouse::connect(&url_for(&server, ""), &ConnectOptions::default())
+        .await
+        .unwrap();
+    let cols = wh
+        .table_columns(&Relation::new(None, Some("ds"), "orders"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        cols,
+        [
+            ("id".to_owned(), "INT64".to_owned()),
+            ("amount".to_owned(), "NUMERIC(12, 2)".to_owned()),
+            ("ratio".to_owned(), "FLOAT64".to_owned()),
+            ("tags".to_owned(), "ARRAY<STRING>".to_owned())
+        ]
+    );
+    let none = wh
+        .table_columns(&Relation::new(Some("other-proj"), Some("ds"), "missing"))
+        .await
+        .unwrap();
+    assert_eq!(none, Some(Vec::new()));
+    // Without a dataset in the relation or the URL: the catalog query decides.
+    assert_eq!(
+        wh.table_columns(&Relation::new(None, None, "t")).await.unwrap(),
+        None
+    );
+    // No query job was used for the columns (only the connect check's SELECT 1).
+    let jobs = server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path().ends_with("/queries"))
+        .count();
+    assert_eq!(jobs, 1);
+}
+
+/// `config check`'s privilege check on BigQuery: `tables.list` of the data source's
+/// dataset, then `tables.testIamPermissions` per table (documented request and response:
+/// `{"permissions": [...]}` in, the held subset out): one warning per write permission,
+/// naming the tables and the predefined roles that grant it.
+#[tokio::test]
+async fn iam_write_permissions_are_one_warning_each_naming_tables_and_roles() {
+    let server = MockServer::start().await;
+    mount_select_1(&server).await;
+    Mock::given(method("GET"))
+        .and(path(format!("{JOBS}/datasets/analytics/tables")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "kind": "bigquery#tableList",
+            "tables": [
+                {"kind": "bigquery#table", "tableReference": {"projectId": "proj-1", "datasetId": "analytics", "tableId": "orders"}},
+                {"kind": "bigquery#table", "tableReference": {"projectId": "proj-1", "datasetId": "analytics", "tableId": "payments"}}
+            ],
+            "totalItems": 2
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "{JOBS}/datasets/analytics/tables/orders:testIamPermissions"
+        )))
+        .and(body_partial_json(json!({"permissions": [
+            "bigquery.tables.updateData", "bigquery.tables.update",
+            "bigquery.tables.delete", "bigquery.tables.setIamPolicy"
+        ]})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "permissions": ["bigquery.tables.updateData", "bigquery.tables.delete"]
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "{JOBS}/datasets/analytics/tables/payments:testIamPermissions"
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "permissions": ["bigquery.tables.updateData"]
+        })))
+        .mount(&server)
+        .await;
+    let wh = warehouse::connect(
+        &WarehouseUrl::BigQuery(url_for(&server, "&dataset=analytics")),
+        &ConnectOptions::default(),
+    )
+    .await
+    .unwrap();
+    let w = warehouse::privilege_warnings(wh.as_ref(), &PrivilegeScope::AllSchemas)
+        .await
+        .unwrap();
+    let names: Vec<&str> = w.iter().map(|w| w.privilege.as_str()).collect();
+    assert_eq!(
+        names,
+        ["bigquery.tables.updateData", "bigquery.tables.delete"]
+    );
+    assert!(
+        w[0].detail
+            .contains("on 2 tables: proj-1.analytics.orders, proj-1.analytics.payments"),
+        "{}",
+        w[0]
+    );
+    assert!(
+        w[1].detail.contains("on 1 table: proj-1.analytics.orders"),
+        "{}",
+        w[1]
+    );
+    assert!(
+        w[0].revoke.contains("roles/bigquery.dataEditor"),
+        "{}",
+        w[0]
+    );
+    // Only the scope's relations when it names them.
+    let w = warehouse::privilege_warnings(
+        wh.as_ref(),
+        &PrivilegeScope::Relations(vec![Relation::new(None, Some("analytics"), "payments")]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(w.len(), 1);
+    assert!(
+        w[0].detail
+            .contains("on 1 table: proj-1.analytics.payments")
+    );
+}
+
+/// bqemulator serves no `tables.testIamPermissions`: `config check` connects, then says
+/// the permissions could not be read (a warning, not a failure).
+#[tokio::test]
+async fn on_the_emulator_config_check_warns_that_permissions_could_not_be_read() {
+    let admin = prdiff_tests::BigQueryAdmin::new();
+    let ds = prdiff_tests::unique_name("bqpriv");
+    admin.create_dataset(&ds).await;
+    admin
+        .exec(&format!("CREATE TABLE `{ds}`.t AS SELECT 1 AS id"))
+        .await;
+    let url = url::Url::parse(&prdiff_tests::bigquery_url()).unwrap();
+    let endpoint = url
+        .query_pairs()
+        .find(|(k, _)| k == "endpoint")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let source: prdiff_shared::config::DataSource = serde_json::from_value(json!({
+        "id": "bq",
+        "kind": "bigquery",
+        "connection": {"project": admin.project, "dataset": ds, "endpoint": endpoint}
+    }))
+    .unwrap();
+    let secrets = prdiff_shared::secrets::local::LocalSecrets::in_memory();
+    let lines = prdiff_shared::config::apply::check_warehouse(&source, &secrets).await;
+    assert!(lines[0].ok, "{lines:?}");
+    let privileges = lines
+        .iter()
+        .find(|l| l.what == "warehouse privileges")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(
+        privileges.detail.starts_with("could not be read: ") && privileges.detail.contains("405"),
+        "{privileges:?}"
+    );
+    // The columns of the emulator's table come from tables.get, typed as before.
+    let wh = emulator().await;
+    assert_eq!(
+        wh.table_columns(&Relation::new(None, Some(&ds), "t"))
+            .await
+            .unwrap(),
+        Some(vec![("id".to_owned(), "INT64".to_owned())])
+    );
+    assert_eq!(
+        wh.table_columns(&Relation::new(None, Some(&ds), "nope"))
+            .await
+            .unwrap(),
+        Some(Vec::new())
+    );
 }

@@ -641,3 +641,112 @@ async fn on_brickhouse_the_driver_reads_typed_rows_and_failed_statements() {
         assert!(wh.query(&sql).await.is_err(), "brickhouse ran {sql}");
     }
 }
+
+/// `prdiff config check`'s privilege check on Databricks: Unity Catalog's
+/// `information_schema` privilege views and owners, read through the Statement Execution
+/// API (documented `StatementResponse` with JSON_ARRAY rows). A MODIFY grant to a group the
+/// user belongs to and an owned schema are one warning each, with their REVOKE / ALTER.
+#[tokio::test]
+async fn config_check_warns_on_unity_catalog_write_grants_and_ownership() {
+    use wiremock::matchers::body_string_contains;
+    let server = MockServer::start().await;
+    let answer = |id: &str, cols: Vec<Value>, rows: Vec<Vec<&str>>| {
+        json!({
+            "statement_id": id,
+            "status": { "state": "SUCCEEDED" },
+            "manifest": {
+                "format": "JSON_ARRAY",
+                "schema": { "column_count": cols.len(), "columns": cols },
+                "total_chunk_count": 1, "total_row_count": rows.len(), "truncated": false
+            },
+            "result": { "chunk_index": 0, "row_offset": 0, "row_count": rows.len(), "data_array": rows }
+        })
+    };
+    let three = || {
+        vec![
+            column("privilege_type", 0, "STRING", "STRING"),
+            column("object", 1, "STRING", "STRING"),
+            column("grantee", 2, "STRING", "STRING"),
+        ]
+    };
+    for (marker, body) in [
+        (
+            "information_schema.table_privileges",
+            answer(
+                "s-t",
+                three(),
+                vec![vec!["MODIFY", "analytics.orders", "data-writers"]],
+            ),
+        ),
+        (
+            "information_schema.schemata",
+            answer(
+                "s-o",
+                three(),
+                vec![vec!["schema", "analytics", "ci@example.com"]],
+            ),
+        ),
+        (
+            "information_schema.catalog_privileges",
+            answer("s-c", three(), vec![]),
+        ),
+        (
+            "information_schema.schema_privileges",
+            answer("s-s", three(), vec![]),
+        ),
+        ("information_schema.tables", answer("s-x", three(), vec![])),
+        (
+            "SELECT 1",
+            answer("s-1", vec![column("1", 0, "INT", "INT")], vec![vec!["1"]]),
+        ),
+    ] {
+        Mock::given(method("POST"))
+            .and(path(STATEMENTS))
+            .and(body_string_contains(marker))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+            .mount(&server)
+            .await;
+    }
+    let source: DataSource = serde_json::from_value(json!({
+        "id": "dbx",
+        "kind": "databricks",
+        "connection": {
+            "host": "127.0.0.1", "port": server.address().port().to_string(),
+            "protocol": "http", "http_path": "/sql/1.0/warehouses/wh-1234",
+            "catalog": "main"
+        },
+        "secret": "prdiff/data-source/dbx"
+    }))
+    .unwrap();
+    let name = prdiff_shared::config::SecretName::parse("prdiff/data-source/dbx").unwrap();
+    let secrets = LocalSecrets::in_memory();
+    secrets.insert(&name, "dapi-stored-token");
+    let lines = apply::check_warehouse(&source, &secrets).await;
+    assert!(lines[0].ok, "{lines:?}");
+    let warnings: Vec<_> = lines.iter().filter(|l| l.warning).collect();
+    assert_eq!(warnings.len(), 2, "{lines:?}");
+    assert_eq!(warnings[0].what, "warehouse privilege MODIFY on table");
+    assert!(
+        warnings[0].detail.contains("granted to data-writers")
+            && warnings[0]
+                .detail
+                .contains("REVOKE MODIFY ON TABLE `analytics`.`orders` FROM `data-writers`;"),
+        "{}",
+        warnings[0].detail
+    );
+    assert_eq!(warnings[1].what, "warehouse privilege owner of schemas");
+    assert!(
+        warnings[1]
+            .detail
+            .contains("ALTER SCHEMA `analytics` OWNER TO"),
+        "{}",
+        warnings[1].detail
+    );
+    // Every privilege query asks for the user's own grants and its groups'.
+    for r in requests_to(&server, STATEMENTS).await {
+        let sql = body(&r)["statement"].as_str().unwrap_or("").to_owned();
+        if sql.contains("information_schema") {
+            assert!(sql.contains("current_user()"), "{sql}");
+        }
+    }
+}

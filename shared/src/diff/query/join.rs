@@ -407,7 +407,9 @@ impl<'a> JoinSql<'a> {
 
     fn exclusive_items(&self, k: &Kinds) -> Vec<(String, JoinAgg)> {
         let d = self.d;
-        let counts_keys = self.kind == JoinKind::Carry;
+        // A sampled carrying pass counts each side's distinct keys to tell duplicates; an
+        // exact one (no bucket) knows each side's rows from the counts run beside it.
+        let counts_keys = self.kind == JoinKind::Carry && self.bucket.is_some();
         vec![
             (d.count_where(&k.only_prod), JoinAgg::OnlyProd),
             (d.count_where(&k.only_pr), JoinAgg::OnlyPr),
