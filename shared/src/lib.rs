@@ -18,8 +18,10 @@
 //! | [`report`] | rendering diffs as text, markdown (the PR comment) and JSON |
 //! | [`config`] | CI configurations and data sources: validated newtypes, the TOML file |
 //! | [`intake`] | webhook deliveries: signature checks, GitHub/GitLab event parsing, the gates |
+//! | `aws_error` | one classifier of AWS SDK errors: retryable or permanent, the service's message kept |
 //! | [`store`] | configuration store and run store ports (run state machine, delivery dedupe) |
 //! | [`secrets`] | the secret store port: Secrets Manager with a TTL cache, env/file/in-process |
+//! | [`settings`] | settings from the environment, every problem reported together |
 //! | [`queue`] | the queue port: SQS with per-message delay, a durable SQLite queue, an in-process delay queue |
 //! | `localdb` | the SQLite database the embedded adapters share (one file for `prdiff serve`) |
 //! | [`messages`] | versioned JSON of every queue message (poll, diff, sync) |
@@ -33,6 +35,8 @@
 //! in-process adapter so the whole path runs in one process (`prdiff serve`, tests).
 #![doc(html_no_source)]
 
+#[cfg(feature = "aws")]
+pub mod aws_error;
 pub mod config;
 pub mod dbtcloud;
 pub mod diff;
@@ -50,6 +54,7 @@ pub mod queue;
 pub mod report;
 pub mod runtime;
 pub mod secrets;
+pub mod settings;
 pub mod sql;
 pub mod store;
 pub mod warehouse;

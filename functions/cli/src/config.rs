@@ -13,7 +13,7 @@ use prdiff_shared::secrets::local::LocalSecrets;
 use prdiff_shared::store::ConfigStore;
 use prdiff_shared::store::embedded::EmbeddedStore;
 
-use crate::exit;
+use crate::{CliError, CliResult};
 
 /// Prints a line to stdout, ignoring a closed pipe (`prdiff config show x | head`).
 macro_rules! out {
@@ -136,14 +136,11 @@ impl NewFiles {
     }
 }
 
-async fn adapters(b: &Backend) -> Result<Adapters, (u8, String)> {
+async fn adapters(b: &Backend) -> Result<Adapters, CliError> {
     match b.backend {
         BackendKind::Embedded => {
             let store = EmbeddedStore::open(&b.db).map_err(|e| {
-                (
-                    exit::FAILURE,
-                    format!("cannot open {}: {e}", b.db.display()),
-                )
+                CliError::failed(&e).context(format_args!("cannot open {}", b.db.display()))
             })?;
             Ok((
                 Arc::new(store),
@@ -155,12 +152,11 @@ async fn adapters(b: &Backend) -> Result<Adapters, (u8, String)> {
 }
 
 #[cfg(feature = "aws")]
-async fn aws_adapters(b: &Backend) -> Result<Adapters, (u8, String)> {
+async fn aws_adapters(b: &Backend) -> Result<Adapters, CliError> {
     use prdiff_shared::secrets::aws::SecretsManager;
     use prdiff_shared::store::dynamodb::DynamoStore;
     let Some(table) = b.table.as_ref().filter(|t| !t.is_empty()) else {
-        return Err((
-            exit::USAGE,
+        return Err(CliError::Usage(
             "the aws backend needs --table or PRDIFF_TABLE (the stack's DynamoDB table)".into(),
         ));
     };
@@ -179,28 +175,17 @@ async fn aws_adapters(b: &Backend) -> Result<Adapters, (u8, String)> {
 }
 
 #[cfg(not(feature = "aws"))]
-async fn aws_adapters(_b: &Backend) -> Result<Adapters, (u8, String)> {
-    Err((
-        exit::USAGE,
+async fn aws_adapters(_b: &Backend) -> Result<Adapters, CliError> {
+    Err(CliError::Usage(
         "this prdiff was built without AWS support; use --backend embedded".into(),
     ))
 }
 
-pub async fn run(cmd: ConfigCommand) -> u8 {
-    match run_inner(cmd).await {
-        Ok(()) => exit::OK,
-        Err((code, message)) => {
-            eprintln!("prdiff config: {message}");
-            code
-        }
-    }
+fn failure(e: impl std::error::Error + 'static) -> CliError {
+    CliError::failed(&e)
 }
 
-fn failure(e: impl std::error::Error) -> (u8, String) {
-    (exit::FAILURE, prdiff_shared::error_chain(&e))
-}
-
-async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
+pub async fn run(cmd: ConfigCommand) -> CliResult {
     match cmd {
         ConfigCommand::Apply {
             file,
@@ -208,7 +193,7 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
             backend,
         } => {
             let text = std::fs::read_to_string(&file)
-                .map_err(|e| (exit::USAGE, format!("cannot read {}: {e}", file.display())))?;
+                .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", file.display())))?;
             // A failed apply leaves no embedded database or secrets directory behind.
             let created = NewFiles::before(&backend);
             let applied = async {
@@ -224,15 +209,12 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
                 )
                 .await
                 .map_err(|e| {
-                    let code = if e.is_usage() {
-                        exit::USAGE
+                    let message = format!("{}: {}", file.display(), prdiff_shared::error_chain(&e));
+                    if e.is_usage() {
+                        CliError::Usage(message)
                     } else {
-                        exit::FAILURE
-                    };
-                    (
-                        code,
-                        format!("{}: {}", file.display(), prdiff_shared::error_chain(&e)),
-                    )
+                        CliError::Failed(message)
+                    }
                 })
             }
             .await;
@@ -287,10 +269,9 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
                 out!("{}", serde_json::to_string_pretty(&d).map_err(failure)?);
                 return Ok(());
             }
-            Err((
-                exit::USAGE,
-                format!("no configuration or data source {id:?}"),
-            ))
+            Err(CliError::Usage(format!(
+                "no configuration or data source {id:?}"
+            )))
         }
         ConfigCommand::Delete { id, backend } => {
             let (store, _) = adapters(&backend).await?;
@@ -310,27 +291,26 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
                     .map(|c| c.name.to_string())
                     .collect();
                 if !users.is_empty() {
-                    return Err((
-                        exit::USAGE,
-                        format!("data source {id} is used by {}", users.join(", ")),
-                    ));
+                    return Err(CliError::Usage(format!(
+                        "data source {id} is used by {}",
+                        users.join(", ")
+                    )));
                 }
                 if store.delete_data_source(&did).await.map_err(failure)? {
                     out!("data source {id}: deleted");
                     return Ok(());
                 }
             }
-            Err((
-                exit::USAGE,
-                format!("no configuration or data source {id:?}"),
-            ))
+            Err(CliError::Usage(format!(
+                "no configuration or data source {id:?}"
+            )))
         }
         ConfigCommand::Check {
             id,
             no_warehouse_check,
             backend,
         } => {
-            let cid = ConfigId::parse(id).map_err(|e| (exit::USAGE, e))?;
+            let cid = ConfigId::parse(id).map_err(CliError::Usage)?;
             let (store, secrets) = adapters(&backend).await?;
             let lines = apply::check(
                 &cid,
@@ -340,8 +320,8 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
                 !no_warehouse_check,
             )
             .await
-            .map_err(|e| (exit::FAILURE, prdiff_shared::error_chain(&e)))?
-            .ok_or_else(|| (exit::USAGE, format!("no configuration {cid}")))?;
+            .map_err(|e| CliError::Failed(prdiff_shared::error_chain(&e)))?
+            .ok_or_else(|| CliError::Usage(format!("no configuration {cid}")))?;
             let mut ok = true;
             for l in &lines {
                 ok &= l.ok;
@@ -359,7 +339,9 @@ async fn run_inner(cmd: ConfigCommand) -> Result<(), (u8, String)> {
             if ok {
                 Ok(())
             } else {
-                Err((exit::FAILURE, format!("configuration {cid} has problems")))
+                Err(CliError::Failed(format!(
+                    "configuration {cid} has problems"
+                )))
             }
         }
     }

@@ -14,7 +14,7 @@ use prdiff_shared::warehouse::sqlite::run_script;
 use prdiff_shared::warehouse::{self, ConnectOptions, WarehouseUrl};
 
 use crate::diff::Format;
-use crate::exit;
+use crate::{CliError, CliResult};
 
 pub const PROD_SQL: &str = include_str!("../demo/prod.sql");
 pub const PR_SQL: &str = include_str!("../demo/pr.sql");
@@ -51,14 +51,10 @@ pub fn build_warehouse(dir: &std::path::Path) -> anyhow::Result<WarehouseUrl> {
     })
 }
 
-pub async fn run(args: DemoArgs) -> u8 {
-    match run_inner(&args).await {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            eprintln!("prdiff demo: {}", crate::error_text(&e));
-            exit::FAILURE
-        }
-    }
+pub async fn run(args: DemoArgs) -> CliResult {
+    run_inner(&args)
+        .await
+        .map_err(|e| CliError::Failed(crate::error_text(&e)))
 }
 
 async fn run_inner(args: &DemoArgs) -> anyhow::Result<()> {

@@ -12,7 +12,7 @@ use prdiff_shared::report;
 use prdiff_shared::sql::Relation;
 use prdiff_shared::warehouse::{self, ConnectOptions, WarehouseUrl};
 
-use crate::exit;
+use crate::{CliError, CliResult};
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Format {
@@ -222,21 +222,18 @@ pub fn print(format: Format, report: &report::Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn run(args: DiffArgs) -> u8 {
-    match run_inner(&args).await {
-        Ok(()) => exit::OK,
-        Err(e) => {
-            eprintln!("prdiff diff: {}", crate::error_text(&e));
-            if e.downcast_ref::<InputError>().is_some()
-                || e.downcast_ref::<diff::DiffError>()
-                    .is_some_and(|d| d.is_input_error())
-            {
-                exit::USAGE
-            } else {
-                exit::FAILURE
-            }
+pub async fn run(args: DiffArgs) -> CliResult {
+    run_inner(&args).await.map_err(|e| {
+        let message = crate::error_text(&e);
+        if e.downcast_ref::<InputError>().is_some()
+            || e.downcast_ref::<diff::DiffError>()
+                .is_some_and(|d| d.is_input_error())
+        {
+            CliError::Usage(message)
+        } else {
+            CliError::Failed(message)
         }
-    }
+    })
 }
 
 async fn run_inner(args: &DiffArgs) -> anyhow::Result<()> {

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod config;
 mod demo;
 mod diff;
+mod error;
 mod plan;
 mod queue;
 mod serve;
@@ -46,31 +47,7 @@ enum Command {
     Queue(queue::QueueCommand),
 }
 
-/// Exit codes shared by every subcommand.
-pub mod exit {
-    /// The command did its job (a diff that found differences is still success).
-    pub const OK: u8 = 0;
-    /// Warehouse, network or internal failure.
-    pub const FAILURE: u8 = 1;
-    /// Usage or input error: bad URL, unknown relation, unreadable file, invalid config.
-    pub const USAGE: u8 = 2;
-}
-
-/// An error and its causes on one line, each cause once: a cause whose text the line
-/// already holds (an error that prints its source, then the source itself) is left out.
-pub fn error_text(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if line.is_empty() {
-            line = text;
-        } else if !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-    }
-    line
-}
+pub use error::{CliError, CliResult, error_text, exit};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -90,16 +67,17 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     let code = runtime.block_on(async move {
-        match cli.command {
-            Command::Diff(args) => diff::run(*args).await,
-            Command::Demo(args) => demo::run(args).await,
-            Command::Plan(args) => plan::run(args).await,
-            Command::Config(cmd) => config::run(cmd).await,
-            Command::Sync(args) => sync::run_sync(args).await,
-            Command::Metadata(cmd) => sync::run_metadata(cmd).await,
-            Command::Serve(args) => serve::run(*args).await,
-            Command::Queue(cmd) => queue::run(cmd),
-        }
+        let (name, result) = match cli.command {
+            Command::Diff(args) => ("diff", diff::run(*args).await),
+            Command::Demo(args) => ("demo", demo::run(args).await),
+            Command::Plan(args) => ("plan", plan::run(args).await),
+            Command::Config(cmd) => ("config", config::run(cmd).await),
+            Command::Sync(args) => ("sync", sync::run_sync(args).await),
+            Command::Metadata(cmd) => ("metadata", sync::run_metadata(cmd).await),
+            Command::Serve(args) => ("serve", serve::run(*args).await),
+            Command::Queue(cmd) => ("queue", queue::run(cmd)),
+        };
+        error::finish(name, result)
     });
     ExitCode::from(code)
 }

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use prdiff_shared::manifest::{ArtifactError, Manifest, RunResults};
 use prdiff_shared::plan::{self, Action, IgnoreColumns, Plan, PlanInputs, PlanSettings};
 
+use crate::CliError;
+#[cfg(test)]
 use crate::exit;
 
 #[derive(clap::Args)]
@@ -45,26 +47,16 @@ pub enum Format {
     Json,
 }
 
-pub async fn run(args: PlanArgs) -> u8 {
+pub async fn run(args: PlanArgs) -> crate::CliResult {
     // Planning is CPU-bound work over files; it would block the runtime's worker.
     match tokio::task::spawn_blocking(move || plan_files(&args).map(|plan| (plan, args.format)))
         .await
     {
-        Ok(Ok((plan, format))) => match print(&plan, format) {
-            Ok(()) => exit::OK,
-            Err(e) => {
-                eprintln!("prdiff plan: cannot write the plan: {e}");
-                exit::FAILURE
-            }
-        },
-        Ok(Err(e)) => {
-            eprintln!("prdiff plan: {}", chain(&*e));
-            exit::USAGE
+        Ok(Ok((plan, format))) => {
+            print(&plan, format).map_err(|e| CliError::failed(&e).context("cannot write the plan"))
         }
-        Err(e) => {
-            eprintln!("prdiff plan: internal error: {e}");
-            exit::FAILURE
-        }
+        Ok(Err(e)) => Err(CliError::Usage(chain(&*e))),
+        Err(e) => Err(CliError::failed(&e).context("internal error")),
     }
 }
 
@@ -229,7 +221,7 @@ mod tests {
         let f = fixtures();
         let mut a = args(f.join("prod/manifest.json"), f.join("body/manifest.json"));
         a.pr_run_results = Some(f.join("body/run_results.json"));
-        assert_eq!(run(a).await, exit::OK);
+        assert_eq!(run(a).await, Ok(()));
     }
 
     #[tokio::test]
@@ -244,14 +236,14 @@ mod tests {
             err.contains("prod/run_results.json") && err.contains("not a dbt manifest.json"),
             "{err}"
         );
-        assert_eq!(run(a).await, exit::USAGE);
+        assert_eq!(run(a).await.unwrap_err().code(), exit::USAGE);
     }
 
     #[tokio::test]
     async fn a_missing_file_exits_2() {
         let f = fixtures();
         let a = args(f.join("prod/nope.json"), f.join("body/manifest.json"));
-        assert_eq!(run(a).await, exit::USAGE);
+        assert_eq!(run(a).await.unwrap_err().code(), exit::USAGE);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use prdiff_serve::{DIFF_QUEUE, POLL_QUEUE, SYNC_QUEUE};
 use prdiff_shared::queue::embedded::EmbeddedQueues;
 
-use crate::exit;
+use crate::{CliError, CliResult};
 
 #[derive(clap::Args, Debug)]
 pub struct Db {
@@ -41,47 +41,34 @@ pub enum QueueCommand {
     },
 }
 
-fn open(db: &Path) -> Result<EmbeddedQueues, u8> {
+fn open(db: &Path) -> Result<EmbeddedQueues, CliError> {
     if !db.is_file() {
-        eprintln!("error: no prdiff database at {}", db.display());
-        return Err(exit::USAGE);
+        return Err(CliError::usage(format!(
+            "no prdiff database at {}",
+            db.display()
+        )));
     }
-    EmbeddedQueues::open(db).map_err(|e| {
-        eprintln!(
-            "error: {}: {}",
-            db.display(),
-            prdiff_shared::error_chain(&e)
-        );
-        exit::FAILURE
-    })
+    EmbeddedQueues::open(db).map_err(|e| CliError::failed(&e).context(db.display()))
 }
 
-pub fn run(cmd: QueueCommand) -> u8 {
-    match run_inner(cmd) {
-        Ok(()) => exit::OK,
-        Err(code) => code,
-    }
+fn failed(e: impl std::error::Error + 'static) -> CliError {
+    CliError::failed(&e)
 }
 
-fn failed(e: &dyn std::error::Error) -> u8 {
-    eprintln!("error: {}", prdiff_shared::error_chain(e));
-    exit::FAILURE
-}
-
-fn run_inner(cmd: QueueCommand) -> Result<(), u8> {
+pub fn run(cmd: QueueCommand) -> CliResult {
     match cmd {
         QueueCommand::Status { db } => {
             let qs = open(&db.db)?;
             for name in [POLL_QUEUE, DIFF_QUEUE, SYNC_QUEUE] {
-                let n = qs.queue(name).len().map_err(|e| failed(&e))?;
+                let n = qs.queue(name).len().map_err(failed)?;
                 println!("{name:<13} {n}");
             }
-            let dead = qs.dead_letters().map_err(|e| failed(&e))?;
+            let dead = qs.dead_letters().map_err(failed)?;
             println!("{:<13} {}", "dead letters", dead.len());
         }
         QueueCommand::DeadLetters { db } => {
             let qs = open(&db.db)?;
-            let dead = qs.dead_letters().map_err(|e| failed(&e))?;
+            let dead = qs.dead_letters().map_err(failed)?;
             if dead.is_empty() {
                 println!("no dead letters");
             }
@@ -97,7 +84,7 @@ fn run_inner(cmd: QueueCommand) -> Result<(), u8> {
             let qs = open(&db.db)?;
             let ids = if all {
                 qs.dead_letters()
-                    .map_err(|e| failed(&e))?
+                    .map_err(failed)?
                     .into_iter()
                     .map(|d| d.id)
                     .collect()
@@ -106,15 +93,17 @@ fn run_inner(cmd: QueueCommand) -> Result<(), u8> {
             };
             let mut missing = Vec::new();
             for id in ids {
-                if qs.replay_dead_letter(id).map_err(|e| failed(&e))? {
+                if qs.replay_dead_letter(id).map_err(failed)? {
                     println!("replayed {id}");
                 } else {
                     missing.push(id.to_string());
                 }
             }
             if !missing.is_empty() {
-                eprintln!("error: no dead letter with id {}", missing.join(", "));
-                return Err(exit::USAGE);
+                return Err(CliError::usage(format!(
+                    "no dead letter with id {}",
+                    missing.join(", ")
+                )));
             }
         }
     }

@@ -16,7 +16,7 @@ use prdiff_shared::secrets::local::LocalSecrets;
 use prdiff_shared::store::embedded::EmbeddedStore;
 use prdiff_shared::store::{ConfigStore, unix_now};
 
-use crate::exit;
+use crate::{CliError, CliResult};
 
 /// Prints a line to stdout, ignoring a closed pipe.
 macro_rules! out {
@@ -84,22 +84,19 @@ struct Adapters {
     secrets: Arc<dyn Secrets>,
 }
 
-type Failure = (u8, String);
+type Failure = CliError;
 
 use prdiff_shared::error_chain as chain;
 
-fn failure(e: impl std::error::Error) -> Failure {
-    (exit::FAILURE, chain(&e))
+fn failure(e: impl std::error::Error + 'static) -> Failure {
+    CliError::failed(&e)
 }
 
 async fn adapters(a: &StoreArgs) -> Result<Adapters, Failure> {
     match a.backend {
         StoreKind::Embedded => {
             let open_err = |e: &dyn std::error::Error| {
-                (
-                    exit::FAILURE,
-                    format!("cannot open {}: {}", a.db.display(), chain(e)),
-                )
+                CliError::Failed(format!("cannot open {}: {}", a.db.display(), chain(e)))
             };
             let configs = EmbeddedStore::open(&a.db).map_err(|e| open_err(&e))?;
             let metadata = EmbeddedMetadata::open(&a.db).map_err(|e| open_err(&e))?;
@@ -124,8 +121,7 @@ async fn aws_adapters(a: &StoreArgs) -> Result<Adapters, Failure> {
     use prdiff_shared::secrets::aws::SecretsManager;
     use prdiff_shared::store::dynamodb::DynamoStore;
     let Some(table) = a.table.as_ref().filter(|t| !t.is_empty()) else {
-        return Err((
-            exit::USAGE,
+        return Err(CliError::Usage(
             "the aws backend needs --table or PRDIFF_TABLE (the stack's DynamoDB table)".into(),
         ));
     };
@@ -143,29 +139,14 @@ async fn aws_adapters(a: &StoreArgs) -> Result<Adapters, Failure> {
 
 #[cfg(not(feature = "aws"))]
 async fn aws_adapters(_a: &StoreArgs) -> Result<Adapters, Failure> {
-    Err((
-        exit::USAGE,
+    Err(CliError::Usage(
         "this prdiff was built without AWS support; use --backend embedded".into(),
     ))
 }
 
-fn report(result: Result<(), Failure>, command: &str) -> u8 {
-    match result {
-        Ok(()) => exit::OK,
-        Err((code, message)) => {
-            eprintln!("prdiff {command}: {message}");
-            code
-        }
-    }
-}
-
 /// `prdiff sync --config ID`.
-pub async fn run_sync(args: SyncArgs) -> u8 {
-    report(sync_inner(args).await, "sync")
-}
-
-async fn sync_inner(args: SyncArgs) -> Result<(), Failure> {
-    let id = ConfigId::parse(args.config.clone()).map_err(|e| (exit::USAGE, e))?;
+pub async fn run_sync(args: SyncArgs) -> CliResult {
+    let id = ConfigId::parse(args.config.clone()).map_err(CliError::Usage)?;
     let a = adapters(&args.store).await?;
     let deps = SyncDeps {
         configs: a.configs,
@@ -175,8 +156,8 @@ async fn sync_inner(args: SyncArgs) -> Result<(), Failure> {
     };
     let outcome = match sync_config(&deps, &id, unix_now()).await {
         Ok(o) => o,
-        Err(e @ SyncError::UnknownConfig(_)) => return Err((exit::USAGE, e.chain())),
-        Err(e) => return Err((exit::FAILURE, e.chain())),
+        Err(e @ SyncError::UnknownConfig(_)) => return Err(CliError::Usage(e.chain())),
+        Err(e) => return Err(CliError::Failed(e.chain())),
     };
     if args.json {
         out!(
@@ -215,11 +196,7 @@ async fn sync_inner(args: SyncArgs) -> Result<(), Failure> {
 }
 
 /// `prdiff metadata …`.
-pub async fn run_metadata(cmd: MetadataCommand) -> u8 {
-    report(metadata_inner(cmd).await, "metadata")
-}
-
-async fn metadata_inner(cmd: MetadataCommand) -> Result<(), Failure> {
+pub async fn run_metadata(cmd: MetadataCommand) -> CliResult {
     let MetadataCommand::Show {
         model,
         config,
@@ -227,21 +204,18 @@ async fn metadata_inner(cmd: MetadataCommand) -> Result<(), Failure> {
     } = cmd;
     let a = adapters(&store).await?;
     let id = match config {
-        Some(c) => ConfigId::parse(c).map_err(|e| (exit::USAGE, e))?,
+        Some(c) => ConfigId::parse(c).map_err(CliError::Usage)?,
         None => {
             let all = a.configs.list_configs().await.map_err(failure)?;
             match all.as_slice() {
                 [one] => one.name.clone(),
-                [] => return Err((exit::USAGE, "no configuration is stored".into())),
+                [] => return Err(CliError::Usage("no configuration is stored".into())),
                 many => {
                     let names: Vec<&str> = many.iter().map(|c| c.name.as_str()).collect();
-                    return Err((
-                        exit::USAGE,
-                        format!(
-                            "several configurations are stored ({}); pick one with --config",
-                            names.join(", ")
-                        ),
-                    ));
+                    return Err(CliError::Usage(format!(
+                        "several configurations are stored ({}); pick one with --config",
+                        names.join(", ")
+                    )));
                 }
             }
         }
@@ -260,7 +234,7 @@ async fn metadata_inner(cmd: MetadataCommand) -> Result<(), Failure> {
                 None => format!("{} models of {id} are stored", s.models),
             },
         };
-        return Err((exit::USAGE, format!("no model {model:?} ({why})")));
+        return Err(CliError::Usage(format!("no model {model:?} ({why})")));
     }
     let state = state.unwrap_or_default();
     let shown = serde_json::json!({

@@ -540,3 +540,46 @@ dbt_cloud = { access_url = "http://127.0.0.1:9", account_id = 1, api_key = { fil
         "colour codes in a log that is not a terminal: {seen:#?}"
     );
 }
+
+#[test]
+fn bad_settings_from_flags_and_environment_are_reported_together_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = serve(dir.path(), true)
+        .args(["--model-timeout-seconds", "0", "--max-connections", "0"])
+        .env("PRDIFF_RUN_DEADLINE_SECONDS", "soon")
+        .env("PRDIFF_LOG_FORMAT", "xml")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("prdiff serve: "))
+        .unwrap_or_else(|| panic!("no error line in: {err}"));
+    for problem in [
+        "--model-timeout-seconds is not a number of seconds ≥ 1: \"0\"",
+        "--max-connections is not a whole number ≥ 1: \"0\"",
+        "PRDIFF_RUN_DEADLINE_SECONDS is not a number of seconds ≥ 60: \"soon\"",
+        "PRDIFF_LOG_FORMAT is not valid: \"xml\"",
+    ] {
+        assert!(line.contains(problem), "{problem} missing from: {line}");
+    }
+    assert!(!err.contains("s3cr3t-value"), "{err}");
+    assert_eq!(database_files(dir.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_flag_wins_over_its_environment_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = serve(dir.path(), true)
+        .args(["--max-connections", "0"])
+        .env("PRDIFF_MAX_CONNECTIONS", "10")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--max-connections is not a whole number ≥ 1"),
+        "{err}"
+    );
+}

@@ -21,6 +21,7 @@ use prdiff_shared::diff;
 use prdiff_shared::githost::{GitHostError, GitHosts};
 use prdiff_shared::messages::{DiffMessage, Message, MessageError};
 use prdiff_shared::pipeline::{self, StoredOutcome, Summary, WorkItem};
+use prdiff_shared::queue::batch::{self, BatchError, Disposition};
 use prdiff_shared::secrets::{ExposeSecret, Secrets, SecretsError};
 use prdiff_shared::store::{CiRun, ConfigStore, RunState, RunStore, StoreError};
 use prdiff_shared::warehouse::{self, ConnectOptions};
@@ -108,31 +109,20 @@ pub enum DiffOutcome {
 
 /// Handles an SQS batch; failed retryable messages are reported for redelivery.
 pub async fn handle_batch(event: SqsEvent, deps: &Deps) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for record in event.records {
-        let id = record.message_id.clone().unwrap_or_default();
-        let receives = record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(1);
-        let body = record.body.as_deref().unwrap_or("");
-        match handle_message(body, receives, deps).await {
-            Ok(outcome) => tracing::info!(message_id = %id, ?outcome, "diff handled"),
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(message_id = %id, error = %e, "diff failed; will be retried");
-                response.add_failure(id);
-            }
-            Err(e @ (DiffRunError::Message(_) | DiffRunError::WrongKind(_))) => {
-                // Unreadable: reported as failed so that, after the queue's receive limit,
-                // it waits in the dead-letter queue (alarmed, replayable).
-                tracing::error!(message_id = %id, error = %e, "unreadable diff message; left for the dead-letter queue");
-                response.add_failure(id);
-            }
-            Err(e) => tracing::error!(message_id = %id, error = %e, "diff message dropped"),
+    batch::handle_batch("diff", event, |r| async move {
+        handle_message(&r.body, r.receives, deps).await
+    })
+    .await
+}
+
+impl BatchError for DiffRunError {
+    fn disposition(&self) -> Disposition {
+        match self {
+            e if e.is_retryable() => Disposition::Retry,
+            DiffRunError::Message(_) | DiffRunError::WrongKind(_) => Disposition::DeadLetter,
+            _ => Disposition::Drop,
         }
     }
-    response
 }
 
 /// Handles one diff message body; `receives` is SQS's delivery count of it.

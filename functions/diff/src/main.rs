@@ -11,18 +11,19 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
 use prdiff_diff::{Deps, Settings, handle_batch};
 use prdiff_shared::githost::{HttpGitHosts, HttpSettings};
-use prdiff_shared::runtime as env;
 use prdiff_shared::secrets::aws::SecretsManager;
+use prdiff_shared::settings::{DiffSettings, FromEnv};
 use prdiff_shared::store::dynamodb::DynamoStore;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     prdiff_shared::runtime::init_lambda_logs();
-    let table = env::required("PRDIFF_TABLE")?;
-    let mut settings = Settings::default();
-    if let Some(d) = env::seconds("PRDIFF_MODEL_TIMEOUT_SECONDS")? {
-        settings.model_timeout = d;
-    }
+    let env = DiffSettings::from_env()?;
+    let settings = Settings {
+        model_timeout: env.model_timeout,
+        ..Settings::default()
+    };
+    let table = env.table;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamo = aws_sdk_dynamodb::Client::new(&aws);
     let metadata = Arc::new(prdiff_shared::metadata::dynamodb::DynamoMetadata::new(

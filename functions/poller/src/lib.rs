@@ -31,6 +31,7 @@ use prdiff_shared::manifest::{ArtifactError, Manifest, RunResults};
 use prdiff_shared::messages::{DiffMessage, Message, MessageError, PollMessage};
 use prdiff_shared::pipeline::{self, Summary, WorkItem};
 use prdiff_shared::plan::{self, PlanInputs, PlanSettings};
+use prdiff_shared::queue::batch::{self, BatchError, Disposition};
 use prdiff_shared::queue::{MAX_DELAY, Queue, QueueError};
 use prdiff_shared::report;
 use prdiff_shared::secrets::{Secrets, SecretsError};
@@ -173,30 +174,21 @@ pub enum PollOutcome {
 
 /// Handles an SQS batch; failed retryable messages are reported for redelivery.
 pub async fn handle_batch(event: SqsEvent, deps: &Deps) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for record in event.records {
-        let id = record.message_id.clone().unwrap_or_default();
-        let body = record.body.as_deref().unwrap_or("");
-        match handle_message(body, deps).await {
-            Ok(outcome) => tracing::info!(message_id = %id, ?outcome, "poll handled"),
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(message_id = %id, error = %e, "poll failed; will be retried");
-                response.add_failure(id);
-            }
-            Err(e @ (PollError::Message(_) | PollError::WrongKind(_))) => {
-                // Unreadable: reported as failed so that, after the queue's receive limit,
-                // it waits in the dead-letter queue (alarmed, replayable).
-                tracing::error!(message_id = %id, error = %e, "unreadable poll message; left for the dead-letter queue");
-                response.add_failure(id);
-            }
-            Err(e) => {
-                // Nothing to retry: the same bytes fail again. The run (if any) has been
-                // ended by handle_message.
-                tracing::error!(message_id = %id, error = %e, "poll message dropped");
-            }
+    batch::handle_batch("poll", event, |r| async move {
+        handle_message(&r.body, deps).await
+    })
+    .await
+}
+
+impl BatchError for PollError {
+    fn disposition(&self) -> Disposition {
+        match self {
+            e if e.is_retryable() => Disposition::Retry,
+            PollError::Message(_) | PollError::WrongKind(_) => Disposition::DeadLetter,
+            // The same bytes fail again; handle_message has ended the run (if any).
+            _ => Disposition::Drop,
         }
     }
-    response
 }
 
 /// Handles one poll message body.

@@ -10,22 +10,23 @@ use prdiff_poller::{Deps, Settings, handle_batch};
 use prdiff_shared::config::apply::HttpDbtCloud;
 use prdiff_shared::githost::{HttpGitHosts, HttpSettings};
 use prdiff_shared::queue::sqs::SqsQueue;
-use prdiff_shared::runtime as env;
 use prdiff_shared::secrets::aws::SecretsManager;
+use prdiff_shared::settings::{FromEnv, PollerSettings};
 use prdiff_shared::store::dynamodb::DynamoStore;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     prdiff_shared::runtime::init_lambda_logs();
-    let table = env::required("PRDIFF_TABLE")?;
-    let poll_queue_url = env::required("PRDIFF_POLL_QUEUE_URL")?;
-    let diff_queue_url = env::required("PRDIFF_DIFF_QUEUE_URL")?;
-    let mut settings = Settings::default();
-    if let Some(d) = env::seconds("PRDIFF_POLL_DELAY_SECONDS")? {
-        settings.first_delay = d;
-    }
+    let env = PollerSettings::from_env()?;
+    let settings = Settings {
+        first_delay: env.poll_delay,
+        ..Settings::default()
+    };
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table));
+    let store = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        env.table,
+    ));
     let secrets = Arc::new(SecretsManager::new(
         aws_sdk_secretsmanager::Client::new(&aws),
         Duration::from_secs(300),
@@ -37,8 +38,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         hosts: Arc::new(HttpGitHosts::new(secrets.clone(), HttpSettings::default())),
         secrets,
         dbt: Arc::new(HttpDbtCloud::default()),
-        poll_queue: Arc::new(SqsQueue::new(sqs.clone(), poll_queue_url)),
-        diff_queue: Arc::new(SqsQueue::new(sqs, diff_queue_url)),
+        poll_queue: Arc::new(SqsQueue::new(sqs.clone(), env.poll_queue_url)),
+        diff_queue: Arc::new(SqsQueue::new(sqs, env.diff_queue_url)),
         settings,
     };
     let deps = &deps;

@@ -17,9 +17,10 @@
 #![recursion_limit = "256"]
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use prdiff_shared::messages::Message;
 use prdiff_shared::metadata::sync::{self, SyncError};
+use prdiff_shared::queue::batch::{self, BatchError, Disposition};
 use prdiff_shared::store::unix_now;
 use serde_json::{Value, json};
 use tracing::Instrument;
@@ -191,44 +192,53 @@ pub async fn handle_with_lifecycle(
 
 /// A batch of sync messages, one sync each.
 pub async fn handle_sqs(event: SqsEvent, deps: &Deps, now: u64) -> SqsBatchResponse {
-    let mut failures = Vec::new();
-    for record in event.records {
-        let id = record.message_id.clone().unwrap_or_default();
-        let fail = match Message::from_json(record.body.as_deref().unwrap_or_default()) {
-            Ok(Message::Sync(msg)) => {
-                let span = tracing::info_span!("sync", config = %msg.config_id, message_id = %id);
-                // A push syncs the pushed commit's artifacts run, the schedule the newest.
-                let sha = match &msg.reason {
-                    prdiff_shared::messages::SyncReason::Push { sha } => Some(sha.as_str()),
-                    prdiff_shared::messages::SyncReason::Schedule => None,
-                };
-                match sync::sync_config_at(deps, &msg.config_id, now, sha)
-                    .instrument(span)
-                    .await
-                {
-                    Ok(_) => false,
-                    // Recorded on the configuration already; only retry what may pass later.
-                    Err(e) => e.is_retryable(),
-                }
-            }
-            Ok(other) => {
-                tracing::error!(message_id = %id, kind = other.kind(), "not a sync message");
-                true
-            }
-            Err(e) => {
-                tracing::error!(message_id = %id, error = %e, "unreadable sync message");
-                true
-            }
+    batch::handle_batch("sync", event, |r| async move {
+        let msg = match Message::from_json(&r.body) {
+            Ok(Message::Sync(msg)) => msg,
+            Ok(other) => return Err(SyncMessageError::WrongKind(other.kind())),
+            Err(e) => return Err(SyncMessageError::Unreadable(e)),
         };
-        if fail {
-            let mut f = BatchItemFailure::default();
-            f.item_identifier = id;
-            failures.push(f);
+        let span = tracing::info_span!("sync", config = %msg.config_id, message_id = %r.id);
+        // A push syncs the pushed commit's artifacts run, the schedule the newest.
+        let sha = match &msg.reason {
+            prdiff_shared::messages::SyncReason::Push { sha } => Some(sha.as_str()),
+            prdiff_shared::messages::SyncReason::Schedule => None,
+        };
+        sync::sync_config_at(deps, &msg.config_id, now, sha)
+            .instrument(span)
+            .await
+            .map_err(SyncMessageError::Sync)
+    })
+    .await
+}
+
+/// Why a sync message failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncMessageError {
+    #[error("unreadable sync message: {0}")]
+    Unreadable(prdiff_shared::messages::MessageError),
+    #[error("not a sync message (kind {0})")]
+    WrongKind(&'static str),
+    #[error("{}", .0.chain())]
+    Sync(SyncError),
+}
+
+impl BatchError for SyncMessageError {
+    fn disposition(&self) -> Disposition {
+        match self {
+            SyncMessageError::Unreadable(_) | SyncMessageError::WrongKind(_) => {
+                Disposition::DeadLetter
+            }
+            // Recorded on the configuration already; only retry what may pass later.
+            SyncMessageError::Sync(e) if e.is_retryable() => Disposition::Retry,
+            SyncMessageError::Sync(_) => Disposition::Drop,
         }
     }
-    let mut resp = SqsBatchResponse::default();
-    resp.batch_item_failures = failures;
-    resp
+
+    fn already_logged(&self) -> bool {
+        // The sync logs its own failure; an unknown configuration is found before it runs.
+        matches!(self, SyncMessageError::Sync(e) if !matches!(e, SyncError::UnknownConfig(_) | SyncError::Config(_)))
+    }
 }
 
 /// Synthetic manifests for tests and the benchmark: `n` models shaped like dbt 1.10

@@ -11,6 +11,7 @@ use prdiff_shared::metadata::dynamodb::DynamoMetadata;
 use prdiff_shared::queue::DeadLetters;
 use prdiff_shared::queue::sqs::{SqsDeadLetters, SqsQueue};
 use prdiff_shared::secrets::aws::SecretsManager;
+use prdiff_shared::settings::{FromEnv, SyncSettings};
 use prdiff_shared::store::dynamodb::DynamoStore;
 use prdiff_sync::{Deps, HandlerError, Lifecycle, handle_with_lifecycle};
 use serde_json::Value;
@@ -33,7 +34,8 @@ use prdiff_shared::error_chain as chain;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     prdiff_shared::runtime::init_lambda_logs();
-    let table = prdiff_shared::runtime::required("PRDIFF_TABLE")?;
+    let env = SyncSettings::from_env()?;
+    let table = env.table;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let dynamo = aws_sdk_dynamodb::Client::new(&aws);
     let store = Arc::new(DynamoStore::new(dynamo.clone(), table.clone()));
@@ -43,19 +45,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     ));
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let mut dead_letters: Vec<Arc<dyn DeadLetters>> = Vec::new();
-    for (name, var) in [
-        ("poll", "PRDIFF_POLL_DLQ_URL"),
-        ("diff", "PRDIFF_DIFF_DLQ_URL"),
-        ("sync", "PRDIFF_SYNC_DLQ_URL"),
-    ] {
+    for (name, url) in env.dead_letter_queues {
         dead_letters.push(Arc::new(SqsDeadLetters {
             name: name.to_owned(),
-            queue: SqsQueue::new(sqs.clone(), prdiff_shared::runtime::required(var)?),
+            queue: SqsQueue::new(sqs.clone(), url),
         }));
     }
-    let deadline = prdiff_shared::runtime::seconds("PRDIFF_RUN_DEADLINE_SECONDS")?
-        .unwrap_or(prdiff_shared::pipeline::DEFAULT_RUN_DEADLINE)
-        + Duration::from_secs(300);
+    let deadline = env.run_deadline + Duration::from_secs(300);
     let lifecycle = Lifecycle {
         configs: store.clone(),
         runs: store.clone(),

@@ -9,14 +9,14 @@ use lambda_runtime::{LambdaEvent, service_fn};
 use prdiff_shared::githost::{HttpGitHosts, HttpSettings};
 use prdiff_shared::queue::sqs::SqsQueue;
 use prdiff_shared::secrets::aws::SecretsManager;
+use prdiff_shared::settings::{FromEnv, WebhookSettings};
 use prdiff_shared::store::dynamodb::DynamoStore;
-use prdiff_webhook::{Deps, LambdaEnv, Settings, WebhookRequest, handle};
+use prdiff_webhook::{Deps, Settings, WebhookRequest, handle};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     prdiff_shared::runtime::init_lambda_logs();
-    let env = LambdaEnv::from_vars(|name| std::env::var(name).ok())
-        .map_err(|problems| anyhow::anyhow!("environment: {problems}"))?;
+    let env = WebhookSettings::from_env()?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let store = Arc::new(DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&aws),
@@ -28,12 +28,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     ));
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let mut settings = Settings::new(env.webhook_secret);
-    if let Some(d) = env.poll_delay {
-        settings.poll_delay = d;
-    }
-    if let Some(d) = env.run_deadline {
-        settings.run_deadline = d;
-    }
+    settings.poll_delay = env.poll_delay;
+    settings.run_deadline = env.run_deadline;
     let deps = Deps {
         configs: store.clone(),
         runs: store,

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use futures::{StreamExt, TryStreamExt};
@@ -48,25 +49,13 @@ fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn backend<E, R>(e: SdkError<E, R>) -> MetadataError
+fn backend<E>(e: SdkError<E, HttpResponse>) -> MetadataError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let retryable = match &e {
-        SdkError::ServiceError(se) => matches!(
-            se.err().code(),
-            Some(
-                "ProvisionedThroughputExceededException"
-                    | "ThrottlingException"
-                    | "RequestLimitExceeded"
-                    | "InternalServerError"
-            )
-        ),
-        _ => true,
-    };
+    let e = crate::aws_error::classify("DynamoDB", e);
     MetadataError::Backend {
-        retryable,
+        retryable: e.retryable,
         source: Box::new(e),
     }
 }

@@ -5,6 +5,8 @@
 //! One queue value per destination (poll queue, diff queue, sync queue), so a handler is
 //! handed exactly the queues it sends to.
 
+#[cfg(feature = "lambda")]
+pub mod batch;
 #[cfg(feature = "sqlite")]
 pub mod embedded;
 pub mod memory;

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use crate::aws_error::classify;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::error::SdkError;
 
 use super::{Queue, QueueError, clamp_delay};
 use crate::messages::Message;
@@ -42,7 +42,7 @@ impl SqsQueue {
             .await
             .map_err(|e| QueueError::Receive {
                 queue: self.url.clone(),
-                source: Box::new(e),
+                source: Box::new(classify("SQS", e)),
             })?;
         let mut bodies = Vec::new();
         for m in out.messages.unwrap_or_default() {
@@ -55,7 +55,7 @@ impl SqsQueue {
                     .await
                     .map_err(|e| QueueError::Receive {
                         queue: self.url.clone(),
-                        source: Box::new(e),
+                        source: Box::new(classify("SQS", e)),
                     })?;
             }
             bodies.extend(m.body);
@@ -79,7 +79,7 @@ impl SqsQueue {
             .await
             .map_err(|e| QueueError::Receive {
                 queue: self.url.clone(),
-                source: Box::new(e),
+                source: Box::new(classify("SQS", e)),
             })?;
         Ok(out
             .messages
@@ -129,10 +129,10 @@ impl Queue for SqsQueue {
             .send()
             .await
             .map_err(|e| {
-                let retryable = !matches!(e, SdkError::ConstructionFailure(_));
+                let e = classify("SQS", e);
                 QueueError::Send {
                     queue: self.url.clone(),
-                    retryable,
+                    retryable: e.retryable,
                     source: Box::new(e),
                 }
             })?;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -23,24 +24,14 @@ pub struct SecretsManager {
     cache: Mutex<HashMap<SecretName, (SecretString, Instant)>>,
 }
 
-fn backend<E, R>(name: &SecretName, e: SdkError<E, R>) -> SecretsError
+fn backend<E>(name: &SecretName, e: SdkError<E, HttpResponse>) -> SecretsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let retryable = match &e {
-        SdkError::ServiceError(se) => matches!(
-            se.err().code(),
-            Some("ThrottlingException" | "InternalServiceError" | "LimitExceededException")
-        ),
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
-        }
-        _ => false,
-    };
+    let e = crate::aws_error::classify("Secrets Manager", e);
     SecretsError::Backend {
         name: name.clone(),
-        retryable,
+        retryable: e.retryable,
         source: Box::new(e),
     }
 }

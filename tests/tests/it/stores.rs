@@ -540,3 +540,52 @@ async fn the_webhook_on_the_aws_adapters_records_the_run_and_delays_the_poll() {
     assert_eq!(run.state, RunState::WaitingForDbt);
     assert_eq!(run.config_id, hello.name);
 }
+
+#[tokio::test]
+async fn a_missing_table_is_a_permanent_error_that_keeps_the_service_message() {
+    let cfg = moto().await;
+    let table = prdiff_tests::unique_name("prdiff_missing");
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&cfg), table.clone());
+    let err = store
+        .get_config(&ConfigId::parse("main").unwrap())
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+    let text = prdiff_shared::error_chain(&err);
+    assert!(
+        text.contains("DynamoDB: ResourceNotFoundException: Requested resource not found"),
+        "{text}"
+    );
+    let metadata = prdiff_shared::metadata::dynamodb::DynamoMetadata::new(
+        aws_sdk_dynamodb::Client::new(&cfg),
+        table,
+    );
+    let err =
+        prdiff_shared::metadata::MetadataStore::state(&metadata, &ConfigId::parse("main").unwrap())
+            .await
+            .unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+    assert!(
+        prdiff_shared::error_chain(&err).contains("Requested resource not found"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_queue_is_a_permanent_send_error_naming_the_queue() {
+    let cfg = moto().await;
+    let client = aws_sdk_sqs::Client::new(&cfg);
+    let url = format!(
+        "{}/123456789012/{}",
+        prdiff_tests::aws_endpoint(),
+        prdiff_tests::unique_name("prdiff-absent")
+    );
+    let err = SqsQueue::new(client, url.clone())
+        .send(&sync_message("x"), Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable(), "{err:?}");
+    let text = prdiff_shared::error_chain(&err);
+    assert!(text.contains(&url) && text.contains("SQS: "), "{text}");
+    assert!(text.contains("does not exist"), "{text}");
+}

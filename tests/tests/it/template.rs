@@ -24,6 +24,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use prdiff_shared::settings::{
+    DiffSettings, FromEnv, PollerSettings, SyncSettings, WebhookSettings,
+};
 use serde_yaml_ng::{Mapping, Value};
 
 fn repo_root() -> PathBuf {
@@ -582,7 +585,7 @@ fn webhook_function_environment_satisfies_the_webhook_binary() {
         .expect("the webhook has environment variables");
     let names: BTreeSet<&str> = env.keys().filter_map(Value::as_str).collect();
     // What `main.rs` does at cold start, with a stand-in for each value the template sets.
-    let read = prdiff_webhook::LambdaEnv::from_vars(|name| {
+    let read = WebhookSettings::from_vars(|name| {
         names.contains(name).then(|| {
             if name.ends_with("_SECONDS") {
                 "60".to_owned()
@@ -619,26 +622,28 @@ fn webhook_function_environment_satisfies_the_webhook_binary() {
     );
 }
 
-/// `PRDIFF_*` names that appear as string literals in a crate's `main.rs` and `lib.rs`.
-fn env_names_in_code(crate_dir: &Path) -> Option<BTreeSet<String>> {
-    let mut names = BTreeSet::new();
-    let mut found = false;
-    for file in ["src/main.rs", "src/lib.rs"] {
-        let Ok(text) = std::fs::read_to_string(crate_dir.join(file)) else {
-            continue;
-        };
-        found = true;
-        for (i, _) in text.match_indices("\"PRDIFF_") {
-            let rest = &text[i + 1..];
-            let end = rest
-                .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
-                .unwrap_or(rest.len());
-            if rest[end..].starts_with('"') {
-                names.insert(rest[..end].to_owned());
-            }
-        }
-    }
-    found.then_some(names)
+/// The `PRDIFF_*` variables a function's binary reads at start-up (its settings type, with
+/// a lookup that records each name), and the ones it cannot start without.
+fn variables_of(function: &str) -> Option<(BTreeSet<String>, BTreeSet<String>)> {
+    let seen = std::cell::RefCell::new(BTreeSet::new());
+    let get = |name: &str| -> Option<String> {
+        seen.borrow_mut().insert(name.to_owned());
+        None
+    };
+    let problems = match function {
+        "WebhookFunction" => WebhookSettings::from_vars(get).err(),
+        "PollerFunction" => PollerSettings::from_vars(get).err(),
+        "DiffFunction" => DiffSettings::from_vars(get).err(),
+        "SyncFunction" => SyncSettings::from_vars(get).err(),
+        _ => return None,
+    };
+    let required = problems
+        .map(|e| e.0)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p.strip_suffix(" is not set").map(str::to_owned))
+        .collect();
+    Some((seen.into_inner(), required))
 }
 
 #[test]
@@ -647,13 +652,7 @@ fn each_function_gets_the_prdiff_variables_its_code_reads_and_no_others() {
     let mut checked = 0;
     for (name, f) in resources(&t, "AWS::Serverless::Function") {
         let p = &f["Properties"];
-        let dir = repo_root()
-            .join("infra")
-            .join(p["CodeUri"].as_str().unwrap());
-        // Crates still being written are checked once they exist.
-        let Some(in_code) = env_names_in_code(&dir) else {
-            continue;
-        };
+        let (in_code, required) = variables_of(name).expect("every function has a settings type");
         checked += 1;
         let in_template: BTreeSet<String> = p["Environment"]["Variables"]
             .as_mapping()
@@ -663,15 +662,7 @@ fn each_function_gets_the_prdiff_variables_its_code_reads_and_no_others() {
             .filter(|n| n.starts_with("PRDIFF_"))
             .map(str::to_owned)
             .collect();
-        // `*_SECONDS` variables are optional tuning with defaults in the code.
-        let required: BTreeSet<&String> = in_code
-            .iter()
-            .filter(|n| !n.ends_with("_SECONDS"))
-            .collect();
-        let missing: Vec<_> = required
-            .into_iter()
-            .filter(|n| !in_template.contains(*n))
-            .collect();
+        let missing: Vec<_> = required.difference(&in_template).collect();
         assert!(
             missing.is_empty(),
             "{name}: the template does not set {missing:?}"
@@ -682,7 +673,7 @@ fn each_function_gets_the_prdiff_variables_its_code_reads_and_no_others() {
             "{name}: the code never reads {unknown:?}"
         );
     }
-    assert!(checked >= 1, "at least the webhook crate exists");
+    assert_eq!(checked, 4, "the four functions");
 }
 
 #[test]
