@@ -43,6 +43,9 @@ pub struct Summary {
     /// Models materialized differently in production and the PR, by name.
     #[serde(default)]
     pub materializations: std::collections::BTreeMap<String, crate::plan::MaterializationChange>,
+    /// Diffed models' merge gates, by name (evaluated when the report is built).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub gates: std::collections::BTreeMap<String, crate::gates::GatePolicy>,
 }
 
 /// A model whose rows are counted instead of diffed.
@@ -504,6 +507,7 @@ pub fn build_report_missing(
         downstream: summary.downstream.clone(),
         metadata: Default::default(),
         materializations: summary.materializations.clone(),
+        gates: summary.gates.clone(),
     }
 }
 

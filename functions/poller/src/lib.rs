@@ -503,6 +503,11 @@ async fn poll_config(
         match req {
             Some(req) => {
                 summary.models.push((m.unique_id.clone(), m.name.clone()));
+                if !m.options.gates.is_empty() {
+                    summary
+                        .gates
+                        .insert(m.name.clone(), m.options.gates.clone());
+                }
                 if m.downstream {
                     summary.downstream.push(m.name.clone());
                 }
