@@ -7,6 +7,7 @@
 //! | a model failed | `failure`, counts | `success` "(not blocking)", counts |
 //! | `fail_on_primary_key_issues` and a diffed model has NULL or duplicate keys in the PR | `failure` "primary-key issues in N models", counts | `success` "(not blocking)", the same |
 //! | a merge gate (`meta.prdiff.gates` in a model's yaml) fails on a diffed model | `failure` "N gates failed in M models", counts | `success` "(not blocking)", the same |
+//! | more models to diff than the configuration's `max_models`: none diffed | `success` "N models to diff, over max_models M: not diffed" | the same |
 //! | the run could not complete (dbt Cloud run failed or cancelled, deadline, dead letter, PR closed, superseded…) | `failure`, cause | `success` "(not blocking)", cause |
 //!
 //! Models the plan leaves out on purpose (ephemeral, no relation, refused) are "not
@@ -36,6 +37,9 @@ pub struct Counts {
     /// Merge gates that failed on diffed models, and in how many models.
     pub gates_failed: usize,
     pub gate_models: usize,
+    /// The plan had this many models to diff, over the configuration's `max_models`
+    /// (`.1`): none was diffed.
+    pub over_max_models: Option<(usize, u32)>,
 }
 
 /// Whether a diffed model has NULL or duplicate keys on the PR side.
@@ -90,6 +94,7 @@ impl Counts {
                 .count(),
             gates_failed: failed_gates.iter().sum(),
             gate_models: failed_gates.iter().filter(|n| **n > 0).count(),
+            over_max_models: report.over_max_models.map(|o| (o.models, o.max)),
         }
     }
 }
@@ -120,6 +125,13 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 /// The outcome rule (see the module documentation), under the configuration's `rules`.
 pub fn final_status(ending: &Ending, rules: Rules) -> FinalStatus {
     let (failed, summary) = match ending {
+        Ending::Reported(Counts {
+            over_max_models: Some((models, max)),
+            ..
+        }) => (
+            false,
+            format!("{models} models to diff, over max_models {max}: not diffed"),
+        ),
         Ending::Reported(c) => {
             let mut s = if c.models == 0 {
                 "no models to diff".to_owned()
@@ -283,6 +295,7 @@ mod tests {
                 key_issues,
                 gates_failed,
                 gate_models,
+                over_max_models: None,
             })
         };
         // (how it ended, status reporting, fail on key issues, state, description)
@@ -331,6 +344,26 @@ mod tests {
                 "{ending:?} reporting={reporting}"
             );
             assert!(got.description.chars().count() <= DESCRIPTION_MAX);
+        }
+    }
+
+    #[test]
+    fn over_max_models_the_run_succeeds_and_says_why_nothing_was_diffed() {
+        for reporting in [true, false] {
+            let got = final_status(
+                &Ending::Reported(Counts {
+                    not_diffed: 14,
+                    over_max_models: Some((12, 10)),
+                    ..Counts::default()
+                }),
+                rules(reporting, true),
+            );
+            assert_eq!(got.state, StatusState::Success);
+            assert_eq!(
+                got.description,
+                "prdiff: 12 models to diff, over max_models 10: not diffed"
+            );
+            assert!(got.headline.starts_with("✅ "), "{}", got.headline);
         }
     }
 

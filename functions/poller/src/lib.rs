@@ -536,6 +536,7 @@ async fn poll_config(
             }
         }
     }
+    pipeline::apply_max_models(config, &mut summary, &mut work);
     let fanout = FanOut {
         summary: serde_json::to_string(&summary).expect("summaries serialize"),
         models: work,

@@ -64,6 +64,18 @@ pub struct Report {
     /// Models' merge gates, by name: each diffed model's gates are evaluated on its diff
     /// and shown with their verdicts.
     pub gates: std::collections::BTreeMap<String, crate::gates::GatePolicy>,
+    /// Set when the plan had more models to diff than the configuration allows: none was
+    /// diffed, and the comment says how to diff them.
+    pub over_max_models: Option<OverMaxModels>,
+}
+
+/// A run over the configuration's diff threshold (`max_models`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OverMaxModels {
+    /// Models the plan would diff.
+    pub models: usize,
+    /// The configuration's `max_models`.
+    pub max: u32,
 }
 
 /// A skip reason in words, for reports.
@@ -408,7 +420,17 @@ fn render(report: &Report, detail: Detail, max_rows: usize) -> String {
     let entries = &report.entries;
     let mut out = String::new();
     header_lines(&mut out, report);
-    if entries.is_empty() {
+    if let Some(over) = report.over_max_models {
+        let _ = writeln!(
+            out,
+            "**{} models to diff, more than this configuration's `max_models` ({}): none was \
+             diffed.** They are listed under \"Not diffed\" below.\n\n\
+             To diff them, raise `max_models` in the prdiff configuration (or remove it), then \
+             start a new run: push a commit to this pull request, or, when the configuration \
+             requires a label, remove the label and add it again.",
+            over.models, over.max
+        );
+    } else if entries.is_empty() {
         let _ = writeln!(out, "No models to diff.");
     } else {
         let _ = writeln!(

@@ -127,6 +127,7 @@ fn report() -> Report {
             },
         )]),
         gates: BTreeMap::new(),
+        over_max_models: None,
     }
 }
 
@@ -201,6 +202,29 @@ fn the_gates_section_matches_its_snapshot_and_escapes_names() {
     assert_tables_whole(&md);
     // No gates, no section.
     assert!(!markdown(&report()).contains("Merge gates"));
+}
+
+#[test]
+fn a_run_over_max_models_says_so_and_how_to_diff_them() {
+    let r = Report {
+        header: Some(header()),
+        skipped: vec![
+            SkippedEntry {
+                name: "orders".into(),
+                reason: "over max_models (1)".into(),
+            },
+            SkippedEntry {
+                name: "customers".into(),
+                reason: "over max_models (1)".into(),
+            },
+        ],
+        over_max_models: Some(OverMaxModels { models: 2, max: 1 }),
+        ..Default::default()
+    };
+    let md = markdown(&r);
+    insta::assert_snapshot!(md);
+    assert!(!md.contains("No models to diff"), "{md}");
+    assert!(md.contains("| `orders` | over max\\_models (1) |"), "{md}");
 }
 
 #[test]

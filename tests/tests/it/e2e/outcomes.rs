@@ -1091,14 +1091,23 @@ async fn through_serve_with_gates(
     delivery: &str,
     gates: serde_json::Value,
 ) -> (String, Vec<(StatusState, String)>) {
+    through_serve(delivery, "", pr_manifest_with_gates(gates)).await
+}
+
+/// One PR through `prdiff serve` under a configuration with `extra` settings, the PR job
+/// serving `pr_manifest`; returns the sticky comment and the final statuses.
+async fn through_serve(
+    delivery: &str,
+    extra: &str,
+    pr_manifest: Vec<u8>,
+) -> (String, Vec<(StatusState, String)>) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("prdiff.db");
     let store = Arc::new(EmbeddedStore::open(&db).unwrap());
-    let p = Pipeline::over(store.clone(), store, &config("shop", "")).await;
+    let p = Pipeline::over(store.clone(), store, &config("shop", extra)).await;
     p.prod_run(530, BASE);
     p.pr_run(930, HEAD, status::SUCCESS, None);
-    p.dbt
-        .put_artifact(930, "manifest.json", pr_manifest_with_gates(gates));
+    p.dbt.put_artifact(930, "manifest.json", pr_manifest);
     let (addr, stop, task) = start_serve(&p, &db).await;
     let mut body: serde_json::Value = serde_json::from_slice(
         &std::fs::read(prdiff_tests::fixtures().join("github/pull_request.opened.json")).unwrap(),
@@ -1228,4 +1237,42 @@ async fn through_serve_merge_gates_that_hold_pass_the_status_and_show_their_meas
         .is_some(),
         "{comment}"
     );
+}
+
+#[tokio::test]
+async fn through_serve_a_plan_over_max_models_diffs_nothing_and_lists_the_models() {
+    let (comment, statuses) =
+        through_serve("o-max-1", "max_models = 1", built().pr_manifest.clone()).await;
+    assert_eq!(
+        statuses,
+        [(
+            StatusState::Success,
+            "prdiff: 2 models to diff, over max_models 1: not diffed".to_owned()
+        )]
+    );
+    assert!(
+        comment.contains("2 models to diff, more than this configuration's `max_models` (1)"),
+        "{comment}"
+    );
+    assert!(comment.contains("raise `max_models`"), "{comment}");
+    // No summary table: nothing was diffed; both models are in the list with the reason.
+    assert!(!comment.contains("| rows prod → PR |"), "{comment}");
+    for model in ["customers", "orders"] {
+        assert_eq!(
+            row(&comment, model)[2],
+            "over max\\_models (1)",
+            "{comment}"
+        );
+    }
+    // At the threshold, the run diffs as usual.
+    let (comment, statuses) =
+        through_serve("o-max-2", "max_models = 2", built().pr_manifest.clone()).await;
+    assert_eq!(
+        statuses,
+        [(
+            StatusState::Success,
+            "prdiff: 2 models diffed, 1 with differences".to_owned()
+        )]
+    );
+    assert_eq!(row(&comment, "orders")[2], "1,000 → 999", "{comment}");
 }
