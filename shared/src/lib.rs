@@ -29,6 +29,7 @@
 //! | [`metadata`] | model metadata synced from the production manifest: store port, sync, due-ness |
 //! | [`dbtcloud`] | dbt Cloud Administrative API v2 client (accounts, jobs, runs, artifacts) |
 //! | [`pipeline`] | what the poller and diff runner share: fan-out items, the run's report, PR comment and status |
+//! | [`gates`] | merge gates from a model's dbt yaml (`meta.prdiff.gates`) and their verdicts on its diff |
 //! | [`outcome`] | the outcome rule: a finished run's status, description and comment headline |
 //!
 //! Ports (small traits) sit in a module root; adapters are sibling files. Every port has an
@@ -40,6 +41,7 @@ pub mod aws_error;
 pub mod config;
 pub mod dbtcloud;
 pub mod diff;
+pub mod gates;
 pub mod githost;
 pub mod intake;
 #[cfg(feature = "sqlite")]

@@ -6,6 +6,8 @@
 //! | every planned model diffed (differences or not) | `success` | `success` |
 //! | a model failed | `failure`, counts | `success` "(not blocking)", counts |
 //! | `fail_on_primary_key_issues` and a diffed model has NULL or duplicate keys in the PR | `failure` "primary-key issues in N models", counts | `success` "(not blocking)", the same |
+//! | a merge gate (`meta.prdiff.gates` in a model's yaml) fails on a diffed model | `failure` "N gates failed in M models", counts | `success` "(not blocking)", the same |
+//! | more models to diff than the configuration's `max_models`: none diffed | `success` "N models to diff, over max_models M: not diffed" | the same |
 //! | the run could not complete (dbt Cloud run failed or cancelled, deadline, dead letter, PR closed, superseded…) | `failure`, cause | `success` "(not blocking)", cause |
 //!
 //! Models the plan leaves out on purpose (ephemeral, no relation, refused) are "not
@@ -32,6 +34,12 @@ pub struct Counts {
     pub not_diffed: usize,
     /// Diffed models with NULL or duplicate keys on the PR side.
     pub key_issues: usize,
+    /// Merge gates that failed on diffed models, and in how many models.
+    pub gates_failed: usize,
+    pub gate_models: usize,
+    /// The plan had this many models to diff, over the configuration's `max_models`
+    /// (`.1`): none was diffed.
+    pub over_max_models: Option<(usize, u32)>,
 }
 
 /// Whether a diffed model has NULL or duplicate keys on the PR side.
@@ -59,6 +67,17 @@ impl Rules {
 
 impl Counts {
     pub fn of(report: &Report) -> Self {
+        let failed_gates: Vec<usize> = report
+            .entries
+            .iter()
+            .map(|e| match (&e.outcome, report.gates.get(&e.name)) {
+                (Ok(r), Some(policy)) => crate::gates::evaluate_all(policy, r)
+                    .iter()
+                    .filter(|o| !o.passed)
+                    .count(),
+                _ => 0,
+            })
+            .collect();
         Self {
             models: report.entries.len(),
             differing: report
@@ -73,6 +92,9 @@ impl Counts {
                 .iter()
                 .filter(|e| has_pr_key_issues(e))
                 .count(),
+            gates_failed: failed_gates.iter().sum(),
+            gate_models: failed_gates.iter().filter(|n| **n > 0).count(),
+            over_max_models: report.over_max_models.map(|o| (o.models, o.max)),
         }
     }
 }
@@ -103,6 +125,13 @@ fn plural(n: usize, one: &str, many: &str) -> String {
 /// The outcome rule (see the module documentation), under the configuration's `rules`.
 pub fn final_status(ending: &Ending, rules: Rules) -> FinalStatus {
     let (failed, summary) = match ending {
+        Ending::Reported(Counts {
+            over_max_models: Some((models, max)),
+            ..
+        }) => (
+            false,
+            format!("{models} models to diff, over max_models {max}: not diffed"),
+        ),
         Ending::Reported(c) => {
             let mut s = if c.models == 0 {
                 "no models to diff".to_owned()
@@ -124,13 +153,20 @@ pub fn final_status(ending: &Ending, rules: Rules) -> FinalStatus {
                 s.push_str(&format!(", {} not diffed", c.not_diffed));
             }
             let key_failure = rules.fail_on_primary_key_issues && c.key_issues > 0;
+            if c.gates_failed > 0 {
+                s = format!(
+                    "{} failed in {}, {s}",
+                    plural(c.gates_failed, "gate", "gates"),
+                    plural(c.gate_models, "model", "models")
+                );
+            }
             if key_failure {
                 s = format!(
                     "primary-key issues in {}, {s}",
                     plural(c.key_issues, "model", "models")
                 );
             }
-            (c.failed > 0 || key_failure, s)
+            (c.failed > 0 || key_failure || c.gates_failed > 0, s)
         }
         Ending::Incomplete(why) => (true, why.trim().to_owned()),
     };
@@ -161,6 +197,7 @@ mod tests {
             failed,
             not_diffed,
             key_issues: 0,
+            ..Counts::default()
         })
     }
 
@@ -181,6 +218,7 @@ mod tests {
                 failed,
                 not_diffed: 0,
                 key_issues,
+                ..Counts::default()
             })
         };
         // (how it ended, status reporting, fail on key issues, state, description)
@@ -243,6 +281,152 @@ mod tests {
                 "{ending:?} reporting={reporting} keys={fail_on_keys}"
             );
         }
+    }
+
+    #[test]
+    fn failed_gates_fail_the_run_with_their_count_unless_status_reporting_is_off() {
+        use StatusState::{Failure, Success};
+        let gates = |failed, gates_failed, gate_models, key_issues| {
+            Ending::Reported(Counts {
+                models: 3,
+                differing: 2,
+                failed,
+                not_diffed: 0,
+                key_issues,
+                gates_failed,
+                gate_models,
+                over_max_models: None,
+            })
+        };
+        // (how it ended, status reporting, fail on key issues, state, description)
+        let table: Vec<(Ending, bool, bool, StatusState, &str)> = vec![
+            (
+                gates(0, 0, 0, 0),
+                true,
+                false,
+                Success,
+                "prdiff: 3 models diffed, 2 with differences",
+            ),
+            (
+                gates(0, 1, 1, 0),
+                true,
+                false,
+                Failure,
+                "prdiff: 1 gate failed in 1 model, 3 models diffed, 2 with differences",
+            ),
+            (
+                gates(0, 3, 2, 0),
+                true,
+                false,
+                Failure,
+                "prdiff: 3 gates failed in 2 models, 3 models diffed, 2 with differences",
+            ),
+            (
+                gates(0, 3, 2, 0),
+                false,
+                false,
+                Success,
+                "prdiff (not blocking): 3 gates failed in 2 models, 3 models diffed, 2 with differences",
+            ),
+            (
+                gates(1, 2, 1, 1),
+                true,
+                true,
+                Failure,
+                "prdiff: primary-key issues in 1 model, 2 gates failed in 1 model, 1 of 3 models failed, 2 with differences",
+            ),
+        ];
+        for (ending, reporting, fail_on_keys, state, description) in table {
+            let got = final_status(&ending, rules(reporting, fail_on_keys));
+            assert_eq!(
+                (got.state, got.description.as_str()),
+                (state, description),
+                "{ending:?} reporting={reporting}"
+            );
+            assert!(got.description.chars().count() <= DESCRIPTION_MAX);
+        }
+    }
+
+    #[test]
+    fn over_max_models_the_run_succeeds_and_says_why_nothing_was_diffed() {
+        for reporting in [true, false] {
+            let got = final_status(
+                &Ending::Reported(Counts {
+                    not_diffed: 14,
+                    over_max_models: Some((12, 10)),
+                    ..Counts::default()
+                }),
+                rules(reporting, true),
+            );
+            assert_eq!(got.state, StatusState::Success);
+            assert_eq!(
+                got.description,
+                "prdiff: 12 models to diff, over max_models 10: not diffed"
+            );
+            assert!(got.headline.starts_with("✅ "), "{}", got.headline);
+        }
+    }
+
+    #[test]
+    fn counts_evaluate_the_gates_of_diffed_models_only() {
+        use crate::gates::{Gate, GatePolicy, RowLimit};
+        let policy = |gates: Vec<Gate>| GatePolicy {
+            gates,
+            problems: vec![],
+        };
+        // `result` has 3 rows removed, 1 NULL key in the PR, `amount` changed on 7 of 997.
+        let report = Report {
+            entries: vec![
+                ModelEntry {
+                    name: "a".into(),
+                    outcome: Ok(crate::report::tests::result("a", 7)),
+                },
+                ModelEntry {
+                    name: "b".into(),
+                    outcome: Ok(crate::report::tests::result("b", 7)),
+                },
+                ModelEntry {
+                    name: "c".into(),
+                    outcome: Err("boom".into()),
+                },
+            ],
+            gates: [
+                (
+                    "a".to_owned(),
+                    policy(vec![
+                        Gate::RowsRemoved(RowLimit {
+                            max: Some(0),
+                            max_pct: None,
+                        }),
+                        Gate::NoKeyIssues,
+                        Gate::ChangedPct {
+                            column: "amount".into(),
+                            max: 1.0,
+                        },
+                    ]),
+                ),
+                (
+                    "b".to_owned(),
+                    policy(vec![Gate::ChangedPct {
+                        column: "amount".into(),
+                        max: 0.5,
+                    }]),
+                ),
+                ("c".to_owned(), policy(vec![Gate::NoKeyIssues])),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let c = Counts::of(&report);
+        assert_eq!((c.gates_failed, c.gate_models), (3, 2), "{c:?}");
+        let fin = final_status(&Ending::Reported(c), rules(true, false));
+        assert_eq!(fin.state, StatusState::Failure);
+        assert!(
+            fin.description
+                .starts_with("prdiff: 3 gates failed in 2 models, 1 of 3 models failed"),
+            "{}",
+            fin.description
+        );
     }
 
     #[test]

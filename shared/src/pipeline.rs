@@ -43,6 +43,13 @@ pub struct Summary {
     /// Models materialized differently in production and the PR, by name.
     #[serde(default)]
     pub materializations: std::collections::BTreeMap<String, crate::plan::MaterializationChange>,
+    /// Set when the plan had more models to diff than the configuration's `max_models`:
+    /// none was diffed (see [`apply_max_models`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over_max_models: Option<report::OverMaxModels>,
+    /// Diffed models' merge gates, by name (evaluated when the report is built).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub gates: std::collections::BTreeMap<String, crate::gates::GatePolicy>,
 }
 
 /// A model whose rows are counted instead of diffed.
@@ -504,7 +511,41 @@ pub fn build_report_missing(
         downstream: summary.downstream.clone(),
         metadata: Default::default(),
         materializations: summary.materializations.clone(),
+        gates: summary.gates.clone(),
+        over_max_models: summary.over_max_models,
     }
+}
+
+/// The diff threshold: when the plan has more models to diff than the configuration's
+/// `max_models`, none is diffed. Every work item is dropped (row counts of new and removed
+/// models too), the models to diff head the list of models not diffed, and the summary
+/// records the threshold for the report and the status.
+pub fn apply_max_models(
+    config: &CiConfig,
+    summary: &mut Summary,
+    work: &mut Vec<(String, String)>,
+) {
+    let Some(max) = config.max_models else {
+        return;
+    };
+    let models = summary.models.len();
+    if models <= max.get() as usize {
+        return;
+    }
+    summary.over_max_models = Some(report::OverMaxModels {
+        models,
+        max: max.get(),
+    });
+    let mut skipped: Vec<(String, String)> = summary
+        .models
+        .drain(..)
+        .map(|(_, name)| (name, format!("over max_models ({})", max.get())))
+        .collect();
+    skipped.append(&mut summary.skipped);
+    summary.skipped = skipped;
+    summary.counted.clear();
+    summary.gates.clear();
+    work.clear();
 }
 
 /// The models not diffed, each with its reason; a new or removed model's reason says its
@@ -1197,6 +1238,70 @@ mod tests {
                 "ephemeral · materialized as `table` in production and as `ephemeral` in this PR",
             ]
         );
+    }
+
+    #[test]
+    fn over_max_models_no_model_is_diffed_and_every_one_is_listed() {
+        let summary = || Summary {
+            models: vec![
+                ("model.p.a".into(), "a".into()),
+                ("model.p.b".into(), "b".into()),
+            ],
+            skipped: vec![("fresh".into(), "new model".into())],
+            counted: vec![Counted {
+                unique_id: "model.p.fresh".into(),
+                name: "fresh".into(),
+                side: CountSide::Pr,
+            }],
+            ..Default::default()
+        };
+        let work = || {
+            vec![
+                ("model.p.a".to_owned(), "{}".to_owned()),
+                ("model.p.b".to_owned(), "{}".to_owned()),
+                ("model.p.fresh".to_owned(), "{}".to_owned()),
+            ]
+        };
+        let config = |max: &str| {
+            crate::config::tests::stored_example(&[(
+                "max_models = 25",
+                &format!("max_models = {max}"),
+            )])
+        };
+        for max in ["2", "3"] {
+            let (mut s, mut w) = (summary(), work());
+            apply_max_models(&config(max), &mut s, &mut w);
+            assert_eq!((s, w), (summary(), work()), "max_models = {max}");
+        }
+        let (mut s, mut w) = (summary(), work());
+        apply_max_models(&config("1"), &mut s, &mut w);
+        assert!(w.is_empty());
+        assert!(s.models.is_empty() && s.counted.is_empty());
+        assert_eq!(
+            s.skipped,
+            [
+                ("a".to_owned(), "over max_models (1)".to_owned()),
+                ("b".to_owned(), "over max_models (1)".to_owned()),
+                ("fresh".to_owned(), "new model".to_owned()),
+            ]
+        );
+        let report = Report {
+            over_max_models: s.over_max_models,
+            ..Default::default()
+        };
+        let fin = outcome::final_status(
+            &Ending::Reported(Counts::of(&report)),
+            outcome::Rules::of(&config("1")),
+        );
+        assert_eq!(fin.state, crate::githost::StatusState::Success);
+        assert_eq!(
+            fin.description,
+            "prdiff: 2 models to diff, over max_models 1: not diffed"
+        );
+        // Zero is refused when the configuration is read.
+        let zero = "max_models = 0";
+        let text = crate::config::tests::EXAMPLE.replace("max_models = 25", zero);
+        assert!(crate::config::ConfigFile::parse(&text, &[]).is_err());
     }
 
     #[test]

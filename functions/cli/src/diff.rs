@@ -333,6 +333,9 @@ pub async fn diff_plan(
                 let outcome = diff::diff(wh, &req)
                     .await
                     .map_err(|e| prdiff_shared::error_chain(&e));
+                if !m.options.gates.is_empty() {
+                    report.gates.insert(m.name.clone(), m.options.gates.clone());
+                }
                 report.entries.push(report::ModelEntry {
                     name: m.name.clone(),
                     outcome,

@@ -495,6 +495,11 @@ async fn poll_config(
         match req {
             Some(req) => {
                 summary.models.push((m.unique_id.clone(), m.name.clone()));
+                if !m.options.gates.is_empty() {
+                    summary
+                        .gates
+                        .insert(m.name.clone(), m.options.gates.clone());
+                }
                 if m.downstream {
                     summary.downstream.push(m.name.clone());
                 }
@@ -523,6 +528,7 @@ async fn poll_config(
             }
         }
     }
+    pipeline::apply_max_models(config, &mut summary, &mut work);
     let fanout = FanOut {
         summary: serde_json::to_string(&summary).expect("summaries serialize"),
         models: work,

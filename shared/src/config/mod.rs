@@ -201,6 +201,10 @@ pub struct CiConfigOf<S> {
     /// On: NULL or duplicate keys on the PR side of a diffed model fail the run's status.
     #[serde(default)]
     pub fail_on_primary_key_issues: bool,
+    /// The diff threshold: a run whose plan would diff more models than this diffs none
+    /// and lists them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_models: Option<std::num::NonZeroU32>,
 }
 
 /// A stored CI configuration (secrets by name only).
@@ -275,6 +279,7 @@ impl<S> CiConfigOf<S> {
             pr_schema: self.pr_schema,
             base_branch: self.base_branch,
             fail_on_primary_key_issues: self.fail_on_primary_key_issues,
+            max_models: self.max_models,
         })
     }
 }

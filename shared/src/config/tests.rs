@@ -28,6 +28,7 @@ require_label = { enabled = true, name = "datafold" }
 sampling = { tolerance = 0.001, confidence = 0.99, threshold = 1000000 }
 base_branch = "main"
 fail_on_primary_key_issues = true
+max_models = 25
 
 [ci_config.repository]
 provider = "github"
@@ -73,6 +74,7 @@ fn the_documented_example_parses_with_every_field() {
     assert_eq!(c.sampling.threshold, Some(1_000_000));
     assert_eq!(c.base_branch.as_ref().unwrap().as_str(), "main");
     assert!(c.fail_on_primary_key_issues);
+    assert_eq!(c.max_models.map(|m| m.get()), Some(25));
     assert!(c.files_to_ignore.is_ignored("docs/index.html"));
     assert!(c.files_to_ignore.is_ignored("README.md"));
     assert!(!c.files_to_ignore.is_ignored("models/staging/schema.md"));

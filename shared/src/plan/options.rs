@@ -8,13 +8,14 @@ use serde::Serialize;
 use crate::manifest::Node;
 
 /// Keys of `meta.datafold.datadiff` prdiff understands; others are reported, not fatal.
-pub const KNOWN_KEYS: [&str; 6] = [
+pub const KNOWN_KEYS: [&str; 7] = [
     "filter",
     "include_columns",
     "exclude_columns",
     "never_diff",
     "time_column",
     "slim_diff",
+    "gates",
 ];
 
 /// One model's diff options.
@@ -41,6 +42,9 @@ pub struct ModelOptions {
     /// Documented columns the global ignore list removes from the comparison (never key columns).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignored_columns: Vec<String>,
+    /// The model's merge gates (`meta.prdiff.gates`, or `meta.datafold.datadiff.gates`).
+    #[serde(skip_serializing_if = "crate::gates::GatePolicy::is_empty")]
+    pub gates: crate::gates::GatePolicy,
 }
 
 /// Datafold's `slim_diff` values.
@@ -93,6 +97,8 @@ pub(crate) fn read(node: &Node, warnings: &mut Vec<String>) -> ModelOptions {
                     "{id}: meta.datafold.datadiff.slim_diff {value} is not understood (expected \"diff_when_downstream\"); ignored"
                 )),
             },
+            // Read with `meta.prdiff.gates` by `crate::gates::read`.
+            "gates" => {}
             other => unknown.push(other),
         }
     }

@@ -61,6 +61,21 @@ pub struct Report {
     /// Models materialized differently in production and the PR, by name: named in the
     /// model's summary row and details.
     pub materializations: std::collections::BTreeMap<String, crate::plan::MaterializationChange>,
+    /// Models' merge gates, by name: each diffed model's gates are evaluated on its diff
+    /// and shown with their verdicts.
+    pub gates: std::collections::BTreeMap<String, crate::gates::GatePolicy>,
+    /// Set when the plan had more models to diff than the configuration allows: none was
+    /// diffed, and the comment says how to diff them.
+    pub over_max_models: Option<OverMaxModels>,
+}
+
+/// A run over the configuration's diff threshold (`max_models`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OverMaxModels {
+    /// Models the plan would diff.
+    pub models: usize,
+    /// The configuration's `max_models`.
+    pub max: u32,
 }
 
 /// A skip reason in words, for reports.
@@ -405,7 +420,17 @@ fn render(report: &Report, detail: Detail, max_rows: usize) -> String {
     let entries = &report.entries;
     let mut out = String::new();
     header_lines(&mut out, report);
-    if entries.is_empty() {
+    if let Some(over) = report.over_max_models {
+        let _ = writeln!(
+            out,
+            "**{} models to diff, more than this configuration's `max_models` ({}): none was \
+             diffed.** They are listed under \"Not diffed\" below.\n\n\
+             To diff them, raise `max_models` in the prdiff configuration (or remove it), then \
+             start a new run: push a commit to this pull request, or, when the configuration \
+             requires a label, remove the label and add it again.",
+            over.models, over.max
+        );
+    } else if entries.is_empty() {
         let _ = writeln!(out, "No models to diff.");
     } else {
         let _ = writeln!(
@@ -424,6 +449,7 @@ fn render(report: &Report, detail: Detail, max_rows: usize) -> String {
             );
         }
     }
+    gates_section(&mut out, report);
     if detail < Detail::SummaryOnly {
         for e in entries {
             out.push('\n');
@@ -481,6 +507,61 @@ fn render(report: &Report, detail: Detail, max_rows: usize) -> String {
         }
     }
     out
+}
+
+/// Every gate of every diffed model with gates, with its verdict and what it measured.
+/// Shown at every detail level: a failed gate is why a run fails.
+fn gates_section(out: &mut String, report: &Report) {
+    let mut rows = Vec::new();
+    let (mut failed, mut total) = (0, 0);
+    for e in &report.entries {
+        let Some(policy) = report.gates.get(&e.name).filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        let name = code(&e.name);
+        match &e.outcome {
+            Ok(r) => {
+                for o in crate::gates::evaluate_all(policy, r) {
+                    total += 1;
+                    failed += usize::from(!o.passed);
+                    rows.push(format!(
+                        "| {name} | {} {} | {} |",
+                        if o.passed { "✅" } else { "❌" },
+                        code(o.gate),
+                        escape_cell_long(&o.text)
+                    ));
+                }
+            }
+            Err(_) if !policy.gates.is_empty() => rows.push(format!(
+                "| {name} | — | {} not evaluated: the model's diff failed |",
+                match policy.gates.len() {
+                    1 => "1 gate".to_owned(),
+                    n => format!("{n} gates"),
+                }
+            )),
+            Err(_) => {}
+        }
+        for p in &policy.problems {
+            rows.push(format!("| {name} | ⚠️ | {} |", escape_cell_long(p)));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n**Merge gates**: {}\n",
+        if failed == 0 {
+            format!("{total} passed")
+        } else {
+            format!("{failed} of {total} failed")
+        }
+    );
+    let _ = writeln!(out, "| model | gate | result |");
+    let _ = writeln!(out, "|---|---|---|");
+    for r in rows {
+        let _ = writeln!(out, "{r}");
+    }
 }
 
 /// The commit status description: at most 140 characters.

@@ -126,7 +126,117 @@ fn report() -> Report {
                 pr: "incremental".into(),
             },
         )]),
+        gates: BTreeMap::new(),
+        over_max_models: None,
     }
+}
+
+/// [`report`] with merge gates on `orders` (one fails), `events` (sampled), the failed
+/// model, and a policy problem whose text comes from the PR.
+fn report_with_gates() -> Report {
+    use crate::gates::{Gate, GatePolicy, RowLimit};
+    let mut r = report();
+    r.gates = BTreeMap::from([
+        (
+            "orders".to_owned(),
+            GatePolicy {
+                gates: vec![
+                    Gate::ChangedPct {
+                        column: "amount".into(),
+                        max: 0.5,
+                    },
+                    Gate::RowsRemoved(RowLimit {
+                        max: Some(5),
+                        max_pct: None,
+                    }),
+                    Gate::NoKeyIssues,
+                    Gate::ChangedPct {
+                        column: "<b>@team|x</b>".into(),
+                        max: 1.0,
+                    },
+                ],
+                problems: vec![
+                    "meta.prdiff.gates[4]: unknown gate `@all_*` (known: …); gate ignored".into(),
+                ],
+            },
+        ),
+        (
+            "events".to_owned(),
+            GatePolicy {
+                gates: vec![Gate::RowsAdded(RowLimit {
+                    max: None,
+                    max_pct: Some(1.0),
+                })],
+                problems: vec![],
+            },
+        ),
+        (
+            "broken | model".to_owned(),
+            GatePolicy {
+                gates: vec![Gate::NoKeyIssues],
+                problems: vec![],
+            },
+        ),
+    ]);
+    r
+}
+
+/// The gates section of a comment: from its heading to the end of its table.
+fn gates_section(md: &str) -> String {
+    let start = md.find("**Merge gates**").expect("a gates section");
+    let rest = &md[start..];
+    let table = rest.find("\n|").unwrap();
+    let end = rest[table + 1..]
+        .find("\n\n")
+        .map_or(rest.len(), |e| table + 1 + e + 1);
+    rest[..end].to_owned()
+}
+
+#[test]
+fn the_gates_section_matches_its_snapshot_and_escapes_names() {
+    let md = markdown(&report_with_gates());
+    let section = gates_section(&md);
+    assert!(!section.contains("<b>"), "{section}");
+    assert!(!section.contains("@team"), "{section}");
+    insta::assert_snapshot!(section);
+    assert_tables_whole(&md);
+    // No gates, no section.
+    assert!(!markdown(&report()).contains("Merge gates"));
+}
+
+#[test]
+fn a_run_over_max_models_says_so_and_how_to_diff_them() {
+    let r = Report {
+        header: Some(header()),
+        skipped: vec![
+            SkippedEntry {
+                name: "orders".into(),
+                reason: "over max_models (1)".into(),
+            },
+            SkippedEntry {
+                name: "customers".into(),
+                reason: "over max_models (1)".into(),
+            },
+        ],
+        over_max_models: Some(OverMaxModels { models: 2, max: 1 }),
+        ..Default::default()
+    };
+    let md = markdown(&r);
+    insta::assert_snapshot!(md);
+    assert!(!md.contains("No models to diff"), "{md}");
+    assert!(md.contains("| `orders` | over max\\_models (1) |"), "{md}");
+}
+
+#[test]
+fn the_gates_section_survives_shortening() {
+    let r = report_with_gates();
+    let full = markdown(&r);
+    let short = markdown_within(&r, full.chars().count() / 3);
+    assert!(
+        short.contains("_Per-model details were left out"),
+        "{short}"
+    );
+    assert_eq!(gates_section(&short), gates_section(&full));
 }
 
 #[test]

@@ -1076,3 +1076,203 @@ async fn re_polls_follow_the_job_s_typical_duration_and_the_comment_is_edited_on
     assert_eq!(delays(&p), [102]);
     assert!(sticky(&p).1.contains("waiting for dbt Cloud run 917"));
 }
+
+/// The PR manifest with `meta.prdiff.gates` on `orders` (as dbt writes a model's yaml
+/// `meta` into the manifest).
+fn pr_manifest_with_gates(gates: serde_json::Value) -> Vec<u8> {
+    let mut m: serde_json::Value = serde_json::from_slice(&built().pr_manifest).unwrap();
+    m["nodes"]["model.e2e_shop.orders"]["meta"] = serde_json::json!({"prdiff": {"gates": gates}});
+    serde_json::to_vec(&m).unwrap()
+}
+
+/// One PR through `prdiff serve` (the signed webhook over HTTP) with `orders` carrying
+/// `gates`; returns the sticky comment and the final statuses.
+async fn through_serve_with_gates(
+    delivery: &str,
+    gates: serde_json::Value,
+) -> (String, Vec<(StatusState, String)>) {
+    through_serve(delivery, "", pr_manifest_with_gates(gates)).await
+}
+
+/// One PR through `prdiff serve` under a configuration with `extra` settings, the PR job
+/// serving `pr_manifest`; returns the sticky comment and the final statuses.
+async fn through_serve(
+    delivery: &str,
+    extra: &str,
+    pr_manifest: Vec<u8>,
+) -> (String, Vec<(StatusState, String)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("prdiff.db");
+    let store = Arc::new(EmbeddedStore::open(&db).unwrap());
+    let p = Pipeline::over(store.clone(), store, &config("shop", extra)).await;
+    p.prod_run(530, BASE);
+    p.pr_run(930, HEAD, status::SUCCESS, None);
+    p.dbt.put_artifact(930, "manifest.json", pr_manifest);
+    let (addr, stop, task) = start_serve(&p, &db).await;
+    let mut body: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(prdiff_tests::fixtures().join("github/pull_request.opened.json")).unwrap(),
+    )
+    .unwrap();
+    body["pull_request"]["head"]["sha"] = HEAD.into();
+    let req = github("pull_request", delivery, serde_json::to_vec(&body).unwrap());
+    let mut post = reqwest::Client::new().post(format!("http://{addr}/webhook"));
+    for (k, v) in &req.headers {
+        post = post.header(k.as_str(), v.as_str());
+    }
+    let resp = post.body(req.body.clone()).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    eventually("the final status", Duration::from_secs(60), || {
+        !p.final_statuses(HEAD).is_empty()
+    })
+    .await;
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    (sticky(&p).1, p.final_statuses(HEAD))
+}
+
+/// The gates section's row for `gate` whose result starts with `result`.
+fn gate_row<'a>(comment: &'a str, gate: &str, result: &str) -> Option<Vec<&'a str>> {
+    comment
+        .lines()
+        .filter(|l| l.starts_with("| `orders` |"))
+        .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
+        .find(|cells| cells[2].ends_with(&format!("`{gate}`")) && cells[3].starts_with(result))
+}
+
+#[tokio::test]
+async fn through_serve_a_failed_merge_gate_in_the_model_yaml_fails_the_status() {
+    // The PR removes 1 of 1,000 orders and changes `amount` on 50 of 999 matched rows
+    // (5.01 %), on the PostgreSQL test warehouse.
+    let (comment, statuses) = through_serve_with_gates(
+        "o-gates-fail",
+        serde_json::json!([
+            {"changed_pct": {"column": "amount", "max": 5}},
+            {"rows_removed": {"max": 0}},
+            {"rows_added": {"max_pct": 10}},
+            {"no_key_issues": true},
+            {"changed_pct": {"column": "amout", "max": 5}},
+            {"rows_deleted": {"max": 0}},
+        ]),
+    )
+    .await;
+    assert_eq!(
+        statuses,
+        [(
+            StatusState::Failure,
+            "prdiff: 3 gates failed in 1 model, 2 models diffed, 1 with differences".to_owned()
+        )]
+    );
+    assert!(
+        comment.contains("**Merge gates**: 3 of 5 failed"),
+        "{comment}"
+    );
+    let expect = [
+        (
+            "❌",
+            "changed_pct",
+            "amount changed on 5.01 % of matched rows &gt; 5 %",
+        ),
+        (
+            "❌",
+            "rows_removed",
+            "1 row removed (0.1 % of production rows) &gt; 0",
+        ),
+        (
+            "✅",
+            "rows_added",
+            "0 rows added (0 % of production rows) ≤ 10 %",
+        ),
+        ("✅", "no_key_issues", "no NULL or duplicate keys"),
+        (
+            "❌",
+            "changed_pct",
+            "column amout is not among the compared columns",
+        ),
+    ];
+    for (mark, gate, result) in expect {
+        let cells = gate_row(&comment, gate, result)
+            .unwrap_or_else(|| panic!("no row for {gate} {result} in:\n{comment}"));
+        assert!(cells[2].starts_with(mark), "{cells:?}");
+    }
+    assert!(
+        comment.contains("unknown gate &#96;rows\\_deleted&#96;"),
+        "{comment}"
+    );
+}
+
+#[tokio::test]
+async fn through_serve_merge_gates_that_hold_pass_the_status_and_show_their_measures() {
+    let (comment, statuses) = through_serve_with_gates(
+        "o-gates-pass",
+        serde_json::json!([
+            {"changed_pct": {"column": "amount", "max": 10}},
+            {"rows_removed": {"max_pct": 1}},
+            {"no_key_issues": true},
+        ]),
+    )
+    .await;
+    assert_eq!(
+        statuses,
+        [(
+            StatusState::Success,
+            "prdiff: 2 models diffed, 1 with differences".to_owned()
+        )]
+    );
+    assert!(comment.contains("**Merge gates**: 3 passed"), "{comment}");
+    assert!(
+        gate_row(
+            &comment,
+            "changed_pct",
+            "amount changed on 5.01 % of matched rows ≤ 10 %"
+        )
+        .is_some(),
+        "{comment}"
+    );
+    assert!(
+        gate_row(
+            &comment,
+            "rows_removed",
+            "1 row removed (0.1 % of production rows) ≤ 1 %"
+        )
+        .is_some(),
+        "{comment}"
+    );
+}
+
+#[tokio::test]
+async fn through_serve_a_plan_over_max_models_diffs_nothing_and_lists_the_models() {
+    let (comment, statuses) =
+        through_serve("o-max-1", "max_models = 1", built().pr_manifest.clone()).await;
+    assert_eq!(
+        statuses,
+        [(
+            StatusState::Success,
+            "prdiff: 2 models to diff, over max_models 1: not diffed".to_owned()
+        )]
+    );
+    assert!(
+        comment.contains("2 models to diff, more than this configuration's `max_models` (1)"),
+        "{comment}"
+    );
+    assert!(comment.contains("raise `max_models`"), "{comment}");
+    // No summary table: nothing was diffed; both models are in the list with the reason.
+    assert!(!comment.contains("| rows prod → PR |"), "{comment}");
+    for model in ["customers", "orders"] {
+        assert_eq!(
+            row(&comment, model)[2],
+            "over max\\_models (1)",
+            "{comment}"
+        );
+    }
+    // At the threshold, the run diffs as usual.
+    let (comment, statuses) =
+        through_serve("o-max-2", "max_models = 2", built().pr_manifest.clone()).await;
+    assert_eq!(
+        statuses,
+        [(
+            StatusState::Success,
+            "prdiff: 2 models diffed, 1 with differences".to_owned()
+        )]
+    );
+    assert_eq!(row(&comment, "orders")[2], "1,000 → 999", "{comment}");
+}
