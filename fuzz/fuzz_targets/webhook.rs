@@ -22,7 +22,7 @@ use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use aws_lambda_events::http::{HeaderName, HeaderValue};
 use base64::Engine;
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use libfuzzer_sys::fuzz_target;
 use prdiff_shared::config::{
     CiConfig, CommitSha, ConfigFile, DataSourceId, RepoName, SecretName, SecretSource,

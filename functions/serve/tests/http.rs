@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use prdiff_serve::{Database, HttpLimits, POLL_QUEUE, ServeError, Server, Settings};
 use prdiff_shared::config::{
     CiConfig, CommitSha, ConfigFile, ConfigId, DataSourceId, Provider, RepoName, SecretName,

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use prdiff_shared::config::{
     CommitSha, ConfigFile, DataSourceId, RepoName, SecretName, SecretSource,
 };

@@ -9,7 +9,7 @@ pub mod gates;
 pub mod github;
 pub mod gitlab;
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 

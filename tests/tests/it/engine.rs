@@ -19,7 +19,7 @@ use prdiff_shared::sql::Relation;
 use prdiff_shared::warehouse::sqlite::{SqliteWarehouse, run_script};
 use prdiff_shared::warehouse::{self, ConnectOptions, Warehouse, WarehouseError, WarehouseUrl};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 /// One warehouse with a prod and a PR schema loaded.
 pub struct Loaded {

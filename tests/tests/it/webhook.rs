@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use prdiff_shared::config::{
     CiConfig, CommitSha, ConfigFile, ConfigId, Provider, RepoName, SecretName,
 };
