@@ -10,6 +10,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`app`] | the use cases, in data-flow order: intake, poll, fan-out, diff run, publish, sync, apply |
 //! | [`sql`] | relations, the SQL dialect trait and one file per warehouse dialect |
 //! | [`warehouse`] | the warehouse port (run SQL, read rows as text) and its drivers |
 //! | [`diff`] | the in-warehouse model diff: schema, counts, per-column changes, sampling |
@@ -26,13 +27,13 @@
 //! | [`githost`] | GitHub and GitLab REST clients behind one trait (files, merge base, status, comment) |
 //! | [`metadata`] | model metadata synced from the production manifest: store port, sync, due-ness |
 //! | [`dbtcloud`] | dbt Cloud Administrative API v2 client (accounts, jobs, runs, artifacts) |
-//! | [`pipeline`] | what the poller and diff runner share: fan-out items, the run's report, PR comment and status |
 //! | [`outcome`] | the outcome rule: a finished run's status, description and comment headline |
 //!
 //! Ports (small traits) sit in a module root; adapters are sibling files. Every port has an
 //! in-process adapter so the whole path runs in one process (`prdiff serve`, tests).
 #![doc(html_no_source)]
 
+pub mod app;
 pub mod config;
 pub mod dbtcloud;
 pub mod diff;
@@ -44,7 +45,6 @@ pub mod manifest;
 pub mod messages;
 pub mod metadata;
 pub mod outcome;
-pub mod pipeline;
 pub mod plan;
 pub mod queue;
 pub mod report;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
-use prdiff_shared::config::apply::HttpDbtCloud;
+use prdiff_shared::dbtcloud::http::HttpDbtCloud;
 use prdiff_shared::githost::{HttpGitHosts, HttpSettings};
 use prdiff_shared::metadata::dynamodb::DynamoMetadata;
 use prdiff_shared::queue::DeadLetters;
@@ -54,7 +54,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         }));
     }
     let deadline = prdiff_shared::runtime::seconds("PRDIFF_RUN_DEADLINE_SECONDS")?
-        .unwrap_or(prdiff_shared::pipeline::DEFAULT_RUN_DEADLINE)
+        .unwrap_or(prdiff_shared::app::publish::DEFAULT_RUN_DEADLINE)
         + Duration::from_secs(300);
     let lifecycle = Lifecycle {
         configs: store.clone(),

@@ -10,7 +10,7 @@ use prdiff_shared::githost::{HttpGitHosts, HttpSettings};
 use prdiff_shared::queue::sqs::SqsQueue;
 use prdiff_shared::secrets::aws::SecretsManager;
 use prdiff_shared::store::dynamodb::DynamoStore;
-use prdiff_webhook::{Deps, LambdaEnv, Settings, WebhookRequest, handle};
+use prdiff_webhook::{Deps, FromHttpV2, IntoHttpV2, LambdaEnv, Settings, WebhookRequest, handle};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

@@ -7,6 +7,10 @@
 //!   → the invocation that completes the last model: report → sticky comment + status → done
 //! ```
 //!
+//! Reads: the run, the model's work item (run store), the data source and its secret,
+//! the warehouse. Writes: the model's stored outcome; the last one publishes the report
+//! through [`super::publish`].
+//!
 //! A redelivered message does not count twice (the store records each model once). The
 //! report is published once even when the last two models finish together: only one
 //! writer sees the count reach zero, and a claim guards the recovery path where that
@@ -15,15 +19,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use prdiff_shared::config::CiConfig;
-use prdiff_shared::diff;
-use prdiff_shared::githost::{GitHostError, GitHosts};
-use prdiff_shared::messages::{DiffMessage, Message, MessageError};
-use prdiff_shared::pipeline::{self, StoredOutcome, Summary, WorkItem};
-use prdiff_shared::secrets::{ExposeSecret, Secrets, SecretsError};
-use prdiff_shared::store::{CiRun, ConfigStore, RunState, RunStore, StoreError};
-use prdiff_shared::warehouse::{self, ConnectOptions};
+use crate::app::fanout::{CountSide, StoredOutcome, Summary, WorkItem};
+use crate::config::CiConfig;
+use crate::diff;
+use crate::diff::DiffResult;
+use crate::githost::{GitHostError, GitHosts};
+use crate::messages::{DiffMessage, Message, MessageError};
+use crate::secrets::{ExposeSecret, Secrets, SecretsError};
+use crate::store::{CiRun, ConfigStore, RunState, RunStore, StoreError};
+use crate::warehouse::{self, ConnectOptions};
 use tracing::Instrument;
 
 /// Tunables of the diff runner, read once by `main.rs`.
@@ -56,7 +60,7 @@ pub struct Deps {
     pub secrets: Arc<dyn Secrets>,
     pub hosts: Arc<dyn GitHosts>,
     /// Synced model metadata (owners, descriptions) for the report; `None` leaves it out.
-    pub metadata: Option<Arc<dyn prdiff_shared::metadata::MetadataStore>>,
+    pub metadata: Option<Arc<dyn crate::metadata::MetadataStore>>,
     pub settings: Settings,
 }
 
@@ -104,35 +108,6 @@ pub enum DiffOutcome {
     Recorded { remaining: u64 },
     /// Recorded the last model and published the report.
     Published,
-}
-
-/// Handles an SQS batch; failed retryable messages are reported for redelivery.
-pub async fn handle_batch(event: SqsEvent, deps: &Deps) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for record in event.records {
-        let id = record.message_id.clone().unwrap_or_default();
-        let receives = record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(1);
-        let body = record.body.as_deref().unwrap_or("");
-        match handle_message(body, receives, deps).await {
-            Ok(outcome) => tracing::info!(message_id = %id, ?outcome, "diff handled"),
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(message_id = %id, error = %e, "diff failed; will be retried");
-                response.add_failure(id);
-            }
-            Err(e @ (DiffRunError::Message(_) | DiffRunError::WrongKind(_))) => {
-                // Unreadable: reported as failed so that, after the queue's receive limit,
-                // it waits in the dead-letter queue (alarmed, replayable).
-                tracing::error!(message_id = %id, error = %e, "unreadable diff message; left for the dead-letter queue");
-                response.add_failure(id);
-            }
-            Err(e) => tracing::error!(message_id = %id, error = %e, "diff message dropped"),
-        }
-    }
-    response
 }
 
 /// Handles one diff message body; `receives` is SQS's delivery count of it.
@@ -240,7 +215,7 @@ async fn diff_model(
         Some(name) => Some(deps.secrets.get(name).await?.expose_secret().to_owned()),
         None => None,
     };
-    let url = match pipeline::warehouse_url(&source, secret) {
+    let url = match crate::warehouse::source::warehouse_url(&source, secret) {
         Ok(u) => u,
         Err(e) => return Ok(StoredOutcome::Error(e.to_string())),
     };
@@ -262,23 +237,23 @@ async fn diff_model(
     let wh = match warehouse::connect(&url, &options).await {
         Ok(w) => w,
         Err(e) if e.is_retryable() => {
-            let message = prdiff_shared::error_chain(&e);
+            let message = crate::error_chain(&e);
             tracing::warn!(error = %message, "warehouse unavailable: retrying through the queue");
             return transient(message);
         }
         Err(e) => {
-            let message = prdiff_shared::error_chain(&e);
+            let message = crate::error_chain(&e);
             tracing::warn!(error = %message, "cannot connect to the warehouse");
             return Ok(StoredOutcome::Error(message));
         }
     };
-    let mut req = work.request(pipeline::sampling_for(config, source.kind));
+    let mut req = work.request(crate::app::fanout::sampling_for(config, source.kind));
     req.no_key_hint = Some(WorkItem::no_key_hint(config.primary_key_tag.as_str()));
     let started = std::time::Instant::now();
     let run = async {
         match work.count {
             // A model new in the PR or removed by it: its rows are counted.
-            Some(side) => pipeline::count_work(wh.as_ref(), &work, side).await,
+            Some(side) => crate::app::diff_run::count_work(wh.as_ref(), &work, side).await,
             None => diff::diff(wh.as_ref(), &req).await,
         }
     };
@@ -290,12 +265,12 @@ async fn diff_model(
             Ok(StoredOutcome::Ok(Box::new(r)))
         }
         Ok(Err(e)) if e.is_retryable() => {
-            let message = prdiff_shared::error_chain(&e);
+            let message = crate::error_chain(&e);
             tracing::warn!(elapsed_ms, error = %message, "warehouse error: retrying through the queue");
             transient(message)
         }
         Ok(Err(e)) => {
-            let message = prdiff_shared::error_chain(&e);
+            let message = crate::error_chain(&e);
             tracing::warn!(elapsed_ms, error = %message, "model failed");
             Ok(StoredOutcome::Error(message))
         }
@@ -337,17 +312,16 @@ async fn publish(run: &CiRun, config: &CiConfig, deps: &Deps) -> Result<bool, Di
             }
         };
         let results = deps.runs.results(&run.id).await?;
-        let mut report = pipeline::build_report(config, run, &summary, &results);
+        let mut report = crate::app::publish::build_report(config, run, &summary, &results);
         if let Some(store) = &deps.metadata {
             // Owners and descriptions of the changed and downstream models, from the sync.
             let mut names: Vec<String> = report.entries.iter().map(|e| e.name.clone()).collect();
             names.extend(report.downstream.iter().cloned());
             report.metadata =
-                prdiff_shared::metadata::report_metadata(store.as_ref(), &config.name, &names)
-                    .await;
+                crate::metadata::report_metadata(store.as_ref(), &config.name, &names).await;
         }
         let host = deps.hosts.for_config(config).await?;
-        pipeline::publish_report(host.as_ref(), config, run, &report).await?;
+        crate::app::publish::publish_report(host.as_ref(), config, run, &report).await?;
         match deps
             .runs
             .transition(&run.id, RunState::Diffing, RunState::Done, None)
@@ -367,4 +341,25 @@ async fn publish(run: &CiRun, config: &CiConfig, deps: &Deps) -> Result<bool, Di
         }
     }
     result
+}
+/// Counts a work item's relation (see [`WorkItem::count`]) as a result whose counted
+/// side's rows are the count.
+pub async fn count_work(
+    wh: &dyn crate::warehouse::Warehouse,
+    work: &WorkItem,
+    side: CountSide,
+) -> Result<DiffResult, crate::diff::DiffError> {
+    let rel = match side {
+        CountSide::Pr => &work.pr,
+        CountSide::Prod => &work.prod,
+    };
+    let n = crate::diff::count_rows(wh, rel).await?;
+    Ok(DiffResult::counted(
+        &work.prod,
+        &work.pr,
+        match side {
+            CountSide::Pr => crate::diff::PerSide { prod: 0, pr: n },
+            CountSide::Prod => crate::diff::PerSide { prod: n, pr: 0 },
+        },
+    ))
 }

@@ -11,9 +11,13 @@
 //!           → fan-out in the run store → one diff message per model → diffing
 //! ```
 //!
-//! [`handle_batch`] answers an SQS batch with the ids of the messages to retry
-//! (`ReportBatchItemFailures`), so one bad message does not fail the others. Errors that a
-//! retry cannot fix (bad credentials, a missing job, unreadable artifacts) end the run with
+//! Reads: the run (run store), the configuration and its dbt Cloud key, dbt Cloud (runs,
+//! artifacts of the PR run and of the production run). Writes: the fan-out (run store,
+//! through [`super::fanout`]), diff messages or a delayed re-poll, the "waiting" note in
+//! the sticky comment, the run's state.
+//!
+//! [`handle_message`] handles one message; the caller (the Lambda's SQS batch handler,
+//! `prdiff serve`) retries the errors that say so. Errors that a retry cannot fix (bad credentials, a missing job, unreadable artifacts) end the run with
 //! a status and a note in the sticky comment instead of cycling to the DLQ; unreadable
 //! messages are reported as failed so they reach the DLQ.
 
@@ -21,20 +25,19 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use prdiff_shared::config::apply::DbtCloudConnector;
-use prdiff_shared::config::{BaseCommitSelection, CiConfig};
-use prdiff_shared::dbtcloud::{DbtCloudApi, DbtCloudError, Run, status};
-use prdiff_shared::diff::from_plan::{PrSchemas, check_request, request_for};
-use prdiff_shared::githost::{GitHostError, GitHosts};
-use prdiff_shared::manifest::{ArtifactError, Manifest, RunResults};
-use prdiff_shared::messages::{DiffMessage, Message, MessageError, PollMessage};
-use prdiff_shared::pipeline::{self, Summary, WorkItem};
-use prdiff_shared::plan::{self, PlanInputs, PlanSettings};
-use prdiff_shared::queue::{MAX_DELAY, Queue, QueueError};
-use prdiff_shared::report;
-use prdiff_shared::secrets::{Secrets, SecretsError};
-use prdiff_shared::store::{CiRun, ConfigStore, FanOut, RunState, RunStore, StoreError, unix_now};
+use crate::app::fanout::{Summary, WorkItem};
+use crate::config::{BaseCommitSelection, CiConfig};
+use crate::dbtcloud::DbtCloudConnector;
+use crate::dbtcloud::{DbtCloudApi, DbtCloudError, Run, status};
+use crate::diff::from_plan::{PrSchemas, check_request, request_for};
+use crate::githost::{GitHostError, GitHosts};
+use crate::manifest::{ArtifactError, Manifest, RunResults};
+use crate::messages::{DiffMessage, Message, MessageError, PollMessage};
+use crate::plan::{self, PlanInputs, PlanSettings};
+use crate::queue::{MAX_DELAY, Queue, QueueError};
+use crate::report;
+use crate::secrets::{Secrets, SecretsError};
+use crate::store::{CiRun, ConfigStore, FanOut, RunState, RunStore, StoreError, unix_now};
 use tracing::Instrument;
 
 /// Tunables of the poller, read once by `main.rs`.
@@ -169,34 +172,6 @@ pub enum PollOutcome {
     FannedOut { models: usize },
     /// A permanent error ended the run.
     Ended(String),
-}
-
-/// Handles an SQS batch; failed retryable messages are reported for redelivery.
-pub async fn handle_batch(event: SqsEvent, deps: &Deps) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for record in event.records {
-        let id = record.message_id.clone().unwrap_or_default();
-        let body = record.body.as_deref().unwrap_or("");
-        match handle_message(body, deps).await {
-            Ok(outcome) => tracing::info!(message_id = %id, ?outcome, "poll handled"),
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(message_id = %id, error = %e, "poll failed; will be retried");
-                response.add_failure(id);
-            }
-            Err(e @ (PollError::Message(_) | PollError::WrongKind(_))) => {
-                // Unreadable: reported as failed so that, after the queue's receive limit,
-                // it waits in the dead-letter queue (alarmed, replayable).
-                tracing::error!(message_id = %id, error = %e, "unreadable poll message; left for the dead-letter queue");
-                response.add_failure(id);
-            }
-            Err(e) => {
-                // Nothing to retry: the same bytes fail again. The run (if any) has been
-                // ended by handle_message.
-                tracing::error!(message_id = %id, error = %e, "poll message dropped");
-            }
-        }
-    }
-    response
 }
 
 /// Handles one poll message body.
@@ -371,7 +346,7 @@ async fn poll_config(
             };
             // The comment is edited only when what it says changes.
             if msg.shown.as_deref() != Some(text.as_str()) {
-                pipeline::publish_waiting(host.as_ref(), config, run, &text).await?;
+                crate::app::publish::publish_waiting(host.as_ref(), config, run, &text).await?;
             }
             let delay = deps.settings.delay(typical);
             let again = Message::Poll(PollMessage {
@@ -514,7 +489,8 @@ async fn poll_config(
             }
             None => {
                 // New and removed models: their rows are counted.
-                if let Some((item, counted)) = pipeline::count_item(m, Some(&pr_schemas)) {
+                if let Some((item, counted)) = crate::app::fanout::count_item(m, Some(&pr_schemas))
+                {
                     work.push((
                         m.unique_id.clone(),
                         serde_json::to_string(&item).expect("work items serialize"),
@@ -542,8 +518,8 @@ async fn poll_config(
         .await?;
     if fanout.models.is_empty() {
         // Nothing to diff: the report (skipped models only) is published now.
-        let report = pipeline::build_report(config, &run, &summary, &[]);
-        pipeline::publish_report(host.as_ref(), config, &run, &report).await?;
+        let report = crate::app::publish::build_report(config, &run, &summary, &[]);
+        crate::app::publish::publish_report(host.as_ref(), config, &run, &report).await?;
         deps.runs
             .transition(&run.id, RunState::Diffing, RunState::Done, None)
             .await?;
@@ -590,7 +566,7 @@ async fn artifact(
 /// An artifact that does not parse may be a half-stored file or an error page answered
 /// with 200: looked at again a few times.
 fn parsed<T>(r: Result<T, ArtifactError>) -> Result<T, ArtifactProblem> {
-    r.map_err(|e| NotReady(prdiff_shared::error_chain(&e)))
+    r.map_err(|e| NotReady(crate::error_chain(&e)))
 }
 
 /// Sends one diff message per model of the run's fan-out.
@@ -622,7 +598,7 @@ async fn resend_diffs(deps: &Deps, run: &CiRun) -> Result<usize, PollError> {
 async fn find_pr_run(
     dbt: &dyn DbtCloudApi,
     config: &CiConfig,
-    job: prdiff_shared::config::DbtJobId,
+    job: crate::config::DbtJobId,
     run: &CiRun,
     pages: usize,
 ) -> Result<(Option<Run>, Option<Duration>), PollError> {
@@ -749,7 +725,7 @@ async fn end_with_status(
     why: &str,
     url: Option<String>,
 ) -> Result<(), PollError> {
-    match pipeline::end_run(
+    match crate::app::publish::end_run(
         deps.runs.as_ref(),
         deps.hosts.as_ref(),
         config,
@@ -761,8 +737,8 @@ async fn end_with_status(
     .await
     {
         Ok(_) => Ok(()),
-        Err(pipeline::EndError::Store(e)) => Err(e.into()),
-        Err(pipeline::EndError::GitHost(e)) => Err(e.into()),
+        Err(crate::app::publish::EndError::Store(e)) => Err(e.into()),
+        Err(crate::app::publish::EndError::GitHost(e)) => Err(e.into()),
     }
 }
 

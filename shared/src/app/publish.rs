@@ -1,458 +1,17 @@
-//! What the poller and the diff runner share: the fan-out they leave in the run store, the
-//! report they assemble from it, and how they talk to the pull request (sticky comment,
-//! commit status).
+//! Results → the pull request: the report of a run from its fan-out summary and stored
+//! results, the sticky comment and the commit status, the end of a run (failure, deadline,
+//! dead letters) and the "waiting for dbt Cloud" note.
 //!
-//! ```text
-//! poller: dbt Cloud run done → plan → FanOut { summary, one WorkItem per model } → diff queue
-//! diff runner: WorkItem → diff → StoredOutcome (record_result) → last one: report → PR
-//! ```
-//!
-//! Everything stored is versioned-by-shape JSON owned here; the store keeps it opaque.
+//! Reads: the run, its [`Summary`](super::fanout::Summary) and stored outcomes (run store),
+//! the configuration. Writes: the sticky comment and commit status (git host), the run's
+//! final state (run store).
 
-use serde::{Deserialize, Serialize};
-
-use crate::config::{CiConfig, DataSource, DataSourceKind};
-use crate::diff::{DiffRequest, DiffResult, SamplingSettings};
+use super::fanout::{CountSide, StoredOutcome, Summary, WorkItem, counted_reason};
+use crate::config::CiConfig;
 use crate::githost::{CommitStatus, GitHost, GitHostError};
 use crate::outcome::{self, Counts, Ending};
 use crate::report::{self, Header, ModelEntry, Report, SkippedEntry};
-use crate::sql::Relation;
 use crate::store::CiRun;
-use crate::warehouse::WarehouseUrl;
-
-/// What the report needs besides the per-model results. Written once by the poller.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    pub dbt_run_id: Option<u64>,
-    pub dbt_run_url: Option<String>,
-    /// The production manifest is not from the base commit: said in the report.
-    pub base_note: Option<String>,
-    /// Models to diff in report order: `(unique_id, name)`.
-    pub models: Vec<(String, String)>,
-    /// Models planned but not diffed: `(name, reason)`.
-    pub skipped: Vec<(String, String)>,
-    /// Names of models diffed because they are downstream of a change.
-    pub downstream: Vec<String>,
-    /// Plan warnings, shown as notes.
-    #[serde(default)]
-    pub warnings: Vec<String>,
-    /// Models new in the PR or removed by it whose rows are counted (their work items
-    /// count one relation): the count joins their line in the list of models not diffed.
-    #[serde(default)]
-    pub counted: Vec<Counted>,
-    /// Models materialized differently in production and the PR, by name.
-    #[serde(default)]
-    pub materializations: std::collections::BTreeMap<String, crate::plan::MaterializationChange>,
-}
-
-/// A model whose rows are counted instead of diffed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counted {
-    pub unique_id: String,
-    pub name: String,
-    pub side: CountSide,
-}
-
-/// Which relation a count reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CountSide {
-    /// A model new in the PR: its PR relation.
-    Pr,
-    /// A model the PR removes: its production relation.
-    Prod,
-}
-
-/// The work item that counts a new or removed model's rows, or `None` when the plan skips
-/// the model for another reason or has no relation to count. A new model's relation must
-/// be in the PR's schemas (`pr_schemas`), like every relation a PR names.
-pub fn count_item(
-    m: &crate::plan::PlannedModel,
-    pr_schemas: Option<&crate::diff::from_plan::PrSchemas>,
-) -> Option<(WorkItem, Counted)> {
-    use crate::plan::SkipReason;
-    let (side, rel) = match m.skip_reason? {
-        SkipReason::NewModel => (CountSide::Pr, m.pr_relation.clone()?),
-        SkipReason::Removed => (CountSide::Prod, m.prod_relation.clone()?),
-        _ => return None,
-    };
-    if side == CountSide::Pr && pr_schemas.is_some_and(|s| !s.contains(&rel)) {
-        return None;
-    }
-    let item = WorkItem {
-        name: m.name.clone(),
-        prod: rel.clone(),
-        pr: rel,
-        primary_key: Vec::new(),
-        filter: None,
-        include_columns: Vec::new(),
-        exclude_columns: Vec::new(),
-        masked_columns: Vec::new(),
-        count: Some(side),
-    };
-    let counted = Counted {
-        unique_id: m.unique_id.clone(),
-        name: m.name.clone(),
-        side,
-    };
-    Some((item, counted))
-}
-
-/// A counted model's line: the skip reason and its rows (or why they could not be counted).
-pub fn counted_reason(reason: &str, side: CountSide, outcome: Result<u64, &str>) -> String {
-    let side = match side {
-        CountSide::Pr => "in the PR",
-        CountSide::Prod => "in production",
-    };
-    match outcome {
-        Ok(n) => format!("{reason} · {} rows {side}", report::format_count(n)),
-        Err(e) => format!("{reason} · rows {side} not counted: {e}"),
-    }
-}
-
-/// One model's diff, as the diff runner needs it (a [`DiffRequest`] without the closures).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkItem {
-    pub name: String,
-    pub prod: Relation,
-    pub pr: Relation,
-    pub primary_key: Vec<String>,
-    pub filter: Option<String>,
-    pub include_columns: Vec<String>,
-    pub exclude_columns: Vec<String>,
-    pub masked_columns: Vec<String>,
-    /// Count this side's relation (`prod` and `pr` are then the same relation) instead of
-    /// diffing: a model new in the PR or removed by it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<CountSide>,
-}
-
-impl WorkItem {
-    pub fn from_request(name: &str, req: &DiffRequest) -> Self {
-        Self {
-            name: name.to_owned(),
-            prod: req.prod.clone(),
-            pr: req.pr.clone(),
-            primary_key: req.primary_key.clone(),
-            filter: req.filter.clone(),
-            include_columns: req.include_columns.clone(),
-            exclude_columns: req.exclude_columns.clone(),
-            masked_columns: req.masked_columns.clone(),
-            count: None,
-        }
-    }
-
-    /// How a CI model gets a key: what the planner reads, with the configuration's key tag.
-    pub fn no_key_hint(primary_key_tag: &str) -> String {
-        format!(
-            "To match rows, mark the key column(s) with the primary key tag `{tag}` (column \
-             `meta: {{{tag}: true}}` or `tags: [{tag}]`), name them in the model's \
-             `meta: {{primary_key: <column>}}`, or add a `unique` test.",
-            tag = primary_key_tag
-        )
-    }
-
-    /// The request, with the configuration's sampling.
-    pub fn request(&self, sampling: Option<SamplingSettings>) -> DiffRequest {
-        let mut req =
-            DiffRequest::new(self.prod.clone(), self.pr.clone(), self.primary_key.clone());
-        req.filter = self.filter.clone();
-        req.include_columns = self.include_columns.clone();
-        req.exclude_columns = self.exclude_columns.clone();
-        req.masked_columns = self.masked_columns.clone();
-        req.sampling = sampling;
-        req
-    }
-}
-
-/// A model's stored outcome: its diff, or why it has none (a row of the report).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StoredOutcome {
-    Ok(Box<DiffResult>),
-    Error(String),
-}
-
-/// The configuration's sampling for a data source of this kind.
-pub fn sampling_for(config: &CiConfig, kind: DataSourceKind) -> Option<SamplingSettings> {
-    let s = &config.sampling;
-    SamplingSettings::new(s.threshold_for(kind), s.tolerance.get(), s.confidence.get()).ok()
-}
-
-/// Why a data source cannot be connected to.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("data source {source_id}: {problem}")]
-pub struct DataSourceError {
-    pub source_id: String,
-    pub problem: String,
-}
-
-/// The warehouse URL of a data source, with its secret (the password) filled in.
-pub fn warehouse_url(
-    source: &DataSource,
-    secret: Option<String>,
-) -> Result<WarehouseUrl, DataSourceError> {
-    let err = |problem: String| DataSourceError {
-        source_id: source.id.to_string(),
-        problem,
-    };
-    let get = |k: &str| source.connection.get(k).map(String::as_str);
-    match source.kind {
-        DataSourceKind::Postgres | DataSourceKind::Redshift => {
-            let redshift = source.kind == DataSourceKind::Redshift;
-            let host = get("host").ok_or_else(|| err("connection has no `host`".into()))?;
-            let port = match get("port") {
-                None if redshift => 5439,
-                None => 5432,
-                Some(p) => p
-                    .parse()
-                    .map_err(|_| err(format!("port {p:?} is not a number")))?,
-            };
-            Ok(WarehouseUrl::Postgres {
-                user: get("user")
-                    .ok_or_else(|| err("connection has no `user`".into()))?
-                    .to_owned(),
-                password: secret.map(crate::warehouse::Password::new),
-                host: host.to_owned(),
-                port,
-                database: get("database")
-                    .or_else(|| get("dbname"))
-                    .ok_or_else(|| err("connection has no `database`".into()))?
-                    .to_owned(),
-                options: get("options").map(str::to_owned),
-                tls: crate::warehouse::Tls {
-                    mode: match get("sslmode") {
-                        None if redshift => crate::warehouse::SslMode::VerifyFull,
-                        None => crate::warehouse::SslMode::Prefer,
-                        Some(m) => crate::warehouse::SslMode::parse(m).ok_or_else(|| {
-                            err(format!(
-                                "sslmode {m:?} is not one of disable, prefer, require, verify-ca, verify-full"
-                            ))
-                        })?,
-                    },
-                    root_cert: get("sslrootcert").map(std::path::PathBuf::from),
-                },
-                redshift,
-                iam: match get("iam") {
-                    Some(mode) if redshift => Some(
-                        crate::warehouse::RedshiftIam::from_settings(
-                            mode,
-                            get("cluster_id").or_else(|| get("workgroup")),
-                            get("region"),
-                            host,
-                        )
-                        .map_err(err)?,
-                    ),
-                    Some(_) => return Err(err("`iam` is for redshift data sources only".into())),
-                    None => None,
-                },
-            })
-        }
-        DataSourceKind::Bigquery => {
-            let project = get("project")
-                .filter(|p| !p.is_empty())
-                .ok_or_else(|| err("connection has no `project`".into()))?;
-            let bq = crate::warehouse::BigQueryUrl {
-                project: project.to_owned(),
-                location: get("location").map(str::to_owned),
-                dataset: get("dataset").map(str::to_owned),
-                endpoint: get("endpoint").map(str::to_owned),
-                maximum_bytes_billed: match get("maximum_bytes_billed") {
-                    None => None,
-                    Some(n) => Some(n.parse().map_err(|_| {
-                        err(format!(
-                            "maximum_bytes_billed {n:?} is not a number of bytes"
-                        ))
-                    })?),
-                },
-                // The secret is a service-account key (JSON); without one, Application
-                // Default Credentials (workload identity, the metadata server).
-                credentials: secret.map(crate::warehouse::Password::new),
-            };
-            bq.check_endpoint().map_err(err)?;
-            if let Some(unknown) = source.connection.keys().find(|k| {
-                !matches!(
-                    k.as_str(),
-                    "project" | "location" | "dataset" | "endpoint" | "maximum_bytes_billed"
-                )
-            }) {
-                return Err(err(format!(
-                    "connection key `{unknown}` is not one of project, location, dataset, endpoint, maximum_bytes_billed"
-                )));
-            }
-            Ok(WarehouseUrl::BigQuery(bq))
-        }
-        DataSourceKind::Sqlite => {
-            let path = get("path").ok_or_else(|| err("connection has no `path`".into()))?;
-            WarehouseUrl::parse(&format!("sqlite:{path}"), None).map_err(|e| err(e.to_string()))
-        }
-        DataSourceKind::Snowflake => snowflake_target(source, secret).map_err(err),
-        DataSourceKind::Databricks => databricks_target(source, secret).map_err(err),
-        other => Err(err(format!(
-            "no warehouse driver for {} in this build",
-            other.as_str()
-        ))),
-    }
-}
-
-/// The connection keys a Snowflake data source may have.
-pub const SNOWFLAKE_CONNECTION_KEYS: &[&str] = &[
-    "account",
-    "user",
-    "database",
-    "warehouse",
-    "role",
-    "schema",
-    "host",
-    "port",
-    "protocol",
-];
-
-/// A Snowflake data source's login. The secret is the password, or the user's PEM private
-/// key (key-pair authentication) when it starts with `-----BEGIN`.
-fn snowflake_target(source: &DataSource, secret: Option<String>) -> Result<WarehouseUrl, String> {
-    use crate::warehouse::{Password, SnowflakeAuth, SnowflakeTarget, snowflake_default_host};
-    let c = &source.connection;
-    if let Some(k) = c
-        .keys()
-        .find(|k| !SNOWFLAKE_CONNECTION_KEYS.contains(&k.as_str()))
-    {
-        return Err(format!(
-            "unknown connection key `{k}` for snowflake (expected {})",
-            SNOWFLAKE_CONNECTION_KEYS.join(", ")
-        ));
-    }
-    let get = |k: &str| c.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-    let need = |k: &str| get(k).ok_or_else(|| format!("connection has no `{k}`"));
-    let account = need("account")?.to_owned();
-    let protocol = match get("protocol") {
-        None | Some("https") => "https",
-        Some("http") => "http",
-        Some(p) => return Err(format!("protocol {p:?} is not https or http")),
-    };
-    let port = match get("port") {
-        None if protocol == "http" => 80,
-        None => 443,
-        Some(p) => p
-            .parse()
-            .map_err(|_| format!("port {p:?} is not a number"))?,
-    };
-    let secret = secret
-        .filter(|s| !s.trim().is_empty())
-        .ok_or("a snowflake data source needs a secret (the password or a PEM private key)")?;
-    let auth = if secret.trim_start().starts_with("-----BEGIN") {
-        SnowflakeAuth::PrivateKeyPem(Password::new(secret))
-    } else {
-        SnowflakeAuth::Password(Password::new(secret))
-    };
-    Ok(WarehouseUrl::Snowflake(SnowflakeTarget {
-        host: get("host")
-            .map(str::to_owned)
-            .unwrap_or_else(|| snowflake_default_host(&account)),
-        port,
-        protocol: protocol.to_owned(),
-        user: need("user")?.to_owned(),
-        database: need("database")?.to_owned(),
-        warehouse: get("warehouse").map(str::to_owned),
-        role: get("role").map(str::to_owned),
-        schema: get("schema").map(str::to_owned),
-        auth,
-        account,
-    }))
-}
-
-/// The connection keys a Databricks data source may have.
-pub const DATABRICKS_CONNECTION_KEYS: &[&str] = &[
-    "host",
-    "warehouse_id",
-    "http_path",
-    "catalog",
-    "schema",
-    "client_id",
-    "port",
-    "protocol",
-];
-
-/// A Databricks data source's warehouse and credentials. The secret is a personal access
-/// token, or the service principal's OAuth client secret when `client_id` is set.
-fn databricks_target(source: &DataSource, secret: Option<String>) -> Result<WarehouseUrl, String> {
-    use crate::warehouse::{DatabricksAuth, DatabricksTarget, Password};
-    let c = &source.connection;
-    if let Some(k) = c
-        .keys()
-        .find(|k| !DATABRICKS_CONNECTION_KEYS.contains(&k.as_str()))
-    {
-        return Err(format!(
-            "unknown connection key `{k}` for databricks (expected {})",
-            DATABRICKS_CONNECTION_KEYS.join(", ")
-        ));
-    }
-    let get = |k: &str| c.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-    let host = get("host")
-        .ok_or("connection has no `host`")?
-        .trim_start_matches("https://")
-        .trim_end_matches('/')
-        .to_owned();
-    let warehouse_id = match (get("warehouse_id"), get("http_path")) {
-        (Some(id), None) => DatabricksTarget::warehouse_id_from_path(id),
-        (None, Some(path)) => DatabricksTarget::warehouse_id_from_path(path),
-        (Some(_), Some(_)) => return Err("give `warehouse_id` or `http_path`, not both".into()),
-        (None, None) => return Err("connection has no `warehouse_id` (or `http_path`)".into()),
-    }
-    .ok_or("`warehouse_id` is one id, or `http_path` is /sql/1.0/warehouses/ID")?;
-    let protocol = match get("protocol") {
-        None | Some("https") => "https",
-        Some("http") if crate::warehouse::is_loopback_host(&host) => "http",
-        Some("http") => return Err("protocol http is for a stand-in on this machine only".into()),
-        Some(p) => return Err(format!("protocol {p:?} is not https or http")),
-    };
-    let port = match get("port") {
-        None if protocol == "http" => 80,
-        None => 443,
-        Some(p) => p
-            .parse()
-            .map_err(|_| format!("port {p:?} is not a number"))?,
-    };
-    let secret = secret
-        .filter(|s| !s.trim().is_empty())
-        .ok_or(
-            "a databricks data source needs a secret (a personal access token, or the OAuth client secret with `client_id`)",
-        )?;
-    let auth = match get("client_id") {
-        Some(id) => DatabricksAuth::OAuthM2m {
-            client_id: id.to_owned(),
-            client_secret: Password::new(secret.trim()),
-        },
-        None => DatabricksAuth::Token(Password::new(secret.trim())),
-    };
-    Ok(WarehouseUrl::Databricks(DatabricksTarget {
-        host,
-        port,
-        protocol: protocol.to_owned(),
-        warehouse_id,
-        catalog: get("catalog").map(str::to_owned),
-        schema: get("schema").map(str::to_owned),
-        auth,
-    }))
-}
-
-/// Problems with a data source's connection settings that apply and check can catch
-/// before anything is stored or connected: Snowflake keys that are missing or unknown. (A
-/// kind this build has no driver for is refused by apply on its own.)
-pub fn data_source_problems(source: &DataSource) -> Vec<String> {
-    match source.kind {
-        // A stand-in secret: only the connection keys are checked here.
-        DataSourceKind::Snowflake => match snowflake_target(source, Some("-".into())) {
-            Ok(_) => Vec::new(),
-            Err(e) => vec![e],
-        },
-        DataSourceKind::Databricks => match databricks_target(source, Some("-".into())) {
-            Ok(_) => Vec::new(),
-            Err(e) => vec![e],
-        },
-        _ => Vec::new(),
-    }
-}
 
 /// The report of a run from its summary and stored results. A model with no stored result
 /// (should not happen once all are counted) is reported as missing rather than dropped.
@@ -546,28 +105,6 @@ pub fn skipped_entries(summary: &Summary, results: &[(String, String)]) -> Vec<S
             }
         })
         .collect()
-}
-
-/// Counts a work item's relation (see [`WorkItem::count`]) as a result whose counted
-/// side's rows are the count.
-pub async fn count_work(
-    wh: &dyn crate::warehouse::Warehouse,
-    work: &WorkItem,
-    side: CountSide,
-) -> Result<DiffResult, crate::diff::DiffError> {
-    let rel = match side {
-        CountSide::Pr => &work.pr,
-        CountSide::Prod => &work.prod,
-    };
-    let n = crate::diff::count_rows(wh, rel).await?;
-    Ok(DiffResult::counted(
-        &work.prod,
-        &work.pr,
-        match side {
-            CountSide::Pr => crate::diff::PerSide { prod: 0, pr: n },
-            CountSide::Prod => crate::diff::PerSide { prod: n, pr: 0 },
-        },
-    ))
 }
 
 /// The report header of a run.
@@ -957,166 +494,76 @@ pub async fn publish_waiting(
     Ok(())
 }
 
+/// What the scheduled tick needs to end runs: past their deadline, or whose messages
+/// wait in a dead-letter queue.
+pub struct Lifecycle {
+    pub configs: std::sync::Arc<dyn crate::store::ConfigStore>,
+    pub runs: std::sync::Arc<dyn crate::store::RunStore>,
+    pub hosts: std::sync::Arc<dyn crate::githost::GitHosts>,
+    /// The poll, diff and sync dead-letter queues.
+    pub dead_letters: Vec<std::sync::Arc<dyn crate::queue::DeadLetters>>,
+    /// Open runs older than this are ended (the webhook's run deadline plus a grace).
+    pub deadline: std::time::Duration,
+}
+
+/// The run sweep of the scheduled tick: ends open runs past the deadline, and the runs
+/// of messages in the dead-letter queues (which stay there, for replay).
+pub async fn lifecycle_tick(l: &Lifecycle, now: u64) -> serde_json::Value {
+    use DeadLetterOutcome;
+    let mut ended: Vec<String> = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    match sweep_deadlines(
+        l.configs.as_ref(),
+        l.runs.as_ref(),
+        l.hosts.as_ref(),
+        l.deadline,
+        now,
+    )
+    .await
+    {
+        Ok(ids) => ended.extend(ids.iter().map(|i| i.to_string())),
+        Err(e) => errors.push(format!("deadline sweep: {}", crate::error_chain(&e))),
+    }
+    for dlq in &l.dead_letters {
+        let bodies = match dlq.peek_dead().await {
+            Ok(b) => b,
+            Err(e) => {
+                errors.push(format!("{} DLQ: {}", dlq.name(), crate::error_chain(&e)));
+                continue;
+            }
+        };
+        let cause = format!(
+            "its {} message failed too often and is in the dead-letter queue",
+            dlq.name()
+        );
+        for body in bodies {
+            match handle_dead_letter(
+                l.configs.as_ref(),
+                l.runs.as_ref(),
+                l.hosts.as_ref(),
+                &body,
+                &cause,
+            )
+            .await
+            {
+                Ok(DeadLetterOutcome::Ended(id)) => ended.push(id.to_string()),
+                Ok(_) => {}
+                Err(e) => errors.push(format!("{} DLQ: {}", dlq.name(), crate::error_chain(&e))),
+            }
+        }
+    }
+    for e in &errors {
+        tracing::error!(error = %e, "run sweep");
+    }
+    serde_json::json!({ "runs_ended": ended, "errors": errors })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_bigquery_data_source_maps_to_its_url_with_the_key_as_credentials() {
-        let source = |pairs: &[(&str, &str)]| DataSource {
-            id: crate::config::DataSourceId::parse("bq").unwrap(),
-            kind: DataSourceKind::Bigquery,
-            connection: pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            secret: None,
-        };
-        let key = r#"{"type":"service_account","private_key":"-----BEGIN PRIVATE KEY-----"}"#;
-        let url = warehouse_url(
-            &source(&[
-                ("project", "proj-1"),
-                ("location", "EU"),
-                ("dataset", "analytics"),
-                ("maximum_bytes_billed", "5000000000"),
-            ]),
-            Some(key.into()),
-        )
-        .unwrap();
-        let WarehouseUrl::BigQuery(bq) = &url else {
-            panic!("not bigquery: {url}")
-        };
-        assert_eq!(bq.project, "proj-1");
-        assert_eq!(bq.location.as_deref(), Some("EU"));
-        assert_eq!(bq.dataset.as_deref(), Some("analytics"));
-        assert_eq!(bq.maximum_bytes_billed, Some(5_000_000_000));
-        assert_eq!(bq.credentials.as_ref().unwrap().expose(), key);
-        assert!(!format!("{url} {url:?}").contains("PRIVATE"));
-
-        for (pairs, why) in [
-            (&[("location", "EU")][..], "no `project`"),
-            (
-                &[("project", "p"), ("maximum_bytes_billed", "lots")][..],
-                "maximum_bytes_billed",
-            ),
-            (
-                &[("project", "p"), ("endpoint", "http://bq.example")][..],
-                "non-loopback",
-            ),
-            (
-                &[("project", "p"), ("host", "x")][..],
-                "connection key `host`",
-            ),
-        ] {
-            let e = warehouse_url(&source(pairs), None).unwrap_err();
-            assert!(e.to_string().contains(why), "{pairs:?}: {e}");
-        }
-    }
-
-    #[test]
-    fn a_snowflake_data_source_logs_in_with_its_secret_as_password_or_pem_key() {
-        use crate::warehouse::SnowflakeAuth;
-        let source: DataSource = serde_json::from_value(serde_json::json!({
-            "id": "sf",
-            "kind": "snowflake",
-            "connection": { "account": "myorg-acme", "user": "PRDIFF", "database": "ANALYTICS",
-                            "warehouse": "WH", "role": "READER" },
-            "secret": "prdiff/data-source/sf"
-        }))
-        .unwrap();
-        let WarehouseUrl::Snowflake(t) = warehouse_url(&source, Some("s3cret".into())).unwrap()
-        else {
-            panic!("not snowflake")
-        };
-        assert_eq!(
-            t.auth,
-            SnowflakeAuth::Password(crate::warehouse::Password::new("s3cret"))
-        );
-        assert_eq!(t.host, "myorg-acme.snowflakecomputing.com");
-        assert_eq!((t.port, t.protocol.as_str()), (443, "https"));
-        assert_eq!(t.role.as_deref(), Some("READER"));
-
-        let pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----\n";
-        let url = warehouse_url(&source, Some(pem.into())).unwrap();
-        let WarehouseUrl::Snowflake(t) = &url else {
-            panic!("not snowflake")
-        };
-        assert!(matches!(&t.auth, SnowflakeAuth::PrivateKeyPem(k) if k.expose() == pem));
-        for shown in [url.to_string(), format!("{url:?}")] {
-            assert!(
-                !shown.contains("MIIEvQ") && !shown.contains("BEGIN"),
-                "{shown}"
-            );
-        }
-        let e = warehouse_url(&source, None).unwrap_err();
-        assert!(e.to_string().contains("needs a secret"), "{e}");
-    }
-
-    #[test]
-    fn a_databricks_data_source_uses_its_secret_as_token_or_oauth_client_secret() {
-        use crate::warehouse::{DatabricksAuth, Password};
-        let source = |connection: serde_json::Value| -> DataSource {
-            serde_json::from_value(serde_json::json!({
-                "id": "dbx",
-                "kind": "databricks",
-                "connection": connection,
-                "secret": "prdiff/data-source/dbx"
-            }))
-            .unwrap()
-        };
-        let pat = source(serde_json::json!({
-            "host": "https://dbc-1234.cloud.databricks.com/",
-            "http_path": "/sql/1.0/warehouses/abc123",
-            "catalog": "main", "schema": "analytics"
-        }));
-        let url = warehouse_url(&pat, Some("dapi-s3cret".into())).unwrap();
-        let WarehouseUrl::Databricks(t) = &url else {
-            panic!("not databricks")
-        };
-        assert_eq!(t.host, "dbc-1234.cloud.databricks.com");
-        assert_eq!(t.warehouse_id, "abc123");
-        assert_eq!(t.base_url(), "https://dbc-1234.cloud.databricks.com:443");
-        assert_eq!(t.auth, DatabricksAuth::Token(Password::new("dapi-s3cret")));
-        for shown in [url.to_string(), format!("{url:?}")] {
-            assert!(!shown.contains("dapi-s3cret"), "{shown}");
-        }
-        let e = warehouse_url(&pat, None).unwrap_err();
-        assert!(e.to_string().contains("needs a secret"), "{e}");
-
-        let m2m = source(serde_json::json!({
-            "host": "dbc-1234.cloud.databricks.com", "warehouse_id": "abc123",
-            "client_id": "sp-uuid"
-        }));
-        let WarehouseUrl::Databricks(t) = warehouse_url(&m2m, Some("oauth-s3cret".into())).unwrap()
-        else {
-            panic!("not databricks")
-        };
-        assert_eq!(
-            t.auth,
-            DatabricksAuth::OAuthM2m {
-                client_id: "sp-uuid".into(),
-                client_secret: Password::new("oauth-s3cret")
-            }
-        );
-        for (connection, why) in [
-            (serde_json::json!({"warehouse_id": "w"}), "no `host`"),
-            (serde_json::json!({"host": "h"}), "no `warehouse_id`"),
-            (
-                serde_json::json!({"host": "h", "warehouse_id": "w", "token": "x"}),
-                "unknown connection key `token`",
-            ),
-            (
-                serde_json::json!({"host": "h.example", "warehouse_id": "w", "protocol": "http"}),
-                "this machine only",
-            ),
-        ] {
-            let problems = data_source_problems(&source(connection));
-            assert!(
-                problems.iter().any(|p| p.contains(why)),
-                "{why}: {problems:?}"
-            );
-        }
-    }
+    use crate::app::fanout::Counted;
+    use crate::diff::DiffResult;
+    use crate::sql::Relation;
 
     #[test]
     fn text_is_escaped_whole() {
@@ -1197,30 +644,5 @@ mod tests {
                 "ephemeral · materialized as `table` in production and as `ephemeral` in this PR",
             ]
         );
-    }
-
-    #[test]
-    fn a_stored_outcome_round_trips_through_json() {
-        let err = StoredOutcome::Error("relation does not exist".into());
-        let json = serde_json::to_string(&err).unwrap();
-        assert_eq!(json, r#"{"error":"relation does not exist"}"#);
-        assert_eq!(serde_json::from_str::<StoredOutcome>(&json).unwrap(), err);
-    }
-
-    #[test]
-    fn a_work_item_keeps_the_request_it_was_made_from() {
-        let mut req = DiffRequest::new(
-            Relation::parse("analytics.orders").unwrap(),
-            Relation::parse("dbt_cloud_pr_1_2.orders").unwrap(),
-            vec!["id".into()],
-        );
-        req.filter = Some("id > 0".into());
-        req.masked_columns = vec!["email".into()];
-        let item = WorkItem::from_request("orders", &req);
-        let back: WorkItem = serde_json::from_str(&serde_json::to_string(&item).unwrap()).unwrap();
-        let again = back.request(None);
-        assert_eq!(again.pr, req.pr);
-        assert_eq!(again.filter, req.filter);
-        assert_eq!(again.masked_columns, req.masked_columns);
     }
 }

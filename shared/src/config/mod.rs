@@ -10,7 +10,6 @@
 //! - the stored form ([`CiConfig`], [`DataSource`]: secrets only as [`SecretName`]s, so the
 //!   configuration store never holds a secret value).
 
-pub mod apply;
 mod values;
 
 use std::collections::BTreeSet;

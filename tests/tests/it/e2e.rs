@@ -654,7 +654,7 @@ impl Pipeline {
             runs: runs.clone(),
             secrets: secrets.clone(),
             hosts: hosts.clone(),
-            dbt: Arc::new(prdiff_shared::config::apply::HttpDbtCloud::default()),
+            dbt: Arc::new(prdiff_shared::dbtcloud::http::HttpDbtCloud::default()),
             poll_queue: poll.clone(),
             diff_queue: diffs.clone(),
             settings: prdiff_poller::Settings::default(),

@@ -17,7 +17,7 @@ use prdiff_shared::queue::memory::MemoryQueue;
 use prdiff_shared::secrets::local::LocalSecrets;
 use prdiff_shared::store::embedded::EmbeddedStore;
 use prdiff_shared::store::{ConfigStore, PrKey, RunState, RunStore};
-use prdiff_webhook::{Deps, Settings, WebhookRequest, handle};
+use prdiff_webhook::{Deps, FromHttpV2, IntoHttpV2, Settings, WebhookRequest, handle};
 use serde_json::Value;
 use sha2::Sha256;
 
