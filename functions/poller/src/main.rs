@@ -8,7 +8,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
 use prdiff_poller::{Deps, Settings, handle_batch};
 use prdiff_shared::dbtcloud::http::HttpDbtCloud;
-use prdiff_shared::githost::{HttpGitHosts, HttpSettings};
+use prdiff_shared::githost::http::{HttpGitHosts, HttpSettings};
 use prdiff_shared::queue::sqs::SqsQueue;
 use prdiff_shared::runtime as env;
 use prdiff_shared::secrets::aws::SecretsManager;

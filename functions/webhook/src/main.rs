@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use lambda_runtime::{LambdaEvent, service_fn};
-use prdiff_shared::githost::{HttpGitHosts, HttpSettings};
+use prdiff_shared::githost::http::{HttpGitHosts, HttpSettings};
 use prdiff_shared::queue::sqs::SqsQueue;
 use prdiff_shared::secrets::aws::SecretsManager;
 use prdiff_shared::store::dynamodb::DynamoStore;

@@ -20,7 +20,8 @@ use prdiff_shared::config::{
     CiConfig, ConfigFile, DataSource, DataSourceId, DataSourceKind, SecretName, SecretSource,
 };
 use prdiff_shared::dbtcloud::{Run, Trigger, status};
-use prdiff_shared::githost::{CommitStatus, HttpGitHosts, HttpSettings, StatusState};
+use prdiff_shared::githost::http::{HttpGitHosts, HttpSettings};
+use prdiff_shared::githost::{CommitStatus, StatusState};
 use prdiff_shared::messages::Message;
 use prdiff_shared::queue::{Queue, QueueError};
 use prdiff_shared::secrets::local::LocalSecrets;

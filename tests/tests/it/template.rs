@@ -1181,7 +1181,7 @@ const CODE_PATHS: [CodePath; 4] = [
         "functions/webhook/src",
         &[
             ("app::intake", "shared/src/app/intake.rs"),
-            ("githost", "shared/src/githost/mod.rs"),
+            ("githost", "shared/src/githost/http.rs"),
         ],
     ),
     (
@@ -1189,7 +1189,7 @@ const CODE_PATHS: [CodePath; 4] = [
         "functions/poller/src",
         &[
             ("app::poll", "shared/src/app/poll.rs"),
-            ("githost", "shared/src/githost/mod.rs"),
+            ("githost", "shared/src/githost/http.rs"),
         ],
     ),
     (
@@ -1197,7 +1197,7 @@ const CODE_PATHS: [CodePath; 4] = [
         "functions/diff/src",
         &[
             ("app::diff_run", "shared/src/app/diff_run.rs"),
-            ("githost", "shared/src/githost/mod.rs"),
+            ("githost", "shared/src/githost/http.rs"),
             ("metadata", "shared/src/metadata/mod.rs"),
             // The diff run reaches Redshift's IAM credentials through the warehouse drivers.
             ("app::diff_run", "shared/src/warehouse/redshift_iam.rs"),
