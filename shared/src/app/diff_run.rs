@@ -247,7 +247,7 @@ async fn diff_model(
             return Ok(StoredOutcome::Error(message));
         }
     };
-    let mut req = work.request(crate::app::fanout::sampling_for(config, source.kind));
+    let mut req = work.request(Some(config.sampling.settings_for(source.kind)));
     req.no_key_hint = Some(WorkItem::no_key_hint(config.primary_key_tag.as_str()));
     let started = std::time::Instant::now();
     let run = async {

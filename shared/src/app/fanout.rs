@@ -5,7 +5,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{CiConfig, DataSourceKind};
 use crate::diff::{DiffRequest, DiffResult, SamplingSettings};
 use crate::report;
 use crate::sql::Relation;
@@ -161,12 +160,6 @@ impl WorkItem {
 pub enum StoredOutcome {
     Ok(Box<DiffResult>),
     Error(String),
-}
-
-/// The configuration's sampling for a data source of this kind.
-pub fn sampling_for(config: &CiConfig, kind: DataSourceKind) -> Option<SamplingSettings> {
-    let s = &config.sampling;
-    SamplingSettings::new(s.threshold_for(kind), s.tolerance.get(), s.confidence.get()).ok()
 }
 
 #[cfg(test)]

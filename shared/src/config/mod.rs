@@ -106,6 +106,16 @@ impl Sampling {
         self.threshold
             .unwrap_or_else(|| kind.default_sampling_threshold())
     }
+
+    /// The diff engine's settings for a data source of this kind. Cannot fail: tolerance
+    /// and confidence were checked when the configuration was read ([`Probability`]).
+    pub fn settings_for(&self, kind: DataSourceKind) -> crate::diff::SamplingSettings {
+        crate::diff::SamplingSettings {
+            threshold: self.threshold_for(kind),
+            tolerance: self.tolerance.get(),
+            confidence: self.confidence.get(),
+        }
+    }
 }
 
 impl Default for Sampling {
