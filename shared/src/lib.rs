@@ -19,6 +19,7 @@
 //! | [`report`] | rendering diffs as text, markdown (the PR comment) and JSON |
 //! | [`config`] | CI configurations and data sources: validated newtypes, the TOML file |
 //! | [`intake`] | webhook deliveries: signature checks, GitHub/GitLab event parsing, the gates |
+//! | [`run`] | the run model: a CI run, its id and state machine, its fan-out and results |
 //! | [`store`] | configuration store and run store ports (run state machine, delivery dedupe) |
 //! | [`secrets`] | the secret store port: Secrets Manager with a TTL cache, env/file/in-process |
 //! | [`queue`] | the queue port: SQS with per-message delay, a durable SQLite queue, an in-process delay queue |
@@ -48,6 +49,7 @@ pub mod outcome;
 pub mod plan;
 pub mod queue;
 pub mod report;
+pub mod run;
 pub mod runtime;
 pub mod secrets;
 pub mod sql;

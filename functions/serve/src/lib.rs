@@ -605,7 +605,7 @@ pub async fn lifecycle_pass(
     services: &Services,
     deadline: Duration,
     now: u64,
-) -> Vec<prdiff_shared::store::RunId> {
+) -> Vec<prdiff_shared::run::RunId> {
     let mut ended = match prdiff_shared::app::publish::sweep_deadlines(
         services.configs.as_ref(),
         services.runs.as_ref(),

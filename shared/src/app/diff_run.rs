@@ -25,8 +25,9 @@ use crate::diff;
 use crate::diff::DiffResult;
 use crate::githost::{GitHostError, GitHosts};
 use crate::messages::{DiffMessage, Message, MessageError};
+use crate::run::{CiRun, RunState};
 use crate::secrets::{ExposeSecret, Secrets, SecretsError};
-use crate::store::{CiRun, ConfigStore, RunState, RunStore, StoreError};
+use crate::store::{ConfigStore, RunStore, StoreError};
 use crate::warehouse::{self, ConnectOptions};
 use tracing::Instrument;
 

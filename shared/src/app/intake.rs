@@ -31,10 +31,9 @@ use crate::githost::{CommitStatus, GitHostError, GitHosts, StatusState};
 use crate::intake::{self, HostEvent, IntakeError, PrEvent, PushEvent, gates};
 use crate::messages::{Message, PollMessage, SyncMessage, SyncReason};
 use crate::queue::{Queue, QueueError};
+use crate::run::{CiRun, PrKey, RunId, RunState, StartOutcome};
 use crate::secrets::{ExposeSecret, Secrets, SecretsError};
-use crate::store::{
-    CiRun, ConfigStore, PrKey, RunId, RunState, RunStore, StartOutcome, StoreError, unix_now,
-};
+use crate::store::{ConfigStore, RunStore, StoreError, unix_now};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;

@@ -36,8 +36,9 @@ use crate::messages::{DiffMessage, Message, MessageError, PollMessage};
 use crate::plan::{self, PlanInputs, PlanSettings};
 use crate::queue::{MAX_DELAY, Queue, QueueError};
 use crate::report;
+use crate::run::{CiRun, FanOut, RunState};
 use crate::secrets::{Secrets, SecretsError};
-use crate::store::{CiRun, ConfigStore, FanOut, RunState, RunStore, StoreError, unix_now};
+use crate::store::{ConfigStore, RunStore, StoreError, unix_now};
 use tracing::Instrument;
 
 /// Tunables of the poller, read once by `main.rs`.

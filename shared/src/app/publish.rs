@@ -11,7 +11,7 @@ use crate::config::CiConfig;
 use crate::githost::{CommitStatus, GitHost, GitHostError};
 use crate::outcome::{self, Counts, Ending};
 use crate::report::{self, Header, ModelEntry, Report, SkippedEntry};
-use crate::store::CiRun;
+use crate::run::CiRun;
 
 /// The report of a run from its summary and stored results. A model with no stored result
 /// (should not happen once all are counted) is reported as missing rather than dropped.
@@ -285,7 +285,7 @@ pub async fn end_run(
     hosts: &dyn crate::githost::GitHosts,
     config: &CiConfig,
     run: &CiRun,
-    to: crate::store::RunState,
+    to: crate::run::RunState,
     why: &str,
     link: Option<String>,
 ) -> Result<bool, EndError> {
@@ -341,8 +341,8 @@ pub async fn sweep_deadlines(
     hosts: &dyn crate::githost::GitHosts,
     deadline: std::time::Duration,
     now: u64,
-) -> Result<Vec<crate::store::RunId>, crate::store::StoreError> {
-    use crate::store::RunState;
+) -> Result<Vec<crate::run::RunId>, crate::store::StoreError> {
+    use crate::run::RunState;
     let mut ended = Vec::new();
     for run in runs.open_runs().await? {
         if run.created_at.saturating_add(deadline.as_secs()) > now {
@@ -391,9 +391,9 @@ pub async fn sweep_deadlines(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeadLetterOutcome {
     /// The run was ended with a failure naming the cause.
-    Ended(crate::store::RunId),
+    Ended(crate::run::RunId),
     /// A model's failure was recorded; the run goes on with its other models.
-    ModelFailed(crate::store::RunId),
+    ModelFailed(crate::run::RunId),
     /// The run was already final, or the message belongs to no run (sync, unreadable).
     Nothing,
 }
@@ -410,7 +410,7 @@ pub async fn handle_dead_letter(
     cause: &str,
 ) -> Result<DeadLetterOutcome, EndError> {
     use crate::messages::Message;
-    use crate::store::RunState;
+    use crate::run::RunState;
     let (run_id, model) = match Message::from_json(body) {
         Ok(Message::Poll(p)) => (p.run_id, None),
         Ok(Message::Diff(d)) => (d.run_id, Some(d.model)),

@@ -24,10 +24,11 @@ use prdiff_shared::githost::http::{HttpGitHosts, HttpSettings};
 use prdiff_shared::githost::{CommitStatus, StatusState};
 use prdiff_shared::messages::Message;
 use prdiff_shared::queue::{Queue, QueueError};
+use prdiff_shared::run::{RunId, RunState};
 use prdiff_shared::secrets::local::LocalSecrets;
 use prdiff_shared::sql::Relation;
 use prdiff_shared::store::embedded::EmbeddedStore;
-use prdiff_shared::store::{ConfigStore, RunId, RunState, RunStore};
+use prdiff_shared::store::{ConfigStore, RunStore};
 use prdiff_shared::warehouse::WarehouseUrl;
 
 use crate::webhook::{SECRET, github};
@@ -1166,7 +1167,7 @@ async fn count_once(runs: Arc<dyn RunStore>, concurrent: bool) {
     assert!(
         runs.put_fanout(
             &run,
-            &prdiff_shared::store::FanOut {
+            &prdiff_shared::run::FanOut {
                 summary: "{}".into(),
                 models: models.clone(),
             },
@@ -1217,7 +1218,7 @@ async fn count_once(runs: Arc<dyn RunStore>, concurrent: bool) {
         !runs
             .put_fanout(
                 &run,
-                &prdiff_shared::store::FanOut {
+                &prdiff_shared::run::FanOut {
                     summary: "{}".into(),
                     models,
                 },

@@ -605,7 +605,7 @@ async fn the_webhook_with_the_real_github_client_asks_the_merge_base_and_sets_pe
         .store
         .current_run(
             &cfg.name,
-            &prdiff_shared::store::PrKey {
+            &prdiff_shared::run::PrKey {
                 provider: prdiff_shared::config::Provider::Github,
                 repository: RepoName::parse("Codertocat/Hello-World").unwrap(),
                 number: 2,
