@@ -11,9 +11,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use prdiff_shared::config::apply::{config_secret_name, data_source_secret_name};
+use prdiff_shared::app::apply::{config_secret_name, data_source_secret_name};
 use prdiff_shared::config::{CiConfig, ConfigFile, DataSource, DataSourceId};
-use prdiff_shared::metadata::sync::is_due;
+use prdiff_shared::app::sync::is_due;
 
 const PATHS: [&str; 5] = ["README.md", "docs/a.md", "/models/a.sql", "", "a/b/../c"];
 

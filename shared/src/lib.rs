@@ -10,6 +10,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
+//! | [`app`] | the use cases, in data-flow order: intake, poll, fan-out, diff run, publish, sync, apply |
 //! | [`sql`] | relations, the SQL dialect trait and one file per warehouse dialect |
 //! | [`warehouse`] | the warehouse port (run SQL, read rows as text) and its drivers |
 //! | [`diff`] | the in-warehouse model diff: schema, counts, per-column changes, sampling |
@@ -19,6 +20,7 @@
 //! | [`config`] | CI configurations and data sources: validated newtypes, the TOML file |
 //! | [`intake`] | webhook deliveries: signature checks, GitHub/GitLab event parsing, the gates |
 //! | `aws_error` | one classifier of AWS SDK errors: retryable or permanent, the service's message kept |
+//! | [`run`] | the run model: a CI run, its id and state machine, its fan-out and results |
 //! | [`store`] | configuration store and run store ports (run state machine, delivery dedupe) |
 //! | [`secrets`] | the secret store port: Secrets Manager with a TTL cache, env/file/in-process |
 //! | [`settings`] | settings from the environment, every problem reported together |
@@ -28,7 +30,6 @@
 //! | [`githost`] | GitHub and GitLab REST clients behind one trait (files, merge base, status, comment) |
 //! | [`metadata`] | model metadata synced from the production manifest: store port, sync, due-ness |
 //! | [`dbtcloud`] | dbt Cloud Administrative API v2 client (accounts, jobs, runs, artifacts) |
-//! | [`pipeline`] | what the poller and diff runner share: fan-out items, the run's report, PR comment and status |
 //! | [`gates`] | merge gates from a model's dbt yaml (`meta.prdiff.gates`) and their verdicts on its diff |
 //! | [`outcome`] | the outcome rule: a finished run's status, description and comment headline |
 //!
@@ -36,6 +37,7 @@
 //! in-process adapter so the whole path runs in one process (`prdiff serve`, tests).
 #![doc(html_no_source)]
 
+pub mod app;
 #[cfg(feature = "aws")]
 pub mod aws_error;
 pub mod config;
@@ -50,10 +52,10 @@ pub mod manifest;
 pub mod messages;
 pub mod metadata;
 pub mod outcome;
-pub mod pipeline;
 pub mod plan;
 pub mod queue;
 pub mod report;
+pub mod run;
 pub mod runtime;
 pub mod secrets;
 pub mod settings;

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::{CommitSha, ConfigId};
-use crate::store::RunId;
+use crate::run::RunId;
 
 /// The version this build writes and reads.
 pub const MESSAGE_VERSION: u32 = 1;

@@ -1,13 +1,14 @@
 //! `prdiff config`: manage CI configurations and data sources in the deployed stack
 //! (DynamoDB + Secrets Manager, honouring `AWS_ENDPOINT_URL`) or in the embedded store
 //! (a SQLite file and a secrets directory, for `prdiff serve`). The logic lives in
-//! `prdiff_shared::config::apply`; this module parses arguments, picks adapters, prints.
+//! `prdiff_shared::app::apply`; this module parses arguments, picks adapters, prints.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use prdiff_shared::config::apply::{self, HttpDbtCloud};
+use prdiff_shared::app::apply;
 use prdiff_shared::config::{ConfigId, DataSourceId};
+use prdiff_shared::dbtcloud::http::HttpDbtCloud;
 use prdiff_shared::secrets::Secrets;
 use prdiff_shared::secrets::local::LocalSecrets;
 use prdiff_shared::store::ConfigStore;

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use prdiff_shared::diff::from_plan::{PrSchemas, check_request, request_for};
 use prdiff_shared::diff::{self, DiffRequest, DiffResult, SamplingSettings};
 use prdiff_shared::manifest::{Manifest, RunResults};
-use prdiff_shared::pipeline;
 use prdiff_shared::plan::{self, Plan, PlanInputs, PlanSettings};
 use prdiff_shared::report;
 use prdiff_shared::sql::Relation;
@@ -348,12 +347,13 @@ pub async fn diff_plan(
                     .unwrap_or("no relation to compare")
                     .to_owned();
                 // New and removed models: their rows are counted.
-                if let Some((work, counted)) = pipeline::count_item(m, pr_schemas) {
-                    let n = pipeline::count_work(wh, &work, counted.side)
+                if let Some((work, counted)) = prdiff_shared::app::fanout::count_item(m, pr_schemas)
+                {
+                    let n = prdiff_shared::app::diff_run::count_work(wh, &work, counted.side)
                         .await
                         .map(|r| r.rows.pr.max(r.rows.prod))
                         .map_err(|e| prdiff_shared::error_chain(&e));
-                    reason = pipeline::counted_reason(
+                    reason = prdiff_shared::app::fanout::counted_reason(
                         &reason,
                         counted.side,
                         n.as_ref().map(|n| *n).map_err(String::as_str),

@@ -6,11 +6,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use prdiff_shared::app::sync::{SyncDeps, SyncError, sync_config};
 use prdiff_shared::config::ConfigId;
-use prdiff_shared::config::apply::HttpDbtCloud;
+use prdiff_shared::dbtcloud::http::HttpDbtCloud;
 use prdiff_shared::metadata::MetadataStore;
 use prdiff_shared::metadata::embedded::EmbeddedMetadata;
-use prdiff_shared::metadata::sync::{SyncDeps, SyncError, sync_config};
 use prdiff_shared::secrets::Secrets;
 use prdiff_shared::secrets::local::LocalSecrets;
 use prdiff_shared::store::embedded::EmbeddedStore;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{LambdaEvent, service_fn};
 use prdiff_diff::{Deps, Settings, handle_batch};
-use prdiff_shared::githost::{HttpGitHosts, HttpSettings};
+use prdiff_shared::githost::http::{HttpGitHosts, HttpSettings};
 use prdiff_shared::secrets::aws::SecretsManager;
 use prdiff_shared::settings::{DiffSettings, FromEnv};
 use prdiff_shared::store::dynamodb::DynamoStore;

@@ -18,8 +18,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use prdiff_shared::app::intake::{WebhookRequest, WebhookResponse};
 use prdiff_shared::queue::embedded::EmbeddedQueues;
-use prdiff_webhook::{WebhookRequest, WebhookResponse};
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -28,7 +28,7 @@ use crate::{Counters, DIFF_QUEUE, HttpLimits, POLL_QUEUE, SYNC_QUEUE};
 
 #[derive(Clone)]
 pub(crate) struct State {
-    pub webhook: Arc<prdiff_webhook::Deps>,
+    pub webhook: Arc<prdiff_shared::app::intake::Deps>,
     pub queues: EmbeddedQueues,
     pub counters: Arc<Counters>,
     pub limits: HttpLimits,
@@ -249,7 +249,8 @@ async fn webhook(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>>
         .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
         .collect();
     let request = WebhookRequest::new(headers, body);
-    let WebhookResponse { status, body } = prdiff_webhook::handle(&request, &state.webhook).await;
+    let WebhookResponse { status, body } =
+        prdiff_shared::app::intake::handle(&request, &state.webhook).await;
     respond(status, &body)
 }
 

@@ -26,13 +26,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use prdiff_shared::app::sync::{self, SyncDeps, SyncError};
 use prdiff_shared::config::SecretName;
-use prdiff_shared::config::apply::{DbtCloudConnector, HttpDbtCloud};
-use prdiff_shared::githost::{GitHosts, HttpGitHosts, HttpSettings};
+use prdiff_shared::dbtcloud::{DbtCloudConnector, http::HttpDbtCloud};
+use prdiff_shared::githost::GitHosts;
+use prdiff_shared::githost::http::{HttpGitHosts, HttpSettings};
 use prdiff_shared::messages::Message;
 use prdiff_shared::metadata::MetadataStore;
 use prdiff_shared::metadata::embedded::EmbeddedMetadata;
-use prdiff_shared::metadata::sync::{self, SyncDeps, SyncError};
 use prdiff_shared::queue::Queue;
 use prdiff_shared::queue::embedded::{Delivery, EmbeddedQueue, EmbeddedQueues};
 use prdiff_shared::secrets::local::LocalSecrets;
@@ -184,9 +185,9 @@ impl Default for HttpLimits {
 pub struct Settings {
     pub listen: SocketAddr,
     pub http: HttpLimits,
-    pub webhook: prdiff_webhook::Settings,
-    pub poller: prdiff_poller::Settings,
-    pub diff: prdiff_diff::Settings,
+    pub webhook: prdiff_shared::app::intake::Settings,
+    pub poller: prdiff_shared::app::poll::Settings,
+    pub diff: prdiff_shared::app::diff_run::Settings,
     /// Models diffed at the same time.
     pub diff_workers: usize,
     /// How often configurations' sync schedules are checked; `None` turns the schedule off
@@ -208,9 +209,9 @@ impl Settings {
         Self {
             listen,
             http: HttpLimits::default(),
-            webhook: prdiff_webhook::Settings::new(webhook_secret),
-            poller: prdiff_poller::Settings::default(),
-            diff: prdiff_diff::Settings::default(),
+            webhook: prdiff_shared::app::intake::Settings::new(webhook_secret),
+            poller: prdiff_shared::app::poll::Settings::default(),
+            diff: prdiff_shared::app::diff_run::Settings::default(),
             diff_workers: 2,
             sync_tick: Some(Duration::from_secs(900)),
             max_receives: 5,
@@ -316,7 +317,7 @@ impl Server {
             queues.queue(DIFF_QUEUE),
             queues.queue(SYNC_QUEUE),
         );
-        let webhook = Arc::new(prdiff_webhook::Deps {
+        let webhook = Arc::new(prdiff_shared::app::intake::Deps {
             configs: services.configs.clone(),
             runs: services.runs.clone(),
             secrets: services.secrets.clone(),
@@ -325,7 +326,7 @@ impl Server {
             sync_queue: Arc::new(sync_q.clone()) as Arc<dyn Queue>,
             settings: settings.webhook.clone(),
         });
-        let poller = Arc::new(prdiff_poller::Deps {
+        let poller = Arc::new(prdiff_shared::app::poll::Deps {
             configs: services.configs.clone(),
             runs: services.runs.clone(),
             secrets: services.secrets.clone(),
@@ -335,7 +336,7 @@ impl Server {
             diff_queue: Arc::new(diff_q.clone()),
             settings: settings.poller.clone(),
         });
-        let differ = Arc::new(prdiff_diff::Deps {
+        let differ = Arc::new(prdiff_shared::app::diff_run::Deps {
             configs: services.configs.clone(),
             runs: services.runs.clone(),
             secrets: services.secrets.clone(),
@@ -366,7 +367,7 @@ impl Server {
         tasks.spawn(consumer.run(move |body, _receives| {
             let poller = poller.clone();
             async move {
-                match prdiff_poller::handle_message(&body, &poller).await {
+                match prdiff_shared::app::poll::handle_message(&body, &poller).await {
                     Ok(outcome) => {
                         tracing::info!(?outcome, "poll handled");
                         Settle::Done
@@ -385,7 +386,9 @@ impl Server {
             tasks.spawn(consumer.run(move |body, receives| {
                 let differ = differ.clone();
                 async move {
-                    match prdiff_diff::handle_message(&body, receives, &differ).await {
+                    match prdiff_shared::app::diff_run::handle_message(&body, receives, &differ)
+                        .await
+                    {
                         Ok(outcome) => {
                             tracing::info!(?outcome, "diff handled");
                             Settle::Done
@@ -602,8 +605,8 @@ pub async fn lifecycle_pass(
     services: &Services,
     deadline: Duration,
     now: u64,
-) -> Vec<prdiff_shared::store::RunId> {
-    let mut ended = match prdiff_shared::pipeline::sweep_deadlines(
+) -> Vec<prdiff_shared::run::RunId> {
+    let mut ended = match prdiff_shared::app::publish::sweep_deadlines(
         services.configs.as_ref(),
         services.runs.as_ref(),
         services.hosts.as_ref(),
@@ -630,7 +633,7 @@ pub async fn lifecycle_pass(
             "its {} message is in the dead letters after {} deliveries ({})",
             d.queue, d.receives, d.reason
         );
-        match prdiff_shared::pipeline::handle_dead_letter(
+        match prdiff_shared::app::publish::handle_dead_letter(
             services.configs.as_ref(),
             services.runs.as_ref(),
             services.hosts.as_ref(),
@@ -639,7 +642,7 @@ pub async fn lifecycle_pass(
         )
         .await
         {
-            Ok(prdiff_shared::pipeline::DeadLetterOutcome::Ended(run)) => ended.push(run),
+            Ok(prdiff_shared::app::publish::DeadLetterOutcome::Ended(run)) => ended.push(run),
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(id = d.id, error = %chain(&e), "could not end the run of a dead letter")

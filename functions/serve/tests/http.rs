@@ -18,8 +18,8 @@ use prdiff_shared::config::{
 use prdiff_shared::githost::StatusState;
 use prdiff_shared::githost::memory::MemoryGitHost;
 use prdiff_shared::githost::{CommentRef, CommitStatus, GitHost, GitHostError, GitHosts};
+use prdiff_shared::run::{PrKey, RunState};
 use prdiff_shared::secrets::local::LocalSecrets;
-use prdiff_shared::store::{PrKey, RunState};
 use serde_json::{Value, json};
 use sha2::Sha256;
 

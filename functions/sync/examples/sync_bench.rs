@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use prdiff_shared::config::apply::HttpDbtCloud;
+use prdiff_shared::app::sync::{SyncDeps, sync_config};
 use prdiff_shared::config::{ConfigFile, DataSourceId, SecretSource};
+use prdiff_shared::dbtcloud::http::HttpDbtCloud;
 use prdiff_shared::metadata::MetadataStore;
 use prdiff_shared::metadata::dynamodb::DynamoMetadata;
 use prdiff_shared::metadata::embedded::EmbeddedMetadata;
-use prdiff_shared::metadata::sync::{SyncDeps, sync_config};
 use prdiff_shared::secrets::local::LocalSecrets;
 use prdiff_shared::store::ConfigStore;
 use prdiff_shared::store::dynamodb::DynamoStore;

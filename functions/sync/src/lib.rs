@@ -3,7 +3,7 @@
 //! Two triggers reach [`handle`]:
 //! - the EventBridge schedule (a fixed tick, e.g. every 15 minutes): every configuration
 //!   whose own `sync_schedule` is due since its last successful sync is synced, one after
-//!   another ([`prdiff_shared::metadata::sync::tick`]);
+//!   another ([`prdiff_shared::app::sync::tick`]);
 //! - SQS sync messages (the webhook sends one per push to the default branch when
 //!   `sync_on_push` is on): that configuration is synced. The answer is an
 //!   `SqsBatchResponse`: a message whose sync failed for a retryable reason is reported
@@ -18,14 +18,15 @@
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use prdiff_shared::app::sync::{self, SyncError};
 use prdiff_shared::messages::Message;
-use prdiff_shared::metadata::sync::{self, SyncError};
 use prdiff_shared::queue::batch::{self, BatchError, Disposition};
 use prdiff_shared::store::unix_now;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-pub use prdiff_shared::metadata::sync::SyncDeps as Deps;
+pub use prdiff_shared::app::publish::{Lifecycle, lifecycle_tick};
+pub use prdiff_shared::app::sync::SyncDeps as Deps;
 
 /// Why an invocation failed as a whole (only unknown events and the tick's listing of
 /// configurations can; per-configuration failures are recorded and reported).
@@ -90,81 +91,6 @@ pub async fn handle_schedule(event: EventBridgeEvent, deps: &Deps) -> Result<Val
         .collect();
     let not_due: Vec<&str> = out.not_due.iter().map(|c| c.as_str()).collect();
     Ok(json!({ "synced": synced, "not_due": not_due }))
-}
-
-/// What the scheduled tick needs to end runs: past their deadline, or whose messages
-/// wait in a dead-letter queue.
-pub struct Lifecycle {
-    pub configs: std::sync::Arc<dyn prdiff_shared::store::ConfigStore>,
-    pub runs: std::sync::Arc<dyn prdiff_shared::store::RunStore>,
-    pub hosts: std::sync::Arc<dyn prdiff_shared::githost::GitHosts>,
-    /// The poll, diff and sync dead-letter queues.
-    pub dead_letters: Vec<std::sync::Arc<dyn prdiff_shared::queue::DeadLetters>>,
-    /// Open runs older than this are ended (the webhook's run deadline plus a grace).
-    pub deadline: std::time::Duration,
-}
-
-/// The run sweep of the scheduled tick: ends open runs past the deadline, and the runs
-/// of messages in the dead-letter queues (which stay there, for replay).
-pub async fn lifecycle_tick(l: &Lifecycle, now: u64) -> Value {
-    use prdiff_shared::pipeline::{self, DeadLetterOutcome};
-    let mut ended: Vec<String> = Vec::new();
-    let mut errors: Vec<String> = Vec::new();
-    match pipeline::sweep_deadlines(
-        l.configs.as_ref(),
-        l.runs.as_ref(),
-        l.hosts.as_ref(),
-        l.deadline,
-        now,
-    )
-    .await
-    {
-        Ok(ids) => ended.extend(ids.iter().map(|i| i.to_string())),
-        Err(e) => errors.push(format!(
-            "deadline sweep: {}",
-            prdiff_shared::error_chain(&e)
-        )),
-    }
-    for dlq in &l.dead_letters {
-        let bodies = match dlq.peek_dead().await {
-            Ok(b) => b,
-            Err(e) => {
-                errors.push(format!(
-                    "{} DLQ: {}",
-                    dlq.name(),
-                    prdiff_shared::error_chain(&e)
-                ));
-                continue;
-            }
-        };
-        let cause = format!(
-            "its {} message failed too often and is in the dead-letter queue",
-            dlq.name()
-        );
-        for body in bodies {
-            match pipeline::handle_dead_letter(
-                l.configs.as_ref(),
-                l.runs.as_ref(),
-                l.hosts.as_ref(),
-                &body,
-                &cause,
-            )
-            .await
-            {
-                Ok(DeadLetterOutcome::Ended(id)) => ended.push(id.to_string()),
-                Ok(_) => {}
-                Err(e) => errors.push(format!(
-                    "{} DLQ: {}",
-                    dlq.name(),
-                    prdiff_shared::error_chain(&e)
-                )),
-            }
-        }
-    }
-    for e in &errors {
-        tracing::error!(error = %e, "run sweep");
-    }
-    json!({ "runs_ended": ended, "errors": errors })
 }
 
 /// [`handle`], with the run sweep on each scheduled tick (the Lambda's wiring).

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
-use prdiff_shared::config::apply::HttpDbtCloud;
-use prdiff_shared::githost::{HttpGitHosts, HttpSettings};
+use prdiff_shared::dbtcloud::http::HttpDbtCloud;
+use prdiff_shared::githost::http::{HttpGitHosts, HttpSettings};
 use prdiff_shared::metadata::dynamodb::DynamoMetadata;
 use prdiff_shared::queue::DeadLetters;
 use prdiff_shared::queue::sqs::{SqsDeadLetters, SqsQueue};

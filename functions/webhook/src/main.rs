@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use lambda_runtime::{LambdaEvent, service_fn};
-use prdiff_shared::githost::{HttpGitHosts, HttpSettings};
+use prdiff_shared::githost::http::{HttpGitHosts, HttpSettings};
 use prdiff_shared::queue::sqs::SqsQueue;
 use prdiff_shared::secrets::aws::SecretsManager;
 use prdiff_shared::settings::{FromEnv, WebhookSettings};
 use prdiff_shared::store::dynamodb::DynamoStore;
-use prdiff_webhook::{Deps, Settings, WebhookRequest, handle};
+use prdiff_webhook::{Deps, FromHttpV2, IntoHttpV2, Settings, WebhookRequest, handle};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

@@ -10,7 +10,6 @@
 //! - the stored form ([`CiConfig`], [`DataSource`]: secrets only as [`SecretName`]s, so the
 //!   configuration store never holds a secret value).
 
-pub mod apply;
 mod values;
 
 use std::collections::BTreeSet;
@@ -106,6 +105,16 @@ impl Sampling {
     pub fn threshold_for(&self, kind: DataSourceKind) -> u64 {
         self.threshold
             .unwrap_or_else(|| kind.default_sampling_threshold())
+    }
+
+    /// The diff engine's settings for a data source of this kind. Cannot fail: tolerance
+    /// and confidence were checked when the configuration was read ([`Probability`]).
+    pub fn settings_for(&self, kind: DataSourceKind) -> crate::diff::SamplingSettings {
+        crate::diff::SamplingSettings {
+            threshold: self.threshold_for(kind),
+            tolerance: self.tolerance.get(),
+            confidence: self.confidence.get(),
+        }
     }
 }
 

@@ -139,6 +139,34 @@ fn a_negative_threshold_is_refused_and_zero_is_allowed() {
 }
 
 #[test]
+fn a_configurations_sampling_becomes_the_engines_settings_with_the_kinds_default_threshold() {
+    let sampling = Sampling {
+        tolerance: Probability::new(0.01).unwrap(),
+        confidence: Probability::new(0.95).unwrap(),
+        threshold: None,
+    };
+    let s = sampling.settings_for(DataSourceKind::Snowflake);
+    assert_eq!(
+        (s.threshold, s.tolerance, s.confidence),
+        (5_000_000, 0.01, 0.95)
+    );
+    assert_eq!(
+        sampling.settings_for(DataSourceKind::Postgres).threshold,
+        1_000_000
+    );
+    let fixed = Sampling {
+        threshold: Some(0),
+        ..sampling
+    };
+    assert_eq!(fixed.settings_for(DataSourceKind::Bigquery).threshold, 0);
+    // The same values pass the engine's own check: nothing is dropped on the way.
+    assert_eq!(
+        crate::diff::SamplingSettings::new(s.threshold, s.tolerance, s.confidence).unwrap(),
+        s
+    );
+}
+
+#[test]
 fn a_cron_that_does_not_parse_is_refused() {
     let err = with("\"0 */6 * * *\"", "\"every day at noon\"")
         .unwrap_err()

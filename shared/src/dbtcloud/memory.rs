@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 
 use super::{Account, DbtCloudApi, DbtCloudError, Job, Run};
-use crate::config::apply::DbtCloudConnector;
 use crate::config::{DbtAccountId, DbtJobId};
+use crate::dbtcloud::DbtCloudConnector;
 
 #[derive(Default)]
 struct State {
@@ -150,7 +150,7 @@ impl DbtCloudConnector for MemoryDbtCloud {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::apply::apply;
+    use crate::app::apply::apply;
     use crate::secrets::local::LocalSecrets;
     use crate::store::ConfigStore;
     use crate::store::embedded::EmbeddedStore;

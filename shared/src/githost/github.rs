@@ -13,10 +13,8 @@ use reqwest::RequestBuilder;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{
-    CommentRef, CommitStatus, GitHost, GitHostError, HttpSettings, StatusState, json,
-    parse_rfc3339_utc, send, sha, shorten, unix_now,
-};
+use super::http::{HttpSettings, json, parse_rfc3339_utc, send, sha, unix_now};
+use super::{CommentRef, CommitStatus, GitHost, GitHostError, StatusState, shorten};
 use crate::config::{CommitSha, RepoName};
 
 /// api.github.com.
@@ -222,7 +220,7 @@ impl GitHub {
         url: &str,
         max_items: usize,
     ) -> Result<Vec<T>, GitHostError> {
-        super::collect_pages(max_items, |query| async move {
+        super::http::collect_pages(max_items, |query| async move {
             self.get_json(what, url, &query).await
         })
         .await

@@ -8,10 +8,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::{
-    CommentRef, CommitStatus, GitHost, GitHostError, HttpSettings, StatusState, json, send, sha,
-    shorten,
-};
+use super::http::{HttpSettings, json, send, sha};
+use super::{CommentRef, CommitStatus, GitHost, GitHostError, StatusState, shorten};
 use crate::config::{CommitSha, RepoName};
 
 /// gitlab.com's API root.
@@ -130,7 +128,7 @@ impl GitLab {
         url: &str,
         max_items: usize,
     ) -> Result<Vec<T>, GitHostError> {
-        super::collect_pages(max_items, |query| async move {
+        super::http::collect_pages(max_items, |query| async move {
             self.get_json(what, url, &query).await
         })
         .await

@@ -22,7 +22,6 @@ pub mod dynamodb;
 #[cfg(feature = "sqlite")]
 pub mod embedded;
 pub mod parse;
-pub mod sync;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -34,11 +34,11 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
 };
 
-use super::{
-    CiRun, ConfigStore, FanOut, PrKey, RecordOutcome, RunId, RunState, RunStore, StartOutcome,
-    StoreError, check_transition, unix_now,
-};
+use super::{ConfigStore, RunStore, StoreError, unix_now};
 use crate::config::{CiConfig, ConfigId, DataSource, DataSourceId};
+use crate::run::{
+    CiRun, FanOut, PrKey, RecordOutcome, RunId, RunState, StartOutcome, check_transition,
+};
 
 /// How often `start_run` re-reads and retries after losing a race. Races are between
 /// deliveries of one PR (a handful at most), so a few jittered retries settle them.

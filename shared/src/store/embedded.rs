@@ -11,12 +11,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{
-    CiRun, ConfigStore, FanOut, PrKey, RecordOutcome, RunId, RunState, RunStore, StartOutcome,
-    StoreError, check_transition, unix_now,
-};
+use super::{ConfigStore, RunStore, StoreError, unix_now};
 use crate::config::{CiConfig, ConfigId, DataSource, DataSourceId};
 use crate::localdb::{LocalDb, is_busy};
+use crate::run::{
+    CiRun, FanOut, PrKey, RecordOutcome, RunId, RunState, StartOutcome, check_transition,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS configs (id TEXT PRIMARY KEY, body TEXT NOT NULL);

@@ -1,6 +1,6 @@
-//! The configuration store and the run store: ports, the run state machine, and adapters
+//! The configuration store and the run store: ports and adapters
 //! (`dynamodb.rs` for Lambda, `embedded.rs` — a SQLite file, or memory — for `prdiff serve`
-//! and tests).
+//! and tests). The run entities and their state machine are in [`crate::run`].
 //!
 //! At-least-once delivery means every write here may race a duplicate of itself, so the
 //! writes that matter are conditional: a delivery id is claimed once, a run is created
@@ -11,13 +11,12 @@ pub mod dynamodb;
 #[cfg(feature = "sqlite")]
 pub mod embedded;
 
-use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
-use crate::config::{CiConfig, CommitSha, ConfigId, DataSource, DataSourceId, Provider, RepoName};
+use crate::config::{CiConfig, ConfigId, DataSource, DataSourceId, Provider, RepoName};
+use crate::run::{CiRun, FanOut, PrKey, RecordOutcome, RunId, RunState, StartOutcome};
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -97,202 +96,6 @@ pub trait ConfigStore: Send + Sync {
         found.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(found)
     }
-}
-
-/// The id of a CI run: `run_<unix ms, 16 hex>_<8 random hex>`, so ids sort by creation.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct RunId(String);
-
-impl RunId {
-    pub fn new() -> Self {
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
-        Self(format!("run_{ms:016x}_{:08x}", rand::random::<u32>()))
-    }
-    pub fn parse(s: impl Into<String>) -> Result<Self, String> {
-        let s = s.into();
-        let ok = s.starts_with("run_")
-            && s.len() <= 64
-            && s[4..]
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && s.len() > 4;
-        if ok {
-            Ok(Self(s))
-        } else {
-            Err(format!("run id {s:?} is not run_<alphanumeric>"))
-        }
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Default for RunId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl TryFrom<String> for RunId {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        Self::parse(s)
-    }
-}
-
-impl From<RunId> for String {
-    fn from(v: RunId) -> String {
-        v.0
-    }
-}
-
-impl fmt::Display for RunId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Where a CI run is. Open states: received, waiting_for_dbt, diffing. The rest are final.
-///
-/// ```text
-/// received ──► waiting_for_dbt ──► diffing ──► done
-///     │               │               │
-///     └───────────────┴───────────────┴──► skipped | failed | superseded | cancelled
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunState {
-    Received,
-    WaitingForDbt,
-    Diffing,
-    Done,
-    Skipped,
-    Failed,
-    Superseded,
-    Cancelled,
-}
-
-impl RunState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Received => "received",
-            RunState::WaitingForDbt => "waiting_for_dbt",
-            RunState::Diffing => "diffing",
-            RunState::Done => "done",
-            RunState::Skipped => "skipped",
-            RunState::Failed => "failed",
-            RunState::Superseded => "superseded",
-            RunState::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "received" => RunState::Received,
-            "waiting_for_dbt" => RunState::WaitingForDbt,
-            "diffing" => RunState::Diffing,
-            "done" => RunState::Done,
-            "skipped" => RunState::Skipped,
-            "failed" => RunState::Failed,
-            "superseded" => RunState::Superseded,
-            "cancelled" => RunState::Cancelled,
-            _ => return None,
-        })
-    }
-
-    /// Final states never change again.
-    pub fn is_final(self) -> bool {
-        !matches!(
-            self,
-            RunState::Received | RunState::WaitingForDbt | RunState::Diffing
-        )
-    }
-
-    /// Whether the state machine allows `self → next`. Moving forward only; any open state
-    /// may end early (skipped, failed, superseded, cancelled).
-    pub fn can_move_to(self, next: RunState) -> bool {
-        use RunState::*;
-        match (self, next) {
-            (s, _) if s.is_final() => false,
-            (Received, WaitingForDbt) | (WaitingForDbt, Diffing) | (Diffing, Done) => true,
-            (_, Skipped | Failed | Superseded | Cancelled) => true,
-            _ => false,
-        }
-    }
-
-    /// States a run may sit in; `all()` for listings and tests.
-    pub fn all() -> [RunState; 8] {
-        use RunState::*;
-        [
-            Received,
-            WaitingForDbt,
-            Diffing,
-            Done,
-            Skipped,
-            Failed,
-            Superseded,
-            Cancelled,
-        ]
-    }
-}
-
-impl fmt::Display for RunState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A pull/merge request of a repository.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct PrKey {
-    pub provider: Provider,
-    pub repository: RepoName,
-    /// GitHub PR number / GitLab MR iid.
-    pub number: u64,
-}
-
-impl PrKey {
-    /// The key of "the current run of this PR under this configuration".
-    pub fn slot(&self, config: &ConfigId) -> String {
-        format!(
-            "{config}#{}#{}#{}",
-            self.provider,
-            self.repository.as_str().to_ascii_lowercase(),
-            self.number
-        )
-    }
-}
-
-/// One CI run: a PR head commit compared against a base commit under one configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CiRun {
-    pub id: RunId,
-    pub config_id: ConfigId,
-    pub pr: PrKey,
-    pub head_sha: CommitSha,
-    pub base_sha: CommitSha,
-    pub base_branch: String,
-    pub state: RunState,
-    /// Why the run is in its state, for people (skip reasons, failure summaries).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Unix seconds.
-    pub created_at: u64,
-    pub updated_at: u64,
-}
-
-/// What [`RunStore::start_run`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartOutcome {
-    /// The run was recorded; `superseded` is the open run of the same PR it replaced.
-    Started { superseded: Option<RunId> },
-    /// An open run for the same head and base already exists (e.g. `labeled` after
-    /// `synchronize`): nothing was written.
-    AlreadyOpen(CiRun),
 }
 
 /// Unix seconds now.
@@ -387,86 +190,4 @@ pub trait RunStore: Send + Sync {
     async fn results(&self, id: &RunId) -> Result<Vec<(String, String)>, StoreError>;
     /// Whether a model's result is recorded (one key lookup: a redelivered diff message).
     async fn has_result(&self, id: &RunId, model: &str) -> Result<bool, StoreError>;
-}
-
-/// What the poller leaves for the diff runners of a run: written once, read many times.
-///
-/// `summary` is what the report needs besides the results (header, skipped models,
-/// downstream names…); `models` is one work item per model to diff (`unique_id` → the
-/// diff runner's input). Both are opaque JSON to the store; the functions own their shape.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FanOut {
-    pub summary: String,
-    pub models: Vec<(String, String)>,
-}
-
-/// What [`RunStore::record_result`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordOutcome {
-    /// False when this model's result was already recorded (a redelivered message): the
-    /// pending count did not move.
-    pub first: bool,
-    /// Models still without a result after this write.
-    pub remaining: u64,
-}
-
-/// Checks a transition before an adapter writes it.
-pub(crate) fn check_transition(
-    run: &CiRun,
-    from: RunState,
-    to: RunState,
-) -> Result<(), StoreError> {
-    if run.state != from {
-        return Err(StoreError::Conflict(format!(
-            "run {} is {}, not {from}",
-            run.id, run.state
-        )));
-    }
-    if !from.can_move_to(to) {
-        return Err(StoreError::InvalidTransition {
-            run: run.id.clone(),
-            from,
-            to,
-        });
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn final_states_never_move_and_open_states_only_move_forward() {
-        for s in RunState::all() {
-            for t in RunState::all() {
-                let allowed = s.can_move_to(t);
-                if s.is_final() {
-                    assert!(!allowed, "{s} -> {t}");
-                }
-            }
-        }
-        assert!(RunState::Received.can_move_to(RunState::WaitingForDbt));
-        assert!(!RunState::Received.can_move_to(RunState::Diffing));
-        assert!(!RunState::Diffing.can_move_to(RunState::WaitingForDbt));
-        assert!(RunState::Diffing.can_move_to(RunState::Superseded));
-        assert!(!RunState::Done.can_move_to(RunState::Cancelled));
-    }
-
-    #[test]
-    fn states_round_trip_through_their_names() {
-        for s in RunState::all() {
-            assert_eq!(RunState::parse(s.as_str()), Some(s));
-        }
-    }
-
-    #[test]
-    fn run_ids_sort_by_creation_time() {
-        let a = RunId::new();
-        std::thread::sleep(Duration::from_millis(2));
-        let b = RunId::new();
-        assert!(a < b);
-        assert!(RunId::parse(a.as_str()).is_ok());
-        assert!(RunId::parse("nope").is_err());
-    }
 }

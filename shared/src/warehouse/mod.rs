@@ -25,6 +25,7 @@ mod redshift_iam;
 mod secret;
 #[cfg(feature = "snowflake")]
 pub mod snowflake;
+pub mod source;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "postgres")]

@@ -1037,7 +1037,7 @@ async fn on_the_emulator_config_check_warns_that_permissions_could_not_be_read()
     }))
     .unwrap();
     let secrets = prdiff_shared::secrets::local::LocalSecrets::in_memory();
-    let lines = prdiff_shared::config::apply::check_warehouse(&source, &secrets).await;
+    let lines = prdiff_shared::app::apply::check_warehouse(&source, &secrets).await;
     assert!(lines[0].ok, "{lines:?}");
     let privileges = lines
         .iter()

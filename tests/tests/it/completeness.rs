@@ -222,7 +222,7 @@ async fn a_model_wider_than_a_select_list_is_diffed_in_column_groups() {
 
 #[tokio::test]
 async fn new_and_removed_models_are_counted_on_their_one_side() {
-    use prdiff_shared::pipeline::{self, CountSide, WorkItem};
+    use prdiff_shared::app::fanout::{CountSide, WorkItem};
     let prod = "CREATE TABLE gone (id integer); INSERT INTO gone VALUES (1), (2), (3);";
     let pr =
         "CREATE TABLE fresh (id integer, v text); INSERT INTO fresh VALUES (1, 'a'), (2, 'b');";
@@ -241,19 +241,31 @@ async fn new_and_removed_models_are_counted_on_their_one_side() {
             count: Some(side),
         };
         let fresh = Relation::new(None, Some(&q), "fresh");
-        let r = pipeline::count_work(wh.as_ref(), &item(fresh, CountSide::Pr), CountSide::Pr)
-            .await
-            .unwrap();
+        let r = prdiff_shared::app::diff_run::count_work(
+            wh.as_ref(),
+            &item(fresh, CountSide::Pr),
+            CountSide::Pr,
+        )
+        .await
+        .unwrap();
         assert_eq!((r.rows.prod, r.rows.pr), (0, 2), "{kind}: new model");
         let gone = Relation::new(None, Some(&p), "gone");
-        let r = pipeline::count_work(wh.as_ref(), &item(gone, CountSide::Prod), CountSide::Prod)
-            .await
-            .unwrap();
+        let r = prdiff_shared::app::diff_run::count_work(
+            wh.as_ref(),
+            &item(gone, CountSide::Prod),
+            CountSide::Prod,
+        )
+        .await
+        .unwrap();
         assert_eq!((r.rows.prod, r.rows.pr), (3, 0), "{kind}: removed model");
         let missing = Relation::new(None, Some(&q), "nowhere");
-        let e = pipeline::count_work(wh.as_ref(), &item(missing, CountSide::Pr), CountSide::Pr)
-            .await
-            .unwrap_err();
+        let e = prdiff_shared::app::diff_run::count_work(
+            wh.as_ref(),
+            &item(missing, CountSide::Pr),
+            CountSide::Pr,
+        )
+        .await
+        .unwrap_err();
         assert!(e.to_string().contains("does not exist"), "{kind}: {e}");
     }
 }

@@ -6,8 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prdiff_shared::config::apply::{self, ApplyError, HttpDbtCloud, config_secret_name};
+use prdiff_shared::app::apply::{self, ApplyError, config_secret_name};
 use prdiff_shared::config::{ConfigError, ConfigId, DataSourceId, SecretName, SecretRole};
+use prdiff_shared::dbtcloud::http::HttpDbtCloud;
 use prdiff_shared::secrets::aws::SecretsManager;
 use prdiff_shared::secrets::local::LocalSecrets;
 use prdiff_shared::secrets::{ExposeSecret, Secrets};
@@ -297,7 +298,8 @@ connection = { host = "db.internal", port = "5432", database = "analytics", user
     assert_eq!(stored[0].kind.as_str(), "snowflake");
     // The stored source builds a Snowflake login with the stored secret as the password.
     let url =
-        prdiff_shared::pipeline::warehouse_url(&stored[0], Some("pg-password".into())).unwrap();
+        prdiff_shared::warehouse::source::warehouse_url(&stored[0], Some("pg-password".into()))
+            .unwrap();
     assert_eq!(url.kind(), "snowflake");
     assert!(!format!("{url} {url:?}").contains("pg-password"));
 
@@ -366,7 +368,8 @@ connection = { host = "db.internal", port = "5432", database = "analytics", user
     assert_eq!(stored[0].kind.as_str(), "databricks");
     // The stored source builds an OAuth M2M login with the stored secret.
     let url =
-        prdiff_shared::pipeline::warehouse_url(&stored[0], Some("pg-password".into())).unwrap();
+        prdiff_shared::warehouse::source::warehouse_url(&stored[0], Some("pg-password".into()))
+            .unwrap();
     assert_eq!(url.kind(), "databricks");
     assert!(!format!("{url} {url:?}").contains("pg-password"));
 

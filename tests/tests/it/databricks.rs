@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
+use prdiff_shared::app::apply;
 use prdiff_shared::config::DataSource;
-use prdiff_shared::config::apply;
 use prdiff_shared::secrets::local::LocalSecrets;
 use prdiff_shared::sql::Dialect as _;
 use prdiff_shared::warehouse::{

@@ -2,7 +2,8 @@
 //! responses in `tests/fixtures/dbt_cloud`.
 
 use prdiff_shared::config::{DbtAccountId, DbtJobId};
-use prdiff_shared::dbtcloud::{DbtCloudApi, DbtCloudClient, DbtCloudError, status};
+use prdiff_shared::dbtcloud::http::DbtCloudClient;
+use prdiff_shared::dbtcloud::{DbtCloudApi, DbtCloudError, status};
 use secrecy::SecretString;
 use serde_json::Value;
 use wiremock::matchers::{header, method, path, query_param};

@@ -20,13 +20,15 @@ use prdiff_shared::config::{
     CiConfig, ConfigFile, DataSource, DataSourceId, DataSourceKind, SecretName, SecretSource,
 };
 use prdiff_shared::dbtcloud::{Run, Trigger, status};
-use prdiff_shared::githost::{CommitStatus, HttpGitHosts, HttpSettings, StatusState};
+use prdiff_shared::githost::http::{HttpGitHosts, HttpSettings};
+use prdiff_shared::githost::{CommitStatus, StatusState};
 use prdiff_shared::messages::Message;
 use prdiff_shared::queue::{Queue, QueueError};
+use prdiff_shared::run::{RunId, RunState};
 use prdiff_shared::secrets::local::LocalSecrets;
 use prdiff_shared::sql::Relation;
 use prdiff_shared::store::embedded::EmbeddedStore;
-use prdiff_shared::store::{ConfigStore, RunId, RunState, RunStore};
+use prdiff_shared::store::{ConfigStore, RunStore};
 use prdiff_shared::warehouse::WarehouseUrl;
 
 use crate::webhook::{SECRET, github};
@@ -654,7 +656,7 @@ impl Pipeline {
             runs: runs.clone(),
             secrets: secrets.clone(),
             hosts: hosts.clone(),
-            dbt: Arc::new(prdiff_shared::config::apply::HttpDbtCloud::default()),
+            dbt: Arc::new(prdiff_shared::dbtcloud::http::HttpDbtCloud::default()),
             poll_queue: poll.clone(),
             diff_queue: diffs.clone(),
             settings: prdiff_poller::Settings::default(),
@@ -1165,7 +1167,7 @@ async fn count_once(runs: Arc<dyn RunStore>, concurrent: bool) {
     assert!(
         runs.put_fanout(
             &run,
-            &prdiff_shared::store::FanOut {
+            &prdiff_shared::run::FanOut {
                 summary: "{}".into(),
                 models: models.clone(),
             },
@@ -1216,7 +1218,7 @@ async fn count_once(runs: Arc<dyn RunStore>, concurrent: bool) {
         !runs
             .put_fanout(
                 &run,
-                &prdiff_shared::store::FanOut {
+                &prdiff_shared::run::FanOut {
                     summary: "{}".into(),
                     models,
                 },

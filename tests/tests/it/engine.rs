@@ -886,7 +886,7 @@ async fn a_model_without_a_key_gets_schema_counts_and_null_profile() {
     let pr = "CREATE TABLE t (a integer, b text); INSERT INTO t VALUES (1, NULL), (2, NULL);";
     for l in load(prod, pr).await {
         let mut req = l.request("t", &[]);
-        req.no_key_hint = Some(prdiff_shared::pipeline::WorkItem::no_key_hint("pk"));
+        req.no_key_hint = Some(prdiff_shared::app::fanout::WorkItem::no_key_hint("pk"));
         let r = run(&l, &req).await;
         let k = l.kind;
         let note = r

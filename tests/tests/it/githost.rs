@@ -7,9 +7,8 @@ use base64::Engine;
 use prdiff_shared::config::{CommitSha, RepoName};
 use prdiff_shared::githost::github::{GitHub, GitHubAuth};
 use prdiff_shared::githost::gitlab::GitLab;
-use prdiff_shared::githost::{
-    CommitStatus, GitHost, GitHostError, HttpSettings, StatusState, http_client,
-};
+use prdiff_shared::githost::http::{HttpSettings, http_client};
+use prdiff_shared::githost::{CommitStatus, GitHost, GitHostError, StatusState};
 use prdiff_shared::secrets::SecretString;
 use serde_json::Value;
 use wiremock::matchers::{body_partial_json, header, method, path, query_param};
@@ -534,7 +533,8 @@ async fn gitlab_notes_are_created_then_edited_by_marker() {
 
 #[tokio::test]
 async fn http_git_hosts_build_clients_from_configurations_and_secrets() {
-    use prdiff_shared::githost::{GitHosts, HttpGitHosts};
+    use prdiff_shared::githost::GitHosts;
+    use prdiff_shared::githost::http::HttpGitHosts;
     use prdiff_shared::secrets::local::LocalSecrets;
 
     let server = MockServer::start().await;
@@ -555,7 +555,7 @@ async fn http_git_hosts_build_clients_from_configurations_and_secrets() {
 
 #[tokio::test]
 async fn the_webhook_with_the_real_github_client_asks_the_merge_base_and_sets_pending() {
-    use prdiff_shared::githost::HttpGitHosts;
+    use prdiff_shared::githost::http::HttpGitHosts;
     use prdiff_shared::secrets::local::LocalSecrets;
     use prdiff_shared::store::RunStore;
 
@@ -605,7 +605,7 @@ async fn the_webhook_with_the_real_github_client_asks_the_merge_base_and_sets_pe
         .store
         .current_run(
             &cfg.name,
-            &prdiff_shared::store::PrKey {
+            &prdiff_shared::run::PrKey {
                 provider: prdiff_shared::config::Provider::Github,
                 repository: RepoName::parse("Codertocat/Hello-World").unwrap(),
                 number: 2,
@@ -622,7 +622,7 @@ async fn the_webhook_with_the_real_github_client_asks_the_merge_base_and_sets_pe
 
 #[tokio::test]
 async fn a_git_host_outage_answers_503_and_a_retry_is_processed() {
-    use prdiff_shared::githost::HttpGitHosts;
+    use prdiff_shared::githost::http::HttpGitHosts;
     use prdiff_shared::secrets::local::LocalSecrets;
 
     let server = MockServer::start().await;

@@ -8,8 +8,8 @@
 
 use std::future::Future;
 
+use prdiff_shared::app::apply;
 use prdiff_shared::config::ConfigId;
-use prdiff_shared::config::apply;
 use prdiff_shared::dbtcloud::memory::MemoryDbtCloud;
 use prdiff_shared::secrets::local::LocalSecrets;
 use prdiff_shared::sql::Relation;

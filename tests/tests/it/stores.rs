@@ -9,13 +9,12 @@ use prdiff_shared::config::{CiConfig, ConfigId, Provider, RepoName, SecretName};
 use prdiff_shared::messages::{Message, SyncMessage, SyncReason};
 use prdiff_shared::queue::Queue;
 use prdiff_shared::queue::sqs::SqsQueue;
+use prdiff_shared::run::{CiRun, PrKey, RunId, RunState, StartOutcome};
 use prdiff_shared::secrets::aws::SecretsManager;
 use prdiff_shared::secrets::{ExposeSecret, SecretString, Secrets, SecretsError};
 use prdiff_shared::store::dynamodb::DynamoStore;
 use prdiff_shared::store::embedded::EmbeddedStore;
-use prdiff_shared::store::{
-    CiRun, ConfigStore, PrKey, RunId, RunState, RunStore, StartOutcome, StoreError, unix_now,
-};
+use prdiff_shared::store::{ConfigStore, RunStore, StoreError, unix_now};
 
 use crate::webhook::{config, sha};
 

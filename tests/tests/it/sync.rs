@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use prdiff_shared::app::sync::{SyncDeps, sync_config};
 use prdiff_shared::config::CiConfig;
-use prdiff_shared::config::apply::HttpDbtCloud;
+use prdiff_shared::dbtcloud::http::HttpDbtCloud;
 use prdiff_shared::metadata::dynamodb::DynamoMetadata;
-use prdiff_shared::metadata::sync::{SyncDeps, sync_config};
 use prdiff_shared::metadata::{MetadataStore, report_metadata};
 use prdiff_shared::secrets::local::LocalSecrets;
 use prdiff_shared::store::ConfigStore;
@@ -123,8 +123,7 @@ impl Env {
     async fn sync(
         &self,
         now: u64,
-    ) -> Result<prdiff_shared::metadata::sync::SyncOutcome, prdiff_shared::metadata::sync::SyncError>
-    {
+    ) -> Result<prdiff_shared::app::sync::SyncOutcome, prdiff_shared::app::sync::SyncError> {
         sync_config(&self.deps, &self.config.name, now).await
     }
 

@@ -1170,30 +1170,38 @@ const CODE_PATHS: [CodePath; 4] = [
     (
         "WebhookFunction",
         "functions/webhook/src",
-        &[("githost", "shared/src/githost/mod.rs")],
+        &[
+            ("app::intake", "shared/src/app/intake.rs"),
+            ("githost", "shared/src/githost/http.rs"),
+        ],
     ),
     (
         "PollerFunction",
         "functions/poller/src",
-        &[("githost", "shared/src/githost/mod.rs")],
+        &[
+            ("app::poll", "shared/src/app/poll.rs"),
+            ("githost", "shared/src/githost/http.rs"),
+        ],
     ),
     (
         "DiffFunction",
         "functions/diff/src",
         &[
-            ("githost", "shared/src/githost/mod.rs"),
+            ("app::diff_run", "shared/src/app/diff_run.rs"),
+            ("githost", "shared/src/githost/http.rs"),
             ("metadata", "shared/src/metadata/mod.rs"),
-            ("warehouse", "shared/src/warehouse/redshift_iam.rs"),
+            // The diff run reaches Redshift's IAM credentials through the warehouse drivers.
+            ("app::diff_run", "shared/src/warehouse/redshift_iam.rs"),
         ],
     ),
     (
         "SyncFunction",
         "functions/sync/src",
         &[
-            ("metadata::sync", "shared/src/metadata/sync.rs"),
+            ("app::sync", "shared/src/app/sync.rs"),
             ("metadata", "shared/src/metadata/mod.rs"),
             // The scheduled tick also ends overdue and dead-lettered runs.
-            ("pipeline", "shared/src/pipeline.rs"),
+            ("app::publish", "shared/src/app/publish.rs"),
         ],
     ),
 ];

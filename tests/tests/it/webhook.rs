@@ -14,10 +14,11 @@ use prdiff_shared::githost::StatusState;
 use prdiff_shared::githost::memory::MemoryGitHost;
 use prdiff_shared::messages::{Message, SyncReason};
 use prdiff_shared::queue::memory::MemoryQueue;
+use prdiff_shared::run::{PrKey, RunState};
 use prdiff_shared::secrets::local::LocalSecrets;
 use prdiff_shared::store::embedded::EmbeddedStore;
-use prdiff_shared::store::{ConfigStore, PrKey, RunState, RunStore};
-use prdiff_webhook::{Deps, Settings, WebhookRequest, handle};
+use prdiff_shared::store::{ConfigStore, RunStore};
+use prdiff_webhook::{Deps, FromHttpV2, IntoHttpV2, Settings, WebhookRequest, handle};
 use serde_json::Value;
 use sha2::Sha256;
 
@@ -255,7 +256,7 @@ async fn a_new_commit_supersedes_the_open_run_of_the_pr() {
     let old = h
         .store
         .get_run(
-            &prdiff_shared::store::RunId::parse(first["runs"][0]["run_id"].as_str().unwrap())
+            &prdiff_shared::run::RunId::parse(first["runs"][0]["run_id"].as_str().unwrap())
                 .unwrap(),
         )
         .await
@@ -907,7 +908,7 @@ async fn a_failed_delivery_gives_back_its_id_and_body_claims_so_the_retry_goes_t
 
 #[tokio::test]
 async fn a_run_another_delivery_is_still_starting_is_left_to_it_until_that_one_fails() {
-    use prdiff_shared::store::{CiRun, RunId};
+    use prdiff_shared::run::{CiRun, RunId};
     let h = Harness::new(&[hello("")]).await;
     let config = ConfigId::parse("hello").unwrap();
     // Another delivery recorded the run and holds its intake (posting the status, say).

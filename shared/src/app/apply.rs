@@ -1,5 +1,9 @@
-//! `prdiff config apply` and `check` as library functions, so the CLI stays thin and the
-//! tests drive the same code against moto, the embedded store and a fake dbt Cloud.
+//! Configuration apply and check: `prdiff config apply` and `check` as library functions,
+//! so the CLI stays thin and the tests drive the same code against moto, the embedded
+//! store and a fake dbt Cloud.
+//!
+//! Reads: the TOML file, secret values (env/file), dbt Cloud (accounts, jobs), the
+//! warehouse (check). Writes: secrets, data sources and configurations.
 //!
 //! apply: parse and validate every field → read secret values (env/file) → confirm the
 //! dbt Cloud account and jobs with the key → only then write the secrets and, in one
@@ -10,38 +14,14 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::{
+use crate::config::{
     CiConfig, ConfigError, ConfigFile, ConfigId, DataSource, DataSourceId, FieldError, SecretName,
     SecretRole, SecretSource,
 };
-use crate::dbtcloud::{DbtCloudApi, DbtCloudClient, DbtCloudError};
+use crate::dbtcloud::{DbtCloudConnector, DbtCloudError};
 use crate::secrets::{Secrets, SecretsError};
 use crate::store::{ConfigStore, StoreError};
 use crate::warehouse::{self, ConnectOptions, PrivilegeScope};
-
-/// Opens a dbt Cloud client for an access URL and key (a fake in tests).
-pub trait DbtCloudConnector: Send + Sync {
-    fn connect(&self, access_url: &url::Url, key: SecretString) -> Box<dyn DbtCloudApi>;
-}
-
-/// The real connector: HTTP to the access URL.
-pub struct HttpDbtCloud {
-    http: reqwest::Client,
-}
-
-impl Default for HttpDbtCloud {
-    fn default() -> Self {
-        Self {
-            http: DbtCloudClient::http_client(),
-        }
-    }
-}
-
-impl DbtCloudConnector for HttpDbtCloud {
-    fn connect(&self, access_url: &url::Url, key: SecretString) -> Box<dyn DbtCloudApi> {
-        Box::new(DbtCloudClient::new(self.http.clone(), access_url, key))
-    }
-}
 
 /// What apply wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,7 +194,7 @@ pub async fn apply(
                 problem: "a databricks data source needs a secret (a personal access token, or the OAuth client secret with `client_id`)".into(),
             });
         }
-        for problem in crate::pipeline::data_source_problems(&stored) {
+        for problem in crate::warehouse::source::data_source_problems(&stored) {
             problems.push(FieldError {
                 field: format!("data_source \"{id}\""),
                 problem,
@@ -429,7 +409,7 @@ pub async fn check(
     let ds = store.get_data_source(&config.data_source).await?;
     let ds_problems = ds
         .as_ref()
-        .map(crate::pipeline::data_source_problems)
+        .map(crate::warehouse::source::data_source_problems)
         .unwrap_or_default();
     lines.push(CheckLine::new(
         "data source",
@@ -510,7 +490,7 @@ pub async fn check_warehouse(source: &DataSource, secrets: &dyn Secrets) -> Vec<
             Err(e) => return fail(format!("secret {name}: {e}")),
         },
     };
-    let url = match crate::pipeline::warehouse_url(source, secret) {
+    let url = match crate::warehouse::source::warehouse_url(source, secret) {
         Ok(u) => u,
         Err(e) => return fail(e.to_string()),
     };

@@ -1,4 +1,8 @@
-//! One sync of a configuration's metadata, and which configurations a tick syncs.
+//! Manifest sync: one sync of a configuration's model metadata, and which configurations
+//! a tick syncs.
+//!
+//! Reads: the configuration and its dbt Cloud key, the artifacts job's production
+//! manifest (and catalog). Writes: the metadata store and the configuration's sync state.
 //!
 //! Due-ness: a configuration with a `sync_schedule` is due when the first cron time after
 //! its last successful sync has passed. After downtime that is one sync, however many
@@ -10,11 +14,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::parse::{self, ParseError};
-use super::{MetadataError, MetadataStore, StoredDigest, SyncState};
-use crate::config::apply::DbtCloudConnector;
 use crate::config::{CiConfig, ConfigId, CronSchedule, DbtAccountId, DbtJobId};
+use crate::dbtcloud::DbtCloudConnector;
 use crate::dbtcloud::{DbtCloudApi, DbtCloudError, Run, status as run_status};
+use crate::metadata::parse::{self, ParseError};
+use crate::metadata::{MetadataError, MetadataStore, StoredDigest, SyncState};
 use crate::secrets::{Secrets, SecretsError};
 use crate::store::{ConfigStore, StoreError};
 

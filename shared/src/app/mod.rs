@@ -1,0 +1,22 @@
+//! The application layer: one module per use case, in the order a pull request's data
+//! flows through them. Every binary — the Lambdas, `prdiff serve` and the CLI — calls
+//! these functions over the ports (stores, queues, secrets, git host, dbt Cloud,
+//! warehouse); none of them holds use-case logic of its own.
+//!
+//! | module | use case | reads | writes |
+//! |---|---|---|---|
+//! | [`intake`] | webhook delivery → run | the signed delivery, configurations, git host | the run, a pending status, a delayed poll message |
+//! | [`poll`] | dbt Cloud run → plan | the run, dbt Cloud runs and artifacts | the fan-out, diff messages, re-polls |
+//! | [`fanout`] | plan → work items | the plan | the summary and one work item per model |
+//! | [`diff_run`] | work item → result | the work item, data source and secret, the warehouse | the model's stored outcome |
+//! | [`publish`] | results → comment and status | the fan-out and stored outcomes | sticky comment, commit status, the run's end |
+//! | [`sync`] | production manifest → model metadata | dbt Cloud artifacts | the metadata store |
+//! | [`apply`] | configuration file → stores | the TOML file, secrets, dbt Cloud, warehouse | configurations, data sources, secrets |
+
+pub mod apply;
+pub mod diff_run;
+pub mod fanout;
+pub mod intake;
+pub mod poll;
+pub mod publish;
+pub mod sync;
