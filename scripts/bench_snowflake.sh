@@ -6,7 +6,7 @@
 #
 # Two figures for prdiff (median of PRDIFF_BENCH_RUNS, default 3):
 # - connected: the bench binary shared/benches/warehouse_diff.rs opens one connection,
-#   warms it, then times prdiff's whole diff (catalog queries, counts, join, example rows)
+#   warms it, then times prdiff's whole diff (column lookups, counts, join, example rows)
 #   and the hand-written statement alternately, both through prdiff's own Snowflake client
 #   (request, execute, fetch and decode; no login). The ratio is of these two.
 # - end to end: the `prdiff diff` process (start, logins, every statement).

@@ -4,7 +4,7 @@
 //!
 //! One connection is opened and warmed (one diff and one floor statement, which also does
 //! every login); then, alternately, the hand-written single-statement diff (the floor) and
-//! prdiff's whole exact diff (catalog queries, counts, the join, example rows) are timed
+//! prdiff's whole exact diff (column lookups, counts, the join, example rows) are timed
 //! through that same connection. It prints one JSON line: the median seconds of each, the
 //! floor's row and prdiff's result, for the calling script to check that both agree.
 //!
