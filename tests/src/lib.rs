@@ -47,6 +47,11 @@ pub async fn redshift_on_postgres_url() -> String {
     let mut url = url::Url::parse(&pg_url()).unwrap();
     url.set_scheme("redshift").ok();
     let text = url.as_str().replacen("postgres://", "redshift://", 1);
+    // Redshift reads a backslash inside '…' as an escape: so does this session.
+    let text = format!(
+        "{text}{}options=-c%20standard_conforming_strings%3Doff",
+        if text.contains('?') { '&' } else { '?' }
+    );
     if text.contains("sslmode=") {
         text
     } else if text.contains('?') {

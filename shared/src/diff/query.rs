@@ -9,7 +9,7 @@
 mod join;
 
 pub use super::aggregates::{AggQuery, JoinAgg};
-use crate::sql::{Dialect, Relation, string_literal};
+use crate::sql::{Dialect, Relation};
 
 /// The join's alias for the production side: [`KeyColumn::prod_joined`] and
 /// [`CompareColumn::prod_joined`] qualify columns with it.
@@ -393,7 +393,7 @@ impl ComparePlan {
         }
         let list = keys
             .iter()
-            .map(|k| string_literal(k))
+            .map(|k| d.string_literal(k))
             .collect::<Vec<_>>()
             .join(", ");
         let cond = if self.whole_number_key && keys.iter().all(|k| k.parse::<i64>().is_ok()) {

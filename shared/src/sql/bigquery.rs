@@ -3,7 +3,9 @@
 //!
 //! A relation is `project.dataset.table`: the schema part is the dataset.
 
-use super::{Dialect, Relation, string_literal};
+use std::fmt::Write as _;
+
+use super::{Dialect, Relation};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BigQuery;
@@ -11,6 +13,34 @@ pub struct BigQuery;
 impl Dialect for BigQuery {
     fn name(&self) -> &'static str {
         "bigquery"
+    }
+
+    /// A backslash starts an escape sequence inside `'…'`, a doubled quote is not a quote,
+    /// and a raw newline may not appear: the backslash, the quote and every control
+    /// character are escaped (`\n`, `\r`, `\t`, `\a`, `\b`, `\f`, others `\xhh`).
+    /// <https://cloud.google.com/bigquery/docs/reference/standard-sql/lexical#escape_sequences>
+    fn string_literal(&self, s: &str) -> String {
+        let mut out = String::with_capacity(s.len() + 2);
+        out.push('\'');
+        for c in s.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{7}' => out.push_str("\\a"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                // Unicode's control characters (Cc) all lie below U+0100.
+                c if c.is_control() => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+        out
     }
 
     /// Backticks; a backtick or backslash inside is escaped with a backslash.
@@ -82,7 +112,7 @@ impl Dialect for BigQuery {
     fn hash_bucket(&self, key_text: &str, seed: u64) -> String {
         format!(
             "(FARM_FINGERPRINT(CONCAT({}, {key_text})) & 4294967295)",
-            string_literal(&seed.to_string())
+            self.string_literal(&seed.to_string())
         )
     }
 
@@ -104,7 +134,7 @@ impl Dialect for BigQuery {
         format!(
             "SELECT column_name, data_type FROM {} WHERE table_name = {} ORDER BY ordinal_position",
             scope.join("."),
-            string_literal(&r.name)
+            self.string_literal(&r.name)
         )
     }
 }

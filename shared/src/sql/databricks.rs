@@ -15,6 +15,13 @@ impl Dialect for Databricks {
         quote_doubling(ident, '`', '`')
     }
 
+    /// A backslash escapes inside a Databricks SQL literal (and a doubled quote would end
+    /// it), so the backslash and the quote are both escaped with one.
+    /// <https://docs.databricks.com/en/sql/language-manual/data-types/string-type.html>
+    fn string_literal(&self, s: &str) -> String {
+        format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+    }
+
     /// <https://docs.databricks.com/en/sql/language-manual/functions/eqnullsafe.html>
     fn null_safe_ne(&self, a: &str, b: &str) -> String {
         format!("NOT ({a} <=> {b})")
@@ -62,9 +69,9 @@ impl Dialect for Databricks {
 
     /// Unity Catalog's `full_data_type` keeps precision and scale (`decimal(10,2)`).
     fn columns_query(&self, r: &Relation) -> String {
-        let mut conds = vec![format!("table_name = {}", spark_literal(&r.name))];
+        let mut conds = vec![format!("table_name = {}", self.string_literal(&r.name))];
         if let Some(s) = &r.schema {
-            conds.push(format!("table_schema = {}", spark_literal(s)));
+            conds.push(format!("table_schema = {}", self.string_literal(s)));
         }
         let catalog = match &r.database {
             Some(d) => format!("{}.information_schema.columns", self.quote_identifier(d)),
@@ -83,11 +90,4 @@ impl Dialect for Databricks {
             statement_timeout_ms.div_ceil(1000)
         )]
     }
-}
-
-/// A Databricks SQL string literal: a backslash escapes inside one (and a doubled quote
-/// would end it), so the backslash and the quote are both escaped with one.
-/// <https://docs.databricks.com/en/sql/language-manual/data-types/string-type.html>
-pub fn spark_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }

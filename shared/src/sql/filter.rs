@@ -226,6 +226,12 @@ pub fn parse_filter(dialect: &dyn Dialect, raw: &str) -> Result<SafeFilter, Unsa
             raw.len()
         )));
     }
+    if dialect.name() == "databricks" && raw.contains('\\') {
+        // Databricks reads a backslash inside '…' as an escape; sqlparser's Databricks
+        // dialect does not, so the check could see a different string than the warehouse
+        // (`'x\' AND y = '…'` is one literal there, two here).
+        return Err(refuse("a backslash is not accepted in a Databricks filter"));
+    }
     let sp_dialect = parser_dialect(dialect);
     let expr = parse_one(sp_dialect.as_ref(), raw)?;
     check(&expr, dialect)?;
@@ -612,6 +618,22 @@ mod tests {
         match parse_filter(d, raw) {
             Ok(f) => panic!("{} accepted {raw:?} as {}", d.name(), f.sql),
             Err(e) => e.reason,
+        }
+    }
+
+    #[test]
+    fn a_backslash_cannot_split_a_literal_between_check_and_warehouse() {
+        let raw = "k = 'x\\' AND y = ') OR 1 = 1 --'";
+        let d = crate::sql::Databricks;
+        assert!(refused(&d, raw).contains("backslash"));
+        // Where sqlparser reads backslash escapes as the warehouse does, it sees the
+        // payload the warehouse would: `'x\' AND y = '` is one string, then `) OR …`.
+        for d in [
+            &Snowflake as &dyn Dialect,
+            &crate::sql::BigQuery,
+            &crate::sql::Redshift,
+        ] {
+            assert!(refused(d, raw).contains("unexpected"), "{}", d.name());
         }
     }
 

@@ -12,6 +12,8 @@ mod bigquery;
 mod databricks;
 mod duckdb;
 pub mod filter;
+#[cfg(test)]
+mod literal_tests;
 mod postgres;
 mod redshift;
 mod relation;
@@ -20,7 +22,7 @@ pub(crate) mod sqlite;
 mod types;
 
 pub use bigquery::BigQuery;
-pub use databricks::{Databricks, spark_literal};
+pub use databricks::Databricks;
 pub use duckdb::DuckDb;
 pub use postgres::Postgres;
 pub use redshift::Redshift;
@@ -62,8 +64,10 @@ pub(crate) fn quote_doubling(ident: &str, open: char, close: char) -> String {
     out
 }
 
-/// A SQL string literal with embedded single quotes doubled.
-pub fn string_literal(s: &str) -> String {
+/// A string literal the ANSI way: embedded single quotes doubled, every other character
+/// as it is. Right only where a backslash is an ordinary character inside `'…'`; callers
+/// use [`Dialect::string_literal`], which picks the warehouse's rule.
+fn doubled_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
@@ -98,6 +102,15 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// spaces and embedded quotes all survive.
     fn quote_identifier(&self, ident: &str) -> String {
         quote_doubling(ident, '"', '"')
+    }
+
+    /// `s` as a string literal that reads back as exactly `s` and cannot end early, however
+    /// hostile `s` is: the one place values (relation names from a manifest, key values
+    /// from a PR's tables) become SQL text. By default single quotes are doubled (the ANSI
+    /// rule: PostgreSQL with `standard_conforming_strings`, SQLite, DuckDB); dialects where
+    /// a backslash escapes inside `'…'` override it.
+    fn string_literal(&self, s: &str) -> String {
+        doubled_literal(s)
     }
 
     /// An identifier written without quotes, as the warehouse resolves it. prdiff always
@@ -289,12 +302,12 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// `SELECT name, type FROM <catalog> WHERE <relation>` ordered by column position: the
     /// query that lists a relation's columns and their declared types.
     fn columns_query(&self, r: &Relation) -> String {
-        let mut conds = vec![format!("table_name = {}", string_literal(&r.name))];
+        let mut conds = vec![format!("table_name = {}", self.string_literal(&r.name))];
         if let Some(s) = &r.schema {
-            conds.push(format!("table_schema = {}", string_literal(s)));
+            conds.push(format!("table_schema = {}", self.string_literal(s)));
         }
         if let Some(d) = &r.database {
-            conds.push(format!("table_catalog = {}", string_literal(d)));
+            conds.push(format!("table_catalog = {}", self.string_literal(d)));
         }
         let catalog = match &r.database {
             Some(d) => format!("{}.information_schema.columns", self.quote_identifier(d)),

@@ -1,6 +1,6 @@
 //! PostgreSQL. <https://www.postgresql.org/docs/current/sql-syntax-lexical.html>
 
-use super::{ColumnType, Dialect, Relation, string_literal};
+use super::{ColumnType, Dialect, Relation};
 
 /// PostgreSQL 12+.
 #[derive(Debug, Clone, Copy, Default)]
@@ -14,7 +14,8 @@ pub(crate) fn seed_i63(seed: u64) -> u64 {
 /// The catalog query PostgreSQL and Redshift share: `format_type` gives the declared type
 /// with its modifiers (`numeric(12,4)`, `timestamp(3) without time zone`), which
 /// `information_schema` spreads over several columns.
-pub(crate) fn pg_columns_query(r: &Relation) -> String {
+pub(crate) fn pg_columns_query(d: &dyn Dialect, r: &Relation) -> String {
+    let string_literal = |s: &str| d.string_literal(s);
     let mut conds = vec![
         format!("c.relname = {}", string_literal(&r.name)),
         "a.attnum > 0".to_owned(),
@@ -24,11 +25,11 @@ pub(crate) fn pg_columns_query(r: &Relation) -> String {
         Some(s) => conds.push(format!("n.nspname = {}", string_literal(s))),
         None => conds.push("pg_catalog.pg_table_is_visible(c.oid)".to_owned()),
     }
-    if let Some(d) = &r.database {
+    if let Some(db) = &r.database {
         // A PostgreSQL session sees one database: any other name is an unknown relation.
         conds.push(format!(
             "pg_catalog.current_database() = {}",
-            string_literal(d)
+            string_literal(db)
         ));
     }
     format!(
@@ -117,7 +118,7 @@ impl Dialect for Postgres {
     }
 
     fn columns_query(&self, r: &Relation) -> String {
-        pg_columns_query(r)
+        pg_columns_query(self, r)
     }
 
     /// "target lists can have at most 1664 entries": a pass returns about 20 aggregates
@@ -154,11 +155,11 @@ impl Dialect for Postgres {
     /// <https://www.postgresql.org/docs/current/catalog-pg-class.html>
     fn row_estimate_query(&self, r: &Relation) -> Option<String> {
         let mut conds = vec![
-            format!("c.relname = {}", string_literal(&r.name)),
+            format!("c.relname = {}", self.string_literal(&r.name)),
             "c.relkind IN ('r', 'p', 'm')".to_owned(),
         ];
         match &r.schema {
-            Some(s) => conds.push(format!("n.nspname = {}", string_literal(s))),
+            Some(s) => conds.push(format!("n.nspname = {}", self.string_literal(s))),
             None => conds.push("pg_catalog.pg_table_is_visible(c.oid)".to_owned()),
         }
         Some(format!(
@@ -183,6 +184,9 @@ impl Dialect for Postgres {
     fn statement_setup(&self, statement_timeout_ms: u64) -> Vec<String> {
         vec![
             format!("SET LOCAL statement_timeout = {statement_timeout_ms}"),
+            // Literals double quotes only (`Dialect::string_literal`): a backslash must be an
+            // ordinary character, whatever the server or role default says.
+            "SET LOCAL standard_conforming_strings = on".to_owned(),
             "SET LOCAL jit_optimize_above_cost = 2500000".to_owned(),
             "SET LOCAL jit_inline_above_cost = 2500000".to_owned(),
         ]

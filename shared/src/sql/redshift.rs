@@ -23,6 +23,13 @@ impl Dialect for Redshift {
         self.key_text(cols)
     }
 
+    /// A backslash escapes inside a Redshift literal (its `QUOTE_LITERAL` doubles both
+    /// quotes and backslashes), so both are doubled.
+    /// <https://docs.aws.amazon.com/redshift/latest/dg/r_QUOTE_LITERAL.html>
+    fn string_literal(&self, s: &str) -> String {
+        format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
+    }
+
     fn text_type(&self) -> &'static str {
         "VARCHAR(65535)"
     }
@@ -33,7 +40,7 @@ impl Dialect for Redshift {
     }
 
     fn columns_query(&self, r: &Relation) -> String {
-        pg_columns_query(r)
+        pg_columns_query(self, r)
     }
 
     /// <https://docs.aws.amazon.com/redshift/latest/dg/r_statement_timeout.html>,

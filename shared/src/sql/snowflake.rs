@@ -6,7 +6,7 @@
 //! [`Relation::parse_for`]). Column names come from the catalog, as stored; key and
 //! column names from PR yaml are matched case-insensitively by the engine.
 
-use super::{Dialect, Relation, string_literal};
+use super::{Dialect, Relation};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Snowflake;
@@ -14,6 +14,24 @@ pub struct Snowflake;
 impl Dialect for Snowflake {
     fn name(&self) -> &'static str {
         "snowflake"
+    }
+
+    /// A backslash starts an escape sequence inside `'…'`: it is written `\\`, a quote
+    /// `\'` and NUL `\0`; everything else (newlines included) stands as it is.
+    /// <https://docs.snowflake.com/en/sql-reference/data-types-text#escape-sequences-in-single-quoted-string-constants>
+    fn string_literal(&self, s: &str) -> String {
+        let mut out = String::with_capacity(s.len() + 2);
+        out.push('\'');
+        for c in s.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                '\0' => out.push_str("\\0"),
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+        out
     }
 
     /// Unquoted identifiers are stored and resolved in upper case.
@@ -74,9 +92,9 @@ impl Dialect for Snowflake {
     /// there leaves the type without a precision (a NULL in `||` would blank the whole
     /// type). <https://docs.snowflake.com/en/sql-reference/info-schema/columns>
     fn columns_query(&self, r: &Relation) -> String {
-        let mut conds = vec![format!("table_name = {}", string_literal(&r.name))];
+        let mut conds = vec![format!("table_name = {}", self.string_literal(&r.name))];
         if let Some(s) = &r.schema {
-            conds.push(format!("table_schema = {}", string_literal(s)));
+            conds.push(format!("table_schema = {}", self.string_literal(s)));
         }
         let catalog = match &r.database {
             Some(d) => format!("{}.information_schema.columns", self.quote_identifier(d)),

@@ -4,7 +4,7 @@
 //! (`ATTACH 'prod.db' AS prod`), and a database part, if given, is ignored. It has no
 //! hash function either: the prdiff SQLite driver registers `prdiff_hash32(text, seed)`.
 
-use super::{Dialect, Relation, string_literal};
+use super::{Dialect, Relation};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sqlite;
@@ -114,8 +114,8 @@ impl Dialect for Sqlite {
         let schema = r.schema.as_deref().unwrap_or("main");
         format!(
             "SELECT name, type FROM pragma_table_info({}, {}) ORDER BY cid",
-            string_literal(&r.name),
-            string_literal(schema)
+            self.string_literal(&r.name),
+            self.string_literal(schema)
         )
     }
 }

@@ -18,7 +18,7 @@ use std::fmt;
 mod snowflake;
 
 use super::{Row, Warehouse, WarehouseError};
-use crate::sql::{Relation, spark_literal, string_literal};
+use crate::sql::{Dialect, Relation};
 
 /// A write or administrative right the role holds, and how to take it away.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +117,8 @@ const SHOWN: usize = 5;
 
 /// The SQL fragments that differ between the PostgreSQL and Redshift catalogs.
 struct Catalog {
+    /// The dialect whose string literals the scope's names become.
+    dialect: &'static dyn Dialect,
     /// Table privileges that write, in report order.
     table_privileges: &'static [&'static str],
     /// Whether the role holds `privilege` on the table `c` (in schema `n`).
@@ -132,6 +134,7 @@ struct Catalog {
 }
 
 const POSTGRES: Catalog = Catalog {
+    dialect: &crate::sql::Postgres,
     table_privileges: &["INSERT", "UPDATE", "DELETE", "TRUNCATE"],
     has_table: |p| match p {
         // Column grants write too: has_any_column_privilege includes table-level grants.
@@ -149,6 +152,7 @@ const POSTGRES: Catalog = Catalog {
 /// no `pg_has_role` or `aclexplode`. Every query reads catalog tables only, as its
 /// leader-node functions require.
 const REDSHIFT: Catalog = Catalog {
+    dialect: &crate::sql::Redshift,
     table_privileges: &["INSERT", "UPDATE", "DELETE", "DROP"],
     has_table: |p| {
         format!(
@@ -380,10 +384,10 @@ async fn databricks(
     wh: &dyn Warehouse,
     scope: &PrivilegeScope,
 ) -> Result<Vec<PrivilegeWarning>, WarehouseError> {
-    let d: &dyn crate::sql::Dialect = &crate::sql::Databricks;
+    let d: &dyn Dialect = &crate::sql::Databricks;
     let list = |ps: &[&str]| {
         ps.iter()
-            .map(|p| spark_literal(p))
+            .map(|p| d.string_literal(p))
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -396,7 +400,7 @@ async fn databricks(
             let schemas: Vec<String> = rels
                 .iter()
                 .map(|r| match &r.schema {
-                    Some(s) => format!("schema_name = {}", spark_literal(s)),
+                    Some(s) => format!("schema_name = {}", d.string_literal(s)),
                     None => "true".to_owned(),
                 })
                 .collect();
@@ -405,10 +409,10 @@ async fn databricks(
                 .map(|r| match &r.schema {
                     Some(s) => format!(
                         "(table_schema = {} AND table_name = {})",
-                        spark_literal(s),
-                        spark_literal(&r.name)
+                        d.string_literal(s),
+                        d.string_literal(&r.name)
                     ),
-                    None => format!("table_name = {}", spark_literal(&r.name)),
+                    None => format!("table_name = {}", d.string_literal(&r.name)),
                 })
                 .collect();
             (
@@ -542,7 +546,7 @@ async fn databricks(
 }
 
 /// Schemas outside the system ones, narrowed to the scope's schemas.
-fn schema_filter(scope: &PrivilegeScope) -> String {
+fn schema_filter(d: &dyn Dialect, scope: &PrivilegeScope) -> String {
     let mut sql =
         "n.nspname <> 'information_schema' AND substr(n.nspname, 1, 3) <> 'pg_'".to_owned();
     if let PrivilegeScope::Relations(relations) = scope
@@ -554,7 +558,7 @@ fn schema_filter(scope: &PrivilegeScope) -> String {
             .collect();
         schemas.sort_unstable();
         schemas.dedup();
-        let list: Vec<String> = schemas.iter().map(|s| string_literal(s)).collect();
+        let list: Vec<String> = schemas.iter().map(|s| d.string_literal(s)).collect();
         sql.push_str(&format!(
             " AND n.nspname IN ({})",
             if list.is_empty() {
@@ -568,7 +572,7 @@ fn schema_filter(scope: &PrivilegeScope) -> String {
 }
 
 /// The scope's relations as a condition on `n` and `c` (no condition for all schemas).
-fn relation_filter(scope: &PrivilegeScope) -> String {
+fn relation_filter(d: &dyn Dialect, scope: &PrivilegeScope) -> String {
     match scope {
         PrivilegeScope::AllSchemas => String::new(),
         PrivilegeScope::Relations(relations) if relations.is_empty() => " AND false".into(),
@@ -578,10 +582,10 @@ fn relation_filter(scope: &PrivilegeScope) -> String {
                 .map(|r| match &r.schema {
                     Some(s) => format!(
                         "(n.nspname = {} AND c.relname = {})",
-                        string_literal(s),
-                        string_literal(&r.name)
+                        d.string_literal(s),
+                        d.string_literal(&r.name)
                     ),
-                    None => format!("c.relname = {}", string_literal(&r.name)),
+                    None => format!("c.relname = {}", d.string_literal(&r.name)),
                 })
                 .collect();
             format!(" AND ({})", each.join(" OR "))
@@ -602,7 +606,7 @@ async fn schema_warnings(
             owns = cat.owns_schema,
             public = cat.public_schema_create,
             has = cat.has_schema_create,
-            filter = schema_filter(scope),
+            filter = schema_filter(cat.dialect, scope),
         ))
         .await?;
     if rows.is_empty() {
@@ -665,8 +669,8 @@ async fn table_warnings(
     let from = format!(
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {}{}",
-        schema_filter(scope),
-        relation_filter(scope)
+        schema_filter(cat.dialect, scope),
+        relation_filter(cat.dialect, scope)
     );
     let name = "quote_ident(n.nspname) || '.' || quote_ident(c.relname)";
     let has: Vec<String> = cat
@@ -1041,7 +1045,10 @@ mod tests {
             sent: Mutex::new(Vec::new()),
         };
         let scope = PrivilegeScope::Relations(vec![Relation::new(None, Some("pr_1"), "o'rders")]);
-        assert_eq!(spark_literal("a\\' OR 1=1 --"), "'a\\\\\\' OR 1=1 --'");
+        assert_eq!(
+            crate::sql::Databricks.string_literal("a\\' OR 1=1 --"),
+            "'a\\\\\\' OR 1=1 --'"
+        );
         let w = privilege_warnings_as("databricks", &wh, &scope)
             .await
             .unwrap();
@@ -1061,24 +1068,35 @@ mod tests {
 
     #[test]
     fn the_scope_narrows_schemas_and_relations_with_quoted_literals() {
+        use crate::sql::{Postgres, Redshift};
         let scope = PrivilegeScope::Relations(vec![
             Relation::new(Some("db"), Some("prod"), "orders"),
             Relation::new(None, Some("dbt_cloud_pr_1_2"), "o'brien"),
         ]);
         assert_eq!(
-            schema_filter(&scope),
+            schema_filter(&Postgres, &scope),
             "n.nspname <> 'information_schema' AND substr(n.nspname, 1, 3) <> 'pg_' \
              AND n.nspname IN ('dbt_cloud_pr_1_2', 'prod')"
         );
         assert_eq!(
-            relation_filter(&scope),
+            relation_filter(&Postgres, &scope),
             " AND ((n.nspname = 'prod' AND c.relname = 'orders') OR \
              (n.nspname = 'dbt_cloud_pr_1_2' AND c.relname = 'o''brien'))"
         );
         // A relation without a schema: every schema, matched by name.
         let loose = PrivilegeScope::Relations(vec![Relation::new(None, None, "orders")]);
-        assert!(!schema_filter(&loose).contains(" IN "));
-        assert_eq!(relation_filter(&loose), " AND (c.relname = 'orders')");
-        assert_eq!(relation_filter(&PrivilegeScope::AllSchemas), "");
+        assert!(!schema_filter(&Postgres, &loose).contains(" IN "));
+        assert_eq!(
+            relation_filter(&Postgres, &loose),
+            " AND (c.relname = 'orders')"
+        );
+        assert_eq!(relation_filter(&Postgres, &PrivilegeScope::AllSchemas), "");
+        // Redshift reads a backslash as an escape: it is doubled there.
+        let hostile =
+            PrivilegeScope::Relations(vec![Relation::new(None, Some("s\\"), "o\\' OR 1=1 --")]);
+        assert_eq!(
+            relation_filter(&Redshift, &hostile),
+            " AND ((n.nspname = 's\\\\' AND c.relname = 'o\\\\'' OR 1=1 --'))"
+        );
     }
 }

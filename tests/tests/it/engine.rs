@@ -88,19 +88,22 @@ pub async fn load_named(
     let mut sf_schemas = Vec::new();
     for (schema, sql) in [(prod_schema, prod_sql), (pr_schema, pr_sql)] {
         let mut schema = schema.to_owned();
-        if schema.contains('"') {
-            // A stand-in limitation, not Snowflake's (which takes `"a""b"`): fakesnow
-            // 0.12 fails on a schema name with a double quote in it. Asserted, so a
-            // fixed fakesnow shows up here; the case goes on without the quote.
+        let awkward = ['"', '\'', '\\'];
+        if schema.contains(awkward) {
+            // A stand-in limitation, not Snowflake's (which takes `"a""b"`, `"a'b"` and
+            // `"a\b"`): fakesnow 0.12 fails on a schema name with a double quote, a single
+            // quote or a backslash in it. Asserted, so a fixed fakesnow shows up here; the
+            // case goes on with underscores for them.
             let q = schema.replace('"', "\"\"");
             let e = admin
                 .execute(&format!("CREATE SCHEMA \"{q}\""))
                 .await
-                .expect_err("fakesnow 0.12 refuses a schema name with a double quote");
+                .expect_err("fakesnow 0.12 refuses a schema name with a quote or backslash");
             assert!(e.contains("Unhandled exception"), "{e}");
-            schema = schema.replace('"', "_");
+            schema = schema.replace(awkward, "_");
         }
         let q = schema.replace('"', "\"\"");
+        let sql = snowflake_strings(sql);
         admin
             .run_script(&format!("CREATE SCHEMA \"{q}\"; USE SCHEMA \"{q}\"; {sql}"))
             .await
@@ -192,6 +195,23 @@ pub async fn load_named(
             _dir: None,
         },
     ]
+}
+
+/// The cases' scripts (standard SQL strings: a backslash is an ordinary character) for
+/// Snowflake, where a backslash escapes inside `'…'`: backslashes in strings doubled.
+fn snowflake_strings(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut quote: Option<char> = None;
+    for c in sql.chars() {
+        match (quote, c) {
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (Some('\''), '\\') => out.push('\\'),
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
 }
 
 pub async fn load(prod_sql: &str, pr_sql: &str) -> Vec<Loaded> {
@@ -708,6 +728,105 @@ async fn quoting_hostile_identifiers_work_everywhere() {
         // Case-insensitive key lookup resolves to the stored name.
         let r = run(&l, &l.request("\"select\"", &["order id"])).await;
         assert_eq!(r.primary_key, ["Order ID"], "{k}");
+    }
+}
+
+/// Key values, schema names and relation names that would end a literal early where a
+/// backslash escapes (Snowflake, BigQuery, Redshift) or a quote is doubled: every key is
+/// matched, counted and read back as an example row with its exact text (one table per
+/// key, so that each is its table's only example of its kind), and a relation name that
+/// would widen the catalog query if it got out is an unknown relation.
+#[tokio::test]
+async fn hostile_key_values_and_relation_names_stay_inside_their_literals() {
+    let keys = [
+        "it's",
+        "back\\slash",
+        "\\'",
+        "trail\\",
+        "new\nline",
+        "x' OR 1=1 --",
+    ];
+    let lit = |k: &str| format!("'{}'", k.replace('\'', "''"));
+    let script = |pr: bool| {
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let (v, other) = if pr {
+                    (2, format!("new-{k}"))
+                } else {
+                    (1, format!("gone-{k}"))
+                };
+                format!(
+                    "CREATE TABLE t{i} (k text, v integer); \
+                     INSERT INTO t{i} VALUES ({}, {v}), ({}, 0);",
+                    lit(k),
+                    lit(&other)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // Schema names with a quote and a backslash (BigQuery datasets take neither: there
+    // they become underscores).
+    let prod_schema = prdiff_tests::unique_name("prod's\\");
+    let pr_schema = prdiff_tests::unique_name("pr\\'s");
+    for l in load_named(&prod_schema, &pr_schema, &script(false), &script(true)).await {
+        for (i, key) in keys.iter().enumerate() {
+            let k = format!("{} {key:?}", l.kind);
+            let r = run(&l, &l.request(&format!("t{i}"), &["k"])).await;
+            assert_eq!(r.matched, Some(1), "{k}");
+            assert_eq!(r.changed, Some(1), "{k}");
+            assert_eq!(changed_of(&r, "v"), 1, "{k}");
+            assert_eq!(r.exclusive, Some(PerSide { prod: 1, pr: 1 }), "{k}");
+            let got: Vec<_> = r
+                .samples
+                .iter()
+                .map(|x| {
+                    let values: Vec<_> = x
+                        .values
+                        .iter()
+                        .map(|v| (v.column.clone(), v.prod.clone(), v.pr.clone()))
+                        .collect();
+                    (x.kind, x.key["k"].clone(), values)
+                })
+                .collect();
+            let s = |v: &str| Some(v.to_owned());
+            let want = vec![
+                (
+                    "only_prod",
+                    Some(format!("gone-{key}")),
+                    vec![("v".to_owned(), s("0"), None)],
+                ),
+                (
+                    "only_pr",
+                    Some(format!("new-{key}")),
+                    vec![("v".to_owned(), None, s("0"))],
+                ),
+                (
+                    "changed",
+                    Some(key.to_string()),
+                    vec![("v".to_owned(), s("1"), s("2"))],
+                ),
+            ];
+            assert_eq!(got, want, "{k}");
+        }
+
+        // Relation names that, let out of their literal, would match every table.
+        for name in [
+            r#""x' OR 'a' = 'a""#,
+            r#""x\' OR 1=1 --""#,
+            r#""x\\' OR 1=1 --""#,
+            r#""x\""#,
+        ] {
+            let e = diff::diff(l.wh.as_ref(), &l.request(name, &["k"]))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(e, DiffError::UnknownRelation { .. }) && e.is_input_error(),
+                "{} {name}: {e}",
+                l.kind
+            );
+        }
     }
 }
 
