@@ -4,7 +4,7 @@
 //! dialect with Spark's backslash escapes, which sqlparser's Databricks dialect lacks).
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use sqlparser::dialect::{
     BigQueryDialect, Dialect as SqlDialect, DuckDbDialect, PostgreSqlDialect, RedshiftSqlDialect,
     SQLiteDialect, SnowflakeDialect,
