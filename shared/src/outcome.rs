@@ -186,6 +186,21 @@ pub fn final_status(ending: &Ending, rules: Rules) -> FinalStatus {
     }
 }
 
+/// The GitHub check run's conclusion under the outcome rule: `success`, `failure`, or
+/// `neutral` for what would fail with status reporting off ("(not blocking)").
+pub fn check_conclusion(ending: &Ending, rules: Rules) -> crate::githost::CheckConclusion {
+    use crate::githost::CheckConclusion;
+    let blocking = Rules {
+        status_reporting: true,
+        ..rules
+    };
+    match (final_status(ending, blocking).state, rules.status_reporting) {
+        (StatusState::Success, _) => CheckConclusion::Success,
+        (_, true) => CheckConclusion::Failure,
+        (_, false) => CheckConclusion::Neutral,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
