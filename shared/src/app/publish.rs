@@ -258,8 +258,8 @@ async fn publish_final(
     )
     .await?;
     // The check run shows the comment's markdown (both fit GitHub's 65 535 characters).
-    let summary = body.strip_prefix(&format!("{marker}\n")).unwrap_or(&body);
-    let output = super::checks::output(conclusion, &fin.description, summary, report);
+    let summary = body.replacen(&format!("{marker}\n"), "", 1);
+    let output = super::checks::output(conclusion, &fin.description, &summary, report);
     super::checks::complete(host, config, run, &output).await;
     Ok(())
 }
