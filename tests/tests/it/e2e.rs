@@ -441,6 +441,27 @@ struct FakeGitHub {
     files: Arc<Mutex<Vec<String>>>,
     /// Check runs (GitHub App installs).
     check_runs: CheckRuns,
+    /// Set: the App lacks `checks:write` and every check run request answers 403.
+    checks_forbidden: Arc<std::sync::atomic::AtomicBool>,
+    /// Check run requests answered 403.
+    checks_denied: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// GitHub's answer to an App without the permission a request needs (counted).
+fn checks_forbidden(
+    (flag, denied): &(
+        Arc<std::sync::atomic::AtomicBool>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ),
+) -> Option<wiremock::ResponseTemplate> {
+    flag.load(std::sync::atomic::Ordering::SeqCst).then(|| {
+        denied.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        wiremock::ResponseTemplate::new(403).set_body_json(serde_json::json!({
+            "message": "Resource not accessible by integration",
+            "documentation_url": "https://docs.github.com/rest/checks/runs#create-a-check-run",
+            "status": "403"
+        }))
+    })
 }
 
 impl FakeGitHub {
@@ -517,10 +538,14 @@ impl FakeGitHub {
             .mount(&server)
             .await;
         let runs = self.check_runs.clone();
+        let forbidden = (self.checks_forbidden.clone(), self.checks_denied.clone());
         Mock::given(method("POST"))
             .and(path(format!("{base}/check-runs")))
             .and(header("authorization", "Bearer ghp_test"))
             .respond_with(move |req: &Request| {
+                if let Some(denied) = checks_forbidden(&forbidden) {
+                    return denied;
+                }
                 let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
                 let mut runs = runs.lock().unwrap();
                 let mut run = serde_json::json!({
@@ -535,12 +560,16 @@ impl FakeGitHub {
             .mount(&server)
             .await;
         let runs = self.check_runs.clone();
+        let forbidden = (self.checks_forbidden.clone(), self.checks_denied.clone());
         Mock::given(method("GET"))
             .and(path_regex(
                 r"^/repos/Codertocat/Hello-World/commits/[0-9a-f]{40}/check-runs$",
             ))
             .respond_with(move |req: &Request| {
                 let sha = req.url.path().split('/').nth(5).unwrap().to_owned();
+                if let Some(denied) = checks_forbidden(&forbidden) {
+                    return denied;
+                }
                 let name = req
                     .url
                     .query_pairs()
@@ -562,12 +591,16 @@ impl FakeGitHub {
             .mount(&server)
             .await;
         let runs = self.check_runs.clone();
+        let forbidden = (self.checks_forbidden.clone(), self.checks_denied.clone());
         Mock::given(method("PATCH"))
             .and(path_regex(
                 r"^/repos/Codertocat/Hello-World/check-runs/\d+$",
             ))
             .respond_with(move |req: &Request| {
                 let id: u64 = req.url.path().rsplit('/').next().unwrap().parse().unwrap();
+                if let Some(denied) = checks_forbidden(&forbidden) {
+                    return denied;
+                }
                 let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
                 let annotations = body["output"]["annotations"].as_array().map_or(0, Vec::len);
                 assert!(annotations <= 50, "GitHub takes 50 annotations per request");

@@ -1299,6 +1299,23 @@ async fn through_serve_as_app(
     extra: &str,
     pr_manifest: Vec<u8>,
 ) -> (Vec<serde_json::Value>, Vec<(StatusState, String)>, String) {
+    let (runs, statuses, comment, _) =
+        through_serve_as_app_with(delivery, extra, pr_manifest, false).await;
+    (runs, statuses, comment)
+}
+
+/// [`through_serve_as_app`]; `forbidden`: the App lacks `checks:write` (GitHub answers 403).
+async fn through_serve_as_app_with(
+    delivery: &str,
+    extra: &str,
+    pr_manifest: Vec<u8>,
+    forbidden: bool,
+) -> (
+    Vec<serde_json::Value>,
+    Vec<(StatusState, String)>,
+    String,
+    usize,
+) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("prdiff.db");
     let store = Arc::new(EmbeddedStore::open(&db).unwrap());
@@ -1312,6 +1329,9 @@ async fn through_serve_as_app(
     };
     let p = Pipeline::over(store.clone(), store, &config).await;
     p.secrets.insert(&key, &app_private_key());
+    p.host
+        .checks_forbidden
+        .store(forbidden, std::sync::atomic::Ordering::SeqCst);
     p.prod_run(540, BASE);
     p.pr_run(940, HEAD, status::SUCCESS, None);
     p.dbt.put_artifact(940, "manifest.json", pr_manifest);
@@ -1334,7 +1354,14 @@ async fn through_serve_as_app(
     .await;
     stop.send(()).unwrap();
     task.await.unwrap();
-    (p.host.check_runs(), p.final_statuses(HEAD), sticky(&p).1)
+    (
+        p.host.check_runs(),
+        p.final_statuses(HEAD),
+        sticky(&p).1,
+        p.host
+            .checks_denied
+            .load(std::sync::atomic::Ordering::SeqCst),
+    )
 }
 
 /// The annotations of a check run by path: (level, title, message).
@@ -1436,4 +1463,24 @@ async fn through_serve_not_blocking_is_a_neutral_check_and_github_checks_false_c
     .await;
     assert_eq!(statuses.len(), 1);
     assert!(runs.is_empty(), "{runs:?}");
+}
+
+#[tokio::test]
+async fn through_serve_an_app_without_checks_write_still_gets_its_status_and_comment() {
+    let (runs, statuses, comment, denied) =
+        through_serve_as_app_with("o-checks-403", "", built().pr_manifest.clone(), true).await;
+    // Creating it when the run starts and looking it up when it ends: both refused.
+    assert_eq!(denied, 2);
+    assert!(runs.is_empty());
+    assert_eq!(
+        statuses,
+        [(
+            StatusState::Success,
+            "prdiff: 2 models diffed, 1 with differences".to_owned()
+        )]
+    );
+    assert!(
+        comment.contains("✅ 2 models diffed, 1 with differences"),
+        "{comment}"
+    );
 }
