@@ -563,4 +563,34 @@ mod tests {
         assert_eq!(got.description.chars().count(), DESCRIPTION_MAX);
         assert_eq!(got.state, Failure);
     }
+
+    #[test]
+    fn check_conclusions_follow_the_outcome_rule_and_not_blocking_is_neutral() {
+        use crate::githost::CheckConclusion;
+        let on = Rules {
+            status_reporting: true,
+            fail_on_primary_key_issues: false,
+        };
+        let off = Rules {
+            status_reporting: false,
+            ..on
+        };
+        let ok = counts(2, 1, 0, 0);
+        let failed = counts(2, 0, 1, 0);
+        let incomplete = Ending::Incomplete("dbt Cloud run 913 was cancelled".into());
+        for (ending, rules, expect) in [
+            (&ok, on, CheckConclusion::Success),
+            (&ok, off, CheckConclusion::Success),
+            (&failed, on, CheckConclusion::Failure),
+            (&failed, off, CheckConclusion::Neutral),
+            (&incomplete, on, CheckConclusion::Failure),
+            (&incomplete, off, CheckConclusion::Neutral),
+        ] {
+            assert_eq!(
+                check_conclusion(ending, rules),
+                expect,
+                "{ending:?} {rules:?}"
+            );
+        }
+    }
 }

@@ -133,3 +133,61 @@ pub fn output(
         annotations: report.map(annotations).unwrap_or_default(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::{DiffResult, PerSide};
+    use crate::report::ModelEntry;
+    use crate::sql::Relation;
+
+    #[test]
+    fn each_model_with_a_file_gets_one_annotation_at_its_level() {
+        let rel = Relation::parse("analytics.orders").unwrap();
+        let counted = |prod, pr| Ok(DiffResult::counted(&rel, &rel, PerSide { prod, pr }));
+        let entry = |name: &str, outcome| ModelEntry {
+            name: name.into(),
+            outcome,
+        };
+        let report = Report {
+            entries: vec![
+                entry("same", counted(5, 5)),
+                entry("grew", counted(1000, 1234)),
+                entry("broken", Err("relation missing\nmore detail".into())),
+                entry("nowhere", counted(1, 2)),
+            ],
+            paths: ["same", "grew", "broken"]
+                .iter()
+                .map(|n| (n.to_string(), format!("models/{n}.sql")))
+                .collect(),
+            ..Default::default()
+        };
+        let got: Vec<(String, AnnotationLevel, String, String)> = annotations(&report)
+            .into_iter()
+            .map(|a| (a.path, a.level, a.title, a.message))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "models/same.sql".to_owned(),
+                    AnnotationLevel::Notice,
+                    "same: no differences".to_owned(),
+                    "rows 5 → 5".to_owned()
+                ),
+                (
+                    "models/grew.sql".to_owned(),
+                    AnnotationLevel::Warning,
+                    "grew: differences".to_owned(),
+                    "rows 1,000 → 1,234".to_owned()
+                ),
+                (
+                    "models/broken.sql".to_owned(),
+                    AnnotationLevel::Failure,
+                    "broken: diff failed".to_owned(),
+                    "relation missing".to_owned()
+                ),
+            ]
+        );
+    }
+}

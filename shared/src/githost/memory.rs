@@ -239,3 +239,41 @@ impl GitHosts for MemoryGitHost {
         Ok(Arc::new(self.clone()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::githost::CheckConclusion;
+
+    fn output(title: &str) -> CheckOutput {
+        CheckOutput {
+            conclusion: CheckConclusion::Success,
+            title: title.into(),
+            summary: String::new(),
+            annotations: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn check_runs_are_recorded_and_completion_finishes_the_latest() {
+        let host = MemoryGitHost::new();
+        let repo = RepoName::parse("Octo/Analytics").unwrap();
+        let sha = CommitSha::parse("ec26c3e57ca3a959ca5aad62de7213c562f8c821").unwrap();
+        assert!(host.start_check_run(&repo, &sha, "prdiff/a").await.unwrap());
+        assert!(host.start_check_run(&repo, &sha, "prdiff/b").await.unwrap());
+        let lower = RepoName::parse("octo/analytics").unwrap();
+        host.complete_check_run(&lower, &sha, "prdiff/a", &output("done"))
+            .await
+            .unwrap();
+        let runs = host.check_runs();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].output, Some(output("done")));
+        assert_eq!(runs[1].output, None);
+        // Never started: created completed.
+        host.complete_check_run(&repo, &sha, "prdiff/c", &output("c"))
+            .await
+            .unwrap();
+        assert_eq!(host.check_runs()[2].name, "prdiff/c");
+        assert_eq!(host.check_runs()[2].output, Some(output("c")));
+    }
+}
