@@ -186,6 +186,21 @@ pub fn final_status(ending: &Ending, rules: Rules) -> FinalStatus {
     }
 }
 
+/// The GitHub check run's conclusion under the outcome rule: `success`, `failure`, or
+/// `neutral` for what would fail with status reporting off ("(not blocking)").
+pub fn check_conclusion(ending: &Ending, rules: Rules) -> crate::githost::CheckConclusion {
+    use crate::githost::CheckConclusion;
+    let blocking = Rules {
+        status_reporting: true,
+        ..rules
+    };
+    match (final_status(ending, blocking).state, rules.status_reporting) {
+        (StatusState::Success, _) => CheckConclusion::Success,
+        (_, true) => CheckConclusion::Failure,
+        (_, false) => CheckConclusion::Neutral,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,5 +562,35 @@ mod tests {
         let got = final_status(&Ending::Incomplete(long), rules(true, true));
         assert_eq!(got.description.chars().count(), DESCRIPTION_MAX);
         assert_eq!(got.state, Failure);
+    }
+
+    #[test]
+    fn check_conclusions_follow_the_outcome_rule_and_not_blocking_is_neutral() {
+        use crate::githost::CheckConclusion;
+        let on = Rules {
+            status_reporting: true,
+            fail_on_primary_key_issues: false,
+        };
+        let off = Rules {
+            status_reporting: false,
+            ..on
+        };
+        let ok = counts(2, 1, 0, 0);
+        let failed = counts(2, 0, 1, 0);
+        let incomplete = Ending::Incomplete("dbt Cloud run 913 was cancelled".into());
+        for (ending, rules, expect) in [
+            (&ok, on, CheckConclusion::Success),
+            (&ok, off, CheckConclusion::Success),
+            (&failed, on, CheckConclusion::Failure),
+            (&failed, off, CheckConclusion::Neutral),
+            (&incomplete, on, CheckConclusion::Failure),
+            (&incomplete, off, CheckConclusion::Neutral),
+        ] {
+            assert_eq!(
+                check_conclusion(ending, rules),
+                expect,
+                "{ending:?} {rules:?}"
+            );
+        }
     }
 }

@@ -39,6 +39,9 @@ pub struct Summary {
     /// Diffed models' merge gates, by name (evaluated when the report is built).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub gates: std::collections::BTreeMap<String, crate::gates::GatePolicy>,
+    /// Diffed models' files in the dbt project (`original_file_path`), by name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub paths: std::collections::BTreeMap<String, String>,
 }
 
 /// A model whose rows are counted instead of diffed.

@@ -566,6 +566,7 @@ async fn finish_intake(
         },
     )
     .await?;
+    super::checks::start(host.as_ref(), config, &pr.repository, &pr.head_sha).await;
     let message = Message::Poll(PollMessage {
         run_id: run_id.clone(),
         config_id: config.name.clone(),

@@ -14,6 +14,7 @@
 //! | [`apply`] | configuration file → stores | the TOML file, secrets, dbt Cloud, warehouse | configurations, data sources, secrets |
 
 pub mod apply;
+pub mod checks;
 pub mod diff_run;
 pub mod fanout;
 pub mod intake;

@@ -492,6 +492,13 @@ async fn poll_config(
         match req {
             Some(req) => {
                 summary.models.push((m.unique_id.clone(), m.name.clone()));
+                if let Some(path) = pr
+                    .nodes
+                    .get(&m.unique_id)
+                    .and_then(|n| n.original_file_path.clone())
+                {
+                    summary.paths.insert(m.name.clone(), path);
+                }
                 if !m.options.gates.is_empty() {
                     summary
                         .gates

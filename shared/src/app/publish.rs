@@ -65,6 +65,7 @@ pub fn build_report_missing(
         materializations: summary.materializations.clone(),
         gates: summary.gates.clone(),
         over_max_models: summary.over_max_models,
+        paths: summary.paths.clone(),
     }
 }
 
@@ -169,10 +170,9 @@ pub async fn publish_report(
     run: &CiRun,
     report: &Report,
 ) -> Result<(), GitHostError> {
-    let mut fin = outcome::final_status(
-        &Ending::Reported(Counts::of(report)),
-        outcome::Rules::of(config),
-    );
+    let ending = Ending::Reported(Counts::of(report));
+    let mut fin = outcome::final_status(&ending, outcome::Rules::of(config));
+    let conclusion = outcome::check_conclusion(&ending, outcome::Rules::of(config));
     if config.fail_on_primary_key_issues {
         let models: Vec<&str> = report
             .entries
@@ -187,7 +187,7 @@ pub async fn publish_report(
             ));
         }
     }
-    publish_final(host, config, run, &fin, Some(report), None).await
+    publish_final(host, config, run, &fin, conclusion, Some(report), None).await
 }
 
 /// Ends a run that could not complete: the cause in the sticky comment (with what happened
@@ -202,11 +202,10 @@ pub async fn publish_failure(
     link: Option<String>,
     partial: Option<&Report>,
 ) -> Result<(), GitHostError> {
-    let fin = outcome::final_status(
-        &Ending::Incomplete(message.to_owned()),
-        outcome::Rules::of(config),
-    );
-    publish_final(host, config, run, &fin, partial, link).await
+    let ending = Ending::Incomplete(message.to_owned());
+    let fin = outcome::final_status(&ending, outcome::Rules::of(config));
+    let conclusion = outcome::check_conclusion(&ending, outcome::Rules::of(config));
+    publish_final(host, config, run, &fin, conclusion, partial, link).await
 }
 
 async fn publish_final(
@@ -214,6 +213,7 @@ async fn publish_final(
     config: &CiConfig,
     run: &CiRun,
     fin: &outcome::FinalStatus,
+    conclusion: crate::githost::CheckConclusion,
     report: Option<&Report>,
     link: Option<String>,
 ) -> Result<(), GitHostError> {
@@ -256,7 +256,12 @@ async fn publish_final(
             target_url: comment.url.or(link),
         },
     )
-    .await
+    .await?;
+    // The check run shows the comment's markdown (both fit GitHub's 65 535 characters).
+    let summary = body.replacen(&format!("{marker}\n"), "", 1);
+    let output = super::checks::output(conclusion, &fin.description, &summary, report);
+    super::checks::complete(host, config, run, &output).await;
+    Ok(())
 }
 
 /// Why [`end_run`] could not finish.

@@ -214,6 +214,11 @@ pub struct CiConfigOf<S> {
     /// and lists them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_models: Option<std::num::NonZeroU32>,
+    /// GitHub App installs: a check run per configuration with the report's summary and
+    /// per-model annotations, besides the status and comment (no effect with a token or
+    /// on GitLab).
+    #[serde(default = "yes")]
+    pub github_checks: bool,
 }
 
 /// A stored CI configuration (secrets by name only).
@@ -289,6 +294,7 @@ impl<S> CiConfigOf<S> {
             base_branch: self.base_branch,
             fail_on_primary_key_issues: self.fail_on_primary_key_issues,
             max_models: self.max_models,
+            github_checks: self.github_checks,
         })
     }
 }

@@ -29,6 +29,7 @@ sampling = { tolerance = 0.001, confidence = 0.99, threshold = 1000000 }
 base_branch = "main"
 fail_on_primary_key_issues = true
 max_models = 25
+github_checks = true
 
 [ci_config.repository]
 provider = "github"
@@ -75,6 +76,7 @@ fn the_documented_example_parses_with_every_field() {
     assert_eq!(c.base_branch.as_ref().unwrap().as_str(), "main");
     assert!(c.fail_on_primary_key_issues);
     assert_eq!(c.max_models.map(|m| m.get()), Some(25));
+    assert!(c.github_checks);
     assert!(c.files_to_ignore.is_ignored("docs/index.html"));
     assert!(c.files_to_ignore.is_ignored("README.md"));
     assert!(!c.files_to_ignore.is_ignored("models/staging/schema.md"));
@@ -100,6 +102,7 @@ dbt_cloud = { access_url = "https://cloud.getdbt.com", account_id = 1, api_key =
     assert_eq!(c.primary_key_tag.as_str(), "primary-key");
     assert_eq!(c.base_commit, BaseCommitSelection::MergeBase);
     assert!(c.status_reporting && c.slim_ci && !c.diff_downstream);
+    assert!(c.github_checks);
     assert!(c.require_label.required().is_none());
     assert_eq!(c.require_label.name.as_str(), "datafold");
     assert!(c.files_to_ignore.is_empty());
@@ -450,4 +453,18 @@ fn base_branch_is_optional_and_refused_when_malformed() {
         err.contains("base_branch") || err.contains("branch name"),
         "{err}"
     );
+}
+
+#[test]
+fn github_checks_can_be_turned_off_and_survive_the_stored_form() {
+    let c = stored_example(&[("github_checks = true", "github_checks = false")]);
+    assert!(!c.github_checks);
+    let json = serde_json::to_string(&c).unwrap();
+    let back: CiConfig = serde_json::from_str(&json).unwrap();
+    assert!(!back.github_checks);
+    // Stored before the setting existed: on.
+    let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+    old.as_object_mut().unwrap().remove("github_checks");
+    let back: CiConfig = serde_json::from_value(old).unwrap();
+    assert!(back.github_checks);
 }

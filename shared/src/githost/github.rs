@@ -14,7 +14,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::http::{HttpSettings, json, parse_rfc3339_utc, send, sha, unix_now};
-use super::{CommentRef, CommitStatus, GitHost, GitHostError, StatusState, shorten};
+use super::{
+    CheckAnnotation, CheckOutput, CommentRef, CommitStatus, GitHost, GitHostError, StatusState,
+    shorten,
+};
 use crate::config::{CommitSha, RepoName};
 
 /// api.github.com.
@@ -23,6 +26,10 @@ pub const PUBLIC_API: &str = "https://api.github.com";
 pub const STATUS_DESCRIPTION_MAX: usize = 140;
 /// GitHub lists at most this many files of a PR.
 pub const MAX_PR_FILES: usize = 3000;
+/// GitHub's limit on a check run's `output.summary` (characters).
+pub const CHECK_SUMMARY_MAX: usize = 65_535;
+/// GitHub takes at most this many annotations per check run request.
+pub const ANNOTATIONS_PER_REQUEST: usize = 50;
 /// Refresh an installation token this long before GitHub says it expires.
 const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 
@@ -90,6 +97,38 @@ struct Comment {
     body: Option<String>,
     #[serde(default)]
     html_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CheckRunId {
+    id: u64,
+}
+
+#[derive(Deserialize)]
+struct CheckRunList {
+    check_runs: Vec<CheckRunId>,
+}
+
+/// A check run's `output` with one batch of annotations.
+fn check_output(output: &CheckOutput, batch: &[CheckAnnotation]) -> serde_json::Value {
+    let annotations: Vec<serde_json::Value> = batch
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "path": a.path,
+                "start_line": 1,
+                "end_line": 1,
+                "annotation_level": a.level.as_str(),
+                "title": shorten(&a.title, 255),
+                "message": shorten(&a.message, 64 * 1024),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "title": shorten(&output.title, 255),
+        "summary": shorten(&output.summary, CHECK_SUMMARY_MAX),
+        "annotations": annotations,
+    })
 }
 
 #[derive(Deserialize)]
@@ -191,6 +230,11 @@ impl GitHub {
                 Ok(token)
             }
         }
+    }
+
+    /// Check runs need a GitHub App: a token (PAT) cannot create them.
+    fn has_checks(&self) -> bool {
+        matches!(self.auth, GitHubAuth::App { .. })
     }
 
     fn authed(&self, rb: RequestBuilder, token: &SecretString) -> RequestBuilder {
@@ -364,5 +408,87 @@ impl GitHost for GitHub {
             )
             .await?;
         Ok(labels.into_iter().map(|l| l.name).collect())
+    }
+
+    async fn start_check_run(
+        &self,
+        repo: &RepoName,
+        sha: &CommitSha,
+        name: &str,
+    ) -> Result<bool, GitHostError> {
+        if !self.has_checks() {
+            return Ok(false);
+        }
+        let token = self.token().await?;
+        let url = self.url(repo, "/check-runs");
+        let body = serde_json::json!({
+            "name": name,
+            "head_sha": sha.as_str(),
+            "status": "in_progress",
+        });
+        let resp = send(&self.settings, "create check run", || {
+            self.authed(self.http.post(&url), &token).json(&body)
+        })
+        .await?;
+        let _: CheckRunId = json("check run", resp).await?;
+        Ok(true)
+    }
+
+    async fn complete_check_run(
+        &self,
+        repo: &RepoName,
+        sha: &CommitSha,
+        name: &str,
+        output: &CheckOutput,
+    ) -> Result<bool, GitHostError> {
+        if !self.has_checks() {
+            return Ok(false);
+        }
+        let list: CheckRunList = self
+            .get_json(
+                "check runs",
+                &self.url(repo, &format!("/commits/{sha}/check-runs")),
+                &[("check_name", name.to_owned()), ("filter", "latest".into())],
+            )
+            .await?;
+        let token = self.token().await?;
+        let mut batches = output.annotations.chunks(ANNOTATIONS_PER_REQUEST);
+        let first = batches.next().unwrap_or(&[]);
+        let mut body = serde_json::json!({
+            "status": "completed",
+            "conclusion": output.conclusion.as_str(),
+            "output": check_output(output, first),
+        });
+        let id = match list.check_runs.first() {
+            Some(run) => {
+                let url = self.url(repo, &format!("/check-runs/{}", run.id));
+                send(&self.settings, "update check run", || {
+                    self.authed(self.http.patch(&url), &token).json(&body)
+                })
+                .await?;
+                run.id
+            }
+            None => {
+                body["name"] = name.into();
+                body["head_sha"] = sha.as_str().into();
+                let url = self.url(repo, "/check-runs");
+                let resp = send(&self.settings, "create check run", || {
+                    self.authed(self.http.post(&url), &token).json(&body)
+                })
+                .await?;
+                let created: CheckRunId = json("check run", resp).await?;
+                created.id
+            }
+        };
+        // Annotations past the first 50 are appended by further updates of the same run.
+        let url = self.url(repo, &format!("/check-runs/{id}"));
+        for batch in batches {
+            let body = serde_json::json!({ "output": check_output(output, batch) });
+            send(&self.settings, "update check run", || {
+                self.authed(self.http.patch(&url), &token).json(&body)
+            })
+            .await?;
+        }
+        Ok(true)
     }
 }

@@ -1,12 +1,12 @@
 //! An in-process git host: answers from what a test (or `prdiff serve --offline`) put in
-//! it, and records every status and comment so they can be asserted on.
+//! it, and records every status, comment and check run so they can be asserted on.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use super::{CommentRef, CommitStatus, GitHost, GitHostError, GitHosts};
+use super::{CheckOutput, CommentRef, CommitStatus, GitHost, GitHostError, GitHosts};
 use crate::config::{CiConfig, CommitSha, RepoName};
 
 #[derive(Default)]
@@ -18,6 +18,17 @@ struct State {
     statuses: Vec<(RepoName, CommitSha, CommitStatus)>,
     comments: HashMap<(String, u64), Vec<(u64, String)>>,
     next_comment: u64,
+    check_runs: Vec<CheckRun>,
+}
+
+/// A check run as the memory host recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRun {
+    pub repo: RepoName,
+    pub sha: CommitSha,
+    pub name: String,
+    /// `None` while in progress.
+    pub output: Option<CheckOutput>,
 }
 
 /// A git host held in memory. Cheap to clone (shared state).
@@ -69,6 +80,11 @@ impl MemoryGitHost {
     /// Every status set so far, oldest first.
     pub fn statuses(&self) -> Vec<(RepoName, CommitSha, CommitStatus)> {
         self.lock().statuses.clone()
+    }
+
+    /// Every check run so far, oldest first.
+    pub fn check_runs(&self) -> Vec<CheckRun> {
+        self.lock().check_runs.clone()
     }
 
     /// The comments on a PR (id, body).
@@ -174,6 +190,46 @@ impl GitHost for MemoryGitHost {
             .cloned()
             .unwrap_or_default())
     }
+
+    async fn start_check_run(
+        &self,
+        repo: &RepoName,
+        sha: &CommitSha,
+        name: &str,
+    ) -> Result<bool, GitHostError> {
+        self.lock().check_runs.push(CheckRun {
+            repo: repo.clone(),
+            sha: sha.clone(),
+            name: name.to_owned(),
+            output: None,
+        });
+        Ok(true)
+    }
+
+    async fn complete_check_run(
+        &self,
+        repo: &RepoName,
+        sha: &CommitSha,
+        name: &str,
+        output: &CheckOutput,
+    ) -> Result<bool, GitHostError> {
+        let mut state = self.lock();
+        let latest = state
+            .check_runs
+            .iter_mut()
+            .rev()
+            .find(|c| key(&c.repo) == key(repo) && &c.sha == sha && c.name == name);
+        match latest {
+            Some(c) => c.output = Some(output.clone()),
+            None => state.check_runs.push(CheckRun {
+                repo: repo.clone(),
+                sha: sha.clone(),
+                name: name.to_owned(),
+                output: Some(output.clone()),
+            }),
+        }
+        Ok(true)
+    }
 }
 
 /// Every configuration gets the same in-memory host.
@@ -181,5 +237,43 @@ impl GitHost for MemoryGitHost {
 impl GitHosts for MemoryGitHost {
     async fn for_config(&self, _config: &CiConfig) -> Result<Arc<dyn GitHost>, GitHostError> {
         Ok(Arc::new(self.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::githost::CheckConclusion;
+
+    fn output(title: &str) -> CheckOutput {
+        CheckOutput {
+            conclusion: CheckConclusion::Success,
+            title: title.into(),
+            summary: String::new(),
+            annotations: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn check_runs_are_recorded_and_completion_finishes_the_latest() {
+        let host = MemoryGitHost::new();
+        let repo = RepoName::parse("Octo/Analytics").unwrap();
+        let sha = CommitSha::parse("ec26c3e57ca3a959ca5aad62de7213c562f8c821").unwrap();
+        assert!(host.start_check_run(&repo, &sha, "prdiff/a").await.unwrap());
+        assert!(host.start_check_run(&repo, &sha, "prdiff/b").await.unwrap());
+        let lower = RepoName::parse("octo/analytics").unwrap();
+        host.complete_check_run(&lower, &sha, "prdiff/a", &output("done"))
+            .await
+            .unwrap();
+        let runs = host.check_runs();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].output, Some(output("done")));
+        assert_eq!(runs[1].output, None);
+        // Never started: created completed.
+        host.complete_check_run(&repo, &sha, "prdiff/c", &output("c"))
+            .await
+            .unwrap();
+        assert_eq!(host.check_runs()[2].name, "prdiff/c");
+        assert_eq!(host.check_runs()[2].output, Some(output("c")));
     }
 }

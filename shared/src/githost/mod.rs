@@ -55,6 +55,65 @@ pub struct CommentRef {
     pub url: Option<String>,
 }
 
+/// How a finished check run concludes (GitHub's `conclusion`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckConclusion {
+    Success,
+    Failure,
+    /// What would fail, with status reporting off ("(not blocking)").
+    Neutral,
+}
+
+impl CheckConclusion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckConclusion::Success => "success",
+            CheckConclusion::Failure => "failure",
+            CheckConclusion::Neutral => "neutral",
+        }
+    }
+}
+
+/// An annotation's level (GitHub's `annotation_level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnnotationLevel {
+    Notice,
+    Warning,
+    Failure,
+}
+
+impl AnnotationLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnnotationLevel::Notice => "notice",
+            AnnotationLevel::Warning => "warning",
+            AnnotationLevel::Failure => "failure",
+        }
+    }
+}
+
+/// A note on one file of the PR (a model's SQL file), on its first line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckAnnotation {
+    /// The file's path in the repository (the model's `original_file_path`).
+    pub path: String,
+    pub level: AnnotationLevel,
+    pub title: String,
+    /// One line of counts.
+    pub message: String,
+}
+
+/// What a completed check run shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOutput {
+    pub conclusion: CheckConclusion,
+    /// The commit status description.
+    pub title: String,
+    /// Markdown; the adapter keeps it within the host's limit.
+    pub summary: String,
+    pub annotations: Vec<CheckAnnotation>,
+}
+
 /// Why a git host call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GitHostError {
@@ -128,6 +187,27 @@ pub trait GitHost: Send + Sync {
     ) -> Result<CommentRef, GitHostError>;
     /// Labels currently on the PR.
     async fn labels(&self, repo: &RepoName, number: u64) -> Result<Vec<String>, GitHostError>;
+    /// Starts a check run `name` (status `in_progress`) on `sha`. False when the host or
+    /// its authentication has no check runs (GitLab; GitHub with a token).
+    async fn start_check_run(
+        &self,
+        _repo: &RepoName,
+        _sha: &CommitSha,
+        _name: &str,
+    ) -> Result<bool, GitHostError> {
+        Ok(false)
+    }
+    /// Completes the latest check run `name` on `sha` (creating it when there is none)
+    /// with `output`. False when the host or its authentication has no check runs.
+    async fn complete_check_run(
+        &self,
+        _repo: &RepoName,
+        _sha: &CommitSha,
+        _name: &str,
+        _output: &CheckOutput,
+    ) -> Result<bool, GitHostError> {
+        Ok(false)
+    }
 }
 
 /// Hands out the git host client of a configuration.

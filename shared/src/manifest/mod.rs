@@ -146,6 +146,8 @@ pub struct Node {
     pub test_metadata: Option<TestMetadata>,
     pub column_name: Option<String>,
     pub attached_node: Option<String>,
+    /// The node's file in the dbt project (`models/…/x.sql`).
+    pub original_file_path: Option<String>,
 }
 
 /// The rendered config values the planner reads.

@@ -172,6 +172,8 @@ pub(crate) struct RawNode {
     column_name: Option<String>,
     #[serde(default)]
     attached_node: Option<String>,
+    #[serde(default)]
+    original_file_path: Option<String>,
 }
 
 fn yes() -> bool {
@@ -364,6 +366,7 @@ impl RawNode {
             test_metadata: self.test_metadata,
             column_name: self.column_name,
             attached_node: self.attached_node,
+            original_file_path: self.original_file_path,
         }
     }
 }

@@ -67,6 +67,9 @@ pub struct Report {
     /// Set when the plan had more models to diff than the configuration allows: none was
     /// diffed, and the comment says how to diff them.
     pub over_max_models: Option<OverMaxModels>,
+    /// Models' files in the dbt project (`original_file_path`), by name: where GitHub
+    /// check annotations point.
+    pub paths: std::collections::BTreeMap<String, String>,
 }
 
 /// A run over the configuration's diff threshold (`max_models`).

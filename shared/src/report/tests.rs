@@ -128,6 +128,7 @@ fn report() -> Report {
         )]),
         gates: BTreeMap::new(),
         over_max_models: None,
+        paths: BTreeMap::new(),
     }
 }
 

@@ -310,6 +310,40 @@ impl FakeDbtCloud {
 
 type Comments = Arc<Mutex<Vec<(u64, String)>>>;
 type Statuses = Arc<Mutex<Vec<(String, CommitStatus)>>>;
+/// Check runs as GitHub keeps them: the create body, updated by each PATCH, with
+/// `annotations` gathered across requests.
+type CheckRuns = Arc<Mutex<Vec<serde_json::Value>>>;
+
+/// A check run request applied to the kept check run `run` (as GitHub's "update a check
+/// run" documents: fields replaced, `output.annotations` appended).
+fn apply_check_run(run: &mut serde_json::Value, req: &serde_json::Value) {
+    for (k, v) in req.as_object().unwrap() {
+        if k == "output" {
+            for (ok, ov) in v.as_object().unwrap() {
+                if ok == "annotations" {
+                    let a = run["annotations"].as_array_mut().unwrap();
+                    a.extend(ov.as_array().unwrap().iter().cloned());
+                } else {
+                    run["output"][ok] = ov.clone();
+                }
+            }
+        } else {
+            run[k] = v.clone();
+        }
+    }
+}
+
+/// GitHub's check run object in a response (the recorded webhook fixture's shape) for the
+/// kept `run`.
+fn check_run_response(run: &serde_json::Value) -> serde_json::Value {
+    let path = prdiff_tests::fixtures().join("github/check_run.created.json");
+    let event: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let mut object = event["check_run"].clone();
+    for k in ["id", "name", "head_sha", "status", "conclusion"] {
+        object[k] = run[k].clone();
+    }
+    object
+}
 
 /// The comments (GitHub) or notes (GitLab) on one page: all of them on page 1, after
 /// `first` when given; later pages are empty.
@@ -405,6 +439,29 @@ struct FakeGitHub {
     statuses: Statuses,
     /// The PR's changed files (`GET /pulls/{n}/files`).
     files: Arc<Mutex<Vec<String>>>,
+    /// Check runs (GitHub App installs).
+    check_runs: CheckRuns,
+    /// Set: the App lacks `checks:write` and every check run request answers 403.
+    checks_forbidden: Arc<std::sync::atomic::AtomicBool>,
+    /// Check run requests answered 403.
+    checks_denied: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// GitHub's answer to an App without the permission a request needs (counted).
+fn checks_forbidden(
+    (flag, denied): &(
+        Arc<std::sync::atomic::AtomicBool>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ),
+) -> Option<wiremock::ResponseTemplate> {
+    flag.load(std::sync::atomic::Ordering::SeqCst).then(|| {
+        denied.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        wiremock::ResponseTemplate::new(403).set_body_json(serde_json::json!({
+            "message": "Resource not accessible by integration",
+            "documentation_url": "https://docs.github.com/rest/checks/runs#create-a-check-run",
+            "status": "403"
+        }))
+    })
 }
 
 impl FakeGitHub {
@@ -469,6 +526,94 @@ impl FakeGitHub {
                 r"^/repos/Codertocat/Hello-World/statuses/[0-9a-f]{40}$",
             ))
             .respond_with(move |req: &Request| record_status(&statuses, req, "context"))
+            .mount(&server)
+            .await;
+        // A GitHub App's installation token (the shape of GitHub's response); the token is
+        // the one the other mocks expect.
+        Mock::given(method("POST"))
+            .and(path_regex(r"^/app/installations/\d+/access_tokens$"))
+            .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({
+                "token": "ghp_test", "expires_at": "2099-01-01T00:00:00Z", "permissions": {}
+            })))
+            .mount(&server)
+            .await;
+        let runs = self.check_runs.clone();
+        let forbidden = (self.checks_forbidden.clone(), self.checks_denied.clone());
+        Mock::given(method("POST"))
+            .and(path(format!("{base}/check-runs")))
+            .and(header("authorization", "Bearer ghp_test"))
+            .respond_with(move |req: &Request| {
+                if let Some(denied) = checks_forbidden(&forbidden) {
+                    return denied;
+                }
+                let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+                let mut runs = runs.lock().unwrap();
+                let mut run = serde_json::json!({
+                    "id": runs.len() as u64 + 1, "status": "queued", "conclusion": null,
+                    "output": {}, "annotations": []
+                });
+                apply_check_run(&mut run, &body);
+                let resp = check_run_response(&run);
+                runs.push(run);
+                ResponseTemplate::new(201).set_body_json(resp)
+            })
+            .mount(&server)
+            .await;
+        let runs = self.check_runs.clone();
+        let forbidden = (self.checks_forbidden.clone(), self.checks_denied.clone());
+        Mock::given(method("GET"))
+            .and(path_regex(
+                r"^/repos/Codertocat/Hello-World/commits/[0-9a-f]{40}/check-runs$",
+            ))
+            .respond_with(move |req: &Request| {
+                let sha = req.url.path().split('/').nth(5).unwrap().to_owned();
+                if let Some(denied) = checks_forbidden(&forbidden) {
+                    return denied;
+                }
+                let name = req
+                    .url
+                    .query_pairs()
+                    .find(|(k, _)| k == "check_name")
+                    .map(|(_, v)| v.into_owned());
+                let list: Vec<serde_json::Value> = runs
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .rev()
+                    .filter(|r| r["head_sha"] == sha.as_str())
+                    .filter(|r| name.as_deref().is_none_or(|n| r["name"] == n))
+                    .map(check_run_response)
+                    .collect();
+                ResponseTemplate::new(200).set_body_json(
+                    serde_json::json!({"total_count": list.len(), "check_runs": list}),
+                )
+            })
+            .mount(&server)
+            .await;
+        let runs = self.check_runs.clone();
+        let forbidden = (self.checks_forbidden.clone(), self.checks_denied.clone());
+        Mock::given(method("PATCH"))
+            .and(path_regex(
+                r"^/repos/Codertocat/Hello-World/check-runs/\d+$",
+            ))
+            .respond_with(move |req: &Request| {
+                let id: u64 = req.url.path().rsplit('/').next().unwrap().parse().unwrap();
+                if let Some(denied) = checks_forbidden(&forbidden) {
+                    return denied;
+                }
+                let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+                let annotations = body["output"]["annotations"].as_array().map_or(0, Vec::len);
+                assert!(annotations <= 50, "GitHub takes 50 annotations per request");
+                let mut runs = runs.lock().unwrap();
+                match runs.iter_mut().find(|r| r["id"] == id) {
+                    Some(run) => {
+                        apply_check_run(run, &body);
+                        ResponseTemplate::new(200).set_body_json(check_run_response(run))
+                    }
+                    None => ResponseTemplate::new(404)
+                        .set_body_json(serde_json::json!({"message": "Not Found"})),
+                }
+            })
             .mount(&server)
             .await;
         server
@@ -546,6 +691,10 @@ impl FakeGitHub {
 
     fn statuses(&self) -> Vec<(String, CommitStatus)> {
         self.statuses.lock().unwrap().clone()
+    }
+
+    fn check_runs(&self) -> Vec<serde_json::Value> {
+        self.check_runs.lock().unwrap().clone()
     }
 }
 

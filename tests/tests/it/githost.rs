@@ -729,3 +729,254 @@ async fn a_validation_failure_is_reported_with_githubs_message_and_not_retried()
     assert!(err.to_string().contains("Validation Failed"));
     assert!(!err.is_retryable());
 }
+
+// GitHub Checks. Request and response shapes from GitHub's REST docs:
+// create: https://docs.github.com/en/rest/checks/runs#create-a-check-run
+// update: https://docs.github.com/en/rest/checks/runs#update-a-check-run
+//   ("annotations … maximum of 50 … Each time you update the check run, annotations are
+//   appended to the list of annotations that already exist")
+// list for a ref: https://docs.github.com/en/rest/checks/runs#list-check-runs-for-a-git-reference
+// The check run object is the one GitHub's `check_run` webhook carries (recorded fixture).
+
+use prdiff_shared::githost::{AnnotationLevel, CheckAnnotation, CheckConclusion, CheckOutput};
+
+fn check_run_object() -> Value {
+    let path = prdiff_tests::fixtures().join("github/check_run.created.json");
+    let event: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    event["check_run"].clone()
+}
+
+const CHECK_RUNS: &str = "/api/v3/repos/octo/analytics/check-runs";
+
+fn check_output(annotations: usize) -> CheckOutput {
+    CheckOutput {
+        conclusion: CheckConclusion::Failure,
+        title: "prdiff: 1 of 120 models failed, 3 with differences".into(),
+        summary: "## prdiff · shop\n\nthe report".into(),
+        annotations: (0..annotations)
+            .map(|i| CheckAnnotation {
+                path: format!("models/m{i}.sql"),
+                level: if i == 0 {
+                    AnnotationLevel::Failure
+                } else {
+                    AnnotationLevel::Notice
+                },
+                title: format!("m{i}: no differences"),
+                message: "rows 10 → 10 · changed 0".into(),
+            })
+            .collect(),
+    }
+}
+
+fn bodies(reqs: &[Request], verb: &str, path_end: &str) -> Vec<Value> {
+    reqs.iter()
+        .filter(|r| r.method.as_str() == verb && r.url.path().ends_with(path_end))
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_github_app_check_run_is_started_then_completed_with_annotations_in_batches_of_50() {
+    let pem = test_rsa_key();
+    let server = app_server("2099-01-01T00:00:00Z").await;
+    let run = check_run_object();
+    let id = run["id"].as_u64().unwrap();
+    Mock::given(method("POST"))
+        .and(path(CHECK_RUNS))
+        .and(header(
+            "authorization",
+            "Bearer ghs_1llwuELtXN5HDOB99XhpcTXdJxbOuF0ZlSmj",
+        ))
+        .respond_with(ResponseTemplate::new(201).set_body_json(run.clone()))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/api/v3/repos/octo/analytics/commits/{SHA}/check-runs"
+        )))
+        .and(query_param("check_name", "prdiff/shop"))
+        .and(query_param("filter", "latest"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"total_count": 1, "check_runs": [run.clone()]})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path(format!("{CHECK_RUNS}/{id}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(run.clone()))
+        .expect(3)
+        .mount(&server)
+        .await;
+    let gh = app_client(&server, &pem);
+    assert!(
+        gh.start_check_run(&repo(), &sha(), "prdiff/shop")
+            .await
+            .unwrap()
+    );
+    let output = check_output(120);
+    assert!(
+        gh.complete_check_run(&repo(), &sha(), "prdiff/shop", &output)
+            .await
+            .unwrap()
+    );
+    let reqs = server.received_requests().await.unwrap();
+    let created = bodies(&reqs, "POST", "/check-runs");
+    assert_eq!(
+        created,
+        [serde_json::json!({"name": "prdiff/shop", "head_sha": SHA, "status": "in_progress"})]
+    );
+    let updates = bodies(&reqs, "PATCH", &format!("/check-runs/{id}"));
+    assert_eq!(updates.len(), 3);
+    assert_eq!(updates[0]["status"], "completed");
+    assert_eq!(updates[0]["conclusion"], "failure");
+    assert_eq!(updates[0]["output"]["title"], output.title);
+    assert_eq!(updates[0]["output"]["summary"], output.summary);
+    let batch_sizes: Vec<usize> = updates
+        .iter()
+        .map(|u| u["output"]["annotations"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(batch_sizes, [50, 50, 20]);
+    // Later batches only append annotations: the run stays as completed.
+    assert!(updates[1].get("conclusion").is_none() && updates[1].get("status").is_none());
+    assert_eq!(
+        updates[0]["output"]["annotations"][0],
+        serde_json::json!({
+            "path": "models/m0.sql", "start_line": 1, "end_line": 1,
+            "annotation_level": "failure", "title": "m0: no differences",
+            "message": "rows 10 → 10 · changed 0"
+        })
+    );
+    let paths: Vec<&str> = updates
+        .iter()
+        .flat_map(|u| u["output"]["annotations"].as_array().unwrap())
+        .map(|a| a["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths.len(), 120);
+    assert_eq!(paths[119], "models/m119.sql");
+}
+
+#[tokio::test]
+async fn a_check_run_never_started_is_created_completed() {
+    let pem = test_rsa_key();
+    let server = app_server("2099-01-01T00:00:00Z").await;
+    let run = check_run_object();
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/api/v3/repos/octo/analytics/commits/{SHA}/check-runs"
+        )))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"total_count": 0, "check_runs": []})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(CHECK_RUNS))
+        .respond_with(ResponseTemplate::new(201).set_body_json(run))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let gh = app_client(&server, &pem);
+    let mut output = check_output(3);
+    output.conclusion = CheckConclusion::Neutral;
+    gh.complete_check_run(&repo(), &sha(), "prdiff/shop", &output)
+        .await
+        .unwrap();
+    let reqs = server.received_requests().await.unwrap();
+    let created = bodies(&reqs, "POST", "/check-runs");
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0]["name"], "prdiff/shop");
+    assert_eq!(created[0]["head_sha"], SHA);
+    assert_eq!(created[0]["status"], "completed");
+    assert_eq!(created[0]["conclusion"], "neutral");
+    assert_eq!(
+        created[0]["output"]["annotations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(bodies(&reqs, "PATCH", "").is_empty());
+}
+
+#[tokio::test]
+async fn a_check_run_summary_is_kept_within_githubs_limit() {
+    let pem = test_rsa_key();
+    let server = app_server("2099-01-01T00:00:00Z").await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/api/v3/repos/octo/analytics/commits/{SHA}/check-runs"
+        )))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"total_count": 0, "check_runs": []})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(CHECK_RUNS))
+        .respond_with(ResponseTemplate::new(201).set_body_json(check_run_object()))
+        .mount(&server)
+        .await;
+    let mut output = check_output(0);
+    output.summary = "é".repeat(70_000);
+    app_client(&server, &pem)
+        .complete_check_run(&repo(), &sha(), "prdiff/shop", &output)
+        .await
+        .unwrap();
+    let reqs = server.received_requests().await.unwrap();
+    let created = bodies(&reqs, "POST", "/check-runs");
+    let summary = created[0]["output"]["summary"].as_str().unwrap();
+    assert_eq!(summary.chars().count(), 65_535);
+}
+
+#[tokio::test]
+async fn without_checks_write_the_403_carries_githubs_message_and_is_not_retried() {
+    let pem = test_rsa_key();
+    let server = app_server("2099-01-01T00:00:00Z").await;
+    // GitHub's error body (https://docs.github.com/en/rest/using-the-rest-api/troubleshooting-the-rest-api#resource-not-accessible).
+    Mock::given(method("POST"))
+        .and(path(CHECK_RUNS))
+        .respond_with(ResponseTemplate::new(403).set_body_json(serde_json::json!({
+            "message": "Resource not accessible by integration",
+            "documentation_url": "https://docs.github.com/rest/checks/runs#create-a-check-run",
+            "status": "403"
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let err = app_client(&server, &pem)
+        .start_check_run(&repo(), &sha(), "prdiff/shop")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, GitHostError::Http { status: 403, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("Resource not accessible by integration"),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn with_a_token_no_check_run_is_requested() {
+    let server = MockServer::start().await;
+    let gh = github(&server);
+    assert!(
+        !gh.start_check_run(&repo(), &sha(), "prdiff/shop")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !gh.complete_check_run(&repo(), &sha(), "prdiff/shop", &check_output(2))
+            .await
+            .unwrap()
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
+}

@@ -1276,3 +1276,211 @@ async fn through_serve_a_plan_over_max_models_diffs_nothing_and_lists_the_models
     );
     assert_eq!(row(&comment, "orders")[2], "1,000 → 999", "{comment}");
 }
+
+/// A GitHub App key for the fake GitHub (which does not check the JWT's signature).
+fn app_private_key() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("app.pem");
+    let out = std::process::Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&key)
+        .arg("2048")
+        .output()
+        .expect("openssl is installed");
+    assert!(out.status.success());
+    std::fs::read_to_string(key).unwrap()
+}
+
+/// One PR through `prdiff serve` for a configuration installed as a GitHub App (with
+/// `extra` settings), the PR job serving `pr_manifest`; returns the check runs GitHub
+/// kept, the final statuses and the sticky comment.
+async fn through_serve_as_app(
+    delivery: &str,
+    extra: &str,
+    pr_manifest: Vec<u8>,
+) -> (Vec<serde_json::Value>, Vec<(StatusState, String)>, String) {
+    let (runs, statuses, comment, _) =
+        through_serve_as_app_with(delivery, extra, pr_manifest, false).await;
+    (runs, statuses, comment)
+}
+
+/// [`through_serve_as_app`]; `forbidden`: the App lacks `checks:write` (GitHub answers 403).
+async fn through_serve_as_app_with(
+    delivery: &str,
+    extra: &str,
+    pr_manifest: Vec<u8>,
+    forbidden: bool,
+) -> (
+    Vec<serde_json::Value>,
+    Vec<(StatusState, String)>,
+    String,
+    usize,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("prdiff.db");
+    let store = Arc::new(EmbeddedStore::open(&db).unwrap());
+    let key =
+        prdiff_shared::config::SecretName::parse("prdiff/shop/github-app-private-key").unwrap();
+    let mut config = config("shop", extra);
+    config.git_auth = prdiff_shared::config::GitAuth::GithubApp {
+        app_id: 12345,
+        installation_id: 1,
+        private_key: key.clone(),
+    };
+    let p = Pipeline::over(store.clone(), store, &config).await;
+    p.secrets.insert(&key, &app_private_key());
+    p.host
+        .checks_forbidden
+        .store(forbidden, std::sync::atomic::Ordering::SeqCst);
+    p.prod_run(540, BASE);
+    p.pr_run(940, HEAD, status::SUCCESS, None);
+    p.dbt.put_artifact(940, "manifest.json", pr_manifest);
+    let (addr, stop, task) = start_serve(&p, &db).await;
+    let mut body: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(prdiff_tests::fixtures().join("github/pull_request.opened.json")).unwrap(),
+    )
+    .unwrap();
+    body["pull_request"]["head"]["sha"] = HEAD.into();
+    let req = github("pull_request", delivery, serde_json::to_vec(&body).unwrap());
+    let mut post = reqwest::Client::new().post(format!("http://{addr}/webhook"));
+    for (k, v) in &req.headers {
+        post = post.header(k.as_str(), v.as_str());
+    }
+    let resp = post.body(req.body.clone()).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    eventually("the final status", Duration::from_secs(60), || {
+        !p.final_statuses(HEAD).is_empty()
+    })
+    .await;
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    (
+        p.host.check_runs(),
+        p.final_statuses(HEAD),
+        sticky(&p).1,
+        p.host
+            .checks_denied
+            .load(std::sync::atomic::Ordering::SeqCst),
+    )
+}
+
+/// The annotations of a check run by path: (level, title, message).
+fn annotations_by_path(run: &serde_json::Value) -> Vec<(String, String, String, String)> {
+    let mut out: Vec<_> = run["annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            assert_eq!((&a["start_line"], &a["end_line"]), (&1.into(), &1.into()));
+            let s = |k: &str| a[k].as_str().unwrap().to_owned();
+            (s("path"), s("annotation_level"), s("title"), s("message"))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn through_serve_a_github_app_install_gets_a_check_run_with_per_model_annotations() {
+    // `orders` loses 1 of 1,000 rows and changes `amount` on 50 rows (PostgreSQL test
+    // warehouse); `customers` is unchanged. A merge gate on `orders` fails.
+    let (runs, statuses, comment) = through_serve_as_app(
+        "o-checks-app",
+        "",
+        pr_manifest_with_gates(serde_json::json!([{"rows_removed": {"max": 0}}])),
+    )
+    .await;
+    assert_eq!(
+        statuses,
+        [(
+            StatusState::Failure,
+            "prdiff: 1 gate failed in 1 model, 2 models diffed, 1 with differences".to_owned()
+        )]
+    );
+    assert_eq!(
+        runs.len(),
+        1,
+        "one check run, started then completed: {runs:?}"
+    );
+    let run = &runs[0];
+    assert_eq!(run["name"], "prdiff/shop");
+    assert_eq!(run["head_sha"], HEAD);
+    assert_eq!(run["status"], "completed");
+    assert_eq!(run["conclusion"], "failure");
+    assert_eq!(run["output"]["title"], statuses[0].1.as_str());
+    let summary = run["output"]["summary"].as_str().unwrap();
+    // The comment's report and headline, without its hidden marker.
+    assert!(
+        summary.starts_with("**❌ 1 gate failed in 1 model"),
+        "{summary}"
+    );
+    assert!(summary.contains("\n## prdiff · shop\n"), "{summary}");
+    assert!(!summary.contains("<!-- prdiff:shop -->"));
+    assert_eq!(comment.replacen("<!-- prdiff:shop -->\n", "", 1), summary);
+    let annotations = annotations_by_path(run);
+    assert_eq!(annotations.len(), 2, "{annotations:?}");
+    assert_eq!(
+        annotations[0],
+        (
+            "models/customers.sql".to_owned(),
+            "notice".to_owned(),
+            "customers: no differences".to_owned(),
+            "rows 100 → 100 · only in production 0 · only in PR 0 · changed 0".to_owned()
+        )
+    );
+    assert_eq!(annotations[1].0, "models/orders.sql");
+    assert_eq!(annotations[1].1, "failure");
+    assert_eq!(annotations[1].2, "orders: 1 merge gates failed");
+    assert_eq!(
+        annotations[1].3,
+        "rows 1,000 → 999 · only in production 1 · only in PR 0 · changed 50 · 1 gates failed"
+    );
+}
+
+#[tokio::test]
+async fn through_serve_not_blocking_is_a_neutral_check_and_github_checks_false_creates_none() {
+    let (runs, statuses, _) = through_serve_as_app(
+        "o-checks-neutral",
+        "status_reporting = false",
+        pr_manifest_with_gates(serde_json::json!([{"rows_removed": {"max": 0}}])),
+    )
+    .await;
+    assert_eq!(statuses[0].0, StatusState::Success);
+    assert!(statuses[0].1.starts_with("prdiff (not blocking): "));
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["conclusion"], "neutral");
+    let levels: Vec<String> = annotations_by_path(&runs[0])
+        .into_iter()
+        .map(|a| a.1)
+        .collect();
+    assert_eq!(levels, ["notice", "failure"]);
+
+    let (runs, statuses, _) = through_serve_as_app(
+        "o-checks-off",
+        "github_checks = false",
+        built().pr_manifest.clone(),
+    )
+    .await;
+    assert_eq!(statuses.len(), 1);
+    assert!(runs.is_empty(), "{runs:?}");
+}
+
+#[tokio::test]
+async fn through_serve_an_app_without_checks_write_still_gets_its_status_and_comment() {
+    let (runs, statuses, comment, denied) =
+        through_serve_as_app_with("o-checks-403", "", built().pr_manifest.clone(), true).await;
+    // Creating it when the run starts and looking it up when it ends: both refused.
+    assert_eq!(denied, 2);
+    assert!(runs.is_empty());
+    assert_eq!(
+        statuses,
+        [(
+            StatusState::Success,
+            "prdiff: 2 models diffed, 1 with differences".to_owned()
+        )]
+    );
+    assert!(
+        comment.contains("✅ 2 models diffed, 1 with differences"),
+        "{comment}"
+    );
+}
