@@ -3,61 +3,12 @@
 //! Reads: the plan of a CI run. Writes: a [`Summary`] (what the report needs besides the
 //! per-model results) and one [`WorkItem`] per model to diff or count.
 
-use serde::{Deserialize, Serialize};
-
-use crate::diff::{DiffRequest, DiffResult, SamplingSettings};
+use crate::diff::{DiffRequest, SamplingSettings};
 use crate::report;
+#[cfg(test)]
 use crate::sql::Relation;
 
-/// What the report needs besides the per-model results. Written once by the poller.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    pub dbt_run_id: Option<u64>,
-    pub dbt_run_url: Option<String>,
-    /// The production manifest is not from the base commit: said in the report.
-    pub base_note: Option<String>,
-    /// Models to diff in report order: `(unique_id, name)`.
-    pub models: Vec<(String, String)>,
-    /// Models planned but not diffed: `(name, reason)`.
-    pub skipped: Vec<(String, String)>,
-    /// Names of models diffed because they are downstream of a change.
-    pub downstream: Vec<String>,
-    /// Plan warnings, shown as notes.
-    #[serde(default)]
-    pub warnings: Vec<String>,
-    /// Models new in the PR or removed by it whose rows are counted (their work items
-    /// count one relation): the count joins their line in the list of models not diffed.
-    #[serde(default)]
-    pub counted: Vec<Counted>,
-    /// Models materialized differently in production and the PR, by name.
-    #[serde(default)]
-    pub materializations: std::collections::BTreeMap<String, crate::plan::MaterializationChange>,
-    /// Set when the plan had more models to diff than the configuration's `max_models`:
-    /// none was diffed (see [`apply_max_models`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub over_max_models: Option<crate::report::OverMaxModels>,
-    /// Diffed models' merge gates, by name (evaluated when the report is built).
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub gates: std::collections::BTreeMap<String, crate::gates::GatePolicy>,
-}
-
-/// A model whose rows are counted instead of diffed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counted {
-    pub unique_id: String,
-    pub name: String,
-    pub side: CountSide,
-}
-
-/// Which relation a count reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CountSide {
-    /// A model new in the PR: its PR relation.
-    Pr,
-    /// A model the PR removes: its production relation.
-    Prod,
-}
+pub use crate::run::{CountSide, Counted, StoredOutcome, Summary, WorkItem};
 
 /// The work item that counts a new or removed model's rows, or `None` when the plan skips
 /// the model for another reason or has no relation to count. A new model's relation must
@@ -106,23 +57,6 @@ pub fn counted_reason(reason: &str, side: CountSide, outcome: Result<u64, &str>)
     }
 }
 
-/// One model's diff, as the diff runner needs it (a [`DiffRequest`] without the closures).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkItem {
-    pub name: String,
-    pub prod: Relation,
-    pub pr: Relation,
-    pub primary_key: Vec<String>,
-    pub filter: Option<String>,
-    pub include_columns: Vec<String>,
-    pub exclude_columns: Vec<String>,
-    pub masked_columns: Vec<String>,
-    /// Count this side's relation (`prod` and `pr` are then the same relation) instead of
-    /// diffing: a model new in the PR or removed by it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<CountSide>,
-}
-
 impl WorkItem {
     pub fn from_request(name: &str, req: &DiffRequest) -> Self {
         Self {
@@ -161,14 +95,6 @@ impl WorkItem {
     }
 }
 
-/// A model's stored outcome: its diff, or why it has none (a row of the report).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StoredOutcome {
-    Ok(Box<DiffResult>),
-    Error(String),
-}
-
 /// The diff threshold: when the plan has more models to diff than the configuration's
 /// `max_models`, none is diffed. Every work item is dropped (row counts of new and removed
 /// models too), the models to diff head the list of models not diffed, and the summary
@@ -176,7 +102,7 @@ pub enum StoredOutcome {
 pub fn apply_max_models(
     config: &crate::config::CiConfig,
     summary: &mut Summary,
-    work: &mut Vec<(String, String)>,
+    work: &mut Vec<(String, WorkItem)>,
 ) {
     let Some(max) = config.max_models else {
         return;
