@@ -7,8 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{CommitSha, ConfigId, Provider, RepoName};
-use crate::diff::DiffResult;
-use crate::sql::Relation;
+use crate::diff::{DiffResult, DiffSpec};
 use crate::store::StoreError;
 
 /// The id of a CI run: `run_<unix ms, 16 hex>_<8 random hex>`, so ids sort by creation.
@@ -268,17 +267,13 @@ pub enum CountSide {
     Prod,
 }
 
-/// One model's diff, as the diff runner needs it (a [`crate::diff::DiffRequest`] without the closures).
+/// One model's diff, as the diff runner needs it (its [`DiffSpec`] and how to run it).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkItem {
     pub name: String,
-    pub prod: Relation,
-    pub pr: Relation,
-    pub primary_key: Vec<String>,
-    pub filter: Option<String>,
-    pub include_columns: Vec<String>,
-    pub exclude_columns: Vec<String>,
-    pub masked_columns: Vec<String>,
+    /// What to diff, built once by the poller (stored flat: `prod`, `pr`, `primary_key`…).
+    #[serde(flatten)]
+    pub spec: DiffSpec,
     /// Count this side's relation (`prod` and `pr` are then the same relation) instead of
     /// diffing: a model new in the PR or removed by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

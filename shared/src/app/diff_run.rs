@@ -356,13 +356,13 @@ pub async fn count_work(
     side: CountSide,
 ) -> Result<DiffResult, crate::diff::DiffError> {
     let rel = match side {
-        CountSide::Pr => &work.pr,
-        CountSide::Prod => &work.prod,
+        CountSide::Pr => &work.spec.pr,
+        CountSide::Prod => &work.spec.prod,
     };
     let n = crate::diff::count_rows(wh, rel).await?;
     Ok(DiffResult::counted(
-        &work.prod,
-        &work.pr,
+        &work.spec.prod,
+        &work.spec.pr,
         match side {
             CountSide::Pr => crate::diff::PerSide { prod: 0, pr: n },
             CountSide::Prod => crate::diff::PerSide { prod: n, pr: 0 },

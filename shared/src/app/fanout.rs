@@ -5,8 +5,6 @@
 
 use crate::diff::{DiffRequest, SamplingSettings};
 use crate::report;
-#[cfg(test)]
-use crate::sql::Relation;
 
 pub use crate::run::{CountSide, Counted, StoredOutcome, Summary, WorkItem};
 
@@ -28,13 +26,7 @@ pub fn count_item(
     }
     let item = WorkItem {
         name: m.name.clone(),
-        prod: rel.clone(),
-        pr: rel,
-        primary_key: Vec::new(),
-        filter: None,
-        include_columns: Vec::new(),
-        exclude_columns: Vec::new(),
-        masked_columns: Vec::new(),
+        spec: crate::diff::DiffSpec::new(rel.clone(), rel, Vec::new()),
         count: Some(side),
     };
     let counted = Counted {
@@ -61,13 +53,7 @@ impl WorkItem {
     pub fn from_request(name: &str, req: &DiffRequest) -> Self {
         Self {
             name: name.to_owned(),
-            prod: req.prod.clone(),
-            pr: req.pr.clone(),
-            primary_key: req.primary_key.clone(),
-            filter: req.filter.clone(),
-            include_columns: req.include_columns.clone(),
-            exclude_columns: req.exclude_columns.clone(),
-            masked_columns: req.masked_columns.clone(),
+            spec: req.spec.clone(),
             count: None,
         }
     }
@@ -84,12 +70,7 @@ impl WorkItem {
 
     /// The request, with the configuration's sampling.
     pub fn request(&self, sampling: Option<SamplingSettings>) -> DiffRequest {
-        let mut req =
-            DiffRequest::new(self.prod.clone(), self.pr.clone(), self.primary_key.clone());
-        req.filter = self.filter.clone();
-        req.include_columns = self.include_columns.clone();
-        req.exclude_columns = self.exclude_columns.clone();
-        req.masked_columns = self.masked_columns.clone();
+        let mut req = DiffRequest::from_spec(self.spec.clone());
         req.sampling = sampling;
         req
     }
@@ -130,6 +111,7 @@ pub fn apply_max_models(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::Relation;
     #[test]
     fn a_stored_outcome_round_trips_through_json() {
         let err = StoredOutcome::Error("relation does not exist".into());
@@ -146,12 +128,39 @@ mod tests {
             vec!["id".into()],
         );
         req.filter = Some("id > 0".into());
+        req.include_columns = vec!["id".into(), "amount".into()];
+        req.exclude_columns = vec!["loaded_at".into()];
         req.masked_columns = vec!["email".into()];
         let item = WorkItem::from_request("orders", &req);
         let back: WorkItem = serde_json::from_str(&serde_json::to_string(&item).unwrap()).unwrap();
         let again = back.request(None);
-        assert_eq!(again.pr, req.pr);
-        assert_eq!(again.filter, req.filter);
-        assert_eq!(again.masked_columns, req.masked_columns);
+        // The whole spec travels: no field is copied by hand, so none can be dropped.
+        assert_eq!(again.spec, req.spec);
+        assert_eq!(back, item);
+    }
+
+    #[test]
+    fn a_work_item_stored_in_the_old_flat_shape_still_decodes_and_writes_the_same_shape() {
+        let old = r#"{"name":"orders","prod":{"database":null,"schema":"analytics","name":"orders"},"pr":{"database":null,"schema":"dbt_cloud_pr_1_2","name":"orders"},"primary_key":["id"],"filter":"id > 0","include_columns":[],"exclude_columns":["loaded_at"],"masked_columns":["email"]}"#;
+        let item: WorkItem = serde_json::from_str(old).unwrap();
+        assert_eq!(item.name, "orders");
+        assert_eq!(item.spec.prod, Relation::parse("analytics.orders").unwrap());
+        assert_eq!(
+            item.spec.pr,
+            Relation::parse("dbt_cloud_pr_1_2.orders").unwrap()
+        );
+        assert_eq!(item.spec.primary_key, ["id"]);
+        assert_eq!(item.spec.filter.as_deref(), Some("id > 0"));
+        assert_eq!(item.spec.exclude_columns, ["loaded_at"]);
+        assert_eq!(item.spec.masked_columns, ["email"]);
+        assert_eq!(item.count, None);
+        let again: serde_json::Value = serde_json::to_value(&item).unwrap();
+        let old: serde_json::Value = serde_json::from_str(old).unwrap();
+        assert_eq!(again, old, "the stored shape is unchanged");
+        // A counted item with only the relations (every list and the filter defaulted).
+        let counted = r#"{"name":"fresh","prod":{"database":null,"schema":"pr","name":"fresh"},"pr":{"database":null,"schema":"pr","name":"fresh"},"count":"pr"}"#;
+        let item: WorkItem = serde_json::from_str(counted).unwrap();
+        assert_eq!(item.count, Some(CountSide::Pr));
+        assert!(item.spec.primary_key.is_empty() && item.spec.filter.is_none());
     }
 }

@@ -615,10 +615,13 @@ async fn legacy_records_load(store: &dyn RunStore, run: &RunId) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(work.pr, Relation::parse("dbt_cloud_pr_1_2.orders").unwrap());
-    assert_eq!(work.filter.as_deref(), Some("id > 0"));
-    assert_eq!(work.exclude_columns, ["loaded_at"]);
-    assert_eq!(work.masked_columns, ["email"]);
+    assert_eq!(
+        work.spec.pr,
+        Relation::parse("dbt_cloud_pr_1_2.orders").unwrap()
+    );
+    assert_eq!(work.spec.filter.as_deref(), Some("id > 0"));
+    assert_eq!(work.spec.exclude_columns, ["loaded_at"]);
+    assert_eq!(work.spec.masked_columns, ["email"]);
     assert_eq!(work.count, None);
     assert_eq!(
         store.results(run).await.unwrap(),
