@@ -443,12 +443,13 @@ pub async fn handle_dead_letter(
     if let Some(model) = model
         && run.state == RunState::Diffing
     {
-        let name = runs
-            .model_work(&run.id, &model)
-            .await
-            .ok()
-            .flatten()
-            .map_or(model.clone(), |w| w.name);
+        // The model's name for the log and the report; its id when the work item is gone or
+        // no longer decodes (the failure is still recorded).
+        let name = match runs.model_work(&run.id, &model).await {
+            Ok(Some(w)) => w.name,
+            Ok(None) | Err(crate::store::StoreError::Corrupt { .. }) => model.clone(),
+            Err(e) => return Err(e.into()),
+        };
         let outcome = StoredOutcome::Error(format!("not diffed: {cause}"));
         let recorded = runs.record_result(&run.id, &model, Some(&outcome)).await?;
         if recorded.remaining > 0 {
