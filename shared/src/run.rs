@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{CommitSha, ConfigId, Provider, RepoName};
+use crate::diff::{DiffResult, DiffSpec};
 use crate::store::StoreError;
 
 /// The id of a CI run: `run_<unix ms, 16 hex>_<8 random hex>`, so ids sort by creation.
@@ -209,11 +210,85 @@ pub enum StartOutcome {
 ///
 /// `summary` is what the report needs besides the results (header, skipped models,
 /// downstream names…); `models` is one work item per model to diff (`unique_id` → the
-/// diff runner's input). Both are opaque JSON to the store; the functions own their shape.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// diff runner's input). The store adapters keep both as JSON.
+#[derive(Debug, Clone, PartialEq)]
 pub struct FanOut {
-    pub summary: String,
+    pub summary: Summary,
+    pub models: Vec<(String, WorkItem)>,
+}
+
+/// What the report needs besides the per-model results. Written once by the poller.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub dbt_run_id: Option<u64>,
+    pub dbt_run_url: Option<String>,
+    /// The production manifest is not from the base commit: said in the report.
+    pub base_note: Option<String>,
+    /// Models to diff in report order: `(unique_id, name)`.
     pub models: Vec<(String, String)>,
+    /// Models planned but not diffed: `(name, reason)`.
+    pub skipped: Vec<(String, String)>,
+    /// Names of models diffed because they are downstream of a change.
+    pub downstream: Vec<String>,
+    /// Plan warnings, shown as notes.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Models new in the PR or removed by it whose rows are counted (their work items
+    /// count one relation): the count joins their line in the list of models not diffed.
+    #[serde(default)]
+    pub counted: Vec<Counted>,
+    /// Models materialized differently in production and the PR, by name.
+    #[serde(default)]
+    pub materializations: std::collections::BTreeMap<String, crate::plan::MaterializationChange>,
+    /// Set when the plan had more models to diff than the configuration's `max_models`:
+    /// none was diffed (see [`crate::app::fanout::apply_max_models`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over_max_models: Option<crate::report::OverMaxModels>,
+    /// Diffed models' merge gates, by name (evaluated when the report is built).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub gates: std::collections::BTreeMap<String, crate::gates::GatePolicy>,
+    /// Diffed models' files in the dbt project (`original_file_path`), by name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub paths: std::collections::BTreeMap<String, String>,
+}
+
+/// A model whose rows are counted instead of diffed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counted {
+    pub unique_id: String,
+    pub name: String,
+    pub side: CountSide,
+}
+
+/// Which relation a count reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountSide {
+    /// A model new in the PR: its PR relation.
+    Pr,
+    /// A model the PR removes: its production relation.
+    Prod,
+}
+
+/// One model's diff, as the diff runner needs it (its [`DiffSpec`] and how to run it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkItem {
+    pub name: String,
+    /// What to diff, built once by the poller (stored flat: `prod`, `pr`, `primary_key`…).
+    #[serde(flatten)]
+    pub spec: DiffSpec,
+    /// Count this side's relation (`prod` and `pr` are then the same relation) instead of
+    /// diffing: a model new in the PR or removed by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<CountSide>,
+}
+
+/// A model's stored outcome: its diff, or why it has none (a row of the report).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredOutcome {
+    Ok(Box<DiffResult>),
+    Error(String),
 }
 
 /// What [`crate::store::RunStore::record_result`] did.

@@ -169,14 +169,11 @@ async fn run_one(
     } else {
         Some(diff_model(msg, &config, receives, deps).await?)
     };
-    let recorded = match outcome {
-        Some(outcome) => {
-            let body = serde_json::to_string(&outcome).expect("outcomes serialize");
-            deps.runs.record_result(&run.id, &msg.model, &body).await?
-        }
-        // Recorded before: the count tells whether the report is still owed.
-        None => deps.runs.record_result(&run.id, &msg.model, "").await?,
-    };
+    // `None`: recorded before; the count tells whether the report is still owed.
+    let recorded = deps
+        .runs
+        .record_result(&run.id, &msg.model, outcome.as_ref())
+        .await?;
     if recorded.remaining > 0 {
         return Ok(if recorded.first {
             DiffOutcome::Recorded {
@@ -209,9 +206,7 @@ async fn diff_model(
     deps: &Deps,
 ) -> Result<StoredOutcome, DiffRunError> {
     let work: WorkItem = match deps.runs.model_work(&msg.run_id, &msg.model).await? {
-        Some(w) => serde_json::from_str(&w).map_err(|e| {
-            DiffRunError::Invalid(format!("work item of {} is unreadable: {e}", msg.model))
-        })?,
+        Some(w) => w,
         None => {
             return Ok(StoredOutcome::Error(
                 "the poller left no work item for this model".into(),
@@ -314,9 +309,7 @@ async fn publish(run: &CiRun, config: &CiConfig, deps: &Deps) -> Result<bool, Di
             return Ok(false);
         }
         let summary: Summary = match deps.runs.fanout_summary(&run.id).await? {
-            Some(s) => serde_json::from_str(&s).map_err(|e| {
-                DiffRunError::Invalid(format!("fan-out of run {} is unreadable: {e}", run.id))
-            })?,
+            Some(s) => s,
             None => {
                 return Err(DiffRunError::Invalid(format!(
                     "run {} has no fan-out",
@@ -363,13 +356,13 @@ pub async fn count_work(
     side: CountSide,
 ) -> Result<DiffResult, crate::diff::DiffError> {
     let rel = match side {
-        CountSide::Pr => &work.pr,
-        CountSide::Prod => &work.prod,
+        CountSide::Pr => &work.spec.pr,
+        CountSide::Prod => &work.spec.prod,
     };
     let n = crate::diff::count_rows(wh, rel).await?;
     Ok(DiffResult::counted(
-        &work.prod,
-        &work.pr,
+        &work.spec.prod,
+        &work.spec.pr,
         match side {
             CountSide::Pr => crate::diff::PerSide { prod: 0, pr: n },
             CountSide::Prod => crate::diff::PerSide { prod: n, pr: 0 },

@@ -3,64 +3,10 @@
 //! Reads: the plan of a CI run. Writes: a [`Summary`] (what the report needs besides the
 //! per-model results) and one [`WorkItem`] per model to diff or count.
 
-use serde::{Deserialize, Serialize};
-
-use crate::diff::{DiffRequest, DiffResult, SamplingSettings};
+use crate::diff::{DiffRequest, SamplingSettings};
 use crate::report;
-use crate::sql::Relation;
 
-/// What the report needs besides the per-model results. Written once by the poller.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    pub dbt_run_id: Option<u64>,
-    pub dbt_run_url: Option<String>,
-    /// The production manifest is not from the base commit: said in the report.
-    pub base_note: Option<String>,
-    /// Models to diff in report order: `(unique_id, name)`.
-    pub models: Vec<(String, String)>,
-    /// Models planned but not diffed: `(name, reason)`.
-    pub skipped: Vec<(String, String)>,
-    /// Names of models diffed because they are downstream of a change.
-    pub downstream: Vec<String>,
-    /// Plan warnings, shown as notes.
-    #[serde(default)]
-    pub warnings: Vec<String>,
-    /// Models new in the PR or removed by it whose rows are counted (their work items
-    /// count one relation): the count joins their line in the list of models not diffed.
-    #[serde(default)]
-    pub counted: Vec<Counted>,
-    /// Models materialized differently in production and the PR, by name.
-    #[serde(default)]
-    pub materializations: std::collections::BTreeMap<String, crate::plan::MaterializationChange>,
-    /// Set when the plan had more models to diff than the configuration's `max_models`:
-    /// none was diffed (see [`apply_max_models`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub over_max_models: Option<crate::report::OverMaxModels>,
-    /// Diffed models' merge gates, by name (evaluated when the report is built).
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub gates: std::collections::BTreeMap<String, crate::gates::GatePolicy>,
-    /// Diffed models' files in the dbt project (`original_file_path`), by name.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub paths: std::collections::BTreeMap<String, String>,
-}
-
-/// A model whose rows are counted instead of diffed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counted {
-    pub unique_id: String,
-    pub name: String,
-    pub side: CountSide,
-}
-
-/// Which relation a count reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CountSide {
-    /// A model new in the PR: its PR relation.
-    Pr,
-    /// A model the PR removes: its production relation.
-    Prod,
-}
+pub use crate::run::{CountSide, Counted, StoredOutcome, Summary, WorkItem};
 
 /// The work item that counts a new or removed model's rows, or `None` when the plan skips
 /// the model for another reason or has no relation to count. A new model's relation must
@@ -80,13 +26,7 @@ pub fn count_item(
     }
     let item = WorkItem {
         name: m.name.clone(),
-        prod: rel.clone(),
-        pr: rel,
-        primary_key: Vec::new(),
-        filter: None,
-        include_columns: Vec::new(),
-        exclude_columns: Vec::new(),
-        masked_columns: Vec::new(),
+        spec: crate::diff::DiffSpec::new(rel.clone(), rel, Vec::new()),
         count: Some(side),
     };
     let counted = Counted {
@@ -109,34 +49,11 @@ pub fn counted_reason(reason: &str, side: CountSide, outcome: Result<u64, &str>)
     }
 }
 
-/// One model's diff, as the diff runner needs it (a [`DiffRequest`] without the closures).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WorkItem {
-    pub name: String,
-    pub prod: Relation,
-    pub pr: Relation,
-    pub primary_key: Vec<String>,
-    pub filter: Option<String>,
-    pub include_columns: Vec<String>,
-    pub exclude_columns: Vec<String>,
-    pub masked_columns: Vec<String>,
-    /// Count this side's relation (`prod` and `pr` are then the same relation) instead of
-    /// diffing: a model new in the PR or removed by it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<CountSide>,
-}
-
 impl WorkItem {
     pub fn from_request(name: &str, req: &DiffRequest) -> Self {
         Self {
             name: name.to_owned(),
-            prod: req.prod.clone(),
-            pr: req.pr.clone(),
-            primary_key: req.primary_key.clone(),
-            filter: req.filter.clone(),
-            include_columns: req.include_columns.clone(),
-            exclude_columns: req.exclude_columns.clone(),
-            masked_columns: req.masked_columns.clone(),
+            spec: req.spec.clone(),
             count: None,
         }
     }
@@ -153,23 +70,10 @@ impl WorkItem {
 
     /// The request, with the configuration's sampling.
     pub fn request(&self, sampling: Option<SamplingSettings>) -> DiffRequest {
-        let mut req =
-            DiffRequest::new(self.prod.clone(), self.pr.clone(), self.primary_key.clone());
-        req.filter = self.filter.clone();
-        req.include_columns = self.include_columns.clone();
-        req.exclude_columns = self.exclude_columns.clone();
-        req.masked_columns = self.masked_columns.clone();
+        let mut req = DiffRequest::from_spec(self.spec.clone());
         req.sampling = sampling;
         req
     }
-}
-
-/// A model's stored outcome: its diff, or why it has none (a row of the report).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StoredOutcome {
-    Ok(Box<DiffResult>),
-    Error(String),
 }
 
 /// The diff threshold: when the plan has more models to diff than the configuration's
@@ -179,7 +83,7 @@ pub enum StoredOutcome {
 pub fn apply_max_models(
     config: &crate::config::CiConfig,
     summary: &mut Summary,
-    work: &mut Vec<(String, String)>,
+    work: &mut Vec<(String, WorkItem)>,
 ) {
     let Some(max) = config.max_models else {
         return;
@@ -207,6 +111,7 @@ pub fn apply_max_models(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::Relation;
     #[test]
     fn a_stored_outcome_round_trips_through_json() {
         let err = StoredOutcome::Error("relation does not exist".into());
@@ -223,12 +128,39 @@ mod tests {
             vec!["id".into()],
         );
         req.filter = Some("id > 0".into());
+        req.include_columns = vec!["id".into(), "amount".into()];
+        req.exclude_columns = vec!["loaded_at".into()];
         req.masked_columns = vec!["email".into()];
         let item = WorkItem::from_request("orders", &req);
         let back: WorkItem = serde_json::from_str(&serde_json::to_string(&item).unwrap()).unwrap();
         let again = back.request(None);
-        assert_eq!(again.pr, req.pr);
-        assert_eq!(again.filter, req.filter);
-        assert_eq!(again.masked_columns, req.masked_columns);
+        // The whole spec travels: no field is copied by hand, so none can be dropped.
+        assert_eq!(again.spec, req.spec);
+        assert_eq!(back, item);
+    }
+
+    #[test]
+    fn a_work_item_stored_in_the_old_flat_shape_still_decodes_and_writes_the_same_shape() {
+        let old = r#"{"name":"orders","prod":{"database":null,"schema":"analytics","name":"orders"},"pr":{"database":null,"schema":"dbt_cloud_pr_1_2","name":"orders"},"primary_key":["id"],"filter":"id > 0","include_columns":[],"exclude_columns":["loaded_at"],"masked_columns":["email"]}"#;
+        let item: WorkItem = serde_json::from_str(old).unwrap();
+        assert_eq!(item.name, "orders");
+        assert_eq!(item.spec.prod, Relation::parse("analytics.orders").unwrap());
+        assert_eq!(
+            item.spec.pr,
+            Relation::parse("dbt_cloud_pr_1_2.orders").unwrap()
+        );
+        assert_eq!(item.spec.primary_key, ["id"]);
+        assert_eq!(item.spec.filter.as_deref(), Some("id > 0"));
+        assert_eq!(item.spec.exclude_columns, ["loaded_at"]);
+        assert_eq!(item.spec.masked_columns, ["email"]);
+        assert_eq!(item.count, None);
+        let again: serde_json::Value = serde_json::to_value(&item).unwrap();
+        let old: serde_json::Value = serde_json::from_str(old).unwrap();
+        assert_eq!(again, old, "the stored shape is unchanged");
+        // A counted item with only the relations (every list and the filter defaulted).
+        let counted = r#"{"name":"fresh","prod":{"database":null,"schema":"pr","name":"fresh"},"pr":{"database":null,"schema":"pr","name":"fresh"},"count":"pr"}"#;
+        let item: WorkItem = serde_json::from_str(counted).unwrap();
+        assert_eq!(item.count, Some(CountSide::Pr));
+        assert!(item.spec.primary_key.is_empty() && item.spec.filter.is_none());
     }
 }

@@ -507,20 +507,13 @@ async fn poll_config(
                 if m.downstream {
                     summary.downstream.push(m.name.clone());
                 }
-                let item = WorkItem::from_request(&m.name, &req);
-                work.push((
-                    m.unique_id.clone(),
-                    serde_json::to_string(&item).expect("work items serialize"),
-                ));
+                work.push((m.unique_id.clone(), WorkItem::from_request(&m.name, &req)));
             }
             None => {
                 // New and removed models: their rows are counted.
                 if let Some((item, counted)) = crate::app::fanout::count_item(m, Some(&pr_schemas))
                 {
-                    work.push((
-                        m.unique_id.clone(),
-                        serde_json::to_string(&item).expect("work items serialize"),
-                    ));
+                    work.push((m.unique_id.clone(), item));
                     summary.counted.push(counted);
                 }
                 summary.skipped.push((
@@ -535,7 +528,7 @@ async fn poll_config(
     }
     crate::app::fanout::apply_max_models(config, &mut summary, &mut work);
     let fanout = FanOut {
-        summary: serde_json::to_string(&summary).expect("summaries serialize"),
+        summary,
         models: work,
     };
     deps.runs.put_fanout(&run.id, &fanout).await?;
@@ -545,7 +538,7 @@ async fn poll_config(
         .await?;
     if fanout.models.is_empty() {
         // Nothing to diff: the report (skipped models only) is published now.
-        let report = crate::app::publish::build_report(config, &run, &summary, &[]);
+        let report = crate::app::publish::build_report(config, &run, &fanout.summary, &[]);
         crate::app::publish::publish_report(host.as_ref(), config, &run, &report).await?;
         deps.runs
             .transition(&run.id, RunState::Diffing, RunState::Done, None)
@@ -598,14 +591,8 @@ fn parsed<T>(r: Result<T, ArtifactError>) -> Result<T, ArtifactProblem> {
 
 /// Sends one diff message per model of the run's fan-out.
 async fn resend_diffs(deps: &Deps, run: &CiRun) -> Result<usize, PollError> {
-    let summary: Summary = match deps.runs.fanout_summary(&run.id).await? {
-        Some(s) => serde_json::from_str(&s).map_err(|e| {
-            PollError::Config(format!(
-                "stored fan-out of run {} is unreadable: {e}",
-                run.id
-            ))
-        })?,
-        None => return Ok(0),
+    let Some(summary) = deps.runs.fanout_summary(&run.id).await? else {
+        return Ok(0);
     };
     let counted = summary.counted.iter().map(|c| &c.unique_id);
     for uid in summary.models.iter().map(|(uid, _)| uid).chain(counted) {

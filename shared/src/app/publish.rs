@@ -6,7 +6,7 @@
 //! the configuration. Writes: the sticky comment and commit status (git host), the run's
 //! final state (run store).
 
-use super::fanout::{CountSide, StoredOutcome, Summary, WorkItem, counted_reason};
+use super::fanout::{CountSide, StoredOutcome, Summary, counted_reason};
 use crate::config::CiConfig;
 use crate::githost::{CommitStatus, GitHost, GitHostError};
 use crate::outcome::{self, Counts, Ending};
@@ -19,7 +19,7 @@ pub fn build_report(
     config: &CiConfig,
     run: &CiRun,
     summary: &Summary,
-    results: &[(String, String)],
+    results: &[(String, StoredOutcome)],
 ) -> Report {
     build_report_missing(
         config,
@@ -36,18 +36,15 @@ pub fn build_report_missing(
     config: &CiConfig,
     run: &CiRun,
     summary: &Summary,
-    results: &[(String, String)],
+    results: &[(String, StoredOutcome)],
     missing: &str,
 ) -> Report {
     let mut entries = Vec::new();
     for (uid, name) in &summary.models {
         let outcome = match results.iter().find(|(m, _)| m == uid) {
             None => Err(missing.to_owned()),
-            Some((_, body)) => match serde_json::from_str::<StoredOutcome>(body) {
-                Ok(StoredOutcome::Ok(r)) => Ok(*r),
-                Ok(StoredOutcome::Error(e)) => Err(e),
-                Err(e) => Err(format!("stored result is unreadable: {e}")),
-            },
+            Some((_, StoredOutcome::Ok(r))) => Ok((**r).clone()),
+            Some((_, StoredOutcome::Error(e))) => Err(e.clone()),
         };
         entries.push(ModelEntry {
             name: name.clone(),
@@ -71,7 +68,10 @@ pub fn build_report_missing(
 
 /// The models not diffed, each with its reason; a new or removed model's reason says its
 /// rows (or why they could not be counted), and a changed materialization is named.
-pub fn skipped_entries(summary: &Summary, results: &[(String, String)]) -> Vec<SkippedEntry> {
+pub fn skipped_entries(
+    summary: &Summary,
+    results: &[(String, StoredOutcome)],
+) -> Vec<SkippedEntry> {
     summary
         .skipped
         .iter()
@@ -81,19 +81,16 @@ pub fn skipped_entries(summary: &Summary, results: &[(String, String)]) -> Vec<S
                 None => reason.clone(),
                 Some(c) => {
                     let stored = results.iter().find(|(m, _)| m == &c.unique_id);
-                    match stored.map(|(_, body)| serde_json::from_str::<StoredOutcome>(body)) {
+                    match stored.map(|(_, outcome)| outcome) {
                         None => reason.clone(),
-                        Some(Ok(StoredOutcome::Ok(r))) => {
+                        Some(StoredOutcome::Ok(r)) => {
                             let n = match c.side {
                                 CountSide::Pr => r.rows.pr,
                                 CountSide::Prod => r.rows.prod,
                             };
                             counted_reason(reason, c.side, Ok(n))
                         }
-                        Some(Ok(StoredOutcome::Error(e))) => {
-                            counted_reason(reason, c.side, Err(&e))
-                        }
-                        Some(Err(e)) => counted_reason(reason, c.side, Err(&e.to_string())),
+                        Some(StoredOutcome::Error(e)) => counted_reason(reason, c.side, Err(e)),
                     }
                 }
             };
@@ -315,21 +312,29 @@ pub async fn end_run(
             Err(e) => return Err(e.into()),
         }
     };
-    let partial = match runs.fanout_summary(&ended.id).await? {
-        Some(s) => match serde_json::from_str::<Summary>(&s) {
-            Ok(summary) => {
-                let results = runs.results(&ended.id).await?;
-                Some(build_report_missing(
-                    config,
-                    &ended,
-                    &summary,
-                    &results,
-                    &format!("not diffed: {why}"),
-                ))
+    // A fan-out or result that no longer decodes leaves the failure report without its
+    // partial results rather than unpublished.
+    let partial = match runs.fanout_summary(&ended.id).await {
+        Ok(Some(summary)) => match runs.results(&ended.id).await {
+            Ok(results) => Some(build_report_missing(
+                config,
+                &ended,
+                &summary,
+                &results,
+                &format!("not diffed: {why}"),
+            )),
+            Err(e @ StoreError::Corrupt { .. }) => {
+                tracing::warn!(run_id = %ended.id, error = %crate::error_chain(&e), "partial results left out");
+                None
             }
-            Err(_) => None,
+            Err(e) => return Err(e.into()),
         },
-        None => None,
+        Ok(None) => None,
+        Err(e @ StoreError::Corrupt { .. }) => {
+            tracing::warn!(run_id = %ended.id, error = %crate::error_chain(&e), "partial results left out");
+            None
+        }
+        Err(e) => return Err(e.into()),
     };
     let host = hosts.for_config(config).await?;
     publish_failure(host.as_ref(), config, &ended, why, link, partial.as_ref()).await?;
@@ -443,14 +448,15 @@ pub async fn handle_dead_letter(
     if let Some(model) = model
         && run.state == RunState::Diffing
     {
-        let name = runs
-            .model_work(&run.id, &model)
-            .await?
-            .and_then(|w| serde_json::from_str::<WorkItem>(&w).ok())
-            .map_or(model.clone(), |w| w.name);
+        // The model's name for the log and the report; its id when the work item is gone or
+        // no longer decodes (the failure is still recorded).
+        let name = match runs.model_work(&run.id, &model).await {
+            Ok(Some(w)) => w.name,
+            Ok(None) | Err(crate::store::StoreError::Corrupt { .. }) => model.clone(),
+            Err(e) => return Err(e.into()),
+        };
         let outcome = StoredOutcome::Error(format!("not diffed: {cause}"));
-        let body = serde_json::to_string(&outcome).expect("outcomes serialize");
-        let recorded = runs.record_result(&run.id, &model, &body).await?;
+        let recorded = runs.record_result(&run.id, &model, Some(&outcome)).await?;
         if recorded.remaining > 0 {
             tracing::warn!(run_id = %run.id, model = %name, cause, "dead-lettered model recorded as failed");
             return Ok(DeadLetterOutcome::ModelFailed(run.id));
@@ -588,11 +594,18 @@ mod tests {
             }],
             ..Default::default()
         };
+        let item = |name: &str| {
+            let rel = Relation::parse(&format!("analytics.{name}")).unwrap();
+            crate::run::WorkItem::from_request(
+                name,
+                &crate::diff::DiffRequest::new(rel.clone(), rel, vec![]),
+            )
+        };
         let work = || {
             vec![
-                ("model.p.a".to_owned(), "{}".to_owned()),
-                ("model.p.b".to_owned(), "{}".to_owned()),
-                ("model.p.fresh".to_owned(), "{}".to_owned()),
+                ("model.p.a".to_owned(), item("a")),
+                ("model.p.b".to_owned(), item("b")),
+                ("model.p.fresh".to_owned(), item("fresh")),
             ]
         };
         let config = |max: &str| {
@@ -650,10 +663,7 @@ mod tests {
     fn new_and_removed_models_get_their_row_counts_and_materialization_changes_are_named() {
         let rel = Relation::parse("dbt_cloud_pr_1_2.fresh").unwrap();
         let count = |rows: crate::diff::PerSide| {
-            serde_json::to_string(&StoredOutcome::Ok(Box::new(DiffResult::counted(
-                &rel, &rel, rows,
-            ))))
-            .unwrap()
+            StoredOutcome::Ok(Box::new(DiffResult::counted(&rel, &rel, rows)))
         };
         let summary = Summary {
             skipped: vec![
@@ -700,7 +710,7 @@ mod tests {
             ),
             (
                 "model.p.broken".to_owned(),
-                serde_json::to_string(&StoredOutcome::Error("relation missing".into())).unwrap(),
+                StoredOutcome::Error("relation missing".into()),
             ),
         ];
         let reasons: Vec<String> = skipped_entries(&summary, &results)

@@ -78,23 +78,53 @@ pub use sampled::SamplingSettings;
 /// A predicate naming columns never to compare (the global "columns to ignore" list).
 pub type ColumnIgnore = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
-/// What to diff and how.
-#[derive(Clone)]
-pub struct DiffRequest {
+/// What to diff: the part of a [`DiffRequest`] the poller decides and the diff runner
+/// executes. It travels whole (as JSON inside the run store's work item), so a field added
+/// here reaches the diff runner without being copied by hand. Fields added later carry
+/// `#[serde(default)]` so that work items stored before still decode.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DiffSpec {
     pub prod: Relation,
     pub pr: Relation,
     /// Key columns; empty = no row matching (schema, row counts and NULL profile only).
+    #[serde(default)]
     pub primary_key: Vec<String>,
     /// A SQL boolean expression applied to both sides, as written in the PR's yaml or on
     /// the command line: [`diff`] checks it with [`parse_filter`] and uses only what that
     /// writes back.
+    #[serde(default)]
     pub filter: Option<String>,
     /// Compare only these columns (keys are always kept); empty = all.
+    #[serde(default)]
     pub include_columns: Vec<String>,
     /// Never compare these columns (keys are never excluded).
+    #[serde(default)]
     pub exclude_columns: Vec<String>,
     /// Values of these columns are masked in sample rows.
+    #[serde(default)]
     pub masked_columns: Vec<String>,
+}
+
+impl DiffSpec {
+    /// Both relations and the key; every other setting empty.
+    pub fn new(prod: Relation, pr: Relation, primary_key: Vec<String>) -> Self {
+        DiffSpec {
+            prod,
+            pr,
+            primary_key,
+            filter: None,
+            include_columns: Vec::new(),
+            exclude_columns: Vec::new(),
+            masked_columns: Vec::new(),
+        }
+    }
+}
+
+/// What to diff ([`DiffSpec`], reached through `Deref`: `req.prod`, `req.filter`…) and how
+/// this process runs it (sampling, sample sizes, the ignore predicate, hints).
+#[derive(Clone)]
+pub struct DiffRequest {
+    pub spec: DiffSpec,
     /// `None`: always exact.
     pub sampling: Option<SamplingSettings>,
     /// Sample rows per kind (only in prod, only in PR, changed) in the result.
@@ -116,12 +146,7 @@ pub struct DiffRequest {
 impl std::fmt::Debug for DiffRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DiffRequest")
-            .field("prod", &self.prod)
-            .field("pr", &self.pr)
-            .field("primary_key", &self.primary_key)
-            .field("filter", &self.filter)
-            .field("include_columns", &self.include_columns)
-            .field("exclude_columns", &self.exclude_columns)
+            .field("spec", &self.spec)
             .field("sampling", &self.sampling)
             .finish_non_exhaustive()
     }
@@ -129,14 +154,13 @@ impl std::fmt::Debug for DiffRequest {
 
 impl DiffRequest {
     pub fn new(prod: Relation, pr: Relation, primary_key: Vec<String>) -> Self {
+        Self::from_spec(DiffSpec::new(prod, pr, primary_key))
+    }
+
+    /// The request that runs `spec` with this process's defaults (exact, 5 sample rows).
+    pub fn from_spec(spec: DiffSpec) -> Self {
         DiffRequest {
-            prod,
-            pr,
-            primary_key,
-            filter: None,
-            include_columns: Vec::new(),
-            exclude_columns: Vec::new(),
-            masked_columns: Vec::new(),
+            spec,
             sampling: None,
             sample_rows: 5,
             seed: 0,
@@ -145,6 +169,19 @@ impl DiffRequest {
             example_sample_min_rows: examples::EXAMPLE_SAMPLE_MIN_ROWS,
             no_key_hint: None,
         }
+    }
+}
+
+impl std::ops::Deref for DiffRequest {
+    type Target = DiffSpec;
+    fn deref(&self) -> &DiffSpec {
+        &self.spec
+    }
+}
+
+impl std::ops::DerefMut for DiffRequest {
+    fn deref_mut(&mut self) -> &mut DiffSpec {
+        &mut self.spec
     }
 }
 

@@ -34,10 +34,11 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
 };
 
-use super::{ConfigStore, RunStore, StoreError, unix_now};
+use super::{ConfigStore, RunStore, StoreError, decode_run_field, encode_run_field, unix_now};
 use crate::config::{CiConfig, ConfigId, DataSource, DataSourceId};
 use crate::run::{
-    CiRun, FanOut, PrKey, RecordOutcome, RunId, RunState, StartOutcome, check_transition,
+    CiRun, FanOut, PrKey, RecordOutcome, RunId, RunState, StartOutcome, StoredOutcome, Summary,
+    WorkItem, check_transition,
 };
 
 /// How often `start_run` re-reads and retries after losing a race. Races are between
@@ -78,6 +79,22 @@ fn body_of<T: serde::de::DeserializeOwned>(key: &str, item: &Item) -> Result<T, 
         .and_then(|v| v.as_s().ok())
         .ok_or_else(|| corrupt("item has no string attribute `body`".into()))?;
     serde_json::from_str(body).map_err(|e| corrupt(Box::new(e)))
+}
+
+/// Decodes the JSON string attribute `attr` of a run's item; `field` names it in errors.
+fn json_field<T: serde::de::DeserializeOwned>(
+    id: &RunId,
+    item: &Item,
+    attr: &str,
+    field: &str,
+) -> Result<T, StoreError> {
+    match item.get(attr).and_then(|v| v.as_s().ok()) {
+        Some(json) => decode_run_field(id, field, json),
+        None => Err(StoreError::Corrupt {
+            key: format!("{field} of run {id}"),
+            source: format!("item has no string attribute `{attr}`").into(),
+        }),
+    }
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> String {
@@ -647,13 +664,13 @@ impl RunStore for DynamoStore {
         let pk = run_pk(id.as_str());
         // Work items first (idempotent overwrites), the fan-out last and conditionally: a
         // poller that dies in between leaves nothing a redelivery would skip.
-        for (model, body) in &fanout.models {
+        for (model, work) in &fanout.models {
             self.client
                 .put_item()
                 .table_name(&self.table)
                 .item("pk", s(&pk))
                 .item("sk", s(format!("WORK#{model}")))
-                .item("body", s(body))
+                .item("body", s(encode_run_field(work)))
                 .send()
                 .await
                 .map_err(backend)?;
@@ -665,7 +682,7 @@ impl RunStore for DynamoStore {
             .item("pk", s(&pk))
             .item("sk", s("FANOUT"))
             .item("total", AttributeValue::N(fanout.models.len().to_string()))
-            .item("summary", s(&fanout.summary))
+            .item("summary", s(encode_run_field(&fanout.summary)))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
@@ -681,42 +698,46 @@ impl RunStore for DynamoStore {
         }
     }
 
-    async fn fanout_summary(&self, id: &RunId) -> Result<Option<String>, StoreError> {
+    async fn fanout_summary(&self, id: &RunId) -> Result<Option<Summary>, StoreError> {
         let item = self.get(&run_pk(id.as_str()), "FANOUT").await?;
-        Ok(item.and_then(|i| i.get("summary").and_then(|v| v.as_s().ok()).cloned()))
+        item.map(|i| json_field(id, &i, "summary", "fan-out summary"))
+            .transpose()
     }
 
-    async fn model_work(&self, id: &RunId, model: &str) -> Result<Option<String>, StoreError> {
+    async fn model_work(&self, id: &RunId, model: &str) -> Result<Option<WorkItem>, StoreError> {
         let item = self
             .get(&run_pk(id.as_str()), &format!("WORK#{model}"))
             .await?;
-        Ok(item.and_then(|i| i.get("body").and_then(|v| v.as_s().ok()).cloned()))
+        item.map(|i| json_field(id, &i, "body", &format!("work item of {model}")))
+            .transpose()
     }
 
     async fn record_result(
         &self,
         id: &RunId,
         model: &str,
-        body: &str,
+        outcome: Option<&StoredOutcome>,
     ) -> Result<RecordOutcome, StoreError> {
         let pk = run_pk(id.as_str());
-        let stored = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(&pk))
-            .item("sk", s(format!("RESULT#{model}")))
-            .item("body", s(body))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match stored {
-            Ok(_) => {}
-            // Stored by an earlier delivery; counting below decides whether it counted.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
-            Err(e) => return Err(backend(e)),
+        if let Some(outcome) = outcome {
+            let stored = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(&pk))
+                .item("sk", s(format!("RESULT#{model}")))
+                .item("body", s(encode_run_field(outcome)))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            match stored {
+                Ok(_) => {}
+                // Stored by an earlier delivery; counting below decides whether it counted.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(backend(e)),
+            }
         }
         let remaining = |item: &Item| -> Result<u64, StoreError> {
             let total = item
@@ -768,17 +789,21 @@ impl RunStore for DynamoStore {
         }
     }
 
-    async fn results(&self, id: &RunId) -> Result<Vec<(String, String)>, StoreError> {
+    async fn results(&self, id: &RunId) -> Result<Vec<(String, StoredOutcome)>, StoreError> {
         let items = self.query_partition(&run_pk(id.as_str())).await?;
-        let mut out: Vec<(String, String)> = items
-            .iter()
-            .filter_map(|i| {
-                let model = i.get("sk")?.as_s().ok()?.strip_prefix("RESULT#")?;
-                let body = i.get("body")?.as_s().ok()?;
-                Some((model.to_owned(), body.clone()))
-            })
-            .collect();
-        out.sort();
+        let mut out = Vec::new();
+        for i in &items {
+            let Some(model) = i
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|sk| sk.strip_prefix("RESULT#"))
+            else {
+                continue;
+            };
+            let outcome = json_field(id, i, "body", &format!("result of {model}"))?;
+            out.push((model.to_owned(), outcome));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
 

@@ -11,11 +11,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{ConfigStore, RunStore, StoreError, unix_now};
+use super::{ConfigStore, RunStore, StoreError, decode_run_field, encode_run_field, unix_now};
 use crate::config::{CiConfig, ConfigId, DataSource, DataSourceId};
 use crate::localdb::{LocalDb, is_busy};
 use crate::run::{
-    CiRun, FanOut, PrKey, RecordOutcome, RunId, RunState, StartOutcome, check_transition,
+    CiRun, FanOut, PrKey, RecordOutcome, RunId, RunState, StartOutcome, StoredOutcome, Summary,
+    WorkItem, check_transition,
 };
 
 const SCHEMA: &str = "
@@ -373,16 +374,20 @@ impl RunStore for EmbeddedStore {
             .execute(
                 "INSERT INTO run_fanouts (run_id, total, summary) VALUES (?1, ?2, ?3)
                  ON CONFLICT DO NOTHING",
-                params![id.as_str(), fanout.models.len() as i64, fanout.summary],
+                params![
+                    id.as_str(),
+                    fanout.models.len() as i64,
+                    encode_run_field(&fanout.summary)
+                ],
             )
             .map_err(backend)?;
         if inserted == 0 {
             return Ok(false);
         }
-        for (model, body) in &fanout.models {
+        for (model, work) in &fanout.models {
             tx.execute(
                 "INSERT OR REPLACE INTO run_work (run_id, model, body) VALUES (?1, ?2, ?3)",
-                params![id.as_str(), model, body],
+                params![id.as_str(), model, encode_run_field(work)],
             )
             .map_err(backend)?;
         }
@@ -390,33 +395,39 @@ impl RunStore for EmbeddedStore {
         Ok(true)
     }
 
-    async fn fanout_summary(&self, id: &RunId) -> Result<Option<String>, StoreError> {
-        self.conn()
+    async fn fanout_summary(&self, id: &RunId) -> Result<Option<Summary>, StoreError> {
+        let json: Option<String> = self
+            .conn()
             .query_row(
                 "SELECT summary FROM run_fanouts WHERE run_id = ?1",
                 [id.as_str()],
                 |r| r.get(0),
             )
             .optional()
-            .map_err(backend)
+            .map_err(backend)?;
+        json.map(|j| decode_run_field(id, "fan-out summary", &j))
+            .transpose()
     }
 
-    async fn model_work(&self, id: &RunId, model: &str) -> Result<Option<String>, StoreError> {
-        self.conn()
+    async fn model_work(&self, id: &RunId, model: &str) -> Result<Option<WorkItem>, StoreError> {
+        let json: Option<String> = self
+            .conn()
             .query_row(
                 "SELECT body FROM run_work WHERE run_id = ?1 AND model = ?2",
                 params![id.as_str(), model],
                 |r| r.get(0),
             )
             .optional()
-            .map_err(backend)
+            .map_err(backend)?;
+        json.map(|j| decode_run_field(id, &format!("work item of {model}"), &j))
+            .transpose()
     }
 
     async fn record_result(
         &self,
         id: &RunId,
         model: &str,
-        body: &str,
+        outcome: Option<&StoredOutcome>,
     ) -> Result<RecordOutcome, StoreError> {
         let mut conn = self.conn();
         let tx = conn
@@ -431,13 +442,16 @@ impl RunStore for EmbeddedStore {
             .optional()
             .map_err(backend)?;
         let total = total.ok_or_else(|| StoreError::NotFound(format!("fan-out of run {id}")))?;
-        let inserted = tx
-            .execute(
-                "INSERT INTO run_results (run_id, model, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT DO NOTHING",
-                params![id.as_str(), model, body],
-            )
-            .map_err(backend)?;
+        let inserted = match outcome {
+            Some(outcome) => tx
+                .execute(
+                    "INSERT INTO run_results (run_id, model, body) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING",
+                    params![id.as_str(), model, encode_run_field(outcome)],
+                )
+                .map_err(backend)?,
+            None => 0,
+        };
         let done: i64 = tx
             .query_row(
                 "SELECT count(*) FROM run_results r JOIN run_work w
@@ -453,17 +467,23 @@ impl RunStore for EmbeddedStore {
         })
     }
 
-    async fn results(&self, id: &RunId) -> Result<Vec<(String, String)>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT model, body FROM run_results WHERE run_id = ?1 ORDER BY model")
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(backend)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(backend)?;
-        Ok(rows)
+    async fn results(&self, id: &RunId) -> Result<Vec<(String, StoredOutcome)>, StoreError> {
+        let rows: Vec<(String, String)> = {
+            let conn = self.conn();
+            let mut stmt = conn
+                .prepare("SELECT model, body FROM run_results WHERE run_id = ?1 ORDER BY model")
+                .map_err(backend)?;
+            stmt.query_map([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(backend)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(backend)?
+        };
+        rows.into_iter()
+            .map(|(model, json)| {
+                let outcome = decode_run_field(id, &format!("result of {model}"), &json)?;
+                Ok((model, outcome))
+            })
+            .collect()
     }
 
     async fn has_result(&self, id: &RunId, model: &str) -> Result<bool, StoreError> {

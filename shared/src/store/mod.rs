@@ -16,7 +16,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 
 use crate::config::{CiConfig, ConfigId, DataSource, DataSourceId, Provider, RepoName};
-use crate::run::{CiRun, FanOut, PrKey, RecordOutcome, RunId, RunState, StartOutcome};
+use crate::run::{
+    CiRun, FanOut, PrKey, RecordOutcome, RunId, RunState, StartOutcome, StoredOutcome, Summary,
+    WorkItem,
+};
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +36,8 @@ pub enum StoreError {
     },
     #[error("not found: {0}")]
     NotFound(String),
-    /// A stored item no longer parses (hand-edited, or written by a newer version).
+    /// A stored item no longer parses (hand-edited, or written by a newer version). `key`
+    /// names the item, and for a run's fan-out and results the run and the field.
     #[error("stored item {key} is corrupt")]
     Corrupt {
         key: String,
@@ -96,6 +100,25 @@ pub trait ConfigStore: Send + Sync {
         found.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(found)
     }
+}
+
+/// Decodes a JSON field of a run's fan-out or results; a failure names the run and the field.
+#[cfg(any(feature = "aws", feature = "sqlite"))]
+pub(crate) fn decode_run_field<T: serde::de::DeserializeOwned>(
+    id: &RunId,
+    field: &str,
+    json: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+        key: format!("{field} of run {id}"),
+        source: Box::new(e),
+    })
+}
+
+/// Encodes a fan-out or result field as the adapters store it.
+#[cfg(any(feature = "aws", feature = "sqlite"))]
+pub(crate) fn encode_run_field<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("run fields serialize")
 }
 
 /// Unix seconds now.
@@ -174,20 +197,23 @@ pub trait RunStore: Send + Sync {
     /// once: false (nothing changed) when the run already has one (a redelivered poll).
     async fn put_fanout(&self, id: &RunId, fanout: &FanOut) -> Result<bool, StoreError>;
     /// The fan-out summary of a run.
-    async fn fanout_summary(&self, id: &RunId) -> Result<Option<String>, StoreError>;
+    async fn fanout_summary(&self, id: &RunId) -> Result<Option<Summary>, StoreError>;
     /// The work item of one model of a run.
-    async fn model_work(&self, id: &RunId, model: &str) -> Result<Option<String>, StoreError>;
+    async fn model_work(&self, id: &RunId, model: &str) -> Result<Option<WorkItem>, StoreError>;
     /// Stores one model's result and counts it as done, atomically and once: recording the
     /// same model again changes nothing and reports `first: false`. Exactly one caller sees
     /// `first && remaining == 0`, even when the last two models finish together.
+    ///
+    /// `None` counts a result an earlier delivery stored (see [`has_result`](Self::has_result))
+    /// without writing one: a redelivered message learns whether the report is still owed.
     async fn record_result(
         &self,
         id: &RunId,
         model: &str,
-        body: &str,
+        outcome: Option<&StoredOutcome>,
     ) -> Result<RecordOutcome, StoreError>;
-    /// Every recorded result of a run: `(model, body)`, in model order.
-    async fn results(&self, id: &RunId) -> Result<Vec<(String, String)>, StoreError>;
+    /// Every recorded result of a run: `(model, outcome)`, in model order.
+    async fn results(&self, id: &RunId) -> Result<Vec<(String, StoredOutcome)>, StoreError>;
     /// Whether a model's result is recorded (one key lookup: a redelivered diff message).
     async fn has_result(&self, id: &RunId, model: &str) -> Result<bool, StoreError>;
 }

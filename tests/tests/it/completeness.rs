@@ -231,13 +231,7 @@ async fn new_and_removed_models_are_counted_on_their_one_side() {
     for (kind, wh, p, q) in [("postgres", pg, p, q), ("sqlite", lite, lp, lq)] {
         let item = |rel: Relation, side| WorkItem {
             name: "m".into(),
-            prod: rel.clone(),
-            pr: rel,
-            primary_key: Vec::new(),
-            filter: None,
-            include_columns: Vec::new(),
-            exclude_columns: Vec::new(),
-            masked_columns: Vec::new(),
+            spec: prdiff_shared::diff::DiffSpec::new(rel.clone(), rel, Vec::new()),
             count: Some(side),
         };
         let fresh = Relation::new(None, Some(&q), "fresh");

@@ -1310,14 +1310,19 @@ async fn an_artifacts_job_without_any_successful_run_ends_the_run_instead_of_ret
 /// DynamoDB evaluates each condition atomically), so against moto a race would test moto.
 async fn count_once(runs: Arc<dyn RunStore>, concurrent: bool) {
     let run = RunId::new();
-    let models: Vec<(String, String)> = (0..12)
-        .map(|i| (format!("model.shop.m{i:02}"), "{}".to_owned()))
+    let item = |name: String| {
+        let rel = Relation::parse(&format!("analytics.{name}")).unwrap();
+        let req = prdiff_shared::diff::DiffRequest::new(rel.clone(), rel, vec!["id".into()]);
+        prdiff_shared::run::WorkItem::from_request(&name, &req)
+    };
+    let models: Vec<(String, prdiff_shared::run::WorkItem)> = (0..12)
+        .map(|i| (format!("model.shop.m{i:02}"), item(format!("m{i:02}"))))
         .collect();
     assert!(
         runs.put_fanout(
             &run,
             &prdiff_shared::run::FanOut {
-                summary: "{}".into(),
+                summary: Default::default(),
                 models: models.clone(),
             },
         )
@@ -1331,9 +1336,8 @@ async fn count_once(runs: Arc<dyn RunStore>, concurrent: bool) {
     for (m, _) in models.iter().chain(models.iter()) {
         let (runs, run, m) = (runs.clone(), run.clone(), m.clone());
         let record = async move {
-            runs.record_result(&run, &m, r#"{"error":"x"}"#)
-                .await
-                .unwrap()
+            let failed = prdiff_shared::run::StoredOutcome::Error("x".into());
+            runs.record_result(&run, &m, Some(&failed)).await.unwrap()
         };
         if concurrent {
             tasks.push(tokio::spawn(record));
@@ -1368,7 +1372,7 @@ async fn count_once(runs: Arc<dyn RunStore>, concurrent: bool) {
             .put_fanout(
                 &run,
                 &prdiff_shared::run::FanOut {
-                    summary: "{}".into(),
+                    summary: Default::default(),
                     models,
                 },
             )

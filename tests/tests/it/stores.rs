@@ -6,12 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prdiff_shared::config::{CiConfig, ConfigId, Provider, RepoName, SecretName};
+use prdiff_shared::diff::{DiffRequest, DiffResult, PerSide};
 use prdiff_shared::messages::{Message, SyncMessage, SyncReason};
 use prdiff_shared::queue::Queue;
 use prdiff_shared::queue::sqs::SqsQueue;
-use prdiff_shared::run::{CiRun, PrKey, RunId, RunState, StartOutcome};
+use prdiff_shared::run::{
+    CiRun, CountSide, Counted, FanOut, PrKey, RunId, RunState, StartOutcome, StoredOutcome,
+    Summary, WorkItem,
+};
 use prdiff_shared::secrets::aws::SecretsManager;
 use prdiff_shared::secrets::{ExposeSecret, SecretString, Secrets, SecretsError};
+use prdiff_shared::sql::Relation;
 use prdiff_shared::store::dynamodb::DynamoStore;
 use prdiff_shared::store::embedded::EmbeddedStore;
 use prdiff_shared::store::{ConfigStore, RunStore, StoreError, unix_now};
@@ -587,4 +592,237 @@ async fn a_missing_queue_is_a_permanent_send_error_naming_the_queue() {
     let text = prdiff_shared::error_chain(&err);
     assert!(text.contains(&url) && text.contains("SQS: "), "{text}");
     assert!(text.contains("does not exist"), "{text}");
+}
+
+/// A fan-out summary, a work item and a result as the adapters stored them before the run
+/// store was typed: items written then still load.
+const LEGACY_SUMMARY: &str = r#"{"dbt_run_id":42,"dbt_run_url":"https://cloud.getdbt.com/deploy/1/projects/2/runs/42","base_note":null,"models":[["model.shop.orders","orders"]],"skipped":[["fresh","new model"]],"downstream":["orders"],"warnings":[],"counted":[{"unique_id":"model.shop.fresh","name":"fresh","side":"pr"}],"materializations":{}}"#;
+const LEGACY_WORK: &str = r#"{"name":"orders","prod":{"database":null,"schema":"analytics","name":"orders"},"pr":{"database":null,"schema":"dbt_cloud_pr_1_2","name":"orders"},"primary_key":["id"],"filter":"id > 0","include_columns":[],"exclude_columns":["loaded_at"],"masked_columns":["email"]}"#;
+const LEGACY_RESULT: &str = r#"{"error":"relation \"dbt_cloud_pr_1_2.orders\" does not exist"}"#;
+
+/// Reads the legacy records written under `run` through the port.
+async fn legacy_records_load(store: &dyn RunStore, run: &RunId) {
+    let summary = store.fanout_summary(run).await.unwrap().unwrap();
+    assert_eq!(summary.dbt_run_id, Some(42));
+    assert_eq!(
+        summary.models,
+        [("model.shop.orders".to_owned(), "orders".to_owned())]
+    );
+    assert_eq!(summary.counted[0].side, CountSide::Pr);
+    assert!(summary.gates.is_empty() && summary.over_max_models.is_none());
+    let work = store
+        .model_work(run, "model.shop.orders")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        work.spec.pr,
+        Relation::parse("dbt_cloud_pr_1_2.orders").unwrap()
+    );
+    assert_eq!(work.spec.filter.as_deref(), Some("id > 0"));
+    assert_eq!(work.spec.exclude_columns, ["loaded_at"]);
+    assert_eq!(work.spec.masked_columns, ["email"]);
+    assert_eq!(work.count, None);
+    assert_eq!(
+        store.results(run).await.unwrap(),
+        [(
+            "model.shop.orders".to_owned(),
+            StoredOutcome::Error("relation \"dbt_cloud_pr_1_2.orders\" does not exist".into())
+        )]
+    );
+}
+
+/// A fan-out with a diffed and a counted model, and both kinds of result.
+fn typed_fanout() -> (FanOut, Vec<(String, StoredOutcome)>) {
+    let prod = Relation::parse("analytics.orders").unwrap();
+    let pr = Relation::parse("dbt_cloud_pr_1_2.orders").unwrap();
+    let mut req = DiffRequest::new(prod.clone(), pr.clone(), vec!["id".into()]);
+    req.filter = Some("status <> 'test'".into());
+    req.include_columns = vec!["id".into(), "amount".into()];
+    let fresh = Relation::parse("dbt_cloud_pr_1_2.fresh").unwrap();
+    let mut counted = WorkItem::from_request(
+        "fresh",
+        &DiffRequest::new(fresh.clone(), fresh.clone(), vec![]),
+    );
+    counted.count = Some(CountSide::Pr);
+    let summary = Summary {
+        dbt_run_id: Some(7),
+        models: vec![("model.shop.orders".into(), "orders".into())],
+        skipped: vec![("fresh".into(), "new model".into())],
+        counted: vec![Counted {
+            unique_id: "model.shop.fresh".into(),
+            name: "fresh".into(),
+            side: CountSide::Pr,
+        }],
+        ..Default::default()
+    };
+    let fanout = FanOut {
+        summary,
+        models: vec![
+            ("model.shop.fresh".into(), counted),
+            (
+                "model.shop.orders".into(),
+                WorkItem::from_request("orders", &req),
+            ),
+        ],
+    };
+    let results = vec![
+        (
+            "model.shop.fresh".to_owned(),
+            StoredOutcome::Ok(Box::new(DiffResult::counted(
+                &fresh,
+                &fresh,
+                PerSide { prod: 0, pr: 12 },
+            ))),
+        ),
+        (
+            "model.shop.orders".to_owned(),
+            StoredOutcome::Error("timed out after 600 s".into()),
+        ),
+    ];
+    (fanout, results)
+}
+
+/// What goes in through the port comes back equal.
+async fn typed_records_round_trip(store: &dyn RunStore) {
+    let run = RunId::new();
+    let (fanout, results) = typed_fanout();
+    assert!(store.put_fanout(&run, &fanout).await.unwrap());
+    assert_eq!(
+        store.fanout_summary(&run).await.unwrap().as_ref(),
+        Some(&fanout.summary)
+    );
+    for (model, work) in &fanout.models {
+        assert_eq!(
+            store.model_work(&run, model).await.unwrap().as_ref(),
+            Some(work)
+        );
+    }
+    assert_eq!(
+        store.model_work(&run, "model.shop.other").await.unwrap(),
+        None
+    );
+    for (i, (model, outcome)) in results.iter().enumerate() {
+        let recorded = store
+            .record_result(&run, model, Some(outcome))
+            .await
+            .unwrap();
+        assert!(recorded.first);
+        assert_eq!(recorded.remaining, (results.len() - i - 1) as u64);
+    }
+    // A redelivery counting a stored result writes nothing and is not first.
+    let again = store
+        .record_result(&run, "model.shop.orders", None)
+        .await
+        .unwrap();
+    assert!(!again.first);
+    assert_eq!(again.remaining, 0);
+    assert_eq!(store.results(&run).await.unwrap(), results);
+}
+
+/// A record that does not decode is a `Corrupt` error naming the run and the field.
+fn assert_names_run_and_field(e: StoreError, run: &RunId, field: &str) {
+    match &e {
+        StoreError::Corrupt { key, .. } => {
+            assert!(key.contains(run.as_str()) && key.contains(field), "{key}")
+        }
+        other => panic!("expected a corrupt-item error, got {other:?}"),
+    }
+    let text = e.to_string();
+    assert!(
+        text.contains(run.as_str()) && text.contains(field),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_embedded_run_store_loads_fanouts_and_results_written_before_it_was_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prdiff.db");
+    let store = EmbeddedStore::open(&path).unwrap();
+    let (run, broken) = (RunId::new(), RunId::new());
+    {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        let fanout = "INSERT INTO run_fanouts (run_id, total, summary) VALUES (?1, 1, ?2)";
+        let work = "INSERT INTO run_work (run_id, model, body) VALUES (?1, ?2, ?3)";
+        let result = "INSERT INTO run_results (run_id, model, body) VALUES (?1, ?2, ?3)";
+        let orders = "model.shop.orders";
+        db.execute(fanout, (run.as_str(), LEGACY_SUMMARY)).unwrap();
+        db.execute(work, (run.as_str(), orders, LEGACY_WORK))
+            .unwrap();
+        db.execute(result, (run.as_str(), orders, LEGACY_RESULT))
+            .unwrap();
+        // A summary missing a required field, a work item and a result that are not JSON.
+        db.execute(fanout, (broken.as_str(), r#"{"models":[]}"#))
+            .unwrap();
+        db.execute(work, (broken.as_str(), orders, "{")).unwrap();
+        db.execute(result, (broken.as_str(), orders, "not json"))
+            .unwrap();
+    }
+    legacy_records_load(&store, &run).await;
+    let e = store.fanout_summary(&broken).await.unwrap_err();
+    assert_names_run_and_field(e, &broken, "fan-out summary");
+    let e = store
+        .model_work(&broken, "model.shop.orders")
+        .await
+        .unwrap_err();
+    assert_names_run_and_field(e, &broken, "work item of model.shop.orders");
+    let e = store.results(&broken).await.unwrap_err();
+    assert_names_run_and_field(e, &broken, "result of model.shop.orders");
+}
+
+#[tokio::test]
+async fn the_embedded_run_store_round_trips_typed_fanouts_and_results() {
+    typed_records_round_trip(&EmbeddedStore::in_memory()).await;
+}
+
+#[tokio::test]
+async fn the_dynamodb_run_store_loads_fanouts_and_results_written_before_it_was_typed() {
+    use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+    let store = dynamo_store().await;
+    let client = aws_sdk_dynamodb::Client::new(&moto().await);
+    let (run, broken) = (RunId::new(), RunId::new());
+    let put = |run: &RunId, sk: &str, attr: &str, json: &str| {
+        client
+            .put_item()
+            .table_name(store.table())
+            .item("pk", S(format!("RUN#{run}")))
+            .item("sk", S(sk.into()))
+            .item("total", N("1".into()))
+            .item(attr, S(json.into()))
+            .send()
+    };
+    put(&run, "FANOUT", "summary", LEGACY_SUMMARY)
+        .await
+        .unwrap();
+    put(&run, "WORK#model.shop.orders", "body", LEGACY_WORK)
+        .await
+        .unwrap();
+    put(&run, "RESULT#model.shop.orders", "body", LEGACY_RESULT)
+        .await
+        .unwrap();
+    put(&broken, "FANOUT", "summary", r#"{"models":[]}"#)
+        .await
+        .unwrap();
+    put(&broken, "WORK#model.shop.orders", "body", "{")
+        .await
+        .unwrap();
+    put(&broken, "RESULT#model.shop.orders", "not_body", "{}")
+        .await
+        .unwrap();
+    legacy_records_load(&store, &run).await;
+    let e = store.fanout_summary(&broken).await.unwrap_err();
+    assert_names_run_and_field(e, &broken, "fan-out summary");
+    let e = store
+        .model_work(&broken, "model.shop.orders")
+        .await
+        .unwrap_err();
+    assert_names_run_and_field(e, &broken, "work item of model.shop.orders");
+    let e = store.results(&broken).await.unwrap_err();
+    assert_names_run_and_field(e, &broken, "result of model.shop.orders");
+}
+
+#[tokio::test]
+async fn the_dynamodb_run_store_round_trips_typed_fanouts_and_results() {
+    typed_records_round_trip(&dynamo_store().await).await;
 }
