@@ -183,8 +183,7 @@ pub(super) async fn exact_pass(
     };
     fill_exact(&agg, counts.nulls, r)?;
     let stand_in = stand_in.as_ref().filter(|_| clean);
-    let carried =
-        (!clean || exact_kind(wh, plan) == JoinKind::Carry) && carries_examples(wh, plan);
+    let carried = (!clean || exact_kind(wh, plan) == JoinKind::Carry) && carries_examples(wh, plan);
     r.samples = examples::samples(wh, plan, req, &agg, carried, stand_in).await?;
     Ok(())
 }

@@ -64,6 +64,7 @@ pub mod query;
 mod resolve;
 mod result;
 pub mod sampled;
+pub mod tolerance;
 
 use crate::sql::Relation;
 use crate::sql::filter::{UnsafeFilter, parse_filter};
@@ -74,6 +75,7 @@ pub use result::{
     SampleValue, SampledInfo, SchemaDiff,
 };
 pub use sampled::SamplingSettings;
+pub use tolerance::Tolerance;
 
 /// A predicate naming columns never to compare (the global "columns to ignore" list).
 pub type ColumnIgnore = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -111,6 +113,9 @@ pub struct DiffRequest {
     /// How to give a model without a key one, in the caller's terms (the configured key
     /// tag in CI, `--pk` in the CLI): appended to the result's "no primary key" note.
     pub no_key_hint: Option<String>,
+    /// Numeric columns compared with a tolerance, by name (see [`Tolerance`]). A name
+    /// that is not a compared numeric column gets a note in the result.
+    pub tolerance: Vec<(String, Tolerance)>,
 }
 
 impl std::fmt::Debug for DiffRequest {
@@ -123,6 +128,7 @@ impl std::fmt::Debug for DiffRequest {
             .field("include_columns", &self.include_columns)
             .field("exclude_columns", &self.exclude_columns)
             .field("sampling", &self.sampling)
+            .field("tolerance", &self.tolerance)
             .finish_non_exhaustive()
     }
 }
@@ -144,6 +150,7 @@ impl DiffRequest {
             column_ignore: None,
             example_sample_min_rows: examples::EXAMPLE_SAMPLE_MIN_ROWS,
             no_key_hint: None,
+            tolerance: Vec::new(),
         }
     }
 }

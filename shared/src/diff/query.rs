@@ -43,6 +43,8 @@ pub struct CompareColumn {
     /// them first and normalises only the rows where they differ: nearly every row skips
     /// the rounding.
     pub raw_joined: Option<(String, String)>,
+    /// Values within this bound of each other are not a change (numeric columns only).
+    pub tolerance: Option<super::Tolerance>,
 }
 
 /// Everything the query builders need, already resolved against both catalogs.

@@ -107,8 +107,18 @@ pub(super) fn resolve_request(
             changed_pct: None,
             changed_pct_interval: None,
             nulls: None,
+            tolerance: None,
         });
     }
+    let mut notes = notes;
+    apply_tolerance(
+        req,
+        prod_cols,
+        pr_cols,
+        &mut compare,
+        &mut columns,
+        &mut notes,
+    );
     Ok(Resolved {
         plan: ComparePlan {
             prod: req.prod.clone(),
@@ -279,5 +289,48 @@ fn compare_column(d: &dyn Dialect, name: &str, pt: &ColumnType, qt: &ColumnType)
         prod_joined,
         pr_joined,
         raw_joined,
+        tolerance: None,
+    }
+}
+
+/// Gives each compared numeric column named in `req.tolerance` its bound; any other name
+/// (not a column, not compared, not numeric on both sides) gets a note instead.
+fn apply_tolerance(
+    req: &DiffRequest,
+    prod_cols: &Catalog,
+    pr_cols: &Catalog,
+    compare: &mut [CompareColumn],
+    columns: &mut [ColumnDiff],
+    notes: &mut Vec<String>,
+) {
+    let numeric = |t: &ColumnType| {
+        matches!(
+            t.family,
+            TypeFamily::Integer | TypeFamily::Decimal { .. } | TypeFamily::Float { .. }
+        )
+    };
+    for (name, tol) in &req.tolerance {
+        let Some((found, pt)) = resolve(prod_cols, name).or_else(|| resolve(pr_cols, name)) else {
+            notes.push(format!(
+                "tolerance for `{name}` ignored: no such column in either relation"
+            ));
+            continue;
+        };
+        let Some(i) = compare.iter().position(|c| &c.name == found) else {
+            notes.push(format!(
+                "tolerance for `{found}` ignored: the column is not compared (a key, excluded, or on one side only)"
+            ));
+            continue;
+        };
+        let qt = resolve(pr_cols, found).map(|(_, t)| t).unwrap_or(pt);
+        if !numeric(pt) || !numeric(qt) {
+            notes.push(format!(
+                "tolerance for `{found}` ignored: the column is not numeric ({} in prod, {} in the PR); compared exactly",
+                pt.raw, qt.raw
+            ));
+            continue;
+        }
+        compare[i].tolerance = Some(*tol);
+        columns[i].tolerance = Some(*tol);
     }
 }

@@ -50,6 +50,9 @@ pub struct ColumnDiff {
     /// Rows where the value is NULL, per side (only for models without a key).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nulls: Option<PerSide>,
+    /// The tolerance the column was compared with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<super::Tolerance>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -58,8 +58,41 @@ fn plan_for(d: &dyn Dialect) -> ComparePlan {
         .plan
 }
 
+/// A plan with tolerant columns: a float with an absolute bound, exact numerics of
+/// different scales with both bounds, and a text column whose tolerance is refused.
+fn tolerance_resolved(d: &dyn Dialect) -> super::resolve::Resolved {
+    let t = |s: &str| d.parse_type(s);
+    let prod = vec![
+        ("id".to_owned(), t("integer")),
+        ("amount".to_owned(), t("double precision")),
+        ("price".to_owned(), t("numeric(12,4)")),
+        ("label".to_owned(), t("text")),
+    ];
+    let mut pr = prod.clone();
+    pr[2].1 = t("numeric(12,2)");
+    let mut req = DiffRequest::new(
+        Relation::new(None, Some("prod"), "t"),
+        Relation::new(None, Some("pr"), "t"),
+        vec!["id".to_owned()],
+    );
+    let tol = |a, r| super::Tolerance::new(a, r).expect("valid bounds");
+    req.tolerance = vec![
+        ("AMOUNT".to_owned(), tol(Some(0.01), None)),
+        ("price".to_owned(), tol(Some(0.005), Some(1e-4))),
+        ("label".to_owned(), tol(Some(1.0), None)),
+        ("missing".to_owned(), tol(Some(1.0), None)),
+    ];
+    resolve_request(d, &req, None, &prod, &pr).expect("resolves")
+}
+
 fn queries(d: &dyn Dialect) -> Vec<(&'static str, String)> {
     let mut all = fixed_queries(d);
+    let tol = tolerance_resolved(d).plan;
+    all.push(("join_tolerance", tol.join_query(d, JoinKind::Plain, None)));
+    all.push((
+        "join_tolerance_windowed",
+        tol.join_query(d, JoinKind::Windowed, None),
+    ));
     if let Some(q) = d.row_estimate_query(&Relation::new(Some("analytics"), Some("prod"), "Orders"))
     {
         all.push(("row_estimate", q));
@@ -283,4 +316,40 @@ fn a_whole_number_key_is_looked_up_by_number_and_any_other_by_text() {
     let big = ["99999999999999999999".to_owned()];
     let sql = plan.rows_by_key_query(d, Side::Pr, &big, 2);
     assert!(sql.contains("IN ('99999999999999999999')"), "{sql}");
+}
+
+#[test]
+fn tolerance_applies_to_compared_numeric_columns_and_notes_the_rest() {
+    for d in all_dialects() {
+        let r = tolerance_resolved(d);
+        let tol: Vec<(&str, bool)> = r
+            .plan
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.tolerance.is_some()))
+            .collect();
+        assert_eq!(
+            tol,
+            [("amount", true), ("price", true), ("label", false)],
+            "{}",
+            d.name()
+        );
+        assert_eq!(
+            r.columns[0].tolerance.map(|t| t.label()).as_deref(),
+            Some("±0.01")
+        );
+        let notes = r.notes.join("\n");
+        assert!(
+            notes.contains("tolerance for `label` ignored: the column is not numeric"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("tolerance for `missing` ignored: no such column"),
+            "{notes}"
+        );
+        // The bound enters the SQL only as the dialect's rendering of the parsed number.
+        let sql = r.plan.join_query(d, JoinKind::Plain, None);
+        assert!(sql.contains("<= 1E-2"), "{}: {sql}", d.name());
+        assert!(sql.contains("<= 1E-4 * ABS("), "{}: {sql}", d.name());
+    }
 }

@@ -421,6 +421,7 @@ fn plan_model(
     warnings: &mut Vec<String>,
 ) -> PlannedModel {
     let mut options = options::read(node, warnings);
+    options.tolerance = options::read_tolerance(node, warnings);
     if node.resource_type == "snapshot" {
         snapshot_defaults(&mut options);
     }

@@ -629,7 +629,7 @@ fn model_details(
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} |",
-                code(&c.name),
+                column_label(&code(&c.name), c),
                 code(&c.prod_type),
                 code(&c.pr_type),
                 changed,
@@ -722,7 +722,13 @@ pub fn text(r: &DiffResult) -> String {
     for c in &r.columns {
         match (c.changed, c.changed_pct, c.nulls) {
             (Some(n), Some(p), _) => {
-                let _ = writeln!(out, "  {:<30} {a}{:>12}  {:>7.3}%", c.name, fmt_n(n), p);
+                let _ = writeln!(
+                    out,
+                    "  {:<30} {a}{:>12}  {:>7.3}%",
+                    column_label(&c.name, c),
+                    fmt_n(n),
+                    p
+                );
             }
             (_, _, Some(n)) => {
                 let _ = writeln!(
@@ -790,3 +796,11 @@ mod escape_tests {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+/// A compared column's name as reports show it: with its tolerance, `amount (±0.01)`.
+fn column_label(name: &str, c: &crate::diff::ColumnDiff) -> String {
+    match &c.tolerance {
+        Some(t) => format!("{name} ({})", t.label()),
+        None => name.to_owned(),
+    }
+}

@@ -16,6 +16,7 @@ fn column(name: &str, changed: u64, matched: u64) -> ColumnDiff {
         changed: Some(changed),
         changed_pct: Some(100.0 * changed as f64 / matched as f64),
         changed_pct_interval: None,
+        tolerance: None,
         nulls: None,
     }
 }

@@ -912,7 +912,9 @@ async fn columns_come_from_tables_get_and_a_missing_table_has_none() {
     assert_eq!(none, Some(Vec::new()));
     // Without a dataset in the relation or the URL: the catalog query decides.
     assert_eq!(
-        wh.table_columns(&Relation::new(None, None, "t")).await.unwrap(),
+        wh.table_columns(&Relation::new(None, None, "t"))
+            .await
+            .unwrap(),
         None
     );
     // No query job was used for the columns (only the connect check's SELECT 1).

@@ -204,7 +204,7 @@ pub async fn load(prod_sql: &str, pr_sql: &str) -> Vec<Loaded> {
     .await
 }
 
-async fn run(l: &Loaded, req: &DiffRequest) -> DiffResult {
+pub async fn run(l: &Loaded, req: &DiffRequest) -> DiffResult {
     let mut r = diff::diff(l.wh.as_ref(), req)
         .await
         .unwrap_or_else(|e| panic!("{}: diff failed: {e}", l.kind));
@@ -243,7 +243,7 @@ fn lower_folded_names(r: &mut DiffResult) {
     }
 }
 
-fn changed_of(r: &DiffResult, col: &str) -> u64 {
+pub fn changed_of(r: &DiffResult, col: &str) -> u64 {
     r.columns
         .iter()
         .find(|c| c.name == col)

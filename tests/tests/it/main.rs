@@ -17,5 +17,6 @@ mod stores;
 mod sync;
 mod template;
 mod tls;
+mod tolerance;
 mod warehouse_errors;
 mod webhook;

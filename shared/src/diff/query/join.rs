@@ -157,7 +157,14 @@ impl<'a> JoinSql<'a> {
     /// Whether compared column `i` differs between the sides.
     fn differs(&self, i: usize) -> String {
         let d = self.d;
-        let ne = d.null_safe_ne(&self.col_of(Side::Prod, i), &self.col_of(Side::Pr, i));
+        let (a, b) = (self.col_of(Side::Prod, i), self.col_of(Side::Pr, i));
+        let ne = d.null_safe_ne(&a, &b);
+        // A tolerant column: exactly one side NULL, or both set and further apart than
+        // the bound (NaN against a number stays a change, NaN against NaN does not).
+        let ne = match &self.plan.columns[i].tolerance {
+            Some(t) => t.differs_sql(d, &ne, &a, &b),
+            None => ne,
+        };
         // Windowed sides carry values already normalised.
         match &self.plan.columns[i].raw_joined {
             Some((rp, rq)) if !self.windowed => format!(
