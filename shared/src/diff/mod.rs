@@ -61,6 +61,7 @@ mod exact;
 mod examples;
 pub mod from_plan;
 pub mod query;
+mod renames;
 mod resolve;
 mod result;
 pub mod sampled;
@@ -71,7 +72,7 @@ use crate::sql::filter::{UnsafeFilter, parse_filter};
 use crate::warehouse::{Warehouse, WarehouseError};
 use query::{ComparePlan, Side};
 pub use result::{
-    ColumnDiff, DiffResult, KeyIssues, KeyIssuesPerSide, PerSide, SampleMethod, SampleRow,
+    ColumnDiff, DiffResult, KeyIssues, KeyIssuesPerSide, PerSide, Renamed, SampleMethod, SampleRow,
     SampleValue, SampledInfo, SchemaDiff,
 };
 pub use sampled::SamplingSettings;
@@ -242,6 +243,7 @@ pub async fn count_rows(wh: &dyn Warehouse, rel: &Relation) -> Result<u64, DiffE
         integer_key: false,
         group: None,
         whole_number_key: false,
+        renames: Vec::new(),
     };
     Ok(
         exact::run_counts(wh, &plan, Side::Prod, exact::Lane::Critical)
@@ -313,6 +315,7 @@ async fn diff_unlabelled(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffRe
         )
         .await?;
     }
+    notes.append(&mut result.notes);
     notes.extend(result.key_issue_notes());
     result.notes = notes;
     Ok(result)

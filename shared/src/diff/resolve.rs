@@ -119,6 +119,30 @@ pub(super) fn resolve_request(
         &mut columns,
         &mut notes,
     );
+    // Rename candidates: only a keyed diff matches rows to compare them on.
+    let renames = if key.columns.is_empty() {
+        Vec::new()
+    } else {
+        let only = |cols: &Catalog, names: &[String]| -> Vec<(String, ColumnType)> {
+            cols.iter()
+                .filter(|(n, _)| names.contains(n))
+                .cloned()
+                .collect()
+        };
+        let compared = |name: &str| {
+            !excluded.iter().any(|e| e == name)
+                && !req.column_ignore.as_ref().is_some_and(|f| f(name))
+                && included
+                    .as_ref()
+                    .is_none_or(|inc| inc.iter().any(|i| i == name))
+        };
+        super::renames::candidates(
+            d,
+            &only(prod_cols, &schema.removed),
+            &only(pr_cols, &schema.added),
+            compared,
+        )
+    };
     Ok(Resolved {
         plan: ComparePlan {
             prod: req.prod.clone(),
@@ -129,6 +153,7 @@ pub(super) fn resolve_request(
             integer_key: key.integer,
             group: None,
             whole_number_key: key.whole_number,
+            renames,
         },
         key_names: key.names,
         columns,
@@ -268,10 +293,22 @@ fn excluded_columns(
 /// A column present on both sides: its normalised expressions over the bare relation and
 /// over the join's aliased row.
 fn compare_column(d: &dyn Dialect, name: &str, pt: &ColumnType, qt: &ColumnType) -> CompareColumn {
-    let q = d.quote_identifier(name);
+    compare_pair(d, name, name, pt, qt)
+}
+
+/// [`compare_column`] for a column named `prod_name` in prod and `pr_name` in the PR
+/// (a rename candidate).
+pub(super) fn compare_pair(
+    d: &dyn Dialect,
+    prod_name: &str,
+    pr_name: &str,
+    pt: &ColumnType,
+    qt: &ColumnType,
+) -> CompareColumn {
+    let (qp, qq) = (d.quote_identifier(prod_name), d.quote_identifier(pr_name));
     let (raw_p, raw_q) = (
-        format!("{}.{q}", query::PROD_ALIAS),
-        format!("{}.{q}", query::PR_ALIAS),
+        format!("{}.{qp}", query::PROD_ALIAS),
+        format!("{}.{qq}", query::PR_ALIAS),
     );
     let (prod_joined, pr_joined) = (d.normalise(&raw_p, pt, qt), d.normalise(&raw_q, qt, pt));
     let exact_numbers =
@@ -283,9 +320,9 @@ fn compare_column(d: &dyn Dialect, name: &str, pt: &ColumnType, qt: &ColumnType)
         (exact_numbers(pt) && exact_numbers(qt) && (prod_joined != raw_p || pr_joined != raw_q))
             .then(|| (raw_p.clone(), raw_q.clone()));
     CompareColumn {
-        name: name.to_owned(),
-        prod_expr: d.normalise(&q, pt, qt),
-        pr_expr: d.normalise(&q, qt, pt),
+        name: prod_name.to_owned(),
+        prod_expr: d.normalise(&qp, pt, qt),
+        pr_expr: d.normalise(&qq, qt, pt),
         prod_joined,
         pr_joined,
         raw_joined,

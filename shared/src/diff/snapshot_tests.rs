@@ -85,8 +85,44 @@ fn tolerance_resolved(d: &dyn Dialect) -> super::resolve::Resolved {
     resolve_request(d, &req, None, &prod, &pr).expect("resolves")
 }
 
+/// A plan with rename candidates: an integer renamed to a decimal (normalised) and a
+/// hostile text name renamed.
+fn renames_plan(d: &dyn Dialect) -> ComparePlan {
+    let t = |s: &str| d.parse_type(s);
+    let prod = vec![
+        ("id".to_owned(), t("integer")),
+        ("old_amount".to_owned(), t("integer")),
+        ("Old \"Note\"".to_owned(), t("text")),
+        ("v".to_owned(), t("integer")),
+        ("w".to_owned(), t("text")),
+    ];
+    let pr = vec![
+        ("id".to_owned(), t("integer")),
+        ("new_amount".to_owned(), t("numeric(12,2)")),
+        ("new note".to_owned(), t("varchar(10)")),
+        ("v".to_owned(), t("integer")),
+        ("w".to_owned(), t("text")),
+    ];
+    let req = DiffRequest::new(
+        Relation::new(None, Some("prod"), "t"),
+        Relation::new(None, Some("pr"), "t"),
+        vec!["id".to_owned()],
+    );
+    let plan = resolve_request(d, &req, None, &prod, &pr)
+        .expect("resolves")
+        .plan;
+    assert_eq!(plan.renames.len(), 2, "{}", d.name());
+    plan
+}
+
 fn queries(d: &dyn Dialect) -> Vec<(&'static str, String)> {
     let mut all = fixed_queries(d);
+    let renames = renames_plan(d);
+    all.push(("join_renames", renames.join_query(d, JoinKind::Plain, None)));
+    all.push((
+        "join_renames_windowed",
+        renames.join_query(d, JoinKind::Windowed, None),
+    ));
     let tol = tolerance_resolved(d).plan;
     all.push(("join_tolerance", tol.join_query(d, JoinKind::Plain, None)));
     all.push((
@@ -203,8 +239,13 @@ fn the_aggregates_a_query_names_are_its_select_list_in_order() {
             seed: 7,
             threshold: 42_949_673,
         });
-        let mut plans = vec![plan.clone()];
+        let mut plans = vec![plan.clone(), renames_plan(d)];
         plans.extend(plan.column_groups(Some(1)).expect("one column per group"));
+        plans.extend(
+            renames_plan(d)
+                .column_groups(Some(1))
+                .expect("one column per group"),
+        );
         let mut named: Vec<(String, AggQuery)> = vec![
             ("count".into(), plan.count_query_named(d, Side::Prod)),
             ("profile".into(), plan.profile_query_named(d, Side::Pr)),

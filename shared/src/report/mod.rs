@@ -230,6 +230,9 @@ fn schema_text(r: &DiffResult) -> String {
     if !s.type_changed.is_empty() {
         parts.push(format!("{} type", s.type_changed.len()));
     }
+    if !s.renamed.is_empty() {
+        parts.push(format!("{} renamed", s.renamed.len()));
+    }
     if parts.is_empty() {
         "—".to_owned()
     } else {
@@ -605,6 +608,15 @@ fn model_details(
             let _ = writeln!(out, "- {label}: {}", c.join(", "));
         }
     }
+    for rn in &s.renamed {
+        let _ = writeln!(
+            out,
+            "- Renamed {} → {} ({} agree)",
+            code(&rn.from),
+            code(&rn.to),
+            agreement(rn.agreement_pct)
+        );
+    }
     if !r.columns.is_empty() {
         let _ = writeln!(
             out,
@@ -719,6 +731,15 @@ pub fn text(r: &DiffResult) -> String {
     if !s.type_changed.is_empty() {
         let _ = writeln!(out, "type changed: {}", s.type_changed.join(", "));
     }
+    for rn in &s.renamed {
+        let _ = writeln!(
+            out,
+            "renamed {} → {} ({} agree)",
+            rn.from,
+            rn.to,
+            agreement(rn.agreement_pct)
+        );
+    }
     for c in &r.columns {
         match (c.changed, c.changed_pct, c.nulls) {
             (Some(n), Some(p), _) => {
@@ -803,4 +824,11 @@ fn column_label(name: &str, c: &crate::diff::ColumnDiff) -> String {
         Some(t) => format!("{name} ({})", t.label()),
         None => name.to_owned(),
     }
+}
+
+/// A rename's agreement as reports show it: `99.8 %`, `100 %`.
+fn agreement(pct: f64) -> String {
+    let t = format!("{pct:.2}");
+    let t = t.trim_end_matches('0').trim_end_matches('.');
+    format!("{t} %")
 }

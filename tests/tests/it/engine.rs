@@ -231,6 +231,10 @@ fn lower_folded_names(r: &mut DiffResult) {
     ] {
         list.iter_mut().for_each(fix);
     }
+    for rn in &mut r.schema.renamed {
+        fix(&mut rn.from);
+        fix(&mut rn.to);
+    }
     for s in &mut r.samples {
         s.key = std::mem::take(&mut s.key)
             .into_iter()

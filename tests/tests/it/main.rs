@@ -11,6 +11,7 @@ mod githost;
 mod plan;
 mod privileges;
 mod redshift;
+mod renames;
 mod security;
 mod snowflake;
 mod stores;

@@ -64,7 +64,7 @@ async fn values_within_a_bound_are_unchanged_and_values_beyond_it_are_changed() 
         let mut req = l.request("t", &["id"]);
         req.tolerance = bounds
             .iter()
-            .map(|(c, t)| (c.to_string(), t.expect("valid bounds")))
+            .map(|(c, t)| (c.to_string(), t.clone().expect("valid bounds")))
             .collect();
         let plain = {
             let mut q = req.clone();
