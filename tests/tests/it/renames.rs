@@ -12,7 +12,8 @@ fn request(l: &Loaded) -> DiffRequest {
 
 /// 200 rows. `old_amount` → `new_amount` (integer → bigint) agrees on 199 rows (99.5 %);
 /// `gone` and `fresh` (text) agree on 190 (95 %): unrelated, they stay removed and added.
-/// `keep` differs on row 9, the renamed column on row 7.
+/// `keep` differs on row 9, the renamed column on row 7 (where `keep` is NULL on both
+/// sides).
 ///
 /// The PR's table has another name: bqemulator binds a column of a table to the
 /// same-named table of another dataset (`Table "t" does not have a column named
@@ -26,8 +27,19 @@ fn tables() -> (String, String) {
         } else {
             format!("w{i}")
         };
-        let keep = if i == 9 { 0 } else { i };
-        p.push(format!("({i}, {}, 'v{i}', {i})", i * 10));
+        // Row 7 has `keep` NULL on both sides: unchanged there, whatever the dialect's
+        // NULL-safe test makes of NULL against NULL.
+        let keep_p = if i == 7 {
+            "NULL".to_owned()
+        } else {
+            i.to_string()
+        };
+        let keep = match i {
+            7 => "NULL".to_owned(),
+            9 => "0".to_owned(),
+            _ => i.to_string(),
+        };
+        p.push(format!("({i}, {}, 'v{i}', {keep_p})", i * 10));
         q.push(format!("({i}, {new_amount}, '{fresh}', {keep})"));
     }
     (

@@ -368,8 +368,10 @@ impl<'a> JoinSql<'a> {
         for j in 0..self.plan.renames.len() {
             let differs = format!("{} AND x.rd{j}", k.both);
             items.push((d.count_where(&differs), JoinAgg::RenameDiffers(j)));
+            // `dx` is NULL where a column's test is (the ANSI `<>` form on NULL and NULL).
+            let unchanged = format!("NOT COALESCE(x.dx, {})", d.false_literal());
             items.push((
-                d.count_where(&format!("{differs} AND NOT x.dx")),
+                d.count_where(&format!("{differs} AND {unchanged}")),
                 JoinAgg::RenameOnly(j),
             ));
         }
