@@ -91,3 +91,50 @@ async fn a_column_renamed_with_its_values_is_compared_as_one_and_unrelated_ones_
         assert_eq!(r.changed, Some(1), "{k}: row 9 only");
     }
 }
+
+/// A sampled diff judges the pairs on its sample: 20 000 rows, `old_v` → `new_v` equal
+/// everywhere, `gone` and `fresh` unrelated random numbers, `keep` changed on every 25th
+/// row.
+#[tokio::test]
+async fn a_sampled_diff_finds_the_rename_in_its_sample() {
+    let (mut pv, mut qv) = (Vec::new(), Vec::new());
+    for i in 0..20_000u64 {
+        let v = i % 97;
+        let keep = if i % 25 == 0 { i + 1 } else { i };
+        pv.push(format!("({i}, {v}, {}, {i})", (i * 7919) % 1000));
+        qv.push(format!("({i}, {v}, {}, {keep})", (i * 104_729) % 1013));
+    }
+    let sql = |table: &str, cols: &str, v: &[String]| {
+        let mut s = format!("CREATE TABLE {table} (id integer, {cols}, keep integer);\n");
+        for chunk in v.chunks(1000) {
+            s.push_str(&format!(
+                "INSERT INTO {table} VALUES {};\n",
+                chunk.join(", ")
+            ));
+        }
+        s
+    };
+    let prod = sql("s", "old_v integer, gone integer", &pv);
+    let pr = sql("s_pr", "new_v integer, fresh integer", &qv);
+    for l in load(&prod, &pr).await {
+        let k = l.kind;
+        let mut req = DiffRequest::new(l.rel("prod", "s"), l.rel("pr", "s_pr"), vec!["id".into()]);
+        req.sampling = Some(prdiff_shared::diff::SamplingSettings::new(1_000, 0.02, 0.9).unwrap());
+        req.pilot_rows = 400;
+        let r = run(&l, &req).await;
+        let s = r.sampled.as_ref().expect("sampled");
+        assert!(s.rate < 0.5, "{k}: sampled, not exact");
+        assert_eq!(r.schema.renamed.len(), 1, "{k}: {:?}", r.schema);
+        let rn = &r.schema.renamed[0];
+        assert_eq!(
+            (rn.from.as_str(), rn.to.as_str(), rn.agreement_pct),
+            ("old_v", "new_v", 100.0),
+            "{k}"
+        );
+        assert_eq!(r.schema.removed, ["gone"], "{k}");
+        assert_eq!(r.schema.added, ["fresh"], "{k}");
+        assert_eq!(changed_of(&r, "new_v"), 0, "{k}");
+        let c = r.columns.iter().find(|c| c.name == "new_v").unwrap();
+        assert!(c.changed_pct_interval.is_some(), "{k}: a sampled interval");
+    }
+}
