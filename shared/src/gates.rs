@@ -118,9 +118,13 @@ pub(crate) fn read(node: &Node, prod: Option<&Node>, warnings: &mut Vec<String>)
         if let Some(p) = meta.get("prdiff") {
             match p.as_object() {
                 Some(obj) => {
-                    for k in obj.keys().filter(|k| k.as_str() != "gates") {
+                    // `tolerance` is read with the other diff options (`plan::options`).
+                    for k in obj
+                        .keys()
+                        .filter(|k| !matches!(k.as_str(), "gates" | "tolerance"))
+                    {
                         warnings.push(format!(
-                            "{id}: unknown key in meta.prdiff ignored: {k} (known: gates)"
+                            "{id}: unknown key in meta.prdiff ignored: {k} (known: gates, tolerance)"
                         ));
                     }
                     if let Some(g) = obj.get("gates") {

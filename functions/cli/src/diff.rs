@@ -85,6 +85,10 @@ pub struct DiffArgs {
     /// Never compare these columns (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub exclude_columns: Vec<String>,
+    /// Compare a numeric column with a tolerance: COLUMN=ABS, COLUMN=rel=R or
+    /// COLUMN=ABS,rel=R (values within either bound are unchanged). Repeatable.
+    #[arg(long = "tolerance", value_name = "COLUMN=BOUNDS")]
+    pub tolerance: Vec<String>,
     /// Mask these columns' values in sample rows (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub mask_columns: Vec<String>,
@@ -157,6 +161,12 @@ fn build_request(
     req.include_columns = clean(&args.include_columns);
     req.exclude_columns = clean(&args.exclude_columns);
     req.masked_columns = clean(&args.mask_columns);
+    req.tolerance = args
+        .tolerance
+        .iter()
+        .map(|t| prdiff_shared::diff::Tolerance::parse_arg(t))
+        .collect::<Result<_, _>>()
+        .map_err(|e| InputError(format!("--tolerance {e}")))?;
     req.sample_rows = args.samples;
     req.seed = args.seed;
     req.sampling = sampling(args)?;

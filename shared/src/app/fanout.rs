@@ -131,11 +131,16 @@ mod tests {
         req.include_columns = vec!["id".into(), "amount".into()];
         req.exclude_columns = vec!["loaded_at".into()];
         req.masked_columns = vec!["email".into()];
+        req.tolerance = vec![(
+            "amount".into(),
+            crate::diff::Tolerance::new(Some(0.01), Some(0.001)).unwrap(),
+        )];
         let item = WorkItem::from_request("orders", &req);
         let back: WorkItem = serde_json::from_str(&serde_json::to_string(&item).unwrap()).unwrap();
         let again = back.request(None);
         // The whole spec travels: no field is copied by hand, so none can be dropped.
         assert_eq!(again.spec, req.spec);
+        assert_eq!(again.tolerance.len(), 1);
         assert_eq!(back, item);
     }
 

@@ -64,6 +64,10 @@ pub enum JoinAgg {
     NullKeys,
     /// Rows of one side where compared column `i` is NULL (profile query).
     NullsCol(usize),
+    /// Matched rows where rename candidate `j`'s old (prod) and new (PR) column differ.
+    RenameDiffers(usize),
+    /// Matched rows where rename candidate `j` differs and no compared column does.
+    RenameOnly(usize),
 }
 
 impl JoinAgg {
@@ -94,6 +98,8 @@ impl JoinAgg {
             JoinAgg::ExChangedMax => "ex_changed_max".into(),
             JoinAgg::ChangedCol(i) => format!("changed_{i}"),
             JoinAgg::ExChangedCol(i) => format!("ex_changed_{i}"),
+            JoinAgg::RenameDiffers(j) => format!("rename_differs_{j}"),
+            JoinAgg::RenameOnly(j) => format!("rename_only_{j}"),
             JoinAgg::RowCount => "row_count".into(),
             JoinAgg::NullKeys => "null_keys".into(),
             JoinAgg::NullsCol(i) => format!("nulls_{i}"),

@@ -182,6 +182,15 @@ pub(super) async fn exact_pass(
         run_join(wh, plan, JoinKind::Windowed, None, Lane::Critical).await?
     };
     fill_exact(&agg, counts.nulls, r)?;
+    let matched = r.matched.unwrap_or(0);
+    let accepted = super::renames::accept(plan, &agg, matched)?;
+    if !accepted.is_empty() {
+        let changed =
+            (r.changed.unwrap_or(0) + super::renames::extra_changed(&accepted)).min(matched);
+        r.changed = Some(changed);
+        r.unchanged = Some(matched - changed);
+        super::renames::apply(plan, &accepted, matched, |x| (x, None), r);
+    }
     let stand_in = stand_in.as_ref().filter(|_| clean);
     let carried = (!clean || exact_kind(wh, plan) == JoinKind::Carry) && carries_examples(wh, plan);
     r.samples = examples::samples(wh, plan, req, &agg, carried, stand_in).await?;

@@ -43,6 +43,7 @@ pub fn request_for(
     req.filter = o.filter.clone();
     req.include_columns = o.include_columns.clone();
     req.exclude_columns = o.exclude_columns.clone();
+    req.tolerance = o.tolerance.iter().map(|(c, t)| (c.clone(), *t)).collect();
     req.masked_columns = pr_node.map(pii_columns).unwrap_or_default();
     req.sampling = sampling;
     if let Some(ig) = ignore {

@@ -61,19 +61,22 @@ mod exact;
 mod examples;
 pub mod from_plan;
 pub mod query;
+mod renames;
 mod resolve;
 mod result;
 pub mod sampled;
+pub mod tolerance;
 
 use crate::sql::Relation;
 use crate::sql::filter::{UnsafeFilter, parse_filter};
 use crate::warehouse::{Warehouse, WarehouseError};
 use query::{ComparePlan, Side};
 pub use result::{
-    ColumnDiff, DiffResult, KeyIssues, KeyIssuesPerSide, PerSide, SampleMethod, SampleRow,
+    ColumnDiff, DiffResult, KeyIssues, KeyIssuesPerSide, PerSide, Renamed, SampleMethod, SampleRow,
     SampleValue, SampledInfo, SchemaDiff,
 };
 pub use sampled::SamplingSettings;
+pub use tolerance::Tolerance;
 
 /// A predicate naming columns never to compare (the global "columns to ignore" list).
 pub type ColumnIgnore = std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -103,6 +106,10 @@ pub struct DiffSpec {
     /// Values of these columns are masked in sample rows.
     #[serde(default)]
     pub masked_columns: Vec<String>,
+    /// Numeric columns compared with a tolerance, by name (see [`Tolerance`]). A name
+    /// that is not a compared numeric column gets a note in the result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerance: Vec<(String, Tolerance)>,
 }
 
 impl DiffSpec {
@@ -116,6 +123,7 @@ impl DiffSpec {
             include_columns: Vec::new(),
             exclude_columns: Vec::new(),
             masked_columns: Vec::new(),
+            tolerance: Vec::new(),
         }
     }
 }
@@ -272,6 +280,7 @@ pub async fn count_rows(wh: &dyn Warehouse, rel: &Relation) -> Result<u64, DiffE
         integer_key: false,
         group: None,
         whole_number_key: false,
+        renames: Vec::new(),
     };
     Ok(
         exact::run_counts(wh, &plan, Side::Prod, exact::Lane::Critical)
@@ -343,6 +352,7 @@ async fn diff_unlabelled(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffRe
         )
         .await?;
     }
+    notes.append(&mut result.notes);
     notes.extend(result.key_issue_notes());
     result.notes = notes;
     Ok(result)

@@ -43,6 +43,20 @@ pub struct CompareColumn {
     /// them first and normalises only the rows where they differ: nearly every row skips
     /// the rounding.
     pub raw_joined: Option<(String, String)>,
+    /// Values within this bound of each other are not a change (numeric columns only).
+    pub tolerance: Option<super::Tolerance>,
+}
+
+/// A column removed in the PR and one added, tested in the join for a rename
+/// (see [`super::renames`]).
+#[derive(Debug, Clone)]
+pub struct RenameCandidate {
+    pub from: String,
+    pub to: String,
+    pub prod_type: String,
+    pub pr_type: String,
+    /// `from` on the prod side and `to` on the PR side, normalised as a compared column.
+    pub column: CompareColumn,
 }
 
 /// Everything the query builders need, already resolved against both catalogs.
@@ -64,6 +78,9 @@ pub struct ComparePlan {
     /// 0, as every Snowflake integer is): example rows are looked up by number, which the
     /// warehouse can prune on, rather than by the key's text.
     pub whole_number_key: bool,
+    /// Removed/added column pairs the join tests for a rename (the first column group's
+    /// pass only).
+    pub renames: Vec<RenameCandidate>,
 }
 
 /// Which side of the diff a fragment is for.
@@ -168,6 +185,10 @@ fn alias_k(i: usize) -> String {
 
 fn alias_c(i: usize) -> String {
     format!("c{i}")
+}
+
+fn alias_r(j: usize) -> String {
+    format!("r{j}")
 }
 
 impl ComparePlan {
@@ -276,6 +297,13 @@ impl ComparePlan {
                 Side::Pr => &c.pr_expr,
             };
             items.push(format!("{e} AS {}", alias_c(i)));
+        }
+        for (j, r) in self.renames.iter().enumerate() {
+            let e = match side {
+                Side::Prod => &r.column.prod_expr,
+                Side::Pr => &r.column.pr_expr,
+            };
+            items.push(format!("{e} AS {}", alias_r(j)));
         }
         format!(
             "SELECT {} FROM {}{}",

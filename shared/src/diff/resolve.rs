@@ -107,8 +107,42 @@ pub(super) fn resolve_request(
             changed_pct: None,
             changed_pct_interval: None,
             nulls: None,
+            tolerance: None,
         });
     }
+    let mut notes = notes;
+    apply_tolerance(
+        req,
+        prod_cols,
+        pr_cols,
+        &mut compare,
+        &mut columns,
+        &mut notes,
+    );
+    // Rename candidates: only a keyed diff matches rows to compare them on.
+    let renames = if key.columns.is_empty() {
+        Vec::new()
+    } else {
+        let only = |cols: &Catalog, names: &[String]| -> Vec<(String, ColumnType)> {
+            cols.iter()
+                .filter(|(n, _)| names.contains(n))
+                .cloned()
+                .collect()
+        };
+        let compared = |name: &str| {
+            !excluded.iter().any(|e| e == name)
+                && !req.column_ignore.as_ref().is_some_and(|f| f(name))
+                && included
+                    .as_ref()
+                    .is_none_or(|inc| inc.iter().any(|i| i == name))
+        };
+        super::renames::candidates(
+            d,
+            &only(prod_cols, &schema.removed),
+            &only(pr_cols, &schema.added),
+            compared,
+        )
+    };
     Ok(Resolved {
         plan: ComparePlan {
             prod: req.prod.clone(),
@@ -119,6 +153,7 @@ pub(super) fn resolve_request(
             integer_key: key.integer,
             group: None,
             whole_number_key: key.whole_number,
+            renames,
         },
         key_names: key.names,
         columns,
@@ -258,10 +293,22 @@ fn excluded_columns(
 /// A column present on both sides: its normalised expressions over the bare relation and
 /// over the join's aliased row.
 fn compare_column(d: &dyn Dialect, name: &str, pt: &ColumnType, qt: &ColumnType) -> CompareColumn {
-    let q = d.quote_identifier(name);
+    compare_pair(d, name, name, pt, qt)
+}
+
+/// [`compare_column`] for a column named `prod_name` in prod and `pr_name` in the PR
+/// (a rename candidate).
+pub(super) fn compare_pair(
+    d: &dyn Dialect,
+    prod_name: &str,
+    pr_name: &str,
+    pt: &ColumnType,
+    qt: &ColumnType,
+) -> CompareColumn {
+    let (qp, qq) = (d.quote_identifier(prod_name), d.quote_identifier(pr_name));
     let (raw_p, raw_q) = (
-        format!("{}.{q}", query::PROD_ALIAS),
-        format!("{}.{q}", query::PR_ALIAS),
+        format!("{}.{qp}", query::PROD_ALIAS),
+        format!("{}.{qq}", query::PR_ALIAS),
     );
     let (prod_joined, pr_joined) = (d.normalise(&raw_p, pt, qt), d.normalise(&raw_q, qt, pt));
     let exact_numbers =
@@ -273,11 +320,54 @@ fn compare_column(d: &dyn Dialect, name: &str, pt: &ColumnType, qt: &ColumnType)
         (exact_numbers(pt) && exact_numbers(qt) && (prod_joined != raw_p || pr_joined != raw_q))
             .then(|| (raw_p.clone(), raw_q.clone()));
     CompareColumn {
-        name: name.to_owned(),
-        prod_expr: d.normalise(&q, pt, qt),
-        pr_expr: d.normalise(&q, qt, pt),
+        name: prod_name.to_owned(),
+        prod_expr: d.normalise(&qp, pt, qt),
+        pr_expr: d.normalise(&qq, qt, pt),
         prod_joined,
         pr_joined,
         raw_joined,
+        tolerance: None,
+    }
+}
+
+/// Gives each compared numeric column named in `req.tolerance` its bound; any other name
+/// (not a column, not compared, not numeric on both sides) gets a note instead.
+fn apply_tolerance(
+    req: &DiffRequest,
+    prod_cols: &Catalog,
+    pr_cols: &Catalog,
+    compare: &mut [CompareColumn],
+    columns: &mut [ColumnDiff],
+    notes: &mut Vec<String>,
+) {
+    let numeric = |t: &ColumnType| {
+        matches!(
+            t.family,
+            TypeFamily::Integer | TypeFamily::Decimal { .. } | TypeFamily::Float { .. }
+        )
+    };
+    for (name, tol) in &req.tolerance {
+        let Some((found, pt)) = resolve(prod_cols, name).or_else(|| resolve(pr_cols, name)) else {
+            notes.push(format!(
+                "tolerance for `{name}` ignored: no such column in either relation"
+            ));
+            continue;
+        };
+        let Some(i) = compare.iter().position(|c| &c.name == found) else {
+            notes.push(format!(
+                "tolerance for `{found}` ignored: the column is not compared (a key, excluded, or on one side only)"
+            ));
+            continue;
+        };
+        let qt = resolve(pr_cols, found).map(|(_, t)| t).unwrap_or(pt);
+        if !numeric(pt) || !numeric(qt) {
+            notes.push(format!(
+                "tolerance for `{found}` ignored: the column is not numeric ({} in prod, {} in the PR); compared exactly",
+                pt.raw, qt.raw
+            ));
+            continue;
+        }
+        compare[i].tolerance = Some(*tol);
+        columns[i].tolerance = Some(*tol);
     }
 }

@@ -50,13 +50,30 @@ pub struct ColumnDiff {
     /// Rows where the value is NULL, per side (only for models without a key).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nulls: Option<PerSide>,
+    /// The tolerance the column was compared with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<super::Tolerance>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SchemaDiff {
     pub added: Vec<String>,
     pub removed: Vec<String>,
     pub type_changed: Vec<String>,
+    /// Columns removed and added whose values agree on nearly every matched row: compared
+    /// as one column (under its new name), and in neither `added` nor `removed`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renamed: Vec<Renamed>,
+}
+
+/// A column the PR renamed, as the diff found it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Renamed {
+    pub from: String,
+    pub to: String,
+    /// Matched rows on which the old and the new column agree, in % (rounded down to
+    /// 0.01).
+    pub agreement_pct: f64,
 }
 
 /// One differing row.

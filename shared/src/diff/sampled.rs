@@ -220,7 +220,27 @@ pub(super) async fn sampled(
     else {
         return Ok(false);
     };
-    let intervals = fill_sampled(&agg, nonnull, s.z(), r)?;
+    let matched_n = agg.int(JoinAgg::Matched)?;
+    let accepted = super::renames::accept(plan, &agg, matched_n)?;
+    let extra = super::renames::extra_changed(&accepted).min(matched_n);
+    let intervals = fill_sampled(&agg, nonnull, extra, s.z(), r)?;
+    let matched = r.matched.unwrap_or(0);
+    let z = s.z();
+    super::renames::apply(
+        plan,
+        &accepted,
+        matched_n,
+        |x| {
+            let (lo, hi) = wilson(x, matched_n, z);
+            let n = if matched_n == 0 {
+                0
+            } else {
+                (x as f64 / matched_n as f64 * matched as f64).round() as u64
+            };
+            (n, Some((100.0 * lo, 100.0 * hi)))
+        },
+        r,
+    );
     r.sampled = Some(SampledInfo {
         tolerance: s.tolerance,
         confidence: s.confidence,
@@ -372,6 +392,7 @@ impl SideEstimate {
 fn fill_sampled(
     agg: &Aggregates,
     nonnull: (u64, u64),
+    extra_changed: u64,
     z: f64,
     r: &mut DiffResult,
 ) -> Result<BTreeMap<String, (f64, f64)>, DiffError> {
@@ -384,7 +405,8 @@ fn fill_sampled(
     let q = SideEstimate::new(&mut sc, agg, Side::Pr, sq, nonnull.1)?;
     let matched_n = agg.int(JoinAgg::Matched)?;
     let matched = sc.scale(matched_n, sp, nonnull.0, "matched");
-    let changed_n = agg.int(JoinAgg::Changed)?;
+    // Rows where only a renamed column differs are changed too (see `renames`).
+    let changed_n = (agg.int(JoinAgg::Changed)? + extra_changed).min(matched_n);
     let changed = sc.scale(changed_n, matched_n, matched, "changed");
     let (lo, hi) = wilson(changed_n, matched_n, z);
     sc.intervals

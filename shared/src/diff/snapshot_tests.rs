@@ -61,8 +61,77 @@ fn plan_for(d: &dyn Dialect) -> ComparePlan {
         .plan
 }
 
+/// A plan with tolerant columns: a float with an absolute bound, exact numerics of
+/// different scales with both bounds, and a text column whose tolerance is refused.
+fn tolerance_resolved(d: &dyn Dialect) -> super::resolve::Resolved {
+    let t = |s: &str| d.parse_type(s);
+    let prod = vec![
+        ("id".to_owned(), t("integer")),
+        ("amount".to_owned(), t("double precision")),
+        ("price".to_owned(), t("numeric(12,4)")),
+        ("label".to_owned(), t("text")),
+    ];
+    let mut pr = prod.clone();
+    pr[2].1 = t("numeric(12,2)");
+    let mut req = DiffRequest::new(
+        Relation::new(None, Some("prod"), "t"),
+        Relation::new(None, Some("pr"), "t"),
+        vec!["id".to_owned()],
+    );
+    let tol = |a, r| super::Tolerance::new(a, r).expect("valid bounds");
+    req.tolerance = vec![
+        ("AMOUNT".to_owned(), tol(Some(0.01), None)),
+        ("price".to_owned(), tol(Some(0.005), Some(1e-4))),
+        ("label".to_owned(), tol(Some(1.0), None)),
+        ("missing".to_owned(), tol(Some(1.0), None)),
+    ];
+    resolve_request(d, &req, None, &prod, &pr).expect("resolves")
+}
+
+/// A plan with rename candidates: an integer renamed to a decimal (normalised) and a
+/// hostile text name renamed.
+fn renames_plan(d: &dyn Dialect) -> ComparePlan {
+    let t = |s: &str| d.parse_type(s);
+    let prod = vec![
+        ("id".to_owned(), t("integer")),
+        ("old_amount".to_owned(), t("integer")),
+        ("Old \"Note\"".to_owned(), t("text")),
+        ("v".to_owned(), t("integer")),
+        ("w".to_owned(), t("text")),
+    ];
+    let pr = vec![
+        ("id".to_owned(), t("integer")),
+        ("new_amount".to_owned(), t("numeric(12,2)")),
+        ("new note".to_owned(), t("varchar(10)")),
+        ("v".to_owned(), t("integer")),
+        ("w".to_owned(), t("text")),
+    ];
+    let req = DiffRequest::new(
+        Relation::new(None, Some("prod"), "t"),
+        Relation::new(None, Some("pr"), "t"),
+        vec!["id".to_owned()],
+    );
+    let plan = resolve_request(d, &req, None, &prod, &pr)
+        .expect("resolves")
+        .plan;
+    assert_eq!(plan.renames.len(), 2, "{}", d.name());
+    plan
+}
+
 fn queries(d: &dyn Dialect) -> Vec<(&'static str, String)> {
     let mut all = fixed_queries(d);
+    let renames = renames_plan(d);
+    all.push(("join_renames", renames.join_query(d, JoinKind::Plain, None)));
+    all.push((
+        "join_renames_windowed",
+        renames.join_query(d, JoinKind::Windowed, None),
+    ));
+    let tol = tolerance_resolved(d).plan;
+    all.push(("join_tolerance", tol.join_query(d, JoinKind::Plain, None)));
+    all.push((
+        "join_tolerance_windowed",
+        tol.join_query(d, JoinKind::Windowed, None),
+    ));
     if let Some(q) = d.row_estimate_query(&Relation::new(Some("analytics"), Some("prod"), "Orders"))
     {
         all.push(("row_estimate", q));
@@ -173,8 +242,13 @@ fn the_aggregates_a_query_names_are_its_select_list_in_order() {
             seed: 7,
             threshold: 42_949_673,
         });
-        let mut plans = vec![plan.clone()];
+        let mut plans = vec![plan.clone(), renames_plan(d)];
         plans.extend(plan.column_groups(Some(1)).expect("one column per group"));
+        plans.extend(
+            renames_plan(d)
+                .column_groups(Some(1))
+                .expect("one column per group"),
+        );
         let mut named: Vec<(String, AggQuery)> = vec![
             ("count".into(), plan.count_query_named(d, Side::Prod)),
             ("profile".into(), plan.profile_query_named(d, Side::Pr)),
@@ -286,4 +360,40 @@ fn a_whole_number_key_is_looked_up_by_number_and_any_other_by_text() {
     let big = ["99999999999999999999".to_owned()];
     let sql = plan.rows_by_key_query(d, Side::Pr, &big, 2);
     assert!(sql.contains("IN ('99999999999999999999')"), "{sql}");
+}
+
+#[test]
+fn tolerance_applies_to_compared_numeric_columns_and_notes_the_rest() {
+    for d in all_dialects() {
+        let r = tolerance_resolved(d);
+        let tol: Vec<(&str, bool)> = r
+            .plan
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.tolerance.is_some()))
+            .collect();
+        assert_eq!(
+            tol,
+            [("amount", true), ("price", true), ("label", false)],
+            "{}",
+            d.name()
+        );
+        assert_eq!(
+            r.columns[0].tolerance.map(|t| t.label()).as_deref(),
+            Some("±0.01")
+        );
+        let notes = r.notes.join("\n");
+        assert!(
+            notes.contains("tolerance for `label` ignored: the column is not numeric"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains("tolerance for `missing` ignored: no such column"),
+            "{notes}"
+        );
+        // The bound enters the SQL only as the dialect's rendering of the parsed number.
+        let sql = r.plan.join_query(d, JoinKind::Plain, None);
+        assert!(sql.contains("<= 1E-2"), "{}: {sql}", d.name());
+        assert!(sql.contains("<= 1E-4 * ABS("), "{}: {sql}", d.name());
+    }
 }

@@ -227,11 +227,13 @@ fn diff(removed: u64, added: u64, changed: u64) -> DiffResult {
         changed_pct: Some(changed as f64 * 100.0 / 900.0),
         changed_pct_interval: None,
         nulls: None,
+        tolerance: None,
     }];
     r.schema = SchemaDiff {
         added: vec!["is_repeat".into()],
         removed: vec!["legacy".into()],
         type_changed: vec!["amount".into(), "id".into()],
+        renamed: Vec::new(),
     };
     r
 }

@@ -422,6 +422,7 @@ fn plan_model(
 ) -> PlannedModel {
     let mut options = options::read(node, warnings);
     options.gates = crate::gates::read(node, old, warnings);
+    options.tolerance = options::read_tolerance(node, warnings);
     if node.resource_type == "snapshot" {
         snapshot_defaults(&mut options);
     }

@@ -45,6 +45,9 @@ pub struct ModelOptions {
     /// The model's merge gates (`meta.prdiff.gates`, or `meta.datafold.datadiff.gates`).
     #[serde(skip_serializing_if = "crate::gates::GatePolicy::is_empty")]
     pub gates: crate::gates::GatePolicy,
+    /// Numeric columns compared with a tolerance (`meta.prdiff.tolerance`).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tolerance: std::collections::BTreeMap<String, crate::diff::Tolerance>,
 }
 
 /// Datafold's `slim_diff` values.
@@ -110,6 +113,48 @@ pub(crate) fn read(node: &Node, warnings: &mut Vec<String>) -> ModelOptions {
         ));
     }
     opts
+}
+
+/// Reads `meta.prdiff.tolerance` (config meta first, then the node's own meta on top,
+/// column by column): `{column: {absolute: x, relative: y}}`. Each bound is parsed as a
+/// number and checked; a bad entry becomes a warning naming the model and column and is
+/// left out (the column is then compared exactly). Whether the column exists and is
+/// numeric is only known from the catalog: the diff notes it there.
+pub(crate) fn read_tolerance(
+    node: &Node,
+    warnings: &mut Vec<String>,
+) -> std::collections::BTreeMap<String, crate::diff::Tolerance> {
+    let mut merged = serde_json::Map::new();
+    for meta in [&node.config.meta, &node.meta] {
+        match meta.get("prdiff").and_then(|p| p.get("tolerance")) {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::Object(cols)) => {
+                for (k, v) in cols {
+                    merged.insert(k.clone(), v.clone());
+                }
+            }
+            Some(_) => warnings.push(format!(
+                "{}: meta.prdiff.tolerance must map column names to {{absolute: …, relative: …}}; ignored",
+                node.unique_id
+            )),
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for (column, value) in merged {
+        if column.trim().is_empty() {
+            continue;
+        }
+        match crate::diff::Tolerance::from_json(&value) {
+            Ok(t) => {
+                out.insert(column, t);
+            }
+            Err(e) => warnings.push(format!(
+                "{}: meta.prdiff.tolerance.{column}: {e}; the column is compared exactly",
+                node.unique_id
+            )),
+        }
+    }
+    out
 }
 
 fn string_list(

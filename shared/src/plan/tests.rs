@@ -245,6 +245,50 @@ fn node_meta_overrides_config_meta_and_bad_values_warn() {
 }
 
 #[test]
+fn tolerance_is_read_per_column_from_meta_prdiff_and_bad_bounds_warn() {
+    let a = model(
+        "a",
+        json!({
+            "config": {"materialized": "table", "meta": {"prdiff": {"tolerance": {
+                "amount": {"absolute": 0.5},
+                "ratio": {"relative": 0.001},
+            }}}},
+            "meta": {"prdiff": {"tolerance": {
+                "amount": {"absolute": 0.01},
+                "price": {"absolute": 0.005, "relative": 0.0001},
+                "bad_text": {"absolute": "0.01; DROP TABLE x"},
+                "bad_sign": {"absolute": -1},
+                "bad_key": {"abs": 1},
+            }}},
+        }),
+    );
+    let m = manifest(nodes(vec![a]), json!({}), json!({}));
+    let plan = plan_of(&m, &m, false, false);
+    let t = &plan.models[0].options.tolerance;
+    let got: Vec<(&str, Option<f64>, Option<f64>)> = t
+        .iter()
+        .map(|(c, t)| (c.as_str(), t.absolute, t.relative))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("amount", Some(0.01), None),
+            ("price", Some(0.005), Some(0.0001)),
+            ("ratio", None, Some(0.001)),
+        ]
+    );
+    for bad in ["bad_text", "bad_sign", "bad_key"] {
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|w| w.contains("model.p.a") && w.contains(&format!("tolerance.{bad}"))),
+            "{bad}: {:?}",
+            plan.warnings
+        );
+    }
+}
+
+#[test]
 fn a_changed_source_selects_what_reads_it_as_downstream_and_descriptions_do_not_count() {
     let src_id = "source.p.raw.payments";
     let with_source = |source: Value| {

@@ -248,6 +248,9 @@ fn schema_text(r: &DiffResult) -> String {
     if !s.type_changed.is_empty() {
         parts.push(format!("{} type", s.type_changed.len()));
     }
+    if !s.renamed.is_empty() {
+        parts.push(format!("{} renamed", s.renamed.len()));
+    }
     if parts.is_empty() {
         "—".to_owned()
     } else {
@@ -689,6 +692,15 @@ fn model_details(
             let _ = writeln!(out, "- {label}: {}", c.join(", "));
         }
     }
+    for rn in &s.renamed {
+        let _ = writeln!(
+            out,
+            "- Renamed {} → {} ({} agree)",
+            code(&rn.from),
+            code(&rn.to),
+            agreement(rn.agreement_pct)
+        );
+    }
     if !r.columns.is_empty() {
         let _ = writeln!(
             out,
@@ -713,7 +725,7 @@ fn model_details(
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} |",
-                code(&c.name),
+                column_label(&code(&c.name), c),
                 code(&c.prod_type),
                 code(&c.pr_type),
                 changed,
@@ -803,10 +815,25 @@ pub fn text(r: &DiffResult) -> String {
     if !s.type_changed.is_empty() {
         let _ = writeln!(out, "type changed: {}", s.type_changed.join(", "));
     }
+    for rn in &s.renamed {
+        let _ = writeln!(
+            out,
+            "renamed {} → {} ({} agree)",
+            rn.from,
+            rn.to,
+            agreement(rn.agreement_pct)
+        );
+    }
     for c in &r.columns {
         match (c.changed, c.changed_pct, c.nulls) {
             (Some(n), Some(p), _) => {
-                let _ = writeln!(out, "  {:<30} {a}{:>12}  {:>7.3}%", c.name, fmt_n(n), p);
+                let _ = writeln!(
+                    out,
+                    "  {:<30} {a}{:>12}  {:>7.3}%",
+                    column_label(&c.name, c),
+                    fmt_n(n),
+                    p
+                );
             }
             (_, _, Some(n)) => {
                 let _ = writeln!(
@@ -874,3 +901,18 @@ mod escape_tests {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+/// A compared column's name as reports show it: with its tolerance, `amount (±0.01)`.
+fn column_label(name: &str, c: &crate::diff::ColumnDiff) -> String {
+    match &c.tolerance {
+        Some(t) => format!("{name} ({})", t.label()),
+        None => name.to_owned(),
+    }
+}
+
+/// A rename's agreement as reports show it: `99.8 %`, `100 %`.
+fn agreement(pct: f64) -> String {
+    let t = format!("{pct:.2}");
+    let t = t.trim_end_matches('0').trim_end_matches('.');
+    format!("{t} %")
+}

@@ -16,6 +16,7 @@ fn column(name: &str, changed: u64, matched: u64) -> ColumnDiff {
         changed: Some(changed),
         changed_pct: Some(100.0 * changed as f64 / matched as f64),
         changed_pct_interval: None,
+        tolerance: None,
         nulls: None,
     }
 }
@@ -46,6 +47,7 @@ pub(crate) fn result(name: &str, changed: u64) -> DiffResult {
             added: vec!["is_repeat".into()],
             removed: vec![],
             type_changed: vec!["amount".into()],
+            renamed: vec![],
         },
         sampled: None,
         samples: vec![SampleRow {
@@ -397,4 +399,27 @@ fn failed_models_show_their_whole_error_in_a_details_section() {
     let line = md.lines().find(|l| l.starts_with("**Failed:**")).unwrap();
     let ys = line.chars().filter(|&c| c == 'y').count();
     assert_eq!(ys, MAX_FAILURE_TEXT - 1, "{line}");
+}
+
+#[test]
+fn tolerant_and_renamed_columns_say_so_in_the_comment_and_the_text() {
+    let mut r = result("orders", 7);
+    r.columns[0].tolerance = Some(crate::diff::Tolerance::new(Some(0.01), None).unwrap());
+    r.schema.renamed.push(crate::diff::Renamed {
+        from: "amt".into(),
+        to: "amount_usd".into(),
+        agreement_pct: 99.8,
+    });
+    let mut rep = report();
+    rep.entries[0].outcome = Ok(r.clone());
+    let md = markdown(&rep);
+    assert!(md.contains("| `amount` (±0.01) |"), "{md}");
+    assert!(
+        md.contains("- Renamed `amt` → `amount_usd` (99.8 % agree)"),
+        "{md}"
+    );
+    assert!(md.contains("1 renamed"), "{md}");
+    let t = text(&r);
+    assert!(t.contains("amount (±0.01)"), "{t}");
+    assert!(t.contains("renamed amt → amount_usd (99.8 % agree)"), "{t}");
 }

@@ -158,6 +158,14 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
         format!("ROW({})", cols.join(", "))
     }
 
+    /// A finite number as an SQL numeric literal, in scientific notation (`1E-2`), which
+    /// every supported warehouse reads as a number whatever its magnitude. The one way a
+    /// number from the PR's yaml (a parsed `f64`, never its text) enters SQL.
+    fn numeric_literal(&self, v: f64) -> String {
+        debug_assert!(v.is_finite());
+        format!("{v:E}")
+    }
+
     /// The boolean constant false.
     fn false_literal(&self) -> &'static str {
         "FALSE"

@@ -224,7 +224,7 @@ pub async fn load(prod_sql: &str, pr_sql: &str) -> Vec<Loaded> {
     .await
 }
 
-async fn run(l: &Loaded, req: &DiffRequest) -> DiffResult {
+pub async fn run(l: &Loaded, req: &DiffRequest) -> DiffResult {
     let mut r = diff::diff(l.wh.as_ref(), req)
         .await
         .unwrap_or_else(|e| panic!("{}: diff failed: {e}", l.kind));
@@ -251,6 +251,10 @@ fn lower_folded_names(r: &mut DiffResult) {
     ] {
         list.iter_mut().for_each(fix);
     }
+    for rn in &mut r.schema.renamed {
+        fix(&mut rn.from);
+        fix(&mut rn.to);
+    }
     for s in &mut r.samples {
         s.key = std::mem::take(&mut s.key)
             .into_iter()
@@ -263,7 +267,7 @@ fn lower_folded_names(r: &mut DiffResult) {
     }
 }
 
-fn changed_of(r: &DiffResult, col: &str) -> u64 {
+pub fn changed_of(r: &DiffResult, col: &str) -> u64 {
     r.columns
         .iter()
         .find(|c| c.name == col)

@@ -10,8 +10,8 @@
 //! ```
 
 use super::{
-    AggQuery, ComparePlan, JoinAgg, JoinKind, PR_ALIAS, PROD_ALIAS, SampleBucket, Side, alias_c,
-    alias_k, balanced_or, select_list,
+    AggQuery, CompareColumn, ComparePlan, JoinAgg, JoinKind, PR_ALIAS, PROD_ALIAS, SampleBucket,
+    Side, alias_c, alias_k, alias_r, balanced_or, select_list,
 };
 use crate::sql::Dialect;
 
@@ -47,6 +47,8 @@ struct JoinSql<'a> {
     fence: &'static str,
     /// The columns this pass reports on (by index in the plan's columns).
     reported: Vec<usize>,
+    /// The pass tests the plan's rename candidates (the first column group's only).
+    renames: bool,
 }
 
 /// The conditions of a joined row's kinds, each gated on `x.dx`.
@@ -94,6 +96,7 @@ impl<'a> JoinSql<'a> {
             carry: kind != JoinKind::Plain && plan.group.is_none(),
             fence,
             reported,
+            renames: !plan.renames.is_empty() && plan.group.as_ref().is_none_or(|g| g.start == 0),
         }
     }
 
@@ -154,12 +157,35 @@ impl<'a> JoinSql<'a> {
         }
     }
 
+    /// Rename candidate `j`'s column of a side over the aliased joined row.
+    fn rename_of(&self, s: Side, j: usize) -> String {
+        let c = &self.plan.renames[j].column;
+        match (s, self.windowed) {
+            (Side::Prod, true) => format!("{PROD_ALIAS}.{}", alias_r(j)),
+            (Side::Pr, true) => format!("{PR_ALIAS}.{}", alias_r(j)),
+            (Side::Prod, false) => c.prod_joined.clone(),
+            (Side::Pr, false) => c.pr_joined.clone(),
+        }
+    }
+
     /// Whether compared column `i` differs between the sides.
     fn differs(&self, i: usize) -> String {
+        let (a, b) = (self.col_of(Side::Prod, i), self.col_of(Side::Pr, i));
+        self.column_differs(&self.plan.columns[i], &a, &b)
+    }
+
+    /// Whether a column (`a` on the prod side, `b` on the PR side) differs.
+    fn column_differs(&self, c: &CompareColumn, a: &str, b: &str) -> String {
         let d = self.d;
-        let ne = d.null_safe_ne(&self.col_of(Side::Prod, i), &self.col_of(Side::Pr, i));
+        let ne = d.null_safe_ne(a, b);
+        // A tolerant column: exactly one side NULL, or both set and further apart than
+        // the bound (NaN against a number stays a change, NaN against NaN does not).
+        let ne = match &c.tolerance {
+            Some(t) => t.differs_sql(d, &ne, a, b),
+            None => ne,
+        };
         // Windowed sides carry values already normalised.
-        match &self.plan.columns[i].raw_joined {
+        match &c.raw_joined {
             Some((rp, rq)) if !self.windowed => format!(
                 "CASE WHEN {rp} = {rq} THEN {} ELSE {ne} END",
                 d.false_literal()
@@ -193,6 +219,15 @@ impl<'a> JoinSql<'a> {
         }
         for &i in &self.reported {
             flags.push(format!("{} AS d{i}", self.differs(i)));
+        }
+        if self.renames {
+            for (j, r) in self.plan.renames.iter().enumerate() {
+                let (a, b) = (self.rename_of(Side::Prod, j), self.rename_of(Side::Pr, j));
+                flags.push(format!(
+                    "{} AS rd{j}",
+                    self.column_differs(&r.column, &a, &b)
+                ));
+            }
         }
         // A column group: whether any column of the row differs, as one expression (one
         // entry of the select list however wide the model).
@@ -318,6 +353,28 @@ impl<'a> JoinSql<'a> {
         items.extend(self.match_items(&k));
         items.extend(self.example_items(&k));
         items.extend(self.column_items(&k));
+        items.extend(self.rename_items(&k));
+        items
+    }
+
+    /// Per rename candidate: matched rows where its two columns differ, and those where
+    /// nothing else does (not rows of interest: counted over every matched row).
+    fn rename_items(&self, k: &Kinds) -> Vec<(String, JoinAgg)> {
+        if !self.renames {
+            return Vec::new();
+        }
+        let d = self.d;
+        let mut items = Vec::new();
+        for j in 0..self.plan.renames.len() {
+            let differs = format!("{} AND x.rd{j}", k.both);
+            items.push((d.count_where(&differs), JoinAgg::RenameDiffers(j)));
+            // `dx` is NULL where a column's test is (the ANSI `<>` form on NULL and NULL).
+            let unchanged = format!("NOT COALESCE(x.dx, {})", d.false_literal());
+            items.push((
+                d.count_where(&format!("{differs} AND {unchanged}")),
+                JoinAgg::RenameOnly(j),
+            ));
+        }
         items
     }
 
