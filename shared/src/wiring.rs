@@ -37,7 +37,7 @@ pub const LAMBDA_SECRET_TTL: Duration = Duration::from_secs(300);
 pub enum Backend {
     /// The deployed stack: DynamoDB, SQS and Secrets Manager.
     #[cfg(feature = "aws")]
-    Aws(AwsBackend),
+    Aws(Box<AwsBackend>),
     /// One SQLite file (store, metadata and queues) and a secrets directory, as
     /// `prdiff serve` uses.
     #[cfg(feature = "sqlite")]
@@ -88,7 +88,7 @@ impl Backend {
         aws.poll_queue_url = Some(s.poll_queue_url.clone());
         aws.sync_queue_url = Some(s.sync_queue_url.clone());
         aws.secret_ttl = LAMBDA_SECRET_TTL;
-        Self::Aws(aws)
+        Self::Aws(Box::new(aws))
     }
 
     /// The poller Lambda's backend: the table, the poll and diff queues.
@@ -97,14 +97,14 @@ impl Backend {
         aws.poll_queue_url = Some(s.poll_queue_url.clone());
         aws.diff_queue_url = Some(s.diff_queue_url.clone());
         aws.secret_ttl = LAMBDA_SECRET_TTL;
-        Self::Aws(aws)
+        Self::Aws(Box::new(aws))
     }
 
     /// The diff-runner Lambda's backend: the table only.
     pub async fn diff(s: &crate::settings::DiffSettings) -> Self {
         let mut aws = AwsBackend::load(&s.table).await;
         aws.secret_ttl = LAMBDA_SECRET_TTL;
-        Self::Aws(aws)
+        Self::Aws(Box::new(aws))
     }
 
     /// The sync Lambda's backend: the table and the dead-letter queues it watches.
@@ -116,7 +116,7 @@ impl Backend {
             .map(|(name, url)| ((*name).to_owned(), url.clone()))
             .collect();
         aws.secret_ttl = LAMBDA_SECRET_TTL;
-        Self::Aws(aws)
+        Self::Aws(Box::new(aws))
     }
 }
 
