@@ -31,6 +31,7 @@
 //! | [`metadata`] | model metadata synced from the production manifest: store port, sync, due-ness |
 //! | [`dbtcloud`] | dbt Cloud Administrative API v2 client (accounts, jobs, runs, artifacts) |
 //! | [`gates`] | merge gates from a model's dbt yaml (`meta.prdiff.gates`) and their verdicts on its diff |
+//! | [`wiring`] | one backend (AWS, embedded, memory) → every adapter → each use case's dependencies |
 //! | [`outcome`] | the outcome rule: a finished run's status, description and comment headline |
 //!
 //! Ports (small traits) sit in a module root; adapters are sibling files. Every port has an
@@ -62,6 +63,7 @@ pub mod settings;
 pub mod sql;
 pub mod store;
 pub mod warehouse;
+pub mod wiring;
 
 /// The repository's test fixtures (`tests/fixtures`), for this crate's own unit tests.
 #[cfg(test)]

@@ -4,15 +4,10 @@
 //! `prdiff_shared::app::apply`; this module parses arguments, picks adapters, prints.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use prdiff_shared::app::apply;
 use prdiff_shared::config::{ConfigId, DataSourceId};
-use prdiff_shared::dbtcloud::http::HttpDbtCloud;
-use prdiff_shared::secrets::Secrets;
-use prdiff_shared::secrets::local::LocalSecrets;
-use prdiff_shared::store::ConfigStore;
-use prdiff_shared::store::embedded::EmbeddedStore;
+use prdiff_shared::wiring::{self, Adapters};
 
 use crate::{CliError, CliResult};
 
@@ -97,8 +92,6 @@ pub enum ConfigCommand {
     },
 }
 
-type Adapters = (Arc<dyn ConfigStore>, Arc<dyn Secrets>);
-
 /// The embedded backend's secrets directory: `--secrets-dir`, else `<db>.secrets`.
 fn secrets_dir(b: &Backend) -> PathBuf {
     b.secrets_dir
@@ -137,46 +130,40 @@ impl NewFiles {
     }
 }
 
-async fn adapters(b: &Backend) -> Result<Adapters, CliError> {
+/// The wiring backend the flags name.
+async fn backend(b: &Backend) -> Result<wiring::Backend, CliError> {
     match b.backend {
-        BackendKind::Embedded => {
-            let store = EmbeddedStore::open(&b.db).map_err(|e| {
-                CliError::failed(&e).context(format_args!("cannot open {}", b.db.display()))
-            })?;
-            Ok((
-                Arc::new(store),
-                Arc::new(LocalSecrets::with_env_and_dir(Some(secrets_dir(b)))),
-            ))
-        }
-        BackendKind::Aws => aws_adapters(b).await,
+        BackendKind::Embedded => Ok(wiring::Backend::Embedded {
+            db: b.db.clone(),
+            secrets_dir: secrets_dir(b),
+        }),
+        BackendKind::Aws => aws_backend(b.table.as_deref()).await,
     }
 }
 
+async fn adapters(b: &Backend) -> Result<Adapters, CliError> {
+    backend(b)
+        .await?
+        .adapters()
+        .map_err(|e| CliError::Failed(e.to_string()))
+}
+
+/// The deployed stack's table, with AWS settings loaded the usual way (`AWS_ENDPOINT_URL`,
+/// the region and credentials); secrets are read afresh on every use.
 #[cfg(feature = "aws")]
-async fn aws_adapters(b: &Backend) -> Result<Adapters, CliError> {
-    use prdiff_shared::secrets::aws::SecretsManager;
-    use prdiff_shared::store::dynamodb::DynamoStore;
-    let Some(table) = b.table.as_ref().filter(|t| !t.is_empty()) else {
+pub(crate) async fn aws_backend(table: Option<&str>) -> Result<wiring::Backend, CliError> {
+    let Some(table) = table.filter(|t| !t.is_empty()) else {
         return Err(CliError::Usage(
             "the aws backend needs --table or PRDIFF_TABLE (the stack's DynamoDB table)".into(),
         ));
     };
-    // load_defaults reads AWS_ENDPOINT_URL, the region and credentials the usual way.
-    let cfg = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    Ok((
-        Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&cfg),
-            table.clone(),
-        )),
-        Arc::new(SecretsManager::new(
-            aws_sdk_secretsmanager::Client::new(&cfg),
-            std::time::Duration::ZERO,
-        )),
-    ))
+    Ok(wiring::Backend::Aws(Box::new(
+        wiring::AwsBackend::load(table).await,
+    )))
 }
 
 #[cfg(not(feature = "aws"))]
-async fn aws_adapters(_b: &Backend) -> Result<Adapters, CliError> {
+pub(crate) async fn aws_backend(_table: Option<&str>) -> Result<wiring::Backend, CliError> {
     Err(CliError::Usage(
         "this prdiff was built without AWS support; use --backend embedded".into(),
     ))
@@ -198,14 +185,19 @@ pub async fn run(cmd: ConfigCommand) -> CliResult {
             // A failed apply leaves no embedded database or secrets directory behind.
             let created = NewFiles::before(&backend);
             let applied = async {
-                let (store, secrets) = adapters(&backend).await?;
+                let Adapters {
+                    configs: store,
+                    secrets,
+                    dbt,
+                    ..
+                } = adapters(&backend).await?;
                 let base = file.parent().unwrap_or(Path::new("."));
                 apply::apply(
                     &text,
                     base,
                     store.as_ref(),
                     secrets.as_ref(),
-                    &HttpDbtCloud::default(),
+                    dbt.as_ref(),
                     !no_dbt_check,
                 )
                 .await
@@ -232,7 +224,7 @@ pub async fn run(cmd: ConfigCommand) -> CliResult {
             Ok(())
         }
         ConfigCommand::List { backend } => {
-            let (store, _) = adapters(&backend).await?;
+            let store = adapters(&backend).await?.configs;
             let sources = store.list_data_sources().await.map_err(failure)?;
             let configs = store.list_configs().await.map_err(failure)?;
             out!("DATA SOURCES");
@@ -257,7 +249,7 @@ pub async fn run(cmd: ConfigCommand) -> CliResult {
             Ok(())
         }
         ConfigCommand::Show { id, backend } => {
-            let (store, _) = adapters(&backend).await?;
+            let store = adapters(&backend).await?.configs;
             if let Ok(cid) = ConfigId::parse(id.clone())
                 && let Some(c) = store.get_config(&cid).await.map_err(failure)?
             {
@@ -275,7 +267,7 @@ pub async fn run(cmd: ConfigCommand) -> CliResult {
             )))
         }
         ConfigCommand::Delete { id, backend } => {
-            let (store, _) = adapters(&backend).await?;
+            let store = adapters(&backend).await?.configs;
             if let Ok(cid) = ConfigId::parse(id.clone())
                 && store.delete_config(&cid).await.map_err(failure)?
             {
@@ -312,12 +304,17 @@ pub async fn run(cmd: ConfigCommand) -> CliResult {
             backend,
         } => {
             let cid = ConfigId::parse(id).map_err(CliError::Usage)?;
-            let (store, secrets) = adapters(&backend).await?;
+            let Adapters {
+                configs: store,
+                secrets,
+                dbt,
+                ..
+            } = adapters(&backend).await?;
             let lines = apply::check(
                 &cid,
                 store.as_ref(),
                 secrets.as_ref(),
-                &HttpDbtCloud::default(),
+                dbt.as_ref(),
                 !no_warehouse_check,
             )
             .await

@@ -4,17 +4,11 @@
 //! logic lives in `prdiff_shared::metadata`; this module parses arguments and prints.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use prdiff_shared::app::sync::{SyncDeps, SyncError, sync_config};
+use prdiff_shared::app::sync::{SyncError, sync_config};
 use prdiff_shared::config::ConfigId;
-use prdiff_shared::dbtcloud::http::HttpDbtCloud;
-use prdiff_shared::metadata::MetadataStore;
-use prdiff_shared::metadata::embedded::EmbeddedMetadata;
-use prdiff_shared::secrets::Secrets;
-use prdiff_shared::secrets::local::LocalSecrets;
-use prdiff_shared::store::embedded::EmbeddedStore;
-use prdiff_shared::store::{ConfigStore, unix_now};
+use prdiff_shared::store::unix_now;
+use prdiff_shared::wiring::{self, Adapters};
 
 use crate::{CliError, CliResult};
 
@@ -78,82 +72,37 @@ pub enum MetadataCommand {
     },
 }
 
-struct Adapters {
-    configs: Arc<dyn ConfigStore>,
-    metadata: Arc<dyn MetadataStore>,
-    secrets: Arc<dyn Secrets>,
-}
-
 type Failure = CliError;
-
-use prdiff_shared::error_chain as chain;
 
 fn failure(e: impl std::error::Error + 'static) -> Failure {
     CliError::failed(&e)
 }
 
 async fn adapters(a: &StoreArgs) -> Result<Adapters, Failure> {
-    match a.backend {
+    let backend = match a.backend {
         StoreKind::Embedded => {
-            let open_err = |e: &dyn std::error::Error| {
-                CliError::Failed(format!("cannot open {}: {}", a.db.display(), chain(e)))
-            };
-            let configs = EmbeddedStore::open(&a.db).map_err(|e| open_err(&e))?;
-            let metadata = EmbeddedMetadata::open(&a.db).map_err(|e| open_err(&e))?;
-            let dir = a.secrets_dir.clone().unwrap_or_else(|| {
+            let secrets_dir = a.secrets_dir.clone().unwrap_or_else(|| {
                 let mut p = a.db.clone().into_os_string();
                 p.push(".secrets");
                 PathBuf::from(p)
             });
-            Ok(Adapters {
-                configs: Arc::new(configs),
-                metadata: Arc::new(metadata),
-                secrets: Arc::new(LocalSecrets::with_env_and_dir(Some(dir))),
-            })
+            wiring::Backend::Embedded {
+                db: a.db.clone(),
+                secrets_dir,
+            }
         }
-        StoreKind::Aws => aws_adapters(a).await,
-    }
-}
-
-#[cfg(feature = "aws")]
-async fn aws_adapters(a: &StoreArgs) -> Result<Adapters, Failure> {
-    use prdiff_shared::metadata::dynamodb::DynamoMetadata;
-    use prdiff_shared::secrets::aws::SecretsManager;
-    use prdiff_shared::store::dynamodb::DynamoStore;
-    let Some(table) = a.table.as_ref().filter(|t| !t.is_empty()) else {
-        return Err(CliError::Usage(
-            "the aws backend needs --table or PRDIFF_TABLE (the stack's DynamoDB table)".into(),
-        ));
+        StoreKind::Aws => crate::config::aws_backend(a.table.as_deref()).await?,
     };
-    let cfg = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let ddb = aws_sdk_dynamodb::Client::new(&cfg);
-    Ok(Adapters {
-        configs: Arc::new(DynamoStore::new(ddb.clone(), table.clone())),
-        metadata: Arc::new(DynamoMetadata::new(ddb, table.clone())),
-        secrets: Arc::new(SecretsManager::new(
-            aws_sdk_secretsmanager::Client::new(&cfg),
-            std::time::Duration::ZERO,
-        )),
-    })
-}
-
-#[cfg(not(feature = "aws"))]
-async fn aws_adapters(_a: &StoreArgs) -> Result<Adapters, Failure> {
-    Err(CliError::Usage(
-        "this prdiff was built without AWS support; use --backend embedded".into(),
-    ))
+    backend
+        .adapters()
+        .map_err(|e| CliError::Failed(e.to_string()))
 }
 
 /// `prdiff sync --config ID`.
 pub async fn run_sync(args: SyncArgs) -> CliResult {
     let id = ConfigId::parse(args.config.clone()).map_err(CliError::Usage)?;
     let a = adapters(&args.store).await?;
-    let deps = SyncDeps {
-        configs: a.configs,
-        metadata: a.metadata,
-        secrets: a.secrets,
-        dbt: Arc::new(HttpDbtCloud::default()),
-    };
+    let deps = a.sync();
     let outcome = match sync_config(&deps, &id, unix_now()).await {
         Ok(o) => o,
         Err(e @ SyncError::UnknownConfig(_)) => return Err(CliError::Usage(e.chain())),

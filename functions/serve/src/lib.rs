@@ -28,26 +28,22 @@ use std::time::Duration;
 
 use prdiff_shared::app::sync::{self, SyncDeps, SyncError};
 use prdiff_shared::config::SecretName;
-use prdiff_shared::dbtcloud::{DbtCloudConnector, http::HttpDbtCloud};
+use prdiff_shared::dbtcloud::DbtCloudConnector;
 use prdiff_shared::githost::GitHosts;
-use prdiff_shared::githost::http::{HttpGitHosts, HttpSettings};
 use prdiff_shared::messages::Message;
 use prdiff_shared::metadata::MetadataStore;
-use prdiff_shared::metadata::embedded::EmbeddedMetadata;
 use prdiff_shared::queue::Queue;
 use prdiff_shared::queue::embedded::{Delivery, EmbeddedQueue, EmbeddedQueues};
 use prdiff_shared::secrets::local::LocalSecrets;
 use prdiff_shared::secrets::{ExposeSecret, Secrets};
-use prdiff_shared::store::embedded::EmbeddedStore;
 use prdiff_shared::store::{ConfigStore, RunStore, unix_now};
+use prdiff_shared::wiring::{Adapters, Backend, Queues, WiringError};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 /// The queue names inside the database file.
-pub const POLL_QUEUE: &str = "poll";
-pub const DIFF_QUEUE: &str = "diff";
-pub const SYNC_QUEUE: &str = "sync";
+pub use prdiff_shared::wiring::{DIFF_QUEUE, POLL_QUEUE, SYNC_QUEUE};
 
 /// Why serve could not start.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +78,28 @@ pub struct Services {
     pub queues: EmbeddedQueues,
 }
 
+impl Services {
+    /// The same ports as [`Adapters`], the queues by their names in the file.
+    pub fn adapters(&self) -> Adapters {
+        let named = |name| Some(Arc::new(self.queues.queue(name)) as Arc<dyn Queue>);
+        Adapters {
+            configs: self.configs.clone(),
+            runs: self.runs.clone(),
+            metadata: self.metadata.clone(),
+            secrets: self.secrets.clone(),
+            hosts: self.hosts.clone(),
+            dbt: self.dbt.clone(),
+            queues: Queues {
+                poll: named(POLL_QUEUE),
+                diff: named(DIFF_QUEUE),
+                sync: named(SYNC_QUEUE),
+                dead_letters: Vec::new(),
+            },
+            embedded_queues: Some(self.queues.clone()),
+        }
+    }
+}
+
 /// An open database file, locked for this process.
 pub struct Database {
     pub services: Services,
@@ -114,9 +132,19 @@ impl Database {
                 std::fs::TryLockError::Error(e) => open_err(&e),
             });
         }
-        let store = Arc::new(EmbeddedStore::open(path).map_err(|e| open_err(&e))?);
-        let metadata = Arc::new(EmbeddedMetadata::open(path).map_err(|e| open_err(&e))?);
-        let queues = EmbeddedQueues::open(path).map_err(|e| open_err(&e))?;
+        let secrets_dir = secrets_dir.unwrap_or_else(|| default_secrets_dir(path));
+        let backend = Backend::Embedded {
+            db: path.to_owned(),
+            secrets_dir,
+        };
+        let adapters = backend.adapters().map_err(|e| match e {
+            WiringError::Open { path, message } => ServeError::Open { path, message },
+            other => open_err(&other),
+        })?;
+        let queues = adapters
+            .embedded_queues
+            .clone()
+            .expect("the embedded backend opens its queues");
         let released = queues.release_leases().map_err(|e| open_err(&e))?;
         if released > 0 {
             tracing::warn!(
@@ -124,16 +152,14 @@ impl Database {
                 "messages in flight when the previous process stopped will be delivered again"
             );
         }
-        let secrets_dir = secrets_dir.unwrap_or_else(|| default_secrets_dir(path));
-        let secrets = Arc::new(LocalSecrets::with_env_and_dir(Some(secrets_dir)));
         Ok(Self {
             services: Services {
-                configs: store.clone(),
-                runs: store,
-                metadata,
-                hosts: Arc::new(HttpGitHosts::new(secrets.clone(), HttpSettings::default())),
-                secrets,
-                dbt: Arc::new(HttpDbtCloud::default()),
+                configs: adapters.configs,
+                runs: adapters.runs,
+                metadata: adapters.metadata,
+                secrets: adapters.secrets,
+                hosts: adapters.hosts,
+                dbt: adapters.dbt,
                 queues,
             },
             _lock: lock,
@@ -317,39 +343,20 @@ impl Server {
             queues.queue(DIFF_QUEUE),
             queues.queue(SYNC_QUEUE),
         );
-        let webhook = Arc::new(prdiff_shared::app::intake::Deps {
-            configs: services.configs.clone(),
-            runs: services.runs.clone(),
-            secrets: services.secrets.clone(),
-            hosts: services.hosts.clone(),
-            poll_queue: Arc::new(poll_q.clone()) as Arc<dyn Queue>,
-            sync_queue: Arc::new(sync_q.clone()) as Arc<dyn Queue>,
-            settings: settings.webhook.clone(),
-        });
-        let poller = Arc::new(prdiff_shared::app::poll::Deps {
-            configs: services.configs.clone(),
-            runs: services.runs.clone(),
-            secrets: services.secrets.clone(),
-            hosts: services.hosts.clone(),
-            dbt: services.dbt.clone(),
-            poll_queue: Arc::new(poll_q.clone()),
-            diff_queue: Arc::new(diff_q.clone()),
-            settings: settings.poller.clone(),
-        });
-        let differ = Arc::new(prdiff_shared::app::diff_run::Deps {
-            configs: services.configs.clone(),
-            runs: services.runs.clone(),
-            secrets: services.secrets.clone(),
-            hosts: services.hosts.clone(),
-            metadata: Some(services.metadata.clone()),
-            settings: settings.diff.clone(),
-        });
-        let syncer = Arc::new(SyncDeps {
-            configs: services.configs.clone(),
-            metadata: services.metadata.clone(),
-            secrets: services.secrets.clone(),
-            dbt: services.dbt.clone(),
-        });
+        let adapters = services.adapters();
+        // Services::adapters names all three queues, so neither use case can miss one.
+        let webhook = Arc::new(
+            adapters
+                .intake(settings.webhook.clone())
+                .expect("serve's adapters hold every queue"),
+        );
+        let poller = Arc::new(
+            adapters
+                .poll(settings.poller.clone())
+                .expect("serve's adapters hold every queue"),
+        );
+        let differ = Arc::new(adapters.diff_run(settings.diff.clone()));
+        let syncer = Arc::new(adapters.sync());
         let settings = Arc::new(settings);
         let mut tasks = JoinSet::new();
 

@@ -1156,7 +1156,8 @@ const ADAPTERS: [(Option<&str>, &str, &str); 6] = [
 ];
 
 /// Each function's code path: its crate's sources and the shared files it hands an
-/// adapter to (each must be named by the crate, checked below). The diff runner reaches
+/// adapter to (each must be named by the crate, checked below). Adapters are built in
+/// `wiring`, so the git host and metadata code is reached through it. The diff runner reaches
 /// Redshift's IAM credentials through the warehouse drivers.
 /// A function's logical id, its crate's sources, and `(module, file)` of the shared code
 /// its adapters are handed to.
@@ -1172,7 +1173,8 @@ const CODE_PATHS: [CodePath; 4] = [
         "functions/webhook/src",
         &[
             ("app::intake", "shared/src/app/intake.rs"),
-            ("githost", "shared/src/githost/http.rs"),
+            ("wiring", "shared/src/wiring.rs"),
+            ("wiring", "shared/src/githost/http.rs"),
         ],
     ),
     (
@@ -1180,7 +1182,8 @@ const CODE_PATHS: [CodePath; 4] = [
         "functions/poller/src",
         &[
             ("app::poll", "shared/src/app/poll.rs"),
-            ("githost", "shared/src/githost/http.rs"),
+            ("wiring", "shared/src/wiring.rs"),
+            ("wiring", "shared/src/githost/http.rs"),
         ],
     ),
     (
@@ -1188,8 +1191,9 @@ const CODE_PATHS: [CodePath; 4] = [
         "functions/diff/src",
         &[
             ("app::diff_run", "shared/src/app/diff_run.rs"),
-            ("githost", "shared/src/githost/http.rs"),
-            ("metadata", "shared/src/metadata/mod.rs"),
+            ("wiring", "shared/src/wiring.rs"),
+            ("wiring", "shared/src/githost/http.rs"),
+            ("wiring", "shared/src/metadata/mod.rs"),
             // The diff run reaches Redshift's IAM credentials through the warehouse drivers.
             ("app::diff_run", "shared/src/warehouse/redshift_iam.rs"),
         ],
@@ -1199,7 +1203,8 @@ const CODE_PATHS: [CodePath; 4] = [
         "functions/sync/src",
         &[
             ("app::sync", "shared/src/app/sync.rs"),
-            ("metadata", "shared/src/metadata/mod.rs"),
+            ("wiring", "shared/src/wiring.rs"),
+            ("wiring", "shared/src/metadata/mod.rs"),
             // The scheduled tick also ends overdue and dead-lettered runs.
             ("app::publish", "shared/src/app/publish.rs"),
         ],
