@@ -63,6 +63,7 @@ pub mod settings;
 pub mod sql;
 pub mod store;
 pub mod warehouse;
+#[cfg(any(feature = "aws", feature = "sqlite"))]
 pub mod wiring;
 
 /// The repository's test fixtures (`tests/fixtures`), for this crate's own unit tests.
