@@ -1101,12 +1101,27 @@ async fn through_serve(
     extra: &str,
     pr_manifest: Vec<u8>,
 ) -> (String, Vec<(StatusState, String)>) {
+    through_serve_over(delivery, extra, None, pr_manifest, None).await
+}
+
+/// [`through_serve`] with production's manifest and the PR run's run_results replaced when
+/// given.
+async fn through_serve_over(
+    delivery: &str,
+    extra: &str,
+    prod_manifest: Option<Vec<u8>>,
+    pr_manifest: Vec<u8>,
+    pr_run_results: Option<Vec<u8>>,
+) -> (String, Vec<(StatusState, String)>) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("prdiff.db");
     let store = Arc::new(EmbeddedStore::open(&db).unwrap());
     let p = Pipeline::over(store.clone(), store, &config("shop", extra)).await;
     p.prod_run(530, BASE);
-    p.pr_run(930, HEAD, status::SUCCESS, None);
+    if let Some(m) = prod_manifest {
+        p.dbt.put_artifact(530, "manifest.json", m);
+    }
+    p.pr_run(930, HEAD, status::SUCCESS, pr_run_results);
     p.dbt.put_artifact(930, "manifest.json", pr_manifest);
     let (addr, stop, task) = start_serve(&p, &db).await;
     let mut body: serde_json::Value = serde_json::from_slice(
@@ -1483,4 +1498,119 @@ async fn through_serve_an_app_without_checks_write_still_gets_its_status_and_com
         comment.contains("✅ 2 models diffed, 1 with differences"),
         "{comment}"
     );
+}
+
+/// `orders` for one test, built in the PostgreSQL test warehouse from `prod_select` (into a
+/// new table in the production schema) and `pr_select` (into one in the PR schema); returns
+/// production's manifest, the PR's manifest with `meta` on `orders`, and the PR run's
+/// run_results, all pointing `orders` at those tables.
+async fn orders_from(
+    prod_select: &str,
+    pr_select: &str,
+    meta: serde_json::Value,
+) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let b = built();
+    let (prod, pr) = (&b.prod_schema, &b.pr_schema);
+    let table = prdiff_tests::unique_name("orders_e2e");
+    prdiff_tests::pg_client()
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE \"{prod}\".\"{table}\" AS {prod_select};
+             CREATE TABLE \"{pr}\".\"{table}\" AS {pr_select};"
+        ))
+        .await
+        .unwrap();
+    let point = |m: &mut serde_json::Value| {
+        let rel = m["relation_name"]
+            .as_str()
+            .unwrap()
+            .replace("\"orders\"", &format!("\"{table}\""));
+        m["relation_name"] = rel.into();
+    };
+    let mut prod_manifest: serde_json::Value = serde_json::from_slice(&b.prod_manifest).unwrap();
+    point(&mut prod_manifest["nodes"]["model.e2e_shop.orders"]);
+    let mut pr_manifest: serde_json::Value = serde_json::from_slice(&b.pr_manifest).unwrap();
+    point(&mut pr_manifest["nodes"]["model.e2e_shop.orders"]);
+    pr_manifest["nodes"]["model.e2e_shop.orders"]["meta"] = meta;
+    let mut results: serde_json::Value = serde_json::from_slice(&b.pr_run_results).unwrap();
+    for r in results["results"].as_array_mut().unwrap() {
+        if r["unique_id"] == "model.e2e_shop.orders" {
+            point(r);
+        }
+    }
+    (
+        serde_json::to_vec(&prod_manifest).unwrap(),
+        serde_json::to_vec(&pr_manifest).unwrap(),
+        serde_json::to_vec(&results).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn through_serve_a_tolerance_in_the_model_yaml_hides_rounding_noise_and_is_shown() {
+    // Production's `amount` is g × 1.5; the PR's adds 0.004 on every third row (333 of
+    // 1,000): under the 0.01 bound, and a change without it.
+    let prod = "SELECT g AS id, (g % 100) + 1 AS customer_id, (g * 1.5)::numeric(12,4) AS amount
+                FROM generate_series(1, 1000) AS g";
+    let pr = "SELECT g AS id, (g % 100) + 1 AS customer_id,
+                (g * 1.5 + CASE WHEN g % 3 = 0 THEN 0.004 ELSE 0 END)::numeric(12,4) AS amount
+              FROM generate_series(1, 1000) AS g";
+    let tolerant = serde_json::json!({"prdiff": {"tolerance": {"amount": {"absolute": 0.01}}}});
+    let (prod_m, pr_m, pr_rr) = orders_from(prod, pr, tolerant).await;
+    let (comment, statuses) =
+        through_serve_over("o-tol-1", "", Some(prod_m), pr_m, Some(pr_rr)).await;
+    // | model | rows prod → PR | added | removed | changed | columns changed | …
+    let orders = row(&comment, "orders");
+    assert_eq!(
+        orders[2..7],
+        ["1,000 → 1,000", "0", "0", "0", "0"],
+        "{comment}"
+    );
+    assert!(comment.contains("`amount` (±0.01)"), "{comment}");
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert_eq!(statuses[0].0, StatusState::Success, "{statuses:?}");
+    assert!(
+        statuses[0].1.ends_with(", 0 with differences"),
+        "{statuses:?}"
+    );
+
+    // The same data without the tolerance: `amount` changed on the 333 rows.
+    let (prod_m, pr_m, pr_rr) = orders_from(prod, pr, serde_json::json!({})).await;
+    let (comment, _) = through_serve_over("o-tol-2", "", Some(prod_m), pr_m, Some(pr_rr)).await;
+    let orders = row(&comment, "orders");
+    assert_eq!(
+        orders[2..7],
+        ["1,000 → 1,000", "0", "0", "333", "1"],
+        "{comment}"
+    );
+    assert!(!comment.contains("(±"), "{comment}");
+    let amount = comment
+        .lines()
+        .find(|l| l.starts_with("| `amount` |"))
+        .unwrap_or_else(|| panic!("no amount row in:\n{comment}"));
+    assert!(amount.contains("| 333 |"), "{amount}");
+}
+
+#[tokio::test]
+async fn through_serve_a_renamed_column_is_reported_as_a_rename_not_added_and_removed() {
+    let prod = "SELECT g AS id, g + 5000 AS legacy_id, g * 10 AS amount
+                FROM generate_series(1, 1000) AS g";
+    let pr = "SELECT g AS id, g + 5000 AS customer_ref, g * 10 AS amount
+              FROM generate_series(1, 1000) AS g";
+    let (prod_m, pr_m, pr_rr) = orders_from(prod, pr, serde_json::json!({})).await;
+    let (comment, statuses) =
+        through_serve_over("o-rename-1", "", Some(prod_m), pr_m, Some(pr_rr)).await;
+    assert!(
+        comment.contains("Renamed `legacy_id` → `customer_ref`"),
+        "{comment}"
+    );
+    assert!(!comment.contains("Columns added"), "{comment}");
+    assert!(!comment.contains("Columns removed"), "{comment}");
+    // | model | rows prod → PR | added | removed | changed | columns changed | schema | …
+    let orders = row(&comment, "orders");
+    assert_eq!(
+        orders[2..8],
+        ["1,000 → 1,000", "0", "0", "0", "0", "1 renamed"],
+        "{comment}"
+    );
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
 }
