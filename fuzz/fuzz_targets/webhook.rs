@@ -34,7 +34,7 @@ use prdiff_shared::secrets::SecretString;
 use prdiff_shared::secrets::local::LocalSecrets;
 use prdiff_shared::store::ConfigStore;
 use prdiff_shared::store::embedded::EmbeddedStore;
-use prdiff_webhook::{Deps, FromHttpV2, IntoHttpV2, Settings, WebhookRequest, handle};
+use prdiff_webhook::{Deps, FromHttpV2, Settings, WebhookRequest, handle};
 use sha2::Sha256;
 
 const SECRET: &str = "It's a Secret to Everybody";

@@ -120,6 +120,41 @@ pub fn warehouse_url(
     }
 }
 
+/// A data source's connection settings, checked against the keys its kind knows; values
+/// are trimmed and an empty one counts as absent.
+struct Connection<'a>(&'a std::collections::BTreeMap<String, String>);
+
+impl<'a> Connection<'a> {
+    fn checked(source: &'a DataSource, kind: &str, known: &[&str]) -> Result<Self, String> {
+        let c = &source.connection;
+        match c.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(k) => Err(format!(
+                "unknown connection key `{k}` for {kind} (expected {})",
+                known.join(", ")
+            )),
+            None => Ok(Connection(c)),
+        }
+    }
+
+    fn get(&self, k: &str) -> Option<&'a str> {
+        self.0.get(k).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    fn need(&self, k: &str) -> Result<&'a str, String> {
+        self.get(k)
+            .ok_or_else(|| format!("connection has no `{k}`"))
+    }
+
+    /// `port`, else the protocol's default.
+    fn port(&self, protocol: &str) -> Result<u16, String> {
+        match self.get("port") {
+            None if protocol == "http" => Ok(80),
+            None => Ok(443),
+            Some(p) => p.parse().map_err(|_| format!("port {p:?} is not a number")),
+        }
+    }
+}
+
 /// The connection keys a Snowflake data source may have.
 pub const SNOWFLAKE_CONNECTION_KEYS: &[&str] = &[
     "account",
@@ -137,31 +172,15 @@ pub const SNOWFLAKE_CONNECTION_KEYS: &[&str] = &[
 /// key (key-pair authentication) when it starts with `-----BEGIN`.
 fn snowflake_target(source: &DataSource, secret: Option<String>) -> Result<WarehouseUrl, String> {
     use crate::warehouse::{Password, SnowflakeAuth, SnowflakeTarget, snowflake_default_host};
-    let c = &source.connection;
-    if let Some(k) = c
-        .keys()
-        .find(|k| !SNOWFLAKE_CONNECTION_KEYS.contains(&k.as_str()))
-    {
-        return Err(format!(
-            "unknown connection key `{k}` for snowflake (expected {})",
-            SNOWFLAKE_CONNECTION_KEYS.join(", ")
-        ));
-    }
-    let get = |k: &str| c.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-    let need = |k: &str| get(k).ok_or_else(|| format!("connection has no `{k}`"));
+    let c = Connection::checked(source, "snowflake", SNOWFLAKE_CONNECTION_KEYS)?;
+    let (get, need) = (|k: &str| c.get(k), |k: &str| c.need(k));
     let account = need("account")?.to_owned();
     let protocol = match get("protocol") {
         None | Some("https") => "https",
         Some("http") => "http",
         Some(p) => return Err(format!("protocol {p:?} is not https or http")),
     };
-    let port = match get("port") {
-        None if protocol == "http" => 80,
-        None => 443,
-        Some(p) => p
-            .parse()
-            .map_err(|_| format!("port {p:?} is not a number"))?,
-    };
+    let port = c.port(protocol)?;
     let secret = secret
         .filter(|s| !s.trim().is_empty())
         .ok_or("a snowflake data source needs a secret (the password or a PEM private key)")?;
@@ -202,17 +221,8 @@ pub const DATABRICKS_CONNECTION_KEYS: &[&str] = &[
 /// token, or the service principal's OAuth client secret when `client_id` is set.
 fn databricks_target(source: &DataSource, secret: Option<String>) -> Result<WarehouseUrl, String> {
     use crate::warehouse::{DatabricksAuth, DatabricksTarget, Password};
-    let c = &source.connection;
-    if let Some(k) = c
-        .keys()
-        .find(|k| !DATABRICKS_CONNECTION_KEYS.contains(&k.as_str()))
-    {
-        return Err(format!(
-            "unknown connection key `{k}` for databricks (expected {})",
-            DATABRICKS_CONNECTION_KEYS.join(", ")
-        ));
-    }
-    let get = |k: &str| c.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let c = Connection::checked(source, "databricks", DATABRICKS_CONNECTION_KEYS)?;
+    let get = |k: &str| c.get(k);
     let host = get("host")
         .ok_or("connection has no `host`")?
         .trim_start_matches("https://")
@@ -231,13 +241,7 @@ fn databricks_target(source: &DataSource, secret: Option<String>) -> Result<Ware
         Some("http") => return Err("protocol http is for a stand-in on this machine only".into()),
         Some(p) => return Err(format!("protocol {p:?} is not https or http")),
     };
-    let port = match get("port") {
-        None if protocol == "http" => 80,
-        None => 443,
-        Some(p) => p
-            .parse()
-            .map_err(|_| format!("port {p:?} is not a number"))?,
-    };
+    let port = c.port(protocol)?;
     let secret = secret
         .filter(|s| !s.trim().is_empty())
         .ok_or(
