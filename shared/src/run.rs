@@ -194,6 +194,20 @@ pub struct CiRun {
     /// Unix seconds.
     pub created_at: u64,
     pub updated_at: u64,
+    /// Set for a run started on demand (a `/prdiff run` comment, the HTTP trigger).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand: Option<OnDemand>,
+}
+
+/// How a run started on demand differs from one a push starts: the label gate and
+/// `max_models` do not apply, and when models are named only those are diffed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnDemand {
+    /// Who asked, for the logs: `github:<login>`, `gitlab:<username>` or `trigger`.
+    pub by: String,
+    /// The models asked for by name; empty: every model the plan would diff.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
 }
 
 /// What [`crate::store::RunStore::start_run`] did.

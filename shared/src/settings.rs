@@ -77,6 +77,12 @@ pub const VARIABLES: &[Variable] = &[
         meaning: "name of the webhook secret (GitHub HMAC key, GitLab token)",
     },
     Variable {
+        name: "PRDIFF_TRIGGER_TOKEN_NAME",
+        read_by: "webhook, serve",
+        default: "prdiff/trigger-token (serve); unset: no trigger (webhook)",
+        meaning: "name of the bearer token secret of POST /trigger (on-demand runs)",
+    },
+    Variable {
         name: "PRDIFF_POLL_DELAY_SECONDS",
         read_by: "webhook, poller, serve",
         default: "60",
@@ -184,6 +190,18 @@ impl Env<'_> {
     /// The variable's value; an empty value counts as not set.
     fn value(&self, name: &str) -> Option<String> {
         (self.get)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// An optional secret name: `None` when not set (a problem when set but invalid).
+    pub fn optional_secret_name(&mut self, name: &str) -> Option<SecretName> {
+        let raw = self.value(name)?;
+        match SecretName::parse(raw) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.problems.push(format!("{name}: {e}"));
+                None
+            }
+        }
     }
 
     /// A variable that must be set.
@@ -296,6 +314,8 @@ pub struct WebhookSettings {
     pub poll_queue_url: String,
     pub sync_queue_url: String,
     pub webhook_secret: SecretName,
+    /// `None`: `POST /trigger` is off.
+    pub trigger_token: Option<SecretName>,
     pub poll_delay: Duration,
     pub run_deadline: Duration,
 }
@@ -306,6 +326,7 @@ impl FromEnv for WebhookSettings {
         let poll_queue_url = env.required("PRDIFF_POLL_QUEUE_URL");
         let sync_queue_url = env.required("PRDIFF_SYNC_QUEUE_URL");
         let webhook_secret = env.secret_name("PRDIFF_WEBHOOK_SECRET_NAME", None);
+        let trigger_token = env.optional_secret_name("PRDIFF_TRIGGER_TOKEN_NAME");
         let poll_delay = env.seconds("PRDIFF_POLL_DELAY_SECONDS", 60, 0);
         let run_deadline = env.seconds("PRDIFF_RUN_DEADLINE_SECONDS", 4 * 3600, 60);
         Some(Self {
@@ -313,6 +334,7 @@ impl FromEnv for WebhookSettings {
             poll_queue_url,
             sync_queue_url,
             webhook_secret: webhook_secret?,
+            trigger_token,
             poll_delay,
             run_deadline,
         })
@@ -409,6 +431,7 @@ pub struct ServeSettings {
     pub db: PathBuf,
     pub secrets_dir: Option<PathBuf>,
     pub webhook_secret: SecretName,
+    pub trigger_token: SecretName,
     pub diff_workers: usize,
     pub poll_delay: Duration,
     pub repoll_delay: Duration,
@@ -430,6 +453,10 @@ impl FromEnv for ServeSettings {
         let secrets_dir = env.path("PRDIFF_SECRETS_DIR");
         let webhook_secret =
             env.secret_name("PRDIFF_WEBHOOK_SECRET_NAME", Some("prdiff/webhook-secret"));
+        let trigger_token = env.secret_name(
+            "PRDIFF_TRIGGER_TOKEN_NAME",
+            Some(crate::app::intake::DEFAULT_TRIGGER_TOKEN),
+        );
         let diff_workers = env.number("PRDIFF_DIFF_WORKERS", 2usize, 1);
         let poll_delay = env.seconds("PRDIFF_POLL_DELAY_SECONDS", 60, 0);
         let repoll_delay = env.seconds("PRDIFF_REPOLL_DELAY_SECONDS", 30, 1);
@@ -446,6 +473,7 @@ impl FromEnv for ServeSettings {
             db,
             secrets_dir,
             webhook_secret: webhook_secret?,
+            trigger_token: trigger_token?,
             diff_workers,
             poll_delay,
             repoll_delay,

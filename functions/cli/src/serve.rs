@@ -190,6 +190,7 @@ pub async fn run(args: ServeArgs) -> CliResult {
     let s = args.settings()?;
     init_logs(s.log_format);
     let mut settings = Settings::new(s.listen, s.webhook_secret);
+    settings.webhook.trigger_token = Some(s.trigger_token);
     settings.http = HttpLimits {
         header_timeout: s.header_timeout,
         body_timeout: s.body_timeout,

@@ -1,5 +1,6 @@
 //! The HTTP side of `prdiff serve`: `POST /webhook` (GitHub and GitLab deliveries, the same
-//! handler as the Lambda's Function URL) and `GET /healthz` (queue depths, dead letters).
+//! handler as the Lambda's Function URL), `POST /trigger` (on-demand runs for CI systems,
+//! with a bearer token) and `GET /healthz` (queue depths, dead letters).
 //!
 //! The endpoint faces the internet, so what one client can hold is bounded (see
 //! [`HttpLimits`]): a request's headers must arrive within `header_timeout` (an idle
@@ -197,18 +198,31 @@ fn error(status: u16, message: &str) -> Response<Full<Bytes>> {
 
 async fn route(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
-        (&Method::POST, "/webhook") => webhook(req, state).await,
+        (&Method::POST, "/webhook") => webhook(req, state, Endpoint::Webhook).await,
+        (&Method::POST, "/trigger") => webhook(req, state, Endpoint::Trigger).await,
         (&Method::GET, "/healthz") => health(state),
         (_, "/webhook") => error(405, "use POST /webhook"),
+        (_, "/trigger") => error(405, "use POST /trigger"),
         (_, "/healthz") => error(405, "use GET /healthz"),
         (_, path) => error(
             404,
-            &format!("no route {path}: POST /webhook, GET /healthz"),
+            &format!("no route {path}: POST /webhook, POST /trigger, GET /healthz"),
         ),
     }
 }
 
-async fn webhook(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
+/// Which handler a POST goes to.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Webhook,
+    Trigger,
+}
+
+async fn webhook(
+    req: Request<Incoming>,
+    state: &State,
+    endpoint: Endpoint,
+) -> Response<Full<Bytes>> {
     let limit = state.webhook.settings.max_body_bytes;
     let declared = req
         .headers()
@@ -249,8 +263,10 @@ async fn webhook(req: Request<Incoming>, state: &State) -> Response<Full<Bytes>>
         .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str(), v)))
         .collect();
     let request = WebhookRequest::new(headers, body);
-    let WebhookResponse { status, body } =
-        prdiff_shared::app::intake::handle(&request, &state.webhook).await;
+    let WebhookResponse { status, body } = match endpoint {
+        Endpoint::Webhook => prdiff_shared::app::intake::handle(&request, &state.webhook).await,
+        Endpoint::Trigger => prdiff_shared::app::trigger::handle(&request, &state.webhook).await,
+    };
     respond(status, &body)
 }
 

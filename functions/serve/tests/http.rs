@@ -111,6 +111,22 @@ impl GitHost for SlowHost {
     async fn labels(&self, repo: &RepoName, number: u64) -> Result<Vec<String>, GitHostError> {
         self.inner.labels(repo, number).await
     }
+    async fn pull_request(
+        &self,
+        repo: &RepoName,
+        number: u64,
+    ) -> Result<prdiff_shared::githost::PullRequest, GitHostError> {
+        tokio::time::sleep(self.latency).await;
+        self.inner.pull_request(repo, number).await
+    }
+    async fn can_write(
+        &self,
+        repo: &RepoName,
+        author: &prdiff_shared::intake::Author,
+    ) -> Result<bool, GitHostError> {
+        tokio::time::sleep(self.latency).await;
+        self.inner.can_write(repo, author).await
+    }
 }
 
 /// A running server on a fresh database file.

@@ -10,6 +10,13 @@ pub use prdiff_shared::app::intake::{
     CLOSED_REASON, Deps, HandlerError, Settings, WebhookRequest, WebhookResponse, delivery_claims,
     handle, intake_claim,
 };
+pub use prdiff_shared::app::trigger::handle as trigger;
+
+/// Whether a Function URL request is for the HTTP trigger (`POST /trigger`); every other
+/// path is a webhook delivery.
+pub fn is_trigger_path(raw_path: Option<&str>) -> bool {
+    raw_path.is_some_and(|p| p.trim_end_matches('/') == "/trigger")
+}
 
 /// A [`WebhookRequest`] from a Function URL / HTTP API (payload 2.0) event.
 pub trait FromHttpV2: Sized {
@@ -71,6 +78,21 @@ impl IntoHttpV2 for WebhookResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_trigger_path_goes_to_the_trigger() {
+        assert!(is_trigger_path(Some("/trigger")));
+        assert!(is_trigger_path(Some("/trigger/")));
+        for p in [
+            None,
+            Some("/"),
+            Some("/webhook"),
+            Some("/triggers"),
+            Some("/x/trigger"),
+        ] {
+            assert!(!is_trigger_path(p), "{p:?}");
+        }
+    }
 
     #[test]
     fn responses_become_json_http_responses() {

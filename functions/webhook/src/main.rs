@@ -13,13 +13,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let env = WebhookSettings::from_env()?;
     let adapters = Backend::webhook(&env).await.adapters()?;
     let mut settings = Settings::new(env.webhook_secret);
+    settings.trigger_token = env.trigger_token;
     settings.poll_delay = env.poll_delay;
     settings.run_deadline = env.run_deadline;
     let deps = &adapters.intake(settings)?;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
+            let is_trigger = prdiff_webhook::is_trigger_path(event.payload.raw_path.as_deref());
             let resp =
                 match WebhookRequest::from_http_v2(event.payload, deps.settings.max_body_bytes) {
+                    Ok(req) if is_trigger => prdiff_webhook::trigger(&req, deps).await,
                     Ok(req) => handle(&req, deps).await,
                     Err(resp) => resp,
                 };

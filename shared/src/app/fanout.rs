@@ -76,6 +76,61 @@ impl WorkItem {
     }
 }
 
+/// What a run diffs of its plan: a run started on demand diffs every planned model, or
+/// only the ones it names; any other run is held to `max_models`.
+pub fn apply_run_scope(
+    config: &crate::config::CiConfig,
+    on_demand: Option<&crate::run::OnDemand>,
+    summary: &mut Summary,
+    work: &mut Vec<(String, WorkItem)>,
+) {
+    match on_demand {
+        None => apply_max_models(config, summary, work),
+        Some(od) if od.models.is_empty() => {}
+        Some(od) => keep_requested(&od.models, summary, work),
+    }
+}
+
+/// The reason shown for a planned model a `/prdiff run <models>` command did not name.
+pub const NOT_REQUESTED: &str = "not requested (the on-demand run named other models)";
+
+/// Keeps the models named in `requested`: the others are listed as not requested and
+/// get no work item (nor a row count); a name the plan does not have is said in a note.
+pub fn keep_requested(
+    requested: &[String],
+    summary: &mut Summary,
+    work: &mut Vec<(String, WorkItem)>,
+) {
+    let wanted = |name: &str| requested.iter().any(|r| r == name);
+    let known: Vec<String> = summary
+        .models
+        .iter()
+        .map(|(_, n)| n.clone())
+        .chain(summary.skipped.iter().map(|(n, _)| n.clone()))
+        .collect();
+    let (keep, drop): (Vec<_>, Vec<_>) =
+        summary.models.drain(..).partition(|(_, name)| wanted(name));
+    summary.models = keep;
+    let mut skipped: Vec<(String, String)> = drop
+        .into_iter()
+        .map(|(_, name)| (name, NOT_REQUESTED.to_owned()))
+        .collect();
+    skipped.append(&mut summary.skipped);
+    summary.skipped = skipped;
+    work.retain(|(_, item)| wanted(&item.name));
+    summary.counted.retain(|c| wanted(&c.name));
+    summary.gates.retain(|name, _| wanted(name));
+    summary.downstream.retain(|name| wanted(name));
+    for name in requested {
+        if !known.contains(name) {
+            summary.warnings.push(format!(
+                "`{name}` was requested, but it is not among the models this pull request \
+                 changes (or their downstream models): it was not diffed."
+            ));
+        }
+    }
+}
+
 /// The diff threshold: when the plan has more models to diff than the configuration's
 /// `max_models`, none is diffed. Every work item is dropped (row counts of new and removed
 /// models too), the models to diff head the list of models not diffed, and the summary
@@ -112,6 +167,75 @@ pub fn apply_max_models(
 mod tests {
     use super::*;
     use crate::sql::Relation;
+    fn scoped(on_demand: Option<crate::run::OnDemand>) -> (Summary, Vec<(String, WorkItem)>) {
+        let item = |name: &str| {
+            let rel = Relation::parse(&format!("analytics.{name}")).unwrap();
+            WorkItem::from_request(name, &DiffRequest::new(rel.clone(), rel, vec![]))
+        };
+        let mut summary = Summary {
+            models: vec![
+                ("model.p.a".into(), "a".into()),
+                ("model.p.b".into(), "b".into()),
+            ],
+            skipped: vec![("fresh".into(), "new model".into())],
+            counted: vec![Counted {
+                unique_id: "model.p.fresh".into(),
+                name: "fresh".into(),
+                side: CountSide::Pr,
+            }],
+            downstream: vec!["b".into()],
+            ..Default::default()
+        };
+        let mut work = vec![
+            ("model.p.a".to_owned(), item("a")),
+            ("model.p.b".to_owned(), item("b")),
+            ("model.p.fresh".to_owned(), item("fresh")),
+        ];
+        let config = crate::config::tests::stored_example(&[("max_models = 25", "max_models = 1")]);
+        apply_run_scope(&config, on_demand.as_ref(), &mut summary, &mut work);
+        (summary, work)
+    }
+
+    #[test]
+    fn an_on_demand_run_ignores_max_models_and_keeps_only_the_models_it_names() {
+        // Not on demand: over max_models (1), nothing is diffed.
+        let (s, w) = scoped(None);
+        assert!(w.is_empty() && s.over_max_models.is_some());
+        // On demand without names: everything, max_models or not.
+        let (s, w) = scoped(Some(crate::run::OnDemand {
+            by: "trigger".into(),
+            models: vec![],
+        }));
+        assert_eq!(w.len(), 3);
+        assert_eq!(s.models.len(), 2);
+        assert!(s.over_max_models.is_none());
+        // Named: `b` only; `a` is listed as not requested, the new model is not counted,
+        // and a name the plan lacks is a note.
+        let (s, w) = scoped(Some(crate::run::OnDemand {
+            by: "github:octocat".into(),
+            models: vec!["b".into(), "ghost".into()],
+        }));
+        let names: Vec<&str> = w.iter().map(|(_, i)| i.name.as_str()).collect();
+        assert_eq!(names, ["b"]);
+        assert_eq!(s.models, [("model.p.b".to_owned(), "b".to_owned())]);
+        assert_eq!(
+            s.skipped,
+            [
+                ("a".to_owned(), NOT_REQUESTED.to_owned()),
+                ("fresh".to_owned(), "new model".to_owned()),
+            ]
+        );
+        assert!(s.counted.is_empty());
+        assert_eq!(s.downstream, ["b"]);
+        assert!(s.over_max_models.is_none());
+        assert_eq!(s.warnings.len(), 1);
+        assert!(
+            s.warnings[0].contains("`ghost` was requested"),
+            "{:?}",
+            s.warnings
+        );
+    }
+
     #[test]
     fn a_stored_outcome_round_trips_through_json() {
         let err = StoredOutcome::Error("relation does not exist".into());

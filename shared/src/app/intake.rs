@@ -28,10 +28,10 @@ use std::time::Duration;
 
 use crate::config::{BaseCommitSelection, CiConfig, Provider, SecretName};
 use crate::githost::{CommitStatus, GitHostError, GitHosts, StatusState};
-use crate::intake::{self, HostEvent, IntakeError, PrEvent, PushEvent, gates};
+use crate::intake::{self, HostEvent, IntakeError, PrEvent, PushEvent, RunCommand, gates};
 use crate::messages::{Message, PollMessage, SyncMessage, SyncReason};
 use crate::queue::{Queue, QueueError};
-use crate::run::{CiRun, PrKey, RunId, RunState, StartOutcome};
+use crate::run::{CiRun, OnDemand, PrKey, RunId, RunState, StartOutcome};
 use crate::secrets::{ExposeSecret, Secrets, SecretsError};
 use crate::store::{ConfigStore, RunStore, StoreError, unix_now};
 use serde_json::{Value, json};
@@ -43,6 +43,8 @@ use tracing::Instrument;
 pub struct Settings {
     /// The stack's webhook secret (GitHub HMAC key / GitLab token), by name.
     pub webhook_secret: SecretName,
+    /// The bearer token of `POST /trigger`, by name; `None`: the trigger is off.
+    pub trigger_token: Option<SecretName>,
     /// Bodies over this are refused with 413 before anything else.
     pub max_body_bytes: usize,
     /// Delay of the first poll message: a dbt Cloud CI run rarely finishes sooner.
@@ -61,6 +63,9 @@ impl Settings {
     pub fn new(webhook_secret: SecretName) -> Self {
         Self {
             webhook_secret,
+            trigger_token: Some(
+                SecretName::parse(DEFAULT_TRIGGER_TOKEN).expect("the default name is valid"),
+            ),
             max_body_bytes: 5 * 1024 * 1024,
             poll_delay: Duration::from_secs(60),
             delivery_ttl: Duration::from_secs(4 * 24 * 3600),
@@ -69,6 +74,9 @@ impl Settings {
         }
     }
 }
+
+/// The trigger token's name unless configured otherwise.
+pub const DEFAULT_TRIGGER_TOKEN: &str = "prdiff/trigger-token";
 
 /// What the handler uses: each port, nothing more.
 #[derive(Clone)]
@@ -114,7 +122,7 @@ pub struct WebhookResponse {
 }
 
 impl WebhookResponse {
-    fn new(status: u16, body: Value) -> Self {
+    pub(crate) fn new(status: u16, body: Value) -> Self {
         Self { status, body }
     }
     pub fn error(status: u16, message: impl Into<String>) -> Self {
@@ -152,7 +160,7 @@ impl HandlerError {
         }
     }
 
-    fn response(&self) -> WebhookResponse {
+    pub(crate) fn response(&self) -> WebhookResponse {
         // 503 asks the host to retry; 500 says retrying the same delivery will not help.
         let status = if self.is_retryable() { 503 } else { 500 };
         WebhookResponse::new(
@@ -314,6 +322,7 @@ async fn handle_inner(
             closed(deps, &configs, &key).await
         }
         HostEvent::Push(push) => push_event(deps, &configs, push).await,
+        HostEvent::Command(cmd) => command(deps, &configs, cmd).await,
         HostEvent::Ping | HostEvent::NotHandled(_) => unreachable!("answered above"),
     };
     match result {
@@ -345,7 +354,7 @@ pub fn intake_claim(run: &RunId) -> String {
 }
 
 /// What happened for one configuration.
-enum Outcome {
+pub(crate) enum Outcome {
     Started {
         run: RunId,
         superseded: Option<RunId>,
@@ -354,50 +363,140 @@ enum Outcome {
     Skipped(String),
 }
 
+/// The runs started and the configurations skipped, for the response.
+#[derive(Default)]
+pub(crate) struct Collected {
+    started: Vec<Value>,
+    skipped: Vec<Value>,
+}
+
+impl Collected {
+    pub(crate) fn push(&mut self, config: &CiConfig, outcome: Outcome) {
+        match outcome {
+            Outcome::Started { run, superseded } => self.started.push(json!({
+                "config": config.name, "run_id": run, "superseded": superseded,
+            })),
+            Outcome::AlreadyRunning(run) => self.started.push(json!({
+                "config": config.name, "run_id": run, "already_running": true,
+            })),
+            Outcome::Skipped(reason) => self
+                .skipped
+                .push(json!({ "config": config.name, "reason": reason })),
+        }
+    }
+
+    pub(crate) fn response(self) -> WebhookResponse {
+        let Collected { started, skipped } = self;
+        if started.is_empty() {
+            let reason = skipped
+                .iter()
+                .filter_map(|s| s["reason"].as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return WebhookResponse::new(
+                200,
+                json!({ "status": "ignored", "reason": format!("gated: {reason}"), "skipped": skipped }),
+            );
+        }
+        WebhookResponse::new(
+            202,
+            json!({ "status": "accepted", "runs": started, "skipped": skipped }),
+        )
+    }
+}
+
 async fn pull_request(
     deps: &Deps,
     configs: &[CiConfig],
     pr: &PrEvent,
 ) -> Result<WebhookResponse, HandlerError> {
-    let mut started = Vec::new();
-    let mut skipped = Vec::new();
+    let mut collected = Collected::default();
     for config in configs {
-        let outcome = start_for_config(deps, config, pr)
+        let outcome = start_for_config(deps, config, pr, None)
             .instrument(tracing::info_span!("config", config = %config.name, pr = pr.number))
             .await?;
-        match outcome {
-            Outcome::Started { run, superseded } => started.push(json!({
-                "config": config.name, "run_id": run, "superseded": superseded,
-            })),
-            Outcome::AlreadyRunning(run) => started.push(json!({
-                "config": config.name, "run_id": run, "already_running": true,
-            })),
-            Outcome::Skipped(reason) => {
-                skipped.push(json!({ "config": config.name, "reason": reason }))
-            }
+        collected.push(config, outcome);
+    }
+    Ok(collected.response())
+}
+
+/// A `/prdiff run` comment: for each configuration whose git host says the author may
+/// write to the repository, the PR as the host shows it now starts an on-demand run.
+async fn command(
+    deps: &Deps,
+    configs: &[CiConfig],
+    cmd: &RunCommand,
+) -> Result<WebhookResponse, HandlerError> {
+    let models = match &cmd.models {
+        Ok(m) => m.clone(),
+        Err(reason) => {
+            tracing::info!(author = %cmd.author.login, pr = cmd.number, %reason, "/prdiff command refused");
+            return Ok(WebhookResponse::ignored(format!(
+                "/prdiff command refused: {reason}"
+            )));
         }
+    };
+    let on_demand = OnDemand {
+        by: format!("{}:{}", cmd.provider, cmd.author.login),
+        models,
+    };
+    let mut collected = Collected::default();
+    for config in configs {
+        let span = tracing::info_span!("config", config = %config.name, pr = cmd.number, on_demand = %on_demand.by);
+        let outcome = async {
+            let host = deps.hosts.for_config(config).await?;
+            if !host.can_write(&cmd.repository, &cmd.author).await? {
+                let reason = format!(
+                    "{} may not start runs: write access to the repository is required",
+                    cmd.author.login
+                );
+                tracing::info!(%reason, "/prdiff run refused");
+                return Ok(Outcome::Skipped(reason));
+            }
+            on_demand_run(deps, config, &host, &cmd.repository, cmd.number, &on_demand).await
+        }
+        .instrument(span)
+        .await?;
+        collected.push(config, outcome);
     }
-    if started.is_empty() {
-        let reason = skipped
-            .iter()
-            .filter_map(|s| s["reason"].as_str())
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Ok(WebhookResponse::new(
-            200,
-            json!({ "status": "ignored", "reason": format!("gated: {reason}"), "skipped": skipped }),
-        ));
+    Ok(collected.response())
+}
+
+/// Starts an on-demand run of one configuration for the PR as the host shows it now.
+pub(crate) async fn on_demand_run(
+    deps: &Deps,
+    config: &CiConfig,
+    host: &Arc<dyn crate::githost::GitHost>,
+    repository: &crate::config::RepoName,
+    number: u64,
+    on_demand: &OnDemand,
+) -> Result<Outcome, HandlerError> {
+    let now = host.pull_request(repository, number).await?;
+    if !now.open {
+        let reason = "the pull request is closed".to_owned();
+        tracing::info!(%reason, "on-demand run refused");
+        return Ok(Outcome::Skipped(reason));
     }
-    Ok(WebhookResponse::new(
-        202,
-        json!({ "status": "accepted", "runs": started, "skipped": skipped }),
-    ))
+    let pr = PrEvent {
+        provider: config.repository.provider,
+        repository: repository.clone(),
+        number,
+        action: intake::PrAction::OnDemand,
+        head_sha: now.head_sha,
+        head_branch: now.head_branch,
+        base_branch: now.base_branch,
+        base_sha: None,
+        draft: now.draft,
+        labels: now.labels,
+    };
+    start_for_config(deps, config, &pr, Some(on_demand)).await
 }
 
 async fn start_for_config(
     deps: &Deps,
     config: &CiConfig,
     pr: &PrEvent,
+    on_demand: Option<&OnDemand>,
 ) -> Result<Outcome, HandlerError> {
     if let Err(reason) = gates::check_event(config, pr) {
         tracing::info!(%reason, "gated");
@@ -428,7 +527,8 @@ async fn start_for_config(
         // and GitHub's may be stale on a redelivery.
         BaseCommitSelection::Latest => host.branch_head(&pr.repository, &pr.base_branch).await?,
     };
-    let run = new_run(config, pr, key, base_sha, RunState::Received, "");
+    let mut run = new_run(config, pr, key, base_sha, RunState::Received, "");
+    run.on_demand = on_demand.cloned();
     let (run_id, superseded) = match deps.runs.start_run(&run).await? {
         StartOutcome::Started { superseded } => {
             if let Some(old) = &superseded {
@@ -605,6 +705,7 @@ fn new_run(
         reason: (!reason.is_empty()).then(|| reason.to_owned()),
         created_at: now,
         updated_at: now,
+        on_demand: None,
     }
 }
 

@@ -6,6 +6,7 @@
 //! | module | use case | reads | writes |
 //! |---|---|---|---|
 //! | [`intake`] | webhook delivery → run | the signed delivery, configurations, git host | the run, a pending status, a delayed poll message |
+//! | [`trigger`] | authenticated `POST /trigger` → on-demand run | the bearer token, configurations, git host | as [`intake`] |
 //! | [`poll`] | dbt Cloud run → plan | the run, dbt Cloud runs and artifacts | the fan-out, diff messages, re-polls |
 //! | [`fanout`] | plan → work items | the plan | the summary and one work item per model |
 //! | [`diff_run`] | work item → result | the work item, data source and secret, the warehouse | the model's stored outcome |
@@ -21,3 +22,4 @@ pub mod intake;
 pub mod poll;
 pub mod publish;
 pub mod sync;
+pub mod trigger;

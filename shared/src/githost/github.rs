@@ -137,6 +137,32 @@ struct LabelName {
 }
 
 #[derive(Deserialize)]
+struct PullRef {
+    sha: String,
+    #[serde(rename = "ref")]
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Pull {
+    state: String,
+    #[serde(default)]
+    draft: bool,
+    head: PullRef,
+    base: PullRef,
+    #[serde(default)]
+    labels: Vec<LabelName>,
+}
+
+#[derive(Deserialize)]
+struct Permission {
+    #[serde(default)]
+    permission: Option<String>,
+    #[serde(default)]
+    role_name: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct InstallationToken {
     token: String,
     expires_at: String,
@@ -408,6 +434,48 @@ impl GitHost for GitHub {
             )
             .await?;
         Ok(labels.into_iter().map(|l| l.name).collect())
+    }
+
+    async fn pull_request(
+        &self,
+        repo: &RepoName,
+        number: u64,
+    ) -> Result<super::PullRequest, GitHostError> {
+        let what = "pull request";
+        let p: Pull = self
+            .get_json(what, &self.url(repo, &format!("/pulls/{number}")), &[])
+            .await?;
+        Ok(super::PullRequest {
+            head_sha: sha(what, &p.head.sha)?,
+            head_branch: p.head.name,
+            base_branch: p.base.name,
+            draft: p.draft,
+            labels: p.labels.into_iter().map(|l| l.name).collect(),
+            open: p.state == "open",
+        })
+    }
+
+    async fn can_write(
+        &self,
+        repo: &RepoName,
+        author: &crate::intake::Author,
+    ) -> Result<bool, GitHostError> {
+        let user = percent_encoding::utf8_percent_encode(
+            &author.login,
+            percent_encoding::NON_ALPHANUMERIC,
+        );
+        let url = self.url(repo, &format!("/collaborators/{user}/permission"));
+        let p: Permission = match self.get_json("collaborator permission", &url, &[]).await {
+            Ok(p) => p,
+            // Not a collaborator (or not a user): no write access.
+            Err(GitHostError::Http { status: 404, .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let writes = |r: &Option<String>| {
+            r.as_deref()
+                .is_some_and(|r| matches!(r, "admin" | "maintain" | "write"))
+        };
+        Ok(writes(&p.permission) || writes(&p.role_name))
     }
 
     async fn start_check_run(

@@ -59,6 +59,28 @@ struct MergeRequest {
     labels: Vec<String>,
 }
 
+#[derive(Deserialize)]
+struct MergeRequestFull {
+    sha: String,
+    source_branch: String,
+    target_branch: String,
+    state: String,
+    #[serde(default)]
+    draft: bool,
+    #[serde(default)]
+    work_in_progress: bool,
+    #[serde(default)]
+    labels: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Member {
+    access_level: u32,
+}
+
+/// GitLab's Developer role: the least that may push to a project.
+pub const DEVELOPER_ACCESS: u32 = 30;
+
 fn state_name(s: StatusState) -> &'static str {
     match s {
         StatusState::Pending => "pending",
@@ -271,5 +293,45 @@ impl GitHost for GitLab {
             )
             .await?;
         Ok(mr.labels)
+    }
+
+    async fn pull_request(
+        &self,
+        repo: &RepoName,
+        number: u64,
+    ) -> Result<super::PullRequest, GitHostError> {
+        let what = "merge request";
+        let mr: MergeRequestFull = self
+            .get_json(
+                what,
+                &self.url(repo, &format!("/merge_requests/{number}")),
+                &[],
+            )
+            .await?;
+        Ok(super::PullRequest {
+            head_sha: sha(what, &mr.sha)?,
+            head_branch: mr.source_branch,
+            base_branch: mr.target_branch,
+            draft: mr.draft || mr.work_in_progress,
+            labels: mr.labels,
+            open: mr.state == "opened",
+        })
+    }
+
+    async fn can_write(
+        &self,
+        repo: &RepoName,
+        author: &crate::intake::Author,
+    ) -> Result<bool, GitHostError> {
+        let Some(id) = author.id else {
+            return Ok(false);
+        };
+        let url = self.url(repo, &format!("/members/all/{id}"));
+        match self.get_json::<Member>("project member", &url, &[]).await {
+            Ok(m) => Ok(m.access_level >= DEVELOPER_ACCESS),
+            // Not a member of the project or its groups.
+            Err(GitHostError::Http { status: 404, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }

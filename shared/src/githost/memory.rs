@@ -19,6 +19,9 @@ struct State {
     comments: HashMap<(String, u64), Vec<(u64, String)>>,
     next_comment: u64,
     check_runs: Vec<CheckRun>,
+    pulls: HashMap<(String, u64), super::PullRequest>,
+    /// Authors (GitHub login) with write access, per repository.
+    writers: HashMap<String, Vec<String>>,
 }
 
 /// A check run as the memory host recorded it.
@@ -62,6 +65,20 @@ impl MemoryGitHost {
             (key(repo), number),
             labels.iter().map(|s| s.to_string()).collect(),
         );
+    }
+
+    /// The PR answered by [`GitHost::pull_request`].
+    pub fn set_pull_request(&self, repo: &RepoName, number: u64, pr: super::PullRequest) {
+        self.lock().pulls.insert((key(repo), number), pr);
+    }
+
+    /// Gives `login` write access to the repository.
+    pub fn add_writer(&self, repo: &RepoName, login: &str) {
+        self.lock()
+            .writers
+            .entry(key(repo))
+            .or_default()
+            .push(login.to_owned());
     }
 
     pub fn set_branch_head(&self, repo: &RepoName, branch: &str, sha: CommitSha) {
@@ -189,6 +206,30 @@ impl GitHost for MemoryGitHost {
             .get(&(key(repo), number))
             .cloned()
             .unwrap_or_default())
+    }
+
+    async fn pull_request(
+        &self,
+        repo: &RepoName,
+        number: u64,
+    ) -> Result<super::PullRequest, GitHostError> {
+        self.lock()
+            .pulls
+            .get(&(key(repo), number))
+            .cloned()
+            .ok_or_else(|| not_found(format!("pull request {number}")))
+    }
+
+    async fn can_write(
+        &self,
+        repo: &RepoName,
+        author: &crate::intake::Author,
+    ) -> Result<bool, GitHostError> {
+        Ok(self
+            .lock()
+            .writers
+            .get(&key(repo))
+            .is_some_and(|w| w.contains(&author.login)))
     }
 
     async fn start_check_run(

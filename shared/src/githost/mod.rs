@@ -114,6 +114,19 @@ pub struct CheckOutput {
     pub annotations: Vec<CheckAnnotation>,
 }
 
+/// A pull/merge request as the host shows it now (what a `/prdiff run` comment or the
+/// HTTP trigger does not carry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequest {
+    pub head_sha: CommitSha,
+    pub head_branch: String,
+    pub base_branch: String,
+    pub draft: bool,
+    pub labels: Vec<String>,
+    /// False when closed or merged.
+    pub open: bool,
+}
+
 /// Why a git host call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GitHostError {
@@ -187,6 +200,17 @@ pub trait GitHost: Send + Sync {
     ) -> Result<CommentRef, GitHostError>;
     /// Labels currently on the PR.
     async fn labels(&self, repo: &RepoName, number: u64) -> Result<Vec<String>, GitHostError>;
+    /// The PR as it is now: head commit, branches, labels, draft and open state.
+    async fn pull_request(&self, repo: &RepoName, number: u64)
+    -> Result<PullRequest, GitHostError>;
+    /// Whether `author` may push to the repository (GitHub permission `write`, `maintain`
+    /// or `admin`; GitLab access level Developer (30) or more): who may start a run from
+    /// a comment. An unknown user may not.
+    async fn can_write(
+        &self,
+        repo: &RepoName,
+        author: &crate::intake::Author,
+    ) -> Result<bool, GitHostError>;
     /// Starts a check run `name` (status `in_progress`) on `sha`. False when the host or
     /// its authentication has no check runs (GitLab; GitHub with a token).
     async fn start_check_run(

@@ -5,7 +5,8 @@
 use super::{PrAction, PrEvent};
 use crate::config::CiConfig;
 
-/// Whether an event may start a run, before looking at the changed files. `Err` carries
+/// Whether an event may start a run, before looking at the changed files. A run asked
+/// for on demand passes the label gate; the other gates apply to it too. `Err` carries
 /// the reason it may not, for the webhook's 200 response and the logs.
 pub fn check_event(config: &CiConfig, event: &PrEvent) -> Result<(), String> {
     if config.skip_pull_requests {
@@ -13,6 +14,11 @@ pub fn check_event(config: &CiConfig, event: &PrEvent) -> Result<(), String> {
     }
     if event.draft {
         return Err("draft pull requests are not diffed".into());
+    }
+    if event.action == PrAction::OnDemand {
+        // Asked for by someone with write access (or the trigger's token): the label
+        // gate does not apply.
+        return Ok(());
     }
     let required = config.require_label.required();
     if let PrAction::Labeled(added) = &event.action {

@@ -1,4 +1,5 @@
-//! GitHub webhook payloads (`X-GitHub-Event`): `ping`, `pull_request`, `push`.
+//! GitHub webhook payloads (`X-GitHub-Event`): `ping`, `pull_request`, `push`,
+//! `issue_comment` (the `/prdiff run` command on a pull request).
 //!
 //! The payload is read into small structs holding only the fields prdiff uses, borrowed
 //! from the body where JSON escapes allow: a `pull_request` delivery is ~30 KB of which we
@@ -119,6 +120,7 @@ pub fn parse(event: &str, body: &[u8]) -> Result<HostEvent, IntakeError> {
     match event {
         "pull_request" => pull_request(read(body)?),
         "push" => push(read(body)?),
+        "issue_comment" => issue_comment(&super::parse_json(body)?),
         other => {
             // Still a JSON object, or the delivery is malformed whatever its event.
             read::<AnyObject>(body)?;
@@ -185,6 +187,55 @@ fn pull_request(p: Payload<'_>) -> Result<HostEvent, IntakeError> {
             .flatten()
             .filter_map(|l| l.name.as_ref().map(|n| n.to_string()))
             .collect(),
+    }))
+}
+
+/// An `issue_comment` delivery: a `/prdiff run` command when a person (not a bot, not
+/// prdiff's own comment) created it on a pull request.
+fn issue_comment(v: &serde_json::Value) -> Result<HostEvent, IntakeError> {
+    use super::{str_field, u64_field};
+    let action = str_field(v, "action")?;
+    if action != "created" {
+        return Ok(HostEvent::NotHandled(format!(
+            "issue_comment action `{action}` is not handled"
+        )));
+    }
+    let repository = super::repo_field(v, "repository.full_name")?;
+    let number = u64_field(v, "issue.number")?;
+    if v.pointer("/issue/pull_request").is_none_or(|p| p.is_null()) {
+        return Ok(HostEvent::NotHandled(
+            "issue_comment on an issue, not a pull request".into(),
+        ));
+    }
+    let body = v
+        .pointer("/comment/body")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    let login = str_field(v, "comment.user.login")?;
+    let bot = v
+        .pointer("/comment/user/type")
+        .and_then(serde_json::Value::as_str)
+        == Some("Bot")
+        || login.ends_with("[bot]");
+    if bot || crate::report::is_prdiff_comment(body) {
+        return Ok(HostEvent::NotHandled(
+            "issue_comment by a bot or by prdiff itself".into(),
+        ));
+    }
+    let Some(models) = super::command::parse(body) else {
+        return Ok(HostEvent::NotHandled(
+            "issue_comment without a `/prdiff` command".into(),
+        ));
+    };
+    Ok(HostEvent::Command(super::RunCommand {
+        provider: Provider::Github,
+        repository,
+        number,
+        author: super::Author {
+            login: login.to_owned(),
+            id: None,
+        },
+        models,
     }))
 }
 

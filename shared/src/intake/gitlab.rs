@@ -1,4 +1,5 @@
-//! GitLab webhook payloads (`X-Gitlab-Event`): `Merge Request Hook`, `Push Hook`.
+//! GitLab webhook payloads (`X-Gitlab-Event`): `Merge Request Hook`, `Push Hook`,
+//! `Note Hook` (the `/prdiff run` command on a merge request).
 
 use std::collections::BTreeSet;
 
@@ -16,6 +17,7 @@ pub fn parse(event: &str, body: &[u8]) -> Result<HostEvent, IntakeError> {
     match event {
         "Merge Request Hook" => merge_request(&v),
         "Push Hook" => push(&v),
+        "Note Hook" => note(&v),
         other => Ok(HostEvent::NotHandled(format!(
             "event `{other}` is not handled"
         ))),
@@ -100,6 +102,58 @@ fn merge_request(v: &Value) -> Result<HostEvent, IntakeError> {
         base_sha: None,
         draft,
         labels: titles(v.get("labels").or_else(|| oa.get("labels"))),
+    }))
+}
+
+/// A `Note Hook` delivery: a `/prdiff run` command when a person (not a system note, not
+/// prdiff's own note) wrote it on a merge request.
+fn note(v: &Value) -> Result<HostEvent, IntakeError> {
+    let kind = str_field(v, "object_attributes.noteable_type")?;
+    if kind != "MergeRequest" {
+        return Ok(HostEvent::NotHandled(format!(
+            "note on a {kind}, not a merge request"
+        )));
+    }
+    // GitLab sends `action` (`create` / `update`) on newer versions; an edit is not a
+    // new command.
+    if let Some(action) = v
+        .pointer("/object_attributes/action")
+        .and_then(Value::as_str)
+        && action != "create"
+    {
+        return Ok(HostEvent::NotHandled(format!(
+            "note action `{action}` is not handled"
+        )));
+    }
+    let repository = repo_field(v, "project.path_with_namespace")?;
+    let number = u64_field(v, "merge_request.iid")?;
+    let body = v
+        .pointer("/object_attributes/note")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let system = v
+        .pointer("/object_attributes/system")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if system || crate::report::is_prdiff_comment(body) {
+        return Ok(HostEvent::NotHandled(
+            "a system note or prdiff's own note".into(),
+        ));
+    }
+    let Some(models) = super::command::parse(body) else {
+        return Ok(HostEvent::NotHandled(
+            "note without a `/prdiff` command".into(),
+        ));
+    };
+    Ok(HostEvent::Command(super::RunCommand {
+        provider: Provider::Gitlab,
+        repository,
+        number,
+        author: super::Author {
+            login: str_field(v, "user.username")?.to_owned(),
+            id: Some(u64_field(v, "user.id")?),
+        },
+        models,
     }))
 }
 

@@ -5,6 +5,7 @@
 //! Provider JSON shapes stay private to `github.rs` and `gitlab.rs`; the webhook handler
 //! sees only the domain types below.
 
+pub mod command;
 pub mod gates;
 pub mod github;
 pub mod gitlab;
@@ -48,6 +49,8 @@ pub enum HostEvent {
         number: u64,
     },
     Push(PushEvent),
+    /// A `/prdiff run` comment on a pull/merge request.
+    Command(RunCommand),
     /// A valid delivery prdiff does not act on; the reason goes into the 200 response.
     NotHandled(String),
 }
@@ -64,6 +67,9 @@ pub enum PrAction {
     Labeled(Vec<String>),
     /// The base (target) branch changed.
     BaseChanged,
+    /// A run asked for by a `/prdiff run` comment or the HTTP trigger: the label gate and
+    /// `max_models` do not apply.
+    OnDemand,
 }
 
 impl PrAction {
@@ -75,6 +81,7 @@ impl PrAction {
             PrAction::ReadyForReview => "ready_for_review",
             PrAction::Labeled(_) => "labeled",
             PrAction::BaseChanged => "base_changed",
+            PrAction::OnDemand => "on_demand",
         }
     }
 }
@@ -95,6 +102,29 @@ pub struct PrEvent {
     pub draft: bool,
     /// Labels on the PR after the event.
     pub labels: Vec<String>,
+}
+
+/// Who wrote a comment, as the host names them: the GitHub login, or the GitLab user id
+/// (and username, for the logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    pub login: String,
+    /// GitLab's numeric user id (the members API takes it); `None` on GitHub.
+    pub id: Option<u64>,
+}
+
+/// A `/prdiff run` comment: who asked, on which pull/merge request, for which models.
+/// The comment carries no head commit: the intake asks the host for the PR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunCommand {
+    pub provider: Provider,
+    pub repository: RepoName,
+    /// GitHub PR number / GitLab MR iid.
+    pub number: u64,
+    pub author: Author,
+    /// The models named (empty: every model the plan would diff); or why the command
+    /// line was refused.
+    pub models: Result<Vec<String>, String>,
 }
 
 /// A push.
@@ -125,6 +155,7 @@ impl HostEvent {
         match self {
             HostEvent::PullRequest(e) => Some((e.provider, &e.repository)),
             HostEvent::Push(e) => Some((e.provider, &e.repository)),
+            HostEvent::Command(c) => Some((c.provider, &c.repository)),
             HostEvent::PrClosed {
                 provider,
                 repository,

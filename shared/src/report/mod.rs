@@ -288,6 +288,12 @@ pub fn marker(config_name: &str) -> String {
     )
 }
 
+/// Whether a comment is one prdiff wrote (it carries a [`marker`]): such a comment never
+/// starts a run, whatever it says.
+pub fn is_prdiff_comment(body: &str) -> bool {
+    body.contains("<!-- prdiff:")
+}
+
 fn short(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
 }
@@ -431,9 +437,9 @@ fn render(report: &Report, detail: Detail, max_rows: usize) -> String {
             out,
             "**{} models to diff, more than this configuration's `max_models` ({}): none was \
              diffed.** They are listed under \"Not diffed\" below.\n\n\
-             To diff them, raise `max_models` in the prdiff configuration (or remove it), then \
-             start a new run: push a commit to this pull request, or, when the configuration \
-             requires a label, remove the label and add it again.",
+             To diff them anyway, comment `/prdiff run` (or `/prdiff run <model> …` for some \
+             of them) on this pull request; or raise `max_models` in the prdiff configuration \
+             and push a commit.",
             over.models, over.max
         );
     } else if entries.is_empty() {

@@ -65,6 +65,7 @@ fn run(number: u64, head: &str) -> CiRun {
         reason: None,
         created_at: unix_now(),
         updated_at: unix_now(),
+        on_demand: None,
     }
 }
 

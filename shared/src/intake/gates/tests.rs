@@ -310,3 +310,114 @@ fn a_base_branch_limits_the_configuration_to_prs_into_that_branch() {
     assert_eq!(other_base_branch(&master_no_label, &draft), None);
     assert!(check_event(&master_no_label, &draft).is_err());
 }
+
+#[test]
+fn an_on_demand_run_passes_the_label_gate_but_not_the_others() {
+    let mut event = pr(gh("pull_request", "pull_request.opened.json"));
+    event.action = PrAction::OnDemand;
+    let labelled = stored_example(&[]);
+    assert_eq!(check_event(&labelled, &event), Ok(()));
+    let skip = stored_example(&[("skip_pull_requests = false", "skip_pull_requests = true")]);
+    assert!(check_event(&skip, &event).is_err());
+    event.draft = true;
+    assert!(
+        check_event(&labelled, &event)
+            .unwrap_err()
+            .contains("draft")
+    );
+}
+
+fn comment(mut v: serde_json::Value, pointer: &str, text: &str) -> Vec<u8> {
+    *v.pointer_mut(pointer).unwrap() = text.into();
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[test]
+fn a_github_pr_comment_with_the_command_is_a_run_command() {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&fixture("github/issue_comment.created.json")).unwrap();
+    // The fixture's comment is on an issue: not a command, whatever it says.
+    let on_issue = comment(v.clone(), "/comment/body", "/prdiff run");
+    assert!(matches!(
+        github::parse("issue_comment", &on_issue).unwrap(),
+        HostEvent::NotHandled(r) if r.contains("not a pull request")
+    ));
+    v["issue"]["pull_request"] = serde_json::json!({
+        "url": "https://api.github.com/repos/Codertocat/Hello-World/pulls/1"
+    });
+    let body = comment(v.clone(), "/comment/body", "LGTM\r\n/prdiff run orders\r\n");
+    let HostEvent::Command(cmd) = github::parse("issue_comment", &body).unwrap() else {
+        panic!("a command")
+    };
+    assert_eq!(cmd.provider, Provider::Github);
+    assert_eq!(cmd.repository.as_str(), "Codertocat/Hello-World");
+    assert_eq!(cmd.number, 1);
+    assert_eq!(cmd.author.login, "Codertocat");
+    assert_eq!(cmd.models, Ok(vec!["orders".to_owned()]));
+    // Junk is a command refused with its reason.
+    let junk = comment(v.clone(), "/comment/body", "/prdiff run orders;drop");
+    let HostEvent::Command(cmd) = github::parse("issue_comment", &junk).unwrap() else {
+        panic!("a command")
+    };
+    assert!(cmd.models.unwrap_err().contains("not a dbt model name"));
+    // The fixture's own text, a bot, prdiff's sticky comment, an edit: not commands.
+    assert!(matches!(
+        github::parse("issue_comment", &serde_json::to_vec(&v).unwrap()).unwrap(),
+        HostEvent::NotHandled(_)
+    ));
+    let mut bot = v.clone();
+    bot["comment"]["user"]["type"] = "Bot".into();
+    let bot = comment(bot, "/comment/body", "/prdiff run");
+    assert!(matches!(
+        github::parse("issue_comment", &bot).unwrap(),
+        HostEvent::NotHandled(_)
+    ));
+    let sticky = comment(
+        v.clone(),
+        "/comment/body",
+        "<!-- prdiff:shop -->\n/prdiff run",
+    );
+    assert!(matches!(
+        github::parse("issue_comment", &sticky).unwrap(),
+        HostEvent::NotHandled(_)
+    ));
+    let mut edited = v.clone();
+    edited["action"] = "edited".into();
+    let edited = comment(edited, "/comment/body", "/prdiff run");
+    assert!(matches!(
+        github::parse("issue_comment", &edited).unwrap(),
+        HostEvent::NotHandled(_)
+    ));
+}
+
+#[test]
+fn a_gitlab_merge_request_note_with_the_command_is_a_run_command() {
+    let v: serde_json::Value =
+        serde_json::from_slice(&fixture("gitlab/go-gitlab.note_merge_request.json")).unwrap();
+    let body = comment(v.clone(), "/object_attributes/note", "/prdiff run");
+    let HostEvent::Command(cmd) = gitlab::parse("Note Hook", &body).unwrap() else {
+        panic!("a command")
+    };
+    assert_eq!(cmd.provider, Provider::Gitlab);
+    assert_eq!(cmd.repository.as_str(), "gitlab-org/gitlab-test");
+    assert_eq!(cmd.number, 1);
+    assert_eq!(
+        (cmd.author.login.as_str(), cmd.author.id),
+        ("root", Some(1))
+    );
+    assert_eq!(cmd.models, Ok(vec![]));
+    let mut system = v.clone();
+    system["object_attributes"]["system"] = true.into();
+    let system = comment(system, "/object_attributes/note", "/prdiff run");
+    assert!(matches!(
+        gitlab::parse("Note Hook", &system).unwrap(),
+        HostEvent::NotHandled(_)
+    ));
+    let mut on_commit = v.clone();
+    on_commit["object_attributes"]["noteable_type"] = "Commit".into();
+    let on_commit = comment(on_commit, "/object_attributes/note", "/prdiff run");
+    assert!(matches!(
+        gitlab::parse("Note Hook", &on_commit).unwrap(),
+        HostEvent::NotHandled(_)
+    ));
+}
