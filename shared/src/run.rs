@@ -195,8 +195,9 @@ pub struct CiRun {
     pub created_at: u64,
     pub updated_at: u64,
     /// Set for a run started on demand (a `/prdiff run` comment, the HTTP trigger).
+    /// Boxed: most runs have none, and a run travels by value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_demand: Option<OnDemand>,
+    pub on_demand: Option<Box<OnDemand>>,
 }
 
 /// How a run started on demand differs from one a push starts: the label gate and
@@ -341,6 +342,20 @@ pub(crate) fn check_transition(
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_run_stored_before_on_demand_runs_still_loads_and_an_on_demand_one_round_trips() {
+        let old = r#"{"id":"run_0000018f00000000_0000abcd","config_id":"shop","pr":{"provider":"github","repository":"o/r","number":2},"head_sha":"ec26c3e57ca3a959ca5aad62de7213c562f8c821","base_sha":"f95f852bd8fca8fcc58a9a2d6c842781e32a215e","base_branch":"main","state":"received","created_at":1,"updated_at":1}"#;
+        let mut run: CiRun = serde_json::from_str(old).unwrap();
+        assert_eq!(run.on_demand, None);
+        assert!(!serde_json::to_string(&run).unwrap().contains("on_demand"));
+        run.on_demand = Some(Box::new(OnDemand {
+            by: "github:octocat".into(),
+            models: vec!["orders".into()],
+        }));
+        let back: CiRun = serde_json::from_str(&serde_json::to_string(&run).unwrap()).unwrap();
+        assert_eq!(back, run);
+    }
 
     #[test]
     fn final_states_never_move_and_open_states_only_move_forward() {

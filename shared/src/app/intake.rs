@@ -528,7 +528,7 @@ async fn start_for_config(
         BaseCommitSelection::Latest => host.branch_head(&pr.repository, &pr.base_branch).await?,
     };
     let mut run = new_run(config, pr, key, base_sha, RunState::Received, "");
-    run.on_demand = on_demand.cloned();
+    run.on_demand = on_demand.cloned().map(Box::new);
     let (run_id, superseded) = match deps.runs.start_run(&run).await? {
         StartOutcome::Started { superseded } => {
             if let Some(old) = &superseded {

@@ -526,7 +526,7 @@ async fn poll_config(
             }
         }
     }
-    crate::app::fanout::apply_run_scope(config, run.on_demand.as_ref(), &mut summary, &mut work);
+    crate::app::fanout::apply_run_scope(config, run.on_demand.as_deref(), &mut summary, &mut work);
     let fanout = FanOut {
         summary,
         models: work,

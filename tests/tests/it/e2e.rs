@@ -500,6 +500,41 @@ impl FakeGitHub {
             })
             .mount(&server)
             .await;
+        // The PR as GitHub's "get a pull request" shows it (open, no labels, at HEAD):
+        // what an on-demand run reads.
+        Mock::given(method("GET"))
+            .and(path(format!("{base}/pulls/{PR_NUMBER}")))
+            .and(header("authorization", "Bearer ghp_test"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "number": PR_NUMBER, "state": "open", "draft": false, "labels": [],
+                "head": {"ref": "changes", "sha": HEAD},
+                "base": {"ref": "master", "sha": BASE}
+            })))
+            .mount(&server)
+            .await;
+        // "Get repository permissions for a user": `Codertocat` administers the
+        // repository, `reader` may only read it, anyone else is not a collaborator.
+        Mock::given(method("GET"))
+            .and(path_regex(
+                r"^/repos/Codertocat/Hello-World/collaborators/[^/]+/permission$",
+            ))
+            .and(header("authorization", "Bearer ghp_test"))
+            .respond_with(move |req: &Request| {
+                let user = req.url.path().split('/').nth(5).unwrap().to_owned();
+                let role = match user.as_str() {
+                    "Codertocat" => "admin",
+                    "reader" => "read",
+                    _ => {
+                        return ResponseTemplate::new(404)
+                            .set_body_json(serde_json::json!({"message": "Not Found"}));
+                    }
+                };
+                ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                    "permission": role, "role_name": role, "user": {"login": user}
+                }))
+            })
+            .mount(&server)
+            .await;
         let comments = self.comments.clone();
         Mock::given(method("GET"))
             .and(path(format!("{base}/issues/{PR_NUMBER}/comments")))
@@ -642,10 +677,34 @@ impl FakeGitHub {
             .await;
         Mock::given(method("GET"))
             .and(path(mr.clone()))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .set_body_json(serde_json::json!({"iid": PR_NUMBER, "labels": []})),
-            )
+            .and(header("private-token", "glpat_test"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "iid": PR_NUMBER, "labels": [], "state": "opened", "draft": false,
+                "work_in_progress": false, "sha": HEAD,
+                "source_branch": "changes", "target_branch": "master"
+            })))
+            .mount(&server)
+            .await;
+        // "Get a member of a project, including inherited members": user 1 is a
+        // Maintainer (40), user 2 a Reporter (20), anyone else not a member.
+        Mock::given(method("GET"))
+            .and(path_regex(format!(r"^{project}/members/all/\d+$")))
+            .and(header("private-token", "glpat_test"))
+            .respond_with(|req: &Request| {
+                let id: u64 = req.url.path().rsplit('/').next().unwrap().parse().unwrap();
+                let level = match id {
+                    1 => 40,
+                    2 => 20,
+                    _ => {
+                        return ResponseTemplate::new(404)
+                            .set_body_json(serde_json::json!({"message": "404 Not found"}));
+                    }
+                };
+                ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                    "id": id, "username": format!("user{id}"), "state": "active",
+                    "access_level": level
+                }))
+            })
             .mount(&server)
             .await;
         let comments = self.comments.clone();
@@ -1658,4 +1717,5 @@ async fn through_prdiff_serve_a_malicious_pr_manifest_gets_its_models_refused_an
 
 /// What the pull request shows when a run ends in each way: the outcome rule, runs that
 /// cannot complete, dbt Cloud timing.
+mod ondemand;
 mod outcomes;
