@@ -529,7 +529,22 @@ async fn start_for_config(
     };
     let mut run = new_run(config, pr, key, base_sha, RunState::Received, "");
     run.on_demand = on_demand.cloned().map(Box::new);
-    let (run_id, superseded) = match deps.runs.start_run(&run).await? {
+    let mut started = deps.runs.start_run(&run).await?;
+    if let StartOutcome::AlreadyOpen(existing) = &started
+        && existing.state != RunState::Received
+        && run.on_demand.is_some()
+        && existing.on_demand != run.on_demand
+    {
+        // An open run of the same commits that diffs something else (a push's run held
+        // to max_models, or other named models): the on-demand run replaces it.
+        if let Some(old) = supersede_for_on_demand(deps, existing, &run).await? {
+            started = deps.runs.start_run(&run).await?;
+            if let StartOutcome::Started { superseded } = &mut started {
+                superseded.get_or_insert(old);
+            }
+        }
+    }
+    let (run_id, superseded) = match started {
         StartOutcome::Started { superseded } => {
             if let Some(old) = &superseded {
                 superseded_status(deps, config, &host, old, &run).await?;
@@ -569,6 +584,34 @@ async fn start_for_config(
         run: run_id,
         superseded,
     })
+}
+
+/// Ends `existing` as superseded by the on-demand `run` of the same commits. `None` when
+/// the run moved meanwhile (it finished, or another delivery ended it): the caller's next
+/// `start_run` sees what is current.
+async fn supersede_for_on_demand(
+    deps: &Deps,
+    existing: &CiRun,
+    run: &CiRun,
+) -> Result<Option<RunId>, HandlerError> {
+    let reason = format!("superseded by an on-demand run (run {})", run.id);
+    match deps
+        .runs
+        .transition(
+            &existing.id,
+            existing.state,
+            RunState::Superseded,
+            Some(reason.as_str()),
+        )
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(superseded = %existing.id, "open run replaced by an on-demand run");
+            Ok(Some(existing.id.clone()))
+        }
+        Err(crate::store::StoreError::Conflict(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The final status of a superseded run's commit: "superseded by <sha>". Only when the

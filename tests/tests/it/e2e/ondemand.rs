@@ -212,6 +212,58 @@ async fn a_run_comment_naming_a_model_diffs_only_it_past_max_models() {
 }
 
 #[tokio::test]
+async fn a_run_comment_replaces_the_open_run_of_the_same_commit_held_to_max_models() {
+    let p = Pipeline::embedded(&config("shop", "max_models = 1")).await;
+    // The push's run waits for dbt Cloud; it would diff nothing (two models, max 1).
+    let pushed = p.open_pr("od-s1", HEAD).await;
+    let resp = prdiff_webhook::handle(
+        &pr_comment("od-s2", "Codertocat", "/prdiff run orders"),
+        &p.webhook,
+    )
+    .await;
+    let run = accepted(&resp);
+    assert_ne!(run, pushed);
+    assert_eq!(resp.body["runs"][0]["superseded"], pushed.as_str());
+    assert_eq!(run_state(&p, &pushed).await, RunState::Superseded);
+    // The same command again while the on-demand run is open: already running.
+    let again = prdiff_webhook::handle(
+        &pr_comment("od-s3", "Codertocat", "Once more:\n/prdiff run orders"),
+        &p.webhook,
+    )
+    .await;
+    assert_eq!(
+        again.body["runs"][0]["already_running"], true,
+        "{}",
+        again.body
+    );
+    assert_eq!(again.body["runs"][0]["run_id"], run.as_str());
+
+    p.prod_run(542, BASE);
+    p.pr_run(942, HEAD, status::SUCCESS, None);
+    let mut out = p.deliver_polls().await;
+    out.sort_by_key(|o| format!("{o:?}"));
+    assert_eq!(
+        out,
+        [
+            prdiff_poller::PollOutcome::Closed(RunState::Superseded),
+            prdiff_poller::PollOutcome::FannedOut { models: 1 },
+        ]
+    );
+    p.deliver_diffs().await;
+    assert_eq!(run_state(&p, &run).await, RunState::Done);
+    let comments = p.comments();
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    let orders = row(&comments[0], "orders");
+    assert_eq!(orders[2..6], ["1,000 → 999", "0", "1", "50"], "{orders:?}");
+    let statuses = p.final_statuses(HEAD);
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert!(
+        statuses[0].1.starts_with("prdiff: 1 model diffed"),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_maintainers_gitlab_note_starts_a_run_and_a_reporters_does_not() {
     let p = Pipeline::embedded(&config_on("gitlab", GITLAB_PROJECT, "shop", LABELLED)).await;
     let resp = prdiff_webhook::handle(&mr_note("od-g1", 2, "/prdiff run"), &p.webhook).await;
