@@ -158,6 +158,15 @@ fn check_event(event: &HostEvent, provider: prdiff_shared::config::Provider) {
         HostEvent::PullRequest(pr) => assert_eq!(pr.provider, provider),
         HostEvent::Push(push) => assert_eq!(push.provider, provider),
         HostEvent::PrClosed { provider: p, .. } => assert_eq!(*p, provider),
+        HostEvent::Command(c) => {
+            assert_eq!(c.provider, provider);
+            // Accepted model names are dbt names only: nothing else reaches the plan.
+            if let Ok(models) = &c.models {
+                assert!(models
+                    .iter()
+                    .all(|m| prdiff_shared::intake::command::is_model_name(m)));
+            }
+        }
         HostEvent::Ping | HostEvent::NotHandled(_) => return,
     }
     // The handler `expect`s this for every event that is not Ping / NotHandled.

@@ -7,8 +7,13 @@
 //!      → pending status → poll message
 //! ```
 //!
+//! A `/prdiff run` comment (GitHub `issue_comment`, GitLab `Note Hook`) takes the same
+//! path after the claim, per configuration: the author's write access and the PR as the
+//! host shows it now are asked of the git host, then the run starts on demand (no label
+//! gate, no `max_models`; see [`super::trigger`] for the HTTP trigger).
+//!
 //! Reads: the signed delivery, the repository's configurations, the git host (changed
-//! files, merge base), the webhook secret. Writes: delivery claims, the run, a `pending`
+//! files, merge base, the PR and the author's access for a comment), the webhook secret. Writes: delivery claims, the run, a `pending`
 //! commit status, a delayed poll message (and a sync message on a push to the default
 //! branch).
 //!
