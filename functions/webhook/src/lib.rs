@@ -18,6 +18,13 @@ pub fn is_trigger_path(raw_path: Option<&str>) -> bool {
     raw_path.is_some_and(|p| p.trim_end_matches('/') == "/trigger")
 }
 
+/// The answer to a request for the trigger's path by another method than `POST`: 405,
+/// before the token or the body is looked at.
+pub fn trigger_method_refused(method: &str) -> Option<WebhookResponse> {
+    (!method.eq_ignore_ascii_case("POST"))
+        .then(|| WebhookResponse::error(405, "POST /trigger starts an on-demand run"))
+}
+
 /// A [`WebhookRequest`] from a Function URL / HTTP API (payload 2.0) event.
 pub trait FromHttpV2: Sized {
     /// From a Function URL / HTTP API (payload 2.0) event; base64 bodies are decoded.
@@ -91,6 +98,19 @@ mod tests {
             Some("/x/trigger"),
         ] {
             assert!(!is_trigger_path(p), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn the_trigger_answers_post_only() {
+        assert!(trigger_method_refused("POST").is_none());
+        assert!(trigger_method_refused("post").is_none());
+        for m in ["GET", "PUT", "DELETE", "HEAD"] {
+            assert_eq!(
+                trigger_method_refused(m).map(|r| r.status),
+                Some(405),
+                "{m}"
+            );
         }
     }
 

@@ -20,6 +20,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayV2httpRequest>| async move {
             let is_trigger = prdiff_webhook::is_trigger_path(event.payload.raw_path.as_deref());
+            let method = event.payload.request_context.http.method.clone();
+            if let Some(refused) = is_trigger
+                .then(|| prdiff_webhook::trigger_method_refused(method.as_str()))
+                .flatten()
+            {
+                return Ok(refused.into_http_v2());
+            }
             let resp =
                 match WebhookRequest::from_http_v2(event.payload, deps.settings.max_body_bytes) {
                     Ok(req) if is_trigger => prdiff_webhook::trigger(&req, deps).await,

@@ -611,6 +611,20 @@ fn webhook_function_environment_satisfies_the_webhook_binary() {
         ref_of(&env["PRDIFF_WEBHOOK_SECRET_NAME"]),
         Some("WebhookSecret")
     );
+    // The HTTP trigger is on: its token is a secret of the stack, generated at deploy, under
+    // the prefix the webhook role may read.
+    assert_eq!(
+        ref_of(&env["PRDIFF_TRIGGER_TOKEN_NAME"]),
+        Some("TriggerToken")
+    );
+    let token = &t["Resources"]["TriggerToken"];
+    assert_eq!(token["Type"].as_str(), Some("AWS::SecretsManager::Secret"));
+    assert!(
+        token["Properties"]["GenerateSecretString"]["PasswordLength"]
+            .as_u64()
+            .is_some_and(|n| n >= 32),
+        "the trigger token is generated, long enough to guess never"
+    );
     assert_eq!(
         p["FunctionUrlConfig"]["AuthType"].as_str(),
         Some("NONE"),
