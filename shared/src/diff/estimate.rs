@@ -6,8 +6,6 @@
 //! column group's, for a model wider than one select list), or, without a key, both
 //! sides' profiles. A windowed rerun for duplicated keys or examples read by key add to it.
 
-use futures::StreamExt;
-
 use super::DiffError;
 use super::exact::exact_kind;
 use super::query::{ComparePlan, Side};
@@ -43,11 +41,9 @@ pub(super) async fn scan_estimate(
     plan: &ComparePlan,
 ) -> Result<Option<u64>, DiffError> {
     let statements = statements(wh, plan);
-    let estimates: Vec<_> =
-        futures::stream::iter(statements.iter().map(|sql| wh.estimate_bytes(sql)))
-            .buffered(wh.parallelism().max(1))
-            .collect()
-            .await;
+    // All at once: dry runs are quick and free.
+    let estimates =
+        futures::future::join_all(statements.iter().map(|sql| wh.estimate_bytes(sql))).await;
     let limit = wh.bytes_limit();
     let mut total: u64 = 0;
     for e in estimates {
