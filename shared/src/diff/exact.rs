@@ -261,7 +261,7 @@ pub(super) fn carries_examples(wh: &dyn Warehouse, plan: &ComparePlan) -> bool {
 
 /// The exact join's kind: carrying its example rows where reading them by key afterwards
 /// would scan both relations again ([`crate::sql::Dialect::exact_join_carries_examples`]).
-fn exact_kind(wh: &dyn Warehouse, plan: &ComparePlan) -> JoinKind {
+pub(super) fn exact_kind(wh: &dyn Warehouse, plan: &ComparePlan) -> JoinKind {
     if wh.dialect().exact_join_carries_examples() && carries_examples(wh, plan) {
         JoinKind::Carry
     } else {

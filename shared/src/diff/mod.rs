@@ -57,6 +57,7 @@
 //! sample bucket). The aggregates a statement returns are named once, in [`aggregates`].
 
 mod aggregates;
+mod estimate;
 mod exact;
 mod examples;
 pub mod from_plan;
@@ -231,6 +232,16 @@ pub enum DiffError {
         #[source]
         source: WarehouseError,
     },
+    /// A statement's dry-run estimate is over the data source's limit on billed bytes: the
+    /// model is not diffed, and no statement ran.
+    #[error(
+        "a dry run estimates that one of this diff's statements would scan {} ({} bytes), more than the data source's maximum_bytes_billed of {} ({} bytes): nothing was run or billed; raise maximum_bytes_billed or narrow the model with a filter",
+        crate::report::format_bytes(*estimate),
+        crate::report::format_count(*estimate),
+        crate::report::format_bytes(*limit),
+        crate::report::format_count(*limit)
+    )]
+    OverBytesLimit { estimate: u64, limit: u64 },
     #[error(transparent)]
     Warehouse(WarehouseError),
     #[error("unexpected result from the warehouse: {0}")]
@@ -249,6 +260,7 @@ impl DiffError {
                 | DiffError::UnsafeFilter(_)
                 | DiffError::Rejected { .. }
                 | DiffError::RejectedWithFilter { .. }
+                | DiffError::OverBytesLimit { .. }
         )
     }
 
@@ -317,6 +329,9 @@ async fn diff_unlabelled(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffRe
     result.primary_key = key_names;
     result.schema = schema;
     result.columns = columns;
+    // Before any statement runs: the warehouse's estimate of what the diff will scan, and
+    // its limit on billed bytes checked against it.
+    result.bytes_estimate = estimate::scan_estimate(wh, &plan).await?;
 
     if plan.key.is_empty() {
         exact::profile(wh, &plan, &mut result).await?;

@@ -150,6 +150,11 @@ pub struct DiffResult {
     pub samples: Vec<SampleRow>,
     /// Things a reader should know (duplicates left out, columns not found, no key).
     pub notes: Vec<String>,
+    /// The bytes the diff's statements were estimated to scan before they ran (the row
+    /// counts and the join, from BigQuery's dry runs); `None` where the warehouse gives no
+    /// estimate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_estimate: Option<u64>,
 }
 
 fn serialize_sampled<S: serde::Serializer>(
@@ -225,6 +230,7 @@ impl DiffResult {
             sampled: None,
             samples: Vec::new(),
             notes: Vec::new(),
+            bytes_estimate: None,
         }
     }
 

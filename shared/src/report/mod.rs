@@ -191,6 +191,23 @@ pub fn format_count(n: u64) -> String {
     fmt_n(n)
 }
 
+/// A number of bytes in binary units, as BigQuery bills them (1 TiB = 2^40 bytes):
+/// `512 B`, `1.5 KiB`, `1.2 GiB`.
+pub fn format_bytes(n: u64) -> String {
+    const UNITS: &[&str] = &["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{} B", fmt_n(n));
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    // Rounded to one decimal, a value stays below 1,024 of its unit.
+    while value >= 1023.95 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 fn fmt_n(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
@@ -460,6 +477,7 @@ fn render(report: &Report, detail: Detail, max_rows: usize) -> String {
                 entries.len() - max_rows
             );
         }
+        scan_total_line(&mut out, entries);
     }
     gates_section(&mut out, report);
     if detail < Detail::SummaryOnly {
@@ -519,6 +537,26 @@ fn render(report: &Report, detail: Detail, max_rows: usize) -> String {
         }
     }
     out
+}
+
+/// The bytes every diffed model was estimated to scan, summed (only where the warehouse
+/// gives estimates: BigQuery's dry runs).
+fn scan_total_line(out: &mut String, entries: &[ModelEntry]) {
+    let estimates: Vec<u64> = entries
+        .iter()
+        .filter_map(|e| e.outcome.as_ref().ok()?.bytes_estimate)
+        .collect();
+    if estimates.is_empty() {
+        return;
+    }
+    let total = estimates.iter().fold(0u64, |a, b| a.saturating_add(*b));
+    let _ = writeln!(
+        out,
+        "\nScans ≈ {} in total ({} model{}; the warehouse's dry-run estimates).",
+        format_bytes(total),
+        estimates.len(),
+        if estimates.len() == 1 { "" } else { "s" }
+    );
 }
 
 /// Every gate of every diffed model with gates, with its verdict and what it measured.
@@ -678,6 +716,13 @@ fn model_details(
         let _ = write!(out, ", key {}", keys.join(", "));
     }
     out.push_str("\n\n");
+    if let Some(b) = r.bytes_estimate {
+        let _ = writeln!(
+            out,
+            "Scans ≈ {} (the warehouse's dry-run estimate of the counts and the join).\n",
+            format_bytes(b)
+        );
+    }
     if let Some(s) = &r.sampled {
         let _ = writeln!(
             out,
@@ -797,6 +842,9 @@ pub fn text(r: &DiffResult) -> String {
     if !r.primary_key.is_empty() {
         let _ = writeln!(out, "key: {}", r.primary_key.join(", "));
     }
+    if let Some(b) = r.bytes_estimate {
+        let _ = writeln!(out, "scans: ≈ {} (dry-run estimate)", format_bytes(b));
+    }
     if let (Some(e), Some(m), Some(c)) = (r.exclusive, r.matched, r.changed) {
         let _ = writeln!(
             out,
@@ -895,6 +943,18 @@ mod escape_tests {
         let e = escape_cell(&"x".repeat(500));
         assert!(e.chars().count() <= MAX_CELL + 1);
         assert!(e.ends_with('…'));
+    }
+
+    #[test]
+    fn bytes_are_shown_in_binary_units() {
+        assert_eq!(format_bytes(0), "0 B");
+        assert_eq!(format_bytes(1023), "1,023 B");
+        assert_eq!(format_bytes(1024), "1.0 KiB");
+        assert_eq!(format_bytes(1536), "1.5 KiB");
+        assert_eq!(format_bytes(1_288_490_189), "1.2 GiB");
+        assert_eq!(format_bytes(1 << 40), "1.0 TiB");
+        assert_eq!(format_bytes((1 << 20) - 1), "1.0 MiB");
+        assert_eq!(format_bytes(u64::MAX), "16.0 EiB");
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub(crate) fn result(name: &str, changed: u64) -> DiffResult {
             }],
         }],
         notes: vec![],
+        bytes_estimate: None,
     }
 }
 
@@ -422,4 +423,58 @@ fn tolerant_and_renamed_columns_say_so_in_the_comment_and_the_text() {
     let t = text(&r);
     assert!(t.contains("amount (±0.01)"), "{t}");
     assert!(t.contains("renamed amt → amount_usd (99.8 % agree)"), "{t}");
+}
+
+/// Models diffed on BigQuery carry their dry-run estimates: each model's details show its
+/// own, the summary the total, the text output the model's; a model refused by the cost
+/// guard shows why.
+#[test]
+fn scan_estimates_show_per_model_and_in_total() {
+    let mut orders = result("orders", 7);
+    orders.bytes_estimate = Some(1_288_490_189);
+    let mut events = result("events", 0);
+    events.bytes_estimate = Some(3 * (1 << 20));
+    let refused = crate::diff::DiffError::OverBytesLimit {
+        estimate: 3 << 40,
+        limit: 1 << 40,
+    };
+    let report = Report {
+        title: "prdiff".into(),
+        entries: vec![
+            ModelEntry {
+                name: "orders".into(),
+                outcome: Ok(orders.clone()),
+            },
+            ModelEntry {
+                name: "events".into(),
+                outcome: Ok(events),
+            },
+            ModelEntry {
+                name: "huge".into(),
+                outcome: Err(refused.to_string()),
+            },
+        ],
+        ..Default::default()
+    };
+    let md = markdown(&report);
+    insta::assert_snapshot!(md);
+    assert!(md.contains("Scans ≈ 1.2 GiB (the warehouse"), "{md}");
+    assert!(md.contains("Scans ≈ 3.0 MiB (the warehouse"), "{md}");
+    assert!(md.contains("Scans ≈ 1.2 GiB in total (2 models;"), "{md}");
+    assert!(
+        md.contains("scan 3.0 TiB (3,298,534,883,328 bytes), more than the data source's maximum\\_bytes\\_billed of 1.0 TiB (1,099,511,627,776 bytes)"),
+        "{md}"
+    );
+    // The total survives shortening to the summary table.
+    let short = markdown_within(&report, md.chars().count() - 1);
+    assert!(short.contains("in total (2 models;"), "{short}");
+    assert!(
+        text(&orders).contains("scans: ≈ 1.2 GiB (dry-run estimate)"),
+        "{}",
+        text(&orders)
+    );
+    // Without estimates (every other warehouse) nothing is said about scans.
+    let plain = markdown(&self::report());
+    assert!(!plain.contains("Scans"), "{plain}");
+    assert!(!text(&result("orders", 7)).contains("scans"));
 }

@@ -11,7 +11,9 @@
 //! `query_to_xml`, …), window and aggregate syntax, placeholders, casts to other types.
 //!
 //! What goes into the diff SQL is the parsed expression written back by sqlparser
-//! ([`SafeFilter::sql`]), never the raw text; it must parse back to the same tree.
+//! ([`SafeFilter::sql`]), never the raw text; it must parse back to the same tree. On
+//! BigQuery, its string literals are then written in GoogleSQL's own quoting
+//! (`'O\'Brien'`, not sqlparser's `'O''Brien'`, which GoogleSQL refuses).
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -238,11 +240,79 @@ pub fn parse_filter(dialect: &dyn Dialect, raw: &str) -> Result<SafeFilter, Unsa
     let sql = expr.to_string();
     // What is written back must mean what was checked.
     match parse_one(sp_dialect.as_ref(), &sql) {
-        Ok(again) if again == expr => Ok(SafeFilter { sql }),
-        _ => Err(refuse(
-            "the filter cannot be written back to SQL unchanged (an unusual literal or name?)",
-        )),
+        Ok(again) if again == expr => {}
+        _ => {
+            return Err(refuse(
+                "the filter cannot be written back to SQL unchanged (an unusual literal or name?)",
+            ));
+        }
     }
+    if dialect.name() == "bigquery" {
+        let sql = with_dialect_literals(dialect, sp_dialect.as_ref(), &sql)?;
+        return Ok(SafeFilter { sql });
+    }
+    Ok(SafeFilter { sql })
+}
+
+/// `sql` with every string literal written by the dialect ([`Dialect::string_literal`])
+/// and everything else as it is. sqlparser writes a quote inside a string doubled
+/// (`'O''Brien'`), which GoogleSQL reads as two adjacent literals and refuses; BigQuery's
+/// own form is `'O\'Brien'`. Its double-quoted strings become single-quoted ones, which
+/// GoogleSQL reads alike. The result must tokenize to the same tokens (a double-quoted
+/// string standing for the same single-quoted one), so it parses to the same expression.
+fn with_dialect_literals(
+    d: &dyn Dialect,
+    sp_dialect: &dyn sp::Dialect,
+    sql: &str,
+) -> Result<String, UnsafeFilter> {
+    let cannot =
+        || refuse("the filter's strings cannot be written in this warehouse's quoting unchanged");
+    let tokens = Tokenizer::new(sp_dialect, sql)
+        .tokenize_with_location()
+        .map_err(|_| cannot())?;
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    // A location (line and column from 1, in characters) as a byte offset into `sql`.
+    let offset = |loc: sqlparser::tokenizer::Location| -> Option<usize> {
+        let start = *line_starts.get(usize::try_from(loc.line).ok()?.checked_sub(1)?)?;
+        sql[start..]
+            .char_indices()
+            .map(|(i, _)| start + i)
+            .chain(std::iter::once(sql.len()))
+            .nth(usize::try_from(loc.column).ok()?.checked_sub(1)?)
+    };
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut copied = 0;
+    for t in &tokens {
+        let (Token::SingleQuotedString(v) | Token::DoubleQuotedString(v)) = &t.token else {
+            continue;
+        };
+        let (start, end) = offset(t.span.start)
+            .zip(offset(t.span.end))
+            .filter(|(s, e)| copied <= *s && s < e)
+            .ok_or_else(cannot)?;
+        out.push_str(&sql[copied..start]);
+        out.push_str(&d.string_literal(v));
+        copied = end;
+    }
+    out.push_str(&sql[copied..]);
+    let meaning = |text: &str| -> Result<Vec<Token>, UnsafeFilter> {
+        Ok(Tokenizer::new(sp_dialect, text)
+            .tokenize()
+            .map_err(|_| cannot())?
+            .into_iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_)))
+            .map(|t| match t {
+                Token::DoubleQuotedString(v) => Token::SingleQuotedString(v),
+                other => other,
+            })
+            .collect())
+    };
+    if meaning(&out)? != meaning(sql)? || parse_one(sp_dialect, &out).is_err() {
+        return Err(cannot());
+    }
+    Ok(out)
 }
 
 fn parse_one(dialect: &dyn sp::Dialect, sql: &str) -> Result<Expr, UnsafeFilter> {
@@ -742,6 +812,32 @@ mod tests {
                 "{raw:?}: reason {reason:?} does not mention {says:?}"
             );
         }
+    }
+
+    #[test]
+    fn bigquery_filters_write_strings_with_backslash_escapes() {
+        let d = &crate::sql::BigQuery;
+        assert_eq!(ok(d, "name = 'O''Brien'"), r"name = 'O\'Brien'");
+        assert_eq!(ok(d, r"name = 'O\'Brien'"), r"name = 'O\'Brien'");
+        assert_eq!(ok(d, "name = \"it's\""), r"name = 'it\'s'");
+        assert_eq!(
+            ok(
+                d,
+                r"a = 'x' OR b IN ('x', 'y''z') AND c = DATE '2024-01-01'"
+            ),
+            r"a = 'x' OR b IN ('x', 'y\'z') AND c = DATE '2024-01-01'"
+        );
+        assert_eq!(ok(d, "`we'ird` = 'a''b'"), r"`we'ird` = 'a\'b'");
+        // sqlparser writes a string's backslash back unescaped, which would read as an
+        // escape: such a filter is refused, as before.
+        assert!(refused(d, r"a = 'back\\slash'").contains("written back"));
+        assert_eq!(ok(d, "x = 1"), "x = 1");
+        assert_eq!(
+            ok(d, "lower(s) = 'é''ü'\n AND t = ''"),
+            r"lower(s) = 'é\'ü' AND t = ''"
+        );
+        // Other dialects keep sqlparser's doubled quote, which they read.
+        assert_eq!(ok(&Postgres, "name = 'O''Brien'"), "name = 'O''Brien'");
     }
 
     #[test]

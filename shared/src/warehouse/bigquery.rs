@@ -154,7 +154,8 @@ impl BigQueryWarehouse {
     }
 
     /// The bytes `sql` would process, from a dry run (`dryRun: true`: BigQuery checks and
-    /// plans the statement without running or billing it). For the report's cost line.
+    /// plans the statement without running or billing it). The diff sums them for the
+    /// report and checks each against `maximumBytesBilled` before any job runs.
     pub async fn dry_run_bytes(&self, sql: &str) -> Result<u64, WarehouseError> {
         let body = self.inner.request_body(sql, true);
         let resp = self
@@ -222,6 +223,15 @@ impl Warehouse for BigQueryWarehouse {
 
     async fn query(&self, sql: &str) -> Result<Vec<Row>, WarehouseError> {
         Ok(self.run(sql).await?.rows)
+    }
+
+    /// A dry run of `sql` ([`BigQueryWarehouse::dry_run_bytes`]).
+    async fn estimate_bytes(&self, sql: &str) -> Option<Result<u64, WarehouseError>> {
+        Some(self.dry_run_bytes(sql).await)
+    }
+
+    fn bytes_limit(&self) -> Option<u64> {
+        self.inner.maximum_bytes_billed
     }
 
     /// IAM's answer for each table in scope (`tables.testIamPermissions` with the write

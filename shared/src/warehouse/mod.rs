@@ -137,6 +137,18 @@ pub trait Warehouse: Send + Sync {
         1
     }
 
+    /// The bytes `sql` would read, estimated without running or billing it (BigQuery's
+    /// dry run). `None`: this warehouse has no such estimate (the default).
+    async fn estimate_bytes(&self, _sql: &str) -> Option<Result<u64, WarehouseError>> {
+        None
+    }
+
+    /// The most bytes one statement may bill (BigQuery's `maximumBytesBilled` from the data
+    /// source), if the data source sets a limit.
+    fn bytes_limit(&self) -> Option<u64> {
+        None
+    }
+
     /// The write and administrative rights of the identity this driver connects as, read
     /// through the warehouse's own API rather than SQL (BigQuery's IAM). `None`: the driver
     /// has no such API ([`privilege_warnings`] reads the SQL catalog, or checks nothing).

@@ -806,7 +806,10 @@ async fn the_diff_engine_gives_the_engine_tests_figures_on_the_emulator() {
             Relation::new(None, Some(&q), "t"),
             key.iter().map(|k| k.to_string()).collect(),
         );
-        diff::diff(wh.as_ref(), &req).await.expect("diff")
+        let r = diff::diff(wh.as_ref(), &req).await.expect("diff");
+        // bqemulator answers every dry run with 0 bytes: the estimate ran and is carried.
+        assert_eq!(r.bytes_estimate, Some(0));
+        r
     }
     fn changed(r: &prdiff_shared::diff::DiffResult, col: &str) -> u64 {
         r.columns
@@ -1061,4 +1064,285 @@ async fn on_the_emulator_config_check_warns_that_permissions_could_not_be_read()
             .unwrap(),
         Some(Vec::new())
     );
+}
+
+// ---- the bytes a diff will scan: dry runs and the cost guard ----------------------------
+
+/// A dry run's answer as the REST reference documents `jobs.query`'s QueryResponse for
+/// `dryRun: true`: no job id, no rows, `jobComplete: true`, `totalBytesProcessed` as an
+/// int64 string.
+fn dry_run_answer(bytes: u64) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "kind": "bigquery#queryResponse",
+        "schema": {"fields": [{"name": "n", "type": "INTEGER", "mode": "NULLABLE"}]},
+        "jobReference": {"projectId": "prdiff-test", "location": "US"},
+        "totalBytesProcessed": bytes.to_string(),
+        "jobComplete": true,
+        "cacheHit": false
+    }))
+}
+
+/// Passes each request on to bqemulator and answers with its answer: the diff's real
+/// statements run on the emulator while the dry runs get figures from the documented
+/// response shape. Blocking is fine: wiremock answers on a thread of its own.
+struct ToEmulator {
+    host_port: String,
+}
+
+impl ToEmulator {
+    fn new() -> Self {
+        let url = url::Url::parse(&prdiff_tests::bigquery_url()).unwrap();
+        let endpoint = url
+            .query_pairs()
+            .find(|(k, _)| k == "endpoint")
+            .map(|(_, v)| url::Url::parse(&v).unwrap())
+            .expect("an endpoint");
+        ToEmulator {
+            host_port: format!(
+                "{}:{}",
+                endpoint.host_str().unwrap(),
+                endpoint.port_or_known_default().unwrap()
+            ),
+        }
+    }
+}
+
+impl wiremock::Respond for ToEmulator {
+    fn respond(&self, req: &wiremock::Request) -> ResponseTemplate {
+        use std::io::{Read, Write};
+        let target = match req.url.query() {
+            Some(q) => format!("{}?{q}", req.url.path()),
+            None => req.url.path().to_owned(),
+        };
+        let mut s = std::net::TcpStream::connect(&self.host_port).expect("reach bqemulator");
+        write!(
+            s,
+            "{} {target} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            req.method,
+            self.host_port,
+            req.body.len()
+        )
+        .unwrap();
+        s.write_all(&req.body).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP response");
+        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+        let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let mut body = raw[split + 4..].to_vec();
+        if head.contains("transfer-encoding: chunked") {
+            body = dechunk(&body);
+        }
+        ResponseTemplate::new(status).set_body_raw(body, "application/json")
+    }
+}
+
+/// The body of a chunked HTTP/1.1 response.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size_text = String::from_utf8_lossy(&raw[..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        let start = line_end + 2;
+        out.extend_from_slice(&raw[start..start + size]);
+        raw = &raw[start + size + 2..];
+    }
+}
+
+fn is_dry_run(r: &wiremock::Request) -> bool {
+    serde_json::from_slice::<Value>(&r.body).is_ok_and(|b| b["dryRun"] == true)
+}
+
+fn query_text(r: &wiremock::Request) -> Option<String> {
+    serde_json::from_slice::<Value>(&r.body)
+        .ok()?
+        .get("query")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// The dry runs' figures, from BigQuery's documented response shape, reach the diff's
+/// result (summed over the counts and the join, whose real statements run on bqemulator);
+/// with a `maximum_bytes_billed` below one statement's estimate the model fails naming
+/// both figures, and no statement but the dry runs reaches the warehouse.
+#[tokio::test]
+async fn dry_run_figures_reach_the_result_and_a_statement_over_the_limit_runs_nothing() {
+    use prdiff_shared::diff::{self, DiffError, DiffRequest, PerSide};
+    const GIB: u64 = 1 << 30;
+    let admin = prdiff_tests::BigQueryAdmin::new();
+    let ds = prdiff_tests::unique_name("bqbytes");
+    admin.create_dataset(&ds).await;
+    admin
+        .exec(&format!("CREATE TABLE `{ds}`.a (id INT64, v STRING)"))
+        .await;
+    admin
+        .exec(&format!("INSERT INTO `{ds}`.a VALUES (1, 'x'), (2, 'y')"))
+        .await;
+    admin
+        .exec(&format!("CREATE TABLE `{ds}`.b (id INT64, v STRING)"))
+        .await;
+    admin
+        .exec(&format!(
+            "INSERT INTO `{ds}`.b VALUES (1, 'x'), (2, 'z'), (3, 'w')"
+        ))
+        .await;
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/bigquery/v2/projects/prdiff-test/queries"))
+        .and(body_partial_json(json!({"dryRun": true})))
+        .respond_with(dry_run_answer(3 * GIB))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ToEmulator::new())
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let connect = |limit: u64| {
+        let text = format!(
+            "bigquery://prdiff-test?endpoint={}&maximum_bytes_billed={limit}",
+            server.uri()
+        );
+        let WarehouseUrl::BigQuery(url) = WarehouseUrl::parse(&text, None).unwrap() else {
+            unreachable!()
+        };
+        async move {
+            BigQueryWarehouse::connect(&url, &ConnectOptions::default())
+                .await
+                .expect("connect through the recorder to bqemulator")
+        }
+    };
+    let req = DiffRequest::new(
+        Relation::new(None, Some(&ds), "a"),
+        Relation::new(None, Some(&ds), "b"),
+        vec!["id".into()],
+    );
+
+    // Under the limit: the figures are summed into the result.
+    let wh = connect(4 * GIB).await;
+    let r = diff::diff(&wh, &req).await.expect("diff");
+    assert_eq!(r.rows, PerSide { prod: 2, pr: 3 });
+    assert_eq!(r.changed, Some(1));
+    let requests = server.received_requests().await.unwrap();
+    let dry: Vec<String> = requests
+        .iter()
+        .filter(|r| is_dry_run(r))
+        .filter_map(query_text)
+        .collect();
+    // Both counts and the join, each dry-run once.
+    assert_eq!(dry.len(), 3, "{dry:#?}");
+    assert_eq!(r.bytes_estimate, Some(9 * GIB));
+    // Every real statement carries the cost guard, and every statement dry-run then ran.
+    let real: Vec<&wiremock::Request> = requests
+        .iter()
+        .filter(|r| !is_dry_run(r) && query_text(r).is_some())
+        .collect();
+    for r in &real {
+        let b: Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(b["maximumBytesBilled"], json!((4 * GIB).to_string()));
+    }
+    let ran: Vec<String> = real.iter().filter_map(|r| query_text(r)).collect();
+    for q in &dry {
+        assert!(ran.contains(q), "dry-run but not run: {q}");
+    }
+
+    // Over the limit: refused before any of the diff's statements runs.
+    let wh = connect(2 * GIB).await;
+    server.reset().await;
+    Mock::given(method("POST"))
+        .and(path("/bigquery/v2/projects/prdiff-test/queries"))
+        .and(body_partial_json(json!({"dryRun": true})))
+        .respond_with(dry_run_answer(3 * GIB))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ToEmulator::new())
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let e = diff::diff(&wh, &req).await.unwrap_err();
+    assert!(
+        matches!(e, DiffError::OverBytesLimit { estimate, limit } if estimate == 3 * GIB && limit == 2 * GIB),
+        "{e}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("3.0 GiB (3,221,225,472 bytes)")
+            && text.contains("maximum_bytes_billed of 2.0 GiB (2,147,483,648 bytes)"),
+        "{text}"
+    );
+    assert!(e.is_input_error());
+    let requests = server.received_requests().await.unwrap();
+    let ran: Vec<String> = requests
+        .iter()
+        .filter(|r| !is_dry_run(r))
+        .filter_map(query_text)
+        .collect();
+    assert!(ran.is_empty(), "statements ran over the limit: {ran:#?}");
+    assert!(requests.iter().any(is_dry_run));
+}
+
+/// A filter's strings reach BigQuery in GoogleSQL's quoting: a quote inside a string
+/// (written `''`, `\'`, or inside a double-quoted string) selects the rows it names.
+/// Written back as `'O''Brien'`, BigQuery refuses the filter (adjacent literals must be
+/// separated) and bqemulator reads it as `'O' 'Brien'`, concatenated: row 2, `OBrien`.
+#[tokio::test]
+async fn filters_with_quotes_in_strings_select_the_right_rows_on_the_emulator() {
+    use prdiff_shared::diff::{self, DiffRequest, PerSide};
+    let admin = prdiff_tests::BigQueryAdmin::new();
+    let ds = prdiff_tests::unique_name("bqquote");
+    admin.create_dataset(&ds).await;
+    admin
+        .exec(&format!("CREATE TABLE `{ds}`.t (id INT64, name STRING)"))
+        .await;
+    admin
+        .exec(&format!(
+            r"INSERT INTO `{ds}`.t VALUES (1, 'O\'Brien'), (2, 'OBrien'), (3, 'O'), (4, 'it\'s'), (5, 'its'), (6, 'Brien')"
+        ))
+        .await;
+    let wh = emulator().await;
+    for (filter, want) in [
+        ("name = 'O''Brien'", vec!["1"]),
+        (r"name = 'O\'Brien'", vec!["1"]),
+        ("name = \"it's\"", vec!["4"]),
+        ("name IN ('O''Brien', \"it's\", 'its')", vec!["1", "4", "5"]),
+        (
+            "name <> 'O''Brien' AND length(name) > 2",
+            vec!["2", "4", "5", "6"],
+        ),
+    ] {
+        let mut req = DiffRequest::new(
+            Relation::new(None, Some(&ds), "t"),
+            Relation::new(None, Some(&ds), "t"),
+            vec!["id".into()],
+        );
+        req.filter = Some(filter.to_owned());
+        let r = diff::diff(&wh, &req)
+            .await
+            .unwrap_or_else(|e| panic!("{filter}: {e}"));
+        let n = want.len() as u64;
+        assert_eq!(r.rows, PerSide { prod: n, pr: n }, "{filter}");
+        assert_eq!(r.matched, Some(n), "{filter}");
+        // Which rows: the same filter on the emulator, as the diff wrote it back.
+        let safe = prdiff_shared::sql::filter::parse_filter(wh.dialect(), filter).unwrap();
+        let ids = wh
+            .query(&format!(
+                "SELECT CAST(id AS STRING) FROM `{ds}`.t WHERE ({}) ORDER BY id",
+                safe.sql()
+            ))
+            .await
+            .unwrap();
+        let ids: Vec<&str> = ids.iter().filter_map(|r| r[0].as_deref()).collect();
+        assert_eq!(ids, want, "{filter} written back as {}", safe.sql());
+    }
 }
