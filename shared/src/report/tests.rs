@@ -60,6 +60,7 @@ pub(crate) fn result(name: &str, changed: u64) -> DiffResult {
             }],
         }],
         notes: vec![],
+        concentration: None,
     }
 }
 
