@@ -81,8 +81,8 @@ use crate::sql::filter::{UnsafeFilter, parse_filter};
 use crate::warehouse::{Warehouse, WarehouseError};
 use query::{ComparePlan, Side};
 pub use result::{
-    ColumnDiff, Concentration, DiffResult, Dimension, DimensionValue, KeyIssues, KeyIssuesPerSide, PerSide, Renamed, SampleMethod, SampleRow,
-    SampleValue, SampledInfo, SchemaDiff,
+    ColumnDiff, Concentration, DiffResult, Dimension, DimensionValue, KeyIssues, KeyIssuesPerSide,
+    PerSide, Renamed, SampleMethod, SampleRow, SampleValue, SampledInfo, SchemaDiff,
 };
 pub use sampled::SamplingSettings;
 pub use tolerance::Tolerance;

@@ -177,11 +177,7 @@ pub(crate) fn read_dimensions(node: &Node, warnings: &mut Vec<String>) -> Option
                 w.into_iter()
                     .map(|m| m.replace("meta.datafold.datadiff.", "meta.prdiff.")),
             );
-            out = Some(
-                list.into_iter()
-                    .filter(|c| !c.trim().is_empty())
-                    .collect(),
-            );
+            out = Some(list.into_iter().filter(|c| !c.trim().is_empty()).collect());
         }
     }
     out

@@ -6,7 +6,8 @@ use prdiff_shared::diff::{Concentration, DiffResult};
 
 use crate::engine::{load, run};
 
-const COLUMNS: &str = "id integer, region text, channel text, email text, note text, amount integer";
+const COLUMNS: &str =
+    "id integer, region text, channel text, email text, note text, amount integer";
 
 /// 100 matched rows; `amount` changes on ids 1–50 and nothing else does.
 /// - `region`: 45 of the 50 changed rows are `EU`, 5 are `US` (the unchanged rows are
@@ -29,7 +30,9 @@ fn tables() -> (String, String) {
                 };
                 let channel = if id <= 35 { "web" } else { "app" };
                 let amount = if changed && id <= 50 { id + 1000 } else { id };
-                format!("({id}, '{region}', '{channel}', 'same@example.com', 'note {id}', {amount})")
+                format!(
+                    "({id}, '{region}', '{channel}', 'same@example.com', 'note {id}', {amount})"
+                )
             })
             .collect();
         if changed {
@@ -41,8 +44,14 @@ fn tables() -> (String, String) {
         v.join(", ")
     };
     (
-        format!("CREATE TABLE t ({COLUMNS}); INSERT INTO t VALUES {};", rows(false)),
-        format!("CREATE TABLE t ({COLUMNS}); INSERT INTO t VALUES {};", rows(true)),
+        format!(
+            "CREATE TABLE t ({COLUMNS}); INSERT INTO t VALUES {};",
+            rows(false)
+        ),
+        format!(
+            "CREATE TABLE t ({COLUMNS}); INSERT INTO t VALUES {};",
+            rows(true)
+        ),
     )
 }
 
@@ -98,7 +107,11 @@ async fn changes_concentrate_in_low_cardinality_columns_chosen_or_named() {
             );
             let region = &c.dimensions[0];
             assert_eq!(region.distinct, 2, "{k} {pass}");
-            let second: Vec<_> = region.top.iter().map(|t| (t.value.clone(), t.rows)).collect();
+            let second: Vec<_> = region
+                .top
+                .iter()
+                .map(|t| (t.value.clone(), t.rows))
+                .collect();
             assert_eq!(
                 second,
                 [(Some("EU".into()), 45), (Some("US".into()), 5)],
@@ -141,7 +154,10 @@ async fn changes_concentrate_in_low_cardinality_columns_chosen_or_named() {
             r.notes
         );
         let json = serde_json::to_string(&r).unwrap();
-        assert!(!json.contains("same@example.com"), "{k}: masked value leaked");
+        assert!(
+            !json.contains("same@example.com"),
+            "{k}: masked value leaked"
+        );
 
         // Nothing changed: no statement, nothing reported.
         let mut same = req.clone();
