@@ -44,6 +44,7 @@ pub fn request_for(
     req.include_columns = o.include_columns.clone();
     req.exclude_columns = o.exclude_columns.clone();
     req.tolerance = o.tolerance.iter().map(|(c, t)| (c.clone(), *t)).collect();
+    req.dimensions = o.dimensions.clone();
     req.masked_columns = pr_node.map(pii_columns).unwrap_or_default();
     req.sampling = sampling;
     if let Some(ig) = ignore {

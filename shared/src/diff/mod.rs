@@ -16,6 +16,8 @@
 //!     ▼
 //! examples   carried by the pass, or read by key from both sides; masked
 //!     ▼
+//! concentration  top values of a few columns among the changed rows (one small statement)
+//!     ▼
 //! result     DiffResult, with notes on NULL and duplicated keys
 //! ```
 //!
@@ -45,6 +47,12 @@
 //!    side means a duplicated key, and only then is the pass redone windowed
 //!    ([`SampleMethod`]).
 //!
+//! 6. **Where the change concentrates** ([`concentration`]). When rows changed, one small
+//!    statement after the join counts, among the changed rows, the values of up to three
+//!    low-cardinality columns (the model's `dimensions`, or unchanged text, boolean and
+//!    date columns with the fewest distinct values); on large relations over a key-hash
+//!    sample of the changed rows.
+//!
 //! The figures land in a [`DiffResult`] ([`result`]). Nothing but aggregates and a
 //! bounded number of sample rows ever leaves the warehouse.
 //!
@@ -57,6 +65,7 @@
 //! sample bucket). The aggregates a statement returns are named once, in [`aggregates`].
 
 mod aggregates;
+mod concentration;
 mod estimate;
 mod exact;
 mod examples;
@@ -73,8 +82,8 @@ use crate::sql::filter::{UnsafeFilter, parse_filter};
 use crate::warehouse::{Warehouse, WarehouseError};
 use query::{ComparePlan, Side};
 pub use result::{
-    ColumnDiff, DiffResult, KeyIssues, KeyIssuesPerSide, PerSide, Renamed, SampleMethod, SampleRow,
-    SampleValue, SampledInfo, SchemaDiff,
+    ColumnDiff, Concentration, DiffResult, Dimension, DimensionValue, KeyIssues, KeyIssuesPerSide,
+    PerSide, Renamed, SampleMethod, SampleRow, SampleValue, SampledInfo, SchemaDiff,
 };
 pub use sampled::SamplingSettings;
 pub use tolerance::Tolerance;
@@ -111,6 +120,10 @@ pub struct DiffSpec {
     /// that is not a compared numeric column gets a note in the result.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerance: Vec<(String, Tolerance)>,
+    /// Columns whose values among the changed rows the result reports (where the change
+    /// concentrates); empty = chosen automatically.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dimensions: Vec<String>,
 }
 
 impl DiffSpec {
@@ -125,6 +138,7 @@ impl DiffSpec {
             exclude_columns: Vec::new(),
             masked_columns: Vec::new(),
             tolerance: Vec::new(),
+            dimensions: Vec::new(),
         }
     }
 }
@@ -367,6 +381,7 @@ async fn diff_unlabelled(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffRe
         )
         .await?;
     }
+    concentration::concentration(wh, &plan, req, &mut result).await?;
     notes.append(&mut result.notes);
     notes.extend(result.key_issue_notes());
     result.notes = notes;

@@ -155,6 +155,41 @@ pub struct DiffResult {
     /// estimate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_estimate: Option<u64>,
+    /// Where the changed rows concentrate: the top values of a few low-cardinality
+    /// columns among them (see [`crate::diff`], step 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concentration: Option<Concentration>,
+}
+
+/// Where the changed rows concentrate: per dimension column, its most frequent values
+/// among the changed rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Concentration {
+    /// Changed rows the shares are of: every changed row, or those in the key sample.
+    pub changed_rows: u64,
+    /// Share of keys read when the shares come from a key-hash sample (approximate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<f64>,
+    /// `meta` (named in the model's yaml) or `auto` (chosen by prdiff).
+    pub chosen: String,
+    pub dimensions: Vec<Dimension>,
+}
+
+/// One dimension column's most frequent values among the changed rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dimension {
+    pub column: String,
+    /// Distinct values among the changed rows.
+    pub distinct: u64,
+    /// The most frequent values, most frequent first.
+    pub top: Vec<DimensionValue>,
+}
+
+/// A value of a dimension column (as text; `None` is NULL) and the changed rows that have it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DimensionValue {
+    pub value: Option<String>,
+    pub rows: u64,
 }
 
 fn serialize_sampled<S: serde::Serializer>(
@@ -231,6 +266,7 @@ impl DiffResult {
             samples: Vec::new(),
             notes: Vec::new(),
             bytes_estimate: None,
+            concentration: None,
         }
     }
 

@@ -132,6 +132,24 @@ fn queries(d: &dyn Dialect) -> Vec<(&'static str, String)> {
         "join_tolerance_windowed",
         tol.join_query(d, JoinKind::Windowed, None),
     ));
+    let plan = plan_for(d);
+    let dims: Vec<usize> = (0..plan.columns.len().min(2)).collect();
+    let bucket = Some(SampleBucket {
+        seed: 7,
+        threshold: 42_949_673,
+    });
+    all.push((
+        "concentration",
+        plan.concentration_query(d, JoinKind::Plain, None, &dims, 3),
+    ));
+    all.push((
+        "concentration_sampled",
+        plan.concentration_query(d, JoinKind::Plain, bucket, &dims, 3),
+    ));
+    all.push((
+        "concentration_windowed",
+        plan.concentration_query(d, JoinKind::Windowed, None, &dims[..1], 3),
+    ));
     if let Some(q) = d.row_estimate_query(&Relation::new(Some("analytics"), Some("prod"), "Orders"))
     {
         all.push(("row_estimate", q));

@@ -423,6 +423,9 @@ fn plan_model(
     let mut options = options::read(node, warnings);
     options.gates = crate::gates::read(node, old, warnings);
     options.tolerance = options::read_tolerance(node, warnings);
+    if let Some(dims) = options::read_dimensions(node, warnings) {
+        options.dimensions = dims;
+    }
     if node.resource_type == "snapshot" {
         snapshot_defaults(&mut options);
     }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::manifest::Node;
 
 /// Keys of `meta.datafold.datadiff` prdiff understands; others are reported, not fatal.
-pub const KNOWN_KEYS: [&str; 7] = [
+pub const KNOWN_KEYS: [&str; 8] = [
     "filter",
     "include_columns",
     "exclude_columns",
@@ -16,6 +16,7 @@ pub const KNOWN_KEYS: [&str; 7] = [
     "time_column",
     "slim_diff",
     "gates",
+    "dimensions",
 ];
 
 /// One model's diff options.
@@ -48,6 +49,10 @@ pub struct ModelOptions {
     /// Numeric columns compared with a tolerance (`meta.prdiff.tolerance`).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub tolerance: std::collections::BTreeMap<String, crate::diff::Tolerance>,
+    /// Columns whose values among the changed rows the report shows
+    /// (`meta.prdiff.dimensions`, or `meta.datafold.datadiff.dimensions`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dimensions: Vec<String>,
 }
 
 /// Datafold's `slim_diff` values.
@@ -102,6 +107,7 @@ pub(crate) fn read(node: &Node, warnings: &mut Vec<String>) -> ModelOptions {
             },
             // Read with `meta.prdiff.gates` by `crate::gates::read`.
             "gates" => {}
+            "dimensions" => opts.dimensions = string_list(value, id, key, warnings),
             other => unknown.push(other),
         }
     }
@@ -152,6 +158,26 @@ pub(crate) fn read_tolerance(
                 "{}: meta.prdiff.tolerance.{column}: {e}; the column is compared exactly",
                 node.unique_id
             )),
+        }
+    }
+    out
+}
+
+/// Reads `meta.prdiff.dimensions` (config meta first, the node's own meta on top): the
+/// columns whose values among the changed rows the report shows. `None` when neither
+/// meta sets it.
+pub(crate) fn read_dimensions(node: &Node, warnings: &mut Vec<String>) -> Option<Vec<String>> {
+    let mut out = None;
+    for meta in [&node.config.meta, &node.meta] {
+        if let Some(v) = meta.get("prdiff").and_then(|p| p.get("dimensions")) {
+            let mut w = Vec::new();
+            let list = string_list(v, &node.unique_id, "dimensions", &mut w);
+            // The shared helper names Datafold's block; this list is prdiff's own.
+            warnings.extend(
+                w.into_iter()
+                    .map(|m| m.replace("meta.datafold.datadiff.", "meta.prdiff.")),
+            );
+            out = Some(list.into_iter().filter(|c| !c.trim().is_empty()).collect());
         }
     }
     out

@@ -289,6 +289,42 @@ fn tolerance_is_read_per_column_from_meta_prdiff_and_bad_bounds_warn() {
 }
 
 #[test]
+fn dimensions_are_read_from_meta_prdiff_over_datafold_s_block_and_bad_lists_warn() {
+    let plan_for = |v: Value| {
+        let m = manifest(nodes(vec![model("a", v)]), json!({}), json!({}));
+        plan_of(&m, &m, false, false)
+    };
+    let plan = plan_for(json!({
+        "config": {"materialized": "table", "meta": {"prdiff": {"dimensions": ["channel"]}}},
+        "meta": {"prdiff": {"dimensions": ["region", "channel"]},
+                 "datafold": {"datadiff": {"dimensions": ["ignored_here"]}}},
+    }));
+    assert_eq!(plan.models[0].options.dimensions, ["region", "channel"]);
+    let plan = plan_for(json!({
+        "config": {"materialized": "table"},
+        "meta": {"datafold": {"datadiff": {"dimensions": ["region"]}}},
+    }));
+    assert_eq!(plan.models[0].options.dimensions, ["region"]);
+    assert!(
+        !plan.warnings.iter().any(|w| w.contains("dimensions")),
+        "a known key: {:?}",
+        plan.warnings
+    );
+    let plan = plan_for(json!({
+        "config": {"materialized": "table"},
+        "meta": {"prdiff": {"dimensions": {"region": 1}}},
+    }));
+    assert!(plan.models[0].options.dimensions.is_empty());
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("model.p.a") && w.contains("meta.prdiff.dimensions")),
+        "{:?}",
+        plan.warnings
+    );
+}
+
+#[test]
 fn a_changed_source_selects_what_reads_it_as_downstream_and_descriptions_do_not_count() {
     let src_id = "source.p.raw.payments";
     let with_source = |source: Value| {

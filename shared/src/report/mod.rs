@@ -784,6 +784,9 @@ fn model_details(
             );
         }
     }
+    if let Some(c) = &r.concentration {
+        let _ = writeln!(out, "\n{}", concentration_line(c, true));
+    }
     if !r.samples.is_empty() && detail < Detail::NoSamples {
         let _ = writeln!(out, "\nSample rows:\n");
         let _ = writeln!(out, "| kind | key | column | prod | PR |");
@@ -901,6 +904,9 @@ pub fn text(r: &DiffResult) -> String {
             _ => {}
         }
     }
+    if let Some(c) = &r.concentration {
+        let _ = writeln!(out, "{}", concentration_line(c, false));
+    }
     if let Some(s) = &r.sampled {
         let _ = writeln!(
             out,
@@ -974,6 +980,40 @@ fn column_label(name: &str, c: &crate::diff::ColumnDiff) -> String {
         Some(t) => format!("{name} ({})", t.label()),
         None => name.to_owned(),
     }
+}
+
+/// Where the changed rows concentrate, on one line: each dimension's most frequent value
+/// and its share of the changed rows (`markdown`: names and values as code spans), e.g.
+/// `Changes concentrate in: region = 'EU' 92 % (1,204 of 1,309) · channel = 'web' 71 %`.
+pub fn concentration_line(c: &crate::diff::Concentration, markdown: bool) -> String {
+    let name = |s: &str| if markdown { code(s) } else { s.to_owned() };
+    let val = |v: &Option<String>| match v {
+        None => "NULL".to_owned(),
+        Some(s) if markdown => code(s),
+        Some(s) => format!("'{}'", truncate_chars(s, MAX_CELL)),
+    };
+    let a = if c.sample_rate.is_some() { "≈" } else { "" };
+    let mut parts = Vec::new();
+    for (i, d) in c.dimensions.iter().enumerate() {
+        let Some(top) = d.top.first() else {
+            continue;
+        };
+        let share = 100.0 * top.rows as f64 / c.changed_rows.max(1) as f64;
+        let mut part = format!("{} = {} {a}{share:.0} %", name(&d.column), val(&top.value));
+        if i == 0 {
+            let _ = write!(part, " ({} of {})", fmt_n(top.rows), fmt_n(c.changed_rows));
+        }
+        parts.push(part);
+    }
+    let sample = match c.sample_rate {
+        Some(rate) => format!(
+            " (approximate: a {:.1} % key sample, {} changed rows)",
+            rate * 100.0,
+            fmt_n(c.changed_rows)
+        ),
+        None => String::new(),
+    };
+    format!("Changes concentrate in{sample}: {}", parts.join(" · "))
 }
 
 /// A rename's agreement as reports show it: `99.8 %`, `100 %`.

@@ -61,6 +61,7 @@ pub(crate) fn result(name: &str, changed: u64) -> DiffResult {
         }],
         notes: vec![],
         bytes_estimate: None,
+        concentration: None,
     }
 }
 
@@ -477,4 +478,92 @@ fn scan_estimates_show_per_model_and_in_total() {
     let plain = markdown(&self::report());
     assert!(!plain.contains("Scans"), "{plain}");
     assert!(!text(&result("orders", 7)).contains("scans"));
+}
+
+fn concentration(sample_rate: Option<f64>) -> crate::diff::Concentration {
+    use crate::diff::{Concentration, Dimension, DimensionValue};
+    let top = |v: Option<&str>, rows| DimensionValue {
+        value: v.map(str::to_owned),
+        rows,
+    };
+    Concentration {
+        changed_rows: 1309,
+        sample_rate,
+        chosen: "auto".into(),
+        dimensions: vec![
+            Dimension {
+                column: "region".into(),
+                distinct: 3,
+                top: vec![top(Some("EU"), 1204), top(Some("US"), 100)],
+            },
+            Dimension {
+                column: "channel".into(),
+                distinct: 2,
+                top: vec![top(Some("w`e|b <b>@x</b>"), 929)],
+            },
+            Dimension {
+                column: "is_test".into(),
+                distinct: 2,
+                top: vec![top(None, 700)],
+            },
+        ],
+    }
+}
+
+#[test]
+fn the_concentration_line_shows_each_dimension_s_top_share_with_values_escaped() {
+    let c = concentration(None);
+    assert_eq!(
+        concentration_line(&c, true),
+        "Changes concentrate in: `region` = `EU` 92 % (1,204 of 1,309) · `channel` = `w'e\\|b <b>@x</b>` 71 % · `is_test` = NULL 53 %"
+    );
+    assert_eq!(
+        concentration_line(&c, false),
+        "Changes concentrate in: region = 'EU' 92 % (1,204 of 1,309) · channel = 'w`e|b <b>@x</b>' 71 % · is_test = NULL 53 %"
+    );
+    let sampled = concentration(Some(0.0123));
+    assert_eq!(
+        concentration_line(&sampled, true),
+        "Changes concentrate in (approximate: a 1.2 % key sample, 1,309 changed rows): `region` = `EU` ≈92 % (1,204 of 1,309) · `channel` = `w'e\\|b <b>@x</b>` ≈71 % · `is_test` = NULL ≈53 %"
+    );
+}
+
+#[test]
+fn the_comment_shows_the_concentration_in_the_model_s_details() {
+    let mut r = report();
+    let Ok(orders) = &mut r.entries[0].outcome else {
+        panic!("orders has a result");
+    };
+    orders.concentration = Some(concentration(None));
+    let md = markdown(&r);
+    let line = "Changes concentrate in: `region` = `EU` 92 % (1,204 of 1,309)";
+    assert_eq!(md.matches(line).count(), 1, "{md}");
+    // Inside the model's details, after its column table.
+    let details = md.find("<summary>").expect("details");
+    assert!(md.find(line).unwrap() > details, "{md}");
+    assert!(text(orders_result(&r)).contains("Changes concentrate in: region = 'EU' 92 %"));
+}
+
+fn orders_result(r: &Report) -> &DiffResult {
+    match &r.entries[0].outcome {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn stored_results_without_a_concentration_still_load() {
+    let mut stored = serde_json::to_value(result("orders", 7)).unwrap();
+    assert!(
+        stored.get("concentration").is_none(),
+        "absent when not computed"
+    );
+    stored.as_object_mut().unwrap().remove("concentration");
+    let back: DiffResult = serde_json::from_value(stored).unwrap();
+    assert_eq!(back.concentration, None);
+    let mut with = result("orders", 7);
+    with.concentration = Some(concentration(Some(0.5)));
+    let json = serde_json::to_string(&with).unwrap();
+    let back: DiffResult = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, with);
 }

@@ -2,6 +2,7 @@
 //! (`prdiff_tests`) reaches the services `scripts/test.sh` started.
 mod bigquery;
 mod completeness;
+mod concentration;
 mod config_cli;
 mod databricks;
 mod dbtcloud;

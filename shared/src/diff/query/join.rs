@@ -33,6 +33,89 @@ impl ComparePlan {
     }
 }
 
+impl ComparePlan {
+    /// Where the changed rows concentrate: for each of `dims` (indexes of compared
+    /// columns), the `top` most frequent PR-side values among the matched rows where any
+    /// compared column differs, as rows `(i, v, n, nd, total)`: the dimension's position
+    /// in `dims`, the value as text (NULL for NULL), its changed rows, the dimension's
+    /// distinct values among the changed rows, and the changed rows counted. Ordered by
+    /// `i`, most frequent first.
+    ///
+    /// The changed rows come from an inner join of the two sides (each in its sample
+    /// bucket when `bucket` is set; windowed sides, keys duplicated on a side left out,
+    /// for [`JoinKind::Windowed`]), each dimension's value is paired with its position by
+    /// a cross join with a tiny constant table, and one `GROUP BY` counts every
+    /// dimension's values at once; window functions keep the top ones.
+    pub fn concentration_query(
+        &self,
+        d: &dyn Dialect,
+        kind: JoinKind,
+        bucket: Option<SampleBucket>,
+        dims: &[usize],
+        top: usize,
+    ) -> String {
+        let plan = ComparePlan {
+            group: None,
+            renames: Vec::new(),
+            ..self.clone()
+        };
+        let kind = if kind == JoinKind::Windowed {
+            JoinKind::Windowed
+        } else {
+            JoinKind::Plain
+        };
+        let j = JoinSql::new(&plan, d, kind, bucket);
+        let on: Vec<String> = (0..j.nk())
+            .map(|i| format!("{} = {}", j.key_of(Side::Prod, i), j.key_of(Side::Pr, i)))
+            .collect();
+        let differs: Vec<String> = (0..j.nc()).map(|i| format!("({})", j.differs(i))).collect();
+        let mut cond = vec![format!("({})", balanced_or(&differs))];
+        if j.windowed {
+            cond.push(format!("{PROD_ALIAS}.dn = 1 AND {PR_ALIAS}.dn = 1"));
+        }
+        let values: Vec<String> = dims
+            .iter()
+            .enumerate()
+            .map(|(n, &i)| format!("{} AS v{n}", d.cast_to_text(&j.col_of(Side::Pr, i))))
+            .collect();
+        let changed = format!(
+            "SELECT {} FROM ({}) {PROD_ALIAS} INNER JOIN ({}) {PR_ALIAS} ON {} WHERE {}",
+            values.join(", "),
+            j.side_input(Side::Prod),
+            j.side_input(Side::Pr),
+            on.join(" AND "),
+            cond.join(" AND ")
+        );
+        let positions = (0..dims.len())
+            .map(|n| format!("SELECT {n} AS i"))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let value = format!(
+            "CASE t.i {} END",
+            (0..dims.len())
+                .map(|n| format!("WHEN {n} THEN c.v{n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let big = |e: &str| d.cast(e, d.bigint_type());
+        let grouped = format!(
+            "SELECT u.i, u.v, COUNT(*) AS n FROM (SELECT t.i, {value} AS v FROM ({changed}) c \
+             CROSS JOIN ({positions}) t) u GROUP BY u.i, u.v"
+        );
+        let ranked = format!(
+            "SELECT g.i, g.v, g.n, COUNT(*) OVER (PARTITION BY g.i) AS nd, \
+             SUM(g.n) OVER (PARTITION BY g.i) AS total, \
+             ROW_NUMBER() OVER (PARTITION BY g.i ORDER BY g.n DESC, g.v) AS rn FROM ({grouped}) g"
+        );
+        format!(
+            "SELECT r.i, r.v, {}, {}, {} FROM ({ranked}) r WHERE r.rn <= {top} ORDER BY r.i, r.rn",
+            big("r.n"),
+            big("r.nd"),
+            big("r.total")
+        )
+    }
+}
+
 /// One join pass being written: the plan, the dialect and what kind of pass it is.
 struct JoinSql<'a> {
     plan: &'a ComparePlan,

@@ -1614,3 +1614,29 @@ async fn through_serve_a_renamed_column_is_reported_as_a_rename_not_added_and_re
     );
     assert_eq!(statuses.len(), 1, "{statuses:?}");
 }
+
+#[tokio::test]
+async fn through_serve_the_comment_shows_where_the_changes_concentrate() {
+    // `amount` changes on ids 1–100; every tenth id is in `US`, the rest in `EU`: 90 of
+    // the 100 changed rows are `EU`. `region` is named in the model's yaml.
+    let prod = "SELECT g AS id, CASE WHEN g % 10 = 0 THEN 'US' ELSE 'EU' END AS region,
+                g * 10 AS amount FROM generate_series(1, 1000) AS g";
+    let pr = "SELECT g AS id, CASE WHEN g % 10 = 0 THEN 'US' ELSE 'EU' END AS region,
+              g * 10 + CASE WHEN g <= 100 THEN 1 ELSE 0 END AS amount
+              FROM generate_series(1, 1000) AS g";
+    let meta = serde_json::json!({"prdiff": {"dimensions": ["region"]}});
+    let (prod_m, pr_m, pr_rr) = orders_from(prod, pr, meta).await;
+    let (comment, statuses) =
+        through_serve_over("o-conc-1", "", Some(prod_m), pr_m, Some(pr_rr)).await;
+    let orders = row(&comment, "orders");
+    assert_eq!(
+        orders[2..7],
+        ["1,000 → 1,000", "0", "0", "100", "1"],
+        "{comment}"
+    );
+    assert!(
+        comment.contains("Changes concentrate in: `region` = `EU` 90 % (90 of 100)"),
+        "{comment}"
+    );
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+}
