@@ -247,6 +247,14 @@ pub fn parse_filter(dialect: &dyn Dialect, raw: &str) -> Result<SafeFilter, Unsa
             ));
         }
     }
+    if dialect.name() == "databricks" && has_quote_in_string(sp_dialect.as_ref(), &sql)? {
+        // sqlparser writes the quote doubled (`'O''Brien'`), which Databricks reads as two
+        // adjacent strings joined (`OBrien`): the filter would select other rows.
+        return Err(refuse(
+            "a quote inside a string is not accepted in a Databricks filter (Databricks would \
+             read 'O''Brien' as two strings joined)",
+        ));
+    }
     if dialect.name() == "bigquery" {
         let sql = with_dialect_literals(dialect, sp_dialect.as_ref(), &sql)?;
         return Ok(SafeFilter { sql });
@@ -313,6 +321,16 @@ fn with_dialect_literals(
         return Err(cannot());
     }
     Ok(out)
+}
+
+/// Whether a string literal of `sql` holds a single quote.
+fn has_quote_in_string(sp_dialect: &dyn sp::Dialect, sql: &str) -> Result<bool, UnsafeFilter> {
+    let tokens = Tokenizer::new(sp_dialect, sql)
+        .tokenize()
+        .map_err(|_| refuse("the filter cannot be read back as SQL tokens"))?;
+    Ok(tokens.iter().any(|t| {
+        matches!(t, Token::SingleQuotedString(v) | Token::DoubleQuotedString(v) if v.contains('\''))
+    }))
 }
 
 fn parse_one(dialect: &dyn sp::Dialect, sql: &str) -> Result<Expr, UnsafeFilter> {
@@ -838,6 +856,11 @@ mod tests {
         );
         // Other dialects keep sqlparser's doubled quote, which they read.
         assert_eq!(ok(&Postgres, "name = 'O''Brien'"), "name = 'O''Brien'");
+        // Databricks would read the doubled quote as two strings joined: refused there.
+        let d = &crate::sql::Databricks;
+        assert!(refused(d, "name = 'O''Brien'").contains("quote inside a string"));
+        assert!(refused(d, "name = \"it's\"").contains("quote inside a string"));
+        assert_eq!(ok(d, "name = 'OBrien'"), "name = 'OBrien'");
     }
 
     #[test]
