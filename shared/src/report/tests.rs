@@ -131,6 +131,7 @@ fn report() -> Report {
         gates: BTreeMap::new(),
         over_max_models: None,
         paths: BTreeMap::new(),
+        reused: BTreeMap::new(),
     }
 }
 
@@ -422,4 +423,34 @@ fn tolerant_and_renamed_columns_say_so_in_the_comment_and_the_text() {
     let t = text(&r);
     assert!(t.contains("amount (±0.01)"), "{t}");
     assert!(t.contains("renamed amt → amount_usd (99.8 % agree)"), "{t}");
+}
+
+#[test]
+fn a_re_used_result_says_since_which_commit_in_its_row_only() {
+    let mut r = report();
+    r.reused = BTreeMap::from([("orders".to_owned(), "ec26c3e".to_owned())]);
+    let md = markdown(&r);
+    let rows: Vec<&str> = md
+        .lines()
+        .filter(|l| l.contains("unchanged since"))
+        .collect();
+    assert_eq!(rows.len(), 1, "{md}");
+    assert!(
+        rows[0].starts_with("| `orders` · unchanged since `ec26c3e` | "),
+        "{}",
+        rows[0]
+    );
+    // The figures are the result's, as for a diffed model.
+    let plain = markdown(&report());
+    let figures = |md: &str| {
+        md.lines()
+            .find(|l| l.starts_with("| `orders`"))
+            .unwrap()
+            .split(" | ")
+            .skip(1)
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(figures(&md), figures(&plain));
+    assert!(!plain.contains("unchanged since"));
 }

@@ -311,10 +311,17 @@ impl DynamoStore {
             );
             superseded = Some(old.id);
         }
+        // The run that was current (the slot's, open or not) is where re-usable results
+        // are looked for; the slot's condition below keeps it exact under races.
+        let mut run = run.clone();
+        run.previous = current_id
+            .as_deref()
+            .and_then(|id| RunId::parse(id).ok())
+            .filter(|id| *id != run.id);
         writes.push(
             TransactWriteItem::builder()
                 .put(
-                    self.put(Self::run_item(run))
+                    self.put(Self::run_item(&run))
                         .condition_expression("attribute_not_exists(pk)")
                         .build()
                         .expect("put"),
