@@ -208,7 +208,7 @@ pub enum StartOutcome {
     Started { superseded: Option<RunId> },
     /// An open run for the same head and base already exists (e.g. `labeled` after
     /// `synchronize`): nothing was written.
-    AlreadyOpen(CiRun),
+    AlreadyOpen(Box<CiRun>),
 }
 
 /// What the poller leaves for the diff runners of a run: written once, read many times.

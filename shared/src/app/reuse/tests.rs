@@ -83,7 +83,8 @@ fn the_same_inputs_give_the_same_key_and_it_is_a_sha256() {
 #[test]
 fn every_manifest_input_of_the_model_changes_the_key() {
     let base = key_of(&manifest_json()).unwrap();
-    let edits: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let edits: Vec<(&str, Edit)> = vec![
         (
             "the model's checksum",
             Box::new(|m| m["nodes"]["model.p.a"]["checksum"]["checksum"] = "a2".into()),
@@ -170,8 +171,10 @@ fn every_other_input_changes_the_key() {
     }
     let k = key_with(&m, |i| i.prod_run_id = Some(501)).unwrap();
     assert_ne!(k, base, "the production run");
-    let mut sampling = Sampling::default();
-    sampling.threshold = Some(10);
+    let sampling = Sampling {
+        threshold: Some(10),
+        ..Sampling::default()
+    };
     let k = key_with(&m, |i| i.sampling = Box::leak(Box::new(sampling))).unwrap();
     assert_ne!(k, base, "the sampling");
     let k = key_with(&m, |i| i.data_source = "other").unwrap();
