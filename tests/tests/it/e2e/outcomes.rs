@@ -1828,3 +1828,60 @@ async fn through_serve_with_reuse_unchanged_off_every_push_diffs_every_model() {
     );
     assert!(!second.contains("unchanged since"), "{second}");
 }
+
+/// A push that changes nothing a model's diff reads: the poller re-uses every result,
+/// sends no diff message, counts each model once and publishes the report itself.
+async fn every_model_unchanged(p: &Pipeline) {
+    let first = p.open_pr("reuse-all-1", HEAD).await;
+    p.prod_run(550, BASE);
+    p.pr_run(950, HEAD, status::SUCCESS, None);
+    assert_eq!(
+        p.deliver_polls().await,
+        [prdiff_poller::PollOutcome::FannedOut { models: 2 }]
+    );
+    assert_eq!(p.deliver_diffs().await.len(), 2);
+    assert_eq!(run_state(p, &first).await, RunState::Done);
+    let diffed = sticky(p).1;
+
+    let second = p.open_pr("reuse-all-2", NEWER_HEAD).await;
+    p.pr_run(951, NEWER_HEAD, status::SUCCESS, None);
+    assert_eq!(
+        p.deliver_polls().await,
+        [prdiff_poller::PollOutcome::FannedOut { models: 0 }]
+    );
+    assert!(
+        p.diffs.drain().is_empty(),
+        "no diff message for a re-used model"
+    );
+    assert_eq!(run_state(p, &second).await, RunState::Done);
+    let reused = sticky(p).1;
+    let short = &HEAD[..7];
+    for model in ["customers", "orders"] {
+        let (name, figures_now) = figures(&reused, model);
+        assert_eq!(
+            name,
+            format!("`{model}` · unchanged since `{short}`"),
+            "{reused}"
+        );
+        assert_eq!(figures_now, figures(&diffed, model).1, "{model}");
+    }
+    // Each re-used model counted once: the same status as the diffed push.
+    let (before, after) = (p.final_statuses(HEAD), p.final_statuses(NEWER_HEAD));
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after, before);
+    assert!(after[0].1.contains("2 models diffed"), "{after:?}");
+    let results = p.runs.results(&second).await.unwrap();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(results, p.runs.results(&first).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_push_with_every_model_unchanged_is_reported_without_diffing_on_sqlite() {
+    every_model_unchanged(&Pipeline::embedded(&config("shop", "")).await).await;
+}
+
+#[tokio::test]
+async fn a_push_with_every_model_unchanged_is_reported_without_diffing_on_moto() {
+    let store = Arc::new(crate::stores::dynamo_store().await);
+    every_model_unchanged(&Pipeline::over(store.clone(), store, &config("shop", "")).await).await;
+}
