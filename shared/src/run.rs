@@ -198,6 +198,11 @@ pub struct CiRun {
     /// Boxed: most runs have none, and a run travels by value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_demand: Option<Box<OnDemand>>,
+    /// The run of the same PR and configuration that was current when this one started
+    /// (open or not), set by [`crate::store::RunStore::start_run`]: where re-usable results
+    /// are looked for (see [`crate::app::reuse`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<RunId>,
 }
 
 /// How a run started on demand differs from one a push starts: the label gate and
@@ -218,7 +223,7 @@ pub enum StartOutcome {
     Started { superseded: Option<RunId> },
     /// An open run for the same head and base already exists (e.g. `labeled` after
     /// `synchronize`): nothing was written.
-    AlreadyOpen(CiRun),
+    AlreadyOpen(Box<CiRun>),
 }
 
 /// What the poller leaves for the diff runners of a run: written once, read many times.
@@ -265,6 +270,22 @@ pub struct Summary {
     /// Diffed models' files in the dbt project (`original_file_path`), by name.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub paths: std::collections::BTreeMap<String, String>,
+    /// The production dbt Cloud run whose manifest the plan compared with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prod_run_id: Option<u64>,
+    /// Models whose result is re-used from an earlier run of the PR (their inputs are
+    /// unchanged), by unique id: recorded at fan-out, never sent to the diff runner.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub reused: std::collections::BTreeMap<String, Reused>,
+}
+
+/// Where a re-used result comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reused {
+    /// The head commit of the run that diffed the model (the first of a chain of re-uses).
+    pub since: CommitSha,
+    /// The run whose stored result was copied.
+    pub run: RunId,
 }
 
 /// A model whose rows are counted instead of diffed.
@@ -296,6 +317,11 @@ pub struct WorkItem {
     /// diffing: a model new in the PR or removed by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<CountSide>,
+    /// The re-use key of this model's diff inputs (see [`crate::app::reuse::reuse_key`]),
+    /// kept with the model's outcome: a later run of the PR with the same key re-uses the
+    /// outcome. Items without one (older records, unknown inputs) are never re-used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse_key: Option<String>,
 }
 
 /// A model's stored outcome: its diff, or why it has none (a row of the report).

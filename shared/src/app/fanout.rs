@@ -28,6 +28,7 @@ pub fn count_item(
         name: m.name.clone(),
         spec: crate::diff::DiffSpec::new(rel.clone(), rel, Vec::new()),
         count: Some(side),
+        reuse_key: None,
     };
     let counted = Counted {
         unique_id: m.unique_id.clone(),
@@ -55,6 +56,7 @@ impl WorkItem {
             name: name.to_owned(),
             spec: req.spec.clone(),
             count: None,
+            reuse_key: None,
         }
     }
 

@@ -754,6 +754,7 @@ fn new_run(
         created_at: now,
         updated_at: now,
         on_demand: None,
+        previous: None,
     }
 }
 

@@ -9,6 +9,7 @@
 //! | [`trigger`] | authenticated `POST /trigger` → on-demand run | the bearer token, configurations, git host | as [`intake`] |
 //! | [`poll`] | dbt Cloud run → plan | the run, dbt Cloud runs and artifacts | the fan-out, diff messages, re-polls |
 //! | [`fanout`] | plan → work items | the plan | the summary and one work item per model |
+//! | [`reuse`] | unchanged model → earlier result | earlier runs of the PR (fan-outs, results) | the re-used results of the run |
 //! | [`diff_run`] | work item → result | the work item, data source and secret, the warehouse | the model's stored outcome |
 //! | [`publish`] | results → comment and status | the fan-out and stored outcomes | sticky comment, commit status, the run's end |
 //! | [`sync`] | production manifest → model metadata | dbt Cloud artifacts | the metadata store |
@@ -21,5 +22,6 @@ pub mod fanout;
 pub mod intake;
 pub mod poll;
 pub mod publish;
+pub mod reuse;
 pub mod sync;
 pub mod trigger;

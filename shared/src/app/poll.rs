@@ -262,6 +262,9 @@ async fn poll_config(
         // A redelivery after the fan-out: send the diff messages again (the diff runner
         // counts each model once).
         let models = resend_diffs(deps, run).await?;
+        if models == 0 {
+            publish_without_diffs(deps, config, run).await?;
+        }
         return Ok(PollOutcome::FannedOut { models });
     }
     let Some(pr_job) = config.dbt_cloud.pr_job_id else {
@@ -408,10 +411,10 @@ async fn poll_config(
             &pr_results_bytes,
             Path::new(&format!("dbt Cloud run {} run_results.json", pr_run.id)),
         ))?;
-        Ok((pr, prod, rr, base_note))
+        Ok((pr, prod, rr, base_note, prod_run.id))
     }
     .await;
-    let (pr, prod, rr, base_note) = match artifacts {
+    let (pr, prod, rr, base_note, prod_run_id) = match artifacts {
         Ok(a) => a,
         Err(Ready(e)) => return Err(e),
         Err(NotReady(why)) if msg.artifact_waits < deps.settings.artifact_waits => {
@@ -455,6 +458,7 @@ async fn poll_config(
         dbt_run_url: run_url(&pr_run),
         base_note,
         warnings: the_plan.warnings.clone(),
+        prod_run_id: Some(prod_run_id),
         ..Default::default()
     };
     // What the PR controls is checked before anything is queued: its filters in the data
@@ -507,7 +511,16 @@ async fn poll_config(
                 if m.downstream {
                     summary.downstream.push(m.name.clone());
                 }
-                work.push((m.unique_id.clone(), WorkItem::from_request(&m.name, &req)));
+                let mut item = WorkItem::from_request(&m.name, &req);
+                item.reuse_key = crate::app::reuse::reuse_key(&crate::app::reuse::KeyInputs {
+                    pr_manifest: &pr,
+                    unique_id: &m.unique_id,
+                    prod_run_id: Some(prod_run_id),
+                    spec: &item.spec,
+                    sampling: &config.sampling,
+                    data_source: config.data_source.as_str(),
+                });
+                work.push((m.unique_id.clone(), item));
             }
             None => {
                 // New and removed models: their rows are counted.
@@ -527,27 +540,83 @@ async fn poll_config(
         }
     }
     crate::app::fanout::apply_run_scope(config, run.on_demand.as_deref(), &mut summary, &mut work);
+    // An on-demand run asks for a fresh diff: it re-uses nothing.
+    if config.reuse_unchanged && run.on_demand.is_none() {
+        summary.reused = crate::app::reuse::find_reusable(deps.runs.as_ref(), run, &work).await?;
+    }
     let fanout = FanOut {
         summary,
         models: work,
     };
     deps.runs.put_fanout(&run.id, &fanout).await?;
+    // The stored fan-out decides (a redelivered poll may have planned differently): its
+    // re-used models get their results now, each counted once, and are never sent.
+    let stored = deps
+        .runs
+        .fanout_summary(&run.id)
+        .await?
+        .ok_or_else(|| PollError::Config(format!("run {} lost its fan-out", run.id)))?;
+    for (uid, from) in &stored.reused {
+        let outcome = crate::app::reuse::lent_outcome(deps.runs.as_ref(), uid, from).await?;
+        deps.runs
+            .record_result(&run.id, uid, Some(&outcome))
+            .await?;
+    }
+    if !stored.reused.is_empty() {
+        tracing::info!(models = stored.reused.len(), "unchanged models re-used");
+    }
     let run = deps
         .runs
         .transition(&run.id, run.state, RunState::Diffing, None)
         .await?;
-    if fanout.models.is_empty() {
-        // Nothing to diff: the report (skipped models only) is published now.
-        let report = crate::app::publish::build_report(config, &run, &fanout.summary, &[]);
-        crate::app::publish::publish_report(host.as_ref(), config, &run, &report).await?;
-        deps.runs
-            .transition(&run.id, RunState::Diffing, RunState::Done, None)
-            .await?;
+    let n = resend_diffs(deps, &run).await?;
+    if n == 0 {
+        // Nothing to diff (skipped or re-used models only): the report is published now.
+        publish_without_diffs(deps, config, &run).await?;
         return Ok(PollOutcome::FannedOut { models: 0 });
     }
-    let n = resend_diffs(deps, &run).await?;
     tracing::info!(models = n, "diff messages sent");
     Ok(PollOutcome::FannedOut { models: n })
+}
+
+/// Publishes the report of a run with nothing left to diff (its models skipped or
+/// re-used) and ends it, once: the claim is the diff runner's, so a redelivered poll and
+/// a diff runner never both publish.
+async fn publish_without_diffs(
+    deps: &Deps,
+    config: &CiConfig,
+    run: &CiRun,
+) -> Result<(), PollError> {
+    let claim = format!("report#{}", run.id);
+    if !deps
+        .runs
+        .claim_delivery(&claim, Duration::from_secs(900))
+        .await?
+    {
+        return Ok(());
+    }
+    let result = async {
+        let Some(summary) = deps.runs.fanout_summary(&run.id).await? else {
+            return Ok(());
+        };
+        let results = deps.runs.results(&run.id).await?;
+        let report = crate::app::publish::build_report(config, run, &summary, &results);
+        let host = deps.hosts.for_config(config).await?;
+        crate::app::publish::publish_report(host.as_ref(), config, run, &report).await?;
+        match deps
+            .runs
+            .transition(&run.id, RunState::Diffing, RunState::Done, None)
+            .await
+        {
+            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(PollError::from(e)),
+        }
+    }
+    .await;
+    if result.is_err() {
+        let _ = deps.runs.release_delivery(&claim).await;
+    }
+    result
 }
 
 /// Why the artifacts could not be read: `NotReady` may pass on a later look (not saved
@@ -595,7 +664,12 @@ async fn resend_diffs(deps: &Deps, run: &CiRun) -> Result<usize, PollError> {
         return Ok(0);
     };
     let counted = summary.counted.iter().map(|c| &c.unique_id);
+    let mut sent = 0;
     for uid in summary.models.iter().map(|(uid, _)| uid).chain(counted) {
+        if summary.reused.contains_key(uid) {
+            continue;
+        }
+        sent += 1;
         let m = Message::Diff(DiffMessage {
             run_id: run.id.clone(),
             config_id: run.config_id.clone(),
@@ -604,7 +678,7 @@ async fn resend_diffs(deps: &Deps, run: &CiRun) -> Result<usize, PollError> {
         });
         deps.diff_queue.send(&m, Duration::ZERO).await?;
     }
-    Ok(summary.models.len() + summary.counted.len())
+    Ok(sent)
 }
 
 /// The newest run of the PR job built for this PR at its head commit, and the job's

@@ -52,6 +52,15 @@ pub fn build_report_missing(
         });
     }
     let skipped = skipped_entries(summary, results);
+    let reused = summary
+        .models
+        .iter()
+        .filter_map(|(uid, name)| {
+            let r = summary.reused.get(uid)?;
+            let sha = r.since.as_str();
+            Some((name.clone(), sha.get(..7).unwrap_or(sha).to_owned()))
+        })
+        .collect();
     Report {
         title: format!("prdiff · {}", config.name),
         header: Some(header(config, run, summary)),
@@ -63,6 +72,7 @@ pub fn build_report_missing(
         gates: summary.gates.clone(),
         over_max_models: summary.over_max_models,
         paths: summary.paths.clone(),
+        reused,
     }
 }
 

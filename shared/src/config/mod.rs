@@ -219,6 +219,11 @@ pub struct CiConfigOf<S> {
     /// on GitLab).
     #[serde(default = "yes")]
     pub github_checks: bool,
+    /// On: a model whose diff inputs did not change since the PR's previous run (code,
+    /// upstream, production run, diff settings) re-uses that run's result instead of
+    /// being diffed again. Off: every run diffs every model.
+    #[serde(default = "yes")]
+    pub reuse_unchanged: bool,
 }
 
 /// A stored CI configuration (secrets by name only).
@@ -295,6 +300,7 @@ impl<S> CiConfigOf<S> {
             fail_on_primary_key_issues: self.fail_on_primary_key_issues,
             max_models: self.max_models,
             github_checks: self.github_checks,
+            reuse_unchanged: self.reuse_unchanged,
         })
     }
 }

@@ -30,6 +30,7 @@ base_branch = "main"
 fail_on_primary_key_issues = true
 max_models = 25
 github_checks = true
+reuse_unchanged = true
 
 [ci_config.repository]
 provider = "github"
@@ -103,6 +104,7 @@ dbt_cloud = { access_url = "https://cloud.getdbt.com", account_id = 1, api_key =
     assert_eq!(c.base_commit, BaseCommitSelection::MergeBase);
     assert!(c.status_reporting && c.slim_ci && !c.diff_downstream);
     assert!(c.github_checks);
+    assert!(c.reuse_unchanged);
     assert!(c.require_label.required().is_none());
     assert_eq!(c.require_label.name.as_str(), "datafold");
     assert!(c.files_to_ignore.is_empty());
@@ -467,4 +469,18 @@ fn github_checks_can_be_turned_off_and_survive_the_stored_form() {
     old.as_object_mut().unwrap().remove("github_checks");
     let back: CiConfig = serde_json::from_value(old).unwrap();
     assert!(back.github_checks);
+}
+
+#[test]
+fn reuse_unchanged_can_be_turned_off_and_survives_the_stored_form() {
+    let c = stored_example(&[("reuse_unchanged = true", "reuse_unchanged = false")]);
+    assert!(!c.reuse_unchanged);
+    let json = serde_json::to_string(&c).unwrap();
+    let back: CiConfig = serde_json::from_str(&json).unwrap();
+    assert!(!back.reuse_unchanged);
+    // Stored before the setting existed: on.
+    let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+    old.as_object_mut().unwrap().remove("reuse_unchanged");
+    let back: CiConfig = serde_json::from_value(old).unwrap();
+    assert!(back.reuse_unchanged);
 }

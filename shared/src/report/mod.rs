@@ -70,6 +70,9 @@ pub struct Report {
     /// Models' files in the dbt project (`original_file_path`), by name: where GitHub
     /// check annotations point.
     pub paths: std::collections::BTreeMap<String, String>,
+    /// Models whose result is re-used from an earlier push of the PR (their diff inputs
+    /// did not change), by name: the short sha of the commit that was diffed.
+    pub reused: std::collections::BTreeMap<String, String>,
 }
 
 /// A run over the configuration's diff threshold (`max_models`).
@@ -398,6 +401,14 @@ pub fn markdown_within(report: &Report, limit: usize) -> String {
     render(report, Detail::NoSkippedList, lo)
 }
 
+/// A model's name in its summary row; a re-used result says since which commit.
+fn name_cell(name: &str, report: &Report) -> String {
+    match report.reused.get(name) {
+        Some(sha) => format!("{} · unchanged since {}", code(name), code(sha)),
+        None => code(name),
+    }
+}
+
 fn summary_row(out: &mut String, e: &ModelEntry, report: &Report) {
     match &e.outcome {
         Ok(r) => {
@@ -419,7 +430,7 @@ fn summary_row(out: &mut String, e: &ModelEntry, report: &Report) {
             let _ = writeln!(
                 out,
                 "| {} | {} → {} | {} | {} | {} | {} | {} | {} |",
-                code(&e.name),
+                name_cell(&e.name, report),
                 fmt_n(r.rows.prod),
                 fmt_n(r.rows.pr),
                 opt(r.exclusive.map(|x| x.pr), a),

@@ -133,6 +133,7 @@ fn report() -> Report {
         gates: BTreeMap::new(),
         over_max_models: None,
         paths: BTreeMap::new(),
+        reused: BTreeMap::new(),
     }
 }
 
@@ -566,4 +567,34 @@ fn stored_results_without_a_concentration_still_load() {
     let json = serde_json::to_string(&with).unwrap();
     let back: DiffResult = serde_json::from_str(&json).unwrap();
     assert_eq!(back, with);
+}
+
+#[test]
+fn a_re_used_result_says_since_which_commit_in_its_row_only() {
+    let mut r = report();
+    r.reused = BTreeMap::from([("orders".to_owned(), "ec26c3e".to_owned())]);
+    let md = markdown(&r);
+    let rows: Vec<&str> = md
+        .lines()
+        .filter(|l| l.contains("unchanged since"))
+        .collect();
+    assert_eq!(rows.len(), 1, "{md}");
+    assert!(
+        rows[0].starts_with("| `orders` · unchanged since `ec26c3e` | "),
+        "{}",
+        rows[0]
+    );
+    // The figures are the result's, as for a diffed model.
+    let plain = markdown(&report());
+    let figures = |md: &str| {
+        md.lines()
+            .find(|l| l.starts_with("| `orders`"))
+            .unwrap()
+            .split(" | ")
+            .skip(1)
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(figures(&md), figures(&plain));
+    assert!(!plain.contains("unchanged since"));
 }

@@ -284,7 +284,7 @@ impl DynamoStore {
         let mut superseded = None;
         if let Some(mut old) = old.filter(|o| !o.state.is_final()) {
             if old.head_sha == run.head_sha && old.base_sha == run.base_sha {
-                return Ok(Some(StartOutcome::AlreadyOpen(old)));
+                return Ok(Some(StartOutcome::AlreadyOpen(Box::new(old))));
             }
             let was = old.state;
             old.state = RunState::Superseded;
@@ -311,10 +311,17 @@ impl DynamoStore {
             );
             superseded = Some(old.id);
         }
+        // The run that was current (the slot's, open or not) is where re-usable results
+        // are looked for; the slot's condition below keeps it exact under races.
+        let mut run = run.clone();
+        run.previous = current_id
+            .as_deref()
+            .and_then(|id| RunId::parse(id).ok())
+            .filter(|id| *id != run.id);
         writes.push(
             TransactWriteItem::builder()
                 .put(
-                    self.put(Self::run_item(run))
+                    self.put(Self::run_item(&run))
                         .condition_expression("attribute_not_exists(pk)")
                         .build()
                         .expect("put"),

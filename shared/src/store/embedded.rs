@@ -263,12 +263,19 @@ impl RunStore for EmbeddedStore {
             .optional()
             .map_err(backend)?;
         let mut superseded = None;
+        // The run that was current (open or not): where re-usable results are looked for.
+        let mut run = run.clone();
+        run.previous = current
+            .as_deref()
+            .and_then(|id| RunId::parse(id).ok())
+            .filter(|id| *id != run.id);
+        let run = &run;
         if let Some(current) = current
             && let Some(mut old) = Self::read_run(&tx, &current)?
             && !old.state.is_final()
         {
             if old.head_sha == run.head_sha && old.base_sha == run.base_sha {
-                return Ok(StartOutcome::AlreadyOpen(old));
+                return Ok(StartOutcome::AlreadyOpen(Box::new(old)));
             }
             old.state = RunState::Superseded;
             old.reason = Some(format!(

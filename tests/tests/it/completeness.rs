@@ -233,6 +233,7 @@ async fn new_and_removed_models_are_counted_on_their_one_side() {
             name: "m".into(),
             spec: prdiff_shared::diff::DiffSpec::new(rel.clone(), rel, Vec::new()),
             count: Some(side),
+            reuse_key: None,
         };
         let fresh = Relation::new(None, Some(&q), "fresh");
         let r = prdiff_shared::app::diff_run::count_work(

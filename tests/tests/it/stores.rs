@@ -11,7 +11,7 @@ use prdiff_shared::messages::{Message, SyncMessage, SyncReason};
 use prdiff_shared::queue::Queue;
 use prdiff_shared::queue::sqs::SqsQueue;
 use prdiff_shared::run::{
-    CiRun, CountSide, Counted, FanOut, PrKey, RunId, RunState, StartOutcome, StoredOutcome,
+    CiRun, CountSide, Counted, FanOut, PrKey, Reused, RunId, RunState, StartOutcome, StoredOutcome,
     Summary, WorkItem,
 };
 use prdiff_shared::secrets::aws::SecretsManager;
@@ -66,6 +66,7 @@ fn run(number: u64, head: &str) -> CiRun {
         created_at: unix_now(),
         updated_at: unix_now(),
         on_demand: None,
+        previous: None,
     }
 }
 
@@ -624,6 +625,9 @@ async fn legacy_records_load(store: &dyn RunStore, run: &RunId) {
     assert_eq!(work.spec.exclude_columns, ["loaded_at"]);
     assert_eq!(work.spec.masked_columns, ["email"]);
     assert_eq!(work.count, None);
+    // Written before re-use existed: no key, so never re-used.
+    assert_eq!(work.reuse_key, None);
+    assert!(summary.reused.is_empty() && summary.prod_run_id.is_none());
     assert_eq!(
         store.results(run).await.unwrap(),
         [(
@@ -655,16 +659,25 @@ fn typed_fanout() -> (FanOut, Vec<(String, StoredOutcome)>) {
             name: "fresh".into(),
             side: CountSide::Pr,
         }],
+        prod_run_id: Some(500),
+        reused: [(
+            "model.shop.customers".to_owned(),
+            Reused {
+                since: sha("ec26c3e57ca3a959ca5aad62de7213c562f8c821"),
+                run: RunId::new(),
+            },
+        )]
+        .into_iter()
+        .collect(),
         ..Default::default()
     };
+    let mut orders = WorkItem::from_request("orders", &req);
+    orders.reuse_key = Some("9f".repeat(32));
     let fanout = FanOut {
         summary,
         models: vec![
             ("model.shop.fresh".into(), counted),
-            (
-                "model.shop.orders".into(),
-                WorkItem::from_request("orders", &req),
-            ),
+            ("model.shop.orders".into(), orders),
         ],
     };
     let results = vec![
@@ -821,6 +834,88 @@ async fn the_dynamodb_run_store_loads_fanouts_and_results_written_before_it_was_
     assert_names_run_and_field(e, &broken, "work item of model.shop.orders");
     let e = store.results(&broken).await.unwrap_err();
     assert_names_run_and_field(e, &broken, "result of model.shop.orders");
+}
+
+/// A run records the PR's run that was current when it started, and a later push finds a
+/// stored result with the same re-use key through it (never one from another PR).
+async fn previous_runs_lend_results(store: &dyn RunStore) {
+    use prdiff_shared::app::reuse::{find_reusable, lent_outcome};
+    let number = rand::random::<u32>() as u64;
+    let first = run(number, "1111111111111111111111111111111111111111");
+    assert!(matches!(
+        store.start_run(&first).await.unwrap(),
+        StartOutcome::Started { superseded: None }
+    ));
+    let first = store.get_run(&first.id).await.unwrap().unwrap();
+    assert_eq!(first.previous, None);
+    let (mut fanout, _) = typed_fanout();
+    fanout.summary.reused.clear();
+    let key = "ab".repeat(32);
+    for (_, w) in &mut fanout.models {
+        w.reuse_key = Some(key.clone());
+    }
+    store.put_fanout(&first.id, &fanout).await.unwrap();
+    let diffed = StoredOutcome::Ok(Box::new(DiffResult::counted(
+        &Relation::parse("analytics.orders").unwrap(),
+        &Relation::parse("dbt_cloud_pr_1_2.orders").unwrap(),
+        PerSide { prod: 3, pr: 4 },
+    )));
+    store
+        .record_result(&first.id, "model.shop.orders", Some(&diffed))
+        .await
+        .unwrap();
+    // The run is open (received): the next push supersedes it and names it.
+    let second = run(number, "2222222222222222222222222222222222222222");
+    let superseded = Some(first.id.clone());
+    assert_eq!(
+        store.start_run(&second).await.unwrap(),
+        StartOutcome::Started { superseded }
+    );
+    let second = store.get_run(&second.id).await.unwrap().unwrap();
+    assert_eq!(second.previous.as_ref(), Some(&first.id));
+    let work = fanout.models.clone();
+    let found = find_reusable(store, &second, &work).await.unwrap();
+    // The counted item is never re-used; the diffed one is, since the first push.
+    assert_eq!(found.keys().collect::<Vec<_>>(), ["model.shop.orders"]);
+    let lent = &found["model.shop.orders"];
+    assert_eq!(lent.since, first.head_sha);
+    assert_eq!(lent.run, first.id);
+    assert_eq!(
+        lent_outcome(store, "model.shop.orders", lent)
+            .await
+            .unwrap(),
+        diffed
+    );
+    // Another key, or another PR's run, lends nothing.
+    let mut other = work.clone();
+    other[1].1.reuse_key = Some("cd".repeat(32));
+    assert!(
+        find_reusable(store, &second, &other)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let stranger = run(number + 1, "3333333333333333333333333333333333333333");
+    store.start_run(&stranger).await.unwrap();
+    let mut stranger = store.get_run(&stranger.id).await.unwrap().unwrap();
+    assert_eq!(stranger.previous, None);
+    stranger.previous = Some(first.id.clone());
+    assert!(
+        find_reusable(store, &stranger, &work)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn the_embedded_run_store_links_a_push_to_the_previous_run_for_re_use() {
+    previous_runs_lend_results(&EmbeddedStore::in_memory()).await;
+}
+
+#[tokio::test]
+async fn the_dynamodb_run_store_links_a_push_to_the_previous_run_for_re_use() {
+    previous_runs_lend_results(&dynamo_store().await).await;
 }
 
 #[tokio::test]

@@ -1640,3 +1640,274 @@ async fn through_serve_the_comment_shows_where_the_changes_concentrate() {
     );
     assert_eq!(statuses.len(), 1, "{statuses:?}");
 }
+
+/// `model`'s relation pointed at `table` (in whichever schema it names) in a manifest or
+/// run_results node.
+fn point_at(node: &mut serde_json::Value, model: &str, table: &str) {
+    let rel = node["relation_name"]
+        .as_str()
+        .unwrap()
+        .replace(&format!("\"{model}\""), &format!("\"{table}\""));
+    node["relation_name"] = rel.into();
+}
+
+/// Three pushes of one PR through `prdiff serve` with `extra` settings: `customers` and
+/// `orders` on their own tables (production and PR), so the test can change the PR's rows
+/// between pushes. Returns the sticky comment after each push.
+async fn three_pushes(extra: &str) -> [String; 3] {
+    const THIRD_HEAD: &str = "3c0ffee3c0ffee3c0ffee3c0ffee3c0ffee3c0ff";
+    let b = built();
+    let (prod, pr) = (&b.prod_schema, &b.pr_schema);
+    let customers = prdiff_tests::unique_name("customers_reuse");
+    let orders = prdiff_tests::unique_name("orders_reuse");
+    // Push 1: 3 customers renamed in the PR, 5 orders with a new amount.
+    let client = prdiff_tests::pg_client().await;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE \"{prod}\".\"{customers}\" AS
+               SELECT g AS id, 'customer ' || g AS name FROM generate_series(1, 100) AS g;
+             CREATE TABLE \"{pr}\".\"{customers}\" AS
+               SELECT g AS id, CASE WHEN g <= 3 THEN 'renamed ' || g ELSE 'customer ' || g END AS name
+               FROM generate_series(1, 100) AS g;
+             CREATE TABLE \"{prod}\".\"{orders}\" AS
+               SELECT g AS id, g * 10 AS amount FROM generate_series(1, 1000) AS g;
+             CREATE TABLE \"{pr}\".\"{orders}\" AS
+               SELECT g AS id, CASE WHEN g <= 5 THEN g * 10 + 1 ELSE g * 10 END AS amount
+               FROM generate_series(1, 1000) AS g;"
+        ))
+        .await
+        .unwrap();
+    let point = |m: &mut serde_json::Value| {
+        point_at(
+            &mut m["nodes"]["model.e2e_shop.customers"],
+            "customers",
+            &customers,
+        );
+        point_at(&mut m["nodes"]["model.e2e_shop.orders"], "orders", &orders);
+    };
+    let mut prod_manifest: serde_json::Value = serde_json::from_slice(&b.prod_manifest).unwrap();
+    point(&mut prod_manifest);
+    let mut pr_manifest: serde_json::Value = serde_json::from_slice(&b.pr_manifest).unwrap();
+    point(&mut pr_manifest);
+    let mut results: serde_json::Value = serde_json::from_slice(&b.pr_run_results).unwrap();
+    for r in results["results"].as_array_mut().unwrap() {
+        match r["unique_id"].as_str() {
+            Some("model.e2e_shop.customers") => point_at(r, "customers", &customers),
+            Some("model.e2e_shop.orders") => point_at(r, "orders", &orders),
+            _ => {}
+        }
+    }
+    let results = serde_json::to_vec(&results).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("prdiff.db");
+    let store = Arc::new(EmbeddedStore::open(&db).unwrap());
+    let p = Pipeline::over(store.clone(), store, &config("shop", extra)).await;
+    p.prod_run(540, BASE);
+    p.dbt.put_artifact(
+        540,
+        "manifest.json",
+        serde_json::to_vec(&prod_manifest).unwrap(),
+    );
+    let (addr, stop, task) = start_serve(&p, &db).await;
+    let push = |delivery: &'static str, head: &'static str, action: &'static str| {
+        let mut body: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(prdiff_tests::fixtures().join("github/pull_request.opened.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        body["action"] = action.into();
+        body["pull_request"]["head"]["sha"] = head.into();
+        let req = github("pull_request", delivery, serde_json::to_vec(&body).unwrap());
+        async move {
+            let mut post = reqwest::Client::new().post(format!("http://{addr}/webhook"));
+            for (k, v) in &req.headers {
+                post = post.header(k.as_str(), v.as_str());
+            }
+            let resp = post.body(req.body.clone()).send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 202);
+        }
+    };
+    let pr_run = |id: u64, head: &str, manifest: &serde_json::Value| {
+        p.pr_run(id, head, status::SUCCESS, Some(results.clone()));
+        p.dbt
+            .put_artifact(id, "manifest.json", serde_json::to_vec(manifest).unwrap());
+    };
+    let mut comments = Vec::new();
+
+    // Push 1: both models diffed.
+    pr_run(941, HEAD, &pr_manifest);
+    push("reuse-1", HEAD, "opened").await;
+    eventually("push 1's status", Duration::from_secs(60), || {
+        !p.final_statuses(HEAD).is_empty()
+    })
+    .await;
+    comments.push(sticky(&p).1);
+
+    // Between the pushes the PR's tables change: 10 customers and 7 orders renamed now. A
+    // re-used result keeps push 1's figures; a diffed one shows the new rows.
+    client
+        .batch_execute(&format!(
+            "UPDATE \"{pr}\".\"{customers}\" SET name = 'renamed ' || id WHERE id <= 10;
+             UPDATE \"{pr}\".\"{orders}\" SET amount = id * 10 + 1 WHERE id <= 7;"
+        ))
+        .await
+        .unwrap();
+
+    // Push 2: only `orders` changes (its checksum in the PR manifest).
+    pr_manifest["nodes"]["model.e2e_shop.orders"]["checksum"]["checksum"] =
+        "changed-by-push-2".into();
+    pr_run(942, NEWER_HEAD, &pr_manifest);
+    push("reuse-2", NEWER_HEAD, "synchronize").await;
+    eventually("push 2's status", Duration::from_secs(60), || {
+        !p.final_statuses(NEWER_HEAD).is_empty()
+    })
+    .await;
+    comments.push(sticky(&p).1);
+
+    // Push 3: the same code, a new production run.
+    p.prod_run(541, BASE);
+    p.dbt.put_artifact(
+        541,
+        "manifest.json",
+        serde_json::to_vec(&prod_manifest).unwrap(),
+    );
+    pr_run(943, THIRD_HEAD, &pr_manifest);
+    push("reuse-3", THIRD_HEAD, "synchronize").await;
+    eventually("push 3's status", Duration::from_secs(60), || {
+        !p.final_statuses(THIRD_HEAD).is_empty()
+    })
+    .await;
+    comments.push(sticky(&p).1);
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    // Every status of every push is a success: nothing failed or was left open.
+    for head in [HEAD, NEWER_HEAD, THIRD_HEAD] {
+        let statuses = p.final_statuses(head);
+        assert_eq!(statuses.len(), 1, "{head}: {statuses:?}");
+        assert_eq!(statuses[0].0, StatusState::Success, "{statuses:?}");
+        assert!(statuses[0].1.contains("2 models"), "{statuses:?}");
+    }
+    comments.try_into().unwrap()
+}
+
+/// `| model | rows prod → PR | added | removed | changed | …`: the name cell and the
+/// figures of a model's row.
+fn figures<'a>(comment: &'a str, model: &str) -> (&'a str, Vec<&'a str>) {
+    let cells = row(comment, &format!("`{model}`"));
+    (cells[1], cells[2..6].to_vec())
+}
+
+#[tokio::test]
+async fn through_serve_a_push_that_leaves_a_model_unchanged_re_uses_its_result() {
+    let [first, second, third] = three_pushes("").await;
+    let short = &HEAD[..7];
+    // Push 1: both diffed.
+    assert_eq!(
+        figures(&first, "customers"),
+        ("`customers`", vec!["100 → 100", "0", "0", "3"]),
+        "{first}"
+    );
+    assert_eq!(
+        figures(&first, "orders"),
+        ("`orders`", vec!["1,000 → 1,000", "0", "0", "5"]),
+        "{first}"
+    );
+    // Push 2: `customers` re-used with push 1's figures although its PR table changed;
+    // `orders` (changed) diffed again and shows the new rows.
+    assert_eq!(
+        figures(&second, "customers"),
+        (
+            format!("`customers` · unchanged since `{short}`").as_str(),
+            vec!["100 → 100", "0", "0", "3"]
+        ),
+        "{second}"
+    );
+    assert_eq!(
+        figures(&second, "orders"),
+        ("`orders`", vec!["1,000 → 1,000", "0", "0", "7"]),
+        "{second}"
+    );
+    assert_eq!(second.matches("unchanged since").count(), 1, "{second}");
+    // Push 3: a new production run: `customers` is diffed again (10 renamed). `orders` did
+    // not change since push 2 but production did: diffed again too.
+    assert_eq!(
+        figures(&third, "customers"),
+        ("`customers`", vec!["100 → 100", "0", "0", "10"]),
+        "{third}"
+    );
+    assert_eq!(
+        figures(&third, "orders"),
+        ("`orders`", vec!["1,000 → 1,000", "0", "0", "7"]),
+        "{third}"
+    );
+    assert!(!third.contains("unchanged since"), "{third}");
+}
+
+#[tokio::test]
+async fn through_serve_with_reuse_unchanged_off_every_push_diffs_every_model() {
+    let [_, second, _] = three_pushes("reuse_unchanged = false").await;
+    assert_eq!(
+        figures(&second, "customers"),
+        ("`customers`", vec!["100 → 100", "0", "0", "10"]),
+        "{second}"
+    );
+    assert!(!second.contains("unchanged since"), "{second}");
+}
+
+/// A push that changes nothing a model's diff reads: the poller re-uses every result,
+/// sends no diff message, counts each model once and publishes the report itself.
+async fn every_model_unchanged(p: &Pipeline) {
+    let first = p.open_pr("reuse-all-1", HEAD).await;
+    p.prod_run(550, BASE);
+    p.pr_run(950, HEAD, status::SUCCESS, None);
+    assert_eq!(
+        p.deliver_polls().await,
+        [prdiff_poller::PollOutcome::FannedOut { models: 2 }]
+    );
+    assert_eq!(p.deliver_diffs().await.len(), 2);
+    assert_eq!(run_state(p, &first).await, RunState::Done);
+    let diffed = sticky(p).1;
+
+    let second = p.open_pr("reuse-all-2", NEWER_HEAD).await;
+    p.pr_run(951, NEWER_HEAD, status::SUCCESS, None);
+    assert_eq!(
+        p.deliver_polls().await,
+        [prdiff_poller::PollOutcome::FannedOut { models: 0 }]
+    );
+    assert!(
+        p.diffs.drain().is_empty(),
+        "no diff message for a re-used model"
+    );
+    assert_eq!(run_state(p, &second).await, RunState::Done);
+    let reused = sticky(p).1;
+    let short = &HEAD[..7];
+    for model in ["customers", "orders"] {
+        let (name, figures_now) = figures(&reused, model);
+        assert_eq!(
+            name,
+            format!("`{model}` · unchanged since `{short}`"),
+            "{reused}"
+        );
+        assert_eq!(figures_now, figures(&diffed, model).1, "{model}");
+    }
+    // Each re-used model counted once: the same status as the diffed push.
+    let (before, after) = (p.final_statuses(HEAD), p.final_statuses(NEWER_HEAD));
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(after, before);
+    assert!(after[0].1.contains("2 models diffed"), "{after:?}");
+    let results = p.runs.results(&second).await.unwrap();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert_eq!(results, p.runs.results(&first).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_push_with_every_model_unchanged_is_reported_without_diffing_on_sqlite() {
+    every_model_unchanged(&Pipeline::embedded(&config("shop", "")).await).await;
+}
+
+#[tokio::test]
+async fn a_push_with_every_model_unchanged_is_reported_without_diffing_on_moto() {
+    let store = Arc::new(crate::stores::dynamo_store().await);
+    every_model_unchanged(&Pipeline::over(store.clone(), store, &config("shop", "")).await).await;
+}
