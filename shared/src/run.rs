@@ -194,6 +194,10 @@ pub struct CiRun {
     /// Unix seconds.
     pub created_at: u64,
     pub updated_at: u64,
+    /// Column remapping directives of the PR description when the run started (the
+    /// poller adds those of the commit messages).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remap: Vec<crate::diff::remap::Remap>,
 }
 
 /// What [`crate::store::RunStore::start_run`] did.
@@ -203,7 +207,7 @@ pub enum StartOutcome {
     Started { superseded: Option<RunId> },
     /// An open run for the same head and base already exists (e.g. `labeled` after
     /// `synchronize`): nothing was written.
-    AlreadyOpen(CiRun),
+    AlreadyOpen(Box<CiRun>),
 }
 
 /// What the poller leaves for the diff runners of a run: written once, read many times.

@@ -605,6 +605,7 @@ fn new_run(
         reason: (!reason.is_empty()).then(|| reason.to_owned()),
         created_at: now,
         updated_at: now,
+        remap: pr.remap.clone(),
     }
 }
 

@@ -161,6 +161,13 @@ pub trait GitHost: Send + Sync {
         repo: &RepoName,
         number: u64,
     ) -> Result<Vec<String>, GitHostError>;
+    /// The full messages of a PR's commits, oldest first, up to the host's listing limit
+    /// (GitHub: 250 commits).
+    async fn commit_messages(
+        &self,
+        repo: &RepoName,
+        number: u64,
+    ) -> Result<Vec<String>, GitHostError>;
     /// The best common ancestor of `base` (branch or sha) and `head`.
     async fn merge_base(
         &self,

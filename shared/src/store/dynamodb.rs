@@ -284,7 +284,7 @@ impl DynamoStore {
         let mut superseded = None;
         if let Some(mut old) = old.filter(|o| !o.state.is_final()) {
             if old.head_sha == run.head_sha && old.base_sha == run.base_sha {
-                return Ok(Some(StartOutcome::AlreadyOpen(old)));
+                return Ok(Some(StartOutcome::AlreadyOpen(Box::new(old))));
             }
             let was = old.state;
             old.state = RunState::Superseded;

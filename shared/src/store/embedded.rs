@@ -268,7 +268,7 @@ impl RunStore for EmbeddedStore {
             && !old.state.is_final()
         {
             if old.head_sha == run.head_sha && old.base_sha == run.base_sha {
-                return Ok(StartOutcome::AlreadyOpen(old));
+                return Ok(StartOutcome::AlreadyOpen(Box::new(old)));
             }
             old.state = RunState::Superseded;
             old.reason = Some(format!(

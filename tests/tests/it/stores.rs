@@ -65,6 +65,7 @@ fn run(number: u64, head: &str) -> CiRun {
         reason: None,
         created_at: unix_now(),
         updated_at: unix_now(),
+        remap: Vec::new(),
     }
 }
 
@@ -235,6 +236,19 @@ async fn run_store_contract(store: Arc<dyn RunStore>, concurrent: bool) {
         .unwrap()
         .unwrap();
     assert_eq!(current.id, second.id);
+
+    // The PR description's remapping directives are kept with the run.
+    let mut with_remap = run(2, A);
+    with_remap.remap = vec![prdiff_shared::diff::remap::Remap {
+        from: "legacy_code".into(),
+        to: "code".into(),
+        glob: Some("orders_*".into()),
+    }];
+    store.start_run(&with_remap).await.unwrap();
+    assert_eq!(
+        store.get_run(&with_remap.id).await.unwrap().unwrap().remap,
+        with_remap.remap
+    );
 
     // Transitions are conditional on the state the caller saw.
     let moved = store

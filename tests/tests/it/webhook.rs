@@ -923,6 +923,7 @@ async fn a_run_another_delivery_is_still_starting_is_left_to_it_until_that_one_f
         reason: None,
         created_at: 0,
         updated_at: 0,
+        remap: Vec::new(),
     };
     h.store.start_run(&run).await.unwrap();
     let intake = prdiff_webhook::intake_claim(&run.id);
