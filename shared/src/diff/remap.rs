@@ -50,7 +50,8 @@ pub struct ColumnRemap {
     pub explicit: bool,
 }
 
-/// The most directives read from one text (the rest are ignored).
+/// The most directives read from one text, and from all of a PR's commit messages
+/// together (the rest are ignored).
 pub const MAX_DIRECTIVES: usize = 100;
 /// The longest name or glob accepted.
 const MAX_WORD: usize = 255;
@@ -175,22 +176,29 @@ pub fn parse_text(text: &str, source: &str) -> Vec<Remap> {
 /// then the description's directives, which win.
 pub fn combine(commit_messages: &[String], description: &[Remap]) -> Vec<Remap> {
     let mut out: Vec<Remap> = Vec::new();
-    for msg in commit_messages {
-        for d in parse_text(msg, "commit message") {
-            // A chain: `x → from` becomes `x → to`.
-            if let Some(prev) = out.iter_mut().find(|r| r.to == d.from && r.glob == d.glob) {
-                prev.to = d.to;
-                if prev.to == prev.from {
-                    // Renamed back: nothing left to map.
-                    let from = prev.from.clone();
-                    let glob = prev.glob.clone();
-                    out.retain(|r| !(r.from == from && r.glob == glob));
-                }
-                continue;
-            }
-            out.retain(|r| !(r.from == d.from && r.glob == d.glob));
-            out.push(d);
+    let directives = commit_messages
+        .iter()
+        .flat_map(|msg| parse_text(msg, "commit message"));
+    for (read, d) in directives.enumerate() {
+        if read == MAX_DIRECTIVES {
+            tracing::warn!(
+                "more than {MAX_DIRECTIVES} remapping directives in the commit messages; the rest are ignored"
+            );
+            break;
         }
+        // A chain: `x → from` becomes `x → to`.
+        if let Some(prev) = out.iter_mut().find(|r| r.to == d.from && r.glob == d.glob) {
+            prev.to = d.to;
+            if prev.to == prev.from {
+                // Renamed back: nothing left to map.
+                let from = prev.from.clone();
+                let glob = prev.glob.clone();
+                out.retain(|r| !(r.from == from && r.glob == glob));
+            }
+            continue;
+        }
+        out.retain(|r| !(r.from == d.from && r.glob == d.glob));
+        out.push(d);
     }
     for d in description {
         out.retain(|r| !(r.glob == d.glob && (r.from == d.from || r.to == d.to)));
@@ -323,6 +331,13 @@ mod tests {
             .map(|i| format!("prdiff remap a{i} b{i}\n"))
             .collect();
         assert_eq!(parse_text(&many, "test").len(), MAX_DIRECTIVES);
+        // Across commits too: the first 100 directives count.
+        let commits: Vec<String> = (0..150)
+            .map(|i| format!("prdiff remap a{i} b{i}"))
+            .collect();
+        let all = combine(&commits, &[]);
+        assert_eq!(all.len(), MAX_DIRECTIVES);
+        assert_eq!(all[99], remap("a99", "b99", None));
     }
 
     #[test]
