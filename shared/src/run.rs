@@ -203,6 +203,10 @@ pub struct CiRun {
     /// are looked for (see [`crate::app::reuse`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<RunId>,
+    /// Column remapping directives of the PR description when the run started (the
+    /// poller adds those of the commit messages).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remap: Vec<crate::diff::remap::Remap>,
 }
 
 /// How a run started on demand differs from one a push starts: the label gate and

@@ -77,6 +77,10 @@ impl GitHost for SlowHost {
         tokio::time::sleep(self.latency).await;
         self.inner.changed_files(repo, n).await
     }
+    async fn commit_messages(&self, repo: &RepoName, n: u64) -> Result<Vec<String>, GitHostError> {
+        tokio::time::sleep(self.latency).await;
+        self.inner.commit_messages(repo, n).await
+    }
     async fn merge_base(
         &self,
         repo: &RepoName,

@@ -493,6 +493,11 @@ pub(crate) async fn on_demand_run(
         base_sha: None,
         draft: now.draft,
         labels: now.labels,
+        remap: now
+            .description
+            .as_deref()
+            .map(|d| crate::diff::remap::parse_text(d, "PR description"))
+            .unwrap_or_default(),
     };
     start_for_config(deps, config, &pr, Some(on_demand)).await
 }
@@ -755,6 +760,7 @@ fn new_run(
         updated_at: now,
         on_demand: None,
         previous: None,
+        remap: pr.remap.clone(),
     }
 }
 

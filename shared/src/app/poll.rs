@@ -477,6 +477,7 @@ async fn poll_config(
             .pr_schema
             .prefix(config.dbt_cloud.pr_job_id.map(|j| j.get()), run.pr.number),
     );
+    let remaps = pr_remaps(host.as_ref(), run, &mut summary).await?;
     let mut work = Vec::new();
     for m in &the_plan.models {
         if let Some(change) = &m.materialization_change {
@@ -484,7 +485,11 @@ async fn poll_config(
                 .materializations
                 .insert(m.name.clone(), change.clone());
         }
-        let req = request_for(m, pr.nodes.get(&m.unique_id), None, None);
+        let mut req = request_for(m, pr.nodes.get(&m.unique_id), None, None);
+        if let Some(req) = req.as_mut() {
+            let names = [m.name.as_str(), &req.prod.name, &req.pr.name];
+            req.remap = crate::diff::remap::for_model(&remaps, &names);
+        }
         if let Some(refused) = req
             .as_ref()
             .and_then(|r| check_request(r, dialect, Some(&pr_schemas)).err())
@@ -634,6 +639,38 @@ impl From<PollError> for ArtifactProblem {
 }
 
 /// One artifact of a finished run; a 404 means "not stored yet" here.
+/// The PR's column remappings: its commit messages' directives, then its description's
+/// (stored on the run). Commit messages that cannot be read (other than for a retryable
+/// reason) leave the description's directives alone, with a warning in the report.
+async fn pr_remaps(
+    host: &dyn crate::githost::GitHost,
+    run: &CiRun,
+    summary: &mut Summary,
+) -> Result<Vec<crate::diff::remap::Remap>, PollError> {
+    let messages = match host
+        .commit_messages(&run.pr.repository, run.pr.number)
+        .await
+    {
+        Ok(m) => m,
+        Err(e) if e.is_retryable() => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "the PR's commit messages could not be read");
+            summary.warnings.push(
+                "the PR's commit messages could not be read: column remapping directives in them were not applied".into(),
+            );
+            Vec::new()
+        }
+    };
+    let remaps = crate::diff::remap::combine(&messages, &run.remap);
+    if !remaps.is_empty() {
+        tracing::info!(
+            directives = remaps.len(),
+            "column remapping directives from the PR"
+        );
+    }
+    Ok(remaps)
+}
+
 async fn artifact(
     dbt: &dyn DbtCloudApi,
     config: &CiConfig,

@@ -71,6 +71,7 @@ mod exact;
 mod examples;
 pub mod from_plan;
 pub mod query;
+pub mod remap;
 mod renames;
 mod resolve;
 mod result;
@@ -124,6 +125,10 @@ pub struct DiffSpec {
     /// concentrates); empty = chosen automatically.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dimensions: Vec<String>,
+    /// Columns the PR says it renamed (prod's name → the PR's name), compared as one
+    /// column when prod has the old name and the PR the new one (see [`remap`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remap: Vec<remap::ColumnRemap>,
 }
 
 impl DiffSpec {
@@ -139,6 +144,7 @@ impl DiffSpec {
             masked_columns: Vec::new(),
             tolerance: Vec::new(),
             dimensions: Vec::new(),
+            remap: Vec::new(),
         }
     }
 }
@@ -354,6 +360,7 @@ async fn diff_unlabelled(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffRe
             None => NO_KEY_NOTE.to_owned(),
         });
         result.notes = notes;
+        remapped_agreement(&mut result);
         return Ok(result);
     }
 
@@ -385,7 +392,23 @@ async fn diff_unlabelled(wh: &dyn Warehouse, req: &DiffRequest) -> Result<DiffRe
     notes.append(&mut result.notes);
     notes.extend(result.key_issue_notes());
     result.notes = notes;
+    remapped_agreement(&mut result);
     Ok(result)
+}
+
+/// The agreement of each pair the PR remapped: the share of matched rows on which its
+/// column did not change (left at 0 when rows were not matched).
+fn remapped_agreement(result: &mut DiffResult) {
+    for rn in result.schema.renamed.iter_mut().filter(|r| r.from_pr) {
+        if let Some(pct) = result
+            .columns
+            .iter()
+            .find(|c| c.name == rn.to)
+            .and_then(|c| c.changed_pct)
+        {
+            rn.agreement_pct = ((100.0 - pct) * 100.0).floor() / 100.0;
+        }
+    }
 }
 
 #[cfg(test)]

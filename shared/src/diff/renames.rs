@@ -139,6 +139,7 @@ pub(super) fn apply(
             from: c.from.clone(),
             to: c.to.clone(),
             agreement_pct: (a.agreement_pct * 100.0).floor() / 100.0,
+            from_pr: false,
         });
         let (changed, interval) = scale(a.differs);
         r.columns.push(ColumnDiff {

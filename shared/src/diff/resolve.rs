@@ -111,6 +111,25 @@ pub(super) fn resolve_request(
         });
     }
     let mut notes = notes;
+    let left_out = |name: &str| {
+        key.names.iter().any(|k| k == name)
+            || excluded.iter().any(|e| e == name)
+            || req.column_ignore.as_ref().is_some_and(|f| f(name))
+    };
+    apply_remaps(
+        d,
+        req,
+        prod_cols,
+        pr_cols,
+        left_out,
+        included.as_deref(),
+        &mut Pairs {
+            schema: &mut schema,
+            compare: &mut compare,
+            columns: &mut columns,
+            notes: &mut notes,
+        },
+    );
     apply_tolerance(
         req,
         prod_cols,
@@ -330,6 +349,83 @@ pub(super) fn compare_pair(
     }
 }
 
+/// What [`apply_remaps`] writes to.
+struct Pairs<'a> {
+    schema: &'a mut SchemaDiff,
+    compare: &'a mut Vec<CompareColumn>,
+    columns: &'a mut Vec<ColumnDiff>,
+    notes: &'a mut Vec<String>,
+}
+
+/// The PR's remappings: each pair whose old name prod has (and the PR does not) and whose
+/// new name the PR has (and prod does not) is compared as one column under its new name,
+/// the way a detected rename is, and leaves the added and removed lists. A remapping that
+/// does not fit is dropped, with a note when its glob named the model.
+fn apply_remaps(
+    d: &dyn Dialect,
+    req: &DiffRequest,
+    prod_cols: &Catalog,
+    pr_cols: &Catalog,
+    left_out: impl Fn(&str) -> bool,
+    included: Option<&[String]>,
+    out: &mut Pairs<'_>,
+) {
+    for m in &req.remap {
+        let (p, q) = (resolve(prod_cols, &m.from), resolve(pr_cols, &m.to));
+        let fits = match (p, q) {
+            (None, _) => Err(format!("production has no column `{}`", m.from)),
+            (_, None) => Err(format!("the PR has no column `{}`", m.to)),
+            (Some((pn, _)), _) if !out.schema.removed.contains(pn) => {
+                Err(format!("`{pn}` is still in the PR (or already paired)"))
+            }
+            (_, Some((qn, _))) if !out.schema.added.contains(qn) => Err(format!(
+                "`{qn}` is already in production (or already paired)"
+            )),
+            (Some((pn, _)), Some((qn, _)))
+                if left_out(pn)
+                    || left_out(qn)
+                    || included.is_some_and(|inc| !inc.iter().any(|i| i == pn || i == qn)) =>
+            {
+                Err("the columns are not compared (a key, excluded, or ignored)".to_owned())
+            }
+            (Some(p), Some(q)) => Ok((p, q)),
+        };
+        let ((pn, pt), (qn, qt)) = match fits {
+            Ok(pair) => pair,
+            Err(why) => {
+                if m.explicit {
+                    out.notes.push(format!(
+                        "column remapping `{}` → `{}` from the PR does not apply to this model: {why}",
+                        m.from, m.to
+                    ));
+                }
+                continue;
+            }
+        };
+        let mut column = compare_pair(d, pn, qn, pt, qt);
+        column.name = qn.clone();
+        out.compare.push(column);
+        out.columns.push(ColumnDiff {
+            name: qn.clone(),
+            prod_type: pt.raw.clone(),
+            pr_type: qt.raw.clone(),
+            changed: None,
+            changed_pct: None,
+            changed_pct_interval: None,
+            nulls: None,
+            tolerance: None,
+        });
+        out.schema.removed.retain(|n| n != pn);
+        out.schema.added.retain(|n| n != qn);
+        out.schema.renamed.push(super::Renamed {
+            from: pn.clone(),
+            to: qn.clone(),
+            agreement_pct: 0.0,
+            from_pr: true,
+        });
+    }
+}
+
 /// Gives each compared numeric column named in `req.tolerance` its bound; any other name
 /// (not a column, not compared, not numeric on both sides) gets a note instead.
 fn apply_tolerance(
@@ -369,5 +465,161 @@ fn apply_tolerance(
         }
         compare[i].tolerance = Some(*tol);
         columns[i].tolerance = Some(*tol);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::remap::ColumnRemap;
+    use crate::sql::Postgres;
+
+    fn cat(c: &[(&str, &str)]) -> Vec<(String, ColumnType)> {
+        c.iter()
+            .map(|(n, t)| (n.to_string(), Postgres.parse_type(t)))
+            .collect()
+    }
+
+    fn remap(from: &str, to: &str, explicit: bool) -> ColumnRemap {
+        ColumnRemap {
+            from: from.into(),
+            to: to.into(),
+            explicit,
+        }
+    }
+
+    fn resolved(req: &DiffRequest, prod: &[(&str, &str)], pr: &[(&str, &str)]) -> Resolved {
+        resolve_request(&Postgres, req, None, &cat(prod), &cat(pr)).expect("resolves")
+    }
+
+    fn request(remaps: Vec<ColumnRemap>) -> DiffRequest {
+        let mut req = DiffRequest::new(
+            Relation::new(None, Some("p"), "t"),
+            Relation::new(None, Some("q"), "t"),
+            vec!["id".into()],
+        );
+        req.remap = remaps;
+        req
+    }
+
+    #[test]
+    fn a_remapped_pair_is_compared_as_one_column_under_its_new_name() {
+        let req = request(vec![remap("legacy_code", "code", false)]);
+        let r = resolved(
+            &req,
+            &[("id", "integer"), ("legacy_code", "text"), ("gone", "text")],
+            &[
+                ("id", "integer"),
+                ("code", "varchar(10)"),
+                ("fresh", "text"),
+            ],
+        );
+        assert_eq!(r.schema.removed, ["gone"]);
+        assert_eq!(r.schema.added, ["fresh"]);
+        assert_eq!(r.schema.renamed.len(), 1);
+        let rn = &r.schema.renamed[0];
+        assert_eq!(
+            (rn.from.as_str(), rn.to.as_str(), rn.from_pr),
+            ("legacy_code", "code", true)
+        );
+        let c = r.plan.columns.last().expect("a compared column");
+        assert_eq!(c.name, "code");
+        // Each side reads its own name (normalised: text against varchar).
+        assert!(
+            c.prod_joined.contains("p.\"legacy_code\""),
+            "{}",
+            c.prod_joined
+        );
+        assert!(c.pr_joined.contains("q.\"code\""), "{}", c.pr_joined);
+        let col = r.columns.last().expect("a result column");
+        assert_eq!(
+            (
+                col.name.as_str(),
+                col.prod_type.as_str(),
+                col.pr_type.as_str()
+            ),
+            ("code", "text", "varchar(10)")
+        );
+        // The remapped columns are no rename candidates; the rest still are.
+        let pairs: Vec<(&str, &str)> = r
+            .plan
+            .renames
+            .iter()
+            .map(|c| (c.from.as_str(), c.to.as_str()))
+            .collect();
+        assert_eq!(pairs, [("gone", "fresh")]);
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+    }
+
+    #[test]
+    fn a_remapping_that_does_not_fit_is_dropped_with_a_note_only_when_its_glob_named_the_model() {
+        let prod = [
+            ("id", "integer"),
+            ("a", "integer"),
+            ("kept", "integer"),
+            ("x", "integer"),
+        ];
+        let pr = [
+            ("id", "integer"),
+            ("b", "integer"),
+            ("kept", "integer"),
+            ("x", "integer"),
+        ];
+        let req = request(vec![
+            remap("nope", "b", true),
+            remap("a", "nope", false),
+            remap("kept", "b", true),
+            remap("a", "x", true),
+        ]);
+        let r = resolved(&req, &prod, &pr);
+        assert!(r.schema.renamed.is_empty());
+        assert_eq!(
+            (r.schema.removed.as_slice(), r.schema.added.as_slice()),
+            (&["a".to_string()][..], &["b".to_string()][..])
+        );
+        assert_eq!(r.notes.len(), 3, "{:?}", r.notes);
+        assert!(
+            r.notes[0].contains("production has no column `nope`"),
+            "{:?}",
+            r.notes
+        );
+        assert!(
+            r.notes[1].contains("`kept` is still in the PR"),
+            "{:?}",
+            r.notes
+        );
+        assert!(
+            r.notes[2].contains("`x` is already in production"),
+            "{:?}",
+            r.notes
+        );
+
+        // Excluded, and a column takes part in one pair at most.
+        let mut req = request(vec![remap("a", "b", true)]);
+        req.exclude_columns = vec!["b".into()];
+        let r = resolved(&req, &prod, &pr);
+        assert!(r.schema.renamed.is_empty());
+        assert!(
+            r.notes.iter().any(|n| n.contains("not compared")),
+            "{:?}",
+            r.notes
+        );
+        let req = request(vec![remap("a", "b", false), remap("a", "b", true)]);
+        let r = resolved(&req, &prod, &pr);
+        assert_eq!(r.schema.renamed.len(), 1);
+        assert!(r.notes[0].contains("already paired"), "{:?}", r.notes);
+    }
+
+    #[test]
+    fn names_match_the_catalog_case_insensitively_when_unique() {
+        let req = request(vec![remap("legacy_code", "code", false)]);
+        let r = resolved(
+            &req,
+            &[("ID", "integer"), ("LEGACY_CODE", "text")],
+            &[("ID", "integer"), ("CODE", "text")],
+        );
+        assert_eq!(r.schema.renamed[0].from, "LEGACY_CODE");
+        assert_eq!(r.schema.renamed[0].to, "CODE");
+        assert!(r.schema.removed.is_empty() && r.schema.added.is_empty());
     }
 }

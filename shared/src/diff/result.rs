@@ -60,8 +60,9 @@ pub struct SchemaDiff {
     pub added: Vec<String>,
     pub removed: Vec<String>,
     pub type_changed: Vec<String>,
-    /// Columns removed and added whose values agree on nearly every matched row: compared
-    /// as one column (under its new name), and in neither `added` nor `removed`.
+    /// Columns removed and added whose values agree on nearly every matched row, or that
+    /// the PR remapped: compared as one column (under its new name), and in neither
+    /// `added` nor `removed`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub renamed: Vec<Renamed>,
 }
@@ -74,6 +75,9 @@ pub struct Renamed {
     /// Matched rows on which the old and the new column agree, in % (rounded down to
     /// 0.01).
     pub agreement_pct: f64,
+    /// The PR named the pair (a remapping directive) rather than the diff detecting it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_pr: bool,
 }
 
 /// One differing row.

@@ -26,6 +26,8 @@ pub const PUBLIC_API: &str = "https://api.github.com";
 pub const STATUS_DESCRIPTION_MAX: usize = 140;
 /// GitHub lists at most this many files of a PR.
 pub const MAX_PR_FILES: usize = 3000;
+/// GitHub lists at most this many commits of a PR.
+pub const MAX_PR_COMMITS: usize = 250;
 /// GitHub's limit on a check run's `output.summary` (characters).
 pub const CHECK_SUMMARY_MAX: usize = 65_535;
 /// GitHub takes at most this many annotations per check run request.
@@ -73,6 +75,17 @@ struct PrFile {
     filename: String,
     #[serde(default)]
     previous_filename: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PrCommit {
+    commit: CommitMessage,
+}
+
+#[derive(Deserialize)]
+struct CommitMessage {
+    #[serde(default)]
+    message: String,
 }
 
 #[derive(Deserialize)]
@@ -152,6 +165,8 @@ struct Pull {
     base: PullRef,
     #[serde(default)]
     labels: Vec<LabelName>,
+    #[serde(default)]
+    body: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -329,6 +344,21 @@ impl GitHost for GitHub {
         Ok(paths)
     }
 
+    async fn commit_messages(
+        &self,
+        repo: &RepoName,
+        number: u64,
+    ) -> Result<Vec<String>, GitHostError> {
+        let commits: Vec<PrCommit> = self
+            .paged(
+                "PR commits",
+                &self.url(repo, &format!("/pulls/{number}/commits")),
+                MAX_PR_COMMITS,
+            )
+            .await?;
+        Ok(commits.into_iter().map(|c| c.commit.message).collect())
+    }
+
     async fn merge_base(
         &self,
         repo: &RepoName,
@@ -452,6 +482,7 @@ impl GitHost for GitHub {
             draft: p.draft,
             labels: p.labels.into_iter().map(|l| l.name).collect(),
             open: p.state == "open",
+            description: p.body,
         })
     }
 

@@ -19,6 +19,8 @@ pub const PUBLIC_API: &str = "https://gitlab.com/api/v4";
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
 /// GitLab does not document a description limit; keep it as short as GitHub's.
 const STATUS_DESCRIPTION_MAX: usize = 140;
+/// The most commits of a merge request read for directives (the newest).
+pub const MAX_MR_COMMITS: usize = 1000;
 
 /// A GitLab REST client.
 pub struct GitLab {
@@ -32,6 +34,12 @@ pub struct GitLab {
 struct Diff {
     new_path: String,
     old_path: String,
+}
+
+#[derive(Deserialize)]
+struct MrCommit {
+    #[serde(default)]
+    message: String,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +79,8 @@ struct MergeRequestFull {
     work_in_progress: bool,
     #[serde(default)]
     labels: Vec<String>,
+    #[serde(default)]
+    description: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -179,6 +189,22 @@ impl GitHost for GitLab {
             paths.push(d.new_path);
         }
         Ok(paths)
+    }
+
+    async fn commit_messages(
+        &self,
+        repo: &RepoName,
+        number: u64,
+    ) -> Result<Vec<String>, GitHostError> {
+        let commits: Vec<MrCommit> = self
+            .paged(
+                "MR commits",
+                &self.url(repo, &format!("/merge_requests/{number}/commits")),
+                MAX_MR_COMMITS,
+            )
+            .await?;
+        // GitLab lists the newest first.
+        Ok(commits.into_iter().rev().map(|c| c.message).collect())
     }
 
     async fn merge_base(
@@ -315,6 +341,7 @@ impl GitHost for GitLab {
             draft: mr.draft || mr.work_in_progress,
             labels: mr.labels,
             open: mr.state == "opened",
+            description: mr.description,
         })
     }
 

@@ -12,6 +12,7 @@ use crate::config::{CiConfig, CommitSha, RepoName};
 #[derive(Default)]
 struct State {
     files: HashMap<(String, u64), Vec<String>>,
+    commits: HashMap<(String, u64), Vec<String>>,
     labels: HashMap<(String, u64), Vec<String>>,
     branch_heads: HashMap<(String, String), CommitSha>,
     merge_bases: HashMap<(String, String), CommitSha>,
@@ -57,6 +58,14 @@ impl MemoryGitHost {
         self.lock().files.insert(
             (key(repo), number),
             files.iter().map(|s| s.to_string()).collect(),
+        );
+    }
+
+    /// The PR's commit messages, oldest first.
+    pub fn set_commit_messages(&self, repo: &RepoName, number: u64, messages: &[&str]) {
+        self.lock().commits.insert(
+            (key(repo), number),
+            messages.iter().map(|s| s.to_string()).collect(),
         );
     }
 
@@ -132,6 +141,19 @@ impl GitHost for MemoryGitHost {
         Ok(self
             .lock()
             .files
+            .get(&(key(repo), number))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn commit_messages(
+        &self,
+        repo: &RepoName,
+        number: u64,
+    ) -> Result<Vec<String>, GitHostError> {
+        Ok(self
+            .lock()
+            .commits
             .get(&(key(repo), number))
             .cloned()
             .unwrap_or_default())

@@ -125,6 +125,9 @@ pub struct PullRequest {
     pub labels: Vec<String>,
     /// False when closed or merged.
     pub open: bool,
+    /// The PR description (GitHub `body`, GitLab `description`): where column remapping
+    /// directives may be.
+    pub description: Option<String>,
 }
 
 /// Why a git host call failed.
@@ -170,6 +173,13 @@ pub trait GitHost: Send + Sync {
     /// Paths changed by a PR (renamed files count with both paths), up to the host's
     /// listing limit (GitHub: 3000 files).
     async fn changed_files(
+        &self,
+        repo: &RepoName,
+        number: u64,
+    ) -> Result<Vec<String>, GitHostError>;
+    /// The full messages of a PR's commits, oldest first, up to the host's listing limit
+    /// (GitHub: 250 commits).
+    async fn commit_messages(
         &self,
         repo: &RepoName,
         number: u64,

@@ -56,6 +56,8 @@ struct Pr<'a> {
     draft: Option<bool>,
     #[serde(borrow, default)]
     labels: Option<Vec<Label<'a>>>,
+    #[serde(borrow, default)]
+    body: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -187,6 +189,11 @@ fn pull_request(p: Payload<'_>) -> Result<HostEvent, IntakeError> {
             .flatten()
             .filter_map(|l| l.name.as_ref().map(|n| n.to_string()))
             .collect(),
+        remap: pr
+            .body
+            .as_deref()
+            .map(|b| crate::diff::remap::parse_text(b, "PR description"))
+            .unwrap_or_default(),
     }))
 }
 

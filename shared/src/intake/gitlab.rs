@@ -102,6 +102,11 @@ fn merge_request(v: &Value) -> Result<HostEvent, IntakeError> {
         base_sha: None,
         draft,
         labels: titles(v.get("labels").or_else(|| oa.get("labels"))),
+        remap: oa
+            .get("description")
+            .and_then(Value::as_str)
+            .map(|d| crate::diff::remap::parse_text(d, "MR description"))
+            .unwrap_or_default(),
     }))
 }
 

@@ -102,6 +102,9 @@ pub struct PrEvent {
     pub draft: bool,
     /// Labels on the PR after the event.
     pub labels: Vec<String>,
+    /// Column remapping directives in the PR description (GitHub `pull_request.body`,
+    /// GitLab `object_attributes.description`), in order.
+    pub remap: Vec<crate::diff::remap::Remap>,
 }
 
 /// Who wrote a comment, as the host names them: the GitHub login, or the GitLab user id

@@ -755,12 +755,16 @@ fn model_details(
         }
     }
     for rn in &s.renamed {
+        let how = if rn.from_pr {
+            "from the PR".to_owned()
+        } else {
+            format!("{} agree", agreement(rn.agreement_pct))
+        };
         let _ = writeln!(
             out,
-            "- Renamed {} → {} ({} agree)",
+            "- Renamed {} → {} ({how})",
             code(&rn.from),
-            code(&rn.to),
-            agreement(rn.agreement_pct)
+            code(&rn.to)
         );
     }
     if !r.columns.is_empty() {
@@ -884,13 +888,12 @@ pub fn text(r: &DiffResult) -> String {
         let _ = writeln!(out, "type changed: {}", s.type_changed.join(", "));
     }
     for rn in &s.renamed {
-        let _ = writeln!(
-            out,
-            "renamed {} → {} ({} agree)",
-            rn.from,
-            rn.to,
-            agreement(rn.agreement_pct)
-        );
+        let how = if rn.from_pr {
+            "from the PR".to_owned()
+        } else {
+            format!("{} agree", agreement(rn.agreement_pct))
+        };
+        let _ = writeln!(out, "renamed {} → {} ({how})", rn.from, rn.to);
     }
     for c in &r.columns {
         match (c.changed, c.changed_pct, c.nulls) {

@@ -412,6 +412,7 @@ fn tolerant_and_renamed_columns_say_so_in_the_comment_and_the_text() {
         from: "amt".into(),
         to: "amount_usd".into(),
         agreement_pct: 99.8,
+        from_pr: false,
     });
     let mut rep = report();
     rep.entries[0].outcome = Ok(r.clone());
@@ -597,4 +598,28 @@ fn a_re_used_result_says_since_which_commit_in_its_row_only() {
     };
     assert_eq!(figures(&md), figures(&plain));
     assert!(!plain.contains("unchanged since"));
+}
+
+#[test]
+fn a_pair_the_pr_remapped_is_shown_as_a_rename_from_the_pr() {
+    let mut r = result("orders", 7);
+    r.schema.renamed.push(crate::diff::Renamed {
+        from: "legacy_code".into(),
+        to: "code".into(),
+        agreement_pct: 97.5,
+        from_pr: true,
+    });
+    let mut rep = report();
+    rep.entries[0].outcome = Ok(r.clone());
+    let md = markdown(&rep);
+    assert!(
+        md.contains("- Renamed `legacy_code` → `code` (from the PR)"),
+        "{md}"
+    );
+    assert!(!md.contains("97.5"), "{md}");
+    let t = text(&r);
+    assert!(
+        t.contains("renamed legacy_code → code (from the PR)"),
+        "{t}"
+    );
 }

@@ -439,6 +439,9 @@ struct FakeGitHub {
     statuses: Statuses,
     /// The PR's changed files (`GET /pulls/{n}/files`).
     files: Arc<Mutex<Vec<String>>>,
+    /// The PR's commit messages, oldest first (`GET /pulls/{n}/commits`; GitLab
+    /// `GET /merge_requests/:iid/commits`, newest first).
+    commits: Arc<Mutex<Vec<String>>>,
     /// Check runs (GitHub App installs).
     check_runs: CheckRuns,
     /// Set: the App lacks `checks:write` and every check run request answers 403.
@@ -532,6 +535,34 @@ impl FakeGitHub {
                 ResponseTemplate::new(200).set_body_json(serde_json::json!({
                     "permission": role, "role_name": role, "user": {"login": user}
                 }))
+            })
+            .mount(&server)
+            .await;
+        let commits = self.commits.clone();
+        Mock::given(method("GET"))
+            .and(path(format!("{base}/pulls/{PR_NUMBER}/commits")))
+            .and(header("authorization", "Bearer ghp_test"))
+            .respond_with(move |_: &Request| {
+                // Entries of GitHub's "list commits on a pull request" (a recorded answer,
+                // its messages replaced; one page, no Link header).
+                let recorded: Vec<serde_json::Value> = serde_json::from_slice(
+                    &std::fs::read(prdiff_tests::fixtures().join(
+                        "github/rest/pygithub-replay/PullRequest.testGetCommits.response0.get.200.json",
+                    ))
+                    .unwrap(),
+                )
+                .unwrap();
+                let entries: Vec<serde_json::Value> = commits
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|m| {
+                        let mut e = recorded[0].clone();
+                        e["commit"]["message"] = m.as_str().into();
+                        e
+                    })
+                    .collect();
+                ResponseTemplate::new(200).set_body_json(entries)
             })
             .mount(&server)
             .await;
@@ -704,6 +735,32 @@ impl FakeGitHub {
                     "id": id, "username": format!("user{id}"), "state": "active",
                     "access_level": level
                 }))
+            })
+            .mount(&server)
+            .await;
+        let commits = self.commits.clone();
+        Mock::given(method("GET"))
+            .and(path(format!("{mr}/commits")))
+            .respond_with(move |_: &Request| {
+                // GitLab's "get single merge request commits" entries, newest first.
+                let entries: Vec<serde_json::Value> = commits
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .rev()
+                    .map(|m| {
+                        serde_json::json!({
+                            "id": "ed899a2f4b50b4370feeea94676502b42383c746",
+                            "short_id": "ed899a2f4b5",
+                            "title": m.lines().next().unwrap_or(""),
+                            "author_name": "example",
+                            "author_email": "user@example.com",
+                            "created_at": "2012-09-20T11:50:22+03:00",
+                            "message": m
+                        })
+                    })
+                    .collect();
+                ResponseTemplate::new(200).set_body_json(entries)
             })
             .mount(&server)
             .await;

@@ -85,6 +85,42 @@ async fn github_changed_files_follow_pages_and_include_renamed_paths() {
 }
 
 #[tokio::test]
+async fn github_commit_messages_follow_pages_oldest_first() {
+    let server = MockServer::start().await;
+    let recorded = rest("PullRequest.testGetCommits.response0.get.200.json");
+    let full_page: Vec<Value> = (0..100)
+        .map(|i| {
+            let mut c = recorded[0].clone();
+            c["commit"]["message"] = format!("commit {i}").into();
+            c
+        })
+        .collect();
+    Mock::given(method("GET"))
+        .and(path("/repos/octo/analytics/pulls/31/commits"))
+        .and(query_param("page", "1"))
+        .and(header("authorization", "Bearer ghp_test"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(full_page))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/octo/analytics/pulls/31/commits"))
+        .and(query_param("page", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&recorded))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let messages = github(&server).commit_messages(&repo(), 31).await.unwrap();
+    assert_eq!(messages.len(), 103);
+    assert_eq!(messages[0], "commit 0");
+    assert_eq!(messages[100], "Improve test coverage");
+    assert_eq!(
+        messages[102],
+        "Test (and implement) Issue.*_label*\n\nAnd this commit will be used to test PullRequests"
+    );
+}
+
+#[tokio::test]
 async fn github_merge_base_comes_from_compare() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
@@ -414,6 +450,31 @@ async fn gitlab_changed_files_come_from_the_mr_diffs() {
         .await
         .unwrap();
     assert_eq!(files, ["README", "VERSION"]);
+}
+
+#[tokio::test]
+async fn gitlab_commit_messages_come_oldest_first() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(format!("{GL}/merge_requests/1/commits")))
+        .and(header("private-token", "glpat-test"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(gitlab_fixture("gitlab-docs.api.merge_request_commits.json")),
+        )
+        .mount(&server)
+        .await;
+    let messages = gitlab(&server)
+        .commit_messages(&group_repo(), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        messages,
+        [
+            "Sanitize for network graph",
+            "Replace sanitize with escape once"
+        ]
+    );
 }
 
 #[tokio::test]

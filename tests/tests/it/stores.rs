@@ -67,6 +67,7 @@ fn run(number: u64, head: &str) -> CiRun {
         updated_at: unix_now(),
         on_demand: None,
         previous: None,
+        remap: Vec::new(),
     }
 }
 
@@ -237,6 +238,19 @@ async fn run_store_contract(store: Arc<dyn RunStore>, concurrent: bool) {
         .unwrap()
         .unwrap();
     assert_eq!(current.id, second.id);
+
+    // The PR description's remapping directives are kept with the run.
+    let mut with_remap = run(2, A);
+    with_remap.remap = vec![prdiff_shared::diff::remap::Remap {
+        from: "legacy_code".into(),
+        to: "code".into(),
+        glob: Some("orders_*".into()),
+    }];
+    store.start_run(&with_remap).await.unwrap();
+    assert_eq!(
+        store.get_run(&with_remap.id).await.unwrap().unwrap().remap,
+        with_remap.remap
+    );
 
     // Transitions are conditional on the state the caller saw.
     let moved = store

@@ -925,6 +925,7 @@ async fn a_run_another_delivery_is_still_starting_is_left_to_it_until_that_one_f
         updated_at: 0,
         on_demand: None,
         previous: None,
+        remap: Vec::new(),
     };
     h.store.start_run(&run).await.unwrap();
     let intake = prdiff_webhook::intake_claim(&run.id);

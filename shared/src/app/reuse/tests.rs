@@ -293,6 +293,7 @@ mod lookup {
             created_at: 0,
             updated_at: 0,
             on_demand: None,
+            remap: Vec::new(),
             previous: None,
         };
         std::thread::sleep(std::time::Duration::from_millis(2));

@@ -421,3 +421,30 @@ fn a_gitlab_merge_request_note_with_the_command_is_a_run_command() {
         HostEvent::NotHandled(_)
     ));
 }
+
+#[test]
+fn remapping_directives_are_read_from_the_pr_description() {
+    use crate::diff::remap::Remap;
+    let want = vec![Remap {
+        from: "legacy_code".into(),
+        to: "code".into(),
+        glob: Some("orders_*".into()),
+    }];
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&fixture("github/pull_request.opened.json")).unwrap();
+    assert!(
+        pr(gh("pull_request", "pull_request.opened.json"))
+            .remap
+            .is_empty()
+    );
+    v["pull_request"]["body"] =
+        "Renames a column.\r\n\r\ndatafold: remapped legacy_code code orders_*\r\nprdiff remap x \"y\"".into();
+    let e = pr(github::parse("pull_request", &serde_json::to_vec(&v).unwrap()).unwrap());
+    assert_eq!(e.remap, want);
+
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&fixture("gitlab/gitlab-docs.merge_request.open.json")).unwrap();
+    v["object_attributes"]["description"] = "X-Datafold: rename legacy_code code orders_*\n".into();
+    let e = pr(gitlab::parse("Merge Request Hook", &serde_json::to_vec(&v).unwrap()).unwrap());
+    assert_eq!(e.remap, want);
+}

@@ -1113,6 +1113,34 @@ async fn through_serve_over(
     pr_manifest: Vec<u8>,
     pr_run_results: Option<Vec<u8>>,
 ) -> (String, Vec<(StatusState, String)>) {
+    let pr = PrText::default();
+    through_serve_pr(
+        delivery,
+        extra,
+        prod_manifest,
+        pr_manifest,
+        pr_run_results,
+        pr,
+    )
+    .await
+}
+
+/// What the PR says: its commit messages (oldest first) and its description.
+#[derive(Default)]
+struct PrText<'a> {
+    commits: &'a [&'a str],
+    description: Option<&'a str>,
+}
+
+/// [`through_serve_over`] for a PR with `pr`'s commit messages and description.
+async fn through_serve_pr(
+    delivery: &str,
+    extra: &str,
+    prod_manifest: Option<Vec<u8>>,
+    pr_manifest: Vec<u8>,
+    pr_run_results: Option<Vec<u8>>,
+    pr_text: PrText<'_>,
+) -> (String, Vec<(StatusState, String)>) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("prdiff.db");
     let store = Arc::new(EmbeddedStore::open(&db).unwrap());
@@ -1123,12 +1151,16 @@ async fn through_serve_over(
     }
     p.pr_run(930, HEAD, status::SUCCESS, pr_run_results);
     p.dbt.put_artifact(930, "manifest.json", pr_manifest);
+    *p.host.commits.lock().unwrap() = pr_text.commits.iter().map(|m| m.to_string()).collect();
     let (addr, stop, task) = start_serve(&p, &db).await;
     let mut body: serde_json::Value = serde_json::from_slice(
         &std::fs::read(prdiff_tests::fixtures().join("github/pull_request.opened.json")).unwrap(),
     )
     .unwrap();
     body["pull_request"]["head"]["sha"] = HEAD.into();
+    if let Some(d) = pr_text.description {
+        body["pull_request"]["body"] = d.into();
+    }
     let req = github("pull_request", delivery, serde_json::to_vec(&body).unwrap());
     let mut post = reqwest::Client::new().post(format!("http://{addr}/webhook"));
     for (k, v) in &req.headers {
@@ -1910,4 +1942,83 @@ async fn a_push_with_every_model_unchanged_is_reported_without_diffing_on_sqlite
 async fn a_push_with_every_model_unchanged_is_reported_without_diffing_on_moto() {
     let store = Arc::new(crate::stores::dynamo_store().await);
     every_model_unchanged(&Pipeline::over(store.clone(), store, &config("shop", "")).await).await;
+}
+
+#[tokio::test]
+async fn through_serve_a_remapping_in_a_commit_message_compares_the_pair_with_exact_counts() {
+    // `legacy_code` became `code`, and 50 of 1,000 values changed (95 % agree: below
+    // what rename detection accepts).
+    let prod = "SELECT g AS id, 'C' || g AS legacy_code, g * 10 AS amount
+                FROM generate_series(1, 1000) AS g";
+    let pr = "SELECT g AS id, CASE WHEN g % 20 = 0 THEN 'X' || g ELSE 'C' || g END AS code,
+                g * 10 AS amount
+              FROM generate_series(1, 1000) AS g";
+    let (prod_m, pr_m, pr_rr) = orders_from(prod, pr, serde_json::json!({})).await;
+    let commits = [
+        "Rename legacy_code\n\ndatafold remap legacy_code code",
+        "Fix formatting",
+    ];
+    let pr_text = PrText {
+        commits: &commits,
+        description: None,
+    };
+    let (comment, statuses) =
+        through_serve_pr("o-remap-1", "", Some(prod_m), pr_m, Some(pr_rr), pr_text).await;
+    assert!(
+        comment.contains("- Renamed `legacy_code` → `code` (from the PR)"),
+        "{comment}"
+    );
+    assert!(!comment.contains("Columns added"), "{comment}");
+    assert!(!comment.contains("Columns removed"), "{comment}");
+    // | model | rows prod → PR | added | removed | changed | columns changed | schema | …
+    let orders = row(&comment, "orders");
+    assert_eq!(
+        orders[2..8],
+        ["1,000 → 1,000", "0", "0", "50", "1", "1 renamed"],
+        "{comment}"
+    );
+    let code = comment
+        .lines()
+        .find(|l| l.starts_with("| `code` |"))
+        .unwrap_or_else(|| panic!("no code row in:\n{comment}"));
+    assert!(code.contains("| 50 |"), "{code}");
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+
+    // Without the directive: one column removed, one added, and no rows changed.
+    let (prod_m, pr_m, pr_rr) = orders_from(prod, pr, serde_json::json!({})).await;
+    let (comment, _) = through_serve_over("o-remap-2", "", Some(prod_m), pr_m, Some(pr_rr)).await;
+    assert!(!comment.contains("Renamed"), "{comment}");
+    assert!(comment.contains("- Columns added: `code`"), "{comment}");
+    assert!(
+        comment.contains("- Columns removed: `legacy_code`"),
+        "{comment}"
+    );
+    let orders = row(&comment, "orders");
+    assert_eq!(
+        orders[2..7],
+        ["1,000 → 1,000", "0", "0", "0", "0"],
+        "{comment}"
+    );
+}
+
+#[tokio::test]
+async fn through_serve_the_pr_description_s_remapping_wins_over_a_commit_s() {
+    // A commit maps `legacy_code` to a column the PR does not have; the description, with a
+    // glob naming `orders`, maps it to `code`.
+    let prod = "SELECT g AS id, 'C' || g AS legacy_code FROM generate_series(1, 200) AS g";
+    let pr = "SELECT g AS id, CASE WHEN g <= 7 THEN 'X' ELSE 'C' || g END AS code
+              FROM generate_series(1, 200) AS g";
+    let (prod_m, pr_m, pr_rr) = orders_from(prod, pr, serde_json::json!({})).await;
+    let pr_text = PrText {
+        commits: &["prdiff remap legacy_code code_v2"],
+        description: Some("Renames a column.\r\n\r\nX-Prdiff: rename legacy_code code ord*\r\n"),
+    };
+    let (comment, _) =
+        through_serve_pr("o-remap-3", "", Some(prod_m), pr_m, Some(pr_rr), pr_text).await;
+    assert!(
+        comment.contains("- Renamed `legacy_code` → `code` (from the PR)"),
+        "{comment}"
+    );
+    let orders = row(&comment, "orders");
+    assert_eq!(orders[2..7], ["200 → 200", "0", "0", "7", "1"], "{comment}");
 }
