@@ -380,3 +380,73 @@ async fn through_prdiff_serve_the_trigger_needs_its_token_and_then_runs_past_the
     assert_eq!(statuses.len(), 1, "{statuses:?}");
     assert_eq!(statuses[0].0, StatusState::Success);
 }
+
+#[tokio::test]
+async fn an_on_demand_run_diffs_again_what_a_push_would_re_use() {
+    let p = Pipeline::embedded(&config("shop", "")).await;
+    let first = p.open_pr("od-reuse-1", HEAD).await;
+    finish(&p, &first, 2).await;
+    // The same head and production run: every input of both models is unchanged, so a
+    // push's run would re-use both results. Asked for on demand, both are diffed again.
+    let resp = prdiff_webhook::handle(
+        &pr_comment("od-reuse-2", "Codertocat", "/prdiff run"),
+        &p.webhook,
+    )
+    .await;
+    let second = accepted(&resp);
+    assert_ne!(second, first);
+    assert_eq!(
+        p.deliver_polls().await,
+        [prdiff_poller::PollOutcome::FannedOut { models: 2 }]
+    );
+    assert_eq!(p.deliver_diffs().await.len(), 2, "a diff message per model");
+    assert_eq!(run_state(&p, &second).await, RunState::Done);
+    let comments = p.comments();
+    let last = comments.last().expect("the sticky comment");
+    assert!(!last.contains("unchanged since"), "{last}");
+    assert_eq!(row(last, "orders")[2..6], ["1,000 → 999", "0", "1", "50"]);
+}
+
+#[tokio::test]
+async fn through_prdiff_serve_a_writers_run_comment_diffs_a_pr_the_label_gate_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("prdiff.db");
+    let store = Arc::new(EmbeddedStore::open(&db).unwrap());
+    let p = Pipeline::over(store.clone(), store, &config("shop", LABELLED)).await;
+    p.prod_run(542, BASE);
+    p.pr_run(942, HEAD, status::SUCCESS, None);
+    let (addr, stop, task) = start_serve(&p, &db).await;
+    let deliver = |req: prdiff_webhook::WebhookRequest| async move {
+        let mut post = reqwest::Client::new().post(format!("http://{addr}/webhook"));
+        for (k, v) in &req.headers {
+            post = post.header(k.as_str(), v.as_str());
+        }
+        post.body(req.body.clone()).send().await.unwrap()
+    };
+    // A reader's command starts nothing; the admin's runs past the label gate.
+    let refused = deliver(pr_comment("od-s1", "reader", "/prdiff run")).await;
+    assert_eq!(refused.status().as_u16(), 200);
+    assert!(current_run(&p).await.is_none(), "nothing written");
+    let resp = deliver(pr_comment("od-s2", "Codertocat", "/prdiff run")).await;
+    assert_eq!(resp.status().as_u16(), 202);
+    eventually("the final status", Duration::from_secs(60), || {
+        !p.final_statuses(HEAD).is_empty()
+    })
+    .await;
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    let run = current_run(&p).await.unwrap();
+    assert_eq!(run.state, RunState::Done);
+    assert_eq!(run.on_demand.unwrap().by, "github:Codertocat");
+    let comments = p.comments();
+    assert_eq!(comments.len(), 1, "{comments:?}");
+    let orders = row(&comments[0], "orders");
+    assert_eq!(orders[2..6], ["1,000 → 999", "0", "1", "50"], "{orders:?}");
+    assert_eq!(
+        p.final_statuses(HEAD),
+        [(
+            StatusState::Success,
+            "prdiff: 2 models diffed, 1 with differences".to_owned()
+        )]
+    );
+}
