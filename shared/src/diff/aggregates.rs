@@ -68,6 +68,9 @@ pub enum JoinAgg {
     RenameDiffers(usize),
     /// Matched rows where rename candidate `j` differs and no compared column does.
     RenameOnly(usize),
+    /// Matched rows where both columns of rename candidate `j` are NULL: no evidence either
+    /// way, left out of its agreement.
+    RenameBothNull(usize),
 }
 
 impl JoinAgg {
@@ -100,6 +103,7 @@ impl JoinAgg {
             JoinAgg::ExChangedCol(i) => format!("ex_changed_{i}"),
             JoinAgg::RenameDiffers(j) => format!("rename_differs_{j}"),
             JoinAgg::RenameOnly(j) => format!("rename_only_{j}"),
+            JoinAgg::RenameBothNull(j) => format!("rename_nulls_{j}"),
             JoinAgg::RowCount => "row_count".into(),
             JoinAgg::NullKeys => "null_keys".into(),
             JoinAgg::NullsCol(i) => format!("nulls_{i}"),

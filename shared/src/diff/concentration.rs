@@ -218,10 +218,11 @@ mod tests {
         assert_eq!(sample_rate(100_000, 5_000), None, "small table: every row");
         assert_eq!(sample_rate(1_000_000, 0), None);
         assert_eq!(
-            sample_rate(1_000_000, 6_000),
+            sample_rate(1_000_000, (SAMPLE_CHANGED_ROWS * 1.5) as u64),
             None,
             "a sample would hold most keys"
         );
+        assert!(sample_rate(1_000_000, (SAMPLE_CHANGED_ROWS * 2.5) as u64).is_some());
         let rate = sample_rate(1_000_000, 14_100).expect("sampled");
         assert!((rate * 14_100.0 - SAMPLE_CHANGED_ROWS).abs() < 1e-6);
     }

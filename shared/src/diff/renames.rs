@@ -1,6 +1,6 @@
 //! Rename detection: a column removed in the PR and one added whose values agree on at
-//! least [`MIN_AGREEMENT_PCT`] % of matched rows are reported as a rename and compared as
-//! one column.
+//! least [`MIN_AGREEMENT_PCT`] % of matched rows (those where either holds a value) are
+//! reported as a rename and compared as one column.
 //!
 //! When the schema has both removed and added columns, [`candidates`] pairs them (same
 //! type family, at most [`MAX_CANDIDATES`] pairs) and the join pass that counts everything
@@ -75,8 +75,9 @@ pub(super) struct Accepted {
     agreement_pct: f64,
 }
 
-/// The pairs that agree on at least [`MIN_AGREEMENT_PCT`] % of `matched` rows, best
-/// first; a column takes part in one rename at most.
+/// The pairs that agree on at least [`MIN_AGREEMENT_PCT`] % of the `matched` rows where
+/// either column holds a value (rows where both are NULL are no evidence), best first; a
+/// column takes part in one rename at most.
 pub(super) fn accept(
     plan: &ComparePlan,
     agg: &Aggregates,
@@ -87,8 +88,15 @@ pub(super) fn accept(
     }
     let mut all = Vec::new();
     for index in 0..plan.renames.len() {
-        let differs = agg.int(JoinAgg::RenameDiffers(index))?.min(matched);
-        let agreement_pct = 100.0 * (matched - differs) as f64 / matched as f64;
+        // Rows where both columns are NULL say nothing about a rename: two unrelated
+        // columns that are NULL everywhere would otherwise "agree" on every row.
+        let both_null = agg.int(JoinAgg::RenameBothNull(index))?.min(matched);
+        let informative = matched - both_null;
+        if informative == 0 {
+            continue;
+        }
+        let differs = agg.int(JoinAgg::RenameDiffers(index))?.min(informative);
+        let agreement_pct = 100.0 * (informative - differs) as f64 / informative as f64;
         if agreement_pct >= MIN_AGREEMENT_PCT {
             all.push(Accepted {
                 index,
@@ -224,10 +232,16 @@ mod tests {
         );
         // Pairs in order: a→x, a→y, b→x, b→y.
         let names: Vec<JoinAgg> = (0..4)
-            .flat_map(|j| [JoinAgg::RenameDiffers(j), JoinAgg::RenameOnly(j)])
+            .flat_map(|j| {
+                [
+                    JoinAgg::RenameDiffers(j),
+                    JoinAgg::RenameOnly(j),
+                    JoinAgg::RenameBothNull(j),
+                ]
+            })
             .collect();
         // Of 1 000 matched rows: a→x 5 differ (99.5 %), a→y 1 (99.9 %), b→x 500, b→y 0.
-        let row = ["5", "2", "1", "1", "500", "0", "0", "0"]
+        let row = ["5", "2", "0", "1", "1", "0", "500", "0", "0", "0", "0", "0"]
             .iter()
             .map(|v| Some(v.to_string()))
             .collect();
@@ -244,5 +258,34 @@ mod tests {
         assert_eq!(pairs, [("b", "y", 100.0), ("a", "x", 99.5)]);
         assert_eq!(extra_changed(&got), 2);
         assert!(accept(&p, &agg, 0).expect("reads").is_empty());
+    }
+
+    #[test]
+    fn rows_where_both_columns_are_null_are_no_evidence_of_a_rename() {
+        let p = plan(
+            &[("id", "integer"), ("a", "integer")],
+            &[("id", "integer"), ("x", "integer")],
+        );
+        let names = [
+            JoinAgg::RenameDiffers(0),
+            JoinAgg::RenameOnly(0),
+            JoinAgg::RenameBothNull(0),
+        ];
+        let agg = |differs: u64, both_null: u64| {
+            let row = [differs, 0, both_null]
+                .iter()
+                .map(|v| Some(v.to_string()))
+                .collect();
+            Aggregates::new(&names, Some(row)).expect("one row")
+        };
+        // Two columns NULL on every matched row: no rename.
+        assert!(accept(&p, &agg(0, 1000), 1000).unwrap().is_empty());
+        // NULL on 990 rows, and 5 of the other 10 differ: 50 %, no rename (counted over
+        // every matched row it would have been 99.5 %).
+        assert!(accept(&p, &agg(5, 990), 1000).unwrap().is_empty());
+        // NULL on 500 rows, the other 500 all agree: a rename at 100 %.
+        let got = accept(&p, &agg(0, 500), 1000).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].agreement_pct, 100.0);
     }
 }

@@ -13,7 +13,7 @@ fn request(l: &Loaded) -> DiffRequest {
 /// 200 rows. `old_amount` → `new_amount` (integer → bigint) agrees on 199 rows (99.5 %);
 /// `gone` and `fresh` (text) agree on 190 (95 %): unrelated, they stay removed and added.
 /// `keep` differs on row 9, the renamed column on row 7 (where `keep` is NULL on both
-/// sides).
+/// sides). `empty_old` → `empty_new` are NULL on every row: no evidence, no rename.
 ///
 /// The PR's table has another name: bqemulator binds a column of a table to the
 /// same-named table of another dataset (`Table "t" does not have a column named
@@ -39,17 +39,17 @@ fn tables() -> (String, String) {
             9 => "0".to_owned(),
             _ => i.to_string(),
         };
-        p.push(format!("({i}, {}, 'v{i}', {keep_p})", i * 10));
-        q.push(format!("({i}, {new_amount}, '{fresh}', {keep})"));
+        p.push(format!("({i}, {}, 'v{i}', {keep_p}, NULL)", i * 10));
+        q.push(format!("({i}, {new_amount}, '{fresh}', {keep}, NULL)"));
     }
     (
         format!(
-            "CREATE TABLE t (id integer, old_amount integer, gone text, keep integer);
+            "CREATE TABLE t (id integer, old_amount integer, gone text, keep integer, empty_old integer);
              INSERT INTO t VALUES {};",
             p.join(", ")
         ),
         format!(
-            "CREATE TABLE t_pr (id integer, new_amount bigint, fresh text, keep integer);
+            "CREATE TABLE t_pr (id integer, new_amount bigint, fresh text, keep integer, empty_new bigint);
              INSERT INTO t_pr VALUES {};",
             q.join(", ")
         ),
@@ -72,10 +72,10 @@ async fn a_column_renamed_with_its_values_is_compared_as_one_and_unrelated_ones_
         assert_eq!(rn.agreement_pct, 99.5, "{k}");
         assert_eq!(
             r.schema.removed,
-            ["gone"],
-            "{k}: 95 % agreement is no rename"
+            ["gone", "empty_old"],
+            "{k}: 95 % agreement is no rename, nor two columns NULL everywhere"
         );
-        assert_eq!(r.schema.added, ["fresh"], "{k}");
+        assert_eq!(r.schema.added, ["fresh", "empty_new"], "{k}");
         assert_eq!(r.matched, Some(200), "{k}");
         assert_eq!(changed_of(&r, "new_amount"), 1, "{k}: row 7");
         assert_eq!(changed_of(&r, "keep"), 1, "{k}: row 9");
@@ -87,7 +87,7 @@ async fn a_column_renamed_with_its_values_is_compared_as_one_and_unrelated_ones_
         req.exclude_columns = vec!["new_amount".into()];
         let r = run(&l, &req).await;
         assert!(r.schema.renamed.is_empty(), "{k}");
-        assert_eq!(r.schema.removed, ["old_amount", "gone"], "{k}");
+        assert_eq!(r.schema.removed, ["old_amount", "gone", "empty_old"], "{k}");
         assert_eq!(r.changed, Some(1), "{k}: row 9 only");
     }
 }

@@ -310,6 +310,7 @@ impl<'a> JoinSql<'a> {
                     "{} AS rd{j}",
                     self.column_differs(&r.column, &a, &b)
                 ));
+                flags.push(format!("({a} IS NULL AND {b} IS NULL) AS rn{j}"));
             }
         }
         // A column group: whether any column of the row differs, as one expression (one
@@ -456,6 +457,10 @@ impl<'a> JoinSql<'a> {
             items.push((
                 d.count_where(&format!("{differs} AND {unchanged}")),
                 JoinAgg::RenameOnly(j),
+            ));
+            items.push((
+                d.count_where(&format!("{} AND x.rn{j}", k.both)),
+                JoinAgg::RenameBothNull(j),
             ));
         }
         items
