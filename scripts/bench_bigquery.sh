@@ -22,7 +22,7 @@ cd "$ROOT"
 BQ_VENV=.venvs/bigquery
 if [ ! -x "$BQ_VENV/bin/python" ]; then python3 -m venv "$BQ_VENV"; fi
 "$BQ_VENV/bin/python" -c 'import bqemulator, numpy' 2>/dev/null \
-  || "$BQ_VENV/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-bigquery.txt
+  || "$BQ_VENV/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-bigquery.txt -c scripts/constraints-bigquery.txt
 
 PROFILE="${PRDIFF_BENCH_PROFILE:-release}"
 if [ "$PROFILE" = dev ]; then

@@ -18,7 +18,7 @@ cd "$ROOT"
 
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/python -c 'import fakesnow, duckdb, snowflake.connector' 2>/dev/null \
-  || .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+  || .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt -c scripts/constraints-test.txt
 
 PROFILE="${PRDIFF_BENCH_PROFILE:-release}"
 if [ "$PROFILE" = dev ]; then

@@ -39,25 +39,28 @@ trap cleanup EXIT INT TERM
 
 log "Python tools (.venv)"
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
-REQ_HASH="$(sha256sum scripts/requirements-test.txt | cut -c1-16)"
+REQ_HASH="$(cat scripts/requirements-test.txt scripts/constraints-test.txt | sha256sum | cut -c1-16)"
 if [ "$(cat .venv/.req-hash 2>/dev/null)" != "$REQ_HASH" ]; then
-  .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+  .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt \
+    -c scripts/constraints-test.txt
   echo "$REQ_HASH" > .venv/.req-hash
 fi
 # bqemulator needs an older sqlglot than fakesnow: its own venv.
 BQ_VENV=.venvs/bigquery
 if [ ! -x "$BQ_VENV/bin/python" ]; then python3 -m venv "$BQ_VENV"; fi
-BQ_REQ_HASH="$(sha256sum scripts/requirements-bigquery.txt | cut -c1-16)"
+BQ_REQ_HASH="$(cat scripts/requirements-bigquery.txt scripts/constraints-bigquery.txt | sha256sum | cut -c1-16)"
 if [ "$(cat "$BQ_VENV/.req-hash" 2>/dev/null)" != "$BQ_REQ_HASH" ]; then
-  "$BQ_VENV/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-bigquery.txt
+  "$BQ_VENV/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-bigquery.txt \
+    -c scripts/constraints-bigquery.txt
   echo "$BQ_REQ_HASH" > "$BQ_VENV/.req-hash"
 fi
 
 BH_VENV=.venvs/brickhouse
 if [ ! -x "$BH_VENV/bin/python" ]; then mkdir -p .venvs && python3 -m venv "$BH_VENV"; fi
-BH_HASH="$(sha256sum scripts/requirements-brickhouse.txt | cut -c1-16)"
+BH_HASH="$(cat scripts/requirements-brickhouse.txt scripts/constraints-brickhouse.txt | sha256sum | cut -c1-16)"
 if [ "$(cat "$BH_VENV/.req-hash" 2>/dev/null)" != "$BH_HASH" ]; then
-  "$BH_VENV/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-brickhouse.txt
+  "$BH_VENV/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements-brickhouse.txt \
+    -c scripts/constraints-brickhouse.txt
   echo "$BH_HASH" > "$BH_VENV/.req-hash"
 fi
 
