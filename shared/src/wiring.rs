@@ -220,6 +220,7 @@ impl Adapters {
             dbt: self.dbt.clone(),
             poll_queue: Self::queue(&self.queues.poll, POLL_QUEUE)?,
             diff_queue: Self::queue(&self.queues.diff, DIFF_QUEUE)?,
+            metadata: Some(self.metadata.clone()),
             settings,
         })
     }

@@ -19,7 +19,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::app::fanout::{CountSide, StoredOutcome, Summary, WorkItem};
+use crate::app::fanout::{CountSide, StoredOutcome, WorkItem};
 use crate::config::CiConfig;
 use crate::diff;
 use crate::diff::DiffResult;
@@ -292,62 +292,31 @@ async fn diff_model(
     }
 }
 
-/// Renders and publishes the report once. False when another invocation holds the claim
-/// or already finished.
+/// Renders and publishes the report once (see
+/// [`publish_run_report`](crate::app::publish::publish_run_report)). False when
+/// another invocation holds the claim or already finished.
 async fn publish(run: &CiRun, config: &CiConfig, deps: &Deps) -> Result<bool, DiffRunError> {
-    let claim = format!("report#{}", run.id);
-    if !deps
-        .runs
-        .claim_delivery(&claim, Duration::from_secs(900))
-        .await?
-    {
-        return Ok(false);
-    }
-    let result = async {
-        let current = deps.runs.get_run(&run.id).await?;
-        if current.as_ref().map(|r| r.state) != Some(RunState::Diffing) {
-            return Ok(false);
-        }
-        let summary: Summary = match deps.runs.fanout_summary(&run.id).await? {
-            Some(s) => s,
-            None => {
-                return Err(DiffRunError::Invalid(format!(
-                    "run {} has no fan-out",
-                    run.id
-                )));
-            }
-        };
-        let results = deps.runs.results(&run.id).await?;
-        let mut report = crate::app::publish::build_report(config, run, &summary, &results);
-        if let Some(store) = &deps.metadata {
-            // Owners and descriptions of the changed and downstream models, from the sync.
-            let mut names: Vec<String> = report.entries.iter().map(|e| e.name.clone()).collect();
-            names.extend(report.downstream.iter().cloned());
-            report.metadata =
-                crate::metadata::report_metadata(store.as_ref(), &config.name, &names).await;
-        }
-        let host = deps.hosts.for_config(config).await?;
-        crate::app::publish::publish_report(host.as_ref(), config, run, &report).await?;
-        match deps
-            .runs
-            .transition(&run.id, RunState::Diffing, RunState::Done, None)
-            .await
-        {
-            Ok(_) | Err(StoreError::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        tracing::info!(models = report.entries.len(), "report published");
-        Ok(true)
-    }
-    .await;
-    if result.is_err() {
-        // Let a retry of this message publish.
-        if let Err(e) = deps.runs.release_delivery(&claim).await {
-            tracing::error!(error = %e, "could not release the report claim");
-        }
-    }
-    result
+    Ok(crate::app::publish::publish_run_report(
+        deps.runs.as_ref(),
+        deps.hosts.as_ref(),
+        deps.metadata.as_deref(),
+        config,
+        run,
+    )
+    .await?)
 }
+
+impl From<crate::app::publish::PublishRunError> for DiffRunError {
+    fn from(e: crate::app::publish::PublishRunError) -> Self {
+        use crate::app::publish::PublishRunError as P;
+        match e {
+            P::Store(e) => DiffRunError::Store(e),
+            P::GitHost(e) => DiffRunError::GitHost(e),
+            e @ P::NoFanOut(_) => DiffRunError::Invalid(e.to_string()),
+        }
+    }
+}
+
 /// Counts a work item's relation (see [`WorkItem::count`]) as a result whose counted
 /// side's rows are the count.
 pub async fn count_work(

@@ -107,6 +107,9 @@ pub struct Deps {
     pub dbt: Arc<dyn DbtCloudConnector>,
     pub poll_queue: Arc<dyn Queue>,
     pub diff_queue: Arc<dyn Queue>,
+    /// Synced model metadata (owners, descriptions) for a report the poller publishes
+    /// itself (nothing left to diff); `None` leaves it out.
+    pub metadata: Option<Arc<dyn crate::metadata::MetadataStore>>,
     pub settings: Settings,
 }
 
@@ -592,36 +595,26 @@ async fn publish_without_diffs(
     config: &CiConfig,
     run: &CiRun,
 ) -> Result<(), PollError> {
-    let claim = format!("report#{}", run.id);
-    if !deps
-        .runs
-        .claim_delivery(&claim, Duration::from_secs(900))
-        .await?
-    {
-        return Ok(());
-    }
-    let result = async {
-        let Some(summary) = deps.runs.fanout_summary(&run.id).await? else {
-            return Ok(());
-        };
-        let results = deps.runs.results(&run.id).await?;
-        let report = crate::app::publish::build_report(config, run, &summary, &results);
-        let host = deps.hosts.for_config(config).await?;
-        crate::app::publish::publish_report(host.as_ref(), config, run, &report).await?;
-        match deps
-            .runs
-            .transition(&run.id, RunState::Diffing, RunState::Done, None)
-            .await
-        {
-            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
-            Err(e) => Err(PollError::from(e)),
+    crate::app::publish::publish_run_report(
+        deps.runs.as_ref(),
+        deps.hosts.as_ref(),
+        deps.metadata.as_deref(),
+        config,
+        run,
+    )
+    .await?;
+    Ok(())
+}
+
+impl From<crate::app::publish::PublishRunError> for PollError {
+    fn from(e: crate::app::publish::PublishRunError) -> Self {
+        use crate::app::publish::PublishRunError as P;
+        match e {
+            P::Store(e) => PollError::Store(e),
+            P::GitHost(e) => PollError::GitHost(e),
+            e @ P::NoFanOut(_) => PollError::Config(e.to_string()),
         }
     }
-    .await;
-    if result.is_err() {
-        let _ = deps.runs.release_delivery(&claim).await;
-    }
-    result
 }
 
 /// Why the artifacts could not be read: `NotReady` may pass on a later look (not saved

@@ -916,6 +916,9 @@ impl Pipeline {
             sync_queue: sync,
             settings: prdiff_webhook::Settings::new(webhook_secret),
         };
+        // Synced model metadata (owners, descriptions): empty unless a test stores some.
+        let metadata: Arc<dyn prdiff_shared::metadata::MetadataStore> =
+            Arc::new(prdiff_shared::metadata::embedded::EmbeddedMetadata::in_memory());
         let poller = prdiff_poller::Deps {
             configs: configs.clone(),
             runs: runs.clone(),
@@ -924,6 +927,7 @@ impl Pipeline {
             dbt: Arc::new(prdiff_shared::dbtcloud::http::HttpDbtCloud::default()),
             poll_queue: poll.clone(),
             diff_queue: diffs.clone(),
+            metadata: Some(metadata.clone()),
             settings: prdiff_poller::Settings::default(),
         };
         let differ = prdiff_diff::Deps {
@@ -931,7 +935,7 @@ impl Pipeline {
             runs: runs.clone(),
             secrets: secrets.clone(),
             hosts: hosts.clone(),
-            metadata: None,
+            metadata: Some(metadata),
             settings: prdiff_diff::Settings::default(),
         };
         Self {

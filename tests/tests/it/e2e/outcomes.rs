@@ -1888,8 +1888,27 @@ async fn through_serve_with_reuse_unchanged_off_every_push_diffs_every_model() {
 }
 
 /// A push that changes nothing a model's diff reads: the poller re-uses every result,
-/// sends no diff message, counts each model once and publishes the report itself.
+/// sends no diff message, counts each model once and publishes the report itself, with
+/// the synced owner and description as the diff runner's report has them.
 async fn every_model_unchanged(p: &Pipeline) {
+    let config_name = config("shop", "").name;
+    let synced: prdiff_shared::metadata::ModelMetadata =
+        serde_json::from_value(serde_json::json!({
+            "unique_id": "model.shop.orders",
+            "name": "orders",
+            "resource_type": "model",
+            "package_name": "shop",
+            "description": "One row per order, refunds netted.",
+            "owner": "revenue-analytics"
+        }))
+        .unwrap();
+    p.differ
+        .metadata
+        .as_ref()
+        .unwrap()
+        .put_models(&config_name, &[synced], &Default::default())
+        .await
+        .unwrap();
     let first = p.open_pr("reuse-all-1", HEAD).await;
     p.prod_run(550, BASE);
     p.pr_run(950, HEAD, status::SUCCESS, None);
@@ -1922,6 +1941,20 @@ async fn every_model_unchanged(p: &Pipeline) {
             "{reused}"
         );
         assert_eq!(figures_now, figures(&diffed, model).1, "{model}");
+    }
+    for comment in [&diffed, &reused] {
+        let summary = comment
+            .lines()
+            .find(|l| l.starts_with("<details><summary><code>orders</code>"))
+            .unwrap_or_else(|| panic!("no section for orders: {comment}"));
+        assert!(
+            summary.ends_with(" · owner revenue-analytics</summary>"),
+            "{summary}"
+        );
+        assert!(
+            comment.contains("_One row per order, refunds netted._"),
+            "{comment}"
+        );
     }
     // Each re-used model counted once: the same status as the diffed push.
     let (before, after) = (p.final_statuses(HEAD), p.final_statuses(NEWER_HEAD));
