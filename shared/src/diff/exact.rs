@@ -185,8 +185,14 @@ pub(super) async fn exact_pass(
     let matched = r.matched.unwrap_or(0);
     let accepted = super::renames::accept(plan, &agg, matched)?;
     if !accepted.is_empty() {
-        let changed =
-            (r.changed.unwrap_or(0) + super::renames::extra_changed(&accepted)).min(matched);
+        let kind = if clean {
+            JoinKind::Plain
+        } else {
+            JoinKind::Windowed
+        };
+        let extra =
+            super::renames::extra_changed(wh, plan, kind, None, &accepted, &mut r.notes).await;
+        let changed = (r.changed.unwrap_or(0) + extra).min(matched);
         r.changed = Some(changed);
         r.unchanged = Some(matched - changed);
         super::renames::apply(plan, &accepted, matched, |x| (x, None), r);

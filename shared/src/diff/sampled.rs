@@ -222,7 +222,15 @@ pub(super) async fn sampled(
     };
     let matched_n = agg.int(JoinAgg::Matched)?;
     let accepted = super::renames::accept(plan, &agg, matched_n)?;
-    let extra = super::renames::extra_changed(&accepted).min(matched_n);
+    let kind = match method {
+        SampleMethod::Windowed => JoinKind::Windowed,
+        SampleMethod::Joined => JoinKind::Plain,
+    };
+    let bucket = bucket_at(req.seed, rate);
+    let extra =
+        super::renames::extra_changed(wh, plan, kind, Some(bucket), &accepted, &mut r.notes)
+            .await
+            .min(matched_n);
     let intervals = fill_sampled(&agg, nonnull, extra, s.z(), r)?;
     let matched = r.matched.unwrap_or(0);
     let z = s.z();

@@ -126,6 +126,22 @@ fn queries(d: &dyn Dialect) -> Vec<(&'static str, String)> {
         "join_renames_windowed",
         renames.join_query(d, JoinKind::Windowed, None),
     ));
+    all.push((
+        "renamed_only",
+        renames.renamed_only_query(d, JoinKind::Plain, None, &[0, 1]),
+    ));
+    all.push((
+        "renamed_only_sampled_windowed",
+        renames.renamed_only_query(
+            d,
+            JoinKind::Windowed,
+            Some(SampleBucket {
+                seed: 7,
+                threshold: 42_949_673,
+            }),
+            &[0, 1],
+        ),
+    ));
     let tol = tolerance_resolved(d).plan;
     all.push(("join_tolerance", tol.join_query(d, JoinKind::Plain, None)));
     all.push((

@@ -116,6 +116,49 @@ impl ComparePlan {
     }
 }
 
+impl ComparePlan {
+    /// The matched rows where no compared column differs but at least one of the
+    /// `renamed` rename candidates (indexes into [`ComparePlan::renames`]) does, as one
+    /// count: each such row once, however many of its renamed columns differ. The join
+    /// pass counts these rows per candidate only; with several renames accepted, their
+    /// sum would count a row once per differing renamed column.
+    ///
+    /// The join is the pass's own (its sample bucket; for [`JoinKind::Windowed`], keys
+    /// duplicated on a side left out), with every compared column's difference folded
+    /// into one flag, as a column group does, so the select list stays short however
+    /// wide the model.
+    pub fn renamed_only_query(
+        &self,
+        d: &dyn Dialect,
+        kind: JoinKind,
+        bucket: Option<SampleBucket>,
+        renamed: &[usize],
+    ) -> String {
+        let plan = ComparePlan {
+            group: (!self.columns.is_empty()).then_some(0..0),
+            ..self.clone()
+        };
+        let kind = if kind == JoinKind::Windowed {
+            JoinKind::Windowed
+        } else {
+            JoinKind::Plain
+        };
+        let j = JoinSql::new(&plan, d, kind, bucket);
+        let both = j.kinds().both;
+        let any: Vec<String> = renamed.iter().map(|r| format!("x.rd{r}")).collect();
+        let cond = format!(
+            "{both} AND NOT COALESCE(x.dx, {}) AND ({})",
+            d.false_literal(),
+            balanced_or(&any)
+        );
+        format!(
+            "SELECT {} FROM ({}) x",
+            d.cast(&d.count_where(&cond), d.bigint_type()),
+            j.gated()
+        )
+    }
+}
+
 /// One join pass being written: the plan, the dialect and what kind of pass it is.
 struct JoinSql<'a> {
     plan: &'a ComparePlan,
