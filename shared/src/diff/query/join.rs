@@ -59,12 +59,7 @@ impl ComparePlan {
             renames: Vec::new(),
             ..self.clone()
         };
-        let kind = if kind == JoinKind::Windowed {
-            JoinKind::Windowed
-        } else {
-            JoinKind::Plain
-        };
-        let j = JoinSql::new(&plan, d, kind, bucket);
+        let j = JoinSql::new(&plan, d, counting(kind), bucket);
         let on: Vec<String> = (0..j.nk())
             .map(|i| format!("{} = {}", j.key_of(Side::Prod, i), j.key_of(Side::Pr, i)))
             .collect();
@@ -138,12 +133,7 @@ impl ComparePlan {
             group: (!self.columns.is_empty()).then_some(0..0),
             ..self.clone()
         };
-        let kind = if kind == JoinKind::Windowed {
-            JoinKind::Windowed
-        } else {
-            JoinKind::Plain
-        };
-        let j = JoinSql::new(&plan, d, kind, bucket);
+        let j = JoinSql::new(&plan, d, counting(kind), bucket);
         let both = j.kinds().both;
         let any: Vec<String> = renamed.iter().map(|r| format!("x.rd{r}")).collect();
         let cond = format!(
@@ -156,6 +146,16 @@ impl ComparePlan {
             d.cast(&d.count_where(&cond), d.bigint_type()),
             j.gated()
         )
+    }
+}
+
+/// The kind of a follow-up statement over a pass's join: windowed when the pass was, else
+/// plain (a follow-up carries no example rows).
+fn counting(kind: JoinKind) -> JoinKind {
+    if kind == JoinKind::Windowed {
+        JoinKind::Windowed
+    } else {
+        JoinKind::Plain
     }
 }
 
