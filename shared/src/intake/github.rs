@@ -28,8 +28,8 @@ struct Payload<'a> {
     pull_request: Option<Pr<'a>>,
     #[serde(borrow, default)]
     label: Option<Label<'a>>,
-    #[serde(default)]
-    changes: Option<Changes>,
+    #[serde(borrow, default)]
+    changes: Option<Changes<'a>>,
     #[serde(borrow, default, rename = "ref")]
     git_ref: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -75,9 +75,18 @@ struct Label<'a> {
 }
 
 #[derive(Deserialize)]
-struct Changes {
+struct Changes<'a> {
     #[serde(default)]
     base: Option<IgnoredAny>,
+    #[serde(borrow, default)]
+    body: Option<Change<'a>>,
+}
+
+/// An edited field's value before the edit.
+#[derive(Deserialize)]
+struct Change<'a> {
+    #[serde(borrow, default)]
+    from: Option<Cow<'a, str>>,
 }
 
 fn missing(field: &'static str) -> IntakeError {
@@ -152,9 +161,10 @@ fn pull_request(p: Payload<'_>) -> Result<HostEvent, IntakeError> {
             need(p.label.as_ref().and_then(|l| l.name.as_ref()), "label.name")?.to_string(),
         ]),
         "edited" if p.changes.as_ref().is_some_and(|c| c.base.is_some()) => PrAction::BaseChanged,
+        "edited" if remap_changed(&p) => PrAction::RemapChanged,
         "edited" => {
             return Ok(HostEvent::NotHandled(
-                "pull_request edited without a base branch change".into(),
+                "pull_request edited without a base branch or column remapping change".into(),
             ));
         }
         "closed" => {
@@ -195,6 +205,16 @@ fn pull_request(p: Payload<'_>) -> Result<HostEvent, IntakeError> {
             .map(|b| crate::diff::remap::parse_text(b, "PR description"))
             .unwrap_or_default(),
     }))
+}
+
+/// Whether an `edited` delivery changed the description's column remapping directives
+/// (an edit elsewhere in the text starts nothing).
+fn remap_changed(p: &Payload<'_>) -> bool {
+    let Some(before) = p.changes.as_ref().and_then(|c| c.body.as_ref()) else {
+        return false;
+    };
+    let after = p.pull_request.as_ref().and_then(|pr| pr.body.as_deref());
+    super::remap_edited(before.from.as_deref(), after)
 }
 
 /// An `issue_comment` delivery: a `/prdiff run` command when a person (not a bot, not

@@ -64,13 +64,20 @@ fn merge_request(v: &Value) -> Result<HostEvent, IntakeError> {
                 PrAction::NewCommits
             } else if has("target_branch") {
                 PrAction::BaseChanged
+            } else if let Some(d) = changes.and_then(|c| c.get("description"))
+                && super::remap_edited(
+                    d.get("previous").and_then(Value::as_str),
+                    d.get("current").and_then(Value::as_str),
+                )
+            {
+                PrAction::RemapChanged
             } else if !added.is_empty() {
                 PrAction::Labeled(added)
             } else if undrafted {
                 PrAction::ReadyForReview
             } else {
                 return Ok(HostEvent::NotHandled(
-                    "merge request update without new commits, added labels, target branch or draft change"
+                    "merge request update without new commits, added labels, target branch, draft or column remapping change"
                         .into(),
                 ));
             }

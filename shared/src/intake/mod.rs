@@ -55,6 +55,16 @@ pub enum HostEvent {
     NotHandled(String),
 }
 
+/// Whether an edit of a PR description (text before, after) changed its column remapping
+/// directives.
+fn remap_edited(before: Option<&str>, after: Option<&str>) -> bool {
+    let directives = |t: Option<&str>| {
+        t.map(|t| crate::diff::remap::parse_text(t, "PR description"))
+            .unwrap_or_default()
+    };
+    directives(before) != directives(after)
+}
+
 /// What happened to a pull/merge request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PrAction {
@@ -67,6 +77,9 @@ pub enum PrAction {
     Labeled(Vec<String>),
     /// The base (target) branch changed.
     BaseChanged,
+    /// The description was edited and its column remapping directives changed (see
+    /// [`crate::diff::remap`]): the models they touch are diffed again.
+    RemapChanged,
     /// A run asked for by a `/prdiff run` comment or the HTTP trigger: the label gate and
     /// `max_models` do not apply.
     OnDemand,
@@ -81,6 +94,7 @@ impl PrAction {
             PrAction::ReadyForReview => "ready_for_review",
             PrAction::Labeled(_) => "labeled",
             PrAction::BaseChanged => "base_changed",
+            PrAction::RemapChanged => "remap_changed",
             PrAction::OnDemand => "on_demand",
         }
     }

@@ -123,6 +123,64 @@ fn github_edited_starts_a_run_only_when_the_base_changed() {
 }
 
 #[test]
+fn a_description_edit_starts_a_run_only_when_its_remapping_directives_change() {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&fixture("github/pull_request.opened.json")).unwrap();
+    v["action"] = "edited".into();
+    let mut edit = |before: &str, after: &str| {
+        v["changes"] = serde_json::json!({"body": {"from": before}});
+        v["pull_request"]["body"] = after.into();
+        github::parse("pull_request", &serde_json::to_vec(&v).unwrap()).unwrap()
+    };
+    // Prose edited, directives the same (whitespace around them does not count).
+    for (before, after) in [
+        ("Fixes totals.", "Fixes the totals."),
+        (
+            "datafold remap a b\nOld text.",
+            "New text.\r\n  datafold remap a b  ",
+        ),
+        ("", "X-Datafold: rename a-b c"),
+    ] {
+        assert!(
+            matches!(edit(before, after), HostEvent::NotHandled(_)),
+            "{before:?} → {after:?}"
+        );
+    }
+    // Directives added, changed or removed.
+    for (before, after) in [
+        ("Fixes totals.", "Fixes totals.\n\ndatafold remap a b"),
+        ("datafold remap a b", "datafold remap a c"),
+        ("datafold remap a b", "datafold remap a b orders*"),
+        ("/datafold renamed a b", "No more renames."),
+    ] {
+        let e = pr(edit(before, after));
+        assert_eq!(e.action, PrAction::RemapChanged, "{before:?} → {after:?}");
+        assert_eq!(
+            e.remap,
+            crate::diff::remap::parse_text(after, "test"),
+            "the new description's directives"
+        );
+    }
+
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&fixture("gitlab/gitlab-docs.merge_request.open.json")).unwrap();
+    v["object_attributes"]["action"] = "update".into();
+    let mut edit = |before: &str, after: &str| {
+        v["changes"] = serde_json::json!({"description": {"previous": before, "current": after}});
+        v["object_attributes"]["description"] = after.into();
+        gitlab::parse("Merge Request Hook", &serde_json::to_vec(&v).unwrap()).unwrap()
+    };
+    assert!(matches!(
+        edit("Fixes totals.", "Fixes the totals."),
+        HostEvent::NotHandled(_)
+    ));
+    assert_eq!(
+        pr(edit("Fixes totals.", "prdiff remap a b")).action,
+        PrAction::RemapChanged
+    );
+}
+
+#[test]
 fn github_payloads_missing_fields_name_the_field() {
     let mut v: serde_json::Value =
         serde_json::from_slice(&fixture("github/pull_request.opened.json")).unwrap();

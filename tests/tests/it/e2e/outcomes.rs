@@ -2034,6 +2034,108 @@ async fn through_serve_a_remapping_in_a_commit_message_compares_the_pair_with_ex
     );
 }
 
+/// Posts a signed `pull_request` `edited` delivery to serve: the description was
+/// `before` and is now `after`; answers the HTTP status and body.
+async fn edit_description(addr: &str, delivery: &str, before: &str, after: &str) -> (u16, String) {
+    let mut body: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(prdiff_tests::fixtures().join("github/pull_request.opened.json")).unwrap(),
+    )
+    .unwrap();
+    body["action"] = "edited".into();
+    body["changes"] = serde_json::json!({"body": {"from": before}});
+    body["pull_request"]["head"]["sha"] = HEAD.into();
+    body["pull_request"]["body"] = after.into();
+    let req = github("pull_request", delivery, serde_json::to_vec(&body).unwrap());
+    let mut post = reqwest::Client::new().post(format!("http://{addr}/webhook"));
+    for (k, v) in &req.headers {
+        post = post.header(k.as_str(), v.as_str());
+    }
+    let resp = post.body(req.body.clone()).send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn through_serve_editing_the_description_s_remapping_diffs_the_model_again_with_it() {
+    // `legacy_code` became `code`, 10 of 200 values changed (95 %: no detected rename).
+    let prod = "SELECT g AS id, 'C' || g AS legacy_code FROM generate_series(1, 200) AS g";
+    let pr = "SELECT g AS id, CASE WHEN g % 20 = 0 THEN 'X' ELSE 'C' || g END AS code
+              FROM generate_series(1, 200) AS g";
+    let (prod_m, pr_m, pr_rr) = orders_from(prod, pr, serde_json::json!({})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("prdiff.db");
+    let store = Arc::new(EmbeddedStore::open(&db).unwrap());
+    let p = Pipeline::over(store.clone(), store, &config("shop", "")).await;
+    p.prod_run(531, BASE);
+    p.dbt.put_artifact(531, "manifest.json", prod_m);
+    p.pr_run(931, HEAD, status::SUCCESS, Some(pr_rr));
+    p.dbt.put_artifact(931, "manifest.json", pr_m);
+    let (addr, stop, task) = start_serve(&p, &db).await;
+    let addr = addr.to_string();
+    let first = "Renames a column.";
+    let mut body: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(prdiff_tests::fixtures().join("github/pull_request.opened.json")).unwrap(),
+    )
+    .unwrap();
+    body["pull_request"]["head"]["sha"] = HEAD.into();
+    body["pull_request"]["body"] = first.into();
+    let req = github(
+        "pull_request",
+        "o-edit-1",
+        serde_json::to_vec(&body).unwrap(),
+    );
+    let mut post = reqwest::Client::new().post(format!("http://{addr}/webhook"));
+    for (k, v) in &req.headers {
+        post = post.header(k.as_str(), v.as_str());
+    }
+    assert_eq!(
+        post.body(req.body.clone())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        202
+    );
+    eventually("the first report", Duration::from_secs(60), || {
+        p.final_statuses(HEAD).len() == 1
+    })
+    .await;
+    let before = sticky(&p).1;
+    assert!(
+        before.contains("- Columns removed: `legacy_code`"),
+        "{before}"
+    );
+
+    // An edit that leaves the directives alone starts nothing.
+    let (code, answer) = edit_description(&addr, "o-edit-2", first, "Renames a column!").await;
+    assert_eq!(code, 200, "{answer}");
+    assert!(answer.contains("column remapping"), "{answer}");
+
+    // The directive added, for `orders`: that model is diffed again with the pair as one
+    // column; the other model's inputs did not change, so its result is re-used (a
+    // directive without a glob would apply to, and diff again, every model).
+    let second = "Renames a column.\n\ndatafold remap legacy_code code orders";
+    let (code, answer) = edit_description(&addr, "o-edit-3", first, second).await;
+    assert_eq!(code, 202, "{answer}");
+    eventually("the second report", Duration::from_secs(60), || {
+        p.final_statuses(HEAD).len() == 2
+    })
+    .await;
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    let after = sticky(&p).1;
+    assert!(
+        after.contains("- Renamed `legacy_code` → `code` (from the PR)"),
+        "{after}"
+    );
+    let orders = row(&after, "orders");
+    assert_eq!(orders[2..7], ["200 → 200", "0", "0", "10", "1"], "{after}");
+    assert!(
+        row(&after, "customers")[1].contains("unchanged since"),
+        "{after}"
+    );
+}
+
 #[tokio::test]
 async fn through_serve_the_pr_description_s_remapping_wins_over_a_commit_s() {
     // A commit maps `legacy_code` to a column the PR does not have; the description, with a
