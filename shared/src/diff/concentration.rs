@@ -152,10 +152,7 @@ pub(super) async fn concentration(
         return Ok(());
     }
     if !named {
-        // Fewest distinct values first (table order among equals), low-cardinality only.
-        found.retain(|(dim, _)| dim.distinct <= MAX_DISTINCT);
-        found.sort_by_key(|(dim, _)| dim.distinct);
-        found.truncate(MAX_DIMENSIONS);
+        keep_concentrated(&mut found);
     }
     if found.is_empty() {
         return Ok(());
@@ -167,6 +164,21 @@ pub(super) async fn concentration(
         dimensions: found.into_iter().map(|(dim, _)| dim).collect(),
     });
     Ok(())
+}
+
+/// Of the automatically chosen columns, those whose changed rows do concentrate, fewest
+/// distinct values first (table order among equals), at most [`MAX_DIMENSIONS`]: at most
+/// [`MAX_DISTINCT`] distinct values, at least two changed rows a value on average, and a
+/// top value holding more than one row. A column whose every changed row has a value of
+/// its own (names, e-mails on a small diff) says nothing about where changes are.
+fn keep_concentrated(found: &mut Vec<(Dimension, u64)>) {
+    found.retain(|(dim, total)| {
+        dim.distinct <= MAX_DISTINCT
+            && dim.distinct * 2 <= *total
+            && dim.top.first().is_some_and(|v| v.rows > 1)
+    });
+    found.sort_by_key(|(dim, _)| dim.distinct);
+    found.truncate(MAX_DIMENSIONS);
 }
 
 /// The statement's rows `(i, v, n, nd, total)` as dimensions, in `dims` order, each with
@@ -212,6 +224,45 @@ fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dim(column: &str, distinct: u64, top: &[u64]) -> Dimension {
+        Dimension {
+            column: column.into(),
+            distinct,
+            top: top
+                .iter()
+                .enumerate()
+                .map(|(i, &rows)| DimensionValue {
+                    value: Some(format!("v{i}")),
+                    rows,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn only_columns_whose_changed_rows_share_values_are_kept() {
+        let mut found = vec![
+            // 12 changed rows, 12 names: every row a value of its own.
+            (dim("first_name", 12, &[1, 1, 1]), 12),
+            // 7 values over 12 rows: more than half as many values as rows.
+            (dim("city", 7, &[4, 2, 1]), 12),
+            (dim("region", 3, &[9, 2, 1]), 12),
+            (dim("channel", 2, &[10, 2]), 12),
+            // 21 values: too many to be a dimension, however many rows.
+            (dim("store", 21, &[400, 300, 200]), 5_000),
+            (dim("status", 4, &[2, 2, 2]), 8),
+            (dim("plan", 5, &[3000, 1000, 500]), 5_000),
+        ];
+        keep_concentrated(&mut found);
+        let kept: Vec<&str> = found.iter().map(|(d, _)| d.column.as_str()).collect();
+        assert_eq!(kept, ["channel", "region", "status"]);
+
+        // A value holding one row is no concentration, even among few values.
+        let mut found = vec![(dim("flag", 2, &[1, 1]), 4)];
+        keep_concentrated(&mut found);
+        assert!(found.is_empty());
+    }
 
     #[test]
     fn large_relations_read_a_sample_of_their_changed_rows() {
