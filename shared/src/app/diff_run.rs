@@ -293,10 +293,10 @@ async fn diff_model(
 }
 
 /// Renders and publishes the report once (see
-/// [`publish_run_report`](crate::app::publish::publish_run_report)). False when
+/// [`publish_run_report`](crate::app::publish_run::publish_run_report)). False when
 /// another invocation holds the claim or already finished.
 async fn publish(run: &CiRun, config: &CiConfig, deps: &Deps) -> Result<bool, DiffRunError> {
-    Ok(crate::app::publish::publish_run_report(
+    Ok(crate::app::publish_run::publish_run_report(
         deps.runs.as_ref(),
         deps.hosts.as_ref(),
         deps.metadata.as_deref(),
@@ -306,9 +306,9 @@ async fn publish(run: &CiRun, config: &CiConfig, deps: &Deps) -> Result<bool, Di
     .await?)
 }
 
-impl From<crate::app::publish::PublishRunError> for DiffRunError {
-    fn from(e: crate::app::publish::PublishRunError) -> Self {
-        use crate::app::publish::PublishRunError as P;
+impl From<crate::app::publish_run::PublishRunError> for DiffRunError {
+    fn from(e: crate::app::publish_run::PublishRunError) -> Self {
+        use crate::app::publish_run::PublishRunError as P;
         match e {
             P::Store(e) => DiffRunError::Store(e),
             P::GitHost(e) => DiffRunError::GitHost(e),

@@ -12,6 +12,7 @@
 //! | [`reuse`] | unchanged model → earlier result | earlier runs of the PR (fan-outs, results) | the re-used results of the run |
 //! | [`diff_run`] | work item → result | the work item, data source and secret, the warehouse | the model's stored outcome |
 //! | [`publish`] | results → comment and status | the fan-out and stored outcomes | sticky comment, commit status, the run's end |
+//! | [`publish_run`] | a run's report, once (last diff runner or poller) | the fan-out, stored outcomes, model metadata | as [`publish`] |
 //! | [`sync`] | production manifest → model metadata | dbt Cloud artifacts | the metadata store |
 //! | [`apply`] | configuration file → stores | the TOML file, secrets, dbt Cloud, warehouse | configurations, data sources, secrets |
 
@@ -22,6 +23,7 @@ pub mod fanout;
 pub mod intake;
 pub mod poll;
 pub mod publish;
+pub mod publish_run;
 pub mod reuse;
 pub mod sync;
 pub mod trigger;

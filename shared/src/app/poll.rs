@@ -595,7 +595,7 @@ async fn publish_without_diffs(
     config: &CiConfig,
     run: &CiRun,
 ) -> Result<(), PollError> {
-    crate::app::publish::publish_run_report(
+    crate::app::publish_run::publish_run_report(
         deps.runs.as_ref(),
         deps.hosts.as_ref(),
         deps.metadata.as_deref(),
@@ -606,9 +606,9 @@ async fn publish_without_diffs(
     Ok(())
 }
 
-impl From<crate::app::publish::PublishRunError> for PollError {
-    fn from(e: crate::app::publish::PublishRunError) -> Self {
-        use crate::app::publish::PublishRunError as P;
+impl From<crate::app::publish_run::PublishRunError> for PollError {
+    fn from(e: crate::app::publish_run::PublishRunError) -> Self {
+        use crate::app::publish_run::PublishRunError as P;
         match e {
             P::Store(e) => PollError::Store(e),
             P::GitHost(e) => PollError::GitHost(e),

@@ -8,12 +8,10 @@
 
 use super::fanout::{CountSide, StoredOutcome, Summary, counted_reason};
 use crate::config::CiConfig;
-use crate::githost::{CommitStatus, GitHost, GitHostError, GitHosts};
-use crate::metadata::MetadataStore;
+use crate::githost::{CommitStatus, GitHost, GitHostError};
 use crate::outcome::{self, Counts, Ending};
 use crate::report::{self, Header, ModelEntry, Report, SkippedEntry};
-use crate::run::{CiRun, RunState};
-use crate::store::{RunStore, StoreError};
+use crate::run::CiRun;
 
 /// The report of a run from its summary and stored results. A model with no stored result
 /// (should not happen once all are counted) is reported as missing rather than dropped.
@@ -169,75 +167,6 @@ fn with_headline(body: &str, headline: &str) -> String {
         _ => format!("**{headline}**\n\n{body}"),
     }
 }
-
-/// Why a run's report could not be published.
-#[derive(Debug, thiserror::Error)]
-pub enum PublishRunError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    GitHost(#[from] GitHostError),
-    #[error("run {0} has no fan-out")]
-    NoFanOut(String),
-}
-
-/// Publishes the report of a run whose models all have a result, once, and ends the run:
-/// the report from its fan-out summary and stored results, with the synced owners and
-/// descriptions of its models and their downstream ones when `metadata` is given. The
-/// report claim makes one publish per run, whether the last diff runner or the poller
-/// (nothing left to diff) gets there. False when another invocation holds the claim or
-/// the run is no longer diffing. A failed publish releases the claim so a retry
-/// publishes.
-pub async fn publish_run_report(
-    runs: &dyn RunStore,
-    hosts: &dyn GitHosts,
-    metadata: Option<&dyn MetadataStore>,
-    config: &CiConfig,
-    run: &CiRun,
-) -> Result<bool, PublishRunError> {
-    let claim = format!("report#{}", run.id);
-    if !runs.claim_delivery(&claim, REPORT_CLAIM).await? {
-        return Ok(false);
-    }
-    let result = async {
-        let current = runs.get_run(&run.id).await?;
-        if current.as_ref().map(|r| r.state) != Some(RunState::Diffing) {
-            return Ok(false);
-        }
-        let Some(summary) = runs.fanout_summary(&run.id).await? else {
-            return Err(PublishRunError::NoFanOut(run.id.to_string()));
-        };
-        let results = runs.results(&run.id).await?;
-        let mut report = build_report(config, run, &summary, &results);
-        if let Some(store) = metadata {
-            // Owners and descriptions of the changed and downstream models, from the sync.
-            let mut names: Vec<String> = report.entries.iter().map(|e| e.name.clone()).collect();
-            names.extend(report.downstream.iter().cloned());
-            report.metadata = crate::metadata::report_metadata(store, &config.name, &names).await;
-        }
-        let host = hosts.for_config(config).await?;
-        publish_report(host.as_ref(), config, run, &report).await?;
-        match runs
-            .transition(&run.id, RunState::Diffing, RunState::Done, None)
-            .await
-        {
-            Ok(_) | Err(StoreError::Conflict(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        tracing::info!(models = report.entries.len(), "report published");
-        Ok(true)
-    }
-    .await;
-    if result.is_err()
-        && let Err(e) = runs.release_delivery(&claim).await
-    {
-        tracing::error!(error = %e, "could not release the report claim");
-    }
-    result
-}
-
-/// How long a report claim holds before another invocation may publish.
-const REPORT_CLAIM: std::time::Duration = std::time::Duration::from_secs(900);
 
 /// Publishes a finished report: the sticky comment (created once, edited after) under the
 /// outcome's headline, and the final commit status by the outcome rule, linking to the

@@ -1198,6 +1198,10 @@ const CODE_PATHS: [CodePath; 4] = [
             ("app::poll", "shared/src/app/poll.rs"),
             ("wiring", "shared/src/wiring.rs"),
             ("wiring", "shared/src/githost/http.rs"),
+            // With nothing left to diff, the poller publishes the report itself, with the
+            // synced owners and descriptions.
+            ("app::poll", "shared/src/app/publish_run.rs"),
+            ("wiring", "shared/src/metadata/mod.rs"),
         ],
     ),
     (
@@ -1205,6 +1209,8 @@ const CODE_PATHS: [CodePath; 4] = [
         "functions/diff/src",
         &[
             ("app::diff_run", "shared/src/app/diff_run.rs"),
+            // The last result publishes the report.
+            ("app::diff_run", "shared/src/app/publish_run.rs"),
             ("wiring", "shared/src/wiring.rs"),
             ("wiring", "shared/src/githost/http.rs"),
             ("wiring", "shared/src/metadata/mod.rs"),
