@@ -1535,6 +1535,18 @@ fn serve_services(p: &Pipeline, db: &Path) -> prdiff_serve::Services {
     }
 }
 
+/// Sends a webhook request to a running `prdiff serve` at `addr`; answers its response.
+async fn post_webhook(
+    addr: impl std::fmt::Display,
+    req: &prdiff_webhook::WebhookRequest,
+) -> reqwest::Response {
+    let mut post = reqwest::Client::new().post(format!("http://{addr}/webhook"));
+    for (k, v) in &req.headers {
+        post = post.header(k.as_str(), v.as_str());
+    }
+    post.body(req.body.clone()).send().await.unwrap()
+}
+
 /// Starts serve; returns its address, the stop switch and the task.
 async fn start_serve(
     p: &Pipeline,
@@ -1740,14 +1752,7 @@ async fn through_prdiff_serve_a_malicious_pr_manifest_gets_its_models_refused_an
     .unwrap();
     body["pull_request"]["head"]["sha"] = HEAD.into();
     let req = github("pull_request", "evil-1", serde_json::to_vec(&body).unwrap());
-    let mut post = reqwest::Client::new().post(format!("http://{addr}/webhook"));
-    for (k, v) in &req.headers {
-        post = post.header(k.as_str(), v.as_str());
-    }
-    assert_eq!(
-        post.body(req.body.clone()).send().await.unwrap().status(),
-        202
-    );
+    assert_eq!(post_webhook(addr, &req).await.status(), 202);
     eventually("the final status", Duration::from_secs(60), || {
         !p.final_statuses(HEAD).is_empty()
     })

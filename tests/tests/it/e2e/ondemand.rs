@@ -416,13 +416,8 @@ async fn through_prdiff_serve_a_writers_run_comment_diffs_a_pr_the_label_gate_sk
     p.prod_run(542, BASE);
     p.pr_run(942, HEAD, status::SUCCESS, None);
     let (addr, stop, task) = start_serve(&p, &db).await;
-    let deliver = |req: prdiff_webhook::WebhookRequest| async move {
-        let mut post = reqwest::Client::new().post(format!("http://{addr}/webhook"));
-        for (k, v) in &req.headers {
-            post = post.header(k.as_str(), v.as_str());
-        }
-        post.body(req.body.clone()).send().await.unwrap()
-    };
+    let deliver =
+        |req: prdiff_webhook::WebhookRequest| async move { post_webhook(addr, &req).await };
     // A reader's command starts nothing; the admin's runs past the label gate.
     let refused = deliver(pr_comment("od-s1", "reader", "/prdiff run")).await;
     assert_eq!(refused.status().as_u16(), 200);

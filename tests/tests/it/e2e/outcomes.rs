@@ -645,11 +645,7 @@ async fn through_serve_a_json_column_is_diffed_ignoring_key_order_and_spacing() 
         "o-json-1",
         serde_json::to_vec(&body).unwrap(),
     );
-    let mut post = reqwest::Client::new().post(format!("http://{addr}/webhook"));
-    for (k, v) in &req.headers {
-        post = post.header(k.as_str(), v.as_str());
-    }
-    let resp = post.body(req.body.clone()).send().await.unwrap();
+    let resp = post_webhook(addr, &req).await;
     assert_eq!(resp.status().as_u16(), 202);
     eventually("the final status", Duration::from_secs(60), || {
         !p.final_statuses(HEAD).is_empty()
@@ -1162,11 +1158,7 @@ async fn through_serve_pr(
         body["pull_request"]["body"] = d.into();
     }
     let req = github("pull_request", delivery, serde_json::to_vec(&body).unwrap());
-    let mut post = reqwest::Client::new().post(format!("http://{addr}/webhook"));
-    for (k, v) in &req.headers {
-        post = post.header(k.as_str(), v.as_str());
-    }
-    let resp = post.body(req.body.clone()).send().await.unwrap();
+    let resp = post_webhook(addr, &req).await;
     assert_eq!(resp.status().as_u16(), 202);
     eventually("the final status", Duration::from_secs(60), || {
         !p.final_statuses(HEAD).is_empty()
@@ -1389,11 +1381,7 @@ async fn through_serve_as_app_with(
     .unwrap();
     body["pull_request"]["head"]["sha"] = HEAD.into();
     let req = github("pull_request", delivery, serde_json::to_vec(&body).unwrap());
-    let mut post = reqwest::Client::new().post(format!("http://{addr}/webhook"));
-    for (k, v) in &req.headers {
-        post = post.header(k.as_str(), v.as_str());
-    }
-    let resp = post.body(req.body.clone()).send().await.unwrap();
+    let resp = post_webhook(addr, &req).await;
     assert_eq!(resp.status().as_u16(), 202);
     eventually("the final status", Duration::from_secs(60), || {
         !p.final_statuses(HEAD).is_empty()
@@ -1752,11 +1740,7 @@ async fn three_pushes(extra: &str) -> [String; 3] {
         body["pull_request"]["head"]["sha"] = head.into();
         let req = github("pull_request", delivery, serde_json::to_vec(&body).unwrap());
         async move {
-            let mut post = reqwest::Client::new().post(format!("http://{addr}/webhook"));
-            for (k, v) in &req.headers {
-                post = post.header(k.as_str(), v.as_str());
-            }
-            let resp = post.body(req.body.clone()).send().await.unwrap();
+            let resp = post_webhook(addr, &req).await;
             assert_eq!(resp.status().as_u16(), 202);
         }
     };
@@ -2046,11 +2030,7 @@ async fn edit_description(addr: &str, delivery: &str, before: &str, after: &str)
     body["pull_request"]["head"]["sha"] = HEAD.into();
     body["pull_request"]["body"] = after.into();
     let req = github("pull_request", delivery, serde_json::to_vec(&body).unwrap());
-    let mut post = reqwest::Client::new().post(format!("http://{addr}/webhook"));
-    for (k, v) in &req.headers {
-        post = post.header(k.as_str(), v.as_str());
-    }
-    let resp = post.body(req.body.clone()).send().await.unwrap();
+    let resp = post_webhook(addr, &req).await;
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
@@ -2083,19 +2063,7 @@ async fn through_serve_editing_the_description_s_remapping_diffs_the_model_again
         "o-edit-1",
         serde_json::to_vec(&body).unwrap(),
     );
-    let mut post = reqwest::Client::new().post(format!("http://{addr}/webhook"));
-    for (k, v) in &req.headers {
-        post = post.header(k.as_str(), v.as_str());
-    }
-    assert_eq!(
-        post.body(req.body.clone())
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        202
-    );
+    assert_eq!(post_webhook(&addr, &req).await.status().as_u16(), 202);
     eventually("the first report", Duration::from_secs(60), || {
         p.final_statuses(HEAD).len() == 1
     })
