@@ -2018,17 +2018,25 @@ async fn through_serve_a_remapping_in_a_commit_message_compares_the_pair_with_ex
     );
 }
 
-/// Posts a signed `pull_request` `edited` delivery to serve: the description was
-/// `before` and is now `after`; answers the HTTP status and body.
-async fn edit_description(addr: &str, delivery: &str, before: &str, after: &str) -> (u16, String) {
+/// Posts a signed `pull_request` delivery for `HEAD` to serve with `description` as the
+/// PR's: `opened`, or with `edited_from` the `edited` of a description that was that text;
+/// answers the HTTP status and body.
+async fn post_description(
+    addr: &str,
+    delivery: &str,
+    edited_from: Option<&str>,
+    description: &str,
+) -> (u16, String) {
     let mut body: serde_json::Value = serde_json::from_slice(
         &std::fs::read(prdiff_tests::fixtures().join("github/pull_request.opened.json")).unwrap(),
     )
     .unwrap();
-    body["action"] = "edited".into();
-    body["changes"] = serde_json::json!({"body": {"from": before}});
+    if let Some(before) = edited_from {
+        body["action"] = "edited".into();
+        body["changes"] = serde_json::json!({"body": {"from": before}});
+    }
     body["pull_request"]["head"]["sha"] = HEAD.into();
-    body["pull_request"]["body"] = after.into();
+    body["pull_request"]["body"] = description.into();
     let req = github("pull_request", delivery, serde_json::to_vec(&body).unwrap());
     let resp = post_webhook(addr, &req).await;
     (resp.status().as_u16(), resp.text().await.unwrap())
@@ -2052,18 +2060,8 @@ async fn through_serve_editing_the_description_s_remapping_diffs_the_model_again
     let (addr, stop, task) = start_serve(&p, &db).await;
     let addr = addr.to_string();
     let first = "Renames a column.";
-    let mut body: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(prdiff_tests::fixtures().join("github/pull_request.opened.json")).unwrap(),
-    )
-    .unwrap();
-    body["pull_request"]["head"]["sha"] = HEAD.into();
-    body["pull_request"]["body"] = first.into();
-    let req = github(
-        "pull_request",
-        "o-edit-1",
-        serde_json::to_vec(&body).unwrap(),
-    );
-    assert_eq!(post_webhook(&addr, &req).await.status().as_u16(), 202);
+    let (code, answer) = post_description(&addr, "o-edit-1", None, first).await;
+    assert_eq!(code, 202, "{answer}");
     eventually("the first report", Duration::from_secs(60), || {
         p.final_statuses(HEAD).len() == 1
     })
@@ -2075,7 +2073,8 @@ async fn through_serve_editing_the_description_s_remapping_diffs_the_model_again
     );
 
     // An edit that leaves the directives alone starts nothing.
-    let (code, answer) = edit_description(&addr, "o-edit-2", first, "Renames a column!").await;
+    let (code, answer) =
+        post_description(&addr, "o-edit-2", Some(first), "Renames a column!").await;
     assert_eq!(code, 200, "{answer}");
     assert!(answer.contains("column remapping"), "{answer}");
 
@@ -2083,7 +2082,7 @@ async fn through_serve_editing_the_description_s_remapping_diffs_the_model_again
     // column; the other model's inputs did not change, so its result is re-used (a
     // directive without a glob would apply to, and diff again, every model).
     let second = "Renames a column.\n\ndatafold remap legacy_code code orders";
-    let (code, answer) = edit_description(&addr, "o-edit-3", first, second).await;
+    let (code, answer) = post_description(&addr, "o-edit-3", Some(first), second).await;
     assert_eq!(code, 202, "{answer}");
     eventually("the second report", Duration::from_secs(60), || {
         p.final_statuses(HEAD).len() == 2
